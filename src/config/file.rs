@@ -1,0 +1,542 @@
+//! The TOML reader: applies a config file over a [`Config`].
+//!
+//! It walks the span-carrying document of `toml::de::DeTable` by hand rather than deriving serde
+//! `Deserialize`: that way every error names the full key (`webhook[1].url`) and its line, type
+//! errors say which key wanted what, and an unknown key comes with the likely intended one.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::hooks::{EventFilter, Header, ScriptConfig, WebhookConfig, parse_header_name};
+use super::{
+    ApiToken, Config, ConfigError, EventType, Secret, Signature, WebhookFormat, check_duration,
+    check_range, floors, limits, parse_duration, parse_event, parse_listen, parse_url, quote,
+    suggest,
+};
+
+pub(super) const ROOT_KEYS: &[&str] = &[
+    "rtmp_listen",
+    "http_listen",
+    "rtsp_listen",
+    "api_listen",
+    "api_token",
+    "shards",
+    "log_level",
+    "log_format",
+    "chunk_size",
+    "player_queue",
+    "player_max_drops",
+    "gop_cache",
+    "max_connections",
+    "merge_write_ms",
+    "handshake_timeout",
+    "idle_timeout",
+    "state_dir",
+    "hook_timeout",
+    "hook_concurrency",
+    "hook_queue",
+    "rotation_grace",
+    "notify",
+    "webhook",
+    "script",
+    "stdio",
+];
+
+pub(super) const NOTIFY_KEYS: &[&str] = &[
+    "method",
+    "on_connect",
+    "on_publish",
+    "on_play",
+    "on_done",
+    "on_publish_done",
+    "on_play_done",
+    "on_update",
+    "update_interval",
+    "update_strict",
+    "url",
+    "timeout",
+    "on_error",
+    "secret",
+    "signature",
+];
+
+pub(super) const WEBHOOK_KEYS: &[&str] = &[
+    "url",
+    "events",
+    "headers",
+    "format",
+    "secret",
+    "signature",
+    "signature_header",
+    "retries",
+];
+
+pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
+
+pub(super) const STDIO_KEYS: &[&str] = &["format"];
+
+/// Where each table's keys belong, to point a root-level stray (`on_publish = ...` above any
+/// header) at its table.
+const TABLES: &[(&str, &[&str])] = &[
+    ("[notify]", NOTIFY_KEYS),
+    ("[[webhook]]", WEBHOOK_KEYS),
+    ("[[script]]", SCRIPT_KEYS),
+    ("[stdio]", STDIO_KEYS),
+];
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Applies the TOML document `text` (read from `path`) over `config`.
+pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> {
+    let doc = Doc { path, text };
+    let parsed = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
+    let root = Section {
+        doc: &doc,
+        prefix: String::new(),
+        table: parsed.get_ref(),
+    };
+    root.check_keys(ROOT_KEYS)?;
+
+    if let Some(item) = root.get("rtmp_listen") {
+        config.rtmp_listen = item.parse(parse_listen)?;
+    }
+    if let Some(item) = root.get("http_listen") {
+        config.http_listen = item.parse(parse_listen)?;
+    }
+    if let Some(item) = root.get("rtsp_listen") {
+        config.rtsp_listen = item.parse(parse_listen)?;
+    }
+    if let Some(item) = root.get("api_listen") {
+        config.api_listen = item.parse(parse_listen)?;
+    }
+    if let Some(item) = root.get("api_token") {
+        config.api_token = Some(item.parse(ApiToken::parse)?);
+    }
+    if let Some(item) = root.get("shards") {
+        config.shards = item.integer(limits::SHARDS)?;
+    }
+    if let Some(item) = root.get("log_level") {
+        config.log_level = item.parse(str::parse)?;
+    }
+    if let Some(item) = root.get("log_format") {
+        config.log_format = item.parse(str::parse)?;
+    }
+    if let Some(item) = root.get("chunk_size") {
+        config.chunk_size = item.integer(limits::CHUNK_SIZE)?;
+    }
+    if let Some(item) = root.get("player_queue") {
+        config.player_queue = item.integer(limits::PLAYER_QUEUE)?;
+    }
+    if let Some(item) = root.get("player_max_drops") {
+        config.player_max_drops = item.integer(limits::PLAYER_MAX_DROPS)?;
+    }
+    if let Some(item) = root.get("gop_cache") {
+        config.gop_cache = item.boolean()?;
+    }
+    if let Some(item) = root.get("max_connections") {
+        config.max_connections = item.integer(limits::MAX_CONNECTIONS)?;
+    }
+    if let Some(item) = root.get("merge_write_ms") {
+        config.merge_write_ms = item.integer(limits::MERGE_WRITE_MS)?;
+    }
+    if let Some(item) = root.get("handshake_timeout") {
+        config.handshake_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("idle_timeout") {
+        config.idle_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("state_dir") {
+        config.state_dir = item.parse(|s| {
+            if s.is_empty() {
+                Err("must not be empty".to_owned())
+            } else {
+                Ok(s.into())
+            }
+        })?;
+    }
+    if let Some(item) = root.get("hook_timeout") {
+        config.hook_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("hook_concurrency") {
+        config.hook_concurrency = item.integer(limits::HOOK_CONCURRENCY)?;
+    }
+    if let Some(item) = root.get("hook_queue") {
+        config.hook_queue = item.integer(limits::HOOK_QUEUE)?;
+    }
+    if let Some(item) = root.get("rotation_grace") {
+        config.rotation_grace = item.duration(Duration::ZERO)?;
+    }
+    if let Some(item) = root.get("notify") {
+        read_notify(config, &item)?;
+    }
+    if let Some(item) = root.get("webhook") {
+        for element in item.array_of_tables()? {
+            config.webhooks.push(read_webhook(&element)?);
+        }
+    }
+    if let Some(item) = root.get("script") {
+        for element in item.array_of_tables()? {
+            config.scripts.push(read_script(&element)?);
+        }
+    }
+    if let Some(item) = root.get("stdio") {
+        let table = item.table()?;
+        table.check_keys(STDIO_KEYS)?;
+        config.stdio = Some(match table.get("format") {
+            Some(format) => format.parse(str::parse)?,
+            None => Default::default(),
+        });
+    }
+    Ok(())
+}
+
+fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
+    let table = item.table()?;
+    table.check_keys(NOTIFY_KEYS)?;
+    let notify = &mut config.notify;
+    if let Some(item) = table.get("method") {
+        notify.method = item.parse(str::parse)?;
+    }
+    let url = |key: &str| -> Result<Option<String>> {
+        table.get(key).map(|item| item.parse(parse_url)).transpose()
+    };
+    notify.on_connect = url("on_connect")?;
+    notify.on_publish = url("on_publish")?;
+    notify.on_play = url("on_play")?;
+    notify.on_done = url("on_done")?;
+    notify.on_publish_done = url("on_publish_done")?;
+    notify.on_play_done = url("on_play_done")?;
+    notify.on_update = url("on_update")?;
+    // `url` is the bintu-style shorthand: one endpoint for every callback not given its own.
+    if let Some(shared) = url("url")? {
+        for slot in [
+            &mut notify.on_connect,
+            &mut notify.on_publish,
+            &mut notify.on_play,
+            &mut notify.on_done,
+            &mut notify.on_publish_done,
+            &mut notify.on_play_done,
+            &mut notify.on_update,
+        ] {
+            slot.get_or_insert_with(|| shared.clone());
+        }
+    }
+    if let Some(item) = table.get("update_interval") {
+        notify.update_interval = item.duration(floors::UPDATE_INTERVAL)?;
+    }
+    if let Some(item) = table.get("update_strict") {
+        notify.update_strict = item.boolean()?;
+    }
+    if let Some(item) = table.get("timeout") {
+        notify.timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = table.get("on_error") {
+        notify.on_error = item.parse(str::parse)?;
+    }
+    if let Some(item) = table.get("secret") {
+        notify.secret = Some(item.parse(Secret::parse)?);
+    }
+    if let Some(item) = table.get("signature") {
+        notify.signature = item.parse(str::parse)?;
+        if notify.secret.is_none() {
+            return Err(item.error("has no effect without 'secret'"));
+        }
+    }
+    Ok(())
+}
+
+fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
+    let table = item.table()?;
+    table.check_keys(WEBHOOK_KEYS)?;
+    let url = match table.get("url") {
+        Some(url) => url.parse(parse_url)?,
+        None => return Err(item.error("missing required key 'url'")),
+    };
+    let mut webhook = WebhookConfig::new(url, EventFilter::All);
+    let events = table.get("events");
+    if let Some(events) = &events {
+        webhook.events = read_events(events)?;
+    }
+    if let Some(headers) = table.get("headers") {
+        for header in headers.array()? {
+            webhook.headers.push(header.parse(Header::parse)?);
+        }
+    }
+    if let Some(format) = table.get("format") {
+        webhook.format = format.parse(str::parse)?;
+    }
+    if let Some(secret) = table.get("secret") {
+        webhook.secret = Some(secret.parse(Secret::parse)?);
+    }
+    if let Some(retries) = table.get("retries") {
+        webhook.retries = retries.integer(limits::RETRIES)?;
+    }
+    if let Some(signature) = table.get("signature") {
+        webhook.signature = signature.parse(str::parse)?;
+        if webhook.secret.is_none() {
+            return Err(signature.error("has no effect without 'secret'"));
+        }
+    }
+    if let Some(header) = table.get("signature_header") {
+        let name = header.parse(parse_header_name)?;
+        if webhook.secret.is_none() {
+            return Err(header.error("has no effect without 'secret'"));
+        }
+        if webhook.signature == Signature::Standard {
+            return Err(header.error(
+                "applies to signature \"sha256\" or \"sha1\" only (\"standard\" uses the webhook-* headers)",
+            ));
+        }
+        webhook.signature_header = name;
+    }
+    if let (WebhookFormat::Dolby, EventFilter::Only(list), Some(events)) =
+        (webhook.format, &webhook.events, &events)
+        && let Some(event) = list.iter().find(|e| !EventType::DOLBY.contains(e))
+    {
+        let sendable: Vec<&str> = EventType::DOLBY.iter().map(|e| e.as_str()).collect();
+        return Err(events.error(format!(
+            "format \"dolby\" cannot express '{event}' (it sends only {})",
+            sendable.join(", ")
+        )));
+    }
+    Ok(webhook)
+}
+
+fn read_events(item: &Item<'_>) -> Result<EventFilter> {
+    let mut names = Vec::new();
+    for element in item.array()? {
+        let name = element.string()?;
+        if name != "*" {
+            parse_event(name).map_err(|message| element.error(message))?;
+        }
+        names.push(name);
+    }
+    EventFilter::parse_list(names).map_err(|message| item.error(message))
+}
+
+fn read_script(item: &Item<'_>) -> Result<ScriptConfig> {
+    let table = item.table()?;
+    table.check_keys(SCRIPT_KEYS)?;
+    let event = match table.get("event") {
+        Some(event) => event.parse(EventFilter::parse_one)?,
+        None => return Err(item.error("missing required key 'event' (an event name or \"*\")")),
+    };
+    let path = match table.get("path") {
+        Some(path) => path.parse(|s| {
+            if s.is_empty() {
+                Err("must not be empty".to_owned())
+            } else {
+                Ok(s.into())
+            }
+        })?,
+        None => return Err(item.error("missing required key 'path'")),
+    };
+    Ok(ScriptConfig { event, path })
+}
+
+/// The file being read: its name and text, to turn spans into line numbers.
+struct Doc<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Doc<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error(&self, span: Option<&Range<usize>>, message: String) -> ConfigError {
+        ConfigError::File {
+            path: self.path.to_owned(),
+            line: span.map(|s| self.line(s.start)),
+            message,
+        }
+    }
+
+    fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        // The parser's message is one line already; join defensively so the error stays one.
+        let mut message = error
+            .message()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        // toml says only "duplicate key"; the span holds the key, which is what the user needs.
+        if let Some(key) = error.span().and_then(|span| self.text.get(span))
+            && message == "duplicate key"
+        {
+            message = format!("duplicate key {}", quote(key));
+        }
+        self.error(error.span().as_ref(), format!("invalid TOML: {message}"))
+    }
+}
+
+/// A table of the document and the key path leading to it (`""`, `"notify."`, `"webhook[0]."`).
+struct Section<'a> {
+    doc: &'a Doc<'a>,
+    prefix: String,
+    table: &'a DeTable<'a>,
+}
+
+impl<'a> Section<'a> {
+    /// Refuses the first unknown key in file order, with the likely intended one.
+    fn check_keys(&self, known: &[&str]) -> Result<()> {
+        let unknown = self
+            .table
+            .iter()
+            .filter(|(key, _)| !known.contains(&key.get_ref().as_ref()))
+            .min_by_key(|(key, _)| key.span().start);
+        let Some((key, _)) = unknown else {
+            return Ok(());
+        };
+        let name: &str = key.get_ref();
+        let full = format!("{}{name}", self.prefix);
+        let hint = if let Some(close) = suggest(name, known.iter().copied()) {
+            format!(" (did you mean '{}{close}'?)", self.prefix)
+        } else if self.prefix.is_empty() {
+            match TABLES.iter().find(|(_, keys)| keys.contains(&name)) {
+                Some((table, _)) => format!(" (it belongs in a {table} table)"),
+                None => String::new(),
+            }
+        } else if ROOT_KEYS.contains(&name) {
+            " (a top-level key: move it above the first [table] header)".to_owned()
+        } else {
+            String::new()
+        };
+        Err(self.doc.error(
+            Some(&key.span()),
+            format!("unknown key {}{hint}", quote(&full)),
+        ))
+    }
+
+    fn get(&self, key: &str) -> Option<Item<'a>> {
+        self.table.get(key).map(|value| Item {
+            doc: self.doc,
+            key: format!("{}{key}", self.prefix),
+            value,
+        })
+    }
+}
+
+/// A value of the document and its full key, for messages.
+struct Item<'a> {
+    doc: &'a Doc<'a>,
+    key: String,
+    value: &'a Spanned<DeValue<'a>>,
+}
+
+impl<'a> Item<'a> {
+    fn error(&self, message: impl std::fmt::Display) -> ConfigError {
+        self.doc.error(
+            Some(&self.value.span()),
+            format!("key '{}': {message}", self.key),
+        )
+    }
+
+    fn type_error(&self, expected: &str) -> ConfigError {
+        let got = match self.value.get_ref() {
+            DeValue::String(_) => "a string",
+            DeValue::Integer(_) => "an integer",
+            DeValue::Float(_) => "a float",
+            DeValue::Boolean(_) => "a boolean",
+            DeValue::Datetime(_) => "a date-time",
+            DeValue::Array(_) => "an array",
+            DeValue::Table(_) => "a table",
+        };
+        self.error(format!("expected {expected}, got {got}"))
+    }
+
+    fn string(&self) -> Result<&'a str> {
+        match self.value.get_ref() {
+            DeValue::String(s) => Ok(s),
+            _ => Err(self.type_error("a string")),
+        }
+    }
+
+    /// A string value run through one of the validators the flags share.
+    fn parse<T>(&self, validate: impl FnOnce(&str) -> std::result::Result<T, String>) -> Result<T> {
+        validate(self.string()?).map_err(|message| self.error(message))
+    }
+
+    fn boolean(&self) -> Result<bool> {
+        match self.value.get_ref() {
+            DeValue::Boolean(b) => Ok(*b),
+            _ => Err(self.type_error("true or false")),
+        }
+    }
+
+    fn integer<T: TryFrom<u64>>(&self, limit: (u64, u64)) -> Result<T> {
+        let DeValue::Integer(int) = self.value.get_ref() else {
+            return Err(self.type_error("an integer"));
+        };
+        let value = i128::from_str_radix(int.as_str(), int.radix())
+            .map_err(|_| self.error(format!("integer {int} is out of range")))?;
+        check_range(value, limit).map_err(|message| self.error(message))
+    }
+
+    /// A duration: a string such as `"30s"`, or an integer number of seconds.
+    fn duration(&self, floor: Duration) -> Result<Duration> {
+        let value = match self.value.get_ref() {
+            DeValue::String(s) => parse_duration(s),
+            DeValue::Integer(int) => match i128::from_str_radix(int.as_str(), int.radix()) {
+                Ok(secs) if secs < 0 => Err(format!("must not be negative, got {secs}")),
+                // Through the parser, so integer and string share the ceiling and messages.
+                Ok(secs) => parse_duration(&secs.to_string()),
+                Err(_) => Err(format!("integer {int} is out of range")),
+            },
+            _ => {
+                return Err(
+                    self.type_error("a duration such as \"30s\" or \"500ms\", or whole seconds")
+                );
+            }
+        };
+        value
+            .and_then(|d| check_duration(d, floor))
+            .map_err(|message| self.error(message))
+    }
+
+    fn table(&self) -> Result<Section<'a>> {
+        match self.value.get_ref() {
+            DeValue::Table(table) => Ok(Section {
+                doc: self.doc,
+                prefix: format!("{}.", self.key),
+                table,
+            }),
+            _ => Err(self.type_error("a table")),
+        }
+    }
+
+    fn array(&self) -> Result<Vec<Item<'a>>> {
+        match self.value.get_ref() {
+            DeValue::Array(array) => Ok(array
+                .iter()
+                .enumerate()
+                .map(|(i, value)| Item {
+                    doc: self.doc,
+                    key: format!("{}[{i}]", self.key),
+                    value,
+                })
+                .collect()),
+            _ => Err(self.type_error("an array")),
+        }
+    }
+
+    /// `[[name]]` blocks (or an inline array of tables). A single `[name]` is the common slip.
+    fn array_of_tables(&self) -> Result<Vec<Item<'a>>> {
+        match self.value.get_ref() {
+            DeValue::Table(_) => Err(self.type_error(&format!(
+                "an array of tables (write [[{}]], with double brackets)",
+                self.key
+            ))),
+            _ => self.array(),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What a new player needs to start at once: metadata, sequence headers and the current GOP.
+
+use std::rc::Rc;
+
+use super::packet::{Packet, PacketKind};
+
+/// A GOP longer than this is not cached whole (a 30 fps stream with a 10 s GOP is 300 video
+/// frames plus ~430 audio frames); past it players wait for the next keyframe instead.
+const MAX_GOP_PACKETS: usize = 4096;
+/// Bytes of media a cached GOP may hold, for the same reason.
+const MAX_GOP_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Default)]
+pub struct GopCache {
+    metadata: Option<Rc<Packet>>,
+    audio_header: Option<Rc<Packet>>,
+    video_header: Option<Rc<Packet>>,
+    /// From the last keyframe on, audio and video interleaved as received.
+    gop: Vec<Rc<Packet>>,
+    gop_bytes: usize,
+    /// Whether the stream has carried video: audio-only streams have no GOP to wait for.
+    has_video: bool,
+    enabled: bool,
+}
+
+impl GopCache {
+    pub fn new(enabled: bool) -> GopCache {
+        GopCache {
+            enabled,
+            ..GopCache::default()
+        }
+    }
+
+    pub fn has_video(&self) -> bool {
+        self.has_video
+    }
+
+    pub fn push(&mut self, packet: &Rc<Packet>) {
+        match packet.kind {
+            PacketKind::Data { metadata: true } => self.metadata = Some(packet.clone()),
+            PacketKind::Data { metadata: false } => {}
+            PacketKind::Audio if packet.sequence_header => self.audio_header = Some(packet.clone()),
+            PacketKind::Video if packet.sequence_header => {
+                self.has_video = true;
+                self.video_header = Some(packet.clone());
+            }
+            _ if !self.enabled => {}
+            PacketKind::Video if packet.keyframe => {
+                self.has_video = true;
+                self.gop.clear();
+                self.gop_bytes = 0;
+                self.append(packet);
+            }
+            PacketKind::Audio | PacketKind::Video => {
+                if packet.kind == PacketKind::Video {
+                    self.has_video = true;
+                }
+                // Only a GOP that starts with a keyframe is worth replaying.
+                if !self.gop.is_empty() {
+                    self.append(packet);
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, packet: &Rc<Packet>) {
+        if self.gop.len() >= MAX_GOP_PACKETS
+            || self.gop_bytes + packet.payload.len() > MAX_GOP_BYTES
+        {
+            self.gop.clear();
+            self.gop_bytes = 0;
+            return;
+        }
+        self.gop_bytes += packet.payload.len();
+        self.gop.push(packet.clone());
+    }
+
+    /// Everything a new player is sent first, in the order it must receive it.
+    pub fn snapshot(&self) -> impl Iterator<Item = &Rc<Packet>> {
+        self.metadata
+            .iter()
+            .chain(self.video_header.iter())
+            .chain(self.audio_header.iter())
+            .chain(self.gop.iter())
+    }
+
+    pub fn clear(&mut self) {
+        *self = GopCache::new(self.enabled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn packet(kind: PacketKind, body: &'static [u8]) -> Rc<Packet> {
+        Rc::new(Packet::new(kind, 0, Bytes::from_static(body), 4096).unwrap())
+    }
+
+    #[test]
+    fn snapshot_is_headers_then_the_last_gop() {
+        let mut cache = GopCache::new(true);
+        let avc_header = packet(PacketKind::Video, &[0x17, 0, 0, 0, 0, 1]);
+        let aac_header = packet(PacketKind::Audio, &[0xAF, 0, 0x12, 0x10]);
+        let key1 = packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 1]);
+        let inter = packet(PacketKind::Video, &[0x27, 1, 0, 0, 0, 2]);
+        let audio = packet(PacketKind::Audio, &[0xAF, 1, 5]);
+        let key2 = packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 3]);
+        for p in [
+            &audio,
+            &avc_header,
+            &aac_header,
+            &key1,
+            &inter,
+            &audio,
+            &key2,
+            &audio,
+        ] {
+            cache.push(p);
+        }
+        let snapshot: Vec<_> = cache.snapshot().cloned().collect();
+        assert_eq!(snapshot.len(), 4);
+        assert!(Rc::ptr_eq(&snapshot[0], &avc_header));
+        assert!(Rc::ptr_eq(&snapshot[1], &aac_header));
+        assert!(Rc::ptr_eq(&snapshot[2], &key2));
+        assert!(Rc::ptr_eq(&snapshot[3], &audio));
+    }
+
+    #[test]
+    fn disabled_cache_keeps_only_headers() {
+        let mut cache = GopCache::new(false);
+        cache.push(&packet(PacketKind::Video, &[0x17, 0, 0, 0, 0, 1]));
+        cache.push(&packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 1]));
+        assert_eq!(cache.snapshot().count(), 1);
+    }
+}

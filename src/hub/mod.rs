@@ -1,0 +1,598 @@
+//! Stream registry and fan-out: publisher -> shared packets -> players.
+//!
+//! Two levels:
+//! - [`Hub`] is shared by all shards (behind a `Mutex` touched only when a publisher or a
+//!   shard's first player comes or goes, never per packet). It knows which shard publishes
+//!   each stream and which shards have players of it.
+//! - [`ShardHub`] is one shard's own view: its [`LocalStream`]s with their GOP caches and
+//!   players. It is single-threaded (`Rc`, `RefCell`) like the shard that owns it.
+//!
+//! A packet from a publisher is pushed into every local player's queue and sent once to every
+//! other shard with players (a [`ShardMessage::Relay`] over that shard's bounded channel),
+//! where that shard's `LocalStream` fans it out in turn. Nothing here ever waits: a full
+//! player queue drops to the next keyframe ([`player`]); a full relay channel makes that
+//! shard skip to the next keyframe.
+
+pub mod gop;
+pub mod packet;
+pub mod player;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use gop::GopCache;
+pub use packet::{Packet, PacketError, PacketKind};
+pub use player::{Offer, Player, PlayerItem};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("stream {0} already has a publisher")]
+    AlreadyPublishing(String),
+}
+
+/// Bounds and switches of the fan-out, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    pub chunk_size: u32,
+    pub player_queue: usize,
+    pub player_max_drops: u32,
+    pub gop_cache: bool,
+    /// Messages each shard's inbound channel holds. When full, relayed packets to that shard
+    /// are skipped to the next keyframe (control messages wait instead).
+    pub relay_capacity: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            chunk_size: 4096,
+            player_queue: 1024,
+            player_max_drops: 3,
+            gop_cache: true,
+            relay_capacity: 4096,
+        }
+    }
+}
+
+/// What one shard sends another.
+#[derive(Debug)]
+pub enum ShardMessage {
+    /// `shard` has players of `stream`: send it the stream (to the publisher's shard).
+    Subscribe {
+        stream: Arc<str>,
+        shard: usize,
+    },
+    /// `shard` has no players of `stream` any more.
+    Unsubscribe {
+        stream: Arc<str>,
+        shard: usize,
+    },
+    Relay {
+        stream: Arc<str>,
+        item: RelayItem,
+    },
+}
+
+#[derive(Debug)]
+pub enum RelayItem {
+    /// The stream is live; what a player needs first (metadata, headers, GOP) comes along.
+    Start(Vec<Packet>),
+    Packet(Packet),
+    /// The publisher left.
+    Stop,
+}
+
+/// Counters over all shards, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub packets_in: AtomicU64,
+    pub malformed_packets: AtomicU64,
+    pub relay_dropped: AtomicU64,
+    pub players_kicked: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    publisher: Option<usize>,
+    /// Shards that hold a `LocalStream` of this stream (players waiting or watching).
+    shards: Vec<usize>,
+}
+
+/// The registry shared by every shard.
+#[derive(Debug)]
+pub struct Hub {
+    streams: Mutex<HashMap<Arc<str>, Entry>>,
+    senders: Vec<mpsc::Sender<ShardMessage>>,
+    settings: HubSettings,
+    pub stats: HubStats,
+}
+
+impl Hub {
+    /// Creates the hub for `shards` shards and returns each shard's inbound channel.
+    pub fn new(
+        shards: usize,
+        settings: HubSettings,
+    ) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
+        let (senders, receivers) = (0..shards)
+            .map(|_| mpsc::channel(settings.relay_capacity.max(1)))
+            .unzip();
+        let hub = Hub {
+            streams: Mutex::new(HashMap::new()),
+            senders,
+            settings,
+            stats: HubStats::default(),
+        };
+        (Arc::new(hub), receivers)
+    }
+
+    pub fn settings(&self) -> HubSettings {
+        self.settings
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        // A panic while holding the lock cannot leave an entry half-written (every update is
+        // a single assignment), so a poisoned lock is still consistent.
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `shard` the publisher of `key`; returns the other shards with players.
+    fn claim_publisher(&self, key: &Arc<str>, shard: usize) -> Result<Vec<usize>, HubError> {
+        let mut streams = self.lock();
+        let entry = streams.entry(key.clone()).or_insert_with(|| Entry {
+            publisher: None,
+            shards: Vec::new(),
+        });
+        if entry.publisher.is_some() {
+            return Err(HubError::AlreadyPublishing(key.to_string()));
+        }
+        entry.publisher = Some(shard);
+        Ok(entry
+            .shards
+            .iter()
+            .copied()
+            .filter(|&s| s != shard)
+            .collect())
+    }
+
+    fn release_publisher(&self, key: &str) {
+        let mut streams = self.lock();
+        if let Some(entry) = streams.get_mut(key) {
+            entry.publisher = None;
+            if entry.shards.is_empty() {
+                streams.remove(key);
+            }
+        }
+    }
+
+    /// Records that `shard` holds `key`; returns the publisher's shard, if any.
+    fn register_shard(&self, key: &Arc<str>, shard: usize) -> Option<usize> {
+        let mut streams = self.lock();
+        let entry = streams.entry(key.clone()).or_insert_with(|| Entry {
+            publisher: None,
+            shards: Vec::new(),
+        });
+        if !entry.shards.contains(&shard) {
+            entry.shards.push(shard);
+        }
+        entry.publisher
+    }
+
+    fn unregister_shard(&self, key: &str, shard: usize) -> Option<usize> {
+        let mut streams = self.lock();
+        let entry = streams.get_mut(key)?;
+        entry.shards.retain(|&s| s != shard);
+        let publisher = entry.publisher;
+        if entry.shards.is_empty() && publisher.is_none() {
+            streams.remove(key);
+        }
+        publisher
+    }
+
+    /// Whether anyone publishes `key` now.
+    pub fn is_published(&self, key: &str) -> bool {
+        self.lock().get(key).is_some_and(|e| e.publisher.is_some())
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// One relay destination of a locally published stream.
+#[derive(Debug)]
+struct RelayTarget {
+    shard: usize,
+    /// Set when a packet could not be sent: skip until the next keyframe.
+    lagging: bool,
+}
+
+/// One shard's copy of a stream: its cache and its local players.
+#[derive(Debug)]
+pub struct LocalStream {
+    pub key: Arc<str>,
+    /// A publisher (here or on another shard) is sending.
+    live: Cell<bool>,
+    local_publisher: Cell<bool>,
+    cache: RefCell<GopCache>,
+    players: RefCell<Vec<Rc<Player>>>,
+    relay: RefCell<Vec<RelayTarget>>,
+}
+
+impl LocalStream {
+    pub fn is_live(&self) -> bool {
+        self.live.get()
+    }
+
+    pub fn player_count(&self) -> usize {
+        self.players.borrow().len()
+    }
+}
+
+/// One shard's part of the hub.
+pub struct ShardHub {
+    shard: usize,
+    hub: Arc<Hub>,
+    streams: RefCell<HashMap<Arc<str>, Rc<LocalStream>>>,
+    /// Per destination shard: messages waiting in spawned tasks for channel space. While any
+    /// wait, later messages to that shard queue behind them (order matters: Start before
+    /// packets before Stop), and relayed packets are skipped rather than queued.
+    backlog: Rc<RefCell<Vec<usize>>>,
+}
+
+impl ShardHub {
+    pub fn new(shard: usize, hub: Arc<Hub>) -> Rc<ShardHub> {
+        let shards = hub.senders.len();
+        Rc::new(ShardHub {
+            shard,
+            hub,
+            streams: RefCell::new(HashMap::new()),
+            backlog: Rc::new(RefCell::new(vec![0; shards])),
+        })
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn stream(&self, key: &str) -> Option<Rc<LocalStream>> {
+        self.streams.borrow().get(key).cloned()
+    }
+
+    fn local_stream(&self, key: &str) -> Rc<LocalStream> {
+        if let Some(stream) = self.stream(key) {
+            return stream;
+        }
+        let key: Arc<str> = Arc::from(key);
+        let stream = Rc::new(LocalStream {
+            key: key.clone(),
+            live: Cell::new(false),
+            local_publisher: Cell::new(false),
+            cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache)),
+            players: RefCell::new(Vec::new()),
+            relay: RefCell::new(Vec::new()),
+        });
+        self.streams
+            .borrow_mut()
+            .insert(key.clone(), stream.clone());
+        if let Some(publisher) = self.hub.register_shard(&key, self.shard)
+            && publisher != self.shard
+        {
+            self.send_ordered(
+                publisher,
+                ShardMessage::Subscribe {
+                    stream: key,
+                    shard: self.shard,
+                },
+            );
+        }
+        stream
+    }
+
+    /// Drops a stream this shard no longer needs (no publisher here, no players).
+    fn release_if_unused(&self, stream: &LocalStream) {
+        if stream.local_publisher.get() || !stream.players.borrow().is_empty() {
+            return;
+        }
+        self.streams.borrow_mut().remove(&stream.key);
+        if let Some(publisher) = self.hub.unregister_shard(&stream.key, self.shard)
+            && publisher != self.shard
+        {
+            self.send_ordered(
+                publisher,
+                ShardMessage::Unsubscribe {
+                    stream: stream.key.clone(),
+                    shard: self.shard,
+                },
+            );
+        }
+    }
+
+    /// Starts publishing `key` from this shard.
+    pub fn publish(self: &Rc<Self>, key: &str) -> Result<PublisherHandle, HubError> {
+        let key_arc: Arc<str> = Arc::from(key);
+        let others = self.hub.claim_publisher(&key_arc, self.shard)?;
+        let stream = self.local_stream(key);
+        stream.local_publisher.set(true);
+        self.start_stream(&stream, &[]);
+        for shard in others {
+            stream.relay.borrow_mut().push(RelayTarget {
+                shard,
+                lagging: false,
+            });
+            self.send_ordered(
+                shard,
+                ShardMessage::Relay {
+                    stream: stream.key.clone(),
+                    item: RelayItem::Start(Vec::new()),
+                },
+            );
+        }
+        Ok(PublisherHandle {
+            shard_hub: self.clone(),
+            stream,
+        })
+    }
+
+    /// Marks a stream live with a fresh cache and tells its players.
+    fn start_stream(&self, stream: &LocalStream, snapshot: &[Packet]) {
+        stream.live.set(true);
+        stream.cache.borrow_mut().clear();
+        for player in stream.players.borrow().iter() {
+            player.notice(PlayerItem::Published);
+        }
+        for packet in snapshot {
+            self.distribute(stream, Rc::new(packet.clone()));
+        }
+    }
+
+    fn stop_stream(&self, stream: &LocalStream) {
+        stream.live.set(false);
+        stream.cache.borrow_mut().clear();
+        for player in stream.players.borrow().iter() {
+            player.notice(PlayerItem::Unpublished);
+        }
+    }
+
+    /// Adds a player of `key` (live or not yet): it gets the cached start of the stream now
+    /// and every packet from then on.
+    pub fn play(self: &Rc<Self>, key: &str, conn_id: u64) -> PlayerHandle {
+        let stream = self.local_stream(key);
+        let settings = self.hub.settings;
+        let player = Rc::new(Player::new(
+            conn_id,
+            settings.player_queue,
+            settings.player_max_drops,
+        ));
+        {
+            let cache = stream.cache.borrow();
+            let has_video = cache.has_video();
+            for packet in cache.snapshot() {
+                player.offer(packet, has_video);
+            }
+        }
+        stream.players.borrow_mut().push(player.clone());
+        PlayerHandle {
+            shard_hub: self.clone(),
+            stream,
+            player,
+        }
+    }
+
+    /// Caches a packet, queues it for every local player, relays it to other shards.
+    fn distribute(&self, stream: &LocalStream, packet: Rc<Packet>) {
+        let has_video = {
+            let mut cache = stream.cache.borrow_mut();
+            cache.push(&packet);
+            cache.has_video()
+        };
+        let mut kicked = 0;
+        stream.players.borrow_mut().retain(|player| {
+            let keep = player.offer(&packet, has_video) != Offer::Kicked;
+            kicked += u64::from(!keep);
+            keep
+        });
+        if kicked > 0 {
+            self.hub
+                .stats
+                .players_kicked
+                .fetch_add(kicked, Ordering::Relaxed);
+        }
+        let resumes = packet.keyframe || (!has_video && packet.kind == PacketKind::Audio);
+        let backlog = self.backlog.borrow();
+        for target in stream.relay.borrow_mut().iter_mut() {
+            if target.lagging && !resumes {
+                self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let sent = backlog[target.shard] == 0
+                && self.hub.senders[target.shard]
+                    .try_send(ShardMessage::Relay {
+                        stream: stream.key.clone(),
+                        item: RelayItem::Packet((*packet).clone()),
+                    })
+                    .is_ok();
+            target.lagging = !sent;
+            if !sent {
+                self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sends a message that must arrive, after any earlier one to the same shard.
+    fn send_ordered(&self, shard: usize, message: ShardMessage) {
+        let Some(sender) = self.hub.senders.get(shard) else {
+            return;
+        };
+        let message = if self.backlog.borrow()[shard] == 0 {
+            match sender.try_send(message) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(message)) => message,
+            }
+        } else {
+            message
+        };
+        self.backlog.borrow_mut()[shard] += 1;
+        let sender = sender.clone();
+        let backlog = self.backlog.clone();
+        tokio::task::spawn_local(async move {
+            // An error means the shard is gone (shutdown): nothing left to tell it.
+            let _ = sender.send(message).await;
+            backlog.borrow_mut()[shard] -= 1;
+        });
+    }
+
+    /// Handles a message from another shard.
+    pub fn handle_message(&self, message: ShardMessage) {
+        match message {
+            ShardMessage::Subscribe { stream, shard } => {
+                let Some(local) = self.stream(&stream) else {
+                    return;
+                };
+                if !local.local_publisher.get()
+                    || local.relay.borrow().iter().any(|t| t.shard == shard)
+                {
+                    return;
+                }
+                let snapshot: Vec<Packet> = local
+                    .cache
+                    .borrow()
+                    .snapshot()
+                    .map(|p| (**p).clone())
+                    .collect();
+                local.relay.borrow_mut().push(RelayTarget {
+                    shard,
+                    lagging: false,
+                });
+                self.send_ordered(
+                    shard,
+                    ShardMessage::Relay {
+                        stream,
+                        item: RelayItem::Start(snapshot),
+                    },
+                );
+            }
+            ShardMessage::Unsubscribe { stream, shard } => {
+                if let Some(local) = self.stream(&stream) {
+                    local.relay.borrow_mut().retain(|t| t.shard != shard);
+                }
+            }
+            ShardMessage::Relay { stream, item } => {
+                // The stream may be gone here already (last player left): nothing to do.
+                let Some(local) = self.stream(&stream) else {
+                    return;
+                };
+                if local.local_publisher.get() {
+                    return;
+                }
+                match item {
+                    RelayItem::Start(snapshot) => self.start_stream(&local, &snapshot),
+                    RelayItem::Packet(packet) => self.distribute(&local, Rc::new(packet)),
+                    RelayItem::Stop => self.stop_stream(&local),
+                }
+            }
+        }
+    }
+
+    /// Number of streams this shard holds.
+    pub fn local_stream_count(&self) -> usize {
+        self.streams.borrow().len()
+    }
+}
+
+/// Held by a publishing session; dropping it ends the publish.
+pub struct PublisherHandle {
+    shard_hub: Rc<ShardHub>,
+    stream: Rc<LocalStream>,
+}
+
+impl PublisherHandle {
+    /// Takes one media message from the publisher and hands it to every player.
+    pub fn push(
+        &self,
+        kind: PacketKind,
+        timestamp: u32,
+        payload: Bytes,
+    ) -> Result<(), PacketError> {
+        let hub = &self.shard_hub.hub;
+        let packet =
+            Packet::new(kind, timestamp, payload, hub.settings.chunk_size).inspect_err(|_| {
+                hub.stats.malformed_packets.fetch_add(1, Ordering::Relaxed);
+            })?;
+        hub.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+        self.shard_hub.distribute(&self.stream, Rc::new(packet));
+        Ok(())
+    }
+
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    pub fn player_count(&self) -> usize {
+        self.stream.player_count()
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        let shard_hub = &self.shard_hub;
+        self.stream.local_publisher.set(false);
+        shard_hub.stop_stream(&self.stream);
+        let targets = std::mem::take(&mut *self.stream.relay.borrow_mut());
+        for target in targets {
+            shard_hub.send_ordered(
+                target.shard,
+                ShardMessage::Relay {
+                    stream: self.stream.key.clone(),
+                    item: RelayItem::Stop,
+                },
+            );
+        }
+        shard_hub.hub.release_publisher(&self.stream.key);
+        shard_hub.release_if_unused(&self.stream);
+    }
+}
+
+/// Held by a playing session; dropping it detaches the player.
+pub struct PlayerHandle {
+    shard_hub: Rc<ShardHub>,
+    stream: Rc<LocalStream>,
+    player: Rc<Player>,
+}
+
+impl PlayerHandle {
+    pub fn player(&self) -> &Rc<Player> {
+        &self.player
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.stream.is_live()
+    }
+
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+}
+
+impl Drop for PlayerHandle {
+    fn drop(&mut self) {
+        self.player.kick();
+        self.stream
+            .players
+            .borrow_mut()
+            .retain(|p| !Rc::ptr_eq(p, &self.player));
+        self.shard_hub.release_if_unused(&self.stream);
+    }
+}

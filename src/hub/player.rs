@@ -1,0 +1,229 @@
+//! A player's bounded queue: what the hub has handed it and its writer has not yet sent.
+//!
+//! The publisher (or the relay) pushes into every player's queue synchronously and never
+//! waits. A queue that fills up means its player reads slower than the stream arrives: the
+//! queue is emptied and the player skips to the next keyframe (it would otherwise fall ever
+//! further behind). A player that has to skip `max_drops` times without ever catching up
+//! is kicked, so one stalled viewer costs neither memory nor anyone else's latency.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use tokio::sync::Notify;
+
+use super::packet::{Packet, PacketKind};
+
+/// An entry of a player's queue, in stream order.
+#[derive(Debug, Clone)]
+pub enum PlayerItem {
+    Packet(Rc<Packet>),
+    /// The publisher left; the player stays attached.
+    Unpublished,
+    /// A publisher (re)started; timestamps start afresh.
+    Published,
+}
+
+/// Outcome of offering a packet to a player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Skipped while the player waits for a keyframe.
+    Skipped,
+    /// The player stayed behind too long and must be disconnected.
+    Kicked,
+}
+
+#[derive(Debug)]
+pub struct Player {
+    pub conn_id: u64,
+    queue: RefCell<VecDeque<PlayerItem>>,
+    /// Wakes the player's writer when its queue gets something (or it is kicked).
+    notify: Notify,
+    /// True after a drop until the next keyframe: a decoder cannot start mid-GOP.
+    waiting_keyframe: Cell<bool>,
+    /// Drops since the player last emptied its queue.
+    drops: Cell<u32>,
+    dropped_packets: Cell<u64>,
+    kicked: Cell<bool>,
+    /// Set when the session has its own bytes to send (a command reply): wakes the writer
+    /// with an empty queue.
+    poked: Cell<bool>,
+    limit: usize,
+    max_drops: u32,
+}
+
+impl Player {
+    pub fn new(conn_id: u64, limit: usize, max_drops: u32) -> Player {
+        Player {
+            conn_id,
+            queue: RefCell::new(VecDeque::new()),
+            notify: Notify::new(),
+            waiting_keyframe: Cell::new(true),
+            drops: Cell::new(0),
+            dropped_packets: Cell::new(0),
+            kicked: Cell::new(false),
+            poked: Cell::new(false),
+            limit: limit.max(1),
+            max_drops: max_drops.max(1),
+        }
+    }
+
+    /// Queues a packet, or skips it while waiting for a keyframe. `has_video` says whether the
+    /// stream has video at all: an audio-only stream can start on any audio frame.
+    pub fn offer(&self, packet: &Rc<Packet>, has_video: bool) -> Offer {
+        if self.kicked.get() {
+            return Offer::Kicked;
+        }
+        if self.waiting_keyframe.get() {
+            let starts = match packet.kind {
+                PacketKind::Video => packet.keyframe,
+                PacketKind::Audio => !has_video && !packet.sequence_header,
+                PacketKind::Data { .. } => false,
+            };
+            // Sequence headers and metadata are always delivered: they are what a decoder
+            // needs before the keyframe.
+            if !starts && !packet.sequence_header && !packet.is_metadata() {
+                self.dropped_packets.set(self.dropped_packets.get() + 1);
+                return Offer::Skipped;
+            }
+            if starts {
+                self.waiting_keyframe.set(false);
+            }
+        }
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() >= self.limit {
+            self.dropped_packets
+                .set(self.dropped_packets.get() + queue.len() as u64 + 1);
+            queue.clear();
+            self.waiting_keyframe.set(!packet.keyframe);
+            self.drops.set(self.drops.get() + 1);
+            if self.drops.get() >= self.max_drops {
+                drop(queue);
+                self.kick();
+                return Offer::Kicked;
+            }
+            if !packet.keyframe {
+                return Offer::Skipped;
+            }
+        }
+        queue.push_back(PlayerItem::Packet(packet.clone()));
+        drop(queue);
+        self.notify.notify_one();
+        Offer::Queued
+    }
+
+    /// Queues a stream notice (publisher left or came back).
+    pub fn notice(&self, item: PlayerItem) {
+        if matches!(item, PlayerItem::Published | PlayerItem::Unpublished) {
+            // A new publisher's stream starts at its own keyframe.
+            self.waiting_keyframe.set(true);
+        }
+        self.queue.borrow_mut().push_back(item);
+        self.notify.notify_one();
+    }
+
+    /// Moves everything queued into `out`. Emptying the queue counts as catching up.
+    pub fn take(&self, out: &mut Vec<PlayerItem>) {
+        let mut queue = self.queue.borrow_mut();
+        out.extend(queue.drain(..));
+        self.drops.set(0);
+        self.poked.set(false);
+    }
+
+    /// Waits until the queue has something, the player was poked or kicked.
+    pub async fn ready(&self) {
+        while self.queue.borrow().is_empty() && !self.kicked.get() && !self.poked.get() {
+            self.notify.notified().await;
+        }
+    }
+
+    /// Waits until the player is kicked.
+    pub async fn kicked(&self) {
+        while !self.kicked.get() {
+            self.notify.notified().await;
+        }
+    }
+
+    /// Wakes the writer although nothing was queued.
+    pub fn poke(&self) {
+        self.poked.set(true);
+        self.notify.notify_one();
+    }
+
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        self.queue.borrow_mut().clear();
+        self.notify.notify_one();
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.get()
+    }
+
+    pub fn dropped_packets(&self) -> u64 {
+        self.dropped_packets.get()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn video(keyframe: bool) -> Rc<Packet> {
+        let body: &'static [u8] = if keyframe {
+            &[0x17, 1, 0, 0, 0, 9]
+        } else {
+            &[0x27, 1, 0, 0, 0, 9]
+        };
+        Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from_static(body), 4096).unwrap())
+    }
+
+    #[test]
+    fn starts_on_a_keyframe() {
+        let player = Player::new(1, 10, 3);
+        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
+        assert_eq!(player.offer(&video(true), true), Offer::Queued);
+        assert_eq!(player.offer(&video(false), true), Offer::Queued);
+        assert_eq!(player.queued(), 2);
+    }
+
+    #[test]
+    fn a_full_queue_drops_to_the_next_keyframe_then_kicks() {
+        let player = Player::new(1, 4, 2);
+        assert_eq!(player.offer(&video(true), true), Offer::Queued);
+        for _ in 0..3 {
+            assert_eq!(player.offer(&video(false), true), Offer::Queued);
+        }
+        // Full: the fifth packet empties the queue and waits for a keyframe.
+        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
+        assert_eq!(player.queued(), 0);
+        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
+        assert_eq!(player.offer(&video(true), true), Offer::Queued);
+        for _ in 0..3 {
+            player.offer(&video(false), true);
+        }
+        // Second overflow without ever catching up: kicked.
+        assert_eq!(player.offer(&video(false), true), Offer::Kicked);
+        assert!(player.is_kicked());
+        assert!(player.dropped_packets() >= 8);
+    }
+
+    #[test]
+    fn catching_up_forgives_earlier_drops() {
+        let player = Player::new(1, 2, 2);
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            player.offer(&video(true), true);
+            player.offer(&video(true), true);
+            player.offer(&video(true), true); // overflow once
+            player.take(&mut out);
+        }
+        assert!(!player.is_kicked());
+    }
+}

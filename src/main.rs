@@ -1,0 +1,35 @@
+//! The `ringcast` binary: parse the configuration, set up logging, run the shards.
+
+use std::process::ExitCode;
+
+use ringcast::config::{Config, Loaded};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(Loaded::Run(config)) => config,
+        Ok(Loaded::Exit { message, code }) => {
+            print!("{message}");
+            return ExitCode::from(code as u8);
+        }
+        Err(error) => {
+            eprintln!("ringcast: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = config.log_format == ringcast::config::LogFormat::Json;
+    ringcast::logging::init(config.log_level.as_str(), json);
+    match ringcast::server::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error @ ringcast::server::ServerError::Bind { .. }) => {
+            eprintln!("ringcast: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("ringcast: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

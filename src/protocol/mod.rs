@@ -1,0 +1,8 @@
+//! Sans-IO codecs: bytes in, events and bytes out.
+//!
+//! Nothing in this module touches a socket, a clock or an async runtime (a unit test in
+//! `tests/layering.rs` checks the imports). Time, when a codec needs it, is a parameter.
+
+pub mod amf0;
+pub mod flv;
+pub mod rtmp;

@@ -1,0 +1,262 @@
+//! Shards: one tokio-uring runtime per thread, each with its own SO_REUSEPORT listener and
+//! the connections it accepts; signals and graceful shutdown.
+//!
+//! Listeners are bound on the main thread before any shard starts, so a port in use is
+//! reported (and the process exits 2) before anything runs. Binding port 0 picks a port with
+//! the first socket and binds the other shards to that same port.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
+use crate::protocol::rtmp::server::ServerSettings;
+use crate::session::{self, SessionSettings, ShardContext};
+
+/// How long shutdown waits for sessions to close before the shard exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections waiting in the kernel to be accepted, per shard listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard}: {source}")]
+    Shard {
+        shard: usize,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("shard {0} panicked")]
+    ShardPanicked(usize),
+}
+
+/// Process-wide state the shards share.
+struct Shared {
+    hub: Arc<Hub>,
+    settings: SessionSettings,
+    next_conn_id: AtomicU64,
+    connections: AtomicUsize,
+    max_connections: usize,
+}
+
+/// A running server: its bound addresses, and the handle that stops it.
+pub struct Server {
+    pub rtmp_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    shards: Vec<thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds every listener and starts the shards.
+    pub fn start(config: &Config) -> Result<Server, ServerError> {
+        let shard_count = config.shards.max(1);
+        let rtmp_listeners = bind_reuseport("rtmp_listen", config.rtmp_listen, shard_count)?;
+        let rtmp_addr = rtmp_listeners[0]
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                key: "rtmp_listen",
+                addr: config.rtmp_listen,
+                source,
+            })?;
+        let hub_settings = HubSettings {
+            chunk_size: config.chunk_size,
+            player_queue: config.player_queue,
+            player_max_drops: config.player_max_drops,
+            gop_cache: config.gop_cache,
+            ..HubSettings::default()
+        };
+        let (hub, receivers) = Hub::new(shard_count, hub_settings);
+        let settings = SessionSettings {
+            rtmp: ServerSettings {
+                chunk_size: config.chunk_size,
+                ..ServerSettings::default()
+            },
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let shared = Arc::new(Shared {
+            hub,
+            settings,
+            next_conn_id: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            max_connections: config.max_connections,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut shards = Vec::with_capacity(shard_count);
+        for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
+            let shared = shared.clone();
+            let shutdown_rx = shutdown_rx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("shard-{shard}"))
+                .spawn(move || {
+                    tokio_uring::start(run_shard(shard, listener, inbox, shared, shutdown_rx));
+                })
+                .map_err(|source| ServerError::Shard { shard, source })?;
+            shards.push(handle);
+        }
+        info!("ready: rtmp={rtmp_addr} shards={shard_count}");
+        Ok(Server {
+            rtmp_addr,
+            shutdown,
+            shards,
+        })
+    }
+
+    /// Asks every shard to stop accepting and close its sessions.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for every shard to finish.
+    pub fn join(self) -> Result<(), ServerError> {
+        let mut result = Ok(());
+        for (shard, handle) in self.shards.into_iter().enumerate() {
+            if handle.join().is_err() {
+                let _ = self.shutdown.send(true);
+                result = Err(ServerError::ShardPanicked(shard));
+            }
+        }
+        result
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM, then shuts down cleanly.
+pub fn run(config: &Config) -> Result<(), ServerError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(ServerError::Signals)?;
+    let server = Server::start(config)?;
+    let stopper = server.shutdown.clone();
+    let signal_thread = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    info!("SIGHUP received; configuration reload is not supported yet");
+                    continue;
+                }
+                info!(signal, "shutting down");
+                let _ = stopper.send(true);
+                break;
+            }
+        })
+        .map_err(ServerError::Signals)?;
+    let result = server.join();
+    drop(signal_thread);
+    result
+}
+
+fn bind_reuseport(
+    key: &'static str,
+    addr: SocketAddr,
+    count: usize,
+) -> Result<Vec<StdListener>, ServerError> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr_to_bind = addr;
+    for _ in 0..count {
+        let listener =
+            bind_one(addr_to_bind).map_err(|source| ServerError::Bind { key, addr, source })?;
+        if addr_to_bind.port() == 0 {
+            // Port 0 picks a free port; every other shard must share that one.
+            addr_to_bind =
+                listener
+                    .local_addr()
+                    .map_err(|source| ServerError::Bind { key, addr, source })?;
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<StdListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+async fn run_shard(
+    shard: usize,
+    listener: StdListener,
+    mut inbox: mpsc::Receiver<ShardMessage>,
+    shared: Arc<Shared>,
+    mut shutdown_rx: watch::Receiver<bool>,
+) {
+    let shard_hub = ShardHub::new(shard, shared.hub.clone());
+    let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
+    let context = ShardContext::new(shard_hub.clone(), shared.settings, seed);
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+
+    // Messages from other shards: relayed packets and subscriptions.
+    let inbox_hub = shard_hub.clone();
+    tokio::task::spawn_local(async move {
+        while let Some(message) = inbox.recv().await {
+            inbox_hub.handle_message(message);
+        }
+    });
+
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown_rx.wait_for(|stop| *stop) => break,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: log, pause briefly so we do not spin, keep serving.
+                warn!(shard, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > shared.max_connections {
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            warn!(shard, %peer, max = shared.max_connections, "connection limit reached; closing new connection");
+            drop(socket);
+            continue;
+        }
+        let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let context = context.clone();
+        let shared = shared.clone();
+        tokio::task::spawn_local(async move {
+            session::rtmp::run(socket, peer, conn_id, context).await;
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    drop(listener);
+    context.shutdown.trigger();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, wait_sessions(&context)).await;
+    if drained.is_err() {
+        error!(
+            shard,
+            left = context.active_sessions.get(),
+            "sessions still open after shutdown grace period"
+        );
+    }
+}
+
+async fn wait_sessions(context: &Rc<ShardContext>) {
+    while context.active_sessions.get() > 0 {
+        context.sessions_done.notified().await;
+    }
+}
