@@ -16,6 +16,7 @@
 //!   and client connection state machines). No sockets, no clock, no runtime.
 
 pub mod config;
+pub mod hooks;
 pub mod hub;
 pub mod logging;
 pub mod protocol;

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, TestServer, assert_h264_aac, ffmpeg_publish, pseudo_random_bytes, set_linger_zero,
-    tcp_connect, tcp_send, try_ffprobe_json, wait_closed,
+    Client, TestServer, assert_plays_h264_aac, ffmpeg_publish, pseudo_random_bytes,
+    set_linger_zero, tcp_connect, tcp_send, try_ffprobe_json, wait_closed,
 };
 
 const SMALL: (u32, u32) = (320, 240);
@@ -63,7 +63,7 @@ fn join_probe(
                 server.log()
             )
         });
-    assert_h264_aac(&json, SMALL, &server.log());
+    assert_plays_h264_aac(&json, SMALL, &server.log());
 }
 
 /// The server's `rtmp session closed` line for the client socket at `client`, once it appears.

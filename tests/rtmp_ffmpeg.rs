@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, TestServer, assert_h264_aac, describe_status, ffmpeg_publish, ffprobe_json,
-    probed_streams, try_ffprobe_json,
+    Client, TestServer, assert_h264_aac, assert_plays_h264_aac, describe_status, ffmpeg_publish,
+    ffprobe_json, try_ffprobe_json,
 };
 
 /// Publishing connects, handshakes and gets `Publish.Start` in well under a second; the rest is
@@ -95,7 +95,7 @@ fn a_second_publisher_on_the_same_key_is_refused() {
         server.log()
     );
     let json = probe(&server, "live/test", &mut first);
-    assert_h264_aac(&json, SMALL, &server.log());
+    assert_plays_h264_aac(&json, SMALL, &server.log());
     assert!(first.is_running(), "{}", first.report("first publisher"));
 }
 
@@ -104,7 +104,7 @@ fn the_key_is_free_again_after_the_publisher_goes_away() {
     let server = TestServer::start();
     let mut first = publish(&server, "live/test", 25, SMALL, 1);
     let json = probe(&server, "live/test", &mut first);
-    assert_h264_aac(&json, SMALL, &server.log());
+    assert_plays_h264_aac(&json, SMALL, &server.log());
 
     // SIGKILL: no deleteStream, no FCUnpublish, just a dead socket, the hardest case for the
     // server to notice.
@@ -136,7 +136,7 @@ fn the_key_is_free_again_after_the_publisher_goes_away() {
     };
     let json = probe(&server, "live/test", &mut second);
     // The new size proves ffprobe sees the new publisher, not a leftover GOP of the old one.
-    assert_h264_aac(&json, republished, &server.log());
+    assert_plays_h264_aac(&json, republished, &server.log());
 }
 
 #[test]
@@ -144,12 +144,7 @@ fn stop_after_publishing_exits_cleanly() {
     let server = TestServer::start();
     let mut publisher = publish(&server, "live/test", 25, SMALL, 1);
     let json = ffprobe_json(&server.rtmp_url("live/test"), PROBE);
-    assert_eq!(
-        probed_streams(&json).len(),
-        2,
-        "{json}\n--- server log ---\n{}",
-        server.log()
-    );
+    assert_plays_h264_aac(&json, SMALL, &server.log());
 
     let started = Instant::now();
     let (status, log) = server.stop_and_log();
@@ -171,4 +166,76 @@ fn stop_after_publishing_exits_cleanly() {
         "{}",
         publisher.report("publisher still running 10 s after the server stopped")
     );
+}
+
+#[test]
+fn a_player_waiting_for_the_publisher_gets_the_stream() {
+    let server = TestServer::start();
+    let url = server.rtmp_url("live/later");
+    let player = std::thread::spawn(move || try_ffprobe_json(&url, Duration::from_secs(20)));
+    assert!(
+        server.wait_for_log("play start", Duration::from_secs(10)),
+        "player of an unpublished stream not accepted\n--- server log ---\n{}",
+        server.log()
+    );
+    // Long enough that the player is surely parked, waiting, when the publisher comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut publisher = publish(&server, "live/later", 20, SMALL, 1);
+    let json = player
+        .join()
+        .expect("player thread")
+        .unwrap_or_else(|error| {
+            panic!(
+                "{error}\n{}\n--- server log ---\n{}",
+                publisher.report("publisher"),
+                server.log()
+            )
+        });
+    assert_h264_aac(&json, SMALL, &server.log());
+}
+
+/// SO_REUSEPORT spreads players over the shards by a hash of their address, so a stream's
+/// players land on the publisher's shard and on others (relayed). Both must see the same thing.
+#[test]
+fn players_on_every_shard_see_the_same_streams() {
+    let server = TestServer::start_with(&["--shards", "2"]);
+    let mut publisher = publish(&server, "live/test", 25, SMALL, 1);
+    let mut probes = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Rounds of three parallel players until both shards have had one; with two shards, a
+    // round lands on a single shard only one time in four.
+    loop {
+        let players: Vec<_> = (0..3)
+            .map(|_| {
+                let url = server.rtmp_url("live/test");
+                std::thread::spawn(move || try_ffprobe_json(&url, PROBE))
+            })
+            .collect();
+        for player in players {
+            let json = player
+                .join()
+                .expect("player thread")
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "{error}\n{}\n--- server log ---\n{}",
+                        publisher.report("publisher"),
+                        server.log()
+                    )
+                });
+            probes += 1;
+            assert_h264_aac(&json, SMALL, &format!("player #{probes}\n{}", server.log()));
+        }
+        let shards_played: Vec<bool> = ["shard=0", "shard=1"]
+            .iter()
+            .map(|shard| !server.log_lines_with(&["play start", shard]).is_empty())
+            .collect();
+        if shards_played.iter().all(|&played| played) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {probes} players, not every shard has had one (can't test the relay)\n{}",
+            server.log()
+        );
+    }
 }

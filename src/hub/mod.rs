@@ -97,11 +97,27 @@ pub struct HubStats {
     pub players_kicked: AtomicU64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Entry {
     publisher: Option<usize>,
     /// Shards that hold a `LocalStream` of this stream (players waiting or watching).
     shards: Vec<usize>,
+    /// Players of the stream on every shard.
+    players: usize,
+}
+
+/// How the registry changed when a publisher or player came or went; the caller turns it
+/// into events (stream_create, subscriber_count, no_viewers, stream_delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamChange {
+    /// The stream entered the registry with this call.
+    pub created: bool,
+    /// The stream left the registry with this call.
+    pub deleted: bool,
+    /// Players of the stream, server-wide, after the change.
+    pub players: usize,
+    /// Someone publishes the stream, after the change.
+    pub live: bool,
 }
 
 /// The registry shared by every shard.
@@ -144,56 +160,95 @@ impl Hub {
     }
 
     /// Makes `shard` the publisher of `key`; returns the other shards with players.
-    fn claim_publisher(&self, key: &Arc<str>, shard: usize) -> Result<Vec<usize>, HubError> {
+    fn claim_publisher(
+        &self,
+        key: &Arc<str>,
+        shard: usize,
+    ) -> Result<(Vec<usize>, StreamChange), HubError> {
         let mut streams = self.lock();
-        let entry = streams.entry(key.clone()).or_insert_with(|| Entry {
-            publisher: None,
-            shards: Vec::new(),
-        });
+        let created = !streams.contains_key(key);
+        let entry = streams.entry(key.clone()).or_default();
         if entry.publisher.is_some() {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         entry.publisher = Some(shard);
-        Ok(entry
+        let others = entry
             .shards
             .iter()
             .copied()
             .filter(|&s| s != shard)
-            .collect())
+            .collect();
+        let change = StreamChange {
+            created,
+            deleted: false,
+            players: entry.players,
+            live: true,
+        };
+        Ok((others, change))
     }
 
-    fn release_publisher(&self, key: &str) {
+    fn release_publisher(&self, key: &str) -> StreamChange {
         let mut streams = self.lock();
-        if let Some(entry) = streams.get_mut(key) {
-            entry.publisher = None;
-            if entry.shards.is_empty() {
-                streams.remove(key);
-            }
+        let Some(entry) = streams.get_mut(key) else {
+            return StreamChange::default();
+        };
+        entry.publisher = None;
+        let players = entry.players;
+        let deleted = entry.shards.is_empty() && players == 0;
+        if deleted {
+            streams.remove(key);
+        }
+        StreamChange {
+            created: false,
+            deleted,
+            players,
+            live: false,
+        }
+    }
+
+    /// Counts a player in (`joined`) or out; returns the stream's state after it.
+    fn count_player(&self, key: &Arc<str>, joined: bool) -> StreamChange {
+        let mut streams = self.lock();
+        let created = !streams.contains_key(key);
+        let entry = streams.entry(key.clone()).or_default();
+        if joined {
+            entry.players += 1;
+        } else {
+            entry.players = entry.players.saturating_sub(1);
+        }
+        let live = entry.publisher.is_some();
+        StreamChange {
+            created,
+            deleted: false,
+            players: entry.players,
+            live,
         }
     }
 
     /// Records that `shard` holds `key`; returns the publisher's shard, if any.
     fn register_shard(&self, key: &Arc<str>, shard: usize) -> Option<usize> {
         let mut streams = self.lock();
-        let entry = streams.entry(key.clone()).or_insert_with(|| Entry {
-            publisher: None,
-            shards: Vec::new(),
-        });
+        let entry = streams.entry(key.clone()).or_default();
         if !entry.shards.contains(&shard) {
             entry.shards.push(shard);
         }
         entry.publisher
     }
 
-    fn unregister_shard(&self, key: &str, shard: usize) -> Option<usize> {
+    /// Forgets that `shard` holds `key`; returns the publisher's shard and whether the stream
+    /// left the registry.
+    fn unregister_shard(&self, key: &str, shard: usize) -> (Option<usize>, bool) {
         let mut streams = self.lock();
-        let entry = streams.get_mut(key)?;
+        let Some(entry) = streams.get_mut(key) else {
+            return (None, false);
+        };
         entry.shards.retain(|&s| s != shard);
         let publisher = entry.publisher;
-        if entry.shards.is_empty() && publisher.is_none() {
+        let deleted = entry.shards.is_empty() && publisher.is_none() && entry.players == 0;
+        if deleted {
             streams.remove(key);
         }
-        publisher
+        (publisher, deleted)
     }
 
     /// Whether anyone publishes `key` now.
@@ -301,12 +356,13 @@ impl ShardHub {
     }
 
     /// Drops a stream this shard no longer needs (no publisher here, no players).
-    fn release_if_unused(&self, stream: &LocalStream) {
+    fn release_if_unused(&self, stream: &LocalStream) -> bool {
         if stream.local_publisher.get() || !stream.players.borrow().is_empty() {
-            return;
+            return false;
         }
         self.streams.borrow_mut().remove(&stream.key);
-        if let Some(publisher) = self.hub.unregister_shard(&stream.key, self.shard)
+        let (publisher, deleted) = self.hub.unregister_shard(&stream.key, self.shard);
+        if let Some(publisher) = publisher
             && publisher != self.shard
         {
             self.send_ordered(
@@ -317,12 +373,16 @@ impl ShardHub {
                 },
             );
         }
+        deleted
     }
 
     /// Starts publishing `key` from this shard.
-    pub fn publish(self: &Rc<Self>, key: &str) -> Result<PublisherHandle, HubError> {
+    pub fn publish(
+        self: &Rc<Self>,
+        key: &str,
+    ) -> Result<(PublisherHandle, StreamChange), HubError> {
         let key_arc: Arc<str> = Arc::from(key);
-        let others = self.hub.claim_publisher(&key_arc, self.shard)?;
+        let (others, change) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
         stream.local_publisher.set(true);
         self.start_stream(&stream, &[]);
@@ -339,10 +399,12 @@ impl ShardHub {
                 },
             );
         }
-        Ok(PublisherHandle {
+        let handle = PublisherHandle {
             shard_hub: self.clone(),
             stream,
-        })
+            released: false,
+        };
+        Ok((handle, change))
     }
 
     /// Marks a stream live with a fresh cache and tells its players.
@@ -367,7 +429,8 @@ impl ShardHub {
 
     /// Adds a player of `key` (live or not yet): it gets the cached start of the stream now
     /// and every packet from then on.
-    pub fn play(self: &Rc<Self>, key: &str, conn_id: u64) -> PlayerHandle {
+    pub fn play(self: &Rc<Self>, key: &str, conn_id: u64) -> (PlayerHandle, StreamChange) {
+        let change = self.hub.count_player(&Arc::from(key), true);
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
         let player = Rc::new(Player::new(
@@ -382,12 +445,17 @@ impl ShardHub {
                 player.offer(packet, has_video);
             }
         }
+        if change.live && !stream.is_live() {
+            player.set_joined_live();
+        }
         stream.players.borrow_mut().push(player.clone());
-        PlayerHandle {
+        let handle = PlayerHandle {
             shard_hub: self.clone(),
             stream,
             player,
-        }
+            released: false,
+        };
+        (handle, change)
     }
 
     /// Caches a packet, queues it for every local player, relays it to other shards.
@@ -516,6 +584,7 @@ impl ShardHub {
 pub struct PublisherHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
+    released: bool,
 }
 
 impl PublisherHandle {
@@ -545,8 +614,16 @@ impl PublisherHandle {
     }
 }
 
-impl Drop for PublisherHandle {
-    fn drop(&mut self) {
+impl PublisherHandle {
+    /// Ends the publish; returns how the registry changed.
+    pub fn unpublish(mut self) -> StreamChange {
+        self.release()
+    }
+
+    fn release(&mut self) -> StreamChange {
+        if std::mem::replace(&mut self.released, true) {
+            return StreamChange::default();
+        }
         let shard_hub = &self.shard_hub;
         self.stream.local_publisher.set(false);
         shard_hub.stop_stream(&self.stream);
@@ -560,8 +637,15 @@ impl Drop for PublisherHandle {
                 },
             );
         }
-        shard_hub.hub.release_publisher(&self.stream.key);
-        shard_hub.release_if_unused(&self.stream);
+        let mut change = shard_hub.hub.release_publisher(&self.stream.key);
+        change.deleted |= shard_hub.release_if_unused(&self.stream);
+        change
+    }
+}
+
+impl Drop for PublisherHandle {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -570,6 +654,7 @@ pub struct PlayerHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
     player: Rc<Player>,
+    released: bool,
 }
 
 impl PlayerHandle {
@@ -586,13 +671,30 @@ impl PlayerHandle {
     }
 }
 
-impl Drop for PlayerHandle {
-    fn drop(&mut self) {
+impl PlayerHandle {
+    /// Detaches the player; returns how the registry changed.
+    pub fn leave(mut self) -> StreamChange {
+        self.release()
+    }
+
+    fn release(&mut self) -> StreamChange {
+        if std::mem::replace(&mut self.released, true) {
+            return StreamChange::default();
+        }
         self.player.kick();
         self.stream
             .players
             .borrow_mut()
             .retain(|p| !Rc::ptr_eq(p, &self.player));
-        self.shard_hub.release_if_unused(&self.stream);
+        let mut change = self.shard_hub.hub.count_player(&self.stream.key, false);
+        change.created = false;
+        change.deleted = self.shard_hub.release_if_unused(&self.stream);
+        change
+    }
+}
+
+impl Drop for PlayerHandle {
+    fn drop(&mut self) {
+        self.release();
     }
 }

@@ -5,6 +5,9 @@
 //! reported (and the process exits 2) before anything runs. Binding port 0 picks a port with
 //! the first socket and binds the other shards to that same port.
 
+pub mod preflight;
+pub mod systemd;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::hooks::Hooks;
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
 use crate::session::{self, SessionSettings, ShardContext};
@@ -48,6 +52,7 @@ pub enum ServerError {
 /// Process-wide state the shards share.
 struct Shared {
     hub: Arc<Hub>,
+    hooks: Arc<Hooks>,
     settings: SessionSettings,
     next_conn_id: AtomicU64,
     connections: AtomicUsize,
@@ -88,9 +93,11 @@ impl Server {
             },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
+            update_interval: config.notify.update_interval,
         };
         let shared = Arc::new(Shared {
             hub,
+            hooks: Hooks::new(config, None),
             settings,
             next_conn_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -202,7 +209,12 @@ async fn run_shard(
 ) {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let context = ShardContext::new(shard_hub.clone(), shared.settings, seed);
+    let context = ShardContext::new(
+        shard_hub.clone(),
+        shared.hooks.clone(),
+        shared.settings,
+        seed,
+    );
     let listener = tokio_uring::net::TcpListener::from_std(listener);
 
     // Messages from other shards: relayed packets and subscriptions.

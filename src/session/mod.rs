@@ -9,10 +9,12 @@ pub mod rtmp;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::hooks::Hooks;
 use crate::hub::ShardHub;
 use crate::protocol::rtmp::server::ServerSettings;
 
@@ -25,6 +27,8 @@ pub struct SessionSettings {
     pub handshake_timeout: Duration,
     /// A publisher that sends nothing for this long is dropped, so its stream key is freed.
     pub idle_timeout: Duration,
+    /// Period of publish_update/play_update events and on_update callbacks.
+    pub update_interval: Duration,
 }
 
 impl Default for SessionSettings {
@@ -33,6 +37,7 @@ impl Default for SessionSettings {
             rtmp: ServerSettings::default(),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            update_interval: Duration::from_secs(30),
         }
     }
 }
@@ -64,6 +69,7 @@ impl Shutdown {
 /// What every session on a shard shares.
 pub struct ShardContext {
     pub hub: Rc<ShardHub>,
+    pub hooks: Arc<Hooks>,
     pub settings: SessionSettings,
     pub shutdown: Shutdown,
     /// Sessions alive on this shard; shutdown waits for it to reach zero.
@@ -73,9 +79,15 @@ pub struct ShardContext {
 }
 
 impl ShardContext {
-    pub fn new(hub: Rc<ShardHub>, settings: SessionSettings, seed: u64) -> Rc<ShardContext> {
+    pub fn new(
+        hub: Rc<ShardHub>,
+        hooks: Arc<Hooks>,
+        settings: SessionSettings,
+        seed: u64,
+    ) -> Rc<ShardContext> {
         Rc::new(ShardContext {
             hub,
+            hooks,
             settings,
             shutdown: Shutdown::default(),
             active_sessions: Cell::new(0),

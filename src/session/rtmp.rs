@@ -1,25 +1,36 @@
 //! An RTMP session: one accepted connection, driven to its end.
 //!
-//! The reader loop is the session: read -> `handle_input` -> act on events -> write what the
-//! protocol wants sent. A player also gets a writer task, the only writer of its socket from
-//! then on: it sends the protocol's own output and the hub's packets in order, each packet as
-//! a small per-player chunk header followed by the shared chunked payload, in one `writev`.
+//! The reader loop is the session: read -> `handle_input` -> act on events (ask hooks, talk
+//! to the hub) -> write what the protocol wants sent. While a callback is outstanding the
+//! session awaits it and reads nothing; other sessions on the shard keep running.
+//!
+//! A player also gets a writer task, the only writer of its socket from then on: it sends
+//! the protocol's own output and the hub's packets in order, each packet as a small
+//! per-player chunk header followed by the shared chunked payload, in one `writev`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
 use tokio_uring::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::io::{ReadBuffer, write_all, write_all_vectored};
 use super::{SessionGuard, ShardContext};
-use crate::hub::{PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle};
+use crate::hooks::callback::{Call, ClientInfo, Decision};
+use crate::hooks::event::{EventType, Protocol};
+use crate::hooks::{Hooks, Origin};
+use crate::hub::{PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle, StreamChange};
+use crate::protocol::flv::{self, MediaKind};
 use crate::protocol::rtmp::chunk;
-use crate::protocol::rtmp::server::{self, ConnectInfo, Event, Rejection, ServerConnection};
+use crate::protocol::rtmp::server::{
+    self, Args, ConnectInfo, Event, PlayRequest, PublishRequest, Rejection, ServerConnection,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -28,9 +39,9 @@ pub enum SessionError {
     #[error("rtmp: {0}")]
     Protocol(#[from] server::Error),
     #[error("handshake not completed within {0:?}")]
-    HandshakeTimeout(std::time::Duration),
+    HandshakeTimeout(Duration),
     #[error("publisher sent nothing for {0:?}")]
-    IdleTimeout(std::time::Duration),
+    IdleTimeout(Duration),
     #[error("{0}")]
     Refused(String),
 }
@@ -49,21 +60,64 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let _ = socket.set_nodelay(true);
     let socket = Rc::new(socket);
     let mut session = Session::new(socket.clone(), peer, conn_id, context);
-    let started = Instant::now();
+    session.emit(EventType::ConnectionAccept, || {
+        data(json!({"remote_addr": peer.to_string(), "protocol": "rtmp"}))
+    });
     let result = session.run().await;
-    session.stop_playing();
-    session.publisher = None;
+    let reason = match &result {
+        Ok(CloseReason::PeerClosed) => "closed by client".to_owned(),
+        Ok(CloseReason::Shutdown) => "server shutdown".to_owned(),
+        Ok(CloseReason::Kicked) => "player too slow".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    session.finish(&reason);
     match result {
         Ok(CloseReason::Kicked) => {
             info!(conn_id, %peer, "player kicked: it stayed behind the stream after dropping to keyframes")
         }
-        Ok(reason) => {
-            debug!(conn_id, %peer, ?reason, secs = started.elapsed().as_secs_f64(), "rtmp session closed")
-        }
+        Ok(reason) => debug!(conn_id, %peer, ?reason, "rtmp session closed"),
         Err(error) => info!(conn_id, %peer, %error, "rtmp session closed"),
     }
     // Make sure a writer task blocked on this socket sees the end too.
     let _ = socket.shutdown(std::net::Shutdown::Both);
+}
+
+fn data(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn args_json(args: &Args) -> Value {
+    Value::Object(
+        args.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// What a publishing session counts for its events and callbacks.
+struct Publishing {
+    handle: PublisherHandle,
+    name: String,
+    args: Args,
+    since: Instant,
+    bytes_in_at_start: u64,
+    audio_packets: u64,
+    video_packets: u64,
+    media_bytes: u64,
+    last_timestamp: u32,
+    audio_codec: Option<&'static str>,
+    video_codec: Option<&'static str>,
+}
+
+struct Playing {
+    handle: PlayerHandle,
+    name: String,
+    args: Args,
+    since: Instant,
+    bytes_out_at_start: u64,
 }
 
 struct Session {
@@ -71,14 +125,21 @@ struct Session {
     peer: SocketAddr,
     conn_id: u64,
     context: Rc<ShardContext>,
+    hooks: std::sync::Arc<Hooks>,
     conn: Rc<RefCell<ServerConnection>>,
     connect: Option<ConnectInfo>,
-    publisher: Option<PublisherHandle>,
-    player: Option<PlayerHandle>,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    started: Instant,
+    bytes_in: u64,
+    /// Shared with the player's writer task, which does most of the writing.
+    bytes_out: Rc<Cell<u64>>,
     /// Output buffer reused between writes while the reader is the writer.
     out: Vec<u8>,
     /// Set when the session should close once its output is flushed.
     closing: Option<String>,
+    /// An `on_update` reply awaited under `update_strict`.
+    pending_update: Option<oneshot::Receiver<Decision>>,
 }
 
 impl Session {
@@ -99,13 +160,18 @@ impl Session {
             socket,
             peer,
             conn_id,
+            hooks: context.hooks.clone(),
             context,
             conn: Rc::new(RefCell::new(conn)),
             connect: None,
-            publisher: None,
-            player: None,
+            publishing: None,
+            playing: None,
+            started: Instant::now(),
+            bytes_in: 0,
+            bytes_out: Rc::new(Cell::new(0)),
             out: Vec::new(),
             closing: None,
+            pending_update: None,
         }
     }
 
@@ -113,8 +179,12 @@ impl Session {
         let settings = self.context.settings;
         let mut reader = ReadBuffer::new(2048);
         let handshake_deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+        let update_period = self.update_period();
+        let mut next_update =
+            tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
         loop {
             let handshaking = self.conn.borrow().is_handshaking();
+            let publishing = self.publishing.is_some();
             let read = async {
                 if handshaking {
                     match tokio::time::timeout_at(handshake_deadline, reader.read(&self.socket))
@@ -123,7 +193,7 @@ impl Session {
                         Ok(read) => read.map_err(SessionError::from),
                         Err(_) => Err(SessionError::HandshakeTimeout(settings.handshake_timeout)),
                     }
-                } else if self.publisher.is_some() {
+                } else if publishing {
                     match tokio::time::timeout(settings.idle_timeout, reader.read(&self.socket))
                         .await
                     {
@@ -134,25 +204,49 @@ impl Session {
                     reader.read(&self.socket).await.map_err(SessionError::from)
                 }
             };
+            let updates_due =
+                update_period.is_some() && (self.publishing.is_some() || self.playing.is_some());
+            let pending_update = async {
+                match self.pending_update.as_mut() {
+                    Some(receiver) => receiver.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let input = tokio::select! {
                 input = read => input,
                 _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
+                _ = tokio::time::sleep_until(next_update), if updates_due => {
+                    next_update += update_period.unwrap_or(Duration::from_secs(3600));
+                    self.send_updates();
+                    continue;
+                }
+                decision = pending_update => {
+                    self.pending_update = None;
+                    if let Some(Decision::Deny { reason }) = decision {
+                        return Err(SessionError::Refused(format!("on_update (update_strict): {reason}")));
+                    }
+                    continue;
+                }
             };
             // A kicked player's writer shuts the socket down, which ends this read too.
-            if self.player.as_ref().is_some_and(|p| p.player().is_kicked()) {
+            if self
+                .playing
+                .as_ref()
+                .is_some_and(|p| p.handle.player().is_kicked())
+            {
                 return Ok(CloseReason::Kicked);
             }
             let input = input?;
             if input.is_empty() {
                 return Ok(CloseReason::PeerClosed);
             }
-            let was_handshaking = handshaking;
+            self.bytes_in += input.len() as u64;
             self.conn.borrow_mut().handle_input(input)?;
-            if was_handshaking && !self.conn.borrow().is_handshaking() {
+            if handshaking && !self.conn.borrow().is_handshaking() {
                 // The handshake's large messages are done; idle from here on costs little.
                 reader.shrink();
             }
-            self.handle_events()?;
+            self.handle_events().await?;
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
                 return Err(SessionError::Refused(reason));
@@ -160,59 +254,31 @@ impl Session {
         }
     }
 
-    fn handle_events(&mut self) -> Result<(), SessionError> {
+    fn update_period(&self) -> Option<Duration> {
+        let wanted = self.hooks.update_interval().is_some()
+            || self.hooks.wants(EventType::PublishUpdate)
+            || self.hooks.wants(EventType::PlayUpdate);
+        wanted.then(|| self.context.settings.update_interval)
+    }
+
+    async fn handle_events(&mut self) -> Result<(), SessionError> {
         loop {
             // Take the event in its own statement: acting on it borrows the connection again.
             let event = self.conn.borrow_mut().poll_event();
             let Some(event) = event else {
                 // Input that arrived while a decision was pending is processed once it is made.
                 let mut conn = self.conn.borrow_mut();
-                if conn.is_pending() || !conn.has_deferred_input() {
+                if conn.is_pending() || !conn.has_deferred_input() || self.closing.is_some() {
                     return Ok(());
                 }
                 conn.handle_input(&[])?;
                 continue;
             };
             match event {
-                Event::HandshakeComplete => {}
-                Event::Connect(info) => {
-                    debug!(conn_id = self.conn_id, app = %info.app, tc_url = %info.tc_url, "rtmp connect");
-                    self.connect = Some(info);
-                    self.conn.borrow_mut().accept();
-                }
-                Event::Publish(request) => {
-                    let key = self.stream_key(&request.name);
-                    match self.context.hub.publish(&key) {
-                        Ok(handle) => {
-                            info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "publish start");
-                            self.publisher = Some(handle);
-                            self.conn.borrow_mut().accept();
-                        }
-                        Err(error) => {
-                            warn!(conn_id = self.conn_id, peer = %self.peer, stream = %key, "publish refused: {error}");
-                            self.conn
-                                .borrow_mut()
-                                .reject(Rejection::StreamBusy, &format!("{error}"));
-                            self.closing = Some(format!("publish refused: {error}"));
-                        }
-                    }
-                }
-                Event::Play(request) => {
-                    let key = self.stream_key(&request.name);
-                    info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "play start");
-                    self.conn.borrow_mut().accept();
-                    let handle = self.context.hub.play(&key, self.conn_id);
-                    let writer = PlayerWriter {
-                        socket: self.socket.clone(),
-                        conn: self.conn.clone(),
-                        player: handle.player().clone(),
-                        name: request.name.clone(),
-                        stream_id: request.stream_id,
-                        chunk_size: self.context.settings.rtmp.chunk_size,
-                    };
-                    self.player = Some(handle);
-                    tokio::task::spawn_local(writer.run());
-                }
+                Event::HandshakeComplete => self.emit(EventType::HandshakeComplete, Map::new),
+                Event::Connect(info) => self.on_connect(info).await,
+                Event::Publish(request) => self.on_publish(request).await,
+                Event::Play(request) => self.on_play(request).await,
                 Event::Audio { timestamp, payload } => {
                     self.push_media(PacketKind::Audio, timestamp, payload)
                 }
@@ -224,29 +290,367 @@ impl Session {
                     payload,
                     metadata,
                 } => self.push_media(PacketKind::Data { metadata }, timestamp, payload),
-                Event::Unpublish { .. } => {
-                    if let Some(handle) = self.publisher.take() {
-                        info!(conn_id = self.conn_id, stream = %handle.key(), "publish stop");
-                    }
-                }
-                Event::StopPlay { .. } => self.stop_playing(),
+                Event::Unpublish { .. } => self.end_publish(),
+                Event::StopPlay { .. } => self.end_play(),
+            }
+            if self.closing.is_some() {
+                return Ok(());
             }
         }
     }
 
-    fn push_media(&mut self, kind: PacketKind, timestamp: u32, payload: Bytes) {
-        if let Some(publisher) = &self.publisher
-            && let Err(error) = publisher.push(kind, timestamp, payload)
-        {
-            // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
-            debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+    async fn on_connect(&mut self, info: ConnectInfo) {
+        debug!(conn_id = self.conn_id, app = %info.app, tc_url = %info.tc_url, "rtmp connect");
+        self.emit(EventType::Connect, || {
+            data(json!({
+                "app": info.app, "tcurl": info.tc_url, "flashver": info.flash_ver,
+                "swfurl": info.swf_url, "pageurl": info.page_url, "args": args_json(&info.args),
+            }))
+        });
+        self.connect = Some(info);
+        let client = self.client_info("", &[]);
+        match self.hooks.decide(Call::Connect, &client, &[]).await {
+            Decision::Allow | Decision::Rename(_) => self.conn.borrow_mut().accept(),
+            Decision::Deny { reason } => self.refuse("connect", Call::Connect, &reason),
         }
     }
 
-    fn stop_playing(&mut self) {
-        if let Some(handle) = self.player.take() {
-            debug!(conn_id = self.conn_id, stream = %handle.key(), dropped = handle.player().dropped_packets(), "play stop");
-            // Dropping the handle kicks the player, which ends its writer.
+    async fn on_publish(&mut self, request: PublishRequest) {
+        let mut name = request.name.clone();
+        let client = self.client_info(&name, &request.args);
+        let extra = [("type", request.publish_type.clone())];
+        match self.hooks.decide(Call::Publish, &client, &extra).await {
+            Decision::Allow => {}
+            Decision::Rename(renamed) => name = renamed,
+            Decision::Deny { reason } => return self.refuse("publish", Call::Publish, &reason),
+        }
+        let key = self.stream_key(&name);
+        match self.context.hub.publish(&key) {
+            Ok((handle, change)) => {
+                info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "publish start");
+                self.publishing = Some(Publishing {
+                    handle,
+                    name,
+                    args: request.args,
+                    since: Instant::now(),
+                    bytes_in_at_start: self.bytes_in,
+                    audio_packets: 0,
+                    video_packets: 0,
+                    media_bytes: 0,
+                    last_timestamp: 0,
+                    audio_codec: None,
+                    video_codec: None,
+                });
+                if change.created {
+                    self.emit(EventType::StreamCreate, Map::new);
+                }
+                self.conn.borrow_mut().accept();
+                let args = self
+                    .publishing
+                    .as_ref()
+                    .map(|p| args_json(&p.args))
+                    .unwrap_or_default();
+                self.emit(EventType::PublishStart, || data(json!({ "args": args })));
+            }
+            Err(error) => {
+                warn!(conn_id = self.conn_id, peer = %self.peer, stream = %key, "publish refused: {error}");
+                self.conn
+                    .borrow_mut()
+                    .reject(Rejection::StreamBusy, &error.to_string());
+                self.closing = Some(format!("publish refused: {error}"));
+            }
+        }
+    }
+
+    async fn on_play(&mut self, request: PlayRequest) {
+        let mut name = request.name.clone();
+        let client = self.client_info(&name, &request.args);
+        let extra = [
+            ("start", request.start.to_string()),
+            ("duration", request.duration.to_string()),
+            ("reset", u8::from(request.reset).to_string()),
+        ];
+        match self.hooks.decide(Call::Play, &client, &extra).await {
+            Decision::Allow => {}
+            Decision::Rename(renamed) => name = renamed,
+            Decision::Deny { reason } => return self.refuse("play", Call::Play, &reason),
+        }
+        let key = self.stream_key(&name);
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "play start");
+        self.conn.borrow_mut().accept();
+        let (handle, change) = self.context.hub.play(&key, self.conn_id);
+        let writer = PlayerWriter {
+            socket: self.socket.clone(),
+            conn: self.conn.clone(),
+            player: handle.player().clone(),
+            name: name.clone(),
+            stream_id: request.stream_id,
+            chunk_size: self.context.settings.rtmp.chunk_size,
+            bytes_out: self.bytes_out.clone(),
+        };
+        tokio::task::spawn_local(writer.run());
+        self.playing = Some(Playing {
+            handle,
+            name,
+            args: request.args,
+            since: Instant::now(),
+            bytes_out_at_start: self.bytes_out.get(),
+        });
+        let origin = self.origin();
+        if change.created {
+            self.hooks.emit(EventType::StreamCreate, &origin, Map::new);
+        }
+        if !change.live {
+            self.hooks
+                .emit(EventType::StreamUnavailable, &origin, Map::new);
+        }
+        let args = self
+            .playing
+            .as_ref()
+            .map(|p| args_json(&p.args))
+            .unwrap_or_default();
+        self.hooks.emit(EventType::PlayStart, &origin, || {
+            data(json!({ "args": args }))
+        });
+        self.hooks.emit(EventType::SubscriberCount, &origin, || {
+            data(json!({ "count": change.players }))
+        });
+    }
+
+    /// Answers a denied callback: the client gets its error status before anything else, the
+    /// operator an `auth_failed` event, and the session closes.
+    fn refuse(&mut self, action: &str, call: Call, reason: &str) {
+        let description = format!("on_{} callback refused: {reason}", call.as_str());
+        warn!(conn_id = self.conn_id, peer = %self.peer, action, %reason, "denied by callback");
+        self.conn
+            .borrow_mut()
+            .reject(Rejection::Denied, &description);
+        self.emit(EventType::AuthFailed, || {
+            data(json!({ "action": action, "error": reason }))
+        });
+        self.closing = Some(description);
+    }
+
+    fn push_media(&mut self, kind: PacketKind, timestamp: u32, payload: Bytes) {
+        let Some(publishing) = self.publishing.as_mut() else {
+            return;
+        };
+        publishing.last_timestamp = timestamp;
+        publishing.media_bytes += payload.len() as u64;
+        let media_kind = match kind {
+            PacketKind::Audio => {
+                publishing.audio_packets += 1;
+                Some(MediaKind::Audio)
+            }
+            PacketKind::Video => {
+                publishing.video_packets += 1;
+                Some(MediaKind::Video)
+            }
+            PacketKind::Data { .. } => None,
+        };
+        // The first sequence header of each kind names the codec (codec_detected).
+        let mut detected = None;
+        if let Some(media_kind) = media_kind
+            && flv::classify(media_kind, &payload).is_ok_and(|info| info.sequence_header)
+            && let Ok(info) = flv::parse_codec_info(media_kind, &payload)
+        {
+            let slot = if media_kind == MediaKind::Audio {
+                &mut publishing.audio_codec
+            } else {
+                &mut publishing.video_codec
+            };
+            if slot.is_none() {
+                *slot = Some(info.codec.name());
+                detected = Some(info);
+            }
+        }
+        if let Err(error) = publishing.handle.push(kind, timestamp, payload) {
+            // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
+            debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+        }
+        if let Some(info) = detected {
+            let (audio, video) = (publishing.audio_codec, publishing.video_codec);
+            self.emit(EventType::CodecDetected, || {
+                data(json!({
+                    "audio_codec": audio, "video_codec": video,
+                    "width": info.width, "height": info.height,
+                    "sample_rate": info.sample_rate, "channels": info.channels,
+                    "profile": info.profile,
+                }))
+            });
+        }
+    }
+
+    /// Periodic publish_update/play_update events and on_update callbacks.
+    fn send_updates(&mut self) {
+        let origin = self.origin();
+        if let Some(p) = &self.publishing {
+            let secs = p.since.elapsed().as_secs_f64();
+            let bytes_in = self.bytes_in - p.bytes_in_at_start;
+            let bitrate_kbps = if secs > 0.0 {
+                (bytes_in as f64 * 8.0 / 1000.0 / secs).round()
+            } else {
+                0.0
+            };
+            let timestamp = p.last_timestamp;
+            self.hooks.emit(EventType::PublishUpdate, &origin, || {
+                data(json!({ "time": secs.round() as u64, "timestamp": timestamp, "bytes_in": bytes_in, "bitrate_kbps": bitrate_kbps }))
+            });
+            let client = self.client_info(&p.name, &p.args);
+            let extra = [
+                ("time", (secs as u64).to_string()),
+                ("timestamp", timestamp.to_string()),
+            ];
+            if let Some(receiver) = self.hooks.update(true, &client, &extra) {
+                self.pending_update = Some(receiver);
+            }
+        }
+        if let Some(p) = &self.playing {
+            let secs = p.since.elapsed().as_secs_f64();
+            let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
+            self.hooks.emit(EventType::PlayUpdate, &origin, || {
+                data(json!({ "time": secs.round() as u64, "timestamp": (secs * 1000.0) as u64, "bytes_out": bytes_out }))
+            });
+            let client = self.client_info(&p.name, &p.args);
+            let extra = [
+                ("time", (secs as u64).to_string()),
+                ("timestamp", ((secs * 1000.0) as u64).to_string()),
+            ];
+            if let Some(receiver) = self.hooks.update(false, &client, &extra) {
+                self.pending_update = Some(receiver);
+            }
+        }
+    }
+
+    fn end_publish(&mut self) {
+        let Some(p) = self.publishing.take() else {
+            return;
+        };
+        let origin = self.origin();
+        let key = p.handle.key().to_owned();
+        let change = p.handle.unpublish();
+        info!(conn_id = self.conn_id, stream = %key, "publish stop");
+        let duration = p.since.elapsed().as_secs_f64();
+        let bytes_in = self.bytes_in - p.bytes_in_at_start;
+        let bytes_out = self.bytes_out.get();
+        self.hooks.emit(EventType::PublishStop, &origin, || {
+            data(json!({
+                "audio_packets": p.audio_packets, "video_packets": p.video_packets,
+                "total_bytes": p.media_bytes, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                "audio_codec": p.audio_codec, "video_codec": p.video_codec,
+                "duration_sec": round_ms(duration),
+            }))
+        });
+        let client = self.client_info(&p.name, &p.args);
+        let extra = [
+            ("bytes_in", bytes_in.to_string()),
+            ("bytes_out", bytes_out.to_string()),
+            ("duration", (duration as u64).to_string()),
+        ];
+        self.hooks.tell_done(true, &client, &extra);
+        self.stream_left(&origin, change);
+    }
+
+    fn end_play(&mut self) {
+        let Some(p) = self.playing.take() else { return };
+        let origin = self.origin();
+        let dropped = p.handle.player().dropped_packets();
+        debug!(conn_id = self.conn_id, stream = %p.handle.key(), dropped, "play stop");
+        // Leaving kicks the player, which ends its writer.
+        let change = p.handle.leave();
+        let duration = p.since.elapsed().as_secs_f64();
+        let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
+        self.hooks.emit(EventType::PlayStop, &origin, || {
+            data(json!({ "bytes_out": bytes_out, "duration_sec": round_ms(duration), "dropped_packets": dropped }))
+        });
+        self.hooks.emit(EventType::SubscriberCount, &origin, || {
+            data(json!({ "count": change.players }))
+        });
+        if change.players == 0 && change.live {
+            self.hooks.emit(EventType::NoViewers, &origin, Map::new);
+        }
+        let client = self.client_info(&p.name, &p.args);
+        let extra = [
+            ("bytes_in", self.bytes_in.to_string()),
+            ("bytes_out", bytes_out.to_string()),
+            ("duration", (duration as u64).to_string()),
+        ];
+        self.hooks.tell_done(false, &client, &extra);
+        self.stream_left(&origin, change);
+    }
+
+    fn stream_left(&self, origin: &Origin, change: StreamChange) {
+        if change.deleted {
+            self.hooks.emit(EventType::StreamDelete, origin, Map::new);
+        }
+    }
+
+    /// Ends whatever the session still does and says goodbye (connection_close).
+    fn finish(&mut self, reason: &str) {
+        let role = if self.publishing.is_some() {
+            "publisher"
+        } else if self.playing.is_some() {
+            "player"
+        } else {
+            "none"
+        };
+        self.end_publish();
+        self.end_play();
+        let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out.get());
+        let duration = round_ms(self.started.elapsed().as_secs_f64());
+        self.emit(EventType::ConnectionClose, || {
+            data(json!({ "role": role, "duration_sec": duration, "bytes_in": bytes_in, "bytes_out": bytes_out, "reason": reason }))
+        });
+    }
+
+    /// The stream this session publishes or plays, if any.
+    fn current_stream(&self) -> String {
+        if let Some(p) = &self.publishing {
+            p.handle.key().to_owned()
+        } else if let Some(p) = &self.playing {
+            p.handle.key().to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        Origin {
+            conn_id: self.conn_id,
+            protocol: Protocol::Rtmp,
+            addr: self.peer,
+            stream_key: self.current_stream(),
+        }
+    }
+
+    fn emit(&self, event_type: EventType, data: impl FnOnce() -> Map<String, Value>) {
+        self.hooks.emit(event_type, &self.origin(), data);
+    }
+
+    fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
+        let connect = self.connect.clone().unwrap_or_default();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(args)
+            .finish();
+        let url = if query.is_empty() {
+            format!("{}/{name}", connect.tc_url)
+        } else {
+            format!("{}/{name}?{query}", connect.tc_url)
+        };
+        let mut all_args = connect.args.clone();
+        all_args.extend(args.iter().cloned());
+        ClientInfo {
+            protocol: Some(Protocol::Rtmp),
+            addr: Some(self.peer),
+            conn_id: self.conn_id,
+            app: connect.app,
+            name: name.to_owned(),
+            url,
+            tc_url: connect.tc_url,
+            flash_ver: connect.flash_ver,
+            swf_url: connect.swf_url,
+            page_url: connect.page_url,
+            args: all_args,
         }
     }
 
@@ -263,9 +667,9 @@ impl Session {
     /// Sends what the protocol produced. Once a writer task exists it is the only writer,
     /// so the reader only wakes it.
     async fn flush(&mut self) -> Result<(), SessionError> {
-        if let Some(handle) = &self.player {
+        if let Some(playing) = &self.playing {
             if self.conn.borrow().has_transmit() {
-                handle.player().poke();
+                playing.handle.player().poke();
             }
             return Ok(());
         }
@@ -275,6 +679,7 @@ impl Session {
             self.out = out;
             return Ok(());
         }
+        self.bytes_out.set(self.bytes_out.get() + out.len() as u64);
         let mut out = write_all(&self.socket, out).await?;
         out.clear();
         // Keep a small buffer for replies; drop one that grew for a burst.
@@ -283,6 +688,10 @@ impl Session {
         }
         Ok(())
     }
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
 }
 
 /// Maps a publisher's timestamps to the player's own timeline: it starts at zero and keeps
@@ -324,6 +733,7 @@ struct PlayerWriter {
     name: String,
     stream_id: u32,
     chunk_size: u32,
+    bytes_out: Rc<Cell<u64>>,
 }
 
 impl PlayerWriter {
@@ -399,7 +809,8 @@ impl PlayerWriter {
             // hub kicks the player, instead of waiting forever.
             tokio::select! {
                 result = write_all_vectored(&self.socket, bufs) => {
-                    result?;
+                    let written = result?;
+                    self.bytes_out.set(self.bytes_out.get() + written as u64);
                 }
                 _ = self.player.kicked() => return Ok(()),
             }

@@ -1,0 +1,236 @@
+//! Hooks: the event model, dispatch to sinks, the blocking worker pools, webhook / notify /
+//! script / stdio sinks, signing and retries (HOOKS.md is the contract).
+//!
+//! Two kinds of hook share one event model:
+//! - callbacks ([`callback`]): a session asks and waits for the decision (connect, publish,
+//!   play), or tells (done, update); they run on their own growing worker pool;
+//! - event sinks ([`dispatch`]): every event goes, asynchronously, to each webhook, script
+//!   and stdio sink that wants it, with retries and per-stream order.
+//!
+//! Shards only ever hand work over (a channel send); every blocking call runs on hook threads.
+
+pub mod callback;
+pub mod event;
+pub mod format;
+pub mod metrics;
+pub mod script;
+pub mod sign;
+pub mod stdio;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, NotifyConfig};
+use callback::{Call, CallbackPool, CallbackRequest, ClientInfo, Decision};
+use event::{Event, EventIds, EventType, Protocol};
+
+/// Where an event comes from: the connection and stream it concerns.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub conn_id: u64,
+    pub protocol: Protocol,
+    pub addr: SocketAddr,
+    /// `app/name`, or empty.
+    pub stream_key: String,
+}
+
+/// Receives events (the sink dispatcher; a test may plug in its own).
+pub trait EventSink: Send + Sync {
+    /// Whether any sink wants this type: events nobody wants are never built.
+    fn wants(&self, event_type: EventType) -> bool;
+    fn send(&self, event: Event);
+}
+
+/// The hooks of one server.
+pub struct Hooks {
+    notify: NotifyConfig,
+    callbacks: Option<Arc<CallbackPool>>,
+    sink: Option<Box<dyn EventSink>>,
+    ids: EventIds,
+    /// Per stream: the `seq` of its last event. Events are rare (not per packet), so a lock is
+    /// fine here.
+    seqs: Mutex<HashMap<String, u64>>,
+}
+
+impl Hooks {
+    pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
+        let callbacks = config
+            .notify
+            .is_enabled()
+            .then(|| CallbackPool::new(&config.notify));
+        Arc::new(Hooks {
+            notify: config.notify.clone(),
+            callbacks,
+            sink,
+            ids: EventIds::new(now_ms()),
+            seqs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Hooks that do nothing (no callbacks, no sinks).
+    pub fn disabled() -> Arc<Hooks> {
+        Hooks::new(&Config::default(), None)
+    }
+
+    pub fn callbacks(&self) -> Option<&Arc<CallbackPool>> {
+        self.callbacks.as_ref()
+    }
+
+    fn url(&self, call: Call) -> Option<&str> {
+        let url = match call {
+            Call::Connect => &self.notify.on_connect,
+            Call::Publish => &self.notify.on_publish,
+            Call::Play => &self.notify.on_play,
+            Call::Done => &self.notify.on_done,
+            Call::PublishDone => &self.notify.on_publish_done,
+            Call::PlayDone => &self.notify.on_play_done,
+            Call::UpdatePublish | Call::UpdatePlay => &self.notify.on_update,
+        };
+        url.as_deref()
+    }
+
+    /// Asks the callback for `call`, if one is configured; no callback allows.
+    pub async fn decide(
+        &self,
+        call: Call,
+        client: &ClientInfo,
+        extra: &[(&str, String)],
+    ) -> Decision {
+        let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) else {
+            return Decision::Allow;
+        };
+        let request = CallbackRequest {
+            call,
+            url: url.to_owned(),
+            fields: callback::form_fields(call, client, extra),
+        };
+        match pool.ask(request).await {
+            Ok(decision) => decision,
+            // The pool dropped the request (shutting down): the safe answer is no.
+            Err(_) => Decision::Deny {
+                reason: "callback pool stopped".into(),
+            },
+        }
+    }
+
+    /// Tells the done callbacks that a publish or play ended.
+    pub fn tell_done(&self, publish: bool, client: &ClientInfo, extra: &[(&str, String)]) {
+        let specific = if publish {
+            Call::PublishDone
+        } else {
+            Call::PlayDone
+        };
+        for call in [specific, Call::Done] {
+            self.tell(call, client, extra);
+        }
+    }
+
+    /// Sends a callback whose reply is not awaited.
+    pub fn tell(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
+        if let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) {
+            let request = CallbackRequest {
+                call,
+                url: url.to_owned(),
+                fields: callback::form_fields(call, client, extra),
+            };
+            pool.tell(request);
+        }
+    }
+
+    /// Whether `on_update` is configured, and how often it fires.
+    pub fn update_interval(&self) -> Option<std::time::Duration> {
+        self.notify
+            .on_update
+            .as_ref()
+            .map(|_| self.notify.update_interval)
+    }
+
+    pub fn update_strict(&self) -> bool {
+        self.notify.update_strict
+    }
+
+    /// Sends an update callback; under `update_strict` the reply is returned to be awaited.
+    pub fn update(
+        &self,
+        publish: bool,
+        client: &ClientInfo,
+        extra: &[(&str, String)],
+    ) -> Option<tokio::sync::oneshot::Receiver<Decision>> {
+        let call = if publish {
+            Call::UpdatePublish
+        } else {
+            Call::UpdatePlay
+        };
+        let (pool, url) = (self.callbacks.as_ref()?, self.url(call)?);
+        let request = CallbackRequest {
+            call,
+            url: url.to_owned(),
+            fields: callback::form_fields(call, client, extra),
+        };
+        if self.notify.update_strict {
+            Some(pool.ask(request))
+        } else {
+            pool.tell(request);
+            None
+        }
+    }
+
+    /// Whether an event of this type would reach any sink.
+    pub fn wants(&self, event_type: EventType) -> bool {
+        self.sink.as_ref().is_some_and(|s| s.wants(event_type))
+    }
+
+    /// Emits an event. `data` is built only when a sink wants the type.
+    pub fn emit(
+        &self,
+        event_type: EventType,
+        origin: &Origin,
+        data: impl FnOnce() -> Map<String, Value>,
+    ) {
+        let Some(sink) = &self.sink else { return };
+        if !sink.wants(event_type) {
+            // Still count the stream's events so `seq` gaps mean "filtered", never "lost".
+            self.next_seq(&origin.stream_key, event_type);
+            return;
+        }
+        let seq = self.next_seq(&origin.stream_key, event_type);
+        sink.send(Event {
+            id: self.ids.next(),
+            event_type,
+            timestamp_ms: now_ms(),
+            conn_id: origin.conn_id,
+            protocol: origin.protocol,
+            addr: origin.addr.to_string(),
+            stream_key: origin.stream_key.clone(),
+            seq,
+            data: data(),
+        });
+    }
+
+    fn next_seq(&self, stream_key: &str, event_type: EventType) -> u64 {
+        if stream_key.is_empty() {
+            return 0;
+        }
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = seqs.entry(stream_key.to_owned()).or_insert(0);
+        *seq += 1;
+        let value = *seq;
+        if event_type == EventType::StreamDelete {
+            // The stream is gone: a new one under this key starts again at 1.
+            seqs.remove(stream_key);
+        }
+        value
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
