@@ -7,9 +7,7 @@ use tracing_subscriber::EnvFilter;
 /// the journal adds its own.
 pub fn init(level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     // A second init (tests that start several servers in one process) is harmless.
     let _ = match (json, under_journal) {

@@ -40,10 +40,7 @@ fn protocol_imports_no_runtime_socket_or_clock() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(
-        files.len() >= 5,
-        "expected the protocol sources under {root:?}"
-    );
+    assert!(files.len() >= 5, "expected the protocol sources under {root:?}");
     let mut offences = Vec::new();
     for file in files {
         let text = fs::read_to_string(&file).expect("readable source");
@@ -51,19 +48,10 @@ fn protocol_imports_no_runtime_socket_or_clock() {
             let code = line.split("//").next().unwrap_or_default();
             for forbidden in FORBIDDEN {
                 if code.contains(forbidden) {
-                    offences.push(format!(
-                        "{}:{}: {}",
-                        file.display(),
-                        number + 1,
-                        line.trim()
-                    ));
+                    offences.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
                 }
             }
         }
     }
-    assert!(
-        offences.is_empty(),
-        "protocol/ must stay sans-IO:\n{}",
-        offences.join("\n")
-    );
+    assert!(offences.is_empty(), "protocol/ must stay sans-IO:\n{}", offences.join("\n"));
 }

@@ -32,20 +32,14 @@ fn describe(event: &ClientEvent) -> Option<(u8, u32)> {
 }
 
 fn publisher(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client =
-        RtmpClient::connect(addr, "live", Goal::Publish(name.into())).expect("publisher connects");
-    client
-        .wait_status("NetStream.Publish.Start", Duration::from_secs(10))
-        .expect("publish starts");
+    let mut client = RtmpClient::connect(addr, "live", Goal::Publish(name.into())).expect("publisher connects");
+    client.wait_status("NetStream.Publish.Start", Duration::from_secs(10)).expect("publish starts");
     client
 }
 
 fn player(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client =
-        RtmpClient::connect(addr, "live", Goal::Play(name.into())).expect("player connects");
-    client
-        .wait_status("NetStream.Play.Start", Duration::from_secs(10))
-        .expect("play starts");
+    let mut client = RtmpClient::connect(addr, "live", Goal::Play(name.into())).expect("player connects");
+    client.wait_status("NetStream.Play.Start", Duration::from_secs(10)).expect("play starts");
     client
 }
 
@@ -93,9 +87,7 @@ fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
     for seq in 0..FRAMES {
         let keyframe = seq % 30 == 0;
         let size = if keyframe { 20_000 } else { 3_000 };
-        source
-            .send_media(9, seq * 33, &media::video(seq, keyframe, size))
-            .unwrap();
+        source.send_media(9, seq * 33, &media::video(seq, keyframe, size)).unwrap();
         source.send_media(8, seq * 33, &media::audio(seq)).unwrap();
         sent.push((9, seq));
         sent.push((8, seq));
@@ -104,30 +96,16 @@ fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
         }
     }
 
-    let results: Vec<Seen> = (0..PLAYERS)
-        .map(|_| {
-            results_rx
-                .recv_timeout(Duration::from_secs(90))
-                .expect("player finished")
-        })
-        .collect();
+    let results: Vec<Seen> =
+        (0..PLAYERS).map(|_| results_rx.recv_timeout(Duration::from_secs(90)).expect("player finished")).collect();
     for (index, seen) in results.iter().enumerate() {
-        assert_eq!(
-            seen.len(),
-            sent.len(),
-            "player {index} got {} of {} packets",
-            seen.len(),
-            sent.len()
-        );
+        assert_eq!(seen.len(), sent.len(), "player {index} got {} of {} packets", seen.len(), sent.len());
         assert_eq!(seen, &sent, "player {index} saw a different stream");
     }
     // Both shards served players (SO_REUSEPORT spreads connections by hash).
     let log = server.log();
     for shard in 0..2 {
-        assert!(
-            log.contains(&format!("play start shard={shard}")),
-            "no player on shard {shard}:\n{log}"
-        );
+        assert!(log.contains(&format!("play start shard={shard}")), "no player on shard {shard}:\n{log}");
     }
 }
 
@@ -140,9 +118,7 @@ fn a_late_player_starts_with_headers_then_a_keyframe() {
     source.send_media(8, 0, media::AAC_SEQUENCE_HEADER).unwrap();
     // Two GOPs of 30, then stop in the middle of the third.
     for seq in 0..75 {
-        source
-            .send_media(9, seq * 33, &media::video(seq, seq % 30 == 0, 2_000))
-            .unwrap();
+        source.send_media(9, seq * 33, &media::video(seq, seq % 30 == 0, 2_000)).unwrap();
         source.send_media(8, seq * 33, &media::audio(seq)).unwrap();
     }
     thread::sleep(Duration::from_millis(300));
@@ -162,10 +138,7 @@ fn a_late_player_starts_with_headers_then_a_keyframe() {
 
 #[test]
 fn a_stalled_player_is_dropped_without_delaying_the_others() {
-    let server = TestServer::start_with_config(
-        "player_queue = 64\nplayer_max_drops = 2\n",
-        &["--shards", "1"],
-    );
+    let server = TestServer::start_with_config("player_queue = 64\nplayer_max_drops = 2\n", &["--shards", "1"]);
     let addr = server.rtmp_addr();
 
     const FRAMES: u32 = 400;
@@ -216,14 +189,8 @@ fn a_stalled_player_is_dropped_without_delaying_the_others() {
 
     let mut worst = Duration::ZERO;
     for index in 0..4 {
-        let mut lags = lags_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("player finished");
-        assert!(
-            lags.len() >= FRAMES as usize - 1,
-            "player {index} got only {} frames",
-            lags.len()
-        );
+        let mut lags = lags_rx.recv_timeout(Duration::from_secs(60)).expect("player finished");
+        assert!(lags.len() >= FRAMES as usize - 1, "player {index} got only {} frames", lags.len());
         lags.sort();
         let p99 = lags[lags.len() * 99 / 100];
         worst = worst.max(p99);
@@ -235,10 +202,7 @@ fn a_stalled_player_is_dropped_without_delaying_the_others() {
             lags[lags.len() - 1]
         );
     }
-    assert!(
-        worst < Duration::from_millis(500),
-        "normal players lagged {worst:?} (p99) behind the stalled one"
-    );
+    assert!(worst < Duration::from_millis(500), "normal players lagged {worst:?} (p99) behind the stalled one");
     assert!(
         server.wait_for_log("player kicked", Duration::from_secs(10)),
         "the stalled player was never disconnected:\n{}",

@@ -76,6 +76,13 @@ fn a_second_publisher_on_the_same_key_is_refused() {
         second.report("second publisher exited successfully"),
         server.log()
     );
+    // ffmpeg prints the status description of an `error`-level onStatus this way; a dropped
+    // connection or a handshake failure would read differently.
+    assert!(
+        second.output().contains("Server error"),
+        "{}",
+        second.report("second publisher failed, but not on a refusal from the server")
+    );
     assert!(
         server.wait_for_line_with(&["publish refused", "live/test"], Duration::from_secs(5)),
         "server log shows no refusal for live/test\n{}",

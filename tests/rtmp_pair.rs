@@ -28,15 +28,10 @@ impl Pair {
             let mut to_server = Vec::new();
             self.client.poll_transmit(&mut to_server);
             for part in to_server.chunks(piece) {
-                self.server
-                    .handle_input(part)
-                    .expect("server accepts client bytes");
+                self.server.handle_input(part).expect("server accepts client bytes");
             }
             while let Some(event) = self.server.poll_event() {
-                if matches!(
-                    event,
-                    Event::Connect(_) | Event::Publish(_) | Event::Play(_)
-                ) {
+                if matches!(event, Event::Connect(_) | Event::Publish(_) | Event::Play(_)) {
                     match decide(&event) {
                         None => self.server.accept(),
                         Some(rejection) => self.server.reject(rejection, "refused by test"),
@@ -49,9 +44,7 @@ impl Pair {
             let mut to_client = Vec::new();
             self.server.poll_transmit(&mut to_client);
             for part in to_client.chunks(piece) {
-                self.client
-                    .handle_input(part)
-                    .expect("client accepts server bytes");
+                self.client.handle_input(part).expect("client accepts server bytes");
             }
             while let Some(event) = self.client.poll_event() {
                 self.client_events.push(event);
@@ -90,25 +83,11 @@ fn publish_flow_delivers_commands_and_media_in_any_read_size() {
         });
         let publish = publish.expect("publish event");
         assert_eq!(publish.name, "cam1");
-        assert_eq!(
-            publish.args,
-            vec![
-                ("token".to_owned(), "x".to_owned()),
-                ("b".to_owned(), "2".to_owned())
-            ]
-        );
+        assert_eq!(publish.args, vec![("token".to_owned(), "x".to_owned()), ("b".to_owned(), "2".to_owned())]);
         assert_eq!(pair.status_codes(), vec!["NetStream.Publish.Start"]);
-        assert_eq!(
-            pair.server.role(),
-            Role::Publisher {
-                stream_id: publish.stream_id
-            }
-        );
+        assert_eq!(pair.server.role(), Role::Publisher { stream_id: publish.stream_id });
 
-        let frame: Vec<u8> = [0x17, 1, 0, 0, 0]
-            .into_iter()
-            .chain((0..9000u32).map(|i| i as u8))
-            .collect();
+        let frame: Vec<u8> = [0x17, 1, 0, 0, 0].into_iter().chain((0..9000u32).map(|i| i as u8)).collect();
         pair.client.send_media(9, 40, &frame);
         pair.client.send_media(8, 43, &[0xAF, 1, 1, 2, 3]);
         pair.drive(piece, &mut |_| None);
@@ -121,11 +100,7 @@ fn publish_flow_delivers_commands_and_media_in_any_read_size() {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            media,
-            vec![(9, 40, frame.clone()), (8, 43, vec![0xAF, 1, 1, 2, 3])],
-            "read size {piece}"
-        );
+        assert_eq!(media, vec![(9, 40, frame.clone()), (8, 43, vec![0xAF, 1, 1, 2, 3])], "read size {piece}");
     }
 }
 
@@ -139,35 +114,22 @@ fn play_flow_gets_reset_and_start() {
     });
     let play = play.expect("play event");
     assert_eq!(play.name, "cam1");
-    assert_eq!(
-        pair.status_codes(),
-        vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
-    );
-    assert_eq!(
-        pair.server.role(),
-        Role::Player {
-            stream_id: play.stream_id
-        }
-    );
+    assert_eq!(pair.status_codes(), vec!["NetStream.Play.Reset", "NetStream.Play.Start"]);
+    assert_eq!(pair.server.role(), Role::Player { stream_id: play.stream_id });
 
     pair.server.notify_unpublish("cam1");
     pair.server.notify_publish("cam1");
     pair.drive(4096, &mut |_| None);
     assert_eq!(
         pair.status_codes()[2..],
-        [
-            "NetStream.Play.UnpublishNotify".to_owned(),
-            "NetStream.Play.PublishNotify".to_owned()
-        ]
+        ["NetStream.Play.UnpublishNotify".to_owned(), "NetStream.Play.PublishNotify".to_owned()]
     );
 }
 
 #[test]
 fn refused_publish_gets_bad_name_and_no_start() {
     let mut pair = Pair::new(Goal::Publish("cam1".into()));
-    pair.drive(4096, &mut |event| {
-        matches!(event, Event::Publish(_)).then_some(Rejection::StreamBusy)
-    });
+    pair.drive(4096, &mut |event| matches!(event, Event::Publish(_)).then_some(Rejection::StreamBusy));
     assert_eq!(pair.status_codes(), vec!["NetStream.Publish.BadName"]);
     assert_eq!(pair.server.role(), Role::None);
 }
@@ -175,18 +137,11 @@ fn refused_publish_gets_bad_name_and_no_start() {
 #[test]
 fn refused_connect_gets_an_error_and_goes_no_further() {
     let mut pair = Pair::new(Goal::Play("cam1".into()));
-    pair.drive(4096, &mut |event| {
-        matches!(event, Event::Connect(_)).then_some(Rejection::Denied)
-    });
+    pair.drive(4096, &mut |event| matches!(event, Event::Connect(_)).then_some(Rejection::Denied));
     assert!(pair.client_events.iter().any(
         |e| matches!(e, ClientEvent::CommandError { command: "connect", code, .. } if code == "NetConnection.Connect.Rejected")
     ));
-    assert!(
-        !pair
-            .server_events
-            .iter()
-            .any(|e| matches!(e, Event::Play(_)))
-    );
+    assert!(!pair.server_events.iter().any(|e| matches!(e, Event::Play(_))));
 }
 
 #[test]
@@ -203,10 +158,7 @@ fn a_command_before_connect_is_an_error() {
     let mut c2_and_connect = Vec::new();
     client.poll_transmit(&mut c2_and_connect);
     // Replace the connect command's name so the server sees an unknown first command.
-    let at = c2_and_connect
-        .windows(7)
-        .position(|w| w == b"connect")
-        .expect("connect in bytes");
+    let at = c2_and_connect.windows(7).position(|w| w == b"connect").expect("connect in bytes");
     c2_and_connect[at..at + 7].copy_from_slice(b"connecx");
     let error = server.handle_input(&c2_and_connect).unwrap_err();
     assert!(error.to_string().contains("before connect"), "{error}");

@@ -9,8 +9,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 use super::hooks::{EventFilter, ScriptConfig, WebhookConfig};
 use super::{
-    Config, ConfigError, check_duration, floors, limits, parse_duration, parse_listen,
-    parse_number, parse_url, quote,
+    Config, ConfigError, check_duration, floors, limits, parse_duration, parse_listen, parse_number, parse_url, quote,
 };
 
 const ABOUT: &str = "Live media server: RTMP, RTSP and HTTP-FLV in and out, with HTTP hooks.";
@@ -133,45 +132,13 @@ impl Cli {
 
     /// Applies the flags over `config` (defaults, then the file, already in it).
     pub(super) fn apply(&self, config: &mut Config) -> Result<(), ConfigError> {
-        set(
-            &self.rtmp_listen,
-            "rtmp-listen",
-            &mut config.rtmp_listen,
-            parse_listen,
-        )?;
-        set(
-            &self.http_listen,
-            "http-listen",
-            &mut config.http_listen,
-            parse_listen,
-        )?;
-        set(
-            &self.rtsp_listen,
-            "rtsp-listen",
-            &mut config.rtsp_listen,
-            parse_listen,
-        )?;
-        set(
-            &self.api_listen,
-            "api-listen",
-            &mut config.api_listen,
-            parse_listen,
-        )?;
-        set(&self.shards, "shards", &mut config.shards, |s| {
-            parse_number(s, limits::SHARDS)
-        })?;
-        set(
-            &self.log_level,
-            "log-level",
-            &mut config.log_level,
-            str::parse,
-        )?;
-        set(
-            &self.log_format,
-            "log-format",
-            &mut config.log_format,
-            str::parse,
-        )?;
+        set(&self.rtmp_listen, "rtmp-listen", &mut config.rtmp_listen, parse_listen)?;
+        set(&self.http_listen, "http-listen", &mut config.http_listen, parse_listen)?;
+        set(&self.rtsp_listen, "rtsp-listen", &mut config.rtsp_listen, parse_listen)?;
+        set(&self.api_listen, "api-listen", &mut config.api_listen, parse_listen)?;
+        set(&self.shards, "shards", &mut config.shards, |s| parse_number(s, limits::SHARDS))?;
+        set(&self.log_level, "log-level", &mut config.log_level, str::parse)?;
+        set(&self.log_format, "log-format", &mut config.log_format, str::parse)?;
 
         for spec in &self.hook_webhook {
             let (event, url) = split_pair(spec, "hook-webhook", "EVENT=URL")?;
@@ -185,26 +152,17 @@ impl Cli {
             if path.is_empty() {
                 return Err(flag("hook-script", "the path is empty".to_owned()));
             }
-            config.scripts.push(ScriptConfig {
-                event,
-                path: PathBuf::from(path),
-            });
+            config.scripts.push(ScriptConfig { event, path: PathBuf::from(path) });
         }
         if let Some(text) = &self.hook_stdio_format {
             config.stdio = Some(text.parse().map_err(|m| flag("hook-stdio-format", m))?);
         }
-        set(
-            &self.hook_timeout,
-            "hook-timeout",
-            &mut config.hook_timeout,
-            |s| parse_duration(s).and_then(|d| check_duration(d, floors::TIMEOUT)),
-        )?;
-        set(
-            &self.hook_concurrency,
-            "hook-concurrency",
-            &mut config.hook_concurrency,
-            |s| parse_number(s, limits::HOOK_CONCURRENCY),
-        )?;
+        set(&self.hook_timeout, "hook-timeout", &mut config.hook_timeout, |s| {
+            parse_duration(s).and_then(|d| check_duration(d, floors::TIMEOUT))
+        })?;
+        set(&self.hook_concurrency, "hook-concurrency", &mut config.hook_concurrency, |s| {
+            parse_number(s, limits::HOOK_CONCURRENCY)
+        })?;
 
         let notify = &mut config.notify;
         for (value, name, slot) in [
@@ -217,12 +175,7 @@ impl Cli {
                 *slot = Some(parse_url(text).map_err(|m| flag(name, m))?);
             }
         }
-        set(
-            &self.notify_method,
-            "notify-method",
-            &mut notify.method,
-            str::parse,
-        )
+        set(&self.notify_method, "notify-method", &mut notify.method, str::parse)
     }
 }
 
@@ -240,20 +193,12 @@ fn set<T>(
 }
 
 fn flag(name: &str, message: String) -> ConfigError {
-    ConfigError::Flag {
-        flag: format!("--{name}"),
-        message,
-    }
+    ConfigError::Flag { flag: format!("--{name}"), message }
 }
 
 /// Splits `EVENT=VALUE` at the first `=` (a URL may contain more).
-fn split_pair<'a>(
-    spec: &'a str,
-    name: &str,
-    form: &str,
-) -> Result<(&'a str, &'a str), ConfigError> {
-    spec.split_once('=')
-        .ok_or_else(|| flag(name, format!("expected {form}, got {}", quote(spec))))
+fn split_pair<'a>(spec: &'a str, name: &str, form: &str) -> Result<(&'a str, &'a str), ConfigError> {
+    spec.split_once('=').ok_or_else(|| flag(name, format!("expected {form}, got {}", quote(spec))))
 }
 
 /// Clap's usage error as one line: its first line without the `error: ` prefix, plus the flag it

@@ -28,10 +28,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let letters = rest[digits..]
-            .bytes()
-            .take_while(u8::is_ascii_alphabetic)
-            .count();
+        let letters = rest[digits..].bytes().take_while(u8::is_ascii_alphabetic).count();
         if digits == 0 || letters == 0 {
             return Err(invalid());
         }
@@ -45,9 +42,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(invalid()),
         };
         let ms = number.checked_mul(unit_ms).ok_or_else(|| too_long(text))?;
-        total = total
-            .checked_add(Duration::from_millis(ms))
-            .ok_or_else(|| too_long(text))?;
+        total = total.checked_add(Duration::from_millis(ms)).ok_or_else(|| too_long(text))?;
         rest = &rest[digits + letters..];
     }
     check_max(total, text)
@@ -61,13 +56,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_owned();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -77,19 +66,11 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 fn check_max(d: Duration, text: &str) -> Result<Duration, String> {
-    if d > MAX_DURATION {
-        Err(too_long(text))
-    } else {
-        Ok(d)
-    }
+    if d > MAX_DURATION { Err(too_long(text)) } else { Ok(d) }
 }
 
 fn too_long(text: &str) -> String {
-    format!(
-        "duration {} is too long (at most {})",
-        super::quote(text),
-        format_duration(MAX_DURATION)
-    )
+    format!("duration {} is too long (at most {})", super::quote(text), format_duration(MAX_DURATION))
 }
 
 #[cfg(test)]
@@ -116,17 +97,12 @@ mod tests {
     #[test]
     fn compounds_add_up() {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(
-            parse_duration("1m30s250ms"),
-            Ok(Duration::from_millis(90_250))
-        );
+        assert_eq!(parse_duration("1m30s250ms"), Ok(Duration::from_millis(90_250)));
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in [
-            "", " ", "s", "ms", "30x", "1.5s", "-5s", "30 s", "5m30", "m5", "30S", "1e3s",
-        ] {
+        for bad in ["", " ", "s", "ms", "30x", "1.5s", "-5s", "30 s", "5m30", "m5", "30S", "1e3s"] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.starts_with("invalid duration"), "{bad:?}: {err}");
             assert!(err.contains("\"30s\""), "the message shows the form: {err}");
@@ -136,32 +112,14 @@ mod tests {
     #[test]
     fn rejects_too_long_and_overflow() {
         assert!(parse_duration("366d").unwrap_err().contains("too long"));
-        assert!(
-            parse_duration("99999999999999999999")
-                .unwrap_err()
-                .contains("too long")
-        );
-        assert!(
-            parse_duration("18446744073709551615h")
-                .unwrap_err()
-                .contains("too long")
-        );
+        assert!(parse_duration("99999999999999999999").unwrap_err().contains("too long"));
+        assert!(parse_duration("18446744073709551615h").unwrap_err().contains("too long"));
         assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
     }
 
     #[test]
     fn format_round_trips() {
-        for text in [
-            "500ms",
-            "30s",
-            "5m",
-            "12h",
-            "1d",
-            "1h30m",
-            "1m30s250ms",
-            "0s",
-            "365d",
-        ] {
+        for text in ["500ms", "30s", "5m", "12h", "1d", "1h30m", "1m30s250ms", "0s", "365d"] {
             let d = parse_duration(text).unwrap();
             assert_eq!(format_duration(d), text);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));

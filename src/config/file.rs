@@ -13,9 +13,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::hooks::{EventFilter, Header, ScriptConfig, WebhookConfig, parse_header_name};
 use super::{
-    ApiToken, Config, ConfigError, EventType, Secret, Signature, WebhookFormat, check_duration,
-    check_range, floors, limits, parse_duration, parse_event, parse_listen, parse_url, quote,
-    suggest,
+    ApiToken, Config, ConfigError, EventType, Secret, Signature, WebhookFormat, check_duration, check_range, floors,
+    limits, parse_duration, parse_event, parse_listen, parse_url, quote, suggest,
 };
 
 pub(super) const ROOT_KEYS: &[&str] = &[
@@ -40,6 +39,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "hook_concurrency",
     "hook_queue",
     "rotation_grace",
+    "tls_ca_file",
     "notify",
     "webhook",
     "script",
@@ -64,16 +64,8 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "signature",
 ];
 
-pub(super) const WEBHOOK_KEYS: &[&str] = &[
-    "url",
-    "events",
-    "headers",
-    "format",
-    "secret",
-    "signature",
-    "signature_header",
-    "retries",
-];
+pub(super) const WEBHOOK_KEYS: &[&str] =
+    &["url", "events", "headers", "format", "secret", "signature", "signature_header", "retries"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -81,12 +73,8 @@ pub(super) const STDIO_KEYS: &[&str] = &["format"];
 
 /// Where each table's keys belong, to point a root-level stray (`on_publish = ...` above any
 /// header) at its table.
-const TABLES: &[(&str, &[&str])] = &[
-    ("[notify]", NOTIFY_KEYS),
-    ("[[webhook]]", WEBHOOK_KEYS),
-    ("[[script]]", SCRIPT_KEYS),
-    ("[stdio]", STDIO_KEYS),
-];
+const TABLES: &[(&str, &[&str])] =
+    &[("[notify]", NOTIFY_KEYS), ("[[webhook]]", WEBHOOK_KEYS), ("[[script]]", SCRIPT_KEYS), ("[stdio]", STDIO_KEYS)];
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -94,11 +82,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> {
     let doc = Doc { path, text };
     let parsed = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
-    let root = Section {
-        doc: &doc,
-        prefix: String::new(),
-        table: parsed.get_ref(),
-    };
+    let root = Section { doc: &doc, prefix: String::new(), table: parsed.get_ref() };
     root.check_keys(ROOT_KEYS)?;
 
     if let Some(item) = root.get("rtmp_listen") {
@@ -150,13 +134,8 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
         config.idle_timeout = item.duration(floors::TIMEOUT)?;
     }
     if let Some(item) = root.get("state_dir") {
-        config.state_dir = item.parse(|s| {
-            if s.is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                Ok(s.into())
-            }
-        })?;
+        config.state_dir =
+            item.parse(|s| if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.into()) })?;
     }
     if let Some(item) = root.get("hook_timeout") {
         config.hook_timeout = item.duration(floors::TIMEOUT)?;
@@ -169,6 +148,10 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("rotation_grace") {
         config.rotation_grace = item.duration(Duration::ZERO)?;
+    }
+    if let Some(item) = root.get("tls_ca_file") {
+        config.tls_ca_file =
+            Some(item.parse(|s| if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.into()) })?);
     }
     if let Some(item) = root.get("notify") {
         read_notify(config, &item)?;
@@ -201,9 +184,7 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     if let Some(item) = table.get("method") {
         notify.method = item.parse(str::parse)?;
     }
-    let url = |key: &str| -> Result<Option<String>> {
-        table.get(key).map(|item| item.parse(parse_url)).transpose()
-    };
+    let url = |key: &str| -> Result<Option<String>> { table.get(key).map(|item| item.parse(parse_url)).transpose() };
     notify.on_connect = url("on_connect")?;
     notify.on_publish = url("on_publish")?;
     notify.on_play = url("on_play")?;
@@ -287,21 +268,18 @@ fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
             return Err(header.error("has no effect without 'secret'"));
         }
         if webhook.signature == Signature::Standard {
-            return Err(header.error(
-                "applies to signature \"sha256\" or \"sha1\" only (\"standard\" uses the webhook-* headers)",
-            ));
+            return Err(header
+                .error("applies to signature \"sha256\" or \"sha1\" only (\"standard\" uses the webhook-* headers)"));
         }
         webhook.signature_header = name;
     }
-    if let (WebhookFormat::Dolby, EventFilter::Only(list), Some(events)) =
-        (webhook.format, &webhook.events, &events)
+    if let (WebhookFormat::Dolby, EventFilter::Only(list), Some(events)) = (webhook.format, &webhook.events, &events)
         && let Some(event) = list.iter().find(|e| !EventType::DOLBY.contains(e))
     {
         let sendable: Vec<&str> = EventType::DOLBY.iter().map(|e| e.as_str()).collect();
-        return Err(events.error(format!(
-            "format \"dolby\" cannot express '{event}' (it sends only {})",
-            sendable.join(", ")
-        )));
+        return Err(
+            events.error(format!("format \"dolby\" cannot express '{event}' (it sends only {})", sendable.join(", ")))
+        );
     }
     Ok(webhook)
 }
@@ -326,13 +304,7 @@ fn read_script(item: &Item<'_>) -> Result<ScriptConfig> {
         None => return Err(item.error("missing required key 'event' (an event name or \"*\")")),
     };
     let path = match table.get("path") {
-        Some(path) => path.parse(|s| {
-            if s.is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                Ok(s.into())
-            }
-        })?,
+        Some(path) => path.parse(|s| if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.into()) })?,
         None => return Err(item.error("missing required key 'path'")),
     };
     Ok(ScriptConfig { event, path })
@@ -347,28 +319,16 @@ struct Doc<'a> {
 impl Doc<'_> {
     fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
     fn error(&self, span: Option<&Range<usize>>, message: String) -> ConfigError {
-        ConfigError::File {
-            path: self.path.to_owned(),
-            line: span.map(|s| self.line(s.start)),
-            message,
-        }
+        ConfigError::File { path: self.path.to_owned(), line: span.map(|s| self.line(s.start)), message }
     }
 
     fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
         // The parser's message is one line already; join defensively so the error stays one.
-        let mut message = error
-            .message()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut message = error.message().split_whitespace().collect::<Vec<_>>().join(" ");
         // toml says only "duplicate key"; the span holds the key, which is what the user needs.
         if let Some(key) = error.span().and_then(|span| self.text.get(span))
             && message == "duplicate key"
@@ -411,18 +371,11 @@ impl<'a> Section<'a> {
         } else {
             String::new()
         };
-        Err(self.doc.error(
-            Some(&key.span()),
-            format!("unknown key {}{hint}", quote(&full)),
-        ))
+        Err(self.doc.error(Some(&key.span()), format!("unknown key {}{hint}", quote(&full))))
     }
 
     fn get(&self, key: &str) -> Option<Item<'a>> {
-        self.table.get(key).map(|value| Item {
-            doc: self.doc,
-            key: format!("{}{key}", self.prefix),
-            value,
-        })
+        self.table.get(key).map(|value| Item { doc: self.doc, key: format!("{}{key}", self.prefix), value })
     }
 }
 
@@ -435,10 +388,7 @@ struct Item<'a> {
 
 impl<'a> Item<'a> {
     fn error(&self, message: impl std::fmt::Display) -> ConfigError {
-        self.doc.error(
-            Some(&self.value.span()),
-            format!("key '{}': {message}", self.key),
-        )
+        self.doc.error(Some(&self.value.span()), format!("key '{}': {message}", self.key))
     }
 
     fn type_error(&self, expected: &str) -> ConfigError {
@@ -493,23 +443,15 @@ impl<'a> Item<'a> {
                 Err(_) => Err(format!("integer {int} is out of range")),
             },
             _ => {
-                return Err(
-                    self.type_error("a duration such as \"30s\" or \"500ms\", or whole seconds")
-                );
+                return Err(self.type_error("a duration such as \"30s\" or \"500ms\", or whole seconds"));
             }
         };
-        value
-            .and_then(|d| check_duration(d, floor))
-            .map_err(|message| self.error(message))
+        value.and_then(|d| check_duration(d, floor)).map_err(|message| self.error(message))
     }
 
     fn table(&self) -> Result<Section<'a>> {
         match self.value.get_ref() {
-            DeValue::Table(table) => Ok(Section {
-                doc: self.doc,
-                prefix: format!("{}.", self.key),
-                table,
-            }),
+            DeValue::Table(table) => Ok(Section { doc: self.doc, prefix: format!("{}.", self.key), table }),
             _ => Err(self.type_error("a table")),
         }
     }
@@ -519,11 +461,7 @@ impl<'a> Item<'a> {
             DeValue::Array(array) => Ok(array
                 .iter()
                 .enumerate()
-                .map(|(i, value)| Item {
-                    doc: self.doc,
-                    key: format!("{}[{i}]", self.key),
-                    value,
-                })
+                .map(|(i, value)| Item { doc: self.doc, key: format!("{}[{i}]", self.key), value })
                 .collect()),
             _ => Err(self.type_error("an array")),
         }
@@ -532,10 +470,9 @@ impl<'a> Item<'a> {
     /// `[[name]]` blocks (or an inline array of tables). A single `[name]` is the common slip.
     fn array_of_tables(&self) -> Result<Vec<Item<'a>>> {
         match self.value.get_ref() {
-            DeValue::Table(_) => Err(self.type_error(&format!(
-                "an array of tables (write [[{}]], with double brackets)",
-                self.key
-            ))),
+            DeValue::Table(_) => {
+                Err(self.type_error(&format!("an array of tables (write [[{}]], with double brackets)", self.key)))
+            }
             _ => self.array(),
         }
     }

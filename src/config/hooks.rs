@@ -35,12 +35,8 @@ choice! {
 impl EventType {
     /// The events the `dolby` webhook format can express (HOOKS.md, Formats); the others are not
     /// sent in that format, so a dolby webhook that lists one is a mistake worth reporting.
-    pub const DOLBY: &'static [EventType] = &[
-        EventType::PublishStart,
-        EventType::PublishStop,
-        EventType::StreamUnavailable,
-        EventType::NoViewers,
-    ];
+    pub const DOLBY: &'static [EventType] =
+        &[EventType::PublishStart, EventType::PublishStop, EventType::StreamUnavailable, EventType::NoViewers];
 }
 
 /// Which events a sink receives.
@@ -63,11 +59,7 @@ impl EventFilter {
 
     /// Parses one event name or `"*"`.
     pub fn parse_one(name: &str) -> Result<Self, String> {
-        if name == "*" {
-            Ok(EventFilter::All)
-        } else {
-            Ok(EventFilter::Only(vec![parse_event(name)?]))
-        }
+        if name == "*" { Ok(EventFilter::All) } else { Ok(EventFilter::Only(vec![parse_event(name)?])) }
     }
 
     /// Parses a list of event names; `"*"` anywhere means every event. An empty list is refused:
@@ -87,9 +79,7 @@ impl EventFilter {
         }
         match (all, events.is_empty()) {
             (true, _) => Ok(EventFilter::All),
-            (false, true) => {
-                Err("must list at least one event (omit the key to receive every event)".to_owned())
-            }
+            (false, true) => Err("must list at least one event (omit the key to receive every event)".to_owned()),
             (false, false) => Ok(EventFilter::Only(events)),
         }
     }
@@ -104,11 +94,7 @@ pub fn parse_event(name: &str) -> Result<EventType, String> {
             None => format!(
                 "unknown event {} (expected one of: {})",
                 quote(name),
-                EventType::ALL
-                    .iter()
-                    .map(|e| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                EventType::ALL.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
             ),
         }
     })
@@ -315,36 +301,21 @@ pub struct Header {
 }
 
 /// Headers ringcast itself sets to frame the request; a user copy would corrupt it.
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-];
+const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type", "transfer-encoding", "connection"];
 
 impl Header {
     /// Parses `"Name: value"`; the name must be an HTTP token and not one ringcast sets itself,
     /// the value free of control characters (a CR or LF would inject headers).
     pub fn parse(text: &str) -> Result<Header, String> {
         let Some((name, value)) = text.split_once(':') else {
-            return Err(format!(
-                "invalid header {} (expected \"Name: value\")",
-                quote(text)
-            ));
+            return Err(format!("invalid header {} (expected \"Name: value\")", quote(text)));
         };
         let name = parse_header_name(name.trim())?;
         let value = value.trim();
         if value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(format!(
-                "header {} has a control character in its value",
-                quote(&name)
-            ));
+            return Err(format!("header {} has a control character in its value", quote(&name)));
         }
-        Ok(Header {
-            name,
-            value: value.to_owned(),
-        })
+        Ok(Header { name, value: value.to_owned() })
     }
 }
 
@@ -352,19 +323,10 @@ impl Header {
 pub fn parse_header_name(name: &str) -> Result<String, String> {
     let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(is_tchar) {
-        return Err(format!(
-            "invalid header name {} (letters, digits and !#$%&'*+-.^_`|~ only)",
-            quote(name)
-        ));
+        return Err(format!("invalid header name {} (letters, digits and !#$%&'*+-.^_`|~ only)", quote(name)));
     }
-    if RESERVED_HEADERS
-        .iter()
-        .any(|reserved| name.eq_ignore_ascii_case(reserved))
-    {
-        return Err(format!(
-            "header {} is set by ringcast and cannot be overridden",
-            quote(name)
-        ));
+    if RESERVED_HEADERS.iter().any(|reserved| name.eq_ignore_ascii_case(reserved)) {
+        return Err(format!("header {} is set by ringcast and cannot be overridden", quote(name)));
     }
     Ok(name.to_owned())
 }
@@ -386,19 +348,15 @@ impl Secret {
     /// Validates a secret as written in the config or sent to the admin API.
     pub fn parse(text: &str) -> Result<Secret, String> {
         let body = text.strip_prefix("whsec_").unwrap_or(text);
-        let key = decode_base64(body).ok_or_else(|| {
-            "secret is not valid base64 (standard alphabet, optional whsec_ prefix)".to_owned()
-        })?;
+        let key = decode_base64(body)
+            .ok_or_else(|| "secret is not valid base64 (standard alphabet, optional whsec_ prefix)".to_owned())?;
         if key.len() < MIN_SECRET_BYTES {
             return Err(format!(
                 "secret is too short: {} bytes, at least {MIN_SECRET_BYTES} (base64 of {MIN_SECRET_BYTES} random bytes)",
                 key.len()
             ));
         }
-        Ok(Secret {
-            text: text.to_owned(),
-            key,
-        })
+        Ok(Secret { text: text.to_owned(), key })
     }
 
     /// The secret as written, `whsec_` prefix included (what the API shows back).
@@ -460,16 +418,10 @@ pub fn parse_url(text: &str) -> Result<String, String> {
     } else if lower.starts_with("http://") {
         &text[7..]
     } else {
-        return Err(format!(
-            "invalid URL {} (must start with http:// or https://)",
-            quote(text)
-        ));
+        return Err(format!("invalid URL {} (must start with http:// or https://)", quote(text)));
     };
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "invalid URL {} (spaces and control characters must be percent-encoded)",
-            quote(text)
-        ));
+        return Err(format!("invalid URL {} (spaces and control characters must be percent-encoded)", quote(text)));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
@@ -511,20 +463,10 @@ mod tests {
     fn event_lists() {
         assert_eq!(
             EventFilter::parse_list(["publish_start", "publish_stop", "publish_start"]),
-            Ok(EventFilter::Only(vec![
-                EventType::PublishStart,
-                EventType::PublishStop
-            ]))
+            Ok(EventFilter::Only(vec![EventType::PublishStart, EventType::PublishStop]))
         );
-        assert_eq!(
-            EventFilter::parse_list(["publish_start", "*"]),
-            Ok(EventFilter::All)
-        );
-        assert!(
-            EventFilter::parse_list([])
-                .unwrap_err()
-                .contains("at least one")
-        );
+        assert_eq!(EventFilter::parse_list(["publish_start", "*"]), Ok(EventFilter::All));
+        assert!(EventFilter::parse_list([]).unwrap_err().contains("at least one"));
         assert!(EventFilter::parse_list(["nope"]).is_err());
         assert_eq!(EventFilter::parse_one("*"), Ok(EventFilter::All));
         let only = EventFilter::parse_one("play_stop").unwrap();
@@ -537,42 +479,15 @@ mod tests {
     fn headers() {
         assert_eq!(
             Header::parse("Authorization: Basic T1BF:x"),
-            Ok(Header {
-                name: "Authorization".into(),
-                value: "Basic T1BF:x".into()
-            })
+            Ok(Header { name: "Authorization".into(), value: "Basic T1BF:x".into() })
         );
         assert_eq!(Header::parse("X-Empty:").unwrap().value, "");
-        assert!(
-            Header::parse("no colon")
-                .unwrap_err()
-                .contains("Name: value")
-        );
-        assert!(
-            Header::parse(": value")
-                .unwrap_err()
-                .contains("header name")
-        );
-        assert!(
-            Header::parse("Bad Name: v")
-                .unwrap_err()
-                .contains("header name")
-        );
-        assert!(
-            Header::parse("X-A: a\r\nX-B: b")
-                .unwrap_err()
-                .contains("control")
-        );
-        assert!(
-            Header::parse("content-length: 5")
-                .unwrap_err()
-                .contains("set by ringcast")
-        );
-        assert!(
-            Header::parse("Host: x")
-                .unwrap_err()
-                .contains("set by ringcast")
-        );
+        assert!(Header::parse("no colon").unwrap_err().contains("Name: value"));
+        assert!(Header::parse(": value").unwrap_err().contains("header name"));
+        assert!(Header::parse("Bad Name: v").unwrap_err().contains("header name"));
+        assert!(Header::parse("X-A: a\r\nX-B: b").unwrap_err().contains("control"));
+        assert!(Header::parse("content-length: 5").unwrap_err().contains("set by ringcast"));
+        assert!(Header::parse("Host: x").unwrap_err().contains("set by ringcast"));
     }
 
     #[test]
@@ -581,12 +496,7 @@ mod tests {
         let s = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(s.key().len(), 24);
         assert_eq!(s.as_str(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-        assert_eq!(
-            Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap()
-                .key(),
-            s.key()
-        );
+        assert_eq!(Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap().key(), s.key());
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
         assert!(Secret::parse("not base64!").unwrap_err().contains("base64"));
         assert!(Secret::parse("c2hvcnQ=").unwrap_err().contains("too short"));
@@ -624,11 +534,7 @@ mod tests {
         ] {
             assert_eq!(parse_url(good).as_deref(), Ok(good));
         }
-        assert!(
-            parse_url("ftp://x")
-                .unwrap_err()
-                .contains("http:// or https://")
-        );
+        assert!(parse_url("ftp://x").unwrap_err().contains("http:// or https://"));
         assert!(parse_url("example.com/x").unwrap_err().contains("http://"));
         assert!(parse_url("http://").unwrap_err().contains("no host"));
         assert!(parse_url("http:///path").unwrap_err().contains("no host"));

@@ -106,9 +106,8 @@ mod tests;
 
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
-    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, NotifyConfig, NotifyMethod, OnError,
-    ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, parse_event,
-    parse_header_name, parse_url,
+    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, NotifyConfig, NotifyMethod, OnError, ScriptConfig,
+    Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, parse_event, parse_header_name, parse_url,
 };
 
 choice! {
@@ -235,6 +234,9 @@ pub struct Config {
     /// After a webhook secret is rotated over the API, the previous secret keeps signing (next to
     /// the new one) this long, so receivers can switch over. Default 24h.
     pub rotation_grace: Duration,
+    /// A PEM file of extra CA certificates trusted for `https://` hook endpoints, next to the
+    /// system roots: for receivers behind a private CA. Default: none.
+    pub tls_ca_file: Option<PathBuf>,
     /// Blocking callbacks (`[notify]`).
     pub notify: NotifyConfig,
     /// Asynchronous webhooks (`[[webhook]]`, then `--hook-webhook`), in order.
@@ -279,6 +281,7 @@ impl Default for Config {
             hook_concurrency: 10,
             hook_queue: 100_000,
             rotation_grace: Duration::from_secs(24 * 3600),
+            tls_ca_file: None,
             notify: NotifyConfig::default(),
             webhooks: Vec::new(),
             scripts: Vec::new(),
@@ -389,10 +392,7 @@ impl Config {
                 Some(path) => format!(" ({})", path.display()),
                 None => String::new(),
             };
-            return Ok(Loaded::Exit {
-                message: format!("ringcast: configuration OK{source}\n"),
-                code: 0,
-            });
+            return Ok(Loaded::Exit { message: format!("ringcast: configuration OK{source}\n"), code: 0 });
         }
         Ok(Loaded::Run(config))
     }
@@ -414,10 +414,8 @@ impl Config {
     }
 
     fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         file::apply(self, path, &text)
     }
 
@@ -434,9 +432,7 @@ impl Config {
         for (i, (name_a, a)) in listeners.iter().enumerate() {
             for (name_b, b) in &listeners[i + 1..] {
                 if a.port() != 0 && a.port() == b.port() && overlaps(a.ip(), b.ip()) {
-                    return Err(ConfigError::Invalid(format!(
-                        "{name_a} {a} and {name_b} {b} use the same port"
-                    )));
+                    return Err(ConfigError::Invalid(format!("{name_a} {a} and {name_b} {b} use the same port")));
                 }
             }
         }
@@ -458,12 +454,7 @@ fn overlaps(a: IpAddr, b: IpAddr) -> bool {
 /// Parses a listen address: `host:port` (IP literal or `localhost`, `[v6]:port`), `:port` or
 /// `*:port` (all IPv4 interfaces), or a bare `port`.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let invalid = || {
-        format!(
-            "invalid socket address {} (expected host:port or :port)",
-            quote(text)
-        )
-    };
+    let invalid = || format!("invalid socket address {} (expected host:port or :port)", quote(text));
     let t = text.trim();
     if let Ok(addr) = t.parse::<SocketAddr>() {
         return Ok(addr);
@@ -483,10 +474,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// Parses a whole number written as text (a flag value) within `limit`.
 fn parse_number<T: TryFrom<u64>>(text: &str, limit: (u64, u64)) -> Result<T, String> {
-    let value: i128 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number, got {}", quote(text)))?;
+    let value: i128 = text.trim().parse().map_err(|_| format!("expected a whole number, got {}", quote(text)))?;
     check_range(value, limit)
 }
 
@@ -507,11 +495,7 @@ fn check_range<T: TryFrom<u64>>(value: i128, (min, max): (u64, u64)) -> Result<T
 /// Checks a duration against its floor (the ceiling, [`MAX_DURATION`], the parser enforces).
 fn check_duration(value: Duration, floor: Duration) -> Result<Duration, String> {
     if value < floor {
-        Err(format!(
-            "must be at least {}, got {}",
-            format_duration(floor),
-            format_duration(value)
-        ))
+        Err(format!("must be at least {}, got {}", format_duration(floor), format_duration(value)))
     } else {
         Ok(value)
     }
@@ -527,16 +511,8 @@ fn quote(text: &str) -> String {
 fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     let distance = |c: &str| {
-        let (short, long) = if c.len() < word.len() {
-            (c, word)
-        } else {
-            (word, c)
-        };
-        if short.len() >= 4 && long.starts_with(short) {
-            1
-        } else {
-            edit_distance(word, c)
-        }
+        let (short, long) = if c.len() < word.len() { (c, word) } else { (word, c) };
+        if short.len() >= 4 && long.starts_with(short) { 1 } else { edit_distance(word, c) }
     };
     candidates
         .into_iter()

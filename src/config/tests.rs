@@ -47,10 +47,7 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, text: &str) -> TempFile {
-        let path = std::env::temp_dir().join(format!(
-            "ringcast-config-test-{}-{name}.toml",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("ringcast-config-test-{}-{name}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
         TempFile(path)
     }
@@ -188,10 +185,7 @@ fn check_validates_then_exits_zero() {
     let Ok(Loaded::Exit { message, code }) = args(&["--check", "--shards", "2"]) else {
         panic!("--check must exit");
     };
-    assert_eq!(
-        (message.as_str(), code),
-        ("ringcast: configuration OK\n", 0)
-    );
+    assert_eq!((message.as_str(), code), ("ringcast: configuration OK\n", 0));
     assert!(args_err(&["--check", "--shards", "0"]).contains("--shards"));
 }
 
@@ -278,10 +272,7 @@ fn hook_flags_repeat() {
                 event: EventFilter::Only(vec![EventType::ConnectionAccept]),
                 path: "/opt/scripts/on-connect.sh".into()
             },
-            ScriptConfig {
-                event: EventFilter::All,
-                path: "./log.sh".into()
-            },
+            ScriptConfig { event: EventFilter::All, path: "./log.sh".into() },
         ]
     );
 }
@@ -289,101 +280,38 @@ fn hook_flags_repeat() {
 #[test]
 fn bad_flag_values_name_the_flag() {
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["--rtmp-listen", "abc"],
-            "flag --rtmp-listen: invalid socket address 'abc' (expected host:port or :port)",
-        ),
-        (
-            &["--http-listen", "1.2.3.4:99999"],
-            "flag --http-listen: invalid socket address",
-        ),
-        (
-            &["--rtsp-listen", "example.com:554"],
-            "flag --rtsp-listen: invalid socket address",
-        ),
-        (
-            &["--api-listen", ""],
-            "flag --api-listen: invalid socket address",
-        ),
-        (
-            &["--shards", "0"],
-            "flag --shards: must be at least 1, got 0",
-        ),
-        (
-            &["--shards", "1025"],
-            "flag --shards: must be at most 1024, got 1025",
-        ),
-        (
-            &["--shards", "two"],
-            "flag --shards: expected a whole number, got 'two'",
-        ),
-        (
-            &["--shards=-1"],
-            "flag --shards: must be at least 1, got -1",
-        ),
+        (&["--rtmp-listen", "abc"], "flag --rtmp-listen: invalid socket address 'abc' (expected host:port or :port)"),
+        (&["--http-listen", "1.2.3.4:99999"], "flag --http-listen: invalid socket address"),
+        (&["--rtsp-listen", "example.com:554"], "flag --rtsp-listen: invalid socket address"),
+        (&["--api-listen", ""], "flag --api-listen: invalid socket address"),
+        (&["--shards", "0"], "flag --shards: must be at least 1, got 0"),
+        (&["--shards", "1025"], "flag --shards: must be at most 1024, got 1025"),
+        (&["--shards", "two"], "flag --shards: expected a whole number, got 'two'"),
+        (&["--shards=-1"], "flag --shards: must be at least 1, got -1"),
         (
             &["--log-level", "verbose"],
             "flag --log-level: invalid value 'verbose' (expected one of: error, warn, info, debug, trace)",
         ),
-        (
-            &["--log-format", "xml"],
-            "flag --log-format: invalid value 'xml'",
-        ),
-        (
-            &["--hook-webhook", "publish_start"],
-            "flag --hook-webhook: expected EVENT=URL",
-        ),
+        (&["--log-format", "xml"], "flag --log-format: invalid value 'xml'"),
+        (&["--hook-webhook", "publish_start"], "flag --hook-webhook: expected EVENT=URL"),
         (
             &["--hook-webhook", "publish_strat=http://a/"],
             "flag --hook-webhook: unknown event 'publish_strat' (did you mean 'publish_start'?)",
         ),
-        (
-            &["--hook-webhook", "publish_start=ftp://a/"],
-            "flag --hook-webhook: invalid URL 'ftp://a/'",
-        ),
-        (
-            &["--hook-script", "publish_start"],
-            "flag --hook-script: expected EVENT=PATH",
-        ),
-        (
-            &["--hook-script", "publish_start="],
-            "flag --hook-script: the path is empty",
-        ),
-        (
-            &["--hook-script", "nope=/x"],
-            "flag --hook-script: unknown event 'nope'",
-        ),
-        (
-            &["--hook-stdio-format", "yaml"],
-            "flag --hook-stdio-format: invalid value 'yaml'",
-        ),
+        (&["--hook-webhook", "publish_start=ftp://a/"], "flag --hook-webhook: invalid URL 'ftp://a/'"),
+        (&["--hook-script", "publish_start"], "flag --hook-script: expected EVENT=PATH"),
+        (&["--hook-script", "publish_start="], "flag --hook-script: the path is empty"),
+        (&["--hook-script", "nope=/x"], "flag --hook-script: unknown event 'nope'"),
+        (&["--hook-stdio-format", "yaml"], "flag --hook-stdio-format: invalid value 'yaml'"),
         (&["--hook-timeout", "30"], ""),
-        (
-            &["--hook-timeout", "0s"],
-            "flag --hook-timeout: must be at least 1ms, got 0s",
-        ),
-        (
-            &["--hook-timeout", "soon"],
-            "flag --hook-timeout: invalid duration 'soon'",
-        ),
-        (
-            &["--hook-concurrency", "0"],
-            "flag --hook-concurrency: must be at least 1, got 0",
-        ),
-        (
-            &["--on-connect", "localhost:9000"],
-            "flag --on-connect: invalid URL",
-        ),
-        (
-            &["--on-publish", "http://"],
-            "flag --on-publish: invalid URL 'http://' (no host)",
-        ),
+        (&["--hook-timeout", "0s"], "flag --hook-timeout: must be at least 1ms, got 0s"),
+        (&["--hook-timeout", "soon"], "flag --hook-timeout: invalid duration 'soon'"),
+        (&["--hook-concurrency", "0"], "flag --hook-concurrency: must be at least 1, got 0"),
+        (&["--on-connect", "localhost:9000"], "flag --on-connect: invalid URL"),
+        (&["--on-publish", "http://"], "flag --on-publish: invalid URL 'http://' (no host)"),
         (&["--on-play", "x"], "flag --on-play: invalid URL"),
         (&["--on-done", "x"], "flag --on-done: invalid URL"),
-        (
-            &["--notify-method", "put"],
-            "flag --notify-method: invalid value 'put'",
-        ),
+        (&["--notify-method", "put"], "flag --notify-method: invalid value 'put'"),
     ];
     for (list, expected) in cases {
         if expected.is_empty() {
@@ -402,14 +330,8 @@ fn usage_errors_are_one_line() {
         args_err(&["--rtmp-listne", ":1935"]),
         "unexpected argument '--rtmp-listne' found (did you mean '--rtmp-listen'?); see --help"
     );
-    assert_eq!(
-        args_err(&["--shards"]),
-        "a value is required for '--shards <N>' but none was supplied; see --help"
-    );
-    assert_eq!(
-        args_err(&["serve"]),
-        "unexpected argument 'serve' found; see --help"
-    );
+    assert_eq!(args_err(&["--shards"]), "a value is required for '--shards <N>' but none was supplied; see --help");
+    assert_eq!(args_err(&["serve"]), "unexpected argument 'serve' found; see --help");
     let twice = args_err(&["--shards", "1", "--shards", "2"]);
     assert!(twice.contains("--shards"), "{twice}");
 }
@@ -491,10 +413,7 @@ format = "env"
 #[test]
 fn missing_file_names_the_path() {
     let message = args_err(&["--config", "/nonexistent/ringcast.toml"]);
-    assert!(
-        message.starts_with("config /nonexistent/ringcast.toml: cannot read: "),
-        "{message}"
-    );
+    assert!(message.starts_with("config /nonexistent/ringcast.toml: cannot read: "), "{message}");
 }
 
 #[test]
@@ -502,10 +421,7 @@ fn errors_in_a_file_name_it_and_the_line() {
     let file = TempFile::new("bad-key", "# comment\n\nrtmp_listne = \":1935\"\n");
     assert_eq!(
         args_err(&["-c", file.path()]),
-        format!(
-            "config {}:3: unknown key 'rtmp_listne' (did you mean 'rtmp_listen'?)",
-            file.path()
-        )
+        format!("config {}:3: unknown key 'rtmp_listne' (did you mean 'rtmp_listen'?)", file.path())
     );
 }
 
@@ -543,10 +459,7 @@ rotation_grace = "0s"
     assert_eq!(c.http_listen, addr("0.0.0.0:80"));
     assert_eq!(c.rtsp_listen, addr("0.0.0.0:554"));
     assert_eq!(c.api_listen, addr("[::1]:8081"));
-    assert_eq!(
-        c.api_token.as_ref().map(ApiToken::expose),
-        Some("s3cr3t-token")
-    );
+    assert_eq!(c.api_token.as_ref().map(ApiToken::expose), Some("s3cr3t-token"));
     assert_eq!(c.shards, 16);
     assert_eq!(c.log_level, LogLevel::Trace);
     assert_eq!(c.log_format, LogFormat::Json);
@@ -569,189 +482,69 @@ rotation_grace = "0s"
 #[test]
 fn bad_root_values_name_the_key() {
     let cases: &[(&str, &str)] = &[
-        (
-            "rtmp_listen = \"abc\"",
-            "key 'rtmp_listen': invalid socket address 'abc' (expected host:port or :port)",
-        ),
-        (
-            "http_listen = 8080",
-            "key 'http_listen': expected a string, got an integer",
-        ),
-        (
-            "rtsp_listen = \":70000\"",
-            "key 'rtsp_listen': invalid socket address",
-        ),
-        (
-            "api_listen = \"host:1\"",
-            "key 'api_listen': invalid socket address",
-        ),
+        ("rtmp_listen = \"abc\"", "key 'rtmp_listen': invalid socket address 'abc' (expected host:port or :port)"),
+        ("http_listen = 8080", "key 'http_listen': expected a string, got an integer"),
+        ("rtsp_listen = \":70000\"", "key 'rtsp_listen': invalid socket address"),
+        ("api_listen = \"host:1\"", "key 'api_listen': invalid socket address"),
         ("api_token = \"\"", "key 'api_token': must not be empty"),
-        (
-            "api_token = \"a b\"",
-            "key 'api_token': must be visible ASCII",
-        ),
+        ("api_token = \"a b\"", "key 'api_token': must be visible ASCII"),
         ("shards = 0", "key 'shards': must be at least 1, got 0"),
-        (
-            "shards = 1025",
-            "key 'shards': must be at most 1024, got 1025",
-        ),
+        ("shards = 1025", "key 'shards': must be at most 1024, got 1025"),
         ("shards = -1", "key 'shards': must be at least 1, got -1"),
-        (
-            "shards = \"4\"",
-            "key 'shards': expected an integer, got a string",
-        ),
-        (
-            "shards = 4.0",
-            "key 'shards': expected an integer, got a float",
-        ),
+        ("shards = \"4\"", "key 'shards': expected an integer, got a string"),
+        ("shards = 4.0", "key 'shards': expected an integer, got a float"),
         (
             "log_level = \"INFO\"",
             "key 'log_level': invalid value 'INFO' (expected one of: error, warn, info, debug, trace)",
         ),
-        (
-            "log_format = \"xml\"",
-            "key 'log_format': invalid value 'xml' (expected one of: text, json)",
-        ),
-        (
-            "chunk_size = 127",
-            "key 'chunk_size': must be at least 128, got 127",
-        ),
-        (
-            "chunk_size = 65537",
-            "key 'chunk_size': must be at most 65536, got 65537",
-        ),
-        (
-            "player_queue = 15",
-            "key 'player_queue': must be at least 16, got 15",
-        ),
-        (
-            "player_queue = 1048577",
-            "key 'player_queue': must be at most 1048576, got 1048577",
-        ),
-        (
-            "player_max_drops = 0",
-            "key 'player_max_drops': must be at least 1, got 0",
-        ),
-        (
-            "gop_cache = 1",
-            "key 'gop_cache': expected true or false, got an integer",
-        ),
-        (
-            "max_connections = 0",
-            "key 'max_connections': must be at least 1, got 0",
-        ),
-        (
-            "merge_write_ms = 101",
-            "key 'merge_write_ms': must be at most 100, got 101",
-        ),
-        (
-            "merge_write_ms = \"10ms\"",
-            "key 'merge_write_ms': expected an integer, got a string",
-        ),
-        (
-            "handshake_timeout = \"0s\"",
-            "key 'handshake_timeout': must be at least 1ms, got 0s",
-        ),
-        (
-            "handshake_timeout = 0",
-            "key 'handshake_timeout': must be at least 1ms, got 0s",
-        ),
-        (
-            "handshake_timeout = \"ten\"",
-            "key 'handshake_timeout': invalid duration 'ten'",
-        ),
-        (
-            "idle_timeout = -5",
-            "key 'idle_timeout': must not be negative, got -5",
-        ),
-        (
-            "idle_timeout = 1.5",
-            "key 'idle_timeout': expected a duration such as \"30s\"",
-        ),
-        (
-            "idle_timeout = \"400d\"",
-            "key 'idle_timeout': duration '400d' is too long (at most 365d)",
-        ),
+        ("log_format = \"xml\"", "key 'log_format': invalid value 'xml' (expected one of: text, json)"),
+        ("chunk_size = 127", "key 'chunk_size': must be at least 128, got 127"),
+        ("chunk_size = 65537", "key 'chunk_size': must be at most 65536, got 65537"),
+        ("player_queue = 15", "key 'player_queue': must be at least 16, got 15"),
+        ("player_queue = 1048577", "key 'player_queue': must be at most 1048576, got 1048577"),
+        ("player_max_drops = 0", "key 'player_max_drops': must be at least 1, got 0"),
+        ("gop_cache = 1", "key 'gop_cache': expected true or false, got an integer"),
+        ("max_connections = 0", "key 'max_connections': must be at least 1, got 0"),
+        ("merge_write_ms = 101", "key 'merge_write_ms': must be at most 100, got 101"),
+        ("merge_write_ms = \"10ms\"", "key 'merge_write_ms': expected an integer, got a string"),
+        ("handshake_timeout = \"0s\"", "key 'handshake_timeout': must be at least 1ms, got 0s"),
+        ("handshake_timeout = 0", "key 'handshake_timeout': must be at least 1ms, got 0s"),
+        ("handshake_timeout = \"ten\"", "key 'handshake_timeout': invalid duration 'ten'"),
+        ("idle_timeout = -5", "key 'idle_timeout': must not be negative, got -5"),
+        ("idle_timeout = 1.5", "key 'idle_timeout': expected a duration such as \"30s\""),
+        ("idle_timeout = \"400d\"", "key 'idle_timeout': duration '400d' is too long (at most 365d)"),
         ("state_dir = \"\"", "key 'state_dir': must not be empty"),
-        (
-            "state_dir = false",
-            "key 'state_dir': expected a string, got a boolean",
-        ),
-        (
-            "hook_timeout = \"0ms\"",
-            "key 'hook_timeout': must be at least 1ms, got 0s",
-        ),
-        (
-            "hook_concurrency = 1025",
-            "key 'hook_concurrency': must be at most 1024, got 1025",
-        ),
-        (
-            "hook_queue = 0",
-            "key 'hook_queue': must be at least 1, got 0",
-        ),
-        (
-            "rotation_grace = \"1y\"",
-            "key 'rotation_grace': invalid duration '1y'",
-        ),
-        (
-            "notify = 1",
-            "key 'notify': expected a table, got an integer",
-        ),
-        (
-            "webhook = \"x\"",
-            "key 'webhook': expected an array, got a string",
-        ),
-        (
-            "stdio = \"json\"",
-            "key 'stdio': expected a table, got a string",
-        ),
+        ("state_dir = false", "key 'state_dir': expected a string, got a boolean"),
+        ("hook_timeout = \"0ms\"", "key 'hook_timeout': must be at least 1ms, got 0s"),
+        ("hook_concurrency = 1025", "key 'hook_concurrency': must be at most 1024, got 1025"),
+        ("hook_queue = 0", "key 'hook_queue': must be at least 1, got 0"),
+        ("rotation_grace = \"1y\"", "key 'rotation_grace': invalid duration '1y'"),
+        ("notify = 1", "key 'notify': expected a table, got an integer"),
+        ("webhook = \"x\"", "key 'webhook': expected an array, got a string"),
+        ("stdio = \"json\"", "key 'stdio': expected a table, got a string"),
         (
             "[webhook]\nurl = \"http://a/\"",
             "key 'webhook': expected an array of tables (write [[webhook]], with double brackets), got a table",
         ),
-        (
-            "script = [1]",
-            "key 'script[0]': expected a table, got an integer",
-        ),
+        ("script = [1]", "key 'script[0]': expected a table, got an integer"),
     ];
     for (text, expected) in cases {
         let message = toml_err(text);
         let expected = format!("config test.toml:1: {expected}");
-        assert!(
-            message.starts_with(&expected),
-            "{text}\n  got: {message}\n want: {expected}"
-        );
+        assert!(message.starts_with(&expected), "{text}\n  got: {message}\n want: {expected}");
     }
 }
 
 #[test]
 fn unknown_keys_are_refused_with_a_hint() {
     let cases: &[(&str, &str)] = &[
-        (
-            "rtmp_listne = \":1\"",
-            "unknown key 'rtmp_listne' (did you mean 'rtmp_listen'?)",
-        ),
-        (
-            "chunksize = 1",
-            "unknown key 'chunksize' (did you mean 'chunk_size'?)",
-        ),
-        (
-            "handshake = \"1s\"",
-            "unknown key 'handshake' (did you mean 'handshake_timeout'?)",
-        ),
+        ("rtmp_listne = \":1\"", "unknown key 'rtmp_listne' (did you mean 'rtmp_listen'?)"),
+        ("chunksize = 1", "unknown key 'chunksize' (did you mean 'chunk_size'?)"),
+        ("handshake = \"1s\"", "unknown key 'handshake' (did you mean 'handshake_timeout'?)"),
         ("frobnicate = 1", "unknown key 'frobnicate'"),
-        (
-            "on_publish = \"http://a/\"",
-            "unknown key 'on_publish' (it belongs in a [notify] table)",
-        ),
-        (
-            "events = []",
-            "unknown key 'events' (it belongs in a [[webhook]] table)",
-        ),
-        (
-            "[notify]\non_pubish = \"http://a/\"",
-            "unknown key 'notify.on_pubish' (did you mean 'notify.on_publish'?)",
-        ),
+        ("on_publish = \"http://a/\"", "unknown key 'on_publish' (it belongs in a [notify] table)"),
+        ("events = []", "unknown key 'events' (it belongs in a [[webhook]] table)"),
+        ("[notify]\non_pubish = \"http://a/\"", "unknown key 'notify.on_pubish' (did you mean 'notify.on_publish'?)"),
         (
             "[notify]\nshards = 4",
             "unknown key 'notify.shards' (a top-level key: move it above the first [table] header)",
@@ -760,22 +553,13 @@ fn unknown_keys_are_refused_with_a_hint() {
             "[[webhook]]\nurl = \"http://a/\"\nretrys = 1",
             "unknown key 'webhook[0].retrys' (did you mean 'webhook[0].retries'?)",
         ),
-        (
-            "[[script]]\nevent = \"*\"\npath = \"/x\"\ncommand = \"x\"",
-            "unknown key 'script[0].command'",
-        ),
-        (
-            "[stdio]\nformt = \"env\"",
-            "unknown key 'stdio.formt' (did you mean 'stdio.format'?)",
-        ),
+        ("[[script]]\nevent = \"*\"\npath = \"/x\"\ncommand = \"x\"", "unknown key 'script[0].command'"),
+        ("[stdio]\nformt = \"env\"", "unknown key 'stdio.formt' (did you mean 'stdio.format'?)"),
         ("[turbo]\nx = 1", "unknown key 'turbo'"),
     ];
     for (text, expected) in cases {
         let message = toml_err(text);
-        assert!(
-            message.ends_with(expected),
-            "{text}\n  got: {message}\n want: {expected}"
-        );
+        assert!(message.ends_with(expected), "{text}\n  got: {message}\n want: {expected}");
     }
 }
 
@@ -788,29 +572,17 @@ fn the_first_unknown_key_in_the_file_is_reported() {
 
 #[test]
 fn syntax_errors_give_the_line() {
-    assert_eq!(
-        toml_err("shards = 2\nshards = 3\n"),
-        "config test.toml:2: invalid TOML: duplicate key 'shards'"
-    );
+    assert_eq!(toml_err("shards = 2\nshards = 3\n"), "config test.toml:2: invalid TOML: duplicate key 'shards'");
     let message = toml_err("shards = 2\n\nlog_level = \n");
-    assert!(
-        message.starts_with("config test.toml:3: invalid TOML: "),
-        "{message}"
-    );
+    assert!(message.starts_with("config test.toml:3: invalid TOML: "), "{message}");
     let message = toml_err("[notify\n");
-    assert!(
-        message.starts_with("config test.toml:1: invalid TOML: "),
-        "{message}"
-    );
+    assert!(message.starts_with("config test.toml:1: invalid TOML: "), "{message}");
 }
 
 #[test]
 fn value_errors_give_the_line_of_the_value() {
     let message = toml_err("shards = 2\n\n[notify]\nmethod = \"post\"\ntimeout = \"soon\"\n");
-    assert!(
-        message.starts_with("config test.toml:5: key 'notify.timeout': "),
-        "{message}"
-    );
+    assert!(message.starts_with("config test.toml:5: key 'notify.timeout': "), "{message}");
 }
 
 #[test]
@@ -862,18 +634,9 @@ signature = "sha256"
 
 #[test]
 fn notify_url_is_a_shorthand_for_every_callback_without_its_own() {
-    let n = toml("[notify]\nurl = \"http://one/\"\non_play = \"http://play/\"\n")
-        .unwrap()
-        .notify;
+    let n = toml("[notify]\nurl = \"http://one/\"\non_play = \"http://play/\"\n").unwrap().notify;
     assert!(n.is_enabled());
-    for url in [
-        &n.on_connect,
-        &n.on_publish,
-        &n.on_done,
-        &n.on_publish_done,
-        &n.on_play_done,
-        &n.on_update,
-    ] {
+    for url in [&n.on_connect, &n.on_publish, &n.on_done, &n.on_publish_done, &n.on_play_done, &n.on_update] {
         assert_eq!(url.as_deref(), Some("http://one/"));
     }
     assert_eq!(n.on_play.as_deref(), Some("http://play/"));
@@ -882,58 +645,25 @@ fn notify_url_is_a_shorthand_for_every_callback_without_its_own() {
 #[test]
 fn bad_notify_values_name_the_key() {
     let cases: &[(&str, &str)] = &[
-        (
-            "method = \"put\"",
-            "key 'notify.method': invalid value 'put' (expected one of: post, get)",
-        ),
+        ("method = \"put\"", "key 'notify.method': invalid value 'put' (expected one of: post, get)"),
         (
             "on_connect = \"ws://a/\"",
             "key 'notify.on_connect': invalid URL 'ws://a/' (must start with http:// or https://)",
         ),
-        (
-            "on_publish = 1",
-            "key 'notify.on_publish': expected a string, got an integer",
-        ),
+        ("on_publish = 1", "key 'notify.on_publish': expected a string, got an integer"),
         ("on_play = \"a\"", "key 'notify.on_play': invalid URL"),
         ("on_done = \"a\"", "key 'notify.on_done': invalid URL"),
-        (
-            "on_publish_done = \"a\"",
-            "key 'notify.on_publish_done': invalid URL",
-        ),
-        (
-            "on_play_done = \"a\"",
-            "key 'notify.on_play_done': invalid URL",
-        ),
+        ("on_publish_done = \"a\"", "key 'notify.on_publish_done': invalid URL"),
+        ("on_play_done = \"a\"", "key 'notify.on_play_done': invalid URL"),
         ("on_update = \"a\"", "key 'notify.on_update': invalid URL"),
         ("url = \"http:// x\"", "key 'notify.url': invalid URL"),
-        (
-            "update_interval = \"999ms\"",
-            "key 'notify.update_interval': must be at least 1s, got 999ms",
-        ),
-        (
-            "update_strict = \"yes\"",
-            "key 'notify.update_strict': expected true or false, got a string",
-        ),
-        (
-            "timeout = \"0s\"",
-            "key 'notify.timeout': must be at least 1ms, got 0s",
-        ),
-        (
-            "on_error = \"ignore\"",
-            "key 'notify.on_error': invalid value 'ignore' (expected one of: deny, allow)",
-        ),
-        (
-            "secret = \"!!\"",
-            "key 'notify.secret': secret is not valid base64",
-        ),
-        (
-            "secret = \"c2hvcnQ=\"",
-            "key 'notify.secret': secret is too short: 5 bytes",
-        ),
-        (
-            "signature = \"sha256\"",
-            "key 'notify.signature': has no effect without 'secret'",
-        ),
+        ("update_interval = \"999ms\"", "key 'notify.update_interval': must be at least 1s, got 999ms"),
+        ("update_strict = \"yes\"", "key 'notify.update_strict': expected true or false, got a string"),
+        ("timeout = \"0s\"", "key 'notify.timeout': must be at least 1ms, got 0s"),
+        ("on_error = \"ignore\"", "key 'notify.on_error': invalid value 'ignore' (expected one of: deny, allow)"),
+        ("secret = \"!!\"", "key 'notify.secret': secret is not valid base64"),
+        ("secret = \"c2hvcnQ=\"", "key 'notify.secret': secret is too short: 5 bytes"),
+        ("signature = \"sha256\"", "key 'notify.signature': has no effect without 'secret'"),
         (
             "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nsignature = \"md5\"",
             "key 'notify.signature': invalid value 'md5' (expected one of: standard, sha256, sha1)",
@@ -941,10 +671,7 @@ fn bad_notify_values_name_the_key() {
     ];
     for (text, expected) in cases {
         let message = toml_err(&format!("[notify]\n{text}\n"));
-        assert!(
-            message.contains(expected),
-            "{text}\n  got: {message}\n want: {expected}"
-        );
+        assert!(message.contains(expected), "{text}\n  got: {message}\n want: {expected}");
     }
 }
 
@@ -967,27 +694,15 @@ retries = 0
 "#
     ))
     .unwrap();
-    assert_eq!(
-        c.webhooks[0],
-        WebhookConfig::new("https://api.example.com/events".into(), EventFilter::All)
-    );
+    assert_eq!(c.webhooks[0], WebhookConfig::new("https://api.example.com/events".into(), EventFilter::All));
     let w = &c.webhooks[1];
     assert_eq!(w.url, "http://dolby.example.com/hook");
-    assert_eq!(
-        w.events,
-        EventFilter::Only(vec![EventType::PublishStart, EventType::NoViewers])
-    );
+    assert_eq!(w.events, EventFilter::Only(vec![EventType::PublishStart, EventType::NoViewers]));
     assert_eq!(
         w.headers,
         vec![
-            Header {
-                name: "Authorization".into(),
-                value: "Basic T1BF".into()
-            },
-            Header {
-                name: "X-Env".into(),
-                value: "prod".into()
-            },
+            Header { name: "Authorization".into(), value: "Basic T1BF".into() },
+            Header { name: "X-Env".into(), value: "prod".into() },
         ]
     );
     assert_eq!(w.format, WebhookFormat::Dolby);
@@ -1000,8 +715,7 @@ retries = 0
 
 #[test]
 fn inline_arrays_of_tables_work_too() {
-    let c = toml("webhook = [{ url = \"http://a/\" }, { url = \"http://b/\", events = [\"*\"] }]")
-        .unwrap();
+    let c = toml("webhook = [{ url = \"http://a/\" }, { url = \"http://b/\", events = [\"*\"] }]").unwrap();
     assert_eq!(c.webhooks.len(), 2);
     assert_eq!(c.webhooks[1].events, EventFilter::All);
     assert_eq!(toml("webhook = []").unwrap().webhooks, vec![]);
@@ -1012,30 +726,18 @@ fn bad_webhook_values_name_the_key() {
     let url = "url = \"http://a/\"";
     let secret = format!("secret = \"{SECRET}\"");
     let cases: Vec<(String, &str)> = vec![
-        (
-            "events = []".into(),
-            "key 'webhook[0]': missing required key 'url'",
-        ),
-        (
-            "url = \"a.b/c\"".into(),
-            "key 'webhook[0].url': invalid URL 'a.b/c' (must start with http:// or https://)",
-        ),
+        ("events = []".into(), "key 'webhook[0]': missing required key 'url'"),
+        ("url = \"a.b/c\"".into(), "key 'webhook[0].url': invalid URL 'a.b/c' (must start with http:// or https://)"),
         (
             format!("{url}\nevents = []"),
             "key 'webhook[0].events': must list at least one event (omit the key to receive every event)",
         ),
-        (
-            format!("{url}\nevents = \"publish_start\""),
-            "key 'webhook[0].events': expected an array, got a string",
-        ),
+        (format!("{url}\nevents = \"publish_start\""), "key 'webhook[0].events': expected an array, got a string"),
         (
             format!("{url}\nevents = [\"publish_start\", \"play_strat\"]"),
             "key 'webhook[0].events[1]': unknown event 'play_strat' (did you mean 'play_start'?)",
         ),
-        (
-            format!("{url}\nevents = [1]"),
-            "key 'webhook[0].events[0]': expected a string, got an integer",
-        ),
+        (format!("{url}\nevents = [1]"), "key 'webhook[0].events[0]': expected a string, got an integer"),
         (
             format!("{url}\nheaders = [\"NoColon\"]"),
             "key 'webhook[0].headers[0]': invalid header 'NoColon' (expected \"Name: value\")",
@@ -1044,26 +746,14 @@ fn bad_webhook_values_name_the_key() {
             format!("{url}\nheaders = [\"Content-Type: text/plain\"]"),
             "key 'webhook[0].headers[0]': header 'Content-Type' is set by ringcast",
         ),
-        (
-            format!("{url}\nheaders = \"A: b\""),
-            "key 'webhook[0].headers': expected an array, got a string",
-        ),
+        (format!("{url}\nheaders = \"A: b\""), "key 'webhook[0].headers': expected an array, got a string"),
         (
             format!("{url}\nformat = \"xml\""),
             "key 'webhook[0].format': invalid value 'xml' (expected one of: envelope, flat, form, dolby)",
         ),
-        (
-            format!("{url}\nsecret = \"whsec_***\""),
-            "key 'webhook[0].secret': secret is not valid base64",
-        ),
-        (
-            format!("{url}\nsignature = \"sha1\""),
-            "key 'webhook[0].signature': has no effect without 'secret'",
-        ),
-        (
-            format!("{url}\n{secret}\nsignature = \"hmac\""),
-            "key 'webhook[0].signature': invalid value 'hmac'",
-        ),
+        (format!("{url}\nsecret = \"whsec_***\""), "key 'webhook[0].secret': secret is not valid base64"),
+        (format!("{url}\nsignature = \"sha1\""), "key 'webhook[0].signature': has no effect without 'secret'"),
+        (format!("{url}\n{secret}\nsignature = \"hmac\""), "key 'webhook[0].signature': invalid value 'hmac'"),
         (
             format!("{url}\n{secret}\nsignature_header = \"X-Sig\""),
             "key 'webhook[0].signature_header': applies to signature \"sha256\" or \"sha1\" only",
@@ -1076,14 +766,8 @@ fn bad_webhook_values_name_the_key() {
             format!("{url}\n{secret}\nsignature = \"sha256\"\nsignature_header = \"X Sig\""),
             "key 'webhook[0].signature_header': invalid header name 'X Sig'",
         ),
-        (
-            format!("{url}\nretries = 101"),
-            "key 'webhook[0].retries': must be at most 100, got 101",
-        ),
-        (
-            format!("{url}\nretries = -1"),
-            "key 'webhook[0].retries': must be at least 0, got -1",
-        ),
+        (format!("{url}\nretries = 101"), "key 'webhook[0].retries': must be at most 100, got 101"),
+        (format!("{url}\nretries = -1"), "key 'webhook[0].retries': must be at least 0, got -1"),
         (
             format!("{url}\nformat = \"dolby\"\nevents = [\"publish_start\", \"connect\"]"),
             "key 'webhook[0].events': format \"dolby\" cannot express 'connect' (it sends only publish_start, publish_stop, stream_unavailable, no_viewers)",
@@ -1091,17 +775,11 @@ fn bad_webhook_values_name_the_key() {
     ];
     for (body, expected) in &cases {
         let message = toml_err(&format!("[[webhook]]\n{body}\n"));
-        assert!(
-            message.contains(expected),
-            "{body}\n  got: {message}\n want: {expected}"
-        );
+        assert!(message.contains(expected), "{body}\n  got: {message}\n want: {expected}");
     }
     // The index counts the blocks.
     let message = toml_err("[[webhook]]\nurl = \"http://a/\"\n[[webhook]]\nurl = \"b\"\n");
-    assert!(
-        message.starts_with("config test.toml:4: key 'webhook[1].url'"),
-        "{message}"
-    );
+    assert!(message.starts_with("config test.toml:4: key 'webhook[1].url'"), "{message}");
 }
 
 #[test]
@@ -1114,44 +792,20 @@ fn scripts_and_stdio() {
     assert_eq!(
         c.scripts,
         vec![
-            ScriptConfig {
-                event: EventFilter::Only(vec![EventType::PublishStart]),
-                path: "/a.sh".into()
-            },
-            ScriptConfig {
-                event: EventFilter::All,
-                path: "b.sh".into()
-            },
+            ScriptConfig { event: EventFilter::Only(vec![EventType::PublishStart]), path: "/a.sh".into() },
+            ScriptConfig { event: EventFilter::All, path: "b.sh".into() },
         ]
     );
     // A bare [stdio] table turns it on with the default format.
     assert_eq!(c.stdio, Some(StdioFormat::Json));
-    assert_eq!(
-        toml("[stdio]\nformat = \"env\"").unwrap().stdio,
-        Some(StdioFormat::Env)
-    );
+    assert_eq!(toml("[stdio]\nformat = \"env\"").unwrap().stdio, Some(StdioFormat::Env));
 
     for (body, expected) in [
-        (
-            "path = \"/a\"",
-            "key 'script[0]': missing required key 'event'",
-        ),
-        (
-            "event = \"*\"",
-            "key 'script[0]': missing required key 'path'",
-        ),
-        (
-            "event = \"publish\"\npath = \"/a\"",
-            "key 'script[0].event': unknown event 'publish'",
-        ),
-        (
-            "event = \"*\"\npath = \"\"",
-            "key 'script[0].path': must not be empty",
-        ),
-        (
-            "event = [\"*\"]\npath = \"/a\"",
-            "key 'script[0].event': expected a string, got an array",
-        ),
+        ("path = \"/a\"", "key 'script[0]': missing required key 'event'"),
+        ("event = \"*\"", "key 'script[0]': missing required key 'path'"),
+        ("event = \"publish\"\npath = \"/a\"", "key 'script[0].event': unknown event 'publish'"),
+        ("event = \"*\"\npath = \"\"", "key 'script[0].path': must not be empty"),
+        ("event = [\"*\"]\npath = \"/a\"", "key 'script[0].event': expected a string, got an array"),
     ] {
         let message = toml_err(&format!("[[script]]\n{body}\n"));
         assert!(message.contains(expected), "{body}\n  got: {message}");
@@ -1172,23 +826,9 @@ fn listeners_may_not_share_a_port() {
     );
     // A wildcard overlaps every address; distinct specific addresses do not.
     assert!(args_err(&["--api-listen", "127.0.0.1:8080"]).contains("http_listen"));
-    run(&[
-        "--rtmp-listen",
-        "127.0.0.1:7000",
-        "--http-listen",
-        "127.0.0.2:7000",
-    ]);
+    run(&["--rtmp-listen", "127.0.0.1:7000", "--http-listen", "127.0.0.2:7000"]);
     // Port 0 (the kernel picks) never collides; tests rely on it.
-    run(&[
-        "--rtmp-listen",
-        ":0",
-        "--http-listen",
-        ":0",
-        "--rtsp-listen",
-        ":0",
-        "--api-listen",
-        "127.0.0.1:0",
-    ]);
+    run(&["--rtmp-listen", ":0", "--http-listen", ":0", "--rtsp-listen", ":0", "--api-listen", "127.0.0.1:0"]);
     assert!(toml_err("rtsp_listen = \":1935\"").contains("rtmp_listen"));
 }
 
@@ -1208,22 +848,9 @@ fn listen_addresses() {
     ] {
         assert_eq!(parse_listen(text), Ok(addr(expected)), "{text}");
     }
-    for bad in [
-        "abc",
-        "",
-        ":",
-        "1.2.3.4",
-        "1.2.3.4:",
-        ":65536",
-        "::1:80",
-        "example.com:80",
-        "1.2.3.4:-1",
-    ] {
+    for bad in ["abc", "", ":", "1.2.3.4", "1.2.3.4:", ":65536", "::1:80", "example.com:80", "1.2.3.4:-1"] {
         let message = parse_listen(bad).unwrap_err();
-        assert!(
-            message.starts_with("invalid socket address"),
-            "{bad}: {message}"
-        );
+        assert!(message.starts_with("invalid socket address"), "{bad}: {message}");
     }
 }
 
@@ -1232,10 +859,7 @@ fn suggestions() {
     assert_eq!(edit_distance("listne", "listen"), 1);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
-    assert_eq!(
-        suggest("rtmp_listne", ROOT_KEYS.iter().copied()),
-        Some("rtmp_listen")
-    );
+    assert_eq!(suggest("rtmp_listne", ROOT_KEYS.iter().copied()), Some("rtmp_listen"));
     assert_eq!(suggest("shard", ROOT_KEYS.iter().copied()), Some("shards"));
     assert_eq!(suggest("zz", ROOT_KEYS.iter().copied()), None);
 }
@@ -1247,10 +871,7 @@ fn debug_output_does_not_leak_secrets() {
     ))
     .unwrap();
     let debug = format!("{c:?}");
-    assert!(
-        !debug.contains("tok-123456") && !debug.contains("MfKQ9r8"),
-        "{debug}"
-    );
+    assert!(!debug.contains("tok-123456") && !debug.contains("MfKQ9r8"), "{debug}");
     assert!(debug.contains("<redacted>"));
 }
 
@@ -1266,15 +887,7 @@ fn log_level_converts_to_tracing() {
 /// whose key is a real one, and `# [table]` / `# [[array]]` header lines.
 fn example_uncommented() -> String {
     let known = |key: &str| {
-        [
-            ROOT_KEYS,
-            NOTIFY_KEYS,
-            WEBHOOK_KEYS,
-            SCRIPT_KEYS,
-            STDIO_KEYS,
-        ]
-        .iter()
-        .any(|keys| keys.contains(&key))
+        [ROOT_KEYS, NOTIFY_KEYS, WEBHOOK_KEYS, SCRIPT_KEYS, STDIO_KEYS].iter().any(|keys| keys.contains(&key))
     };
     EXAMPLE
         .lines()
@@ -1298,15 +911,7 @@ fn example_as_shipped_is_the_defaults() {
 #[test]
 fn example_documents_every_key() {
     let on = example_uncommented();
-    for key in [
-        ROOT_KEYS,
-        NOTIFY_KEYS,
-        WEBHOOK_KEYS,
-        SCRIPT_KEYS,
-        STDIO_KEYS,
-    ]
-    .concat()
-    {
+    for key in [ROOT_KEYS, NOTIFY_KEYS, WEBHOOK_KEYS, SCRIPT_KEYS, STDIO_KEYS].concat() {
         let table = ["notify", "webhook", "script", "stdio"].contains(&key);
         let written = if table {
             on.contains(&format!("[{key}]\n")) || on.contains(&format!("[[{key}]]\n"))
@@ -1345,8 +950,7 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
         "https://api.example.com/events".into(),
         EventFilter::Only(vec![EventType::PublishStart, EventType::PublishStop]),
     );
-    first.headers =
-        vec![Header::parse("Authorization: Basic T1BFTlZJRFVBUFA6TVlfU0VDUkVU").unwrap()];
+    first.headers = vec![Header::parse("Authorization: Basic T1BFTlZJRFVBUFA6TVlfU0VDUkVU").unwrap()];
     first.secret = Some(Secret::parse(SECRET).unwrap());
     let mut dolby = WebhookConfig::new(
         "https://dolby-receiver.example.com/webhooks".into(),
@@ -1362,5 +966,6 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
         path: "/opt/scripts/on-publish.sh".into(),
     }];
     expected.stdio = Some(StdioFormat::Json);
+    expected.tls_ca_file = Some("/etc/ringcast/hooks-ca.pem".into());
     assert_eq!(c, expected);
 }

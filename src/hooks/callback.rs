@@ -113,11 +113,7 @@ pub struct ClientInfo {
 
 /// The form fields of a callback, in the order nginx-rtmp sends them, then the client's own
 /// arguments minus any that would shadow a field ringcast sets.
-pub fn form_fields(
-    call: Call,
-    client: &ClientInfo,
-    extra: &[(&str, String)],
-) -> Vec<(String, String)> {
+pub fn form_fields(call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Vec<(String, String)> {
     let protocol = client.protocol.map(Protocol::as_str).unwrap_or("rtmp");
     let addr = client.addr.map(|a| a.ip().to_string()).unwrap_or_default();
     let mut fields: Vec<(String, String)> = vec![
@@ -137,9 +133,7 @@ pub fn form_fields(
     let passed_through: Vec<(String, String)> = client
         .args
         .iter()
-        .filter(|(k, _)| {
-            !RESERVED_FIELDS.contains(&k.as_str()) && !fields.iter().any(|(f, _)| f == k)
-        })
+        .filter(|(k, _)| !RESERVED_FIELDS.contains(&k.as_str()) && !fields.iter().any(|(f, _)| f == k))
         .cloned()
         .collect();
     fields.extend(passed_through);
@@ -163,24 +157,16 @@ pub fn interpret(status: u16, location: Option<&str>) -> Decision {
         200..=299 => Decision::Allow,
         300..=399 => match location.and_then(last_path_segment) {
             Some(name) => Decision::Rename(name),
-            None => Decision::Deny {
-                reason: format!("callback answered {status} without a usable Location"),
-            },
+            None => Decision::Deny { reason: format!("callback answered {status} without a usable Location") },
         },
-        _ => Decision::Deny {
-            reason: format!("callback answered {status}"),
-        },
+        _ => Decision::Deny { reason: format!("callback answered {status}") },
     }
 }
 
 /// `rtmp://host/app/cam2?x=1` -> `cam2`; nginx-rtmp takes the last segment the same way.
 fn last_path_segment(location: &str) -> Option<String> {
     let path = location.split(['?', '#']).next().unwrap_or_default();
-    let segment = path
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
+    let segment = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
     (!segment.is_empty()).then(|| segment.to_owned())
 }
 
@@ -269,17 +255,9 @@ impl CallbackPool {
         self.update_strict
     }
 
-    fn submit(
-        self: &Arc<Self>,
-        request: CallbackRequest,
-        reply: Option<oneshot::Sender<Decision>>,
-    ) {
+    fn submit(self: &Arc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let job = Job {
-            request,
-            reply,
-            queued_at: Instant::now(),
-        };
+        let job = Job { request, reply, queued_at: Instant::now() };
         if let Err(error) = self.jobs.try_send(job) {
             // Full queue: answer now rather than block the shard.
             let job = error.into_inner();
@@ -289,9 +267,7 @@ impl CallbackPool {
             return;
         }
         // Grow while every worker is busy, so requests never wait behind each other for long.
-        if self.idle.load(Ordering::Relaxed) == 0
-            && self.workers.load(Ordering::Relaxed) < MAX_WORKERS
-        {
+        if self.idle.load(Ordering::Relaxed) == 0 && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
             self.spawn_worker();
         }
     }
@@ -299,10 +275,8 @@ impl CallbackPool {
     fn spawn_worker(self: &Arc<Self>) {
         self.workers.fetch_add(1, Ordering::Relaxed);
         let pool = self.clone();
-        let spawned = thread::Builder::new()
-            .name("hook-callback".into())
-            .stack_size(WORKER_STACK)
-            .spawn(move || pool.work());
+        let spawned =
+            thread::Builder::new().name("hook-callback".into()).stack_size(WORKER_STACK).spawn(move || pool.work());
         if let Err(error) = spawned {
             self.workers.fetch_sub(1, Ordering::Relaxed);
             warn!(%error, "cannot start a callback worker");
@@ -326,12 +300,7 @@ impl CallbackPool {
                     if workers > MIN_WORKERS
                         && self
                             .workers
-                            .compare_exchange(
-                                workers,
-                                workers - 1,
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            )
+                            .compare_exchange(workers, workers - 1, Ordering::Relaxed, Ordering::Relaxed)
                             .is_ok()
                     {
                         return;
@@ -344,9 +313,7 @@ impl CallbackPool {
 
     /// Performs the HTTP request: Ok((status, Location)) or the transport error.
     fn execute(&self, request: &CallbackRequest) -> Result<(u16, Option<String>), String> {
-        let encoded = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&request.fields)
-            .finish();
+        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish();
         let response = match self.method {
             NotifyMethod::Post => self
                 .agent
@@ -355,19 +322,13 @@ impl CallbackPool {
                 .send(encoded.as_bytes()),
             NotifyMethod::Get => {
                 let separator = if request.url.contains('?') { '&' } else { '?' };
-                self.agent
-                    .get(format!("{}{separator}{encoded}", request.url))
-                    .call()
+                self.agent.get(format!("{}{separator}{encoded}", request.url)).call()
             }
         };
         match response {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 Ok((status, location))
             }
             Err(error) => Err(error.to_string()),
@@ -387,9 +348,7 @@ impl CallbackPool {
                 error!(call = call.as_str(), url = %job.request.url, error = %reason, on_error = %self.on_error, "callback failed");
                 match self.on_error {
                     OnError::Allow => Decision::Allow,
-                    OnError::Deny => Decision::Deny {
-                        reason: format!("callback failed: {reason}"),
-                    },
+                    OnError::Deny => Decision::Deny { reason: format!("callback failed: {reason}") },
                 }
             }
         };
@@ -413,14 +372,8 @@ mod tests {
     fn interprets_replies_like_nginx_rtmp() {
         assert_eq!(interpret(200, None), Decision::Allow);
         assert_eq!(interpret(204, None), Decision::Allow);
-        assert_eq!(
-            interpret(302, Some("rtmp://host/live/cam2?x=1")),
-            Decision::Rename("cam2".into())
-        );
-        assert_eq!(
-            interpret(301, Some("cam3")),
-            Decision::Rename("cam3".into())
-        );
+        assert_eq!(interpret(302, Some("rtmp://host/live/cam2?x=1")), Decision::Rename("cam2".into()));
+        assert_eq!(interpret(301, Some("cam3")), Decision::Rename("cam3".into()));
         assert!(matches!(interpret(302, None), Decision::Deny { .. }));
         assert!(matches!(interpret(403, None), Decision::Deny { .. }));
         assert!(matches!(interpret(500, None), Decision::Deny { .. }));
@@ -442,13 +395,7 @@ mod tests {
             ..ClientInfo::default()
         };
         let fields = form_fields(Call::Publish, &client, &[("type", "live".into())]);
-        let get = |k: &str| {
-            fields
-                .iter()
-                .filter(|(f, _)| f == k)
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-        };
+        let get = |k: &str| fields.iter().filter(|(f, _)| f == k).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
         assert_eq!(get("call"), ["publish"]);
         assert_eq!(get("name"), ["cam1"]);
         assert_eq!(get("addr"), [""]);

@@ -60,10 +60,7 @@ pub struct EventIds {
 
 impl EventIds {
     pub fn new(process_start_ms: u64) -> EventIds {
-        EventIds {
-            prefix: format!("evt_{process_start_ms:013x}"),
-            counter: AtomicU64::new(0),
-        }
+        EventIds { prefix: format!("evt_{process_start_ms:013x}"), counter: AtomicU64::new(0) }
     }
 
     pub fn next(&self) -> String {

@@ -69,10 +69,7 @@ pub fn encode(event: &Event, format: WebhookFormat) -> Option<Body> {
         WebhookFormat::Form => (CONTENT_TYPE_FORM, form(event).into_bytes()),
         WebhookFormat::Dolby => (CONTENT_TYPE_JSON, to_json(&dolby(event)?)),
     };
-    Some(Body {
-        content_type,
-        bytes,
-    })
+    Some(Body { content_type, bytes })
 }
 
 /// The envelope as one JSON line (no newline inside: JSON escapes control characters).
@@ -136,17 +133,8 @@ struct Flat<'a> {
     data: Map<String, Value>,
 }
 
-const FLAT_KEYS: &[&str] = &[
-    "event",
-    "id",
-    "timestamp",
-    "timestamp_ms",
-    "conn_id",
-    "stream_key",
-    "seq",
-    "protocol",
-    "addr",
-];
+const FLAT_KEYS: &[&str] =
+    &["event", "id", "timestamp", "timestamp_ms", "conn_id", "stream_key", "seq", "protocol", "addr"];
 
 fn flat(event: &Event) -> Flat<'_> {
     let mut data = Map::new();
@@ -210,11 +198,8 @@ pub fn form_fields(event: &Event) -> Vec<(String, String)> {
             fields.push((name.to_owned(), value));
         }
     }
-    let addr = event
-        .addr
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| event.addr.clone());
+    let addr =
+        event.addr.parse::<std::net::SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_else(|_| event.addr.clone());
     push(&mut fields, "call", event.event_type.as_str().to_owned());
     push(&mut fields, "id", event.id.clone());
     push(&mut fields, "seq", event.seq.to_string());
@@ -288,10 +273,7 @@ fn dolby(event: &Event) -> Option<Dolby> {
     data.insert("name".into(), split_stream(&event.stream_key).1.into());
     if hook_type == "feeds" {
         data.insert("feedId".into(), event.conn_id.to_string().into());
-        data.insert(
-            "active".into(),
-            (event.event_type == EventType::PublishStart).into(),
-        );
+        data.insert("active".into(), (event.event_type == EventType::PublishStart).into());
     }
     for (key, value) in &event.data {
         // The Dolby fields above are what a Dolby receiver keys on: event data never replaces
@@ -300,12 +282,7 @@ fn dolby(event: &Event) -> Option<Dolby> {
             data.insert(key.clone(), value.clone());
         }
     }
-    Some(Dolby {
-        hook_type,
-        event: name,
-        timestamp: event.timestamp_ms,
-        data,
-    })
+    Some(Dolby { hook_type, event: name, timestamp: event.timestamp_ms, data })
 }
 
 /// A JSON value as a form field or environment value (see the module documentation).
@@ -417,13 +394,8 @@ mod tests {
         assert_eq!(v["bytes_in"], 10);
         assert!(v.get("type").is_none() && v.get("data").is_none());
         // Both the media timestamp and a data key that already had the prefixed name survive.
-        let values: Vec<&Value> = v
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.starts_with("data_"))
-            .map(|(_, v)| v)
-            .collect();
+        let values: Vec<&Value> =
+            v.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("data_")).map(|(_, v)| v).collect();
         assert_eq!(values.len(), 2, "{v}");
         assert!(values.contains(&&json!(5000)));
         assert!(values.contains(&&json!("pre-existing")));
@@ -431,10 +403,7 @@ mod tests {
 
     #[test]
     fn form_fields_follow_callbacks() {
-        let e = event(
-            EventType::PlayStart,
-            json!({"args": {"token": "a b", "call": "evil", "addr": "1.2.3.4"}}),
-        );
+        let e = event(EventType::PlayStart, json!({"args": {"token": "a b", "call": "evil", "addr": "1.2.3.4"}}));
         let fields = form_fields(&e);
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("call"), Some("play_start"));
@@ -457,14 +426,8 @@ mod tests {
             assert_eq!(sent, EventType::DOLBY.contains(&t), "{t}");
         }
         let v = json_of(
-            &encode(
-                &event(
-                    EventType::PublishStop,
-                    json!({"streamId": "x", "bytes_in": 9}),
-                ),
-                WebhookFormat::Dolby,
-            )
-            .unwrap(),
+            &encode(&event(EventType::PublishStop, json!({"streamId": "x", "bytes_in": 9})), WebhookFormat::Dolby)
+                .unwrap(),
         );
         assert_eq!(v["type"], "feeds");
         assert_eq!(v["event"], "stopped");
@@ -497,18 +460,11 @@ mod tests {
         assert_eq!(get("RTMP_NONE"), Some(""));
         assert_eq!(get("RTMP_FLAG"), Some("true"));
         assert_eq!(get("RTMP__BER"), Some("1"));
-        let tokens: Vec<&str> = vars
-            .iter()
-            .filter(|(n, _)| n.contains("X_TOKEN"))
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let tokens: Vec<&str> = vars.iter().filter(|(n, _)| n.contains("X_TOKEN")).map(|(_, v)| v.as_str()).collect();
         assert_eq!(tokens.len(), 2);
         assert!(tokens.contains(&"ab") && tokens.contains(&"second"));
         let mut names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-        assert!(names.iter().all(|n| {
-            n.chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        }));
+        assert!(names.iter().all(|n| { n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') }));
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), vars.len());

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket is everything above).
 const BOUNDS_US: [u64; 14] = [
-    500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000,
-    2_000_000, 5_000_000, 10_000_000,
+    500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+    10_000_000,
 ];
 
 /// A fixed-bucket latency histogram (Prometheus style: cumulative counts per upper bound).
@@ -20,10 +20,7 @@ pub struct Histogram {
 impl Histogram {
     pub fn record(&self, elapsed: Duration) {
         let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
-        let index = BOUNDS_US
-            .iter()
-            .position(|&bound| us <= bound)
-            .unwrap_or(BOUNDS_US.len());
+        let index = BOUNDS_US.iter().position(|&bound| us <= bound).unwrap_or(BOUNDS_US.len());
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -39,10 +36,7 @@ impl Histogram {
         let mut out = Vec::with_capacity(self.buckets.len());
         for (i, bucket) in self.buckets.iter().enumerate() {
             total += bucket.load(Ordering::Relaxed);
-            let bound = BOUNDS_US
-                .get(i)
-                .map(|&us| us as f64 / 1e6)
-                .unwrap_or(f64::INFINITY);
+            let bound = BOUNDS_US.get(i).map(|&us| us as f64 / 1e6).unwrap_or(f64::INFINITY);
             out.push((bound, total));
         }
         out
@@ -56,11 +50,7 @@ impl Histogram {
         }
         let rank = ((count as f64) * q).ceil().max(1.0) as u64;
         let (bound, _) = self.cumulative().into_iter().find(|&(_, c)| c >= rank)?;
-        Some(if bound.is_finite() {
-            Duration::from_secs_f64(bound)
-        } else {
-            Duration::MAX
-        })
+        Some(if bound.is_finite() { Duration::from_secs_f64(bound) } else { Duration::MAX })
     }
 
     pub fn sum(&self) -> Duration {

@@ -10,6 +10,7 @@
 //! Shards only ever hand work over (a channel send); every blocking call runs on hook threads.
 
 pub mod callback;
+pub mod dispatch;
 pub mod event;
 pub mod format;
 pub mod metrics;
@@ -59,10 +60,7 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
-        let callbacks = config
-            .notify
-            .is_enabled()
-            .then(|| CallbackPool::new(&config.notify));
+        let callbacks = config.notify.is_enabled().then(|| CallbackPool::new(&config.notify));
         Arc::new(Hooks {
             notify: config.notify.clone(),
             callbacks,
@@ -95,36 +93,21 @@ impl Hooks {
     }
 
     /// Asks the callback for `call`, if one is configured; no callback allows.
-    pub async fn decide(
-        &self,
-        call: Call,
-        client: &ClientInfo,
-        extra: &[(&str, String)],
-    ) -> Decision {
+    pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
         let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) else {
             return Decision::Allow;
         };
-        let request = CallbackRequest {
-            call,
-            url: url.to_owned(),
-            fields: callback::form_fields(call, client, extra),
-        };
+        let request = CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
         match pool.ask(request).await {
             Ok(decision) => decision,
             // The pool dropped the request (shutting down): the safe answer is no.
-            Err(_) => Decision::Deny {
-                reason: "callback pool stopped".into(),
-            },
+            Err(_) => Decision::Deny { reason: "callback pool stopped".into() },
         }
     }
 
     /// Tells the done callbacks that a publish or play ended.
     pub fn tell_done(&self, publish: bool, client: &ClientInfo, extra: &[(&str, String)]) {
-        let specific = if publish {
-            Call::PublishDone
-        } else {
-            Call::PlayDone
-        };
+        let specific = if publish { Call::PublishDone } else { Call::PlayDone };
         for call in [specific, Call::Done] {
             self.tell(call, client, extra);
         }
@@ -133,21 +116,15 @@ impl Hooks {
     /// Sends a callback whose reply is not awaited.
     pub fn tell(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
         if let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) {
-            let request = CallbackRequest {
-                call,
-                url: url.to_owned(),
-                fields: callback::form_fields(call, client, extra),
-            };
+            let request =
+                CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
             pool.tell(request);
         }
     }
 
     /// Whether `on_update` is configured, and how often it fires.
     pub fn update_interval(&self) -> Option<std::time::Duration> {
-        self.notify
-            .on_update
-            .as_ref()
-            .map(|_| self.notify.update_interval)
+        self.notify.on_update.as_ref().map(|_| self.notify.update_interval)
     }
 
     pub fn update_strict(&self) -> bool {
@@ -161,17 +138,9 @@ impl Hooks {
         client: &ClientInfo,
         extra: &[(&str, String)],
     ) -> Option<tokio::sync::oneshot::Receiver<Decision>> {
-        let call = if publish {
-            Call::UpdatePublish
-        } else {
-            Call::UpdatePlay
-        };
+        let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
         let (pool, url) = (self.callbacks.as_ref()?, self.url(call)?);
-        let request = CallbackRequest {
-            call,
-            url: url.to_owned(),
-            fields: callback::form_fields(call, client, extra),
-        };
+        let request = CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
         if self.notify.update_strict {
             Some(pool.ask(request))
         } else {
@@ -186,12 +155,7 @@ impl Hooks {
     }
 
     /// Emits an event. `data` is built only when a sink wants the type.
-    pub fn emit(
-        &self,
-        event_type: EventType,
-        origin: &Origin,
-        data: impl FnOnce() -> Map<String, Value>,
-    ) {
+    pub fn emit(&self, event_type: EventType, origin: &Origin, data: impl FnOnce() -> Map<String, Value>) {
         let Some(sink) = &self.sink else { return };
         if !sink.wants(event_type) {
             // Still count the stream's events so `seq` gaps mean "filtered", never "lost".
@@ -229,8 +193,15 @@ impl Hooks {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl<T: EventSink + ?Sized> EventSink for Arc<T> {
+    fn wants(&self, event_type: EventType) -> bool {
+        (**self).wants(event_type)
+    }
+
+    fn send(&self, event: Event) {
+        (**self).send(event)
+    }
 }

@@ -134,11 +134,9 @@ pub fn run(path: &Path, event: &Event, timeout: Duration) -> ScriptOutcome {
         line.push('\n');
         // A thread, because a program that never reads could leave a large write blocked; it
         // ends when the program exits (EPIPE), and nobody waits for it.
-        let spawned = thread::Builder::new()
-            .name("hook-script-stdin".into())
-            .spawn(move || {
-                let _ = stdin.write_all(line.as_bytes());
-            });
+        let spawned = thread::Builder::new().name("hook-script-stdin".into()).spawn(move || {
+            let _ = stdin.write_all(line.as_bytes());
+        });
         if spawned.is_err() {
             tracing::warn!(script = %path.display(), "no thread to write the event on stdin");
         }
@@ -173,12 +171,7 @@ pub fn run(path: &Path, event: &Event, timeout: Duration) -> ScriptOutcome {
         }
     }
     let snapshot = |c: &Arc<Mutex<Captured>>| c.lock().map(|c| c.clone()).unwrap_or_default();
-    ScriptOutcome {
-        status,
-        stdout: snapshot(&stdout),
-        stderr: snapshot(&stderr),
-        elapsed: start.elapsed(),
-    }
+    ScriptOutcome { status, stdout: snapshot(&stdout), stderr: snapshot(&stderr), elapsed: start.elapsed() }
 }
 
 /// Waits for the program until `deadline`; `None` if it is still running then.
@@ -281,22 +274,14 @@ mod tests {
         let outcome = run(Path::new("/bin/sh"), &event(), Duration::from_secs(10));
         // /bin/sh with no arguments reads its script from stdin: the JSON line is not a valid
         // command, so it fails, which shows stdin arrived.
-        assert!(
-            matches!(outcome.status, ScriptStatus::Exited(_)),
-            "{:?}",
-            outcome.status
-        );
+        assert!(matches!(outcome.status, ScriptStatus::Exited(_)), "{:?}", outcome.status);
         assert!(!outcome.success());
         assert!(!outcome.stderr.bytes.is_empty());
     }
 
     #[test]
     fn missing_program() {
-        let outcome = run(
-            Path::new("/nonexistent/ringcast-hook"),
-            &event(),
-            Duration::from_secs(1),
-        );
+        let outcome = run(Path::new("/nonexistent/ringcast-hook"), &event(), Duration::from_secs(1));
         match &outcome.status {
             ScriptStatus::SpawnFailed(e) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
             other => panic!("{other:?}"),

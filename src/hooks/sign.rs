@@ -46,10 +46,8 @@ pub fn signature_headers(
     match signature {
         Signature::Standard => {
             let timestamp = timestamp_secs.to_string();
-            let signatures: Vec<String> = secrets
-                .iter()
-                .map(|secret| standard(secret.key(), id, &timestamp, body))
-                .collect();
+            let signatures: Vec<String> =
+                secrets.iter().map(|secret| standard(secret.key(), id, &timestamp, body)).collect();
             vec![
                 (WEBHOOK_ID.to_owned(), id.to_owned()),
                 (WEBHOOK_TIMESTAMP.to_owned(), timestamp),
@@ -57,25 +55,17 @@ pub fn signature_headers(
             ]
         }
         Signature::Sha256 => {
-            let signatures: Vec<String> = secrets
-                .iter()
-                .map(|secret| format!("sha256={}", hex(&hmac_sha256(secret.key(), &[body]))))
-                .collect();
+            let signatures: Vec<String> =
+                secrets.iter().map(|secret| format!("sha256={}", hex(&hmac_sha256(secret.key(), &[body])))).collect();
             vec![(header_name.to_owned(), signatures.join(" "))]
         }
-        Signature::Sha1 => vec![(
-            header_name.to_owned(),
-            format!("sha1={}", hex(&hmac_sha1(current.key(), body))),
-        )],
+        Signature::Sha1 => vec![(header_name.to_owned(), format!("sha1={}", hex(&hmac_sha1(current.key(), body))))],
     }
 }
 
 /// `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`.
 fn standard(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
-    let mac = hmac_sha256(
-        key,
-        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
-    );
+    let mac = hmac_sha256(key, &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body]);
     format!("v1,{}", BASE64.encode(mac))
 }
 
@@ -145,14 +135,7 @@ mod tests {
         ];
         for (key, id, ts, body, expected) in vectors {
             let s = secret(key);
-            let headers = signature_headers(
-                Signature::Standard,
-                "ignored",
-                &[&s],
-                id,
-                ts,
-                body.as_bytes(),
-            );
+            let headers = signature_headers(Signature::Standard, "ignored", &[&s], id, ts, body.as_bytes());
             assert_eq!(header(&headers, WEBHOOK_ID), id);
             assert_eq!(header(&headers, WEBHOOK_TIMESTAMP), ts.to_string());
             assert_eq!(header(&headers, WEBHOOK_SIGNATURE), expected);
@@ -166,14 +149,7 @@ mod tests {
         let old = secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD");
         let body = br#"{"test": 2432232314}"#;
         let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
-        let headers = signature_headers(
-            Signature::Standard,
-            "",
-            &[&new, &old],
-            id,
-            1_614_265_330,
-            body,
-        );
+        let headers = signature_headers(Signature::Standard, "", &[&new, &old], id, 1_614_265_330, body);
         let sigs: Vec<&str> = header(&headers, WEBHOOK_SIGNATURE).split(' ').collect();
         assert_eq!(sigs.len(), 2);
         assert_eq!(sigs[0], "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -183,10 +159,7 @@ mod tests {
         assert_eq!(header(&sha256, "X-Sig").split(' ').count(), 2);
         // sha1 receivers compare the whole header: current secret only.
         let sha1 = signature_headers(Signature::Sha1, "X-Sig", &[&new, &old], id, 0, body);
-        assert_eq!(
-            header(&sha1, "X-Sig"),
-            format!("sha1={}", hex(&hmac_sha1(new.key(), body)))
-        );
+        assert_eq!(header(&sha1, "X-Sig"), format!("sha1={}", hex(&hmac_sha1(new.key(), body))));
     }
 
     #[test]
@@ -197,10 +170,7 @@ mod tests {
     #[test]
     fn hmac_sha256_rfc4231_case_2() {
         let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(
-            hex(&mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 
     #[test]

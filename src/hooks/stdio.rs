@@ -43,10 +43,7 @@ pub fn emit(event: &Event, format: StdioFormat) -> io::Result<()> {
 }
 
 fn push_value(line: &mut String, value: &str) {
-    let bare = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.,:/@%+-".contains(&b));
+    let bare = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.,:/@%+-".contains(&b));
     if bare {
         line.push_str(value);
     } else {
@@ -97,10 +94,7 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.starts_with("RTMP_EVENT_TYPE=auth_failed RTMP_TIMESTAMP=1700000000 "));
         assert!(line.contains(r#" RTMP_STREAM_KEY="" "#), "{line}");
-        assert!(
-            line.contains(r#" RTMP_ERROR="bad \"token\" = x\ny""#),
-            "{line}"
-        );
+        assert!(line.contains(r#" RTMP_ERROR="bad \"token\" = x\ny""#), "{line}");
         assert!(line.contains(" RTMP_REMOTE_ADDR=10.0.0.5:50000"), "{line}");
         assert!(line.contains(r#" RTMP_ADDR="[::1]:4000""#), "{line}");
     }

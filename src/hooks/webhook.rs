@@ -66,10 +66,9 @@ impl WebhookTarget {
     /// period still runs. A sink whose secret was removed stops signing altogether.
     pub fn new(config: &WebhookConfig, previous_secret: Option<&Secret>) -> WebhookTarget {
         let secrets = match &config.secret {
-            Some(current) => std::iter::once(current)
-                .chain(previous_secret.filter(|p| *p != current))
-                .cloned()
-                .collect(),
+            Some(current) => {
+                std::iter::once(current).chain(previous_secret.filter(|p| *p != current)).cloned().collect()
+            }
             None => Vec::new(),
         };
         WebhookTarget {
@@ -96,10 +95,7 @@ pub enum Attempt {
     Delivered { status: u16 },
     /// Try again later (if retries remain): after `retry_after` when the receiver said so,
     /// else after [`backoff`]. `retry_after` is the receiver's wish, unclamped.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+    Retry { reason: String, retry_after: Option<Duration> },
     /// Refused for good (3xx, 4xx other than 410 and 429, or a request that cannot be made).
     Failed { reason: String },
     /// 410: disable the sink until it is changed.
@@ -112,10 +108,9 @@ impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Attempt::Delivered { status } => write!(f, "delivered (HTTP {status})"),
-            Attempt::Retry {
-                reason,
-                retry_after: Some(after),
-            } => write!(f, "{reason} (receiver asks to retry after {after:?})"),
+            Attempt::Retry { reason, retry_after: Some(after) } => {
+                write!(f, "{reason} (receiver asks to retry after {after:?})")
+            }
             Attempt::Retry { reason, .. } | Attempt::Failed { reason } => f.write_str(reason),
             Attempt::Gone => f.write_str("HTTP 410 Gone: the receiver asks for no more events"),
             Attempt::Skipped => f.write_str("not sent: the format has no such event"),
@@ -151,9 +146,7 @@ pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agen
             let mut certs = system_roots();
             let private = read_certs(path)?;
             if private.is_empty() {
-                return Err(Error::CaFileEmpty {
-                    path: path.to_owned(),
-                });
+                return Err(Error::CaFileEmpty { path: path.to_owned() });
             }
             if certs.is_empty() {
                 tracing::warn!(
@@ -165,10 +158,7 @@ pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agen
             RootCerts::from(certs)
         }
     };
-    let tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .root_certs(roots)
-        .build();
+    let tls = TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(roots).build();
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .max_redirects(0)
@@ -183,20 +173,14 @@ pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agen
 }
 
 fn read_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
-    let pem = std::fs::read(path).map_err(|source| Error::CaFileRead {
-        path: path.to_owned(),
-        source,
-    })?;
+    let pem = std::fs::read(path).map_err(|source| Error::CaFileRead { path: path.to_owned(), source })?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
         match item {
             Ok(PemItem::Certificate(cert)) => certs.push(cert),
             Ok(_) => {}
             Err(e) => {
-                return Err(Error::CaFilePem {
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                });
+                return Err(Error::CaFilePem { path: path.to_owned(), reason: e.to_string() });
             }
         }
     }
@@ -206,9 +190,7 @@ fn read_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
 /// The system CA bundle as certificates; empty if none is found or it does not parse.
 fn system_roots() -> Vec<Certificate<'static>> {
     let env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let candidates = env
-        .into_iter()
-        .chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from));
+    let candidates = env.into_iter().chain(SYSTEM_CA_BUNDLES.iter().map(PathBuf::from));
     for path in candidates {
         if let Ok(certs) = read_certs(&path)
             && !certs.is_empty()
@@ -221,41 +203,22 @@ fn system_roots() -> Vec<Certificate<'static>> {
 
 /// Makes one delivery attempt of `event` to `target`; `now_secs` is the Standard Webhooks
 /// signature timestamp (the attempt's time, not the event's: receivers reject stale ones).
-pub fn attempt(
-    agent: &ureq::Agent,
-    target: &WebhookTarget,
-    event: &Event,
-    now_secs: u64,
-) -> Attempt {
+pub fn attempt(agent: &ureq::Agent, target: &WebhookTarget, event: &Event, now_secs: u64) -> Attempt {
     let Some(body) = format::encode(event, target.format) else {
         return Attempt::Skipped;
     };
     let secrets: Vec<&Secret> = target.secrets.iter().collect();
-    let signature = sign::signature_headers(
-        target.signature,
-        &target.signature_header,
-        &secrets,
-        &event.id,
-        now_secs,
-        &body.bytes,
-    );
-    let mut request = agent
-        .post(&target.url)
-        .header("Content-Type", body.content_type);
-    let overrides_agent = target
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("user-agent"));
+    let signature =
+        sign::signature_headers(target.signature, &target.signature_header, &secrets, &event.id, now_secs, &body.bytes);
+    let mut request = agent.post(&target.url).header("Content-Type", body.content_type);
+    let overrides_agent = target.headers.iter().any(|h| h.name.eq_ignore_ascii_case("user-agent"));
     if !overrides_agent {
         // Also set per request: the agent may not be one built by `agent`.
         request = request.header("User-Agent", USER_AGENT);
     }
     for header in &target.headers {
         // A user header must not shadow the signature a receiver checks.
-        if !signature
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case(&header.name))
-        {
+        if !signature.iter().any(|(name, _)| name.eq_ignore_ascii_case(&header.name)) {
             request = request.header(header.name.as_str(), header.value.as_str());
         }
     }
@@ -265,23 +228,11 @@ pub fn attempt(
     match request.send(&body.bytes[..]) {
         Ok(mut response) => {
             let status = response.status().as_u16();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let retry_after = header("retry-after");
             let location = header("location");
             let excerpt = read_excerpt(&mut response);
-            classify(
-                status,
-                retry_after.as_deref(),
-                location.as_deref(),
-                &excerpt,
-                now_secs,
-            )
+            classify(status, retry_after.as_deref(), location.as_deref(), &excerpt, now_secs)
         }
         Err(e) => error_attempt(e),
     }
@@ -290,12 +241,7 @@ pub fn attempt(
 /// Reads (and so drains, for connection reuse) a bounded part of the response body; returns a
 /// printable excerpt for the log.
 fn read_excerpt(response: &mut ureq::http::Response<ureq::Body>) -> String {
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE_BODY)
-        .read_to_vec()
-        .unwrap_or_default();
+    let bytes = response.body_mut().with_config().limit(MAX_RESPONSE_BODY).read_to_vec().unwrap_or_default();
     String::from_utf8_lossy(&bytes)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -314,10 +260,7 @@ pub fn classify(
     now_secs: u64,
 ) -> Attempt {
     let mut reason = format!("HTTP {status}");
-    if let Some(text) = ureq::http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
+    if let Some(text) = ureq::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
         reason = format!("{reason} {text}");
     }
     if (300..400).contains(&status) {
@@ -334,10 +277,7 @@ pub fn classify(
                 429 | 503 => retry_after.and_then(|v| parse_retry_after(v, now_secs)),
                 _ => None,
             };
-            Attempt::Retry {
-                reason,
-                retry_after,
-            }
+            Attempt::Retry { reason, retry_after }
         }
         _ => Attempt::Failed { reason },
     }
@@ -351,15 +291,10 @@ fn error_attempt(error: ureq::Error) -> Attempt {
     };
     match error {
         // Requests that cannot be made as configured: the same request fails the same way.
-        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => {
-            Attempt::Failed { reason }
-        }
+        E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => Attempt::Failed { reason },
         // Timeouts, refused or reset connections, DNS, TLS handshakes, garbled responses:
         // possibly transient.
-        _ => Attempt::Retry {
-            reason,
-            retry_after: None,
-        },
+        _ => Attempt::Retry { reason, retry_after: None },
     }
 }
 
@@ -370,9 +305,7 @@ pub fn parse_retry_after(value: &str, now_secs: u64) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Absurdly long digit strings saturate rather than fail.
-        return Some(Duration::from_secs(
-            value.parse::<u64>().unwrap_or(u64::MAX),
-        ));
+        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
     }
     let at = parse_http_date(value)?;
     Some(Duration::from_secs(at.saturating_sub(now_secs)))
@@ -382,13 +315,8 @@ pub fn parse_retry_after(value: &str, now_secs: u64) -> Option<Duration> {
 /// the numbers are day then year, one token is the month and one is `hh:mm:ss`:
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, `Sunday, 06-Nov-94 08:49:37 GMT`, `Sun Nov  6 08:49:37 1994`.
 fn parse_http_date(text: &str) -> Option<u64> {
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let tokens = text
-        .split([' ', ',', '-'])
-        .filter(|t| !t.is_empty())
-        .skip(1);
+    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let tokens = text.split([' ', ',', '-']).filter(|t| !t.is_empty()).skip(1);
     let (mut month, mut time, mut numbers) = (None, None, Vec::new());
     for token in tokens {
         if token.contains(':') {
@@ -422,11 +350,7 @@ fn parse_http_date(text: &str) -> Option<u64> {
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); `None`
 /// before 1970.
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 {
-        year.checked_sub(1)?
-    } else {
-        year
-    };
+    let y = if month <= 2 { year.checked_sub(1)? } else { year };
     let era = y / 400;
     let yoe = y - era * 400;
     let mp = (month + 9) % 12;
@@ -474,41 +398,17 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = 784_111_777 - 60; // a minute before Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        for date in [
-            "Sun, 06 Nov 1994 08:49:37 GMT",
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
-        ] {
-            assert_eq!(
-                parse_retry_after(date, now),
-                Some(Duration::from_secs(60)),
-                "{date}"
-            );
+        for date in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(parse_retry_after(date, now), Some(Duration::from_secs(60)), "{date}");
         }
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 3_600),
-            Some(Duration::ZERO)
-        );
-        for bad in [
-            "",
-            "-5",
-            "soon",
-            "1.5",
-            "Sun, 06 Nov 1994 GMT",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-        ] {
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now + 3_600), Some(Duration::ZERO));
+        for bad in ["", "-5", "soon", "1.5", "Sun, 06 Nov 1994 GMT", "Sun, 32 Nov 1994 08:49:37 GMT"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
-            Some(1_835_438_400)
-        );
+        assert_eq!(parse_http_date("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
     }
 
     #[test]
@@ -519,19 +419,10 @@ mod tests {
         assert_eq!(c(410, None), Attempt::Gone);
         assert!(matches!(c(404, None), Attempt::Failed { .. }));
         assert!(matches!(c(400, Some("5")), Attempt::Failed { .. }));
-        assert!(matches!(
-            c(500, Some("5")),
-            Attempt::Retry {
-                retry_after: None,
-                ..
-            }
-        ));
+        assert!(matches!(c(500, Some("5")), Attempt::Retry { retry_after: None, .. }));
         assert_eq!(
             c(503, Some("5")),
-            Attempt::Retry {
-                reason: "HTTP 503 Service Unavailable".into(),
-                retry_after: Some(Duration::from_secs(5))
-            }
+            Attempt::Retry { reason: "HTTP 503 Service Unavailable".into(), retry_after: Some(Duration::from_secs(5)) }
         );
         assert!(matches!(
             c(429, Some("7")),
@@ -542,10 +433,7 @@ mod tests {
         ));
         match classify(301, None, Some("http://elsewhere/"), "moved", 0) {
             Attempt::Failed { reason } => {
-                assert!(
-                    reason.contains("301") && reason.contains("http://elsewhere/"),
-                    "{reason}"
-                )
+                assert!(reason.contains("301") && reason.contains("http://elsewhere/"), "{reason}")
             }
             other => panic!("{other:?}"),
         }
@@ -561,19 +449,9 @@ mod tests {
         let current = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let previous = Secret::parse("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
         assert!(WebhookTarget::from(&config).secrets.is_empty());
-        assert!(
-            WebhookTarget::new(&config, Some(&previous))
-                .secrets
-                .is_empty()
-        );
+        assert!(WebhookTarget::new(&config, Some(&previous)).secrets.is_empty());
         config.secret = Some(current.clone());
-        assert_eq!(
-            WebhookTarget::new(&config, Some(&previous)).secrets,
-            vec![current.clone(), previous]
-        );
-        assert_eq!(
-            WebhookTarget::new(&config, Some(&current)).secrets,
-            vec![current]
-        );
+        assert_eq!(WebhookTarget::new(&config, Some(&previous)).secrets, vec![current.clone(), previous]);
+        assert_eq!(WebhookTarget::new(&config, Some(&current)).secrets, vec![current]);
     }
 }

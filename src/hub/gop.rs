@@ -25,10 +25,7 @@ pub struct GopCache {
 
 impl GopCache {
     pub fn new(enabled: bool) -> GopCache {
-        GopCache {
-            enabled,
-            ..GopCache::default()
-        }
+        GopCache { enabled, ..GopCache::default() }
     }
 
     pub fn has_video(&self) -> bool {
@@ -64,9 +61,7 @@ impl GopCache {
     }
 
     fn append(&mut self, packet: &Rc<Packet>) {
-        if self.gop.len() >= MAX_GOP_PACKETS
-            || self.gop_bytes + packet.payload.len() > MAX_GOP_BYTES
-        {
+        if self.gop.len() >= MAX_GOP_PACKETS || self.gop_bytes + packet.payload.len() > MAX_GOP_BYTES {
             self.gop.clear();
             self.gop_bytes = 0;
             return;
@@ -77,11 +72,7 @@ impl GopCache {
 
     /// Everything a new player is sent first, in the order it must receive it.
     pub fn snapshot(&self) -> impl Iterator<Item = &Rc<Packet>> {
-        self.metadata
-            .iter()
-            .chain(self.video_header.iter())
-            .chain(self.audio_header.iter())
-            .chain(self.gop.iter())
+        self.metadata.iter().chain(self.video_header.iter()).chain(self.audio_header.iter()).chain(self.gop.iter())
     }
 
     pub fn clear(&mut self) {
@@ -107,16 +98,7 @@ mod tests {
         let inter = packet(PacketKind::Video, &[0x27, 1, 0, 0, 0, 2]);
         let audio = packet(PacketKind::Audio, &[0xAF, 1, 5]);
         let key2 = packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 3]);
-        for p in [
-            &audio,
-            &avc_header,
-            &aac_header,
-            &key1,
-            &inter,
-            &audio,
-            &key2,
-            &audio,
-        ] {
+        for p in [&audio, &avc_header, &aac_header, &key1, &inter, &audio, &key2, &audio] {
             cache.push(p);
         }
         let snapshot: Vec<_> = cache.snapshot().cloned().collect();

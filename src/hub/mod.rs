@@ -50,13 +50,7 @@ pub struct HubSettings {
 
 impl Default for HubSettings {
     fn default() -> Self {
-        HubSettings {
-            chunk_size: 4096,
-            player_queue: 1024,
-            player_max_drops: 3,
-            gop_cache: true,
-            relay_capacity: 4096,
-        }
+        HubSettings { chunk_size: 4096, player_queue: 1024, player_max_drops: 3, gop_cache: true, relay_capacity: 4096 }
     }
 }
 
@@ -131,19 +125,9 @@ pub struct Hub {
 
 impl Hub {
     /// Creates the hub for `shards` shards and returns each shard's inbound channel.
-    pub fn new(
-        shards: usize,
-        settings: HubSettings,
-    ) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
-        let (senders, receivers) = (0..shards)
-            .map(|_| mpsc::channel(settings.relay_capacity.max(1)))
-            .unzip();
-        let hub = Hub {
-            streams: Mutex::new(HashMap::new()),
-            senders,
-            settings,
-            stats: HubStats::default(),
-        };
+    pub fn new(shards: usize, settings: HubSettings) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
+        let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();
+        let hub = Hub { streams: Mutex::new(HashMap::new()), senders, settings, stats: HubStats::default() };
         (Arc::new(hub), receivers)
     }
 
@@ -154,17 +138,11 @@ impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
         // A panic while holding the lock cannot leave an entry half-written (every update is
         // a single assignment), so a poisoned lock is still consistent.
-        self.streams
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes `shard` the publisher of `key`; returns the other shards with players.
-    fn claim_publisher(
-        &self,
-        key: &Arc<str>,
-        shard: usize,
-    ) -> Result<(Vec<usize>, StreamChange), HubError> {
+    fn claim_publisher(&self, key: &Arc<str>, shard: usize) -> Result<(Vec<usize>, StreamChange), HubError> {
         let mut streams = self.lock();
         let created = !streams.contains_key(key);
         let entry = streams.entry(key.clone()).or_default();
@@ -172,18 +150,8 @@ impl Hub {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         entry.publisher = Some(shard);
-        let others = entry
-            .shards
-            .iter()
-            .copied()
-            .filter(|&s| s != shard)
-            .collect();
-        let change = StreamChange {
-            created,
-            deleted: false,
-            players: entry.players,
-            live: true,
-        };
+        let others = entry.shards.iter().copied().filter(|&s| s != shard).collect();
+        let change = StreamChange { created, deleted: false, players: entry.players, live: true };
         Ok((others, change))
     }
 
@@ -198,12 +166,7 @@ impl Hub {
         if deleted {
             streams.remove(key);
         }
-        StreamChange {
-            created: false,
-            deleted,
-            players,
-            live: false,
-        }
+        StreamChange { created: false, deleted, players, live: false }
     }
 
     /// Counts a player in (`joined`) or out; returns the stream's state after it.
@@ -217,12 +180,7 @@ impl Hub {
             entry.players = entry.players.saturating_sub(1);
         }
         let live = entry.publisher.is_some();
-        StreamChange {
-            created,
-            deleted: false,
-            players: entry.players,
-            live,
-        }
+        StreamChange { created, deleted: false, players: entry.players, live }
     }
 
     /// Records that `shard` holds `key`; returns the publisher's shard, if any.
@@ -338,19 +296,11 @@ impl ShardHub {
             players: RefCell::new(Vec::new()),
             relay: RefCell::new(Vec::new()),
         });
-        self.streams
-            .borrow_mut()
-            .insert(key.clone(), stream.clone());
+        self.streams.borrow_mut().insert(key.clone(), stream.clone());
         if let Some(publisher) = self.hub.register_shard(&key, self.shard)
             && publisher != self.shard
         {
-            self.send_ordered(
-                publisher,
-                ShardMessage::Subscribe {
-                    stream: key,
-                    shard: self.shard,
-                },
-            );
+            self.send_ordered(publisher, ShardMessage::Subscribe { stream: key, shard: self.shard });
         }
         stream
     }
@@ -365,45 +315,26 @@ impl ShardHub {
         if let Some(publisher) = publisher
             && publisher != self.shard
         {
-            self.send_ordered(
-                publisher,
-                ShardMessage::Unsubscribe {
-                    stream: stream.key.clone(),
-                    shard: self.shard,
-                },
-            );
+            self.send_ordered(publisher, ShardMessage::Unsubscribe { stream: stream.key.clone(), shard: self.shard });
         }
         deleted
     }
 
     /// Starts publishing `key` from this shard.
-    pub fn publish(
-        self: &Rc<Self>,
-        key: &str,
-    ) -> Result<(PublisherHandle, StreamChange), HubError> {
+    pub fn publish(self: &Rc<Self>, key: &str) -> Result<(PublisherHandle, StreamChange), HubError> {
         let key_arc: Arc<str> = Arc::from(key);
         let (others, change) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
         stream.local_publisher.set(true);
         self.start_stream(&stream, &[]);
         for shard in others {
-            stream.relay.borrow_mut().push(RelayTarget {
-                shard,
-                lagging: false,
-            });
+            stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
             self.send_ordered(
                 shard,
-                ShardMessage::Relay {
-                    stream: stream.key.clone(),
-                    item: RelayItem::Start(Vec::new()),
-                },
+                ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start(Vec::new()) },
             );
         }
-        let handle = PublisherHandle {
-            shard_hub: self.clone(),
-            stream,
-            released: false,
-        };
+        let handle = PublisherHandle { shard_hub: self.clone(), stream, released: false };
         Ok((handle, change))
     }
 
@@ -433,11 +364,7 @@ impl ShardHub {
         let change = self.hub.count_player(&Arc::from(key), true);
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
-        let player = Rc::new(Player::new(
-            conn_id,
-            settings.player_queue,
-            settings.player_max_drops,
-        ));
+        let player = Rc::new(Player::new(conn_id, settings.player_queue, settings.player_max_drops));
         {
             let cache = stream.cache.borrow();
             let has_video = cache.has_video();
@@ -449,12 +376,7 @@ impl ShardHub {
             player.set_joined_live();
         }
         stream.players.borrow_mut().push(player.clone());
-        let handle = PlayerHandle {
-            shard_hub: self.clone(),
-            stream,
-            player,
-            released: false,
-        };
+        let handle = PlayerHandle { shard_hub: self.clone(), stream, player, released: false };
         (handle, change)
     }
 
@@ -472,10 +394,7 @@ impl ShardHub {
             keep
         });
         if kicked > 0 {
-            self.hub
-                .stats
-                .players_kicked
-                .fetch_add(kicked, Ordering::Relaxed);
+            self.hub.stats.players_kicked.fetch_add(kicked, Ordering::Relaxed);
         }
         let resumes = packet.keyframe || (!has_video && packet.kind == PacketKind::Audio);
         let backlog = self.backlog.borrow();
@@ -529,28 +448,12 @@ impl ShardHub {
                 let Some(local) = self.stream(&stream) else {
                     return;
                 };
-                if !local.local_publisher.get()
-                    || local.relay.borrow().iter().any(|t| t.shard == shard)
-                {
+                if !local.local_publisher.get() || local.relay.borrow().iter().any(|t| t.shard == shard) {
                     return;
                 }
-                let snapshot: Vec<Packet> = local
-                    .cache
-                    .borrow()
-                    .snapshot()
-                    .map(|p| (**p).clone())
-                    .collect();
-                local.relay.borrow_mut().push(RelayTarget {
-                    shard,
-                    lagging: false,
-                });
-                self.send_ordered(
-                    shard,
-                    ShardMessage::Relay {
-                        stream,
-                        item: RelayItem::Start(snapshot),
-                    },
-                );
+                let snapshot: Vec<Packet> = local.cache.borrow().snapshot().map(|p| (**p).clone()).collect();
+                local.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
+                self.send_ordered(shard, ShardMessage::Relay { stream, item: RelayItem::Start(snapshot) });
             }
             ShardMessage::Unsubscribe { stream, shard } => {
                 if let Some(local) = self.stream(&stream) {
@@ -589,17 +492,11 @@ pub struct PublisherHandle {
 
 impl PublisherHandle {
     /// Takes one media message from the publisher and hands it to every player.
-    pub fn push(
-        &self,
-        kind: PacketKind,
-        timestamp: u32,
-        payload: Bytes,
-    ) -> Result<(), PacketError> {
+    pub fn push(&self, kind: PacketKind, timestamp: u32, payload: Bytes) -> Result<(), PacketError> {
         let hub = &self.shard_hub.hub;
-        let packet =
-            Packet::new(kind, timestamp, payload, hub.settings.chunk_size).inspect_err(|_| {
-                hub.stats.malformed_packets.fetch_add(1, Ordering::Relaxed);
-            })?;
+        let packet = Packet::new(kind, timestamp, payload, hub.settings.chunk_size).inspect_err(|_| {
+            hub.stats.malformed_packets.fetch_add(1, Ordering::Relaxed);
+        })?;
         hub.stats.packets_in.fetch_add(1, Ordering::Relaxed);
         self.shard_hub.distribute(&self.stream, Rc::new(packet));
         Ok(())
@@ -631,10 +528,7 @@ impl PublisherHandle {
         for target in targets {
             shard_hub.send_ordered(
                 target.shard,
-                ShardMessage::Relay {
-                    stream: self.stream.key.clone(),
-                    item: RelayItem::Stop,
-                },
+                ShardMessage::Relay { stream: self.stream.key.clone(), item: RelayItem::Stop },
             );
         }
         let mut change = shard_hub.hub.release_publisher(&self.stream.key);
@@ -682,10 +576,7 @@ impl PlayerHandle {
             return StreamChange::default();
         }
         self.player.kick();
-        self.stream
-            .players
-            .borrow_mut()
-            .retain(|p| !Rc::ptr_eq(p, &self.player));
+        self.stream.players.borrow_mut().retain(|p| !Rc::ptr_eq(p, &self.player));
         let mut change = self.shard_hub.hub.count_player(&self.stream.key, false);
         change.created = false;
         change.deleted = self.shard_hub.release_if_unused(&self.stream);

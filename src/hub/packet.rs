@@ -56,36 +56,20 @@ pub struct Packet {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PacketError {
     #[error("malformed {kind} tag: {source}")]
-    Malformed {
-        kind: &'static str,
-        source: flv::FlvError,
-    },
+    Malformed { kind: &'static str, source: flv::FlvError },
 }
 
 impl Packet {
-    pub fn new(
-        kind: PacketKind,
-        timestamp: u32,
-        payload: Bytes,
-        chunk_size: u32,
-    ) -> Result<Packet, PacketError> {
+    pub fn new(kind: PacketKind, timestamp: u32, payload: Bytes, chunk_size: u32) -> Result<Packet, PacketError> {
         let (keyframe, sequence_header) = match kind {
             PacketKind::Audio => {
-                let info = flv::classify(MediaKind::Audio, &payload).map_err(|source| {
-                    PacketError::Malformed {
-                        kind: "audio",
-                        source,
-                    }
-                })?;
+                let info = flv::classify(MediaKind::Audio, &payload)
+                    .map_err(|source| PacketError::Malformed { kind: "audio", source })?;
                 (false, info.sequence_header)
             }
             PacketKind::Video => {
-                let info = flv::classify(MediaKind::Video, &payload).map_err(|source| {
-                    PacketError::Malformed {
-                        kind: "video",
-                        source,
-                    }
-                })?;
+                let info = flv::classify(MediaKind::Video, &payload)
+                    .map_err(|source| PacketError::Malformed { kind: "video", source })?;
                 (info.keyframe && !info.sequence_header, info.sequence_header)
             }
             PacketKind::Data { .. } => (false, false),
@@ -96,14 +80,7 @@ impl Packet {
         } else {
             chunk::chunked_payload(kind.csid(), &payload, chunk_size)
         };
-        Ok(Packet {
-            kind,
-            timestamp,
-            keyframe,
-            sequence_header,
-            payload,
-            chunked,
-        })
+        Ok(Packet { kind, timestamp, keyframe, sequence_header, payload, chunked })
     }
 
     pub fn is_metadata(&self) -> bool {

@@ -98,8 +98,7 @@ impl Player {
         }
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= self.limit {
-            self.dropped_packets
-                .set(self.dropped_packets.get() + queue.len() as u64 + 1);
+            self.dropped_packets.set(self.dropped_packets.get() + queue.len() as u64 + 1);
             queue.clear();
             self.waiting_keyframe.set(!packet.keyframe);
             self.drops.set(self.drops.get() + 1);
@@ -189,11 +188,7 @@ mod tests {
     use bytes::Bytes;
 
     fn video(keyframe: bool) -> Rc<Packet> {
-        let body: &'static [u8] = if keyframe {
-            &[0x17, 1, 0, 0, 0, 9]
-        } else {
-            &[0x27, 1, 0, 0, 0, 9]
-        };
+        let body: &'static [u8] = if keyframe { &[0x17, 1, 0, 0, 0, 9] } else { &[0x27, 1, 0, 0, 0, 9] };
         Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from_static(body), 4096).unwrap())
     }
 

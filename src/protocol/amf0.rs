@@ -106,9 +106,7 @@ impl Amf0Value {
     }
 
     /// An ECMA array (the usual container of `onMetaData`) from `(key, value)` pairs.
-    pub fn ecma_array<K: Into<String>>(
-        properties: impl IntoIterator<Item = (K, Amf0Value)>,
-    ) -> Self {
+    pub fn ecma_array<K: Into<String>>(properties: impl IntoIterator<Item = (K, Amf0Value)>) -> Self {
         Amf0Value::EcmaArray(collect_properties(properties))
     }
 
@@ -146,10 +144,7 @@ impl Amf0Value {
 
     /// The first property named `key` of an object, ECMA array or typed object.
     pub fn get(&self, key: &str) -> Option<&Amf0Value> {
-        self.properties()?
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value)
+        self.properties()?.iter().find(|(name, _)| name == key).map(|(_, value)| value)
     }
 
     /// True for null and undefined, which commands use interchangeably for "no argument".
@@ -161,10 +156,7 @@ impl Amf0Value {
 fn collect_properties<K: Into<String>>(
     properties: impl IntoIterator<Item = (K, Amf0Value)>,
 ) -> Vec<(String, Amf0Value)> {
-    properties
-        .into_iter()
-        .map(|(key, value)| (key.into(), value))
-        .collect()
+    properties.into_iter().map(|(key, value)| (key.into(), value)).collect()
 }
 
 impl From<&str> for Amf0Value {
@@ -225,10 +217,7 @@ impl fmt::Display for Amf0Value {
                 write!(f, "{s:?}")
             }
             Amf0Value::Object(props) | Amf0Value::EcmaArray(props) => properties(f, props),
-            Amf0Value::TypedObject {
-                class_name,
-                properties: props,
-            } => {
+            Amf0Value::TypedObject { class_name, properties: props } => {
                 write!(f, "{class_name} ")?;
                 properties(f, props)
             }
@@ -276,10 +265,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, len: usize) -> Result<&'a [u8], Amf0Error> {
-        let (head, tail) = self
-            .rest
-            .split_at_checked(len)
-            .ok_or(Amf0Error::Incomplete)?;
+        let (head, tail) = self.rest.split_at_checked(len).ok_or(Amf0Error::Incomplete)?;
         self.rest = tail;
         Ok(head)
     }
@@ -346,9 +332,7 @@ impl<'a> Reader<'a> {
                 let count = self.u32()?;
                 // Every value takes at least one byte, so the remaining input bounds a hostile
                 // count before it can drive a huge allocation.
-                let capacity = usize::try_from(count)
-                    .unwrap_or(usize::MAX)
-                    .min(self.rest.len());
+                let capacity = usize::try_from(count).unwrap_or(usize::MAX).min(self.rest.len());
                 let mut items = Vec::with_capacity(capacity);
                 for _ in 0..count {
                     items.push(self.value(depth)?);
@@ -367,10 +351,7 @@ impl<'a> Reader<'a> {
                 let depth = nested(depth)?;
                 let class_name = self.short_string()?;
                 let properties = self.properties(depth, None)?;
-                Amf0Value::TypedObject {
-                    class_name,
-                    properties,
-                }
+                Amf0Value::TypedObject { class_name, properties }
             }
             other => return Err(Amf0Error::UnknownMarker(other)),
         })
@@ -406,11 +387,7 @@ impl<'a> Reader<'a> {
 /// The depth of a container's children, or TooDeep.
 fn nested(depth: usize) -> Result<usize, Amf0Error> {
     let depth = depth + 1;
-    if depth > MAX_DEPTH {
-        Err(Amf0Error::TooDeep)
-    } else {
-        Ok(depth)
-    }
+    if depth > MAX_DEPTH { Err(Amf0Error::TooDeep) } else { Ok(depth) }
 }
 
 /// Appends the encoding of `value` to `out`.
@@ -466,10 +443,7 @@ pub fn encode(value: &Amf0Value, out: &mut Vec<u8>) {
         Amf0Value::LongString(s) => encode_long_string(MARKER_LONG_STRING, s, out),
         Amf0Value::Unsupported => out.push(MARKER_UNSUPPORTED),
         Amf0Value::XmlDocument(s) => encode_long_string(MARKER_XML_DOCUMENT, s, out),
-        Amf0Value::TypedObject {
-            class_name,
-            properties,
-        } => {
+        Amf0Value::TypedObject { class_name, properties } => {
             out.push(MARKER_TYPED_OBJECT);
             encode_short_string_payload(class_name, out);
             encode_properties(properties, out);
@@ -539,14 +513,8 @@ mod tests {
 
     #[test]
     fn number_fixture() {
-        assert_fixture(
-            &[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
-            Amf0Value::Number(1.0),
-        );
-        assert_fixture(
-            &[0x00, 0xc0, 0x45, 0, 0, 0, 0, 0, 0],
-            Amf0Value::Number(-42.0),
-        );
+        assert_fixture(&[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0], Amf0Value::Number(1.0));
+        assert_fixture(&[0x00, 0xc0, 0x45, 0, 0, 0, 0, 0, 0], Amf0Value::Number(-42.0));
     }
 
     #[test]
@@ -561,18 +529,12 @@ mod tests {
     fn string_fixture() {
         assert_fixture(&[0x02, 0x00, 0x02, b'h', b'i'], "hi".into());
         assert_fixture(&[0x02, 0x00, 0x00], "".into());
-        assert_fixture(
-            &[0x02, 0x00, 0x03, 0xe2, 0x82, 0xac],
-            Amf0Value::String("€".into()),
-        );
+        assert_fixture(&[0x02, 0x00, 0x03, 0xe2, 0x82, 0xac], Amf0Value::String("€".into()));
     }
 
     #[test]
     fn invalid_utf8_is_decoded_lossily() {
-        assert_eq!(
-            decode_one(&[0x02, 0x00, 0x03, b'a', 0xe9, b'b']),
-            Ok(Amf0Value::String("a\u{fffd}b".into()))
-        );
+        assert_eq!(decode_one(&[0x02, 0x00, 0x03, b'a', 0xe9, b'b']), Ok(Amf0Value::String("a\u{fffd}b".into())));
     }
 
     #[test]
@@ -583,10 +545,7 @@ mod tests {
             0x00, 0x01, b'b', 0x05, // b: null
             0x00, 0x00, 0x09, // end
         ];
-        assert_fixture(
-            &bytes,
-            Amf0Value::object([("a", 2.0.into()), ("b", Amf0Value::Null)]),
-        );
+        assert_fixture(&bytes, Amf0Value::object([("a", 2.0.into()), ("b", Amf0Value::Null)]));
         assert_fixture(&[0x03, 0x00, 0x00, 0x09], Amf0Value::Object(Vec::new()));
     }
 
@@ -602,8 +561,7 @@ mod tests {
     fn ecma_array_fixture() {
         let bytes = [
             0x08, 0x00, 0x00, 0x00, 0x01, // ECMA array, 1 entry
-            0x00, 0x05, b'w', b'i', b'd', b't', b'h', 0x00, 0x40, 0x94, 0, 0, 0, 0, 0,
-            0, // width: 1280.0
+            0x00, 0x05, b'w', b'i', b'd', b't', b'h', 0x00, 0x40, 0x94, 0, 0, 0, 0, 0, 0, // width: 1280.0
             0x00, 0x00, 0x09,
         ];
         assert_fixture(&bytes, Amf0Value::ecma_array([("width", 1280.0.into())]));
@@ -617,22 +575,13 @@ mod tests {
             0x00, 0x01, b'y', 0x01, 0x00, // y: false
             0x00, 0x00, 0x09,
         ];
-        assert_eq!(
-            decode_one(&wrong_count),
-            Ok(Amf0Value::ecma_array([
-                ("x", true.into()),
-                ("y", false.into())
-            ]))
-        );
+        assert_eq!(decode_one(&wrong_count), Ok(Amf0Value::ecma_array([("x", true.into()), ("y", false.into())])));
     }
 
     #[test]
     fn ecma_array_without_end_marker_is_accepted_at_end_of_input() {
         let no_end_marker = [0x08, 0, 0, 0, 1, 0x00, 0x01, b'x', 0x05];
-        assert_eq!(
-            decode_one(&no_end_marker),
-            Ok(Amf0Value::ecma_array([("x", Amf0Value::Null)]))
-        );
+        assert_eq!(decode_one(&no_end_marker), Ok(Amf0Value::ecma_array([("x", Amf0Value::Null)])));
         // Fewer properties than announced is still a truncation.
         let truncated = [0x08, 0, 0, 0, 2, 0x00, 0x01, b'x', 0x05];
         assert_eq!(decode_one(&truncated), Err(Amf0Error::Incomplete));
@@ -645,37 +594,20 @@ mod tests {
             0x01, 0x01, // true
             0x02, 0x00, 0x01, b'z', // "z"
         ];
-        assert_fixture(
-            &bytes,
-            Amf0Value::StrictArray(vec![true.into(), "z".into()]),
-        );
+        assert_fixture(&bytes, Amf0Value::StrictArray(vec![true.into(), "z".into()]));
     }
 
     #[test]
     fn date_fixture() {
         // 2009-02-13T23:31:30Z = 1234567890000 ms = 0x4271F71FB0450000 as a double.
-        let bytes = [
-            0x0b, 0x42, 0x71, 0xf7, 0x1f, 0xb0, 0x45, 0x00, 0x00, 0xff, 0xc4,
-        ];
-        assert_fixture(
-            &bytes,
-            Amf0Value::Date {
-                millis: 1_234_567_890_000.0,
-                timezone: -60,
-            },
-        );
+        let bytes = [0x0b, 0x42, 0x71, 0xf7, 0x1f, 0xb0, 0x45, 0x00, 0x00, 0xff, 0xc4];
+        assert_fixture(&bytes, Amf0Value::Date { millis: 1_234_567_890_000.0, timezone: -60 });
     }
 
     #[test]
     fn long_string_and_xml_fixtures() {
-        assert_fixture(
-            &[0x0c, 0x00, 0x00, 0x00, 0x03, b'a', b'b', b'c'],
-            Amf0Value::LongString("abc".into()),
-        );
-        assert_fixture(
-            &[0x0f, 0x00, 0x00, 0x00, 0x04, b'<', b'a', b'/', b'>'],
-            Amf0Value::XmlDocument("<a/>".into()),
-        );
+        assert_fixture(&[0x0c, 0x00, 0x00, 0x00, 0x03, b'a', b'b', b'c'], Amf0Value::LongString("abc".into()));
+        assert_fixture(&[0x0f, 0x00, 0x00, 0x00, 0x04, b'<', b'a', b'/', b'>'], Amf0Value::XmlDocument("<a/>".into()));
     }
 
     #[test]
@@ -687,10 +619,7 @@ mod tests {
         ];
         assert_fixture(
             &bytes,
-            Amf0Value::TypedObject {
-                class_name: "Pt".into(),
-                properties: vec![("x".into(), 1.0.into())],
-            },
+            Amf0Value::TypedObject { class_name: "Pt".into(), properties: vec![("x".into(), 1.0.into())] },
         );
     }
 
@@ -707,10 +636,7 @@ mod tests {
         let key = "é".repeat(40_000); // 80,000 bytes
         let bytes = encoded(&Amf0Value::object([(key, Amf0Value::Null)]));
         let decoded = decode_one(&bytes).expect("decodes");
-        let (cut_key, _) = decoded
-            .properties()
-            .and_then(|p| p.first())
-            .expect("one property");
+        let (cut_key, _) = decoded.properties().and_then(|p| p.first()).expect("one property");
         assert_eq!(cut_key.len(), 65_534);
         assert!(cut_key.chars().all(|c| c == 'é'));
     }
@@ -788,22 +714,10 @@ mod tests {
         assert_eq!(values[0].as_str(), Some("connect"));
         assert_eq!(values[1].as_f64(), Some(1.0));
         let command_object = &values[2];
-        assert_eq!(
-            command_object.get("app").and_then(Amf0Value::as_str),
-            Some("live")
-        );
-        assert_eq!(
-            command_object.get("flashVer").and_then(Amf0Value::as_str),
-            Some("FMLE/3.0 (compatible; FMSc/1.0)")
-        );
-        assert_eq!(
-            command_object.get("tcUrl").and_then(Amf0Value::as_str),
-            Some("rtmp://127.0.0.1:1935/live")
-        );
-        assert_eq!(
-            command_object.get("type").and_then(Amf0Value::as_str),
-            Some("nonprivate")
-        );
+        assert_eq!(command_object.get("app").and_then(Amf0Value::as_str), Some("live"));
+        assert_eq!(command_object.get("flashVer").and_then(Amf0Value::as_str), Some("FMLE/3.0 (compatible; FMSc/1.0)"));
+        assert_eq!(command_object.get("tcUrl").and_then(Amf0Value::as_str), Some("rtmp://127.0.0.1:1935/live"));
+        assert_eq!(command_object.get("type").and_then(Amf0Value::as_str), Some("nonprivate"));
         assert_eq!(command_object.get("missing"), None);
 
         let mut reencoded = Vec::new();
@@ -840,19 +754,13 @@ mod tests {
         let reply = vec![
             Amf0Value::from("_result"),
             Amf0Value::from(1u32),
-            Amf0Value::object([
-                ("fmsVer", "FMS/3,0,1,123".into()),
-                ("capabilities", 31.0.into()),
-            ]),
+            Amf0Value::object([("fmsVer", "FMS/3,0,1,123".into()), ("capabilities", 31.0.into())]),
             Amf0Value::object([
                 ("level", "status".into()),
                 ("code", "NetConnection.Connect.Success".into()),
                 ("description", "Connection succeeded.".into()),
                 ("objectEncoding", 0.0.into()),
-                (
-                    "data",
-                    Amf0Value::ecma_array([("version", "3,5,3,888".into())]),
-                ),
+                ("data", Amf0Value::ecma_array([("version", "3,5,3,888".into())])),
             ]),
             Amf0Value::from(None::<&str>),
             Amf0Value::StrictArray(vec![Amf0Value::Undefined, Amf0Value::Unsupported]),
@@ -875,13 +783,8 @@ mod tests {
 
     #[test]
     fn display_is_compact() {
-        let value = Amf0Value::object([
-            ("a", 1.0.into()),
-            (
-                "b",
-                Amf0Value::StrictArray(vec!["x".into(), Amf0Value::Null]),
-            ),
-        ]);
+        let value =
+            Amf0Value::object([("a", 1.0.into()), ("b", Amf0Value::StrictArray(vec!["x".into(), Amf0Value::Null]))]);
         assert_eq!(value.to_string(), r#"{"a": 1, "b": ["x", null]}"#);
     }
 
@@ -902,11 +805,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
                     let r = xorshift(&mut state);
-                    if r.is_multiple_of(3) {
-                        (r >> 8) as u8
-                    } else {
-                        (r >> 8) as u8 % 17
-                    }
+                    if r.is_multiple_of(3) { (r >> 8) as u8 } else { (r >> 8) as u8 % 17 }
                 })
                 .collect();
             let _ = decode_all(&bytes);

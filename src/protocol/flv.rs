@@ -59,10 +59,7 @@ pub enum FlvError {
     #[error("tag body of {0} bytes exceeds the 24-bit FLV size field")]
     BodyTooLarge(usize),
     #[error("malformed {what}: {reason}")]
-    Malformed {
-        what: &'static str,
-        reason: &'static str,
-    },
+    Malformed { what: &'static str, reason: &'static str },
 }
 
 /// Which RTMP message (or FLV tag) type a body came in.
@@ -349,12 +346,7 @@ pub fn classify(kind: MediaKind, body: &[u8]) -> Result<PacketInfo, FlvError> {
             if body.is_empty() {
                 return Err(FlvError::TooShort);
             }
-            Ok(PacketInfo {
-                keyframe: false,
-                sequence_header: false,
-                codec: Codec::ScriptData,
-                composition_time_ms: 0,
-            })
+            Ok(PacketInfo { keyframe: false, sequence_header: false, codec: Codec::ScriptData, composition_time_ms: 0 })
         }
     }
 }
@@ -387,13 +379,7 @@ pub fn parse_audio_tag(body: &[u8]) -> Result<AudioTag<'_>, FlvError> {
     } else {
         PacketType::CodedFrames
     };
-    Ok(AudioTag {
-        codec,
-        packet_type,
-        legacy_format: Some(legacy_format),
-        enhanced: false,
-        payload: cursor.rest,
-    })
+    Ok(AudioTag { codec, packet_type, legacy_format: Some(legacy_format), enhanced: false, payload: cursor.rest })
 }
 
 fn parse_enhanced_audio(first: u8, mut cursor: Cursor<'_>) -> Result<AudioTag<'_>, FlvError> {
@@ -421,13 +407,7 @@ fn parse_enhanced_audio(first: u8, mut cursor: Cursor<'_>) -> Result<AudioTag<'_
         EX_AUDIO_MULTICHANNEL_CONFIG => PacketType::MultichannelConfig,
         other => PacketType::Unknown(other),
     };
-    Ok(AudioTag {
-        codec,
-        packet_type,
-        legacy_format: None,
-        enhanced: true,
-        payload: cursor.rest,
-    })
+    Ok(AudioTag { codec, packet_type, legacy_format: None, enhanced: true, payload: cursor.rest })
 }
 
 /// Splits a video tag body into its header fields and payload, without allocating.
@@ -509,14 +489,7 @@ fn parse_enhanced_video(first: u8, mut cursor: Cursor<'_>) -> Result<VideoTag<'_
         EX_VIDEO_METADATA => PacketType::Metadata,
         other => PacketType::Unknown(other),
     };
-    Ok(VideoTag {
-        codec,
-        frame_type,
-        packet_type,
-        composition_time_ms,
-        enhanced: true,
-        payload: cursor.rest,
-    })
+    Ok(VideoTag { codec, frame_type, packet_type, composition_time_ms, enhanced: true, payload: cursor.rest })
 }
 
 /// Bounds-checked reading from the front of a byte slice; every failure is `short_error`.
@@ -610,15 +583,7 @@ pub struct CodecInfo {
 
 impl CodecInfo {
     fn codec_only(codec: Codec) -> Self {
-        CodecInfo {
-            codec,
-            profile: None,
-            level: None,
-            width: None,
-            height: None,
-            sample_rate: None,
-            channels: None,
-        }
+        CodecInfo { codec, profile: None, level: None, width: None, height: None, sample_rate: None, channels: None }
     }
 }
 
@@ -756,14 +721,7 @@ impl AvcDecoderConfig {
 
     pub fn parse(record: &[u8]) -> Result<Self, FlvError> {
         let mut cursor = Cursor::new(record, malformed(Self::WHAT, "truncated"));
-        let [
-            version,
-            profile_idc,
-            profile_compatibility,
-            level_idc,
-            length_size,
-            sps_count,
-        ] = cursor.array()?;
+        let [version, profile_idc, profile_compatibility, level_idc, length_size, sps_count] = cursor.array()?;
         if version != 1 {
             return Err(malformed(Self::WHAT, "configurationVersion is not 1"));
         }
@@ -780,9 +738,7 @@ impl AvcDecoderConfig {
         }
         // Anything after the PPS (the High-profile chroma/bit-depth extension) repeats what the
         // SPS says, and some encoders omit it, so it is not read.
-        let first_sps = sps
-            .first()
-            .ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
+        let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
         let sps_info = H264Sps::parse(first_sps)?;
         Ok(AvcDecoderConfig {
             profile_idc,
@@ -831,10 +787,7 @@ impl H264Sps {
         let mut separate_colour_plane = false;
         let mut bit_depth_luma = 8;
         // Profiles whose SPS carries chroma format, bit depths and scaling matrices (7.3.2.1.1).
-        if matches!(
-            profile_idc,
-            100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-        ) {
+        if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
             chroma_format_idc = bits.ue()?;
             if chroma_format_idc > 3 {
                 return Err(malformed(Self::WHAT, "chroma_format_idc above 3"));
@@ -899,11 +852,7 @@ impl H264Sps {
         // Equations 7-18 to 7-22: cropping counts in chroma samples, and in field rows for
         // interlaced coding.
         let field_factor = if frame_mbs_only { 1 } else { 2 };
-        let chroma_array_type = if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        };
+        let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
         let (crop_unit_x, crop_unit_y) = match chroma_array_type {
             0 => (1, field_factor),
             1 => (2, 2 * field_factor),
@@ -965,24 +914,16 @@ impl H264Sps {
     pub fn level(&self) -> String {
         let constraint_set3 = self.constraint_flags & 0x10 != 0;
         // Level 1b is signalled two ways (A.3.1, A.3.2).
-        if self.level_idc == 9
-            || (self.level_idc == 11 && constraint_set3 && matches!(self.profile_idc, 66 | 77 | 88))
+        if self.level_idc == 9 || (self.level_idc == 11 && constraint_set3 && matches!(self.profile_idc, 66 | 77 | 88))
         {
             return "1b".to_owned();
         }
-        format_level(
-            u32::from(self.level_idc / 10),
-            u32::from(self.level_idc % 10),
-        )
+        format_level(u32::from(self.level_idc / 10), u32::from(self.level_idc % 10))
     }
 }
 
 fn format_level(major: u32, minor: u32) -> String {
-    if minor == 0 {
-        major.to_string()
-    } else {
-        format!("{major}.{minor}")
-    }
+    if minor == 0 { major.to_string() } else { format!("{major}.{minor}") }
 }
 
 /// Reads past a `scaling_list()` (H.264 7.3.2.1.1.1); its values do not affect the picture size.
@@ -1043,17 +984,9 @@ impl HevcDecoderConfig {
                 }
             }
         }
-        let first_sps = sps
-            .first()
-            .ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
+        let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
         let sps_info = HevcSps::parse(first_sps)?;
-        Ok(HevcDecoderConfig {
-            nal_length_size: length_size + 1,
-            vps,
-            sps,
-            pps,
-            sps_info,
-        })
+        Ok(HevcDecoderConfig { nal_length_size: length_size + 1, vps, sps, pps, sps_info })
     }
 }
 
@@ -1098,19 +1031,13 @@ impl HevcSps {
         bits.skip(32 + 48)?;
         let general_level_idc = bits.u8()?;
         let mut sub_layer_present = [(false, false); 8];
-        for present in sub_layer_present
-            .iter_mut()
-            .take(max_sub_layers_minus1 as usize)
-        {
+        for present in sub_layer_present.iter_mut().take(max_sub_layers_minus1 as usize) {
             *present = (bits.flag()?, bits.flag()?);
         }
         if max_sub_layers_minus1 > 0 {
             bits.skip(2 * (8 - max_sub_layers_minus1))?;
         }
-        for (profile_present, level_present) in sub_layer_present
-            .iter()
-            .take(max_sub_layers_minus1 as usize)
-        {
+        for (profile_present, level_present) in sub_layer_present.iter().take(max_sub_layers_minus1 as usize) {
             if *profile_present {
                 bits.skip(Self::SUB_LAYER_PROFILE_BITS)?;
             }
@@ -1148,17 +1075,11 @@ impl HevcSps {
         let width = coded_width
             .checked_sub(sub_width * (left + right))
             .and_then(|width| u32::try_from(width).ok())
-            .ok_or(malformed(
-                Self::WHAT,
-                "conformance window wider than the picture",
-            ))?;
+            .ok_or(malformed(Self::WHAT, "conformance window wider than the picture"))?;
         let height = coded_height
             .checked_sub(sub_height * (top + bottom))
             .and_then(|height| u32::try_from(height).ok())
-            .ok_or(malformed(
-                Self::WHAT,
-                "conformance window taller than the picture",
-            ))?;
+            .ok_or(malformed(Self::WHAT, "conformance window taller than the picture"))?;
 
         Ok(HevcSps {
             general_profile_idc: u8::try_from(general_profile_idc).unwrap_or(u8::MAX),
@@ -1217,18 +1138,11 @@ struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     fn new(data: &'a [u8], exhausted: FlvError) -> Self {
-        BitReader {
-            data,
-            bit_pos: 0,
-            exhausted,
-        }
+        BitReader { data, bit_pos: 0, exhausted }
     }
 
     fn bits_left(&self) -> usize {
-        self.data
-            .len()
-            .saturating_mul(8)
-            .saturating_sub(self.bit_pos)
+        self.data.len().saturating_mul(8).saturating_sub(self.bit_pos)
     }
 
     fn flag(&mut self) -> Result<bool, FlvError> {
@@ -1280,11 +1194,7 @@ impl<'a> BitReader<'a> {
     /// se(v): signed exp-Golomb, mapped 1, -1, 2, -2...
     fn se(&mut self) -> Result<i64, FlvError> {
         let code = i64::from(self.ue()?);
-        Ok(if code % 2 == 1 {
-            (code + 1) / 2
-        } else {
-            -(code / 2)
-        })
+        Ok(if code % 2 == 1 { (code + 1) / 2 } else { -(code / 2) })
     }
 }
 
@@ -1312,10 +1222,8 @@ const SYNC_EXTENSION_PS: u32 = 0x548;
 
 impl AacConfig {
     const WHAT: &'static str = "AudioSpecificConfig";
-    const SAMPLE_RATES: [u32; 13] = [
-        96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
-        8_000, 7_350,
-    ];
+    const SAMPLE_RATES: [u32; 13] =
+        [96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350];
 
     pub fn parse(asc: &[u8]) -> Result<Self, FlvError> {
         let mut bits = BitReader::new(asc, malformed(Self::WHAT, "truncated"));
@@ -1392,10 +1300,7 @@ impl AacConfig {
 
     /// Looks past the `GASpecificConfig` for the SBR/PS sync extensions some encoders append to
     /// a plain LC config. Anything unexpected means "no extension": it is optional data.
-    fn backward_compatible_extension(
-        bits: &mut BitReader<'_>,
-        object_type: u32,
-    ) -> Option<SbrExtension> {
+    fn backward_compatible_extension(bits: &mut BitReader<'_>, object_type: u32) -> Option<SbrExtension> {
         // GASpecificConfig (14496-3, 4.4.1) for the object types that have one.
         if !matches!(object_type, 1..=4 | 6 | 7 | 17 | 19..=23) {
             return None;
@@ -1423,11 +1328,7 @@ impl AacConfig {
         if read_audio_object_type(bits).ok()? != AOT_SBR {
             return None;
         }
-        let mut extension = SbrExtension {
-            sbr: bits.flag().ok()?,
-            ps: false,
-            sample_rate: None,
-        };
+        let mut extension = SbrExtension { sbr: bits.flag().ok()?, ps: false, sample_rate: None };
         if extension.sbr {
             extension.sample_rate = Some(Self::read_sample_rate(bits).ok()?);
             if bits.bits_left() >= 12 && bits.bits(11).ok()? == SYNC_EXTENSION_PS {
@@ -1460,21 +1361,9 @@ struct OpusHead {
 impl OpusHead {
     fn parse(payload: &[u8]) -> Option<Self> {
         match payload {
-            [
-                b'O',
-                b'p',
-                b'u',
-                b's',
-                b'H',
-                b'e',
-                b'a',
-                b'd',
-                _version,
-                channels,
-                ..,
-            ] => Some(OpusHead {
-                channels: *channels,
-            }),
+            [b'O', b'p', b'u', b's', b'H', b'e', b'a', b'd', _version, channels, ..] => {
+                Some(OpusHead { channels: *channels })
+            }
             _ => None,
         }
     }
@@ -1508,10 +1397,7 @@ impl Mp3FrameHeader {
             _ => return None,
         };
         let channels = if fourth >> 6 == 0b11 { 1 } else { 2 };
-        Some(Mp3FrameHeader {
-            sample_rate,
-            channels,
-        })
+        Some(Mp3FrameHeader { sample_rate, channels })
     }
 }
 
@@ -1543,20 +1429,13 @@ pub fn tag_framing(
     let [_, len_hi, len_mid, len_lo] = (body_len as u32).to_be_bytes();
     // The low 24 bits come first and the top 8 bits last ("TimestampExtended").
     let [ts_top, ts_hi, ts_mid, ts_lo] = timestamp_ms.to_be_bytes();
-    let header = [
-        tag_type, len_hi, len_mid, len_lo, ts_hi, ts_mid, ts_lo, ts_top, 0, 0, 0,
-    ];
+    let header = [tag_type, len_hi, len_mid, len_lo, ts_hi, ts_mid, ts_lo, ts_top, 0, 0, 0];
     let previous_tag_size = ((TAG_HEADER_LEN + body_len) as u32).to_be_bytes();
     Ok((header, previous_tag_size))
 }
 
 /// Appends one complete tag: header, body and `PreviousTagSize`.
-pub fn write_tag(
-    tag_type: u8,
-    timestamp_ms: u32,
-    body: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), FlvError> {
+pub fn write_tag(tag_type: u8, timestamp_ms: u32, body: &[u8], out: &mut Vec<u8>) -> Result<(), FlvError> {
     let (header, previous_tag_size) = tag_framing(tag_type, timestamp_ms, body.len())?;
     out.reserve(TAG_HEADER_LEN + body.len() + PREVIOUS_TAG_SIZE_LEN);
     out.extend_from_slice(&header);
@@ -1663,11 +1542,7 @@ fn parse_file_header(buf: &[u8]) -> Result<(FlvFileHeader, &[u8]), FlvError> {
     }
     cursor.take(data_offset as usize - FILE_HEADER_LEN)?;
     let _previous_tag_size0 = cursor.u32()?;
-    let header = FlvFileHeader {
-        version,
-        has_audio: flags & 0x04 != 0,
-        has_video: flags & 0x01 != 0,
-    };
+    let header = FlvFileHeader { version, has_audio: flags & 0x04 != 0, has_video: flags & 0x01 != 0 };
     Ok((header, cursor.rest))
 }
 
@@ -1689,16 +1564,22 @@ mod tests {
     // Sequence-header tag bodies as ffmpeg 5.1 + libx264 write them to FLV
     // (`ffmpeg -f lavfi -i testsrc=size=WxH:rate=30 -t 1 -pix_fmt yuv420p -c:v libx264 -f flv`),
     // cut from the files byte for byte.
-    const AVC_720P_HIGH: &str = "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
-    const AVC_240P_BASELINE: &str = "17000000000142c00dffe100186742c00dd90141fb0110000003001000000303c0f142a48001000568cb83cb20";
+    const AVC_720P_HIGH: &str =
+        "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+    const AVC_240P_BASELINE: &str =
+        "17000000000142c00dffe100186742c00dd90141fb0110000003001000000303c0f142a48001000568cb83cb20";
     /// 1920x1080 is coded as 1088 rows and cropped by 8.
-    const AVC_1080P_MAIN: &str = "1700000000014d4028ffe1001a674d4028eca03c0113f2e022000003000200000300781e30632c01000568ebe3cb20";
+    const AVC_1080P_MAIN: &str =
+        "1700000000014d4028ffe1001a674d4028eca03c0113f2e022000003000200000300781e30632c01000568ebe3cb20";
     /// 720x576 interlaced (`-flags +ildct+ilme`): frame_mbs_only_flag = 0.
-    const AVC_576I_HIGH: &str = "17000000000164001effe100186764001eacd940b424d8088000000300800000190f8a14cb01000668fba3cb22c0fdf8f800";
+    const AVC_576I_HIGH: &str =
+        "17000000000164001effe100186764001eacd940b424d8088000000300800000190f8a14cb01000668fba3cb22c0fdf8f800";
     /// 426x240: coded 432 wide, cropped by 6 columns (3 chroma units at 4:2:0).
-    const AVC_426X240_HIGH: &str = "170000000001640015ffe1001a67640015acd941b1fe4f0110000003001000000303c0f162d96001000668ebe3cb22c0fdf8f800";
+    const AVC_426X240_HIGH: &str =
+        "170000000001640015ffe1001a67640015acd941b1fe4f0110000003001000000303c0f162d96001000668ebe3cb22c0fdf8f800";
     /// 426x240 at 4:4:4 (`-pix_fmt yuv444p`): crop unit of 1, scaling-matrix profile path.
-    const AVC_426X240_444: &str = "170000000001f40015ffe1001a67f40015919b28363fcfe022000003000200000300781e2c5b2c01000668ebe3c44844fff8f800";
+    const AVC_426X240_444: &str =
+        "170000000001f40015ffe1001a67f40015919b28363fcfe022000003000200000300781e2c5b2c01000668ebe3c44844fff8f800";
 
     // hvcC records written by ffmpeg 5.1 + libx265 into MP4, with the SEI array dropped.
     const HVCC_720P_MAIN: &str = "0101600000009000000000005df000fcfdf8f800000f03a00001001840010c01ffff01600000030090000003000003005d959809a10001002b42010101600000030090000003000003005da00280802d165959a4932bc05a020000030002000003003c10a2000100074401c172b46240";
@@ -1708,11 +1589,7 @@ mod tests {
 
     /// An SPS NAL from its first four bytes and the rest written as a string of bits.
     fn sps_from_bits(first_bytes: [u8; 4], bit_string: &str) -> Vec<u8> {
-        let bits: Vec<u8> = bit_string
-            .bytes()
-            .filter(|b| *b == b'0' || *b == b'1')
-            .map(|b| b - b'0')
-            .collect();
+        let bits: Vec<u8> = bit_string.bytes().filter(|b| *b == b'0' || *b == b'1').map(|b| b - b'0').collect();
         let mut nal = first_bytes.to_vec();
         for chunk in bits.chunks(8) {
             let mut byte = 0u8;
@@ -1734,12 +1611,7 @@ mod tests {
         let info = classify(MediaKind::Video, &body).expect("classifies");
         assert_eq!(
             info,
-            PacketInfo {
-                keyframe: false,
-                sequence_header: true,
-                codec: Codec::H264,
-                composition_time_ms: 0
-            }
+            PacketInfo { keyframe: false, sequence_header: true, codec: Codec::H264, composition_time_ms: 0 }
         );
         let tag = parse_video_tag(&body).expect("parses");
         let config = AvcDecoderConfig::parse(tag.payload).expect("record parses");
@@ -1812,8 +1684,7 @@ mod tests {
         //   max_ref ue(1)=010, gaps 0, width_mbs-1 ue(3)=00100, height_units-1 ue(2)=011,
         //   frame_mbs_only 1, direct_8x8 1, cropping 1, left ue(0)=1, right ue(1)=010,
         //   top ue(0)=1, bottom ue(2)=011
-        let bit_string =
-            "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011";
+        let bit_string = "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011";
         let sps = H264Sps::parse(&sps_from_bits([0x67, 100, 0, 30], bit_string)).expect("parses");
         // 4 MBs = 64 wide minus 2 * (0 + 1); 3 map units = 48 high minus 2 * (0 + 2).
         assert_eq!((sps.width, sps.height), (62, 44));
@@ -1852,10 +1723,7 @@ mod tests {
     fn hevc_records() {
         let config = HevcDecoderConfig::parse(&hex(HVCC_720P_MAIN)).expect("parses");
         assert_eq!(config.nal_length_size, 4);
-        assert_eq!(
-            (config.vps.len(), config.sps.len(), config.pps.len()),
-            (1, 1, 1)
-        );
+        assert_eq!((config.vps.len(), config.sps.len(), config.pps.len()), (1, 1, 1));
         assert_eq!(config.sps_info.profile_name(), "Main");
         assert_eq!(config.sps_info.level(), "3.1");
         assert_eq!((config.sps_info.width, config.sps_info.height), (1280, 720));
@@ -1864,10 +1732,7 @@ mod tests {
         assert_eq!(config.sps_info.profile_name(), "Main 10");
         assert_eq!(config.sps_info.bit_depth_luma, 10);
         assert_eq!(config.sps_info.level(), "4");
-        assert_eq!(
-            (config.sps_info.width, config.sps_info.height),
-            (1920, 1080)
-        );
+        assert_eq!((config.sps_info.width, config.sps_info.height), (1920, 1080));
 
         let config = HevcDecoderConfig::parse(&hex(HVCC_426X240_MAIN)).expect("parses");
         assert_eq!(config.sps_info.level(), "2");
@@ -1899,16 +1764,11 @@ mod tests {
         assert_eq!(codec_info.width, Some(1280));
 
         // CodedFrames keyframe with a composition time of -2 (0xfffffe as SI24).
-        let coded = [
-            0x91, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x26,
-        ];
+        let coded = [0x91, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x26];
         let info = classify(MediaKind::Video, &coded).expect("classifies");
         assert!(info.keyframe && !info.sequence_header);
         assert_eq!(info.composition_time_ms, -2);
-        assert_eq!(
-            parse_video_tag(&coded).expect("parses").payload,
-            &[0, 0, 0, 1, 0x26]
-        );
+        assert_eq!(parse_video_tag(&coded).expect("parses").payload, &[0, 0, 0, 1, 0x26]);
 
         // CodedFramesX inter frame: no composition time field.
         let coded_x = [0xa3, b'h', b'v', b'c', b'1', 0, 0, 0, 1, 0x02];
@@ -1955,9 +1815,7 @@ mod tests {
     #[test]
     fn enhanced_mod_ex_and_multitrack() {
         // ModEx with 3 bytes of TimestampOffsetNano, then CodedFrames avc1 with cto 40.
-        let mod_ex = [
-            0x97, 0x02, 0x00, 0x01, 0x00, 0x01, b'a', b'v', b'c', b'1', 0x00, 0x00, 0x28, 0xaa,
-        ];
+        let mod_ex = [0x97, 0x02, 0x00, 0x01, 0x00, 0x01, b'a', b'v', b'c', b'1', 0x00, 0x00, 0x28, 0xaa];
         let info = classify(MediaKind::Video, &mod_ex).expect("classifies");
         assert!(info.keyframe);
         assert_eq!(info.codec, Codec::H264);
@@ -1977,8 +1835,8 @@ mod tests {
         // Multitrack, ManyTracks, CodedFrames of avc1: track 0 of 6 bytes (cto 1 + 3 bytes),
         // then track 1 which is not described.
         let many_tracks = [
-            0x96, 0x11, b'a', b'v', b'c', b'1', 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x01, 0xa, 0xb,
-            0xc, 0x01, 0x00, 0x00, 0x01, 0xff,
+            0x96, 0x11, b'a', b'v', b'c', b'1', 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x01, 0xa, 0xb, 0xc, 0x01, 0x00,
+            0x00, 0x01, 0xff,
         ];
         let tag = parse_video_tag(&many_tracks).expect("parses");
         assert_eq!(tag.composition_time_ms, 1);
@@ -2003,12 +1861,7 @@ mod tests {
         let info = classify(MediaKind::Video, &key).expect("classifies");
         assert_eq!(
             info,
-            PacketInfo {
-                keyframe: true,
-                sequence_header: false,
-                codec: Codec::H264,
-                composition_time_ms: 66
-            }
+            PacketInfo { keyframe: true, sequence_header: false, codec: Codec::H264, composition_time_ms: 66 }
         );
         // Inter frame with a negative composition time.
         let inter = [0x27, 0x01, 0xff, 0xff, 0xdf, 0, 0, 0, 2, 0x41, 0x9a];
@@ -2022,10 +1875,7 @@ mod tests {
         }
         // Video info frame: a command byte instead of an AVC packet header.
         let info_frame = [0x57, 0x00];
-        assert_eq!(
-            parse_video_tag(&info_frame).expect("parses").packet_type,
-            PacketType::Command
-        );
+        assert_eq!(parse_video_tag(&info_frame).expect("parses").packet_type, PacketType::Command);
         // Sorenson H.263 keyframe: no packet type, every body is a frame.
         let h263 = [0x12, 0x00, 0x00];
         let info = classify(MediaKind::Video, &h263).expect("classifies");
@@ -2039,22 +1889,13 @@ mod tests {
         let lc_44100_stereo = AacConfig::parse(&[0x12, 0x10]).expect("parses");
         assert_eq!(
             lc_44100_stereo,
-            AacConfig {
-                object_type: 2,
-                sample_rate: 44_100,
-                channels: 2,
-                sbr: false,
-                ps: false
-            }
+            AacConfig { object_type: 2, sample_rate: 44_100, channels: 2, sbr: false, ps: false }
         );
         assert_eq!(lc_44100_stereo.profile_name(), "LC");
 
         // 00010 0011 0001 000: LC, 48 kHz, mono.
         let lc_48000_mono = AacConfig::parse(&[0x11, 0x88]).expect("parses");
-        assert_eq!(
-            (lc_48000_mono.sample_rate, lc_48000_mono.channels),
-            (48_000, 1)
-        );
+        assert_eq!((lc_48000_mono.sample_rate, lc_48000_mono.channels), (48_000, 1));
 
         // Explicit HE-AAC: 00101 0110 (24 kHz core) 0010 0011 (48 kHz SBR) 00010 (LC core).
         let he_aac = AacConfig::parse(&[0x2b, 0x11, 0x88, 0x00]).expect("parses");
@@ -2076,10 +1917,7 @@ mod tests {
 
         // Explicit 24-bit rate: 00010 1111 <8000 as 24 bits> 0001 (mono), zero padding.
         let explicit_rate = AacConfig::parse(&[0x17, 0x80, 0x0f, 0xa0, 0x08]).expect("parses");
-        assert_eq!(
-            (explicit_rate.sample_rate, explicit_rate.channels),
-            (8_000, 1)
-        );
+        assert_eq!((explicit_rate.sample_rate, explicit_rate.channels), (8_000, 1));
 
         // 7.1 (channel configuration 7 is 8 channels).
         let surround = AacConfig::parse(&[0x11, 0xb8]).expect("parses");
@@ -2094,10 +1932,7 @@ mod tests {
             AacConfig::parse(&[0x16, 0x90]), // rate index 13 is reserved
             Err(FlvError::Malformed { .. })
         ));
-        assert!(matches!(
-            AacConfig::parse(&[0x12]),
-            Err(FlvError::Malformed { .. })
-        ));
+        assert!(matches!(AacConfig::parse(&[0x12]), Err(FlvError::Malformed { .. })));
     }
 
     #[test]
@@ -2107,12 +1942,7 @@ mod tests {
         let info = classify(MediaKind::Audio, &sequence_header).expect("classifies");
         assert_eq!(
             info,
-            PacketInfo {
-                keyframe: false,
-                sequence_header: true,
-                codec: Codec::Aac,
-                composition_time_ms: 0
-            }
+            PacketInfo { keyframe: false, sequence_header: true, codec: Codec::Aac, composition_time_ms: 0 }
         );
         let codec_info = parse_codec_info(MediaKind::Audio, &sequence_header).expect("parses");
         assert_eq!(
@@ -2130,10 +1960,7 @@ mod tests {
         // The 48 kHz mono stream ffmpeg wrote still says "44 kHz stereo" in the flags.
         let mono = [0xaf, 0x00, 0x11, 0x88, 0x56, 0xe5, 0x00];
         let codec_info = parse_codec_info(MediaKind::Audio, &mono).expect("parses");
-        assert_eq!(
-            (codec_info.sample_rate, codec_info.channels),
-            (Some(48_000), Some(1))
-        );
+        assert_eq!((codec_info.sample_rate, codec_info.channels), (Some(48_000), Some(1)));
 
         let raw = [0xaf, 0x01, 0x21, 0x4c];
         let info = classify(MediaKind::Audio, &raw).expect("classifies");
@@ -2141,10 +1968,7 @@ mod tests {
         let tag = parse_audio_tag(&raw).expect("parses");
         assert_eq!(tag.payload, &[0x21, 0x4c]);
         // A raw frame carries no configuration: codec only.
-        assert_eq!(
-            parse_codec_info(MediaKind::Audio, &raw).expect("ok"),
-            CodecInfo::codec_only(Codec::Aac)
-        );
+        assert_eq!(parse_codec_info(MediaKind::Audio, &raw).expect("ok"), CodecInfo::codec_only(Codec::Aac));
     }
 
     #[test]
@@ -2156,24 +1980,15 @@ mod tests {
         assert_eq!(info.codec, Codec::Mp3);
         let codec_info = parse_codec_info(MediaKind::Audio, &mp3).expect("parses");
         assert_eq!(codec_info.codec.name(), "mp3");
-        assert_eq!(
-            (codec_info.sample_rate, codec_info.channels),
-            (Some(48_000), Some(2))
-        );
+        assert_eq!((codec_info.sample_rate, codec_info.channels), (Some(48_000), Some(2)));
         // Without a recognisable frame header, fall back to the flags.
         let codec_info = parse_codec_info(MediaKind::Audio, &[0x2e, 0x00]).expect("parses");
-        assert_eq!(
-            (codec_info.sample_rate, codec_info.channels),
-            (Some(44_100), Some(1))
-        );
+        assert_eq!((codec_info.sample_rate, codec_info.channels), (Some(44_100), Some(1)));
 
         let alaw = [0x72, 0xd5, 0xd5];
         let codec_info = parse_codec_info(MediaKind::Audio, &alaw).expect("parses");
         assert_eq!(codec_info.codec.name(), "pcm_alaw");
-        assert_eq!(
-            (codec_info.sample_rate, codec_info.channels),
-            (Some(8_000), Some(1))
-        );
+        assert_eq!((codec_info.sample_rate, codec_info.channels), (Some(8_000), Some(1)));
     }
 
     #[test]
@@ -2187,10 +2002,7 @@ mod tests {
         assert!(info.sequence_header && !info.keyframe);
         assert_eq!(info.codec, Codec::Opus);
         let codec_info = parse_codec_info(MediaKind::Audio, &opus_start).expect("parses");
-        assert_eq!(
-            (codec_info.sample_rate, codec_info.channels),
-            (Some(48_000), Some(2))
-        );
+        assert_eq!((codec_info.sample_rate, codec_info.channels), (Some(48_000), Some(2)));
 
         let opus_frame = [0x91, b'O', b'p', b'u', b's', 0xfc, 0xff];
         let info = classify(MediaKind::Audio, &opus_frame).expect("classifies");
@@ -2208,9 +2020,7 @@ mod tests {
         assert!(!info.keyframe && !info.sequence_header);
 
         // Multitrack (ManyTracksManyCodecs = 2), CodedFrames; the first track's FourCC.
-        let multitrack = [
-            0x95, 0x21, b'f', b'L', b'a', b'C', 0x00, 0x00, 0x00, 0x01, 0x55,
-        ];
+        let multitrack = [0x95, 0x21, b'f', b'L', b'a', b'C', 0x00, 0x00, 0x00, 0x01, 0x55];
         let tag = parse_audio_tag(&multitrack).expect("parses");
         assert_eq!(tag.codec, Codec::Flac);
         assert_eq!(tag.payload, &[0x55]);
@@ -2231,37 +2041,23 @@ mod tests {
             assert_eq!(classify(kind, &[]), Err(FlvError::TooShort));
         }
         assert_eq!(classify(MediaKind::Audio, &[0xaf]), Err(FlvError::TooShort));
-        assert_eq!(
-            classify(MediaKind::Video, &[0x17, 0x01, 0x00]),
-            Err(FlvError::TooShort)
-        );
-        assert_eq!(
-            classify(MediaKind::Video, &[0x90, b'h', b'v']),
-            Err(FlvError::TooShort)
-        );
+        assert_eq!(classify(MediaKind::Video, &[0x17, 0x01, 0x00]), Err(FlvError::TooShort));
+        assert_eq!(classify(MediaKind::Video, &[0x90, b'h', b'v']), Err(FlvError::TooShort));
     }
 
     #[test]
     fn every_truncation_is_handled() {
-        let mut fixtures: Vec<(MediaKind, Vec<u8>)> = [
-            AVC_720P_HIGH,
-            AVC_240P_BASELINE,
-            AVC_1080P_MAIN,
-            AVC_576I_HIGH,
-            AVC_426X240_444,
-        ]
-        .iter()
-        .map(|h| (MediaKind::Video, hex(h)))
-        .collect();
+        let mut fixtures: Vec<(MediaKind, Vec<u8>)> =
+            [AVC_720P_HIGH, AVC_240P_BASELINE, AVC_1080P_MAIN, AVC_576I_HIGH, AVC_426X240_444]
+                .iter()
+                .map(|h| (MediaKind::Video, hex(h)))
+                .collect();
         for record in [HVCC_720P_MAIN, HVCC_1080P_MAIN10] {
             let mut body = b"\x90hvc1".to_vec();
             body.extend(hex(record));
             fixtures.push((MediaKind::Video, body));
         }
-        fixtures.push((
-            MediaKind::Audio,
-            vec![0xaf, 0x00, 0x13, 0x10, 0x56, 0xe5, 0x98],
-        ));
+        fixtures.push((MediaKind::Audio, vec![0xaf, 0x00, 0x13, 0x10, 0x56, 0xe5, 0x98]));
         for (kind, body) in &fixtures {
             assert!(parse_codec_info(*kind, body).is_ok());
             for len in 0..body.len() {
@@ -2286,28 +2082,18 @@ mod tests {
     #[test]
     fn hostile_configs_are_errors() {
         let no_sps = [1, 100, 0, 31, 0xff, 0xe0, 0];
-        assert!(matches!(
-            AvcDecoderConfig::parse(&no_sps),
-            Err(FlvError::Malformed { .. })
-        ));
+        assert!(matches!(AvcDecoderConfig::parse(&no_sps), Err(FlvError::Malformed { .. })));
         let wrong_version = [0, 100, 0, 31, 0xff, 0xe1, 0, 0];
         assert!(AvcDecoderConfig::parse(&wrong_version).is_err());
         // One MB (16 pixels) wide, cropped by 2 * 9 columns.
-        let over_cropped =
-            sps_from_bits([0x67, 66, 0xc0, 30], "1 1 011 1 0 1 1 1 1 1 0001010 1 1 1");
-        assert!(matches!(
-            H264Sps::parse(&over_cropped),
-            Err(FlvError::Malformed { .. })
-        ));
+        let over_cropped = sps_from_bits([0x67, 66, 0xc0, 30], "1 1 011 1 0 1 1 1 1 1 0001010 1 1 1");
+        assert!(matches!(H264Sps::parse(&over_cropped), Err(FlvError::Malformed { .. })));
         // The same, cropped by exactly the picture: a zero width is reported, not a panic.
-        let fully_cropped =
-            sps_from_bits([0x67, 66, 0xc0, 30], "1 1 011 1 0 1 1 1 1 1 0001001 1 1 1");
+        let fully_cropped = sps_from_bits([0x67, 66, 0xc0, 30], "1 1 011 1 0 1 1 1 1 1 0001001 1 1 1");
         assert_eq!(H264Sps::parse(&fully_cropped).map(|sps| sps.width), Ok(0));
         // The largest ue(v) as the width: no overflow, just a width too large for u32.
-        let huge_width = sps_from_bits(
-            [0x67, 66, 0xc0, 30],
-            &format!("1 1 011 1 0 {}1{} 1 1 1 0", "0".repeat(31), "1".repeat(31)),
-        );
+        let huge_width =
+            sps_from_bits([0x67, 66, 0xc0, 30], &format!("1 1 011 1 0 {}1{} 1 1 1 0", "0".repeat(31), "1".repeat(31)));
         assert!(H264Sps::parse(&huge_width).is_err());
         // An hvcC cut right before numOfArrays.
         assert!(HevcDecoderConfig::parse(&[1; 22]).is_err());
@@ -2416,14 +2202,7 @@ mod tests {
         while let Some(tag) = reader.read_tag(&mut buf).expect("reads") {
             tags.push(tag);
         }
-        assert_eq!(
-            reader.header(),
-            Some(&FlvFileHeader {
-                version: 1,
-                has_audio: true,
-                has_video: true
-            })
-        );
+        assert_eq!(reader.header(), Some(&FlvFileHeader { version: 1, has_audio: true, has_video: true }));
         assert_eq!(tags.len(), 3);
         assert_eq!(tags[0].media_kind(), Some(MediaKind::Data));
         assert_eq!(tags[1].body, hex(AVC_720P_HIGH));
@@ -2435,13 +2214,7 @@ mod tests {
     #[test]
     fn reader_needs_more_bytes_at_every_cut() {
         let file = sample_file();
-        let boundaries = [
-            0,
-            13,
-            13 + 11 + 3 + 4,
-            file.len() - (11 + 3 + 4),
-            file.len(),
-        ];
+        let boundaries = [0, 13, 13 + 11 + 3 + 4, file.len() - (11 + 3 + 4), file.len()];
         for cut in 0..=file.len() {
             // Feed the file in two pieces, as a socket would.
             let mut reader = FlvReader::new();
@@ -2489,29 +2262,13 @@ mod tests {
         let mut reader = FlvReader::new();
         let mut buf = &file[..];
         let metadata = reader.read_tag(&mut buf).expect("reads").expect("a tag");
-        assert_eq!(
-            reader.header(),
-            Some(&FlvFileHeader {
-                version: 1,
-                has_audio: false,
-                has_video: true
-            })
-        );
+        assert_eq!(reader.header(), Some(&FlvFileHeader { version: 1, has_audio: false, has_video: true }));
         assert_eq!(metadata.media_kind(), Some(MediaKind::Data));
         let values = amf0::decode_all(metadata.body).expect("AMF0");
-        assert_eq!(
-            values.first().and_then(Amf0Value::as_str),
-            Some("onMetaData")
-        );
+        assert_eq!(values.first().and_then(Amf0Value::as_str), Some("onMetaData"));
         let properties = values.get(1).expect("the metadata array");
-        assert_eq!(
-            properties.get("width").and_then(Amf0Value::as_f64),
-            Some(1280.0)
-        );
-        assert_eq!(
-            properties.get("encoder").and_then(Amf0Value::as_str),
-            Some("Lavf59.27.100")
-        );
+        assert_eq!(properties.get("width").and_then(Amf0Value::as_f64), Some(1280.0));
+        assert_eq!(properties.get("encoder").and_then(Amf0Value::as_str), Some("Lavf59.27.100"));
 
         let video = reader.read_tag(&mut buf).expect("reads").expect("a tag");
         assert_eq!(video.media_kind(), Some(MediaKind::Video));
@@ -2522,25 +2279,13 @@ mod tests {
     #[test]
     fn reader_rejects_bad_headers() {
         let mut reader = FlvReader::new();
-        assert_eq!(
-            reader.read_tag(&mut &b"RTMP"[..]),
-            Err(FlvError::BadSignature)
-        );
-        assert_eq!(
-            reader.read_tag(&mut &b"FX"[..]),
-            Err(FlvError::BadSignature)
-        );
+        assert_eq!(reader.read_tag(&mut &b"RTMP"[..]), Err(FlvError::BadSignature));
+        assert_eq!(reader.read_tag(&mut &b"FX"[..]), Err(FlvError::BadSignature));
         assert_eq!(reader.read_tag(&mut &b"FL"[..]), Err(FlvError::Incomplete));
         let small_offset = b"FLV\x01\x05\x00\x00\x00\x05\x00\x00\x00\x00";
-        assert!(matches!(
-            reader.read_tag(&mut &small_offset[..]),
-            Err(FlvError::BadHeader(_))
-        ));
+        assert!(matches!(reader.read_tag(&mut &small_offset[..]), Err(FlvError::BadHeader(_))));
         let huge_offset = b"FLV\x01\x05\xff\xff\xff\xff";
-        assert!(matches!(
-            reader.read_tag(&mut &huge_offset[..]),
-            Err(FlvError::BadHeader(_))
-        ));
+        assert!(matches!(reader.read_tag(&mut &huge_offset[..]), Err(FlvError::BadHeader(_))));
         // A longer header (DataOffset 12) is skipped.
         let mut long_header = b"FLV\x01\x01\x00\x00\x00\x0c\xaa\xbb\xcc\x00\x00\x00\x00".to_vec();
         write_tag(TAG_TYPE_VIDEO, 7, &[0x17, 0x02], &mut long_header).expect("fits");

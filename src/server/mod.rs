@@ -20,33 +20,31 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::hooks::Hooks;
+use crate::hooks::dispatch::{self, Dispatcher};
+use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
 use crate::session::{self, SessionSettings, ShardContext};
 
 /// How long shutdown waits for sessions to close before the shard exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long queued hook deliveries may take to go out at shutdown.
+const HOOK_DRAIN: Duration = Duration::from_secs(5);
 /// Connections waiting in the kernel to be accepted, per shard listener.
 const LISTEN_BACKLOG: i32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr} ({key}): {source}")]
-    Bind {
-        key: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot start shard {shard}: {source}")]
-    Shard {
-        shard: usize,
-        source: std::io::Error,
-    },
+    Shard { shard: usize, source: std::io::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("shard {0} panicked")]
     ShardPanicked(usize),
+    #[error("hooks: {0}")]
+    Hooks(#[from] crate::hooks::webhook::Error),
 }
 
 /// Process-wide state the shards share.
@@ -62,6 +60,8 @@ struct Shared {
 /// A running server: its bound addresses, and the handle that stops it.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    pub hooks: Arc<Hooks>,
+    dispatcher: Option<Arc<Dispatcher>>,
     shutdown: watch::Sender<bool>,
     shards: Vec<thread::JoinHandle<()>>,
 }
@@ -71,13 +71,11 @@ impl Server {
     pub fn start(config: &Config) -> Result<Server, ServerError> {
         let shard_count = config.shards.max(1);
         let rtmp_listeners = bind_reuseport("rtmp_listen", config.rtmp_listen, shard_count)?;
-        let rtmp_addr = rtmp_listeners[0]
-            .local_addr()
-            .map_err(|source| ServerError::Bind {
-                key: "rtmp_listen",
-                addr: config.rtmp_listen,
-                source,
-            })?;
+        let rtmp_addr = rtmp_listeners[0].local_addr().map_err(|source| ServerError::Bind {
+            key: "rtmp_listen",
+            addr: config.rtmp_listen,
+            source,
+        })?;
         let hub_settings = HubSettings {
             chunk_size: config.chunk_size,
             player_queue: config.player_queue,
@@ -87,17 +85,19 @@ impl Server {
         };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
-            rtmp: ServerSettings {
-                chunk_size: config.chunk_size,
-                ..ServerSettings::default()
-            },
+            rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
         };
+        let sinks = dispatch::sinks_from_config(config)?;
+        let dispatcher =
+            (!sinks.is_empty()).then(|| Dispatcher::start(sinks, config.hook_concurrency, config.hook_queue));
+        let event_sink = dispatcher.clone().map(|d| Box::new(d) as Box<dyn EventSink>);
+        let hooks = Hooks::new(config, event_sink);
         let shared = Arc::new(Shared {
             hub,
-            hooks: Hooks::new(config, None),
+            hooks: hooks.clone(),
             settings,
             next_conn_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -117,11 +117,7 @@ impl Server {
             shards.push(handle);
         }
         info!("ready: rtmp={rtmp_addr} shards={shard_count}");
-        Ok(Server {
-            rtmp_addr,
-            shutdown,
-            shards,
-        })
+        Ok(Server { rtmp_addr, hooks, dispatcher, shutdown, shards })
     }
 
     /// Asks every shard to stop accepting and close its sessions.
@@ -138,6 +134,10 @@ impl Server {
                 result = Err(ServerError::ShardPanicked(shard));
             }
         }
+        if let Some(dispatcher) = &self.dispatcher {
+            // The sessions' last events (publish_stop, connection_close) still go out.
+            dispatcher.shutdown(HOOK_DRAIN);
+        }
         result
     }
 }
@@ -145,8 +145,7 @@ impl Server {
 /// Runs the server until SIGINT or SIGTERM, then shuts down cleanly.
 pub fn run(config: &Config) -> Result<(), ServerError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(ServerError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(ServerError::Signals)?;
     let server = Server::start(config)?;
     let stopper = server.shutdown.clone();
     let signal_thread = thread::Builder::new()
@@ -168,22 +167,14 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
     result
 }
 
-fn bind_reuseport(
-    key: &'static str,
-    addr: SocketAddr,
-    count: usize,
-) -> Result<Vec<StdListener>, ServerError> {
+fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, ServerError> {
     let mut listeners = Vec::with_capacity(count);
     let mut addr_to_bind = addr;
     for _ in 0..count {
-        let listener =
-            bind_one(addr_to_bind).map_err(|source| ServerError::Bind { key, addr, source })?;
+        let listener = bind_one(addr_to_bind).map_err(|source| ServerError::Bind { key, addr, source })?;
         if addr_to_bind.port() == 0 {
             // Port 0 picks a free port; every other shard must share that one.
-            addr_to_bind =
-                listener
-                    .local_addr()
-                    .map_err(|source| ServerError::Bind { key, addr, source })?;
+            addr_to_bind = listener.local_addr().map_err(|source| ServerError::Bind { key, addr, source })?;
         }
         listeners.push(listener);
     }
@@ -209,12 +200,7 @@ async fn run_shard(
 ) {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let context = ShardContext::new(
-        shard_hub.clone(),
-        shared.hooks.clone(),
-        shared.settings,
-        seed,
-    );
+    let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), shared.settings, seed);
     let listener = tokio_uring::net::TcpListener::from_std(listener);
 
     // Messages from other shards: relayed packets and subscriptions.
@@ -259,11 +245,7 @@ async fn run_shard(
     context.shutdown.trigger();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, wait_sessions(&context)).await;
     if drained.is_err() {
-        error!(
-            shard,
-            left = context.active_sessions.get(),
-            "sessions still open after shutdown grace period"
-        );
+        error!(shard, left = context.active_sessions.get(), "sessions still open after shutdown grace period");
     }
 }
 

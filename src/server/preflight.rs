@@ -43,11 +43,7 @@ const FD_PER_SHARD: u64 = 16;
 pub enum Warning {
     /// The open files limit (after raising the soft limit to the hard one) is below what the
     /// expected connections need.
-    NofileLow {
-        limit: u64,
-        needed: u64,
-        connections: usize,
-    },
+    NofileLow { limit: u64, needed: u64, connections: usize },
     /// `net.core.somaxconn` caps the listen backlog below what ringcast asks for.
     SomaxconnLow { somaxconn: u32, backlog: u32 },
 }
@@ -55,11 +51,7 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Warning::NofileLow {
-                limit,
-                needed,
-                connections,
-            } => write!(
+            Warning::NofileLow { limit, needed, connections } => write!(
                 f,
                 "the open files limit is {limit}, below the ~{needed} that {connections} \
                  connections (max_connections) need: connections past it are refused (EMFILE); \
@@ -173,11 +165,7 @@ fn raise_target(soft: u64, hard: u64, nr_open: Option<u64>) -> Option<u64> {
 }
 
 fn nofile_warning(limit: u64, needed: u64, connections: usize) -> Option<Warning> {
-    (limit < needed).then_some(Warning::NofileLow {
-        limit,
-        needed,
-        connections,
-    })
+    (limit < needed).then_some(Warning::NofileLow { limit, needed, connections })
 }
 
 /// A warning when `somaxconn` (the text of /proc/sys/net/core/somaxconn) is below `backlog`.
@@ -190,10 +178,7 @@ fn somaxconn_warning(somaxconn: Option<&str>, backlog: u32) -> Option<Warning> {
 
 /// Raises the soft RLIMIT_NOFILE as far as allowed; returns the soft limit now in force.
 fn raise_nofile() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         debug!(error = %io::Error::last_os_error(), "getrlimit(RLIMIT_NOFILE) failed");
@@ -201,16 +186,11 @@ fn raise_nofile() -> Option<u64> {
     }
     let (soft, hard) = (limit.rlim_cur, limit.rlim_max);
     let _ = ORIGINAL_NOFILE_SOFT.set(soft);
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok());
     let Some(target) = raise_target(soft, hard, nr_open) else {
         return Some(soft);
     };
-    let raised = libc::rlimit {
-        rlim_cur: target,
-        rlim_max: hard,
-    };
+    let raised = libc::rlimit { rlim_cur: target, rlim_max: hard };
     // SAFETY: setrlimit reads one rlimit we own; it changes only this process's limit.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         debug!(
@@ -232,26 +212,17 @@ fn probe_io_uring() -> Result<(), PreflightError> {
     };
     let mut probe = io_uring::Probe::new();
     let probed = ring.submitter().register_probe(&mut probe).is_ok();
-    let missing = missing_features(probed, ring.params().is_feature_fast_poll(), |op| {
-        probe.is_supported(op)
-    });
+    let missing = missing_features(probed, ring.params().is_feature_fast_poll(), |op| probe.is_supported(op));
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(PreflightError::TooOld {
-            kernel: UringFacts::read().kernel_text(),
-            missing: missing.join(", "),
-        })
+        Err(PreflightError::TooOld { kernel: UringFacts::read().kernel_text(), missing: missing.join(", ") })
     }
 }
 
 /// What an io_uring lacks: the probe itself (Linux 5.6), fast poll (5.7; without it every
 /// pending socket read parks a kernel worker thread, one per idle viewer), or an operation.
-fn missing_features(
-    probed: bool,
-    fast_poll: bool,
-    supported: impl Fn(u8) -> bool,
-) -> Vec<&'static str> {
+fn missing_features(probed: bool, fast_poll: bool, supported: impl Fn(u8) -> bool) -> Vec<&'static str> {
     let mut missing = Vec::new();
     if !probed {
         missing.push("IORING_REGISTER_PROBE");
@@ -260,12 +231,7 @@ fn missing_features(
         missing.push("IORING_FEAT_FAST_POLL");
     }
     if probed {
-        missing.extend(
-            REQUIRED_OPS
-                .iter()
-                .filter(|(code, _)| !supported(*code))
-                .map(|(_, name)| *name),
-        );
+        missing.extend(REQUIRED_OPS.iter().filter(|(code, _)| !supported(*code)).map(|(_, name)| *name));
     }
     missing
 }
@@ -288,13 +254,9 @@ struct UringFacts {
 impl UringFacts {
     fn read() -> UringFacts {
         let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{name}")).ok();
-        let seccomp_filter = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .is_some_and(|status| seccomp_filtered(&status));
-        let mut memlock = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let seccomp_filter =
+            std::fs::read_to_string("/proc/self/status").ok().is_some_and(|status| seccomp_filtered(&status));
+        let mut memlock = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: getrlimit writes one rlimit into the struct we own.
         let memlock = (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut memlock) } == 0
             && memlock.rlim_cur != libc::RLIM_INFINITY)
@@ -323,10 +285,7 @@ impl UringFacts {
 
 /// Whether /proc/self/status says a seccomp filter is installed (`Seccomp:` mode 2).
 fn seccomp_filtered(status: &str) -> bool {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Seccomp:"))
-        .is_some_and(|mode| mode.trim() == "2")
+    status.lines().find_map(|line| line.strip_prefix("Seccomp:")).is_some_and(|mode| mode.trim() == "2")
 }
 
 /// Turns a failed io_uring_setup into the cause an operator can act on.
@@ -336,11 +295,7 @@ fn diagnose(error: &io::Error, facts: &UringFacts) -> PreflightError {
     };
     match errno {
         libc::EPERM | libc::EACCES => {
-            let name = if errno == libc::EPERM {
-                "EPERM"
-            } else {
-                "EACCES"
-            };
+            let name = if errno == libc::EPERM { "EPERM" } else { "EACCES" };
             match facts.disabled {
                 Some(2) => PreflightError::DisabledBySysctl,
                 Some(1) => PreflightError::RestrictedToGroup {
@@ -362,10 +317,7 @@ fn diagnose(error: &io::Error, facts: &UringFacts) -> PreflightError {
             if facts.seccomp_filter && !predates {
                 PreflightError::Seccomp { errno: "ENOSYS" }
             } else {
-                PreflightError::NoIoUring {
-                    kernel: facts.kernel_text(),
-                    errno: "ENOSYS",
-                }
+                PreflightError::NoIoUring { kernel: facts.kernel_text(), errno: "ENOSYS" }
             }
         }
         libc::ENOMEM => PreflightError::Memlock {
@@ -406,10 +358,7 @@ mod tests {
     #[test]
     fn soft_limit_is_raised_to_hard_but_not_past_nr_open() {
         assert_eq!(raise_target(1024, 524_288, Some(1_048_576)), Some(524_288));
-        assert_eq!(
-            raise_target(1024, libc::RLIM_INFINITY, Some(1_048_576)),
-            Some(1_048_576)
-        );
+        assert_eq!(raise_target(1024, libc::RLIM_INFINITY, Some(1_048_576)), Some(1_048_576));
         assert_eq!(raise_target(1024, 4096, None), Some(4096));
         assert_eq!(raise_target(4096, 4096, Some(1_048_576)), None);
         assert_eq!(raise_target(2_000_000, 2_000_000, Some(1_048_576)), None);
@@ -432,13 +381,7 @@ mod tests {
         assert_eq!(somaxconn_warning(Some("4096\n"), 4096), None);
         assert_eq!(somaxconn_warning(Some("65535\n"), 4096), None);
         let warning = somaxconn_warning(Some("128\n"), 4096).expect("a warning");
-        assert_eq!(
-            warning,
-            Warning::SomaxconnLow {
-                somaxconn: 128,
-                backlog: 4096
-            }
-        );
+        assert_eq!(warning, Warning::SomaxconnLow { somaxconn: 128, backlog: 4096 });
         let line = warning.to_string();
         assert!(line.contains("net.core.somaxconn is 128"), "{line}");
         assert!(line.contains("sysctl -w net.core.somaxconn=4096"), "{line}");
@@ -456,10 +399,7 @@ mod tests {
 
     #[test]
     fn eperm_under_a_filter_is_seccomp() {
-        let facts = UringFacts {
-            seccomp_filter: true,
-            ..facts()
-        };
+        let facts = UringFacts { seccomp_filter: true, ..facts() };
         let error = diagnose(&errno(libc::EPERM), &facts);
         assert!(matches!(error, PreflightError::Seccomp { errno: "EPERM" }));
         let message = error.to_string();
@@ -470,33 +410,18 @@ mod tests {
 
     #[test]
     fn eperm_from_the_sysctl_names_it() {
-        let off = UringFacts {
-            disabled: Some(2),
-            seccomp_filter: true,
-            ..facts()
-        };
+        let off = UringFacts { disabled: Some(2), seccomp_filter: true, ..facts() };
         let message = diagnose(&errno(libc::EPERM), &off).to_string();
         assert!(message.contains("kernel.io_uring_disabled=2"), "{message}");
-        assert!(
-            message.contains("sysctl -w kernel.io_uring_disabled=0"),
-            "{message}"
-        );
+        assert!(message.contains("sysctl -w kernel.io_uring_disabled=0"), "{message}");
 
-        let group = UringFacts {
-            disabled: Some(1),
-            group: Some(998),
-            ..facts()
-        };
+        let group = UringFacts { disabled: Some(1), group: Some(998), ..facts() };
         let message = diagnose(&errno(libc::EPERM), &group).to_string();
         assert!(message.contains("kernel.io_uring_disabled=1"), "{message}");
         assert!(message.contains("group 998"), "{message}");
         assert!(message.contains("SupplementaryGroups="), "{message}");
 
-        let nobody = UringFacts {
-            disabled: Some(1),
-            group: Some(-1),
-            ..facts()
-        };
+        let nobody = UringFacts { disabled: Some(1), group: Some(-1), ..facts() };
         let message = diagnose(&errno(libc::EPERM), &nobody).to_string();
         assert!(message.contains("no group"), "{message}");
     }
@@ -505,14 +430,8 @@ mod tests {
     fn eperm_with_nothing_else_is_a_security_module() {
         let message = diagnose(&errno(libc::EPERM), &facts()).to_string();
         assert!(message.contains("SELinux"), "{message}");
-        let older = UringFacts {
-            disabled: None,
-            ..facts()
-        };
-        assert!(matches!(
-            diagnose(&errno(libc::EPERM), &older),
-            PreflightError::Denied
-        ));
+        let older = UringFacts { disabled: None, ..facts() };
+        assert!(matches!(diagnose(&errno(libc::EPERM), &older), PreflightError::Denied));
     }
 
     #[test]
@@ -524,23 +443,10 @@ mod tests {
              (io_uring_setup: ENOSYS); fix: run ringcast on Linux 5.11 or later built with \
              CONFIG_IO_URING=y"
         );
-        let filtered = UringFacts {
-            seccomp_filter: true,
-            ..facts()
-        };
-        assert!(matches!(
-            diagnose(&errno(libc::ENOSYS), &filtered),
-            PreflightError::Seccomp { errno: "ENOSYS" }
-        ));
-        let ancient = UringFacts {
-            seccomp_filter: true,
-            kernel: Some("4.19.0-26-amd64".into()),
-            ..facts()
-        };
-        assert!(matches!(
-            diagnose(&errno(libc::ENOSYS), &ancient),
-            PreflightError::NoIoUring { .. }
-        ));
+        let filtered = UringFacts { seccomp_filter: true, ..facts() };
+        assert!(matches!(diagnose(&errno(libc::ENOSYS), &filtered), PreflightError::Seccomp { errno: "ENOSYS" }));
+        let ancient = UringFacts { seccomp_filter: true, kernel: Some("4.19.0-26-amd64".into()), ..facts() };
+        assert!(matches!(diagnose(&errno(libc::ENOSYS), &ancient), PreflightError::NoIoUring { .. }));
     }
 
     #[test]
@@ -558,10 +464,7 @@ mod tests {
 
     #[test]
     fn kernel_version_parsing() {
-        let with = |k: &str| UringFacts {
-            kernel: Some(k.into()),
-            ..facts()
-        };
+        let with = |k: &str| UringFacts { kernel: Some(k.into()), ..facts() };
         assert_eq!(with("6.18.44-fc-v669").kernel_version(), Some((6, 18)));
         assert_eq!(with("5.4.0-150-generic").kernel_version(), Some((5, 4)));
         assert_eq!(with("6.8").kernel_version(), Some((6, 8)));
@@ -572,10 +475,7 @@ mod tests {
     #[test]
     fn missing_features_lists_what_an_old_kernel_lacks() {
         assert!(missing_features(true, true, |_| true).is_empty());
-        assert_eq!(
-            missing_features(false, false, |_| true),
-            ["IORING_REGISTER_PROBE", "IORING_FEAT_FAST_POLL"]
-        );
+        assert_eq!(missing_features(false, false, |_| true), ["IORING_REGISTER_PROBE", "IORING_FEAT_FAST_POLL"]);
         let no_accept = missing_features(true, true, |op| op != io_uring::opcode::Accept::CODE);
         assert_eq!(no_accept, ["ACCEPT"]);
     }

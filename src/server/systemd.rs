@@ -38,9 +38,7 @@ pub const ENV_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID
 pub enum NotifyError {
     #[error("NOTIFY_SOCKET is empty")]
     Empty,
-    #[error(
-        "NOTIFY_SOCKET {0:?} is neither a path nor an abstract socket (@name); this build speaks only AF_UNIX"
-    )]
+    #[error("NOTIFY_SOCKET {0:?} is neither a path nor an abstract socket (@name); this build speaks only AF_UNIX")]
     Unsupported(OsString),
     #[error("NOTIFY_SOCKET {value:?}: {source}")]
     Address { value: OsString, source: io::Error },
@@ -102,11 +100,7 @@ impl Notifier {
         // A datagram send blocks while the receiver's queue is full; systemd drains it quickly,
         // but a status line is never worth stalling a shard or the signal thread for.
         socket.set_nonblocking(true).map_err(NotifyError::Socket)?;
-        Ok(Notifier {
-            socket,
-            target,
-            watchdog,
-        })
+        Ok(Notifier { socket, target, watchdog })
     }
 
     /// `READY=1`: every listener is bound and accepting. Send it once.
@@ -122,10 +116,7 @@ impl Notifier {
     /// `STATUS=...`: one line shown by `systemctl status`. Newlines would start new
     /// assignments in the datagram, so they become spaces.
     pub fn status(&self, status: &str) {
-        let line: String = status
-            .chars()
-            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-            .collect();
+        let line: String = status.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
         self.send(&format!("STATUS={line}"));
     }
 
@@ -161,21 +152,16 @@ pub fn spawn_watchdog(
     mut healthy: impl FnMut() -> bool + Send + 'static,
 ) -> io::Result<JoinHandle<()>> {
     let period = ping_period(interval);
-    thread::Builder::new()
-        .name("watchdog".into())
-        .spawn(move || {
-            loop {
-                if healthy() {
-                    notifier.watchdog();
-                } else {
-                    warn!(
-                        ?interval,
-                        "a shard has made no progress; withholding the systemd watchdog ping"
-                    );
-                }
-                thread::sleep(period);
+    thread::Builder::new().name("watchdog".into()).spawn(move || {
+        loop {
+            if healthy() {
+                notifier.watchdog();
+            } else {
+                warn!(?interval, "a shard has made no progress; withholding the systemd watchdog ping");
             }
-        })
+            thread::sleep(period);
+        }
+    })
 }
 
 /// Half the watchdog interval, never zero (a zero sleep would spin).
@@ -243,10 +229,7 @@ impl Heartbeats {
 /// (the `@` stands for the leading NUL byte).
 fn parse_notify_socket(value: &OsStr) -> Result<SocketAddr, NotifyError> {
     let bytes = value.as_bytes();
-    let address = |source| NotifyError::Address {
-        value: value.to_owned(),
-        source,
-    };
+    let address = |source| NotifyError::Address { value: value.to_owned(), source };
     match bytes.first() {
         None => Err(NotifyError::Empty),
         Some(b'/') => SocketAddr::from_pathname(value).map_err(address),
@@ -281,14 +264,8 @@ mod tests {
 
     #[test]
     fn watchdog_interval_from_usec() {
-        assert_eq!(
-            parse_watchdog(Some(os("30000000")), None, 7),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_watchdog(Some(os("200000")), Some(os("7")), 7),
-            Some(Duration::from_millis(200))
-        );
+        assert_eq!(parse_watchdog(Some(os("30000000")), None, 7), Some(Duration::from_secs(30)));
+        assert_eq!(parse_watchdog(Some(os("200000")), Some(os("7")), 7), Some(Duration::from_millis(200)));
     }
 
     #[test]
@@ -303,10 +280,7 @@ mod tests {
 
     #[test]
     fn ping_period_is_half_and_never_zero() {
-        assert_eq!(
-            ping_period(Duration::from_secs(30)),
-            Duration::from_secs(15)
-        );
+        assert_eq!(ping_period(Duration::from_secs(30)), Duration::from_secs(15));
         assert_eq!(ping_period(Duration::ZERO), Duration::from_millis(1));
     }
 
@@ -314,23 +288,11 @@ mod tests {
     fn notify_socket_forms() {
         assert!(parse_notify_socket(os("/run/systemd/notify")).is_ok());
         let abstract_addr = parse_notify_socket(os("@ringcast/notify")).expect("abstract");
-        assert_eq!(
-            abstract_addr.as_abstract_name(),
-            Some(&b"ringcast/notify"[..])
-        );
-        assert!(matches!(
-            parse_notify_socket(os("")),
-            Err(NotifyError::Empty)
-        ));
-        assert!(matches!(
-            parse_notify_socket(os("vsock:2:1234")),
-            Err(NotifyError::Unsupported(_))
-        ));
+        assert_eq!(abstract_addr.as_abstract_name(), Some(&b"ringcast/notify"[..]));
+        assert!(matches!(parse_notify_socket(os("")), Err(NotifyError::Empty)));
+        assert!(matches!(parse_notify_socket(os("vsock:2:1234")), Err(NotifyError::Unsupported(_))));
         let too_long = format!("/{}", "x".repeat(200));
-        assert!(matches!(
-            parse_notify_socket(os(&too_long)),
-            Err(NotifyError::Address { .. })
-        ));
+        assert!(matches!(parse_notify_socket(os(&too_long)), Err(NotifyError::Address { .. })));
     }
 
     fn receiver_path(name: &str) -> PathBuf {
@@ -349,9 +311,7 @@ mod tests {
     fn messages_reach_a_path_socket() {
         let path = receiver_path("notify");
         let receiver = UnixDatagram::bind(&path).expect("bind receiver");
-        receiver
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let notifier = Notifier::new(path.as_os_str(), None).expect("notifier");
         notifier.ready();
         notifier.status("serving\nrtmp=127.0.0.1:1935");
@@ -369,9 +329,7 @@ mod tests {
         let name = format!("ringcast-test-{}", std::process::id());
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("abstract name");
         let receiver = UnixDatagram::bind_addr(&addr).expect("bind abstract receiver");
-        receiver
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let notifier = Notifier::new(os(&format!("@{name}")), None).expect("notifier");
         notifier.ready();
         assert_eq!(recv(&receiver), "READY=1");
@@ -390,9 +348,7 @@ mod tests {
     fn watchdog_thread_pings_only_while_healthy() {
         let path = receiver_path("watchdog");
         let receiver = UnixDatagram::bind(&path).expect("bind receiver");
-        receiver
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let interval = Duration::from_millis(40);
         let notifier = Arc::new(Notifier::new(path.as_os_str(), Some(interval)).expect("notifier"));
         let beats = Arc::new(Heartbeats::new(1, interval));
@@ -411,14 +367,9 @@ mod tests {
             assert_eq!(recv(&receiver), "WATCHDOG=1");
         }
         // Stuck from now on: nothing more arrives although the thread keeps checking.
-        receiver
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
+        receiver.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
         let mut buf = [0u8; 64];
-        assert!(
-            receiver.recv(&mut buf).is_err(),
-            "no ping from a hung shard"
-        );
+        assert!(receiver.recv(&mut buf).is_err(), "no ping from a hung shard");
         assert!(calls.load(Ordering::Relaxed) > 4);
         let _ = std::fs::remove_file(&path);
     }

@@ -27,11 +27,7 @@ pub struct ReadBuffer {
 
 impl ReadBuffer {
     pub fn new(capacity: usize) -> ReadBuffer {
-        ReadBuffer {
-            buf: Vec::new(),
-            capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER),
-            small_reads: 0,
-        }
+        ReadBuffer { buf: Vec::new(), capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER), small_reads: 0 }
     }
 
     /// Reads once; an empty slice means the peer closed.
@@ -80,18 +76,11 @@ pub async fn write_all_vectored(socket: &TcpStream, mut bufs: Vec<Bytes>) -> io:
     bufs.retain(|b| !b.is_empty());
     let mut total = 0;
     while !bufs.is_empty() {
-        let rest = if bufs.len() > MAX_IOVECS {
-            bufs.split_off(MAX_IOVECS)
-        } else {
-            Vec::new()
-        };
+        let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
         let (result, written) = socket.writev(bufs).await;
         let mut n = result?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "socket accepted no bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
         }
         total += n;
         bufs = written;

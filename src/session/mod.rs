@@ -79,12 +79,7 @@ pub struct ShardContext {
 }
 
 impl ShardContext {
-    pub fn new(
-        hub: Rc<ShardHub>,
-        hooks: Arc<Hooks>,
-        settings: SessionSettings,
-        seed: u64,
-    ) -> Rc<ShardContext> {
+    pub fn new(hub: Rc<ShardHub>, hooks: Arc<Hooks>, settings: SessionSettings, seed: u64) -> Rc<ShardContext> {
         Rc::new(ShardContext {
             hub,
             hooks,
@@ -115,9 +110,7 @@ pub struct SessionGuard(Rc<ShardContext>);
 
 impl SessionGuard {
     pub fn new(context: &Rc<ShardContext>) -> SessionGuard {
-        context
-            .active_sessions
-            .set(context.active_sessions.get() + 1);
+        context.active_sessions.set(context.active_sessions.get() + 1);
         SessionGuard(context.clone())
     }
 }

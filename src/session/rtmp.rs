@@ -60,9 +60,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let _ = socket.set_nodelay(true);
     let socket = Rc::new(socket);
     let mut session = Session::new(socket.clone(), peer, conn_id, context);
-    session.emit(EventType::ConnectionAccept, || {
-        data(json!({"remote_addr": peer.to_string(), "protocol": "rtmp"}))
-    });
+    session.emit(EventType::ConnectionAccept, || data(json!({"remote_addr": peer.to_string(), "protocol": "rtmp"})));
     let result = session.run().await;
     let reason = match &result {
         Ok(CloseReason::PeerClosed) => "closed by client".to_owned(),
@@ -90,11 +88,7 @@ fn data(value: Value) -> Map<String, Value> {
 }
 
 fn args_json(args: &Args) -> Value {
-    Value::Object(
-        args.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
+    Value::Object(args.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
 }
 
 /// What a publishing session counts for its events and callbacks.
@@ -140,21 +134,15 @@ struct Session {
     closing: Option<String>,
     /// An `on_update` reply awaited under `update_strict`.
     pending_update: Option<oneshot::Receiver<Decision>>,
+    /// What the session was used for (publisher, player or none), for connection_close.
+    role: &'static str,
 }
 
 impl Session {
-    fn new(
-        socket: Rc<TcpStream>,
-        peer: SocketAddr,
-        conn_id: u64,
-        context: Rc<ShardContext>,
-    ) -> Session {
+    fn new(socket: Rc<TcpStream>, peer: SocketAddr, conn_id: u64, context: Rc<ShardContext>) -> Session {
         let mut seed = [0u8; crate::protocol::rtmp::handshake::SEED_LEN];
         context.fill_random(&mut seed);
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u32)
-            .unwrap_or(0);
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
         let conn = ServerConnection::new(context.settings.rtmp, seed, epoch);
         Session {
             socket,
@@ -172,6 +160,7 @@ impl Session {
             out: Vec::new(),
             closing: None,
             pending_update: None,
+            role: "none",
         }
     }
 
@@ -180,23 +169,18 @@ impl Session {
         let mut reader = ReadBuffer::new(2048);
         let handshake_deadline = tokio::time::Instant::now() + settings.handshake_timeout;
         let update_period = self.update_period();
-        let mut next_update =
-            tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
+        let mut next_update = tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
         loop {
             let handshaking = self.conn.borrow().is_handshaking();
             let publishing = self.publishing.is_some();
             let read = async {
                 if handshaking {
-                    match tokio::time::timeout_at(handshake_deadline, reader.read(&self.socket))
-                        .await
-                    {
+                    match tokio::time::timeout_at(handshake_deadline, reader.read(&self.socket)).await {
                         Ok(read) => read.map_err(SessionError::from),
                         Err(_) => Err(SessionError::HandshakeTimeout(settings.handshake_timeout)),
                     }
                 } else if publishing {
-                    match tokio::time::timeout(settings.idle_timeout, reader.read(&self.socket))
-                        .await
-                    {
+                    match tokio::time::timeout(settings.idle_timeout, reader.read(&self.socket)).await {
                         Ok(read) => read.map_err(SessionError::from),
                         Err(_) => Err(SessionError::IdleTimeout(settings.idle_timeout)),
                     }
@@ -204,8 +188,7 @@ impl Session {
                     reader.read(&self.socket).await.map_err(SessionError::from)
                 }
             };
-            let updates_due =
-                update_period.is_some() && (self.publishing.is_some() || self.playing.is_some());
+            let updates_due = update_period.is_some() && (self.publishing.is_some() || self.playing.is_some());
             let pending_update = async {
                 match self.pending_update.as_mut() {
                     Some(receiver) => receiver.await.ok(),
@@ -229,11 +212,7 @@ impl Session {
                 }
             };
             // A kicked player's writer shuts the socket down, which ends this read too.
-            if self
-                .playing
-                .as_ref()
-                .is_some_and(|p| p.handle.player().is_kicked())
-            {
+            if self.playing.as_ref().is_some_and(|p| p.handle.player().is_kicked()) {
                 return Ok(CloseReason::Kicked);
             }
             let input = input?;
@@ -279,17 +258,11 @@ impl Session {
                 Event::Connect(info) => self.on_connect(info).await,
                 Event::Publish(request) => self.on_publish(request).await,
                 Event::Play(request) => self.on_play(request).await,
-                Event::Audio { timestamp, payload } => {
-                    self.push_media(PacketKind::Audio, timestamp, payload)
+                Event::Audio { timestamp, payload } => self.push_media(PacketKind::Audio, timestamp, payload),
+                Event::Video { timestamp, payload } => self.push_media(PacketKind::Video, timestamp, payload),
+                Event::Data { timestamp, payload, metadata } => {
+                    self.push_media(PacketKind::Data { metadata }, timestamp, payload)
                 }
-                Event::Video { timestamp, payload } => {
-                    self.push_media(PacketKind::Video, timestamp, payload)
-                }
-                Event::Data {
-                    timestamp,
-                    payload,
-                    metadata,
-                } => self.push_media(PacketKind::Data { metadata }, timestamp, payload),
                 Event::Unpublish { .. } => self.end_publish(),
                 Event::StopPlay { .. } => self.end_play(),
             }
@@ -341,22 +314,17 @@ impl Session {
                     audio_codec: None,
                     video_codec: None,
                 });
+                self.role = "publisher";
                 if change.created {
                     self.emit(EventType::StreamCreate, Map::new);
                 }
                 self.conn.borrow_mut().accept();
-                let args = self
-                    .publishing
-                    .as_ref()
-                    .map(|p| args_json(&p.args))
-                    .unwrap_or_default();
+                let args = self.publishing.as_ref().map(|p| args_json(&p.args)).unwrap_or_default();
                 self.emit(EventType::PublishStart, || data(json!({ "args": args })));
             }
             Err(error) => {
                 warn!(conn_id = self.conn_id, peer = %self.peer, stream = %key, "publish refused: {error}");
-                self.conn
-                    .borrow_mut()
-                    .reject(Rejection::StreamBusy, &error.to_string());
+                self.conn.borrow_mut().reject(Rejection::StreamBusy, &error.to_string());
                 self.closing = Some(format!("publish refused: {error}"));
             }
         }
@@ -389,6 +357,7 @@ impl Session {
             bytes_out: self.bytes_out.clone(),
         };
         tokio::task::spawn_local(writer.run());
+        self.role = "player";
         self.playing = Some(Playing {
             handle,
             name,
@@ -401,20 +370,11 @@ impl Session {
             self.hooks.emit(EventType::StreamCreate, &origin, Map::new);
         }
         if !change.live {
-            self.hooks
-                .emit(EventType::StreamUnavailable, &origin, Map::new);
+            self.hooks.emit(EventType::StreamUnavailable, &origin, Map::new);
         }
-        let args = self
-            .playing
-            .as_ref()
-            .map(|p| args_json(&p.args))
-            .unwrap_or_default();
-        self.hooks.emit(EventType::PlayStart, &origin, || {
-            data(json!({ "args": args }))
-        });
-        self.hooks.emit(EventType::SubscriberCount, &origin, || {
-            data(json!({ "count": change.players }))
-        });
+        let args = self.playing.as_ref().map(|p| args_json(&p.args)).unwrap_or_default();
+        self.hooks.emit(EventType::PlayStart, &origin, || data(json!({ "args": args })));
+        self.hooks.emit(EventType::SubscriberCount, &origin, || data(json!({ "count": change.players })));
     }
 
     /// Answers a denied callback: the client gets its error status before anything else, the
@@ -422,12 +382,8 @@ impl Session {
     fn refuse(&mut self, action: &str, call: Call, reason: &str) {
         let description = format!("on_{} callback refused: {reason}", call.as_str());
         warn!(conn_id = self.conn_id, peer = %self.peer, action, %reason, "denied by callback");
-        self.conn
-            .borrow_mut()
-            .reject(Rejection::Denied, &description);
-        self.emit(EventType::AuthFailed, || {
-            data(json!({ "action": action, "error": reason }))
-        });
+        self.conn.borrow_mut().reject(Rejection::Denied, &description);
+        self.emit(EventType::AuthFailed, || data(json!({ "action": action, "error": reason })));
         self.closing = Some(description);
     }
 
@@ -454,11 +410,8 @@ impl Session {
             && flv::classify(media_kind, &payload).is_ok_and(|info| info.sequence_header)
             && let Ok(info) = flv::parse_codec_info(media_kind, &payload)
         {
-            let slot = if media_kind == MediaKind::Audio {
-                &mut publishing.audio_codec
-            } else {
-                &mut publishing.video_codec
-            };
+            let slot =
+                if media_kind == MediaKind::Audio { &mut publishing.audio_codec } else { &mut publishing.video_codec };
             if slot.is_none() {
                 *slot = Some(info.codec.name());
                 detected = Some(info);
@@ -487,20 +440,13 @@ impl Session {
         if let Some(p) = &self.publishing {
             let secs = p.since.elapsed().as_secs_f64();
             let bytes_in = self.bytes_in - p.bytes_in_at_start;
-            let bitrate_kbps = if secs > 0.0 {
-                (bytes_in as f64 * 8.0 / 1000.0 / secs).round()
-            } else {
-                0.0
-            };
+            let bitrate_kbps = if secs > 0.0 { (bytes_in as f64 * 8.0 / 1000.0 / secs).round() } else { 0.0 };
             let timestamp = p.last_timestamp;
             self.hooks.emit(EventType::PublishUpdate, &origin, || {
                 data(json!({ "time": secs.round() as u64, "timestamp": timestamp, "bytes_in": bytes_in, "bitrate_kbps": bitrate_kbps }))
             });
             let client = self.client_info(&p.name, &p.args);
-            let extra = [
-                ("time", (secs as u64).to_string()),
-                ("timestamp", timestamp.to_string()),
-            ];
+            let extra = [("time", (secs as u64).to_string()), ("timestamp", timestamp.to_string())];
             if let Some(receiver) = self.hooks.update(true, &client, &extra) {
                 self.pending_update = Some(receiver);
             }
@@ -509,13 +455,12 @@ impl Session {
             let secs = p.since.elapsed().as_secs_f64();
             let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
             self.hooks.emit(EventType::PlayUpdate, &origin, || {
-                data(json!({ "time": secs.round() as u64, "timestamp": (secs * 1000.0) as u64, "bytes_out": bytes_out }))
+                data(
+                    json!({ "time": secs.round() as u64, "timestamp": (secs * 1000.0) as u64, "bytes_out": bytes_out }),
+                )
             });
             let client = self.client_info(&p.name, &p.args);
-            let extra = [
-                ("time", (secs as u64).to_string()),
-                ("timestamp", ((secs * 1000.0) as u64).to_string()),
-            ];
+            let extra = [("time", (secs as u64).to_string()), ("timestamp", ((secs * 1000.0) as u64).to_string())];
             if let Some(receiver) = self.hooks.update(false, &client, &extra) {
                 self.pending_update = Some(receiver);
             }
@@ -523,10 +468,10 @@ impl Session {
     }
 
     fn end_publish(&mut self) {
+        let origin = self.origin();
         let Some(p) = self.publishing.take() else {
             return;
         };
-        let origin = self.origin();
         let key = p.handle.key().to_owned();
         let change = p.handle.unpublish();
         info!(conn_id = self.conn_id, stream = %key, "publish stop");
@@ -552,8 +497,10 @@ impl Session {
     }
 
     fn end_play(&mut self) {
-        let Some(p) = self.playing.take() else { return };
         let origin = self.origin();
+        let Some(p) = self.playing.take() else {
+            return;
+        };
         let dropped = p.handle.player().dropped_packets();
         debug!(conn_id = self.conn_id, stream = %p.handle.key(), dropped, "play stop");
         // Leaving kicks the player, which ends its writer.
@@ -563,9 +510,7 @@ impl Session {
         self.hooks.emit(EventType::PlayStop, &origin, || {
             data(json!({ "bytes_out": bytes_out, "duration_sec": round_ms(duration), "dropped_packets": dropped }))
         });
-        self.hooks.emit(EventType::SubscriberCount, &origin, || {
-            data(json!({ "count": change.players }))
-        });
+        self.hooks.emit(EventType::SubscriberCount, &origin, || data(json!({ "count": change.players })));
         if change.players == 0 && change.live {
             self.hooks.emit(EventType::NoViewers, &origin, Map::new);
         }
@@ -587,13 +532,7 @@ impl Session {
 
     /// Ends whatever the session still does and says goodbye (connection_close).
     fn finish(&mut self, reason: &str) {
-        let role = if self.publishing.is_some() {
-            "publisher"
-        } else if self.playing.is_some() {
-            "player"
-        } else {
-            "none"
-        };
+        let role = self.role;
         self.end_publish();
         self.end_play();
         let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out.get());
@@ -615,12 +554,7 @@ impl Session {
     }
 
     fn origin(&self) -> Origin {
-        Origin {
-            conn_id: self.conn_id,
-            protocol: Protocol::Rtmp,
-            addr: self.peer,
-            stream_key: self.current_stream(),
-        }
+        Origin { conn_id: self.conn_id, protocol: Protocol::Rtmp, addr: self.peer, stream_key: self.current_stream() }
     }
 
     fn emit(&self, event_type: EventType, data: impl FnOnce() -> Map<String, Value>) {
@@ -629,9 +563,7 @@ impl Session {
 
     fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
         let connect = self.connect.clone().unwrap_or_default();
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(args)
-            .finish();
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
         let url = if query.is_empty() {
             format!("{}/{name}", connect.tc_url)
         } else {
@@ -656,11 +588,7 @@ impl Session {
 
     /// `app/name`: the stream key every layer uses.
     fn stream_key(&self, name: &str) -> String {
-        let app = self
-            .connect
-            .as_ref()
-            .map(|c| c.app.as_str())
-            .unwrap_or_default();
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         format!("{app}/{name}")
     }
 
@@ -762,8 +690,7 @@ impl PlayerWriter {
                 match item {
                     PlayerItem::Packet(packet) => {
                         let sets_base =
-                            matches!(packet.kind, PacketKind::Audio | PacketKind::Video)
-                                && !packet.sequence_header;
+                            matches!(packet.kind, PacketKind::Audio | PacketKind::Video) && !packet.sequence_header;
                         let timestamp = timeline.map(packet.timestamp, sets_base);
                         let csid = packet.kind.csid();
                         headers.reserve(16);
@@ -776,9 +703,7 @@ impl PlayerWriter {
                             self.stream_id,
                         );
                         bufs.push(headers.split().freeze());
-                        if timestamp >= 0x00FF_FFFF
-                            && packet.payload.len() > self.chunk_size as usize
-                        {
+                        if timestamp >= 0x00FF_FFFF && packet.payload.len() > self.chunk_size as usize {
                             // Continuation headers must repeat an extended timestamp, so this
                             // rare case (a player past 4.6 hours) gets its own copy.
                             let mut body = BytesMut::new();

@@ -78,12 +78,7 @@ fn signal(child: &Child, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
     // SAFETY: plain syscall on a pid we own and have not reaped yet, so it cannot be reused.
     let rc = unsafe { libc::kill(pid, signal) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {signal}): {}",
-        io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "kill({pid}, {signal}): {}", io::Error::last_os_error());
 }
 
 /// A file under cargo's per-target temp dir, removed on drop.
@@ -115,9 +110,7 @@ impl TempFile {
 
     /// The contents so far, lossily decoded; empty if the file does not exist (yet).
     pub fn read(&self) -> String {
-        fs::read(&self.path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        fs::read(&self.path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
     }
 }
 
@@ -262,9 +255,7 @@ impl TestServer {
             args.push(file.path().display().to_string());
         }
         for (flag, value) in DEFAULTS {
-            let overridden = extra
-                .iter()
-                .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+            let overridden = extra.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
             if !overridden {
                 args.push((*flag).into());
                 args.push((*value).into());
@@ -283,9 +274,7 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = die_with_parent(&mut command)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let mut child = die_with_parent(&mut command).spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
 
         let log = Arc::new(LogBuffer::default());
         let echo = std::env::var_os("RINGCAST_TEST_LOG")
@@ -315,12 +304,7 @@ impl TestServer {
             }
             log.wait_until(Duration::from_millis(100), |t| parse_ready(t).is_some());
         };
-        TestServer {
-            child: Some(child),
-            rtmp,
-            log,
-            _config: config,
-        }
+        TestServer { child: Some(child), rtmp, log, _config: config }
     }
 
     pub fn rtmp_addr(&self) -> SocketAddr {
@@ -356,12 +340,7 @@ impl TestServer {
 
     /// Log lines that contain every one of `parts`.
     pub fn log_lines_with(&self, parts: &[&str]) -> Vec<String> {
-        self.log
-            .snapshot()
-            .lines()
-            .filter(|line| parts.iter().all(|p| line.contains(p)))
-            .map(str::to_owned)
-            .collect()
+        self.log.snapshot().lines().filter(|line| parts.iter().all(|p| line.contains(p))).map(str::to_owned).collect()
     }
 
     /// Waits until the log contains `substr`.
@@ -371,16 +350,12 @@ impl TestServer {
 
     /// Waits until the log contains `substr` at least `count` times.
     pub fn wait_for_log_count(&self, substr: &str, count: usize, timeout: Duration) -> bool {
-        self.log
-            .wait_until(timeout, |text| text.matches(substr).count() >= count)
+        self.log.wait_until(timeout, |text| text.matches(substr).count() >= count)
     }
 
     /// Waits until one log line contains every one of `parts`.
     pub fn wait_for_line_with(&self, parts: &[&str], timeout: Duration) -> bool {
-        self.log.wait_until(timeout, |text| {
-            text.lines()
-                .any(|line| parts.iter().all(|p| line.contains(p)))
-        })
+        self.log.wait_until(timeout, |text| text.lines().any(|line| parts.iter().all(|p| line.contains(p))))
     }
 
     /// SIGTERM, then waits for the exit. A server still running after `STOP_TIMEOUT` is
@@ -393,10 +368,7 @@ impl TestServer {
     pub fn stop_and_log(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("server running");
         if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "ringcast had already exited ({status}) before stop\n--- log ---\n{}",
-                self.log()
-            );
+            panic!("ringcast had already exited ({status}) before stop\n--- log ---\n{}", self.log());
         }
         signal(&child, libc::SIGTERM);
         match wait_child(&mut child, STOP_TIMEOUT) {
@@ -427,13 +399,8 @@ impl Drop for TestServer {
 fn parse_ready(log: &str) -> Option<SocketAddr> {
     log.lines().find_map(|line| {
         let after = &line[line.find("ready")?..];
-        let token = after
-            .split_whitespace()
-            .find_map(|t| t.strip_prefix("rtmp="))?;
-        token
-            .trim_matches(|c: char| c == '"' || c == ',' || c == ';')
-            .parse()
-            .ok()
+        let token = after.split_whitespace().find_map(|t| t.strip_prefix("rtmp="))?;
+        token.trim_matches(|c: char| c == '"' || c == ',' || c == ';').parse().ok()
     })
 }
 
@@ -443,12 +410,8 @@ fn parse_ready(log: &str) -> Option<SocketAddr> {
 
 /// Panics with install instructions unless `tool` (ffmpeg, ffprobe) runs.
 pub fn require_tool(tool: &str) {
-    let found = Command::new(tool)
-        .arg("-version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let found =
+        Command::new(tool).arg("-version").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
     match found {
         Ok(status) if status.success() => {}
         Ok(status) => panic!("`{tool} -version` failed ({status}); is {tool} installed correctly?"),
@@ -494,14 +457,8 @@ impl Client {
         let output = TempFile::new(program, "log");
         let file = File::create(output.path()).expect("create client log");
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup client log"))
-            .stderr(file);
-        let child = die_with_parent(&mut command)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        command.args(args).stdin(Stdio::null()).stdout(file.try_clone().expect("dup client log")).stderr(file);
+        let child = die_with_parent(&mut command).spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         Client {
             child: Some(child),
             output,
@@ -638,23 +595,12 @@ pub fn try_ffprobe_json(url: &str, timeout: Duration) -> Result<serde_json::Valu
     let rw_timeout_us = timeout.as_micros().to_string();
     let mut command = Command::new("ffprobe");
     command
-        .args([
-            "-v",
-            "error",
-            "-rw_timeout",
-            &rw_timeout_us,
-            "-show_streams",
-            "-of",
-            "json",
-            url,
-        ])
+        .args(["-v", "error", "-rw_timeout", &rw_timeout_us, "-show_streams", "-of", "json", url])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = die_with_parent(&mut command)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start ffprobe: {e}"));
+    let mut child = die_with_parent(&mut command).spawn().unwrap_or_else(|e| panic!("cannot start ffprobe: {e}"));
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
     let status = wait_child(&mut child, timeout);
@@ -678,11 +624,8 @@ pub fn try_ffprobe_json(url: &str, timeout: Duration) -> Result<serde_json::Valu
             ));
         }
     };
-    serde_json::from_str(&stdout).map_err(|e| {
-        format!(
-            "ffprobe {url} ({status}) printed no JSON ({e})\nstdout: {stdout}\nstderr: {stderr}"
-        )
-    })
+    serde_json::from_str(&stdout)
+        .map_err(|e| format!("ffprobe {url} ({status}) printed no JSON ({e})\nstdout: {stdout}\nstderr: {stderr}"))
 }
 
 /// Like [`try_ffprobe_json`], and panics with the reason (and the server log) on failure.
@@ -709,9 +652,7 @@ pub struct ProbedStream {
 
 /// The streams in ffprobe's `-show_streams` JSON; panics if the JSON has no `streams` array.
 pub fn probed_streams(json: &serde_json::Value) -> Vec<ProbedStream> {
-    let streams = json["streams"]
-        .as_array()
-        .unwrap_or_else(|| panic!("ffprobe JSON has no streams array: {json}"));
+    let streams = json["streams"].as_array().unwrap_or_else(|| panic!("ffprobe JSON has no streams array: {json}"));
     streams
         .iter()
         .map(|s| ProbedStream {
@@ -728,11 +669,7 @@ pub fn probed_streams(json: &serde_json::Value) -> Vec<ProbedStream> {
 pub fn assert_h264_aac(json: &serde_json::Value, size: (u32, u32), context: &str) {
     assert_plays_h264_aac(json, size, context);
     let streams = probed_streams(json);
-    assert_eq!(
-        streams.len(),
-        2,
-        "expected only a video and an audio stream: {streams:?}\n{context}"
-    );
+    assert_eq!(streams.len(), 2, "expected only a video and an audio stream: {streams:?}\n{context}");
 }
 
 /// Asserts ffprobe saw exactly one H.264 video stream of `size` and one AAC audio stream,
@@ -742,11 +679,7 @@ pub fn assert_plays_h264_aac(json: &serde_json::Value, size: (u32, u32), context
     let streams = probed_streams(json);
     let video: Vec<_> = streams.iter().filter(|s| s.codec_type == "video").collect();
     let audio: Vec<_> = streams.iter().filter(|s| s.codec_type == "audio").collect();
-    assert_eq!(
-        (video.len(), audio.len()),
-        (1, 1),
-        "expected one video and one audio stream: {streams:?}\n{context}"
-    );
+    assert_eq!((video.len(), audio.len()), (1, 1), "expected one video and one audio stream: {streams:?}\n{context}");
     assert_eq!(video[0].codec_name, "h264", "{streams:?}\n{context}");
     assert_eq!(
         (video[0].width, video[0].height),
@@ -762,12 +695,10 @@ pub fn assert_plays_h264_aac(json: &serde_json::Value, size: (u32, u32), context
 
 /// Connects with a bounded timeout.
 pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_nodelay(true).expect("TCP_NODELAY");
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .expect("write timeout");
+    stream.set_write_timeout(Some(Duration::from_secs(5))).expect("write timeout");
     stream
 }
 
@@ -802,30 +733,16 @@ pub fn wait_closed(stream: &mut TcpStream, timeout: Duration) -> Result<Closed, 
             return Err(received);
         }
         let slice = (deadline - now).min(Duration::from_millis(200));
-        stream
-            .set_read_timeout(Some(slice.max(Duration::from_millis(1))))
-            .expect("read timeout");
+        stream.set_read_timeout(Some(slice.max(Duration::from_millis(1)))).expect("read timeout");
         match stream.read(&mut buf) {
             Ok(0) => {
-                return Ok(Closed {
-                    after: started.elapsed(),
-                    received,
-                    reset: false,
-                });
+                return Ok(Closed { after: started.elapsed(), received, reset: false });
             }
             Ok(n) => received += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
-                return Ok(Closed {
-                    after: started.elapsed(),
-                    received,
-                    reset: true,
-                });
+                return Ok(Closed { after: started.elapsed(), received, reset: true });
             }
         }
     }
@@ -834,10 +751,7 @@ pub fn wait_closed(stream: &mut TcpStream, timeout: Duration) -> Result<Closed, 
 /// Makes `close` send a RST instead of a FIN, as a crashing client would.
 pub fn set_linger_zero(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: valid fd owned by `stream`, and a correctly sized option value.
     let rc = unsafe {
         libc::setsockopt(

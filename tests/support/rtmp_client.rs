@@ -24,12 +24,7 @@ impl RtmpClient {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&(Instant::now().elapsed().as_nanos() as u64).to_le_bytes());
         let conn = ClientConnection::new(app, &tc_url, goal, seed, 0);
-        let mut client = RtmpClient {
-            stream,
-            conn,
-            buf: vec![0; 64 * 1024],
-            pending: Default::default(),
-        };
+        let mut client = RtmpClient { stream, conn, buf: vec![0; 64 * 1024], pending: Default::default() };
         client.flush()?;
         Ok(client)
     }
@@ -60,26 +55,16 @@ impl RtmpClient {
             self.stream.set_read_timeout(Some(left))?;
             let n = match self.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "server closed the connection",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"));
                 }
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Ok(None);
                 }
                 Err(e) => return Err(e),
             };
             let input = self.buf[..n].to_vec();
-            self.conn
-                .handle_input(&input)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            self.conn.handle_input(&input).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             self.flush()?;
         }
     }
@@ -103,14 +88,7 @@ impl RtmpClient {
         };
         let media: Vec<_> = skipped
             .into_iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    ClientEvent::Audio { .. }
-                        | ClientEvent::Video { .. }
-                        | ClientEvent::Data { .. }
-                )
-            })
+            .filter(|e| matches!(e, ClientEvent::Audio { .. } | ClientEvent::Video { .. } | ClientEvent::Data { .. }))
             .collect();
         for event in media.into_iter().rev() {
             self.pending.push_front(event);
@@ -129,8 +107,7 @@ impl RtmpClient {
 pub mod media {
     pub const AVC_SEQUENCE_HEADER: &[u8] = &[
         0x17, 0x00, 0, 0, 0, // keyframe, AVC, sequence header, cts 0
-        0x01, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1F, 0x01, 0x00, 0x02,
-        0x68, 0xEE,
+        0x01, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1F, 0x01, 0x00, 0x02, 0x68, 0xEE,
     ];
     pub const AAC_SEQUENCE_HEADER: &[u8] = &[0xAF, 0x00, 0x12, 0x10];
 
@@ -152,8 +129,6 @@ pub mod media {
     /// The sequence number of a frame made by `video` or `audio`.
     pub fn seq_of(payload: &[u8]) -> Option<u32> {
         let at = if payload.first() == Some(&0xAF) { 2 } else { 5 };
-        payload
-            .get(at..at + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        payload.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }

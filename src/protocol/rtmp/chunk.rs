@@ -110,13 +110,7 @@ enum Header {
 
 impl ChunkDecoder {
     pub fn new() -> Self {
-        ChunkDecoder {
-            chunk_size: 128,
-            streams: Vec::new(),
-            state: ReadState::Header,
-            stash: Vec::new(),
-            buffered: 0,
-        }
+        ChunkDecoder { chunk_size: 128, streams: Vec::new(), state: ReadState::Header, stash: Vec::new(), buffered: 0 }
     }
 
     /// The peer's chunk size, changed by its Set Chunk Size message.
@@ -222,8 +216,7 @@ impl ChunkDecoder {
         if chunk_stream.partial.is_empty() && chunk_stream.partial.capacity() == 0 {
             // Reserve what the first few chunks need, not the declared length: a peer that
             // declares 16 MiB and sends 10 bytes must not cost 16 MiB.
-            chunk_stream.partial =
-                BytesMut::with_capacity(chunk_stream.length.min(64 * 1024) as usize);
+            chunk_stream.partial = BytesMut::with_capacity(chunk_stream.length.min(64 * 1024) as usize);
         }
         if self.buffered + remaining as usize > MAX_BUFFERED_BYTES {
             return Err(ChunkError::TooMuchBuffered);
@@ -268,10 +261,7 @@ impl ChunkDecoder {
                         None => return Err(ChunkError::TooManyChunkStreams),
                     }
                 }
-                self.streams.push(ChunkStream {
-                    csid,
-                    ..ChunkStream::default()
-                });
+                self.streams.push(ChunkStream { csid, ..ChunkStream::default() });
                 self.streams.len() - 1
             }
         };
@@ -292,11 +282,7 @@ impl ChunkDecoder {
         if fmt == 0 {
             stream_id = u32::from_le_bytes([fields[7], fields[8], fields[9], fields[10]]);
         }
-        let extended = if fmt <= 2 {
-            timestamp_field == EXTENDED_TIMESTAMP
-        } else {
-            stream.extended
-        };
+        let extended = if fmt <= 2 { timestamp_field == EXTENDED_TIMESTAMP } else { stream.extended };
         if extended {
             let Some(ext) = bytes.get(pos..pos + 4) else {
                 return Ok(Header::Incomplete);
@@ -335,10 +321,7 @@ impl ChunkDecoder {
         stream.length = length;
         stream.type_id = type_id;
         stream.stream_id = stream_id;
-        Ok(Header::Parsed {
-            len: pos,
-            stream: index,
-        })
+        Ok(Header::Parsed { len: pos, stream: index })
     }
 }
 
@@ -364,21 +347,10 @@ fn put_basic_header(out: &mut impl BufMut, fmt: u8, csid: u32) {
 
 /// Appends the format 0 header that starts a message: everything a decoder needs, relative to
 /// nothing sent before.
-pub fn put_message_header(
-    out: &mut impl BufMut,
-    csid: u32,
-    timestamp: u32,
-    length: u32,
-    type_id: u8,
-    stream_id: u32,
-) {
+pub fn put_message_header(out: &mut impl BufMut, csid: u32, timestamp: u32, length: u32, type_id: u8, stream_id: u32) {
     put_basic_header(out, 0, csid);
     let extended = timestamp >= EXTENDED_TIMESTAMP;
-    let field = if extended {
-        EXTENDED_TIMESTAMP
-    } else {
-        timestamp
-    };
+    let field = if extended { EXTENDED_TIMESTAMP } else { timestamp };
     out.put_uint(field as u64, 3);
     out.put_uint(length as u64, 3);
     out.put_u8(type_id);
@@ -411,12 +383,7 @@ pub fn put_chunked_payload(
 }
 
 /// Length of `put_chunked_payload`'s output, to size buffers exactly.
-pub fn chunked_payload_len(
-    csid: u32,
-    payload_len: usize,
-    chunk_size: u32,
-    extended: bool,
-) -> usize {
+pub fn chunked_payload_len(csid: u32, payload_len: usize, chunk_size: u32, extended: bool) -> usize {
     let pieces = payload_len.div_ceil(chunk_size.max(1) as usize);
     let basic = match csid {
         2..=63 => 1,
@@ -429,22 +396,14 @@ pub fn chunked_payload_len(
 
 /// Builds the shared, chunked form of a payload once, for every player of a packet.
 pub fn chunked_payload(csid: u32, payload: &[u8], chunk_size: u32) -> Bytes {
-    let mut out =
-        BytesMut::with_capacity(chunked_payload_len(csid, payload.len(), chunk_size, false));
+    let mut out = BytesMut::with_capacity(chunked_payload_len(csid, payload.len(), chunk_size, false));
     put_chunked_payload(&mut out, csid, payload, chunk_size, None);
     out.freeze()
 }
 
 /// Writes a whole message (header and chunked payload) to `out`.
 pub fn encode_message(out: &mut Vec<u8>, csid: u32, message: &RawMessageRef<'_>, chunk_size: u32) {
-    put_message_header(
-        out,
-        csid,
-        message.timestamp,
-        message.payload.len() as u32,
-        message.type_id,
-        message.stream_id,
-    );
+    put_message_header(out, csid, message.timestamp, message.payload.len() as u32, message.type_id, message.stream_id);
     let extended = (message.timestamp >= EXTENDED_TIMESTAMP).then_some(message.timestamp);
     put_chunked_payload(out, csid, message.payload, chunk_size, extended);
 }
@@ -475,9 +434,7 @@ mod tests {
     #[test]
     fn decodes_a_single_chunk_message_from_fixture() {
         // fmt 0, csid 3, ts 1000, len 4, type 20, stream 0, payload.
-        let bytes = [
-            0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x04, 0x14, 0, 0, 0, 0, 1, 2, 3, 4,
-        ];
+        let bytes = [0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x04, 0x14, 0, 0, 0, 0, 1, 2, 3, 4];
         let mut decoder = ChunkDecoder::new();
         let messages = decode_all(&mut decoder, &bytes);
         assert_eq!(
@@ -495,9 +452,7 @@ mod tests {
     #[test]
     fn follows_the_spec_example_of_compressed_headers() {
         // Spec 5.3.2.1: audio on csid 3, type 0 then type 2 then type 3 (deltas of 33 ms).
-        let mut bytes = vec![
-            0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x02, 0x08, 0x01, 0, 0, 0, 0xAA, 0xBB,
-        ];
+        let mut bytes = vec![0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x02, 0x08, 0x01, 0, 0, 0, 0xAA, 0xBB];
         bytes.extend([0x83, 0x00, 0x00, 0x21, 0xCC, 0xDD]); // fmt 2, delta 33
         bytes.extend([0xC3, 0xEE, 0xFF]); // fmt 3: same length, timestamp += 33
         let mut decoder = ChunkDecoder::new();
@@ -514,12 +469,7 @@ mod tests {
             for timestamp in [0u32, 40, 0x00FF_FFFE, 0x00FF_FFFF, 0x0123_4567] {
                 let payload: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
                 let mut wire = Vec::new();
-                let message = RawMessageRef {
-                    timestamp,
-                    type_id: 9,
-                    stream_id: 1,
-                    payload: &payload,
-                };
+                let message = RawMessageRef { timestamp, type_id: 9, stream_id: 1, payload: &payload };
                 encode_message(&mut wire, 6, &message, chunk_size);
                 encode_message(&mut wire, 6, &message, chunk_size);
                 for split in [1usize, 7, 17, 4096, wire.len()] {
@@ -541,13 +491,9 @@ mod tests {
 
     #[test]
     fn chunked_payload_len_matches_output() {
-        for (csid, len, size, ext) in [
-            (6, 0, 128, false),
-            (6, 1, 128, false),
-            (6, 129, 128, true),
-            (300, 9000, 100, true),
-            (70, 256, 128, false),
-        ] {
+        for (csid, len, size, ext) in
+            [(6, 0, 128, false), (6, 1, 128, false), (6, 129, 128, true), (300, 9000, 100, true), (70, 256, 128, false)]
+        {
             let payload = vec![0u8; len];
             let mut out = Vec::new();
             put_chunked_payload(&mut out, csid, &payload, size, ext.then_some(0x0100_0000));
@@ -559,12 +505,7 @@ mod tests {
     fn two_and_three_byte_chunk_stream_ids_round_trip() {
         for csid in [64u32, 319, 320, 65599] {
             let mut wire = Vec::new();
-            let message = RawMessageRef {
-                timestamp: 5,
-                type_id: 8,
-                stream_id: 1,
-                payload: &[9; 300],
-            };
+            let message = RawMessageRef { timestamp: 5, type_id: 8, stream_id: 1, payload: &[9; 300] };
             encode_message(&mut wire, csid, &message, 128);
             let messages = decode_all(&mut ChunkDecoder::new(), &wire);
             assert_eq!(messages.len(), 1);
@@ -581,9 +522,7 @@ mod tests {
 
     #[test]
     fn a_partial_header_is_not_an_error() {
-        let bytes = [
-            0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x04, 0x14, 0, 0, 0, 0, 1, 2, 3, 4,
-        ];
+        let bytes = [0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x04, 0x14, 0, 0, 0, 0, 1, 2, 3, 4];
         for cut in 0..bytes.len() {
             let mut decoder = ChunkDecoder::new();
             let (used, message) = decoder.decode(&bytes[..cut]).unwrap();
@@ -602,11 +541,7 @@ mod tests {
             // Each declares a 100-byte message and sends 1 byte of it (chunk size 1).
             decoder.set_chunk_size(1).unwrap();
             let header = [csid.min(63), 0, 0, 0, 0, 0, 100, 8, 0, 0, 0, 0, 0xAB];
-            let header = if csid >= 64 {
-                [&[0u8, csid - 64][..], &header[1..]].concat()
-            } else {
-                header.to_vec()
-            };
+            let header = if csid >= 64 { [&[0u8, csid - 64][..], &header[1..]].concat() } else { header.to_vec() };
             result = decoder.decode(&header);
             if result.is_err() {
                 break;

@@ -84,13 +84,7 @@ pub struct ClientConnection {
 
 impl ClientConnection {
     /// `tc_url` is the URL up to the app (`rtmp://host:port/live`).
-    pub fn new(
-        app: &str,
-        tc_url: &str,
-        goal: Goal,
-        seed: [u8; SEED_LEN],
-        epoch: u32,
-    ) -> ClientConnection {
+    pub fn new(app: &str, tc_url: &str, goal: Goal, seed: [u8; SEED_LEN], epoch: u32) -> ClientConnection {
         let mut handshake = ClientHandshake::new(seed, epoch, None);
         let mut transmit = Vec::new();
         handshake.poll_transmit(&mut transmit);
@@ -134,19 +128,11 @@ impl ClientConnection {
             }
             let rest = std::mem::take(buffered);
             self.handshake = None;
-            self.send_message(
-                CSID_CONTROL,
-                TYPE_SET_CHUNK_SIZE,
-                0,
-                &CLIENT_CHUNK_SIZE.to_be_bytes(),
-            );
+            self.send_message(CSID_CONTROL, TYPE_SET_CHUNK_SIZE, 0, &CLIENT_CHUNK_SIZE.to_be_bytes());
             self.out_chunk_size = CLIENT_CHUNK_SIZE;
             let object = Amf0Value::Object(vec![
                 ("app".into(), self.app.as_str().into()),
-                (
-                    "flashVer".into(),
-                    "FMLE/3.0 (compatible; ringcast-load)".into(),
-                ),
+                ("flashVer".into(), "FMLE/3.0 (compatible; ringcast-load)".into()),
                 ("tcUrl".into(), self.tc_url.as_str().into()),
                 ("type".into(), "nonprivate".into()),
                 ("fpad".into(), Amf0Value::Boolean(false)),
@@ -168,12 +154,7 @@ impl ClientConnection {
             self.bytes_in += used as u64;
             if self.ack_window > 0 && self.bytes_in - self.last_ack >= self.ack_window as u64 {
                 self.last_ack = self.bytes_in;
-                self.send_message(
-                    CSID_CONTROL,
-                    TYPE_ACKNOWLEDGEMENT,
-                    0,
-                    &(self.bytes_in as u32).to_be_bytes(),
-                );
+                self.send_message(CSID_CONTROL, TYPE_ACKNOWLEDGEMENT, 0, &(self.bytes_in as u32).to_be_bytes());
             }
             if let Some(raw) = message {
                 self.handle_message(Message::parse(raw)?);
@@ -189,29 +170,18 @@ impl ClientConnection {
                 let _ = self.decoder.set_chunk_size(size);
             }
             Message::WindowAckSize(size) => self.ack_window = size,
-            Message::UserControl {
-                event: USER_PING_REQUEST,
-                data,
-            } => {
+            Message::UserControl { event: USER_PING_REQUEST, data } => {
                 let mut reply = USER_PING_RESPONSE.to_be_bytes().to_vec();
                 reply.extend_from_slice(&data);
                 self.send_message(CSID_CONTROL, TYPE_USER_CONTROL, 0, &reply);
             }
-            Message::Audio {
-                timestamp, payload, ..
-            } => self
-                .events
-                .push_back(ClientEvent::Audio { timestamp, payload }),
-            Message::Video {
-                timestamp, payload, ..
-            } => self
-                .events
-                .push_back(ClientEvent::Video { timestamp, payload }),
-            Message::Data {
-                timestamp, payload, ..
-            } => self
-                .events
-                .push_back(ClientEvent::Data { timestamp, payload }),
+            Message::Audio { timestamp, payload, .. } => {
+                self.events.push_back(ClientEvent::Audio { timestamp, payload })
+            }
+            Message::Video { timestamp, payload, .. } => {
+                self.events.push_back(ClientEvent::Video { timestamp, payload })
+            }
+            Message::Data { timestamp, payload, .. } => self.events.push_back(ClientEvent::Data { timestamp, payload }),
             Message::Command(command) => self.handle_command(command),
             _ => {}
         }
@@ -219,12 +189,8 @@ impl ClientConnection {
 
     fn handle_command(&mut self, command: Command) {
         let info = command.args.first();
-        let field = |name: &str| {
-            info.and_then(|i| i.get(name))
-                .and_then(Amf0Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let field =
+            |name: &str| info.and_then(|i| i.get(name)).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
         match command.name.as_str() {
             "_result" if command.transaction_id == TID_CONNECT => {
                 self.events.push_back(ClientEvent::Connected);
@@ -242,28 +208,17 @@ impl ClientConnection {
             "_result" if command.transaction_id == TID_CREATE_STREAM => {
                 let stream_id = command.arg_f64(0).unwrap_or(1.0) as u32;
                 self.stream_id = stream_id;
-                self.events
-                    .push_back(ClientEvent::StreamCreated { stream_id });
+                self.events.push_back(ClientEvent::StreamCreated { stream_id });
                 match self.goal.clone() {
                     Goal::Play(name) => {
-                        self.send_command(
-                            stream_id,
-                            "play",
-                            0.0,
-                            &[name.as_str().into(), Amf0Value::Number(-1000.0)],
-                        );
+                        self.send_command(stream_id, "play", 0.0, &[name.as_str().into(), Amf0Value::Number(-1000.0)]);
                         let mut buffer = USER_SET_BUFFER_LENGTH.to_be_bytes().to_vec();
                         buffer.extend_from_slice(&stream_id.to_be_bytes());
                         buffer.extend_from_slice(&3000u32.to_be_bytes());
                         self.send_message(CSID_CONTROL, TYPE_USER_CONTROL, 0, &buffer);
                     }
                     Goal::Publish(name) => {
-                        self.send_command(
-                            stream_id,
-                            "publish",
-                            5.0,
-                            &[name.as_str().into(), "live".into()],
-                        );
+                        self.send_command(stream_id, "publish", 5.0, &[name.as_str().into(), "live".into()]);
                     }
                     Goal::Connect => {}
                 }
@@ -299,13 +254,7 @@ impl ClientConnection {
         self.send_timed(csid, type_id, self.stream_id, timestamp, payload);
     }
 
-    fn send_command(
-        &mut self,
-        stream_id: u32,
-        name: &str,
-        transaction_id: f64,
-        args: &[Amf0Value],
-    ) {
+    fn send_command(&mut self, stream_id: u32, name: &str, transaction_id: f64, args: &[Amf0Value]) {
         let mut values = Vec::with_capacity(args.len() + 1);
         if name != "connect" {
             values.push(Amf0Value::Null);
@@ -319,20 +268,8 @@ impl ClientConnection {
         self.send_timed(csid, type_id, stream_id, 0, payload);
     }
 
-    fn send_timed(
-        &mut self,
-        csid: u32,
-        type_id: u8,
-        stream_id: u32,
-        timestamp: u32,
-        payload: &[u8],
-    ) {
-        let message = RawMessageRef {
-            timestamp,
-            type_id,
-            stream_id,
-            payload,
-        };
+    fn send_timed(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, payload: &[u8]) {
+        let message = RawMessageRef { timestamp, type_id, stream_id, payload };
         chunk::encode_message(&mut self.transmit, csid, &message, self.out_chunk_size);
     }
 }

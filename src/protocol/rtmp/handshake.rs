@@ -79,8 +79,8 @@ const PLAYER_KEY_TEXT: &[u8] = b"Genuine Adobe Flash Player 001";
 const SERVER_KEY_TEXT: &[u8] = b"Genuine Adobe Flash Media Server 001";
 /// Appended to either text to make the full key that signs S2 and C2.
 const KEY_TAIL: [u8; 32] = [
-    0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68, 0xbe, 0xe8, 0x2e, 0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57,
-    0x6e, 0xec, 0x5d, 0x2d, 0x29, 0x80, 0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae,
+    0xf0, 0xee, 0xc2, 0x4a, 0x80, 0x68, 0xbe, 0xe8, 0x2e, 0x00, 0xd0, 0xd1, 0x02, 0x9e, 0x7e, 0x57, 0x6e, 0xec, 0x5d,
+    0x2d, 0x29, 0x80, 0x6f, 0xab, 0x93, 0xb8, 0xe6, 0x36, 0xcf, 0xeb, 0x31, 0xae,
 ];
 
 /// S1's version field in the digest form. ffmpeg checks S1's digest (when playing) only if the
@@ -176,35 +176,22 @@ fn mac_around(key_parts: &[&[u8]], packet: &[u8; PACKET_LEN], pos: usize) -> Hma
 }
 
 /// Finds a digest keyed with `key_text` under either scheme.
-fn find_digest(
-    packet: &[u8; PACKET_LEN],
-    key_text: &[u8],
-) -> Option<(DigestScheme, [u8; DIGEST_LEN])> {
+fn find_digest(packet: &[u8; PACKET_LEN], key_text: &[u8]) -> Option<(DigestScheme, [u8; DIGEST_LEN])> {
     DigestScheme::ALL.into_iter().find_map(|scheme| {
         let pos = scheme.digest_pos(packet);
         let claimed = &packet[pos..pos + DIGEST_LEN];
-        mac_around(&[key_text], packet, pos)
-            .verify_slice(claimed)
-            .is_ok()
-            .then(|| {
-                let mut digest = [0u8; DIGEST_LEN];
-                digest.copy_from_slice(claimed);
-                (scheme, digest)
-            })
+        mac_around(&[key_text], packet, pos).verify_slice(claimed).is_ok().then(|| {
+            let mut digest = [0u8; DIGEST_LEN];
+            digest.copy_from_slice(claimed);
+            (scheme, digest)
+        })
     })
 }
 
 /// Writes the digest into a C1/S1 whose other bytes are final; returns it.
-fn imprint_digest(
-    packet: &mut [u8; PACKET_LEN],
-    scheme: DigestScheme,
-    key_text: &[u8],
-) -> [u8; DIGEST_LEN] {
+fn imprint_digest(packet: &mut [u8; PACKET_LEN], scheme: DigestScheme, key_text: &[u8]) -> [u8; DIGEST_LEN] {
     let pos = scheme.digest_pos(packet);
-    let digest: [u8; DIGEST_LEN] = mac_around(&[key_text], packet, pos)
-        .finalize()
-        .into_bytes()
-        .into();
+    let digest: [u8; DIGEST_LEN] = mac_around(&[key_text], packet, pos).finalize().into_bytes().into();
     packet[pos..pos + DIGEST_LEN].copy_from_slice(&digest);
     digest
 }
@@ -215,22 +202,16 @@ fn response_signature(
     signer_key_text: &[u8],
     peer_digest: &[u8; DIGEST_LEN],
 ) -> Hmac<Sha256> {
-    let key: [u8; DIGEST_LEN] = hmac_sha256(&[signer_key_text, &KEY_TAIL])
-        .chain_update(peer_digest)
-        .finalize()
-        .into_bytes()
-        .into();
+    let key: [u8; DIGEST_LEN] =
+        hmac_sha256(&[signer_key_text, &KEY_TAIL]).chain_update(peer_digest).finalize().into_bytes().into();
     hmac_sha256(&[&key]).chain_update(&packet[..SIGNATURE_AT])
 }
 
 /// Fills `out` with bytes derived from the caller's seed (SHA-256 in counter mode).
 fn fill_random(seed: &[u8; SEED_LEN], label: u8, out: &mut [u8]) {
     for (counter, chunk) in (0u32..).zip(out.chunks_mut(DIGEST_LEN)) {
-        let block = Sha256::new()
-            .chain_update(seed)
-            .chain_update([label])
-            .chain_update(counter.to_be_bytes())
-            .finalize();
+        let block =
+            Sha256::new().chain_update(seed).chain_update([label]).chain_update(counter.to_be_bytes()).finalize();
         chunk.copy_from_slice(&block[..chunk.len()]);
     }
 }
@@ -252,9 +233,7 @@ fn new_signed_response(
 ) -> [u8; PACKET_LEN] {
     let mut packet = [0u8; PACKET_LEN];
     fill_random(seed, label, &mut packet[..SIGNATURE_AT]);
-    let signature = response_signature(&packet, signer_key_text, peer_digest)
-        .finalize()
-        .into_bytes();
+    let signature = response_signature(&packet, signer_key_text, peer_digest).finalize().into_bytes();
     packet[SIGNATURE_AT..].copy_from_slice(&signature);
     packet
 }
@@ -288,11 +267,7 @@ impl ServerHandshake {
     /// `seed`: 32 random bytes (see the module doc); `epoch`: S1's `time` field, the
     /// timestamp base of the server's chunk streams (0 is fine).
     pub fn new(seed: [u8; SEED_LEN], epoch: u32) -> Self {
-        Self {
-            state: ServerState::AwaitC0C1 { seed, epoch },
-            kind: HandshakeKind::Simple,
-            pending: Vec::new(),
-        }
+        Self { state: ServerState::AwaitC0C1 { seed, epoch }, kind: HandshakeKind::Simple, pending: Vec::new() }
     }
 
     /// Consumes whole handshake pieces from the front of `input` (C0+C1, then C2) and returns
@@ -360,12 +335,7 @@ impl ServerHandshake {
                 s1[4..8].copy_from_slice(&SERVER_VERSION);
                 imprint_digest(&mut s1, scheme, SERVER_KEY_TEXT);
                 reply.extend_from_slice(&s1);
-                reply.extend_from_slice(&new_signed_response(
-                    seed,
-                    LABEL_S2,
-                    SERVER_KEY_TEXT,
-                    &c1_digest,
-                ));
+                reply.extend_from_slice(&new_signed_response(seed, LABEL_S2, SERVER_KEY_TEXT, &c1_digest));
                 self.kind = HandshakeKind::Digest { scheme };
             }
             None => {
@@ -389,15 +359,8 @@ pub struct ClientHandshake {
 
 #[derive(Debug)]
 enum ClientState {
-    Start {
-        seed: [u8; SEED_LEN],
-        epoch: u32,
-        digest: Option<DigestScheme>,
-    },
-    AwaitS0S1S2 {
-        seed: [u8; SEED_LEN],
-        c1_digest: Option<[u8; DIGEST_LEN]>,
-    },
+    Start { seed: [u8; SEED_LEN], epoch: u32, digest: Option<DigestScheme> },
+    AwaitS0S1S2 { seed: [u8; SEED_LEN], c1_digest: Option<[u8; DIGEST_LEN]> },
     Done,
     Failed(HandshakeError),
 }
@@ -405,25 +368,12 @@ enum ClientState {
 impl ClientHandshake {
     /// `digest`: `None` for the simple form, or the scheme to hide C1's digest with.
     pub fn new(seed: [u8; SEED_LEN], epoch: u32, digest: Option<DigestScheme>) -> Self {
-        Self {
-            state: ClientState::Start {
-                seed,
-                epoch,
-                digest,
-            },
-            kind: HandshakeKind::Simple,
-            pending: Vec::new(),
-        }
+        Self { state: ClientState::Start { seed, epoch, digest }, kind: HandshakeKind::Simple, pending: Vec::new() }
     }
 
     /// First call: appends C0+C1. After S0+S1+S2 were read: appends C2.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        if let ClientState::Start {
-            seed,
-            epoch,
-            digest,
-        } = self.state
-        {
+        if let ClientState::Start { seed, epoch, digest } = self.state {
             let mut c1 = new_challenge(&seed, LABEL_C1, epoch);
             let c1_digest = digest.map(|scheme| {
                 c1[4..8].copy_from_slice(&CLIENT_VERSION);
@@ -459,14 +409,10 @@ impl ClientHandshake {
         // A server that answers a digest C1 in the simple form is common and fine (the
         // digest only matters to Flash), so only a server that shows a valid S1 digest is
         // held to signing S2; a simple C1 may be answered any way at all.
-        let server_digest =
-            c1_digest.and_then(|ours| find_digest(s1, SERVER_KEY_TEXT).map(|found| (ours, found)));
+        let server_digest = c1_digest.and_then(|ours| find_digest(s1, SERVER_KEY_TEXT).map(|found| (ours, found)));
         let c2 = match server_digest {
             Some((ours, (scheme, s1_digest))) => {
-                if response_signature(s2, SERVER_KEY_TEXT, &ours)
-                    .verify_slice(&s2[SIGNATURE_AT..])
-                    .is_err()
-                {
+                if response_signature(s2, SERVER_KEY_TEXT, &ours).verify_slice(&s2[SIGNATURE_AT..]).is_err() {
                     return Err(self.fail(HandshakeError::ServerSignature));
                 }
                 self.kind = HandshakeKind::Digest { scheme };
@@ -527,10 +473,7 @@ mod tests {
     /// Reference digest check: the offset computed by hand for the named scheme, the MAC
     /// over the bytes around it. Returns the digest when it verifies.
     fn reference_digest(packet: &[u8], offset_bytes_at: usize, key: &[u8]) -> Option<[u8; 32]> {
-        let offset_sum: usize = packet[offset_bytes_at..offset_bytes_at + 4]
-            .iter()
-            .map(|&b| b as usize)
-            .sum();
+        let offset_sum: usize = packet[offset_bytes_at..offset_bytes_at + 4].iter().map(|&b| b as usize).sum();
         let pos = offset_sum % 728 + offset_bytes_at + 4;
         let expected = reference_hmac(key, &[&packet[..pos], &packet[pos + 32..]]);
         (packet[pos..pos + 32] == expected).then_some(expected)
@@ -544,10 +487,7 @@ mod tests {
 
     /// Runs client and server against each other in memory, delivering everything the other
     /// side has sent at each step; returns (C0C1, S0S1S2, C2).
-    fn run(
-        client: &mut ClientHandshake,
-        server: &mut ServerHandshake,
-    ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    fn run(client: &mut ClientHandshake, server: &mut ServerHandshake) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let mut c0c1 = Vec::new();
         client.poll_transmit(&mut c0c1);
         assert_eq!(c0c1.len(), C0C1_LEN);
@@ -582,11 +522,7 @@ mod tests {
         assert_eq!(&s1[4..8], &[0; 4], "simple S1 has a zero field");
         assert_eq!(s2, &c0c1[1..], "S2 echoes C1 whole");
         assert_eq!(c2, s1, "C2 echoes S1 whole");
-        assert_ne!(
-            &s1[8..],
-            &c0c1[9..],
-            "the two sides drew different random fields"
-        );
+        assert_ne!(&s1[8..], &c0c1[9..], "the two sides drew different random fields");
     }
 
     fn digest_handshake(scheme: DigestScheme, offset_bytes_at: usize) {
@@ -605,16 +541,10 @@ mod tests {
 
         let (s1, s2) = s0s1s2[1..].split_at(PACKET_LEN);
         assert!(s1[4] >= 3, "a version ffmpeg bothers to verify");
-        let s1_digest = reference_digest(s1, offset_bytes_at, &FMS_FULL_KEY[..36])
-            .expect("S1 digest, in the client's scheme");
-        assert!(
-            reference_response_ok(s2, FMS_FULL_KEY, &c1_digest),
-            "S2 signature"
-        );
-        assert!(
-            reference_response_ok(&c2, FP_FULL_KEY, &s1_digest),
-            "C2 signature"
-        );
+        let s1_digest =
+            reference_digest(s1, offset_bytes_at, &FMS_FULL_KEY[..36]).expect("S1 digest, in the client's scheme");
+        assert!(reference_response_ok(s2, FMS_FULL_KEY, &c1_digest), "S2 signature");
+        assert!(reference_response_ok(&c2, FP_FULL_KEY, &s1_digest), "C2 signature");
     }
 
     #[test]
@@ -635,39 +565,22 @@ mod tests {
             (&[PLAYER_KEY_TEXT, &KEY_TAIL[..]][..], &FP_FULL_KEY[..]),
             (&[SERVER_KEY_TEXT][..], &FMS_FULL_KEY[..36]),
         ] {
-            let ours: [u8; 32] = hmac_sha256(parts)
-                .chain_update(b"abc")
-                .finalize()
-                .into_bytes()
-                .into();
+            let ours: [u8; 32] = hmac_sha256(parts).chain_update(b"abc").finalize().into_bytes().into();
             assert_eq!(ours, reference_hmac(whole, &[b"abc"]));
         }
     }
 
     #[test]
     fn ffmpeg_c0c1_is_digest_scheme0() {
-        assert_eq!(
-            &FFMPEG_C0C1[5..9],
-            &[9, 0, 124, 2],
-            "ffmpeg's Flash Player version"
-        );
+        assert_eq!(&FFMPEG_C0C1[5..9], &[9, 0, 124, 2], "ffmpeg's Flash Player version");
         let mut server = ServerHandshake::new(seed(5), 0);
         assert_eq!(server.handle_input(FFMPEG_C0C1), Ok(C0C1_LEN));
-        assert_eq!(
-            server.kind(),
-            HandshakeKind::Digest {
-                scheme: DigestScheme::Scheme0
-            }
-        );
+        assert_eq!(server.kind(), HandshakeKind::Digest { scheme: DigestScheme::Scheme0 });
         let mut reply = Vec::new();
         server.poll_transmit(&mut reply);
         let c1_digest = reference_digest(&FFMPEG_C0C1[1..], 8, &FP_FULL_KEY[..30]).expect("digest");
         assert!(reference_digest(&reply[1..1537], 8, &FMS_FULL_KEY[..36]).is_some());
-        assert!(reference_response_ok(
-            &reply[1537..],
-            FMS_FULL_KEY,
-            &c1_digest
-        ));
+        assert!(reference_response_ok(&reply[1537..], FMS_FULL_KEY, &c1_digest));
     }
 
     #[test]
@@ -709,15 +622,8 @@ mod tests {
         buf.clear();
         server.poll_transmit(&mut buf);
         buf[S0S1S2_LEN - 1] ^= 0x80;
-        assert_eq!(
-            client.handle_input(&buf),
-            Err(HandshakeError::ServerSignature)
-        );
-        assert_eq!(
-            client.handle_input(&buf),
-            Err(HandshakeError::ServerSignature),
-            "sticky"
-        );
+        assert_eq!(client.handle_input(&buf), Err(HandshakeError::ServerSignature));
+        assert_eq!(client.handle_input(&buf), Err(HandshakeError::ServerSignature), "sticky");
         assert!(!client.is_done());
     }
 
@@ -770,12 +676,7 @@ mod tests {
             buffered.drain(..n);
         }
         assert!(server.is_done());
-        assert_eq!(
-            server.kind(),
-            HandshakeKind::Digest {
-                scheme: DigestScheme::Scheme1
-            }
-        );
+        assert_eq!(server.kind(), HandshakeKind::Digest { scheme: DigestScheme::Scheme1 });
     }
 
     #[test]
@@ -800,23 +701,13 @@ mod tests {
     #[test]
     fn http_on_the_rtmp_port_is_rejected_at_once() {
         let mut server = ServerHandshake::new(seed(15), 0);
-        assert_eq!(
-            server.handle_input(b"G"),
-            Err(HandshakeError::Version(0x47))
-        );
-        assert_eq!(
-            server.handle_input(b"GET / HTTP/1.1\r\n"),
-            Err(HandshakeError::Version(b'G')),
-            "sticky"
-        );
+        assert_eq!(server.handle_input(b"G"), Err(HandshakeError::Version(0x47)));
+        assert_eq!(server.handle_input(b"GET / HTTP/1.1\r\n"), Err(HandshakeError::Version(b'G')), "sticky");
         let mut out = Vec::new();
         server.poll_transmit(&mut out);
         assert!(out.is_empty());
         assert!(!server.is_done());
-        assert_eq!(
-            HandshakeError::Version(b'G').to_string(),
-            "unsupported RTMP version 71 (expected 3)"
-        );
+        assert_eq!(HandshakeError::Version(b'G').to_string(), "unsupported RTMP version 71 (expected 3)");
     }
 
     #[test]
@@ -843,11 +734,7 @@ mod tests {
             assert_eq!(server.handle_input(&vec![0; len]), Ok(0));
         }
         let mut client = ClientHandshake::new(seed(19), 0, None);
-        assert_eq!(
-            client.handle_input(&[3; 10]),
-            Ok(0),
-            "nothing expected before C0C1"
-        );
+        assert_eq!(client.handle_input(&[3; 10]), Ok(0), "nothing expected before C0C1");
         client.poll_transmit(&mut Vec::new());
         let mut reply = vec![3u8];
         reply.resize(S0S1S2_LEN, 0x11);
@@ -886,11 +773,7 @@ mod tests {
                     server.poll_transmit(&mut out);
                     let _ = server.handle_input(input.get(n..).unwrap_or_default());
                 }
-                for digest in [
-                    None,
-                    Some(DigestScheme::Scheme0),
-                    Some(DigestScheme::Scheme1),
-                ] {
+                for digest in [None, Some(DigestScheme::Scheme0), Some(DigestScheme::Scheme1)] {
                     let mut client = ClientHandshake::new(seed(21), 0, digest);
                     client.poll_transmit(&mut out);
                     if let Ok(n) = client.handle_input(&input) {
@@ -904,11 +787,7 @@ mod tests {
 
     #[test]
     fn state_is_small_and_freed_when_done() {
-        assert!(
-            size_of::<ServerHandshake>() <= 80,
-            "{}",
-            size_of::<ServerHandshake>()
-        );
+        assert!(size_of::<ServerHandshake>() <= 80, "{}", size_of::<ServerHandshake>());
         let mut server = ServerHandshake::new(seed(22), 0);
         server.handle_input(FFMPEG_C0C1).expect("C0C1");
         server.poll_transmit(&mut Vec::new());

@@ -38,10 +38,7 @@ pub enum MessageError {
     #[error("{name} message too short ({len} bytes)")]
     TooShort { name: &'static str, len: usize },
     #[error("malformed AMF in {context}: {source}")]
-    Amf {
-        context: &'static str,
-        source: Amf0Error,
-    },
+    Amf { context: &'static str, source: Amf0Error },
     #[error("command message without a name")]
     CommandWithoutName,
 }
@@ -112,91 +109,46 @@ impl Command {
 fn be_u32(name: &'static str, payload: &Bytes) -> Result<u32, MessageError> {
     match payload.get(..4) {
         Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        None => Err(MessageError::TooShort {
-            name,
-            len: payload.len(),
-        }),
+        None => Err(MessageError::TooShort { name, len: payload.len() }),
     }
 }
 
 impl Message {
     pub fn parse(raw: RawMessage) -> Result<Message, MessageError> {
-        let RawMessage {
-            timestamp,
-            type_id,
-            stream_id,
-            payload,
-            ..
-        } = raw;
+        let RawMessage { timestamp, type_id, stream_id, payload, .. } = raw;
         Ok(match type_id {
-            TYPE_SET_CHUNK_SIZE => {
-                Message::SetChunkSize(be_u32("set chunk size", &payload)? & 0x7FFF_FFFF)
-            }
-            TYPE_ABORT => Message::Abort {
-                csid: be_u32("abort", &payload)?,
-            },
-            TYPE_ACKNOWLEDGEMENT => Message::Acknowledgement {
-                sequence: be_u32("acknowledgement", &payload)?,
-            },
+            TYPE_SET_CHUNK_SIZE => Message::SetChunkSize(be_u32("set chunk size", &payload)? & 0x7FFF_FFFF),
+            TYPE_ABORT => Message::Abort { csid: be_u32("abort", &payload)? },
+            TYPE_ACKNOWLEDGEMENT => Message::Acknowledgement { sequence: be_u32("acknowledgement", &payload)? },
             TYPE_WINDOW_ACK_SIZE => Message::WindowAckSize(be_u32("window ack size", &payload)?),
             TYPE_SET_PEER_BANDWIDTH => {
                 let size = be_u32("set peer bandwidth", &payload)?;
                 // The limit type is often omitted by lax encoders; default to dynamic (2).
-                Message::SetPeerBandwidth {
-                    size,
-                    limit: payload.get(4).copied().unwrap_or(2),
-                }
+                Message::SetPeerBandwidth { size, limit: payload.get(4).copied().unwrap_or(2) }
             }
             TYPE_USER_CONTROL => {
                 if payload.len() < 2 {
-                    return Err(MessageError::TooShort {
-                        name: "user control",
-                        len: payload.len(),
-                    });
+                    return Err(MessageError::TooShort { name: "user control", len: payload.len() });
                 }
                 let mut data = payload;
                 let event = data.get_u16();
                 Message::UserControl { event, data }
             }
-            TYPE_AUDIO => Message::Audio {
-                timestamp,
-                stream_id,
-                payload,
-            },
-            TYPE_VIDEO => Message::Video {
-                timestamp,
-                stream_id,
-                payload,
-            },
+            TYPE_AUDIO => Message::Audio { timestamp, stream_id, payload },
+            TYPE_VIDEO => Message::Video { timestamp, stream_id, payload },
             TYPE_DATA_AMF0 | TYPE_DATA_AMF3 => {
                 // AMF3 data messages from Flash start with a format byte, then AMF0 values.
-                let payload = if type_id == TYPE_DATA_AMF3 && !payload.is_empty() {
-                    payload.slice(1..)
-                } else {
-                    payload
-                };
-                let values = amf0::decode_all(&payload).map_err(|source| MessageError::Amf {
-                    context: "data message",
-                    source,
-                })?;
-                Message::Data {
-                    timestamp,
-                    stream_id,
-                    values,
-                    payload,
-                }
+                let payload =
+                    if type_id == TYPE_DATA_AMF3 && !payload.is_empty() { payload.slice(1..) } else { payload };
+                let values = amf0::decode_all(&payload)
+                    .map_err(|source| MessageError::Amf { context: "data message", source })?;
+                Message::Data { timestamp, stream_id, values, payload }
             }
             TYPE_COMMAND_AMF0 | TYPE_COMMAND_AMF3 => {
-                let body = if type_id == TYPE_COMMAND_AMF3 && !payload.is_empty() {
-                    &payload[1..]
-                } else {
-                    &payload[..]
-                };
+                let body =
+                    if type_id == TYPE_COMMAND_AMF3 && !payload.is_empty() { &payload[1..] } else { &payload[..] };
                 let mut values = amf0::decode_all(body)
-                    .map_err(|source| MessageError::Amf {
-                        context: "command",
-                        source,
-                    })?
+                    .map_err(|source| MessageError::Amf { context: "command", source })?
                     .into_iter();
                 let name = match values.next() {
                     Some(Amf0Value::String(name)) => name,
@@ -204,13 +156,7 @@ impl Message {
                 };
                 let transaction_id = values.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
                 let object = values.next().unwrap_or(Amf0Value::Null);
-                Message::Command(Command {
-                    stream_id,
-                    name,
-                    transaction_id,
-                    object,
-                    args: values.collect(),
-                })
+                Message::Command(Command { stream_id, name, transaction_id, object, args: values.collect() })
             }
             other => Message::Other { type_id: other },
         })
@@ -233,60 +179,32 @@ mod tests {
     use super::*;
 
     fn raw(type_id: u8, payload: &[u8]) -> RawMessage {
-        RawMessage {
-            csid: 3,
-            timestamp: 7,
-            type_id,
-            stream_id: 1,
-            payload: Bytes::copy_from_slice(payload),
-        }
+        RawMessage { csid: 3, timestamp: 7, type_id, stream_id: 1, payload: Bytes::copy_from_slice(payload) }
     }
 
     #[test]
     fn parses_control_messages_from_bytes() {
-        assert_eq!(
-            Message::parse(raw(1, &[0, 0, 0x10, 0])).unwrap(),
-            Message::SetChunkSize(4096)
-        );
-        assert_eq!(
-            Message::parse(raw(5, &[0, 0x4C, 0x4B, 0x40])).unwrap(),
-            Message::WindowAckSize(5_000_000)
-        );
+        assert_eq!(Message::parse(raw(1, &[0, 0, 0x10, 0])).unwrap(), Message::SetChunkSize(4096));
+        assert_eq!(Message::parse(raw(5, &[0, 0x4C, 0x4B, 0x40])).unwrap(), Message::WindowAckSize(5_000_000));
         assert_eq!(
             Message::parse(raw(6, &[0, 0x4C, 0x4B, 0x40, 2])).unwrap(),
-            Message::SetPeerBandwidth {
-                size: 5_000_000,
-                limit: 2
-            }
+            Message::SetPeerBandwidth { size: 5_000_000, limit: 2 }
         );
         assert_eq!(
             Message::parse(raw(4, &[0, 6, 0, 0, 0, 9])).unwrap(),
-            Message::UserControl {
-                event: USER_PING_REQUEST,
-                data: Bytes::from_static(&[0, 0, 0, 9])
-            }
+            Message::UserControl { event: USER_PING_REQUEST, data: Bytes::from_static(&[0, 0, 0, 9]) }
         );
     }
 
     #[test]
     fn short_control_messages_are_errors() {
-        assert!(matches!(
-            Message::parse(raw(1, &[0, 0])),
-            Err(MessageError::TooShort { .. })
-        ));
-        assert!(matches!(
-            Message::parse(raw(4, &[0])),
-            Err(MessageError::TooShort { .. })
-        ));
+        assert!(matches!(Message::parse(raw(1, &[0, 0])), Err(MessageError::TooShort { .. })));
+        assert!(matches!(Message::parse(raw(4, &[0])), Err(MessageError::TooShort { .. })));
     }
 
     #[test]
     fn parses_a_command_round_trip() {
-        let payload = command_payload(
-            "publish",
-            5.0,
-            &[Amf0Value::Null, "cam1?token=x".into(), "live".into()],
-        );
+        let payload = command_payload("publish", 5.0, &[Amf0Value::Null, "cam1?token=x".into(), "live".into()]);
         let Message::Command(command) = Message::parse(raw(20, &payload)).unwrap() else {
             panic!("not a command");
         };
@@ -311,9 +229,6 @@ mod tests {
     fn command_without_name_is_an_error() {
         let mut payload = Vec::new();
         amf0::encode(&Amf0Value::Number(1.0), &mut payload);
-        assert_eq!(
-            Message::parse(raw(20, &payload)).unwrap_err(),
-            MessageError::CommandWithoutName
-        );
+        assert_eq!(Message::parse(raw(20, &payload)).unwrap_err(), MessageError::CommandWithoutName);
     }
 }

@@ -56,10 +56,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings {
-            chunk_size: 4096,
-            window_ack_size: 2_500_000,
-        }
+        ServerSettings { chunk_size: 4096, window_ack_size: 2_500_000 }
     }
 }
 
@@ -139,18 +136,9 @@ pub enum Event {
 /// The request a pending decision is about; it says which reply to send.
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
-    Connect {
-        transaction_id: f64,
-    },
-    Publish {
-        stream_id: u32,
-        name: String,
-    },
-    Play {
-        stream_id: u32,
-        name: String,
-        reset: bool,
-    },
+    Connect { transaction_id: f64 },
+    Publish { stream_id: u32, name: String },
+    Play { stream_id: u32, name: String, reset: bool },
 }
 
 /// Why a request was refused; chooses the status code the client sees.
@@ -206,10 +194,7 @@ impl ServerConnection {
     pub fn new(settings: ServerSettings, seed: [u8; SEED_LEN], epoch: u32) -> Self {
         ServerConnection {
             settings,
-            handshake: Some(Box::new(Handshaking {
-                handshake: ServerHandshake::new(seed, epoch),
-                input: Vec::new(),
-            })),
+            handshake: Some(Box::new(Handshaking { handshake: ServerHandshake::new(seed, epoch), input: Vec::new() })),
             decoder: ChunkDecoder::new(),
             transmit: Vec::new(),
             events: VecDeque::new(),
@@ -327,9 +312,7 @@ impl ServerConnection {
             Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             Message::Abort { csid } => self.decoder.abort(csid),
             Message::WindowAckSize(size) => self.ack_window = size,
-            Message::Acknowledgement { .. }
-            | Message::SetPeerBandwidth { .. }
-            | Message::Other { .. } => {}
+            Message::Acknowledgement { .. } | Message::SetPeerBandwidth { .. } | Message::Other { .. } => {}
             Message::UserControl { event, data } => {
                 if event == USER_PING_REQUEST {
                     let mut reply = USER_PING_RESPONSE.to_be_bytes().to_vec();
@@ -337,30 +320,17 @@ impl ServerConnection {
                     self.send_control(TYPE_USER_CONTROL, &reply);
                 }
             }
-            Message::Audio {
-                timestamp,
-                stream_id,
-                payload,
-            } => {
+            Message::Audio { timestamp, stream_id, payload } => {
                 if self.is_publishing(stream_id) {
                     self.events.push_back(Event::Audio { timestamp, payload });
                 }
             }
-            Message::Video {
-                timestamp,
-                stream_id,
-                payload,
-            } => {
+            Message::Video { timestamp, stream_id, payload } => {
                 if self.is_publishing(stream_id) {
                     self.events.push_back(Event::Video { timestamp, payload });
                 }
             }
-            Message::Data {
-                timestamp,
-                stream_id,
-                values,
-                payload,
-            } => {
+            Message::Data { timestamp, stream_id, values, payload } => {
                 if self.is_publishing(stream_id) {
                     self.handle_data(timestamp, values, payload);
                 }
@@ -386,19 +356,11 @@ impl ServerConnection {
                 amf0::encode(value, &mut body);
             }
             let metadata = values.get(1).and_then(Amf0Value::as_str) == Some("onMetaData");
-            self.events.push_back(Event::Data {
-                timestamp,
-                payload: Bytes::from(body),
-                metadata,
-            });
+            self.events.push_back(Event::Data { timestamp, payload: Bytes::from(body), metadata });
         } else if first == Some("@clearDataFrame") {
         } else {
             let metadata = first == Some("onMetaData");
-            self.events.push_back(Event::Data {
-                timestamp,
-                payload,
-                metadata,
-            });
+            self.events.push_back(Event::Data { timestamp, payload, metadata });
         }
     }
 
@@ -406,14 +368,8 @@ impl ServerConnection {
         let tid = command.transaction_id;
         match command.name.as_str() {
             "connect" => {
-                let field = |name: &str| {
-                    command
-                        .object
-                        .get(name)
-                        .and_then(Amf0Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
-                };
+                let field =
+                    |name: &str| command.object.get(name).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
                 let (app, mut args) = split_query(&field("app"));
                 let tc_url = field("tcUrl");
                 if args.is_empty() {
@@ -422,11 +378,7 @@ impl ServerConnection {
                         args = parse_query(query);
                     }
                 }
-                let object_encoding = command
-                    .object
-                    .get("objectEncoding")
-                    .and_then(Amf0Value::as_f64)
-                    .unwrap_or(0.0);
+                let object_encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
                 let info = ConnectInfo {
                     app,
                     tc_url,
@@ -436,42 +388,26 @@ impl ServerConnection {
                     object_encoding,
                     args,
                 };
-                self.pending = Some(Pending::Connect {
-                    transaction_id: tid,
-                });
+                self.pending = Some(Pending::Connect { transaction_id: tid });
                 self.events.push_back(Event::Connect(info));
             }
             _ if !self.connected => return Err(Error::NotConnected("command")),
-            "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength"
-            | "checkBandwidth" | "_checkbw" => {
+            "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength" | "checkBandwidth" | "_checkbw" => {
                 if command.name == "FCPublish" {
                     let name = command.arg_str(0).unwrap_or_default().to_owned();
-                    let status = status_object(
-                        "status",
-                        "NetStream.Publish.Start",
-                        "FCPublish",
-                        Some(&name),
-                    );
+                    let status = status_object("status", "NetStream.Publish.Start", "FCPublish", Some(&name));
                     self.send_command(0, "onFCPublish", 0.0, &[Amf0Value::Null, status]);
                 }
                 if tid > 0.0 {
-                    let result = if command.name == "getStreamLength" {
-                        Amf0Value::Number(0.0)
-                    } else {
-                        Amf0Value::Undefined
-                    };
+                    let result =
+                        if command.name == "getStreamLength" { Amf0Value::Number(0.0) } else { Amf0Value::Undefined };
                     self.send_command(0, "_result", tid, &[Amf0Value::Null, result]);
                 }
             }
             "createStream" => {
                 let stream_id = self.next_stream_id;
                 self.next_stream_id = self.next_stream_id.saturating_add(1);
-                self.send_command(
-                    0,
-                    "_result",
-                    tid,
-                    &[Amf0Value::Null, Amf0Value::Number(stream_id as f64)],
-                );
+                self.send_command(0, "_result", tid, &[Amf0Value::Null, Amf0Value::Number(stream_id as f64)]);
             }
             "publish" => {
                 let (name, args) = split_query(command.arg_str(0).unwrap_or_default());
@@ -487,16 +423,8 @@ impl ServerConnection {
                     );
                     return Ok(());
                 }
-                self.pending = Some(Pending::Publish {
-                    stream_id,
-                    name: name.clone(),
-                });
-                self.events.push_back(Event::Publish(PublishRequest {
-                    stream_id,
-                    name,
-                    args,
-                    publish_type,
-                }));
+                self.pending = Some(Pending::Publish { stream_id, name: name.clone() });
+                self.events.push_back(Event::Publish(PublishRequest { stream_id, name, args, publish_type }));
             }
             "play" => {
                 let (name, args) = split_query(command.arg_str(0).unwrap_or_default());
@@ -520,31 +448,13 @@ impl ServerConnection {
                 }
                 let start = command.arg_f64(1).unwrap_or(-2.0);
                 let duration = command.arg_f64(2).unwrap_or(-1.0);
-                let reset = command
-                    .args
-                    .get(3)
-                    .and_then(Amf0Value::as_bool)
-                    .unwrap_or(true);
-                self.pending = Some(Pending::Play {
-                    stream_id,
-                    name: name.clone(),
-                    reset,
-                });
-                self.events.push_back(Event::Play(PlayRequest {
-                    stream_id,
-                    name,
-                    args,
-                    start,
-                    duration,
-                    reset,
-                }));
+                let reset = command.args.get(3).and_then(Amf0Value::as_bool).unwrap_or(true);
+                self.pending = Some(Pending::Play { stream_id, name: name.clone(), reset });
+                self.events.push_back(Event::Play(PlayRequest { stream_id, name, args, start, duration, reset }));
             }
             "FCUnpublish" | "closeStream" | "deleteStream" => {
                 let target = if command.name == "deleteStream" {
-                    command
-                        .arg_f64(0)
-                        .map(|id| id as u32)
-                        .unwrap_or(command.stream_id)
+                    command.arg_f64(0).map(|id| id as u32).unwrap_or(command.stream_id)
                 } else {
                     command.stream_id
                 };
@@ -577,10 +487,7 @@ impl ServerConnection {
         match pending {
             Pending::Connect { transaction_id } => {
                 self.connected = true;
-                self.send_control(
-                    TYPE_WINDOW_ACK_SIZE,
-                    &self.settings.window_ack_size.to_be_bytes(),
-                );
+                self.send_control(TYPE_WINDOW_ACK_SIZE, &self.settings.window_ack_size.to_be_bytes());
                 let mut bandwidth = self.settings.window_ack_size.to_be_bytes().to_vec();
                 bandwidth.push(2);
                 self.send_control(TYPE_SET_PEER_BANDWIDTH, &bandwidth);
@@ -589,12 +496,7 @@ impl ServerConnection {
                     ("fmsVer".into(), "FMS/3,0,1,123".into()),
                     ("capabilities".into(), Amf0Value::Number(31.0)),
                 ]);
-                let mut info = status_object(
-                    "status",
-                    "NetConnection.Connect.Success",
-                    "Connection succeeded.",
-                    None,
-                );
+                let mut info = status_object("status", "NetConnection.Connect.Success", "Connection succeeded.", None);
                 if let Amf0Value::Object(fields) = &mut info {
                     fields.push(("objectEncoding".into(), Amf0Value::Number(0.0)));
                 }
@@ -611,11 +513,7 @@ impl ServerConnection {
                     Some(&name),
                 );
             }
-            Pending::Play {
-                stream_id,
-                name,
-                reset,
-            } => {
+            Pending::Play { stream_id, name, reset } => {
                 self.role = Role::Player { stream_id };
                 self.send_user_control(USER_STREAM_BEGIN, stream_id);
                 if reset {
@@ -655,25 +553,16 @@ impl ServerConnection {
         };
         match pending {
             Pending::Connect { transaction_id } => {
-                let info =
-                    status_object("error", "NetConnection.Connect.Rejected", description, None);
+                let info = status_object("error", "NetConnection.Connect.Rejected", description, None);
                 self.send_command(0, "_error", transaction_id, &[Amf0Value::Null, info]);
             }
             Pending::Publish { stream_id, name } => {
                 // BadName for every refusal: it is what nginx-rtmp sends and what encoders
                 // (OBS, ffmpeg) report as a refused stream key without retrying in a loop.
                 let _ = rejection;
-                self.send_status(
-                    stream_id,
-                    "error",
-                    "NetStream.Publish.BadName",
-                    description,
-                    Some(&name),
-                );
+                self.send_status(stream_id, "error", "NetStream.Publish.BadName", description, Some(&name));
             }
-            Pending::Play {
-                stream_id, name, ..
-            } => {
+            Pending::Play { stream_id, name, .. } => {
                 let code = match rejection {
                     Rejection::NotFound => "NetStream.Play.StreamNotFound",
                     Rejection::Denied | Rejection::StreamBusy => "NetStream.Play.Failed",
@@ -711,14 +600,7 @@ impl ServerConnection {
         }
     }
 
-    fn send_status(
-        &mut self,
-        stream_id: u32,
-        level: &str,
-        code: &str,
-        description: &str,
-        details: Option<&str>,
-    ) {
+    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str, details: Option<&str>) {
         let info = status_object(level, code, description, details);
         self.send_command(stream_id, "onStatus", 0.0, &[Amf0Value::Null, info]);
     }
@@ -733,30 +615,15 @@ impl ServerConnection {
         self.send_message(CSID_CONTROL, type_id, 0, body);
     }
 
-    fn send_command(
-        &mut self,
-        stream_id: u32,
-        name: &str,
-        transaction_id: f64,
-        values: &[Amf0Value],
-    ) {
+    fn send_command(&mut self, stream_id: u32, name: &str, transaction_id: f64, values: &[Amf0Value]) {
         let body = command_payload(name, transaction_id, values);
         self.send_message(CSID_COMMAND, TYPE_COMMAND_AMF0, stream_id, &body);
     }
 
     fn send_message(&mut self, csid: u32, type_id: u8, stream_id: u32, body: &[u8]) {
         // Before our Set Chunk Size reaches the peer it reads with 128-byte chunks.
-        let chunk_size = if self.connected {
-            self.settings.chunk_size
-        } else {
-            128
-        };
-        let message = RawMessageRef {
-            timestamp: 0,
-            type_id,
-            stream_id,
-            payload: body,
-        };
+        let chunk_size = if self.connected { self.settings.chunk_size } else { 128 };
+        let message = RawMessageRef { timestamp: 0, type_id, stream_id, payload: body };
         chunk::encode_message(&mut self.transmit, csid, &message, chunk_size);
     }
 }
@@ -782,7 +649,5 @@ pub fn split_query(s: &str) -> (String, Args) {
 }
 
 pub fn parse_query(query: &str) -> Args {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }

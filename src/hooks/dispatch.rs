@@ -1,0 +1,509 @@
+//! Event sinks: every event to each webhook, script and stdio sink that wants it, with
+//! retries, per-stream order and a bounded queue.
+//!
+//! Shards hand events to one dispatcher thread over a bounded crossbeam channel (never
+//! waiting: when full, the oldest event in it is dropped, counted and logged). The dispatcher
+//! keeps, per sink, a FIFO per stream and lets at most one delivery of a stream be in flight
+//! or waiting for a retry, which is what keeps a stream's events in order within a sink while
+//! other streams proceed. Ready deliveries go to `hook_concurrency` blocking worker threads;
+//! workers never sleep, retries wait in the dispatcher's timer heap instead.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+use tracing::{error, info, warn};
+
+use super::event::{Event, EventType};
+use super::webhook::{self, Attempt, WebhookTarget};
+use super::{EventSink, now_ms, script, stdio};
+use crate::config::{Config, EventFilter, StdioFormat};
+
+/// Retries never wait longer than this, whatever `Retry-After` asks.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
+
+/// Counters of one sink, for metrics, the API and tests.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub delivered: AtomicU64,
+    /// Deliveries that failed for good (after their retries).
+    pub failed: AtomicU64,
+    /// Attempts that failed and were scheduled again.
+    pub retried: AtomicU64,
+    /// Deliveries dropped unsent: queue full, or the sink was disabled by a 410.
+    pub dropped: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub queued: AtomicU64,
+    /// Set by a 410 Gone: the sink receives nothing more until it is changed.
+    pub disabled: AtomicBool,
+}
+
+#[derive(Debug)]
+enum SinkKind {
+    Webhook { target: WebhookTarget, agent: ureq::Agent, retries: u32 },
+    Script { path: PathBuf, timeout: Duration },
+    Stdio { format: StdioFormat },
+}
+
+#[derive(Debug)]
+pub struct Sink {
+    /// How logs and metrics name the sink (its URL or path).
+    pub label: String,
+    filter: EventFilter,
+    kind: SinkKind,
+    pub stats: SinkStats,
+}
+
+impl Sink {
+    fn retries(&self) -> u32 {
+        match &self.kind {
+            SinkKind::Webhook { retries, .. } => *retries,
+            _ => 0,
+        }
+    }
+}
+
+/// The sinks of a config, with their HTTP agents.
+pub fn sinks_from_config(config: &Config) -> Result<Vec<Arc<Sink>>, webhook::Error> {
+    let mut sinks = Vec::new();
+    if !config.webhooks.is_empty() {
+        let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
+        for hook in &config.webhooks {
+            sinks.push(Arc::new(Sink {
+                label: hook.url.clone(),
+                filter: hook.events.clone(),
+                kind: SinkKind::Webhook {
+                    target: WebhookTarget::from(hook),
+                    agent: agent.clone(),
+                    retries: hook.retries,
+                },
+                stats: SinkStats::default(),
+            }));
+        }
+    }
+    for script in &config.scripts {
+        sinks.push(Arc::new(Sink {
+            label: script.path.display().to_string(),
+            filter: script.event.clone(),
+            kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
+            stats: SinkStats::default(),
+        }));
+    }
+    if let Some(format) = config.stdio {
+        sinks.push(Arc::new(Sink {
+            label: "stdio".into(),
+            filter: EventFilter::All,
+            kind: SinkKind::Stdio { format },
+            stats: SinkStats::default(),
+        }));
+    }
+    Ok(sinks)
+}
+
+/// Counters of the dispatcher as a whole.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Events dropped before reaching the dispatcher (its inbound channel was full).
+    pub dropped_inbound: AtomicU64,
+}
+
+/// The shards' handle on the dispatcher.
+pub struct Dispatcher {
+    input: Sender<Event>,
+    /// Kept to drop the oldest queued event when the channel is full.
+    input_oldest: Receiver<Event>,
+    /// Which event types at least one sink wants, by `EventType::ALL` index.
+    wanted: Vec<bool>,
+    pub sinks: Vec<Arc<Sink>>,
+    pub stats: Arc<DispatchStats>,
+    thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    /// Starts the dispatcher thread and `concurrency` workers.
+    pub fn start(sinks: Vec<Arc<Sink>>, concurrency: usize, queue: usize) -> Arc<Dispatcher> {
+        let (input, input_rx) = crossbeam_channel::bounded(queue.max(1));
+        let wanted = EventType::ALL.iter().map(|t| sinks.iter().any(|s| s.filter.matches(*t))).collect();
+        let stats = Arc::new(DispatchStats::default());
+        let core = Core::new(sinks.clone(), concurrency.max(1), queue.max(1));
+        let rx = input_rx.clone();
+        let handle = thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(rx)).ok();
+        if handle.is_none() {
+            error!("cannot start the hook dispatcher thread: events will be dropped");
+        }
+        Arc::new(Dispatcher {
+            input,
+            input_oldest: input_rx,
+            wanted,
+            sinks,
+            stats,
+            thread: std::sync::Mutex::new(handle),
+        })
+    }
+
+    /// Stops taking events and waits (up to `grace`) for queued deliveries to finish.
+    pub fn shutdown(&self, grace: Duration) {
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        // Closing is signalled by a special empty-id event; the channel stays open for late
+        // senders, whose events are then dropped and counted.
+        let _ = self.input.send_timeout(shutdown_marker(grace), Duration::from_millis(100));
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn shutdown_marker(grace: Duration) -> Event {
+    Event {
+        id: String::new(),
+        event_type: EventType::ConnectionClose,
+        timestamp_ms: grace.as_millis() as u64,
+        conn_id: 0,
+        protocol: super::event::Protocol::Rtmp,
+        addr: String::new(),
+        stream_key: String::new(),
+        seq: 0,
+        data: Default::default(),
+    }
+}
+
+impl EventSink for Dispatcher {
+    fn wants(&self, event_type: EventType) -> bool {
+        let index = EventType::ALL.iter().position(|t| *t == event_type);
+        index.is_some_and(|i| self.wanted[i])
+    }
+
+    fn send(&self, event: Event) {
+        let mut event = event;
+        // Never block a shard: make room by dropping the oldest queued event.
+        for _ in 0..4 {
+            match self.input.try_send(event) {
+                Ok(()) => return,
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    event = back;
+                    if let Ok(oldest) = self.input_oldest.try_recv() {
+                        self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                        error!(event = %oldest.event_type, id = %oldest.id, "hook queue full: dropped the oldest event");
+                    }
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(dropped)) => {
+                    self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                    warn!(event = %dropped.event_type, "hook dispatcher stopped: event dropped");
+                    return;
+                }
+            }
+        }
+        self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+        error!(event = %event.event_type, id = %event.id, "hook queue full: event dropped");
+    }
+}
+
+struct Job {
+    sink: usize,
+    event: Arc<Event>,
+    attempt: u32,
+}
+
+struct Done {
+    job: Job,
+    outcome: Attempt,
+}
+
+/// A FIFO of one stream's deliveries to one sink.
+#[derive(Default)]
+struct StreamQueue {
+    /// (enqueue number, event)
+    items: VecDeque<(u64, Arc<Event>)>,
+    /// A delivery of this stream is in flight or waiting to be retried.
+    busy: bool,
+}
+
+/// The dispatcher thread's state.
+struct Core {
+    sinks: Vec<Arc<Sink>>,
+    concurrency: usize,
+    capacity: usize,
+    /// Per sink: stream (or connection) key -> its queue.
+    queues: Vec<HashMap<String, StreamQueue>>,
+    /// Every queued delivery by enqueue number: the first is the oldest, dropped when full.
+    order: BTreeMap<u64, (usize, String)>,
+    next_number: u64,
+    /// (sink, key) whose queue has items and nothing in flight.
+    ready: VecDeque<(usize, String)>,
+    in_flight: usize,
+    retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    retry_jobs: HashMap<u64, Job>,
+    /// Retries whose wait is over, sent before new deliveries.
+    due: VecDeque<Job>,
+    jitter: u64,
+}
+
+fn ordering_key(event: &Event) -> String {
+    if event.stream_key.is_empty() {
+        // Events of no stream keep their order per connection.
+        format!("#conn{}", event.conn_id)
+    } else {
+        event.stream_key.clone()
+    }
+}
+
+impl Core {
+    fn new(sinks: Vec<Arc<Sink>>, concurrency: usize, capacity: usize) -> Core {
+        let queues = sinks.iter().map(|_| HashMap::new()).collect();
+        Core {
+            sinks,
+            concurrency,
+            capacity,
+            queues,
+            order: BTreeMap::new(),
+            next_number: 0,
+            ready: VecDeque::new(),
+            in_flight: 0,
+            retries: BinaryHeap::new(),
+            retry_jobs: HashMap::new(),
+            due: VecDeque::new(),
+            jitter: now_ms() | 1,
+        }
+    }
+
+    fn run(mut self, input: Receiver<Event>) {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(self.concurrency);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let mut workers = Vec::new();
+        for _ in 0..self.concurrency {
+            let (jobs_rx, done_tx, sinks) = (jobs_rx.clone(), done_tx.clone(), self.sinks.clone());
+            let spawned = thread::Builder::new()
+                .name("hook-worker".into())
+                .stack_size(512 * 1024)
+                .spawn(move || worker(sinks, jobs_rx, done_tx));
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => error!(error = %e, "cannot start a hook worker"),
+            }
+        }
+        drop(done_tx);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let timeout = self.retries.peek().map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            let timeout = timeout.unwrap_or(Duration::from_secs(3600));
+            select! {
+                recv(input) -> event => match event {
+                    Ok(event) if event.id.is_empty() => {
+                        deadline = Some(Instant::now() + Duration::from_millis(event.timestamp_ms));
+                    }
+                    Ok(event) => self.enqueue(event),
+                    Err(_) => deadline = deadline.or(Some(Instant::now())),
+                },
+                recv(done_rx) -> done => if let Ok(done) = done { self.finish(done) },
+                default(timeout) => {}
+            }
+            self.fire_retries();
+            self.dispatch(&jobs_tx);
+            if let Some(deadline) = deadline {
+                let idle =
+                    self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
+                if idle || Instant::now() >= deadline {
+                    let left = self.order.len() + self.retries.len();
+                    if left > 0 {
+                        warn!(left, "hook dispatcher stopping with deliveries undone");
+                    }
+                    break;
+                }
+            }
+        }
+        drop(jobs_tx);
+        for handle in workers {
+            // Workers finish their current attempt (bounded by hook_timeout) and exit.
+            let _ = handle.join();
+        }
+    }
+
+    fn enqueue(&mut self, event: Event) {
+        let event = Arc::new(event);
+        let key = ordering_key(&event);
+        for index in 0..self.sinks.len() {
+            let sink = self.sinks[index].clone();
+            if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            if self.order.len() >= self.capacity {
+                self.drop_oldest();
+            }
+            let number = self.next_number;
+            self.next_number += 1;
+            self.order.insert(number, (index, key.clone()));
+            let queue = self.queues[index].entry(key.clone()).or_default();
+            queue.items.push_back((number, event.clone()));
+            sink.stats.queued.fetch_add(1, Ordering::Relaxed);
+            if !queue.busy && queue.items.len() == 1 {
+                self.ready.push_back((index, key.clone()));
+            }
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        let Some((number, (sink, key))) = self.order.pop_first() else { return };
+        if let Some(queue) = self.queues[sink].get_mut(&key)
+            && let Some(position) = queue.items.iter().position(|(n, _)| *n == number)
+            && let Some((_, event)) = queue.items.remove(position)
+        {
+            let stats = &self.sinks[sink].stats;
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+            error!(sink = %self.sinks[sink].label, event = %event.event_type, id = %event.id, "hook queue full: dropped the oldest delivery");
+        }
+    }
+
+    fn dispatch(&mut self, jobs: &Sender<Job>) {
+        while self.in_flight < self.concurrency {
+            let Some(job) = self.due.pop_front() else { break };
+            let stats = &self.sinks[job.sink].stats;
+            if stats.disabled.load(Ordering::Relaxed) {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.in_flight += 1;
+            if jobs.send(job).is_err() {
+                return;
+            }
+        }
+        while self.in_flight < self.concurrency {
+            let Some((sink, key)) = self.ready.pop_front() else { return };
+            let Some(queue) = self.queues[sink].get_mut(&key) else { continue };
+            if queue.busy {
+                continue;
+            }
+            let Some((number, event)) = queue.items.pop_front() else {
+                self.queues[sink].remove(&key);
+                continue;
+            };
+            queue.busy = true;
+            self.order.remove(&number);
+            let stats = &self.sinks[sink].stats;
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.in_flight += 1;
+            if jobs.send(Job { sink, event, attempt: 1 }).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn finish(&mut self, done: Done) {
+        self.in_flight -= 1;
+        let Done { job, outcome } = done;
+        let sink = self.sinks[job.sink].clone();
+        sink.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let event = &job.event;
+        match outcome {
+            Attempt::Delivered { .. } | Attempt::Skipped => {
+                if matches!(outcome, Attempt::Delivered { .. }) {
+                    sink.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Attempt::Retry { reason, retry_after } if job.attempt <= sink.retries() => {
+                sink.stats.retried.fetch_add(1, Ordering::Relaxed);
+                self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let wait =
+                    retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
+                error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed; will retry");
+                let number = self.next_number;
+                self.next_number += 1;
+                self.retries.push(Reverse((Instant::now() + wait, number)));
+                self.retry_jobs.insert(number, Job { attempt: job.attempt + 1, ..job });
+                // The stream stays busy: its later events wait behind this one.
+                return;
+            }
+            Attempt::Retry { reason, .. } | Attempt::Failed { reason } => {
+                sink.stats.failed.fetch_add(1, Ordering::Relaxed);
+                error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, "hook delivery failed");
+            }
+            Attempt::Gone => {
+                sink.stats.failed.fetch_add(1, Ordering::Relaxed);
+                sink.stats.disabled.store(true, Ordering::Relaxed);
+                error!(sink = %sink.label, event = %event.event_type, id = %event.id, "webhook answered 410 Gone: sink disabled until it is changed");
+                self.discard_sink(job.sink);
+                return;
+            }
+        }
+        self.release(job.sink, ordering_key(event));
+    }
+
+    /// The stream's delivery is over: its next event may go.
+    fn release(&mut self, sink: usize, key: String) {
+        if let Some(queue) = self.queues[sink].get_mut(&key) {
+            queue.busy = false;
+            if queue.items.is_empty() {
+                self.queues[sink].remove(&key);
+            } else {
+                self.ready.push_back((sink, key));
+            }
+        }
+    }
+
+    fn discard_sink(&mut self, sink: usize) {
+        let queues = std::mem::take(&mut self.queues[sink]);
+        let stats = &self.sinks[sink].stats;
+        for queue in queues.into_values() {
+            for (number, _) in queue.items {
+                self.order.remove(&number);
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let retrying: Vec<u64> = self.retry_jobs.iter().filter(|(_, j)| j.sink == sink).map(|(n, _)| *n).collect();
+        for number in retrying {
+            self.retry_jobs.remove(&number);
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves retries whose time has come to `due`; the stream is still busy with them.
+    fn fire_retries(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, number))) = self.retries.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.retries.pop();
+            if let Some(job) = self.retry_jobs.remove(&number) {
+                self.due.push_back(job);
+            }
+        }
+    }
+}
+
+/// A worker: runs one delivery attempt at a time, blocking, and reports back.
+fn worker(sinks: Vec<Arc<Sink>>, jobs: Receiver<Job>, done: Sender<Done>) {
+    for job in jobs {
+        let Some(sink) = sinks.get(job.sink) else { continue };
+        let outcome = match &sink.kind {
+            SinkKind::Webhook { target, agent, .. } => webhook::attempt(agent, target, &job.event, now_ms() / 1000),
+            SinkKind::Script { path, timeout } => {
+                let outcome = script::run(path, &job.event, *timeout);
+                let (stdout, stderr) = (outcome.stdout.text(), outcome.stderr.text());
+                if outcome.success() {
+                    info!(script = %sink.label, event = %job.event.event_type, %stdout, %stderr, "hook script done");
+                    Attempt::Delivered { status: 0 }
+                } else {
+                    Attempt::Failed {
+                        reason: format!("script {}; stdout: {stdout:?}; stderr: {stderr:?}", outcome.status),
+                    }
+                }
+            }
+            SinkKind::Stdio { format } => match stdio::emit(&job.event, *format) {
+                Ok(()) => Attempt::Delivered { status: 0 },
+                Err(e) => Attempt::Failed { reason: format!("stderr: {e}") },
+            },
+        };
+        if done.send(Done { job, outcome }).is_err() {
+            return;
+        }
+    }
+}
