@@ -21,7 +21,20 @@ fn main() -> ExitCode {
     };
     let json = config.log_format == ringcast::config::LogFormat::Json;
     ringcast::logging::init(config.log_level.as_str(), json);
-    match ringcast::server::run(&config) {
+    // SAFETY: no other thread exists yet (the shards start in server::run).
+    let notifier = unsafe { ringcast::server::systemd::Notifier::take_from_env() };
+    match ringcast::server::preflight::check(config.max_connections, config.shards) {
+        Ok(warnings) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => {
+            eprintln!("ringcast: {error}");
+            return ExitCode::from(1);
+        }
+    }
+    match ringcast::server::run(&config, notifier) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error @ ringcast::server::ServerError::Bind { .. }) => {
             eprintln!("ringcast: {error}");

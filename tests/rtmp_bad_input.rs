@@ -8,14 +8,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, TestServer, assert_plays_h264_aac, ffmpeg_publish, pseudo_random_bytes,
-    set_linger_zero, tcp_connect, tcp_send, try_ffprobe_json, wait_closed,
+    Client, TestServer, assert_plays_h264_aac, ffmpeg_publish, pseudo_random_bytes, set_linger_zero, tcp_connect,
+    tcp_send, try_ffprobe_json, wait_closed,
 };
 
 const SMALL: (u32, u32) = (320, 240);
 const PROBE: Duration = Duration::from_secs(15);
-const HTTP_GET: &[u8] =
-    b"GET /live/test HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n";
+const HTTP_GET: &[u8] = b"GET /live/test HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n";
 
 /// Garbage that cannot be mistaken for a handshake: its first byte is not version 3 (a
 /// garbage C0 of 3 would make the server wait, legitimately, for the rest of C1).
@@ -31,19 +30,13 @@ fn garbage(seed: u64, len: usize) -> Vec<u8> {
 fn start_publisher(server: &TestServer, seconds: u32) -> Client {
     let mut publisher = ffmpeg_publish(&server.rtmp_url("live/test"), seconds, SMALL);
     if !server.wait_for_log("publish start", Duration::from_secs(10)) {
-        panic!(
-            "{}\n--- server log ---\n{}",
-            publisher.report("server logged no publish start"),
-            server.log()
-        );
+        panic!("{}\n--- server log ---\n{}", publisher.report("server logged no publish start"), server.log());
     }
     publisher
 }
 
 /// Plays `live/test` with ffprobe on another thread while the caller misbehaves on this one.
-fn probe_in_background(
-    server: &TestServer,
-) -> thread::JoinHandle<Result<serde_json::Value, String>> {
+fn probe_in_background(server: &TestServer) -> thread::JoinHandle<Result<serde_json::Value, String>> {
     let url = server.rtmp_url("live/test");
     thread::spawn(move || try_ffprobe_json(&url, PROBE))
 }
@@ -53,16 +46,9 @@ fn join_probe(
     server: &TestServer,
     publisher: &mut Client,
 ) {
-    let json = probe
-        .join()
-        .expect("probe thread panicked")
-        .unwrap_or_else(|error| {
-            panic!(
-                "{error}\n{}\n--- server log ---\n{}",
-                publisher.report("publisher"),
-                server.log()
-            )
-        });
+    let json = probe.join().expect("probe thread panicked").unwrap_or_else(|error| {
+        panic!("{error}\n{}\n--- server log ---\n{}", publisher.report("publisher"), server.log())
+    });
     assert_plays_h264_aac(&json, SMALL, &server.log());
 }
 
@@ -79,10 +65,7 @@ fn closed_line_for(server: &TestServer, client: SocketAddr, timeout: Duration) -
 
 fn assert_logged_as_error(server: &TestServer, client: SocketAddr, what: &str) -> String {
     let line = closed_line_for(server, client, Duration::from_secs(5)).unwrap_or_else(|| {
-        panic!(
-            "no `rtmp session closed` line for {what} (peer={client})\n--- server log ---\n{}",
-            server.log()
-        )
+        panic!("no `rtmp session closed` line for {what} (peer={client})\n--- server log ---\n{}", server.log())
     });
     assert!(
         line.contains(" INFO ") && line.contains("error="),
@@ -123,10 +106,7 @@ fn garbage_and_http_get_close_only_their_own_connection() {
             closed.received
         );
         let line = assert_logged_as_error(&server, client, what);
-        assert!(
-            line.to_lowercase().contains("version"),
-            "{what}: expected a version error: {line}"
-        );
+        assert!(line.to_lowercase().contains("version"), "{what}: expected a version error: {line}");
     }
 
     join_probe(probe, &server, &mut publisher);
@@ -169,28 +149,14 @@ fn a_truncated_handshake_times_out_alone() {
             after >= Duration::from_millis(1500),
             "{what}: closed after {after:?}, before the 2 s handshake timeout ({closed:?})"
         );
-        assert!(
-            after <= Duration::from_secs(6),
-            "{what}: closed only after {after:?} with a 2 s handshake timeout"
-        );
-        assert_eq!(
-            closed.received, 0,
-            "{what}: the server sent {} bytes for an incomplete C0+C1",
-            closed.received
-        );
+        assert!(after <= Duration::from_secs(6), "{what}: closed only after {after:?} with a 2 s handshake timeout");
+        assert_eq!(closed.received, 0, "{what}: the server sent {} bytes for an incomplete C0+C1", closed.received);
         let line = assert_logged_as_error(&server, client, what);
-        assert!(
-            line.contains("handshake"),
-            "{what}: expected a handshake timeout: {line}"
-        );
+        assert!(line.contains("handshake"), "{what}: expected a handshake timeout: {line}");
     }
 
     join_probe(probe, &server, &mut publisher);
-    assert!(
-        publisher.is_running(),
-        "{}",
-        publisher.report("publisher died while handshakes timed out")
-    );
+    assert!(publisher.is_running(), "{}", publisher.report("publisher died while handshakes timed out"));
 }
 
 #[test]
@@ -242,11 +208,7 @@ fn a_burst_of_garbage_connections_does_not_hurt_the_server() {
         open.len(),
         server.log()
     );
-    assert!(
-        server.is_running(),
-        "ringcast died during the burst\n--- server log ---\n{}",
-        server.log()
-    );
+    assert!(server.is_running(), "ringcast died during the burst\n--- server log ---\n{}", server.log());
     // Every connection that the server read garbage from is an error worth a line; the reset
     // ones may read as a clean EOF, so they are not counted.
     let expected = closed_before + open.len();
@@ -261,10 +223,6 @@ fn a_burst_of_garbage_connections_does_not_hurt_the_server() {
     // Still serving: the publisher that was there all along, to a new player.
     let probe = probe_in_background(&server);
     join_probe(probe, &server, &mut publisher);
-    assert!(
-        publisher.is_running(),
-        "{}",
-        publisher.report("publisher died during the burst")
-    );
+    assert!(publisher.is_running(), "{}", publisher.report("publisher died during the burst"));
     assert!(server.is_running(), "ringcast died after the burst");
 }

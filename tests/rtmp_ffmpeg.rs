@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Client, TestServer, assert_h264_aac, assert_plays_h264_aac, describe_status, ffmpeg_publish,
-    ffprobe_json, try_ffprobe_json,
+    Client, TestServer, assert_h264_aac, assert_plays_h264_aac, describe_status, ffmpeg_publish, ffprobe_json,
+    try_ffprobe_json,
 };
 
 /// Publishing connects, handshakes and gets `Publish.Start` in well under a second; the rest is
@@ -33,11 +33,7 @@ fn publish(server: &TestServer, key: &str, seconds: u32, size: (u32, u32), n: us
 
 fn probe(server: &TestServer, key: &str, publisher: &mut Client) -> serde_json::Value {
     try_ffprobe_json(&server.rtmp_url(key), PROBE).unwrap_or_else(|error| {
-        panic!(
-            "{error}\n{}\n--- server log ---\n{}",
-            publisher.report("publisher"),
-            server.log()
-        )
+        panic!("{error}\n{}\n--- server log ---\n{}", publisher.report("publisher"), server.log())
     })
 }
 
@@ -48,11 +44,7 @@ fn ffprobe_sees_the_published_h264_and_aac() {
     let json = probe(&server, "live/test", &mut publisher);
     let context = format!("--- server log ---\n{}", server.log());
     assert_h264_aac(&json, (1280, 720), &context);
-    assert!(
-        publisher.is_running(),
-        "{}",
-        publisher.report("publisher stopped while being played")
-    );
+    assert!(publisher.is_running(), "{}", publisher.report("publisher stopped while being played"));
 }
 
 #[test]
@@ -64,11 +56,7 @@ fn a_second_publisher_on_the_same_key_is_refused() {
     // Refusal comes right after connect; the second ffmpeg must give up long before its 25 s.
     let status = second.wait_timeout(Duration::from_secs(10));
     let Some(status) = status else {
-        panic!(
-            "{}\n--- server log ---\n{}",
-            second.report("second publisher not refused within 10 s"),
-            server.log()
-        );
+        panic!("{}\n--- server log ---\n{}", second.report("second publisher not refused within 10 s"), server.log());
     };
     assert!(
         !status.success(),
@@ -88,12 +76,7 @@ fn a_second_publisher_on_the_same_key_is_refused() {
         "server log shows no refusal for live/test\n{}",
         server.log()
     );
-    assert_eq!(
-        server.log_count("publish start"),
-        1,
-        "the refused publisher was started anyway\n{}",
-        server.log()
-    );
+    assert_eq!(server.log_count("publish start"), 1, "the refused publisher was started anyway\n{}", server.log());
 
     assert!(
         first.is_running(),
@@ -156,11 +139,7 @@ fn stop_after_publishing_exits_cleanly() {
     let started = Instant::now();
     let (status, log) = server.stop_and_log();
     let took = started.elapsed();
-    assert!(
-        status.success(),
-        "ringcast exited with {} on SIGTERM\n--- server log ---\n{log}",
-        describe_status(status)
-    );
+    assert!(status.success(), "ringcast exited with {} on SIGTERM\n--- server log ---\n{log}", describe_status(status));
     // The contract says ~5 s; stop() itself allows 10 before failing.
     assert!(
         took < Duration::from_secs(8),
@@ -168,11 +147,7 @@ fn stop_after_publishing_exits_cleanly() {
     );
     // Its server gone, the encoder fails on its next write instead of running out its 25 s.
     let ended = publisher.wait_timeout(Duration::from_secs(10));
-    assert!(
-        ended.is_some(),
-        "{}",
-        publisher.report("publisher still running 10 s after the server stopped")
-    );
+    assert!(ended.is_some(), "{}", publisher.report("publisher still running 10 s after the server stopped"));
 }
 
 #[test]
@@ -188,16 +163,9 @@ fn a_player_waiting_for_the_publisher_gets_the_stream() {
     // Long enough that the player is surely parked, waiting, when the publisher comes.
     std::thread::sleep(Duration::from_millis(500));
     let mut publisher = publish(&server, "live/later", 20, SMALL, 1);
-    let json = player
-        .join()
-        .expect("player thread")
-        .unwrap_or_else(|error| {
-            panic!(
-                "{error}\n{}\n--- server log ---\n{}",
-                publisher.report("publisher"),
-                server.log()
-            )
-        });
+    let json = player.join().expect("player thread").unwrap_or_else(|error| {
+        panic!("{error}\n{}\n--- server log ---\n{}", publisher.report("publisher"), server.log())
+    });
     assert_h264_aac(&json, SMALL, &server.log());
 }
 
@@ -219,16 +187,9 @@ fn players_on_every_shard_see_the_same_streams() {
             })
             .collect();
         for player in players {
-            let json = player
-                .join()
-                .expect("player thread")
-                .unwrap_or_else(|error| {
-                    panic!(
-                        "{error}\n{}\n--- server log ---\n{}",
-                        publisher.report("publisher"),
-                        server.log()
-                    )
-                });
+            let json = player.join().expect("player thread").unwrap_or_else(|error| {
+                panic!("{error}\n{}\n--- server log ---\n{}", publisher.report("publisher"), server.log())
+            });
             probes += 1;
             assert_h264_aac(&json, SMALL, &format!("player #{probes}\n{}", server.log()));
         }

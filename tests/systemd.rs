@@ -92,11 +92,7 @@ impl Server {
     }
 
     /// `setup` adjusts the command (a `pre_exec` hook) before it is spawned.
-    fn start_with(
-        extra_args: &[&str],
-        env: &[(&str, &str)],
-        setup: impl FnOnce(&mut Command),
-    ) -> Server {
+    fn start_with(extra_args: &[&str], env: &[(&str, &str)], setup: impl FnOnce(&mut Command)) -> Server {
         let mut command = Command::new(BIN);
         command
             .args([
@@ -135,9 +131,7 @@ impl Server {
             });
         }
         setup(&mut command);
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
         let log = Arc::new(Log::default());
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
@@ -148,10 +142,7 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.text
-                    .lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line));
+                sink.text.lock().unwrap().push_str(&String::from_utf8_lossy(&line));
                 sink.grew.notify_all();
                 line.clear();
             }
@@ -165,19 +156,14 @@ impl Server {
 
     /// Waits for a stderr line containing `needle`; panics with the log if it never comes.
     fn wait_for_line(&mut self, needle: &str) -> String {
-        let found = self.log.wait_until(READY_TIMEOUT, |text| {
-            text.lines().any(|line| line.contains(needle))
-        });
+        let found = self.log.wait_until(READY_TIMEOUT, |text| text.lines().any(|line| line.contains(needle)));
         let log = self.log();
         assert!(
             found,
             "no line with {needle:?} within {READY_TIMEOUT:?} (exited: {:?})\n--- log ---\n{log}",
             self.child.try_wait()
         );
-        log.lines()
-            .find(|line| line.contains(needle))
-            .unwrap_or_default()
-            .to_owned()
+        log.lines().find(|line| line.contains(needle)).unwrap_or_default().to_owned()
     }
 
     fn running(&mut self) -> bool {
@@ -202,10 +188,7 @@ impl Server {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "ringcast still running after {timeout:?}\n--- log ---\n{}",
-                    self.log()
-                );
+                panic!("ringcast still running after {timeout:?}\n--- log ---\n{}", self.log());
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -228,10 +211,7 @@ impl Drop for Server {
 /// The RTMP address from a `ready: rtmp=IP:PORT ...` line.
 fn ready_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("rtmp=")? + "rtmp=".len()..];
-    rest.split(|c: char| c.is_whitespace() || c == '"')
-        .next()?
-        .parse()
-        .ok()
+    rest.split(|c: char| c.is_whitespace() || c == '"').next()?.parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,15 +232,8 @@ impl FakeSystemd {
         let dir = TempDir::new("notify");
         let path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("set a read timeout");
-        FakeSystemd {
-            _dir: dir,
-            path,
-            socket,
-            seen: Vec::new(),
-        }
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("set a read timeout");
+        FakeSystemd { _dir: dir, path, socket, seen: Vec::new() }
     }
 
     fn env_value(&self) -> &str {
@@ -289,12 +262,7 @@ impl FakeSystemd {
                     let text = String::from_utf8_lossy(&buf[..n]);
                     self.seen.extend(text.lines().map(str::to_owned));
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if !server.running() {
                         // A final datagram may still be queued; take it before giving up.
                         if let Ok(n) = self.socket.recv(&mut buf) {
@@ -320,15 +288,8 @@ fn notifies_ready_once_listening_and_stopping_on_sigterm() {
     let mut systemd = FakeSystemd::new();
     let mut server = Server::start(&[], &[("NOTIFY_SOCKET", systemd.env_value())]);
 
-    let ready = systemd.collect_until(&mut server, READY_TIMEOUT, |seen| {
-        seen.iter().any(|l| l == "READY=1")
-    });
-    assert!(
-        ready,
-        "no READY=1 within {READY_TIMEOUT:?}; got {:?}\n--- log ---\n{}",
-        systemd.seen,
-        server.log()
-    );
+    let ready = systemd.collect_until(&mut server, READY_TIMEOUT, |seen| seen.iter().any(|l| l == "READY=1"));
+    assert!(ready, "no READY=1 within {READY_TIMEOUT:?}; got {:?}\n--- log ---\n{}", systemd.seen, server.log());
     // READY=1 promises a listening server: the RTMP port accepts right away.
     let line = server.wait_for_line("ready:");
     let addr = ready_addr(&line).unwrap_or_else(|| panic!("no rtmp= address in {line:?}"));
@@ -336,61 +297,28 @@ fn notifies_ready_once_listening_and_stopping_on_sigterm() {
         .unwrap_or_else(|e| panic!("READY=1 sent but {addr} refuses connections: {e}"));
 
     server.signal(libc::SIGTERM);
-    let stopping = systemd.collect_until(&mut server, STOP_TIMEOUT, |seen| {
-        seen.iter().any(|l| l == "STOPPING=1")
-    });
+    let stopping = systemd.collect_until(&mut server, STOP_TIMEOUT, |seen| seen.iter().any(|l| l == "STOPPING=1"));
     let status = server.wait(STOP_TIMEOUT);
     // The server may already be gone when its last datagram is read.
     let stopping = stopping
-        || systemd.collect_until(&mut server, Duration::from_millis(500), |seen| {
-            seen.iter().any(|l| l == "STOPPING=1")
-        });
-    assert!(
-        stopping,
-        "no STOPPING=1 after SIGTERM; got {:?}\n--- log ---\n{}",
-        systemd.seen,
-        server.log()
-    );
-    assert!(
-        status.success(),
-        "exit {status}\n--- log ---\n{}",
-        server.log()
-    );
-    assert_eq!(
-        systemd.count("READY=1"),
-        1,
-        "READY=1 once: {:?}",
-        systemd.seen
-    );
+        || systemd
+            .collect_until(&mut server, Duration::from_millis(500), |seen| seen.iter().any(|l| l == "STOPPING=1"));
+    assert!(stopping, "no STOPPING=1 after SIGTERM; got {:?}\n--- log ---\n{}", systemd.seen, server.log());
+    assert!(status.success(), "exit {status}\n--- log ---\n{}", server.log());
+    assert_eq!(systemd.count("READY=1"), 1, "READY=1 once: {:?}", systemd.seen);
     let ready_at = systemd.seen.iter().position(|l| l == "READY=1");
     let stopping_at = systemd.seen.iter().position(|l| l == "STOPPING=1");
-    assert!(
-        ready_at < stopping_at,
-        "READY before STOPPING: {:?}",
-        systemd.seen
-    );
-    assert_eq!(
-        systemd.count("WATCHDOG=1"),
-        0,
-        "no watchdog pings unless WATCHDOG_USEC asks: {:?}",
-        systemd.seen
-    );
+    assert!(ready_at < stopping_at, "READY before STOPPING: {:?}", systemd.seen);
+    assert_eq!(systemd.count("WATCHDOG=1"), 0, "no watchdog pings unless WATCHDOG_USEC asks: {:?}", systemd.seen);
 }
 
 #[test]
 fn pings_the_watchdog_when_watchdog_usec_is_set() {
     let mut systemd = FakeSystemd::new();
     // 200 ms: pings every 100 ms; a handful must arrive within a couple of seconds.
-    let mut server = Server::start(
-        &[],
-        &[
-            ("NOTIFY_SOCKET", systemd.env_value()),
-            ("WATCHDOG_USEC", "200000"),
-        ],
-    );
-    let pinged = systemd.collect_until(&mut server, READY_TIMEOUT, |seen| {
-        seen.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3
-    });
+    let mut server = Server::start(&[], &[("NOTIFY_SOCKET", systemd.env_value()), ("WATCHDOG_USEC", "200000")]);
+    let pinged = systemd
+        .collect_until(&mut server, READY_TIMEOUT, |seen| seen.iter().filter(|l| *l == "WATCHDOG=1").count() >= 3);
     assert!(
         pinged,
         "fewer than 3 WATCHDOG=1 with WATCHDOG_USEC=200000; got {:?}\n--- log ---\n{}",
@@ -399,11 +327,7 @@ fn pings_the_watchdog_when_watchdog_usec_is_set() {
     );
     assert!(systemd.count("READY=1") == 1, "{:?}", systemd.seen);
     let status = server.stop();
-    assert!(
-        status.success(),
-        "exit {status}\n--- log ---\n{}",
-        server.log()
-    );
+    assert!(status.success(), "exit {status}\n--- log ---\n{}", server.log());
 }
 
 #[test]
@@ -412,30 +336,15 @@ fn ignores_a_watchdog_meant_for_another_process() {
     // WATCHDOG_PID names the process systemd watches; PID 1 is never ringcast here.
     let mut server = Server::start(
         &[],
-        &[
-            ("NOTIFY_SOCKET", systemd.env_value()),
-            ("WATCHDOG_USEC", "200000"),
-            ("WATCHDOG_PID", "1"),
-        ],
+        &[("NOTIFY_SOCKET", systemd.env_value()), ("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")],
     );
-    let ready = systemd.collect_until(&mut server, READY_TIMEOUT, |seen| {
-        seen.iter().any(|l| l == "READY=1")
-    });
-    assert!(
-        ready,
-        "no READY=1; got {:?}\n--- log ---\n{}",
-        systemd.seen,
-        server.log()
-    );
+    let ready = systemd.collect_until(&mut server, READY_TIMEOUT, |seen| seen.iter().any(|l| l == "READY=1"));
+    assert!(ready, "no READY=1; got {:?}\n--- log ---\n{}", systemd.seen, server.log());
     // Five ping periods' worth of silence.
     systemd.collect_until(&mut server, Duration::from_millis(500), |_| false);
     assert_eq!(systemd.count("WATCHDOG=1"), 0, "{:?}", systemd.seen);
     let status = server.stop();
-    assert!(
-        status.success(),
-        "exit {status}\n--- log ---\n{}",
-        server.log()
-    );
+    assert!(status.success(), "exit {status}\n--- log ---\n{}", server.log());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,17 +356,13 @@ fn json_log_lines_all_parse() {
     let mut server = Server::start(&["--log-format", "json"], &[]);
     server.wait_for_line("ready:");
     let status = server.stop();
-    assert!(
-        status.success(),
-        "exit {status}\n--- log ---\n{}",
-        server.log()
-    );
+    assert!(status.success(), "exit {status}\n--- log ---\n{}", server.log());
 
     let log = server.log();
     let mut ready = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n--- log ---\n{log}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n--- log ---\n{log}"));
         assert!(value.get("level").is_some_and(|l| l.is_string()), "{line}");
         assert!(value.get("timestamp").is_some(), "{line}");
         let message = value
@@ -475,11 +380,7 @@ fn json_log_lines_all_parse() {
 /// `2026-01-02T03:04:05...`: what tracing's text format starts a line with.
 fn starts_with_timestamp(line: &str) -> bool {
     let b = line.as_bytes();
-    b.len() >= 11
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
+    b.len() >= 11 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-' && b[10] == b'T'
 }
 
 #[test]
@@ -498,10 +399,7 @@ fn journald_text_lines_carry_no_timestamp() {
     assert!(status.success(), "exit {status}");
     let log = journal.log();
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            !starts_with_timestamp(line.trim_start()),
-            "timestamp in {line:?}"
-        );
+        assert!(!starts_with_timestamp(line.trim_start()), "timestamp in {line:?}");
         assert!(!line.contains('\x1b'), "ANSI escape in {line:?}");
         let level = line.split_whitespace().next().unwrap_or_default();
         assert!(
@@ -530,9 +428,10 @@ fn block_io_uring(command: &mut Command, errno: u32) {
         len: u16,
         filter: *const SockFilter,
     }
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x05 | 0x10 | 0x00; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    // Classic BPF opcodes, from linux/bpf_common.h.
+    const LD_W_ABS: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS (0x20)
+    const JEQ_K: u16 = 0x15; // BPF_JMP (5) | BPF_JEQ (0x10) | BPF_K (0)
+    const RET_K: u16 = 0x06; // BPF_RET (6) | BPF_K (0)
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
     let setup = libc::SYS_io_uring_setup as u32;
@@ -542,35 +441,12 @@ fn block_io_uring(command: &mut Command, errno: u32) {
         command.pre_exec(move || {
             let filter = [
                 // seccomp_data.nr is at offset 0.
-                SockFilter {
-                    code: LD_W_ABS,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                SockFilter {
-                    code: JEQ_K,
-                    jt: 0,
-                    jf: 1,
-                    k: setup,
-                },
-                SockFilter {
-                    code: RET_K,
-                    jt: 0,
-                    jf: 0,
-                    k: SECCOMP_RET_ERRNO | errno,
-                },
-                SockFilter {
-                    code: RET_K,
-                    jt: 0,
-                    jf: 0,
-                    k: SECCOMP_RET_ALLOW,
-                },
+                SockFilter { code: LD_W_ABS, jt: 0, jf: 0, k: 0 },
+                SockFilter { code: JEQ_K, jt: 0, jf: 1, k: setup },
+                SockFilter { code: RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ERRNO | errno },
+                SockFilter { code: RET_K, jt: 0, jf: 0, k: SECCOMP_RET_ALLOW },
             ];
-            let program = SockFprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr(),
-            };
+            let program = SockFprog { len: filter.len() as u16, filter: filter.as_ptr() };
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -586,17 +462,9 @@ fn assert_refused_with(errno: u32, errno_name: &str) {
     let mut server = Server::start_with(&[], &[], |command| block_io_uring(command, errno));
     let status = server.wait(READY_TIMEOUT);
     let log = server.log();
-    assert!(
-        !status.success(),
-        "must fail without io_uring\n--- log ---\n{log}"
-    );
-    assert!(
-        !log.contains("ready:"),
-        "never ready without io_uring\n--- log ---\n{log}"
-    );
-    let want = format!(
-        "io_uring is unavailable: a seccomp filter blocks it (io_uring_setup: {errno_name})"
-    );
+    assert!(!status.success(), "must fail without io_uring\n--- log ---\n{log}");
+    assert!(!log.contains("ready:"), "never ready without io_uring\n--- log ---\n{log}");
+    let want = format!("io_uring is unavailable: a seccomp filter blocks it (io_uring_setup: {errno_name})");
     assert!(log.contains(&want), "want {want:?}\n--- log ---\n{log}");
     assert!(
         log.contains("io_uring_setup, io_uring_enter and io_uring_register"),
@@ -619,8 +487,7 @@ fn exits_with_the_cause_when_seccomp_hides_io_uring() {
 // ---------------------------------------------------------------------------------------------
 
 fn unit_text() -> String {
-    std::fs::read_to_string(Path::new(REPO).join("scripts/ringcast.service"))
-        .expect("read scripts/ringcast.service")
+    std::fs::read_to_string(Path::new(REPO).join("scripts/ringcast.service")).expect("read scripts/ringcast.service")
 }
 
 /// `Key=value` assignments of one section, comments and blank lines left out.
@@ -631,10 +498,11 @@ fn section(unit: &str, name: &str) -> Vec<(String, String)> {
     for line in unit.lines().map(str::trim) {
         if line.starts_with('[') {
             inside = line == header;
-        } else if inside && !line.is_empty() && !line.starts_with('#') {
-            if let Some((key, value)) = line.split_once('=') {
-                out.push((key.trim().to_owned(), value.trim().to_owned()));
-            }
+        } else if inside
+            && !line.starts_with('#')
+            && let Some((key, value)) = line.split_once('=')
+        {
+            out.push((key.trim().to_owned(), value.trim().to_owned()));
         }
     }
     out
@@ -643,23 +511,14 @@ fn section(unit: &str, name: &str) -> Vec<(String, String)> {
 #[test]
 fn unit_has_what_the_issue_asks_for() {
     let service = section(&unit_text(), "Service");
-    let get = |key: &str| -> Vec<&str> {
-        service
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
+    let get = |key: &str| -> Vec<&str> { service.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect() };
     let one = |key: &str| -> String {
         let values = get(key);
         assert_eq!(values.len(), 1, "{key}= exactly once: {values:?}");
         values[0].to_owned()
     };
     assert_eq!(one("Type"), "notify");
-    assert_eq!(
-        one("ExecStart"),
-        "/usr/local/bin/ringcast --config /etc/ringcast/ringcast.toml"
-    );
+    assert_eq!(one("ExecStart"), "/usr/local/bin/ringcast --config /etc/ringcast/ringcast.toml");
     assert!(one("ExecReload").contains("-HUP $MAINPID"));
     assert_eq!(one("LimitNOFILE"), "1048576");
     assert_eq!(one("Restart"), "on-failure");
@@ -679,12 +538,7 @@ fn unit_has_what_the_issue_asks_for() {
 
 /// `systemd-analyze`, installed with apt if missing and possible.
 fn systemd_analyze() -> Result<(), String> {
-    let present = || {
-        Command::new("systemd-analyze")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let present = || Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
     if present() {
         return Ok(());
     }
@@ -702,14 +556,12 @@ fn systemd_analyze() -> Result<(), String> {
             .is_ok_and(|s| s.success())
     };
     let install = ["install", "-y", "-q", "--no-install-recommends", "systemd"];
-    if !apt(&install) && !(apt(&["update", "-q"]) && apt(&install)) {
+    // A fresh container has no package lists yet: update only when needed.
+    let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+    if !installed {
         return Err("systemd-analyze is missing and `apt-get install systemd` failed".into());
     }
-    if present() {
-        Ok(())
-    } else {
-        Err("systemd-analyze still missing after installing systemd".into())
-    }
+    if present() { Ok(()) } else { Err("systemd-analyze still missing after installing systemd".into()) }
 }
 
 /// `systemd-analyze verify` on `unit` written as ringcast.service in a scratch dir; the
@@ -720,21 +572,10 @@ fn verify(unit: &str) -> Result<(), String> {
     let dir = TempDir::new("unit");
     let path = dir.path().join("ringcast.service");
     std::fs::write(&path, unit).expect("write the unit");
-    let output: Output = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .expect("run systemd-analyze");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() && said.trim().is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{}: {said}", output.status))
-    }
+    let output: Output =
+        Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().expect("run systemd-analyze");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() && said.trim().is_empty() { Ok(()) } else { Err(format!("{}: {said}", output.status)) }
 }
 
 #[test]
@@ -757,10 +598,7 @@ fn unit_passes_systemd_analyze_verify() {
     let broken = [
         unit.replace("ProtectSystem=strict", "ProtectSytem=strict"),
         unit.replace("Type=notify", "Type=notifyy"),
-        unit.replace(
-            &format!("ExecStart={BIN} "),
-            "ExecStart=/nonexistent/ringcast ",
-        ),
+        unit.replace(&format!("ExecStart={BIN} "), "ExecStart=/nonexistent/ringcast "),
     ];
     for (i, unit) in broken.iter().enumerate() {
         assert!(verify(unit).is_err(), "broken unit #{i} passed verify");
@@ -789,11 +627,7 @@ fn install_sh(root: &Path, args: &[&str]) -> Output {
 
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
 }
 
 #[test]
@@ -812,18 +646,9 @@ fn install_script_round_trip() {
     assert_eq!(mode(&conf), 0o644);
     assert_eq!(mode(&example), 0o644);
     assert_eq!(mode(&unit), 0o644);
-    assert_eq!(
-        std::fs::read(&bin).expect("installed binary"),
-        std::fs::read(BIN).expect("built binary")
-    );
-    assert_eq!(
-        std::fs::read_to_string(&unit).expect("installed unit"),
-        unit_text()
-    );
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .expect("run it");
+    assert_eq!(std::fs::read(&bin).expect("installed binary"), std::fs::read(BIN).expect("built binary"));
+    assert_eq!(std::fs::read_to_string(&unit).expect("installed unit"), unit_text());
+    let installed = Command::new(&bin).arg("--version").output().expect("run it");
     assert!(installed.status.success());
 
     // The operator edits the config; a second install (an upgrade) keeps the edit.
@@ -833,13 +658,7 @@ fn install_script_round_trip() {
     assert!(second.status.success());
     assert_eq!(std::fs::read_to_string(&conf).expect("config"), edited);
     assert!(example.exists());
-    let expected = [
-        "ringcast",
-        "ringcast.toml",
-        "ringcast.toml.example",
-        "ringcast.service",
-        "production.md",
-    ];
+    let expected = ["ringcast", "ringcast.toml", "ringcast.toml.example", "ringcast.service", "production.md"];
     let leftovers: Vec<_> = walk(root)
         .into_iter()
         .filter(|p| {
@@ -852,10 +671,7 @@ fn install_script_round_trip() {
     // A config the new binary rejects fails the install, loudly.
     std::fs::write(&conf, "no_such_key = 1\n").expect("break the config");
     let bad = install_sh(root, &["--binary", BIN]);
-    assert!(
-        !bad.status.success(),
-        "an invalid config must fail the install"
-    );
+    assert!(!bad.status.success(), "an invalid config must fail the install");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_key"));
     std::fs::write(&conf, edited).expect("fix the config");
 
@@ -869,11 +685,7 @@ fn install_script_round_trip() {
     }
 
     // Purge removes them too.
-    assert!(
-        install_sh(root, &["--uninstall", "--purge"])
-            .status
-            .success()
-    );
+    assert!(install_sh(root, &["--uninstall", "--purge"]).status.success());
     assert!(!conf.exists() && !example.exists() && !state.exists());
 
     // Unknown flags are refused, not ignored.

@@ -31,7 +31,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long queued hook deliveries may take to go out at shutdown.
 const HOOK_DRAIN: Duration = Duration::from_secs(5);
 /// Connections waiting in the kernel to be accepted, per shard listener.
-const LISTEN_BACKLOG: i32 = 4096;
+const LISTEN_BACKLOG: i32 = preflight::LISTEN_BACKLOG as i32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -43,12 +43,16 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error("shard {0} panicked")]
     ShardPanicked(usize),
+    #[error("a shard failed to start its io_uring runtime (see the log above)")]
+    ShardStart,
     #[error("hooks: {0}")]
     Hooks(#[from] crate::hooks::webhook::Error),
 }
 
 /// Process-wide state the shards share.
 struct Shared {
+    /// Beats for the systemd watchdog, when it is on.
+    heartbeats: Option<Arc<systemd::Heartbeats>>,
     hub: Arc<Hub>,
     hooks: Arc<Hooks>,
     settings: SessionSettings,
@@ -69,6 +73,12 @@ pub struct Server {
 impl Server {
     /// Binds every listener and starts the shards.
     pub fn start(config: &Config) -> Result<Server, ServerError> {
+        Server::start_with(config, None)
+    }
+
+    /// Like [`Server::start`]; with `heartbeats`, each shard beats for the systemd watchdog.
+    /// Returns once every shard's runtime is up (so READY=1 is never premature).
+    pub fn start_with(config: &Config, heartbeats: Option<Arc<systemd::Heartbeats>>) -> Result<Server, ServerError> {
         let shard_count = config.shards.max(1);
         let rtmp_listeners = bind_reuseport("rtmp_listen", config.rtmp_listen, shard_count)?;
         let rtmp_addr = rtmp_listeners[0].local_addr().map_err(|source| ServerError::Bind {
@@ -102,19 +112,34 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             max_connections: config.max_connections,
+            heartbeats,
         });
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut shards = Vec::with_capacity(shard_count);
         for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
             let shared = shared.clone();
             let shutdown_rx = shutdown_rx.clone();
+            let started_tx = started_tx.clone();
             let handle = thread::Builder::new()
                 .name(format!("shard-{shard}"))
                 .spawn(move || {
-                    tokio_uring::start(run_shard(shard, listener, inbox, shared, shutdown_rx));
+                    tokio_uring::start(async move {
+                        let _ = started_tx.send(shard);
+                        run_shard(shard, listener, inbox, shared, shutdown_rx).await
+                    });
                 })
                 .map_err(|source| ServerError::Shard { shard, source })?;
             shards.push(handle);
+        }
+        drop(started_tx);
+        for _ in 0..shard_count {
+            // A shard whose io_uring cannot start panics before it reports: its sender is
+            // dropped and this fails instead of announcing a server that does not serve.
+            if started_rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                let _ = shutdown.send(true);
+                return Err(ServerError::ShardStart);
+            }
         }
         info!("ready: rtmp={rtmp_addr} shards={shard_count}");
         Ok(Server { rtmp_addr, hooks, dispatcher, shutdown, shards })
@@ -143,10 +168,25 @@ impl Server {
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down cleanly.
-pub fn run(config: &Config) -> Result<(), ServerError> {
+///
+/// `notifier` (from `$NOTIFY_SOCKET`) hears READY=1 once every shard runs, STOPPING=1 on a
+/// stop signal, and WATCHDOG=1 while every shard keeps beating, when systemd asks for it.
+pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), ServerError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(ServerError::Signals)?;
-    let server = Server::start(config)?;
+    let notifier = notifier.map(Arc::new);
+    let watchdog = notifier.as_ref().and_then(|n| n.watchdog_interval());
+    let heartbeats = watchdog.map(|interval| Arc::new(systemd::Heartbeats::new(config.shards.max(1), interval)));
+    let server = Server::start_with(config, heartbeats.clone())?;
+    if let Some(notifier) = &notifier {
+        notifier.ready();
+        notifier.status(&format!("serving rtmp={}", server.rtmp_addr));
+        if let (Some(interval), Some(beats)) = (watchdog, heartbeats) {
+            systemd::spawn_watchdog(notifier.clone(), interval, move || beats.all_beating())
+                .map_err(ServerError::Signals)?;
+        }
+    }
+    let stop_notifier = notifier.clone();
     let stopper = server.shutdown.clone();
     let signal_thread = thread::Builder::new()
         .name("signals".into())
@@ -157,6 +197,9 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
                     continue;
                 }
                 info!(signal, "shutting down");
+                if let Some(notifier) = &stop_notifier {
+                    notifier.stopping();
+                }
                 let _ = stopper.send(true);
                 break;
             }
@@ -168,6 +211,12 @@ pub fn run(config: &Config) -> Result<(), ServerError> {
 }
 
 fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, ServerError> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let a second ringcast (same user) share the port and silently
+        // split connections with this one. A socket without it cannot bind a port anyone
+        // listens on: probe with one first, so a busy port is an error as it should be.
+        probe_free(addr).map_err(|source| ServerError::Bind { key, addr, source })?;
+    }
     let mut listeners = Vec::with_capacity(count);
     let mut addr_to_bind = addr;
     for _ in 0..count {
@@ -179,6 +228,12 @@ fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<V
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+fn probe_free(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
 }
 
 fn bind_one(addr: SocketAddr) -> std::io::Result<StdListener> {
@@ -202,6 +257,15 @@ async fn run_shard(
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
     let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), shared.settings, seed);
     let listener = tokio_uring::net::TcpListener::from_std(listener);
+
+    if let Some(beats) = shared.heartbeats.clone() {
+        tokio::task::spawn_local(async move {
+            loop {
+                beats.beat(shard);
+                tokio::time::sleep(beats.tick()).await;
+            }
+        });
+    }
 
     // Messages from other shards: relayed packets and subscriptions.
     let inbox_hub = shard_hub.clone();

@@ -646,10 +646,14 @@ impl Timeline {
         out
     }
 
-    /// A new publisher: continue just after the last timestamp sent.
+    /// A new publisher: continue just after the last timestamp sent. A player that was sent
+    /// nothing yet starts at zero: players read a first metadata tag at a non-zero time as an
+    /// extra data stream.
     fn restart(&mut self) {
+        if self.base.is_some() {
+            self.offset = self.last.saturating_add(1);
+        }
         self.base = None;
-        self.offset = self.last.saturating_add(1);
     }
 }
 

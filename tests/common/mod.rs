@@ -271,6 +271,11 @@ impl TestServer {
             // the format predictable.
             .env_remove("RUST_LOG")
             .env_remove("JOURNAL_STREAM")
+            // A test run under systemd (a CI runner unit) must not have its servers report
+            // readiness or watchdog pings to the runner's own manager.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

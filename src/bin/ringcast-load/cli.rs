@@ -3,7 +3,7 @@
 //! Everything a scenario needs is validated here, before any thread or socket exists, so a
 //! typo fails in one line with exit status 2 instead of as a thousand connection errors.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Also write the JSON report to FILE (the table still goes to stdout)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+
     /// Stream URL: rtmp://host[:port]/app/name (or http://host[:port]/app/name.flv to play)
     #[arg(long, global = true, default_value = "rtmp://127.0.0.1:1935/live/load")]
     pub url: String,
@@ -54,6 +58,13 @@ pub struct Cli {
     /// Print a progress line on stderr every second
     #[arg(long, global = true)]
     pub progress: bool,
+
+    /// Spread connections over this many local addresses (127.0.0.1, .2, ...; loopback
+    /// targets only). Finding a free port for the 15,000th connection to one address costs
+    /// the kernel more than the whole RTMP handshake; more source addresses avoid it
+    /// [default: 16 for a 127.x target, else 0 = let the kernel choose]
+    #[arg(long, global = true, value_name = "N")]
+    pub source_ips: Option<u8>,
 
     #[command(subcommand)]
     pub scenario: Scenario,
@@ -207,6 +218,8 @@ pub struct Target {
     pub name: String,
     /// `?...` (with the question mark) or empty: passed through on every stream name.
     pub query: String,
+    /// Local loopback addresses to spread connections over; 0: the kernel picks.
+    pub source_ips: u8,
 }
 
 impl Target {
@@ -238,17 +251,14 @@ impl Target {
             Some((path, query)) => (path, format!("?{query}")),
             None => (path, String::new()),
         };
-        let (app, name) = path
-            .split_once('/')
-            .ok_or_else(|| format!("--url {url:?}: expected /app/name after the host"))?;
+        let (app, name) =
+            path.split_once('/').ok_or_else(|| format!("--url {url:?}: expected /app/name after the host"))?;
         let name = match protocol {
             Protocol::Rtmp => name,
             Protocol::HttpFlv => name.strip_suffix(".flv").unwrap_or(name),
         };
         if app.is_empty() || name.is_empty() {
-            return Err(format!(
-                "--url {url:?}: expected /app/name after the host (both non-empty)"
-            ));
+            return Err(format!("--url {url:?}: expected /app/name after the host (both non-empty)"));
         }
         Ok(Target {
             protocol,
@@ -257,7 +267,25 @@ impl Target {
             app: app.to_owned(),
             name: name.to_owned(),
             query,
+            source_ips: 0,
         })
+    }
+
+    /// Sets how many source addresses to use: `None` picks 16 for an IPv4 loopback target.
+    pub fn with_source_ips(mut self, count: Option<u8>) -> Target {
+        let loopback = matches!(self.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+        self.source_ips = match count {
+            Some(n) if loopback => n,
+            None if loopback => 16,
+            _ => 0,
+        };
+        self
+    }
+
+    /// The local address connection `id` binds to, if any.
+    pub fn source_for(&self, id: usize) -> Option<IpAddr> {
+        (self.source_ips > 0)
+            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (id % usize::from(self.source_ips)) as u8)))
     }
 
     /// `rtmp://host:port/app`, what RTMP `connect` announces.
@@ -267,11 +295,7 @@ impl Target {
 
     /// The `index`th stream of a multi-stream run: `name`, `name-1`, `name-2`...
     pub fn stream(&self, index: usize) -> String {
-        if index == 0 {
-            self.name.clone()
-        } else {
-            format!("{}-{index}", self.name)
-        }
+        if index == 0 { self.name.clone() } else { format!("{}-{index}", self.name) }
     }
 
     /// The stream name as sent in `play`/`publish`, query string included.
@@ -301,10 +325,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     } else {
         (text, 1.0)
     };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (10, 2.5, 500ms, 30s, 5m)"))?;
+    let value: f64 =
+        number.trim().parse().map_err(|_| format!("{text:?} is not a duration (10, 2.5, 500ms, 30s, 5m)"))?;
     let secs = value * scale;
     // A week bounds every loop in this program even when a user asks for "forever".
     if !secs.is_finite() || !(0.0..=7.0 * 86400.0).contains(&secs) {
@@ -314,10 +336,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number"))?;
+    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
     if !value.is_finite() || value < 0.0 {
         return Err(format!("{text:?}: expected a rate >= 0 per second"));
     }

@@ -25,10 +25,9 @@ pub const TYPE_DATA: u8 = 18;
 /// An `AVCDecoderConfigurationRecord` for 1280x720 High@3.1, as libx264 writes it: a real one,
 /// so the server's codec parsing sees a plausible stream.
 const AVC_SEQUENCE_HEADER: &[u8] = &[
-    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64,
-    0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
-    0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3,
-    0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
+    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9,
+    0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19,
+    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
 ];
 /// AAC-LC, 44.1 kHz, stereo.
 const AAC_SEQUENCE_HEADER: &[u8] = &[0xaf, 0x00, 0x12, 0x10];
@@ -80,10 +79,7 @@ pub fn find_probe(type_id: u8, payload: &[u8]) -> Option<Probe> {
 
 /// Wall-clock microseconds since the Unix epoch: comparable across processes on one host.
 pub fn wall_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 /// One frame to send: its RTMP message type, timestamp, and when it is due (milliseconds after
@@ -114,11 +110,7 @@ impl MediaPlan {
     pub fn source(&self, publisher: u32) -> Source {
         match self {
             MediaPlan::Generated(plan) => Source::Generated(Generator::new(plan.clone(), publisher)),
-            MediaPlan::File(file) => Source::File(FileSource {
-                file: file.clone(),
-                next: 0,
-                lap: 0,
-            }),
+            MediaPlan::File(file) => Source::File(FileSource { file: file.clone(), next: 0, lap: 0 }),
         }
     }
 
@@ -131,12 +123,9 @@ impl MediaPlan {
                 p.gop,
                 p.audio_bps / 1000
             ),
-            MediaPlan::File(f) => format!(
-                "{} ({} tags, {:.1} s per loop)",
-                f.path,
-                f.tags.len(),
-                f.loop_ms as f64 / 1000.0
-            ),
+            MediaPlan::File(f) => {
+                format!("{} ({} tags, {:.1} s per loop)", f.path, f.tags.len(), f.loop_ms as f64 / 1000.0)
+            }
         }
     }
 }
@@ -173,21 +162,14 @@ impl GeneratedPlan {
                 state as u8
             })
             .collect();
-        GeneratedPlan {
-            filler: Arc::from(filler),
-            ..plan
-        }
+        GeneratedPlan { filler: Arc::from(filler), ..plan }
     }
 
     /// Frame sizes that give the requested bitrate over a GOP, keyframes weighted.
     fn video_frame_len(&self, keyframe: bool) -> usize {
         let gop_bytes = self.video_bps / 8 * self.gop / self.fps;
         let inter = gop_bytes / (self.gop - 1 + KEYFRAME_WEIGHT);
-        let len = if keyframe {
-            inter * KEYFRAME_WEIGHT
-        } else {
-            inter
-        };
+        let len = if keyframe { inter * KEYFRAME_WEIGHT } else { inter };
         (len as usize).max(MIN_VIDEO_FRAME)
     }
 
@@ -208,13 +190,7 @@ pub struct Generator {
 
 impl Generator {
     fn new(plan: GeneratedPlan, publisher: u32) -> Generator {
-        Generator {
-            plan,
-            publisher,
-            video_frames: 0,
-            audio_frames: 0,
-            seq: 0,
-        }
+        Generator { plan, publisher, video_frames: 0, audio_frames: 0, seq: 0 }
     }
 
     fn video_due_ms(&self) -> u64 {
@@ -222,24 +198,20 @@ impl Generator {
     }
 
     fn audio_due_ms(&self) -> Option<u64> {
-        (self.plan.audio_bps > 0)
-            .then(|| self.audio_frames * AAC_FRAME_SAMPLES * 1000 / AAC_SAMPLE_RATE)
+        (self.plan.audio_bps > 0).then(|| self.audio_frames * AAC_FRAME_SAMPLES * 1000 / AAC_SAMPLE_RATE)
     }
 
     fn peek(&self) -> Due {
         let video = self.video_due_ms();
         match self.audio_due_ms() {
-            Some(audio) if audio < video => Due {
-                type_id: TYPE_AUDIO,
-                timestamp: audio as u32,
-                due_ms: audio,
-                keyframe: false,
-            },
+            Some(audio) if audio < video => {
+                Due { type_id: TYPE_AUDIO, timestamp: audio as u32, due_ms: audio, keyframe: false }
+            }
             _ => Due {
                 type_id: TYPE_VIDEO,
                 timestamp: video as u32,
                 due_ms: video,
-                keyframe: self.video_frames % self.plan.gop == 0,
+                keyframe: self.video_frames.is_multiple_of(self.plan.gop),
             },
         }
     }
@@ -302,10 +274,8 @@ impl Generator {
             ],
             &mut metadata,
         );
-        let mut headers = vec![
-            (TYPE_DATA, Bytes::from(metadata)),
-            (TYPE_VIDEO, Bytes::from_static(AVC_SEQUENCE_HEADER)),
-        ];
+        let mut headers =
+            vec![(TYPE_DATA, Bytes::from(metadata)), (TYPE_VIDEO, Bytes::from_static(AVC_SEQUENCE_HEADER))];
         if plan.audio_bps > 0 {
             headers.push((TYPE_AUDIO, Bytes::from_static(AAC_SEQUENCE_HEADER)));
         }
@@ -338,9 +308,7 @@ const MAX_FLV_FILE: u64 = 2 << 30;
 impl FileMedia {
     fn load(path: &Path) -> Result<FileMedia, String> {
         let shown = path.display().to_string();
-        let len = std::fs::metadata(path)
-            .map_err(|e| format!("--flv {shown}: {e}"))?
-            .len();
+        let len = std::fs::metadata(path).map_err(|e| format!("--flv {shown}: {e}"))?.len();
         if len > MAX_FLV_FILE {
             return Err(format!("--flv {shown}: {len} bytes is larger than the 2 GiB limit"));
         }
@@ -389,22 +357,13 @@ impl FileMedia {
             return Err(format!("--flv {shown}: no audio or video frames in the file"));
         }
         let last = tags.iter().map(|t| t.timestamp_ms).max().unwrap_or(0);
-        let video: Vec<u64> = tags
-            .iter()
-            .filter(|t| t.type_id == TYPE_VIDEO)
-            .map(|t| t.timestamp_ms)
-            .collect();
+        let video: Vec<u64> = tags.iter().filter(|t| t.type_id == TYPE_VIDEO).map(|t| t.timestamp_ms).collect();
         // One frame interval after the last frame, so a loop does not repeat a timestamp.
         let interval = match video.len() {
             n if n >= 2 => (video[n - 1].saturating_sub(video[0]) / (n as u64 - 1)).max(1),
             _ => 40,
         };
-        Ok(FileMedia {
-            path: shown,
-            headers,
-            tags,
-            loop_ms: last + interval,
-        })
+        Ok(FileMedia { path: shown, headers, tags, loop_ms: last + interval })
     }
 }
 
@@ -419,12 +378,7 @@ impl FileSource {
         // `next` is always in range: `emit` wraps it, and a loaded file has at least one tag.
         let tag = &self.file.tags[self.next % self.file.tags.len()];
         let due_ms = self.lap * self.file.loop_ms + tag.timestamp_ms;
-        Due {
-            type_id: tag.type_id,
-            timestamp: due_ms as u32,
-            due_ms,
-            keyframe: tag.keyframe,
-        }
+        Due { type_id: tag.type_id, timestamp: due_ms as u32, due_ms, keyframe: tag.keyframe }
     }
 
     fn emit(&mut self) -> (Due, Bytes) {
@@ -476,10 +430,6 @@ impl Source {
             }
         }
     }
-
-    pub fn has_probe(&self) -> bool {
-        matches!(self, Source::Generated(_))
-    }
 }
 
 pub enum Payload<'a> {
@@ -502,13 +452,7 @@ mod tests {
     use ringcast::protocol::flv::{classify, parse_codec_info};
 
     fn args() -> MediaArgs {
-        MediaArgs {
-            flv: None,
-            bitrate: 2200,
-            audio_bitrate: 128,
-            fps: 30,
-            gop: 60,
-        }
+        MediaArgs { flv: None, bitrate: 2200, audio_bitrate: 128, fps: 30, gop: 60 }
     }
 
     #[test]

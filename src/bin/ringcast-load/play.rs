@@ -48,8 +48,10 @@ pub struct PlayerRecord {
     pub stream: String,
     /// TCP connect to `NetStream.Play.Start` (or HTTP response headers).
     pub start_ms: Option<f64>,
-    /// TCP connect to the first video keyframe (first audio frame for audio-only streams).
+    /// TCP connect to the first video keyframe.
     pub first_keyframe_ms: Option<f64>,
+    /// TCP connect to the first audio or video frame.
+    pub first_media_ms: Option<f64>,
     pub bytes: u64,
     pub video_frames: u64,
     pub keyframes: u64,
@@ -91,11 +93,11 @@ pub struct Track {
 }
 
 impl PlayerRecord {
-    fn begin(&mut self, began: Instant) {
+    pub fn begin(&mut self, began: Instant) {
         self.track.began = Some(began);
     }
 
-    fn started(&mut self, start_us: u64) {
+    pub fn started(&mut self, start_us: u64) {
         self.start_ms = Some(us_to_ms(start_us));
         self.track.play_wall_us = wall_us();
     }
@@ -134,15 +136,14 @@ impl PlayerRecord {
             }
             _ => self.audio_frames += 1,
         }
-        let first_frame = info.keyframe && (kind == MediaKind::Video || self.keyframes == 0);
-        if first_frame
-            && self.first_keyframe_ms.is_none()
-            && (kind == MediaKind::Video || self.video_frames == 0)
-            && let Some(began) = self.track.began
-        {
-            self.first_keyframe_ms = Some(us_to_ms(
-                now.saturating_duration_since(began).as_micros() as u64,
-            ));
+        if let Some(began) = self.track.began {
+            let since = || us_to_ms(now.saturating_duration_since(began).as_micros() as u64);
+            if self.first_media_ms.is_none() {
+                self.first_media_ms = Some(since());
+            }
+            if kind == MediaKind::Video && info.keyframe && self.first_keyframe_ms.is_none() {
+                self.first_keyframe_ms = Some(since());
+            }
         }
         match find_probe(type_id, payload) {
             Some(probe) => self.on_probe(probe, wall, lag),
@@ -201,8 +202,7 @@ impl PlayerRecord {
         let Some(began) = track.began else {
             return;
         };
-        let offset =
-            now.saturating_duration_since(began).as_micros() as i64 - i64::from(timestamp) * 1000;
+        let offset = now.saturating_duration_since(began).as_micros() as i64 - i64::from(timestamp) * 1000;
         let min = *track.min_offset_us.get_or_insert(offset);
         let min = min.min(offset);
         track.min_offset_us = Some(min);
@@ -221,8 +221,8 @@ impl PlayerRecord {
 
     fn finish(&mut self) {
         let track = &self.track;
-        if track.lag_count > 0 {
-            self.lag_mean_ms = us_to_ms(track.lag_sum_us / track.lag_count);
+        if let Some(mean) = track.lag_sum_us.checked_div(track.lag_count) {
+            self.lag_mean_ms = us_to_ms(mean);
             self.lag_max_ms = us_to_ms(track.lag_max_us);
         }
     }
@@ -252,9 +252,7 @@ pub async fn run_player(
     }
     let result = match setup.target.protocol {
         Protocol::Rtmp => play_rtmp(&setup, id, stream, &record, &lag, &shared, &stop).await,
-        Protocol::HttpFlv => {
-            crate::http_flv::play(&setup, stream, &record, &lag, &shared, &stop).await
-        }
+        Protocol::HttpFlv => crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
     };
     let mut r = record.borrow_mut();
     r.finish();
@@ -299,7 +297,7 @@ async fn play_rtmp(
             &setup.target,
             Goal::Play(setup.target.stream_request(stream)),
             Until::Playing,
-            crate::runtime::seed(id),
+            id,
             began,
             setup.timeout,
         )) => result,
@@ -308,9 +306,7 @@ async fn play_rtmp(
     let (mut session, steps) = established.map_err(Outcome::Failed)?;
     record.borrow_mut().started(steps.started_us);
     shared.established.fetch_add(1, Ordering::Relaxed);
-    shared
-        .bytes_in
-        .fetch_add(session.bytes_in, Ordering::Relaxed);
+    shared.bytes_in.fetch_add(session.bytes_in, Ordering::Relaxed);
     let mut counted = session.bytes_in;
     let result = loop {
         {
@@ -340,9 +336,7 @@ async fn play_rtmp(
         };
         match read {
             Ok(_) => {
-                shared
-                    .bytes_in
-                    .fetch_add(session.bytes_in - counted, Ordering::Relaxed);
+                shared.bytes_in.fetch_add(session.bytes_in - counted, Ordering::Relaxed);
                 counted = session.bytes_in;
             }
             Err(failure) => break Err(Outcome::Ended(failure)),
@@ -445,27 +439,13 @@ impl PlaySummary {
         let mut t = Table::new("players");
         t.row(
             "players",
-            format!(
-                "{} playing of {} requested ({} failed to start)",
-                self.playing, self.requested, self.failed
-            ),
+            format!("{} playing of {} requested ({} failed to start)", self.playing, self.requested, self.failed),
         )
         .row("start failures", self.failures.show())
-        .row(
-            "disconnected early",
-            format!("{} ({})", self.disconnected, self.disconnects.show()),
-        )
+        .row("disconnected early", format!("{} ({})", self.disconnected, self.disconnects.show()))
         .row("players with drops", self.with_drops)
         .row("players without media", self.without_media)
-        .row(
-            "received",
-            format!(
-                "{:.1} MB in {:.1} s = {} Gbit/s",
-                self.bytes as f64 / 1e6,
-                secs,
-                self.gbit_per_s
-            ),
-        )
+        .row("received", format!("{:.1} MB in {:.1} s = {} Gbit/s", self.bytes as f64 / 1e6, secs, self.gbit_per_s))
         .row(
             "frames",
             format!(
@@ -473,13 +453,7 @@ impl PlaySummary {
                 self.video_frames, self.keyframes, self.audio_frames, self.cached_frames
             ),
         )
-        .row(
-            "gaps",
-            format!(
-                "{} ({} frames missing, {} out of order)",
-                self.gaps, self.missing_frames, self.reordered
-            ),
-        )
+        .row("gaps", format!("{} ({} frames missing, {} out of order)", self.gaps, self.missing_frames, self.reordered))
         .row("connect to play start", self.start.show())
         .row("connect to first keyframe", self.first_keyframe.show())
         .row(format!("lag ({})", self.lag_method), self.lag.show());
@@ -497,8 +471,8 @@ impl PlaySummary {
             out.push_str("  worst 10 players (failures, gaps, lag):\n");
         }
         let mut grid = Grid::new(&[
-            "id", "stream", "start_ms", "key_ms", "MB", "video", "audio", "gaps", "missing",
-            "lag_avg", "lag_max", "status",
+            "id", "stream", "start_ms", "key_ms", "MB", "video", "audio", "gaps", "missing", "lag_avg", "lag_max",
+            "status",
         ]);
         for p in shown {
             grid.row(vec![
@@ -513,16 +487,16 @@ impl PlaySummary {
                 p.missing_frames.to_string(),
                 round2(p.lag_mean_ms).to_string(),
                 round2(p.lag_max_ms).to_string(),
-                p.failure
-                    .clone()
-                    .or_else(|| p.ended.clone())
-                    .unwrap_or_else(|| "ok".into()),
+                p.failure.clone().or_else(|| p.ended.clone()).unwrap_or_else(|| "ok".into()),
             ]);
         }
         out.push_str(&grid.render());
         out
     }
 }
+
+/// A worker's players' records, filled in as they are launched and as they play.
+pub type Records = Rc<RefCell<Vec<Rc<RefCell<PlayerRecord>>>>>;
 
 /// Spawns this worker's players: player `i` (of `count`) starts at `go + i / ramp` and
 /// plays stream `i % streams`.
@@ -532,8 +506,8 @@ pub fn spawn_launcher(
     count: usize,
     ramp: f64,
     streams: usize,
-) -> (Rc<RefCell<Vec<Rc<RefCell<PlayerRecord>>>>>, Rc<RefCell<LagHistograms>>) {
-    let records: Rc<RefCell<Vec<Rc<RefCell<PlayerRecord>>>>> = Rc::default();
+) -> (Records, Rc<RefCell<LagHistograms>>) {
+    let records: Records = Rc::default();
     let lag: Rc<RefCell<LagHistograms>> = Rc::default();
     let (index, threads) = (worker.index, worker.threads);
     let shared = worker.shared.clone();

@@ -78,7 +78,7 @@ pub async fn run_publisher(
             &setup.target,
             Goal::Publish(request),
             Until::Publishing,
-            crate::runtime::seed(usize::MAX - id),
+            usize::MAX - id,
             began,
             setup.timeout,
         )) => result,
@@ -117,9 +117,7 @@ pub async fn run_publisher(
         bytes_out: bytes_before,
     };
     let started = Instant::now();
-    let result = writer
-        .run(setup.plan.source(publisher_id), &wake, &ended, &stop)
-        .await;
+    let result = writer.run(setup.plan.source(publisher_id), &wake, &ended, &stop).await;
     let mut r = record.borrow_mut();
     r.publish_secs = round2(started.elapsed().as_secs_f64());
     r.bytes_out = writer.bytes_out;
@@ -261,11 +259,7 @@ async fn read_loop(
 }
 
 /// Starts the publishers this worker owns (stream `s` on worker `s % threads`).
-pub fn spawn_publishers(
-    worker: &Worker,
-    setup: &Arc<PublishSetup>,
-    count: usize,
-) -> Vec<Rc<RefCell<PublisherRecord>>> {
+pub fn spawn_publishers(worker: &Worker, setup: &Arc<PublishSetup>, count: usize) -> Vec<Rc<RefCell<PublisherRecord>>> {
     let mut records = Vec::new();
     for index in (worker.index..count).step_by(worker.threads) {
         let record = Rc::new(RefCell::new(PublisherRecord::default()));
@@ -284,10 +278,7 @@ pub fn spawn_publishers(
 
 /// Takes the records out of their cells (tasks that outlived the grace keep empty ones).
 pub fn collect(records: Vec<Rc<RefCell<PublisherRecord>>>) -> Vec<PublisherRecord> {
-    records
-        .into_iter()
-        .map(|r| std::mem::take(&mut *r.borrow_mut()))
-        .collect()
+    records.into_iter().map(|r| std::mem::take(&mut *r.borrow_mut())).collect()
 }
 
 /// The publishers' part of a report.
@@ -360,23 +351,12 @@ impl PublishSummary {
             .row("failures", self.failures.show())
             .row("ended early", self.ended.show())
             .row("connect to publish start", self.start.show())
-            .row(
-                "frames sent",
-                format!("{} video, {} audio", self.video_frames, self.audio_frames),
-            )
-            .row(
-                "bytes sent",
-                format!("{} ({} Gbit/s)", self.bytes_out, self.gbit_per_s),
-            )
-            .row(
-                "late frames (>100 ms)",
-                format!("{} (worst {} ms)", self.late_frames, self.max_late_ms),
-            );
+            .row("frames sent", format!("{} video, {} audio", self.video_frames, self.audio_frames))
+            .row("bytes sent", format!("{} ({} Gbit/s)", self.bytes_out, self.gbit_per_s))
+            .row("late frames (>100 ms)", format!("{} (worst {} ms)", self.late_frames, self.max_late_ms));
         let mut out = t.render();
         if self.publishers.len() <= 20 {
-            let mut grid = Grid::new(&[
-                "id", "stream", "start_ms", "video", "audio", "MB", "late", "status",
-            ]);
+            let mut grid = Grid::new(&["id", "stream", "start_ms", "video", "audio", "MB", "late", "status"]);
             for p in &self.publishers {
                 grid.row(vec![
                     p.id.to_string(),
@@ -386,10 +366,7 @@ impl PublishSummary {
                     p.audio_frames.to_string(),
                     format!("{:.1}", p.bytes_out as f64 / 1e6),
                     p.late_frames.to_string(),
-                    p.failure
-                        .clone()
-                        .or_else(|| p.ended.clone())
-                        .unwrap_or_else(|| "ok".into()),
+                    p.failure.clone().or_else(|| p.ended.clone()).unwrap_or_else(|| "ok".into()),
                 ]);
             }
             out.push_str(&grid.render());

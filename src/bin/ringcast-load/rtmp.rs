@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,10 +40,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(step: &'static str, reason: impl Into<String>) -> Failure {
-        Failure {
-            step,
-            reason: reason.into(),
-        }
+        Failure { step, reason: reason.into() }
     }
 
     pub fn io(step: &'static str, error: &io::Error) -> Failure {
@@ -86,10 +83,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn open(addr: SocketAddr) -> Result<Conn, Failure> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| Failure::io("tcp connect", &e))?;
+    /// Connects to `addr`, from `source` if given. With a source address the connection is
+    /// only started here: it completes when the first write does (see [`connect_from`]).
+    pub async fn open(addr: SocketAddr, source: Option<IpAddr>) -> Result<Conn, Failure> {
+        let stream = match source {
+            None => TcpStream::connect(addr).await.map_err(|e| Failure::io("tcp connect", &e))?,
+            Some(source) => connect_from(addr, source).map_err(|e| Failure::io("tcp connect", &e))?,
+        };
         // Small control messages must not wait for Nagle; media writes are large anyway.
         let _ = stream.set_nodelay(true);
         Ok(Conn { stream })
@@ -108,6 +108,37 @@ impl Conn {
     }
 }
 
+/// Starts a non-blocking connect from `source` (port chosen at connect time, per destination,
+/// thanks to `IP_BIND_ADDRESS_NO_PORT`). tokio-uring 0.5 cannot connect a socket it did not
+/// create, so the connect is left in progress: io_uring parks the first write until the
+/// socket is writable, that is until the connection is up (or fails with its error).
+fn connect_from(addr: SocketAddr, source: IpAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor and a pointer to a c_int that outlives the call.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
+    match socket.connect(&SockAddr::from(addr)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
@@ -123,11 +154,7 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     pub fn new(capacity: usize) -> ReadBuf {
-        ReadBuf {
-            buf: Vec::new(),
-            capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER),
-            small_reads: 0,
-        }
+        ReadBuf { buf: Vec::new(), capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER), small_reads: 0 }
     }
 
     /// Reads once; an empty slice means the peer closed.
@@ -182,13 +209,9 @@ pub struct Session {
 
 impl Session {
     /// Opens the TCP connection and sends C0 + C1.
-    pub async fn open(
-        target: &Target,
-        goal: Goal,
-        seed: [u8; 32],
-        epoch: u32,
-    ) -> Result<Session, Failure> {
-        let conn = Rc::new(Conn::open(target.addr).await?);
+    pub async fn open(target: &Target, goal: Goal, id: usize, epoch: u32) -> Result<Session, Failure> {
+        let conn = Rc::new(Conn::open(target.addr, target.source_for(id)).await?);
+        let seed = crate::runtime::seed(id);
         let client = ClientConnection::new(&target.app, &target.tc_url(), goal, seed, epoch);
         let mut session = Session {
             conn,
@@ -227,19 +250,13 @@ impl Session {
     /// Reads once and feeds the protocol; events are then in `client.poll_event()`. Returns
     /// the bytes read.
     pub async fn read_input(&mut self, step: &'static str) -> Result<usize, Failure> {
-        let input = self
-            .reader
-            .read(&self.conn)
-            .await
-            .map_err(|e| Failure::io(step, &e))?;
+        let input = self.reader.read(&self.conn).await.map_err(|e| Failure::io(step, &e))?;
         if input.is_empty() {
             return Err(Failure::closed(step));
         }
         let n = input.len();
         self.bytes_in += n as u64;
-        self.client
-            .handle_input(input)
-            .map_err(|e| Failure::new(step, format!("protocol error: {e}")))?;
+        self.client.handle_input(input).map_err(|e| Failure::new(step, format!("protocol error: {e}")))?;
         self.flush(step).await?;
         Ok(n)
     }
@@ -288,9 +305,7 @@ impl Session {
                 ClientEvent::CommandError { command, code, .. } => {
                     break Err(Failure::new(step, format!("{command} refused: {code}")));
                 }
-                ClientEvent::Audio { .. } | ClientEvent::Video { .. } | ClientEvent::Data { .. } => {
-                    media.push(event)
-                }
+                ClientEvent::Audio { .. } | ClientEvent::Video { .. } | ClientEvent::Data { .. } => media.push(event),
                 _ => {}
             }
         };
@@ -302,10 +317,7 @@ impl Session {
 
     /// Runs `connect` (after the handshake) to its `_result`.
     pub async fn wait_connected(&mut self, deadline: Instant, limit: Duration) -> Result<(), Failure> {
-        self.wait_for("handshake+connect", deadline, limit, |e| {
-            matches!(e, ClientEvent::Connected)
-        })
-        .await
+        self.wait_for("handshake+connect", deadline, limit, |e| matches!(e, ClientEvent::Connected)).await
     }
 
     /// Waits for `NetStream.Play.Start` or `NetStream.Publish.Start`.
@@ -316,10 +328,8 @@ impl Session {
         deadline: Instant,
         limit: Duration,
     ) -> Result<(), Failure> {
-        self.wait_for(step, deadline, limit, |e| {
-            matches!(e, ClientEvent::Status { code: got, .. } if got == code)
-        })
-        .await
+        self.wait_for(step, deadline, limit, |e| matches!(e, ClientEvent::Status { code: got, .. } if got == code))
+            .await
     }
 
     /// Keeps only the socket: a connection that will never speak again needs no protocol
@@ -336,10 +346,7 @@ impl Session {
 
 /// Milliseconds since the Unix epoch, truncated, for the handshake's epoch field.
 pub fn epoch_ms() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u32)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0)
 }
 
 /// How far [`establish`] takes a connection.
@@ -362,32 +369,23 @@ pub struct Steps {
     pub started_us: u64,
 }
 
-/// Opens a connection and walks it to `until`, each step within `limit` of the previous one.
+/// Opens connection `id` and walks it to `until`, each step within `limit` of the previous one.
 pub async fn establish(
     target: &Target,
     goal: Goal,
     until: Until,
-    seed: [u8; 32],
+    id: usize,
     began: Instant,
     limit: Duration,
 ) -> Result<(Session, Steps), Failure> {
     let since = |t: Instant| t.saturating_duration_since(began).as_micros() as u64;
-    let opened = tokio::time::timeout_at(
-        began + limit,
-        Session::open(target, goal, seed, epoch_ms()),
-    )
-    .await;
+    let opened = tokio::time::timeout_at(began + limit, Session::open(target, goal, id, epoch_ms())).await;
     let mut session = match opened {
         Ok(result) => result?,
         Err(_) => return Err(Failure::timeout("tcp connect", limit)),
     };
-    let mut steps = Steps {
-        tcp_us: since(Instant::now()),
-        ..Steps::default()
-    };
-    session
-        .wait_connected(Instant::now() + limit, limit)
-        .await?;
+    let mut steps = Steps { tcp_us: since(Instant::now()), ..Steps::default() };
+    session.wait_connected(Instant::now() + limit, limit).await?;
     steps.connected_us = since(Instant::now());
     let code = match until {
         Until::Connected => {
@@ -398,9 +396,7 @@ pub async fn establish(
         Until::Publishing => "NetStream.Publish.Start",
     };
     let step = if until == Until::Playing { "play" } else { "publish" };
-    session
-        .wait_status(step, code, Instant::now() + limit, limit)
-        .await?;
+    session.wait_status(step, code, Instant::now() + limit, limit).await?;
     steps.started_us = since(Instant::now());
     Ok((session, steps))
 }

@@ -194,11 +194,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Whether the `global`th connection of a run belongs to this worker.
-    pub fn owns(&self, global: usize) -> bool {
-        global % self.threads == self.index
-    }
-
     /// Waits for the stop, then for the tasks to finish (bounded by a grace period).
     /// Returns the tasks still running when the grace ran out.
     pub async fn finish(&self) -> usize {
@@ -209,11 +204,7 @@ impl Worker {
 }
 
 /// Starts `threads` workers, each running `body` on its own tokio-uring runtime.
-pub fn spawn_workers<F, Fut, R>(
-    threads: usize,
-    shared: &Arc<Shared>,
-    body: F,
-) -> Result<Vec<JoinHandle<R>>, String>
+pub fn spawn_workers<F, Fut, R>(threads: usize, shared: &Arc<Shared>, body: F) -> Result<Vec<JoinHandle<R>>, String>
 where
     F: Fn(Worker) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + 'static,
@@ -227,27 +218,19 @@ where
         let handle = std::thread::Builder::new()
             .name(format!("load-{index}"))
             .spawn(move || {
-                tokio_uring::builder()
-                    .entries(RING_ENTRIES)
-                    .start(async move {
-                        let stop = Rc::new(LocalStop::default());
-                        let watcher_stop = stop.clone();
-                        let watcher_shared = shared.clone();
-                        tokio::task::spawn_local(async move {
-                            while !watcher_shared.stopped() {
-                                tokio::time::sleep(POLL).await;
-                            }
-                            watcher_stop.trigger();
-                        });
-                        let worker = Worker {
-                            index,
-                            threads,
-                            shared,
-                            stop,
-                            tasks: Rc::new(Tasks::default()),
-                        };
-                        body(worker).await
-                    })
+                tokio_uring::builder().entries(RING_ENTRIES).start(async move {
+                    let stop = Rc::new(LocalStop::default());
+                    let watcher_stop = stop.clone();
+                    let watcher_shared = shared.clone();
+                    tokio::task::spawn_local(async move {
+                        while !watcher_shared.stopped() {
+                            tokio::time::sleep(POLL).await;
+                        }
+                        watcher_stop.trigger();
+                    });
+                    let worker = Worker { index, threads, shared, stop, tasks: Rc::new(Tasks::default()) };
+                    body(worker).await
+                })
             })
             .map_err(|e| format!("cannot start worker thread {index}: {e}"))?;
         handles.push(handle);
@@ -288,11 +271,9 @@ pub fn mix(mut x: u64) -> u64 {
 
 /// A per-connection seed that differs between runs and connections.
 pub fn seed(global: usize) -> [u8; 32] {
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ (std::process::id() as u64) << 32;
+    let base =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+            ^ (std::process::id() as u64) << 32;
     let mut seed = [0u8; 32];
     for (i, chunk) in seed.chunks_mut(8).enumerate() {
         chunk.copy_from_slice(&mix(base ^ (global as u64) << 8 ^ i as u64).to_le_bytes());

@@ -24,12 +24,7 @@ pub struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            counts: vec![0; bucket_of(u64::MAX) + 1],
-            total: 0,
-            sum: 0.0,
-            max: 0,
-        }
+        Histogram { counts: vec![0; bucket_of(u64::MAX) + 1], total: 0, sum: 0.0, max: 0 }
     }
 }
 
@@ -93,11 +88,7 @@ impl Histogram {
     pub fn dist_ms(&self) -> Dist {
         Dist {
             count: self.total,
-            mean_ms: if self.total == 0 {
-                0.0
-            } else {
-                round2(self.sum / self.total as f64 / 1000.0)
-            },
+            mean_ms: if self.total == 0 { 0.0 } else { round2(self.sum / self.total as f64 / 1000.0) },
             p50_ms: us_to_ms(self.quantile(0.50)),
             p99_ms: us_to_ms(self.quantile(0.99)),
             max_ms: us_to_ms(self.max),
@@ -140,10 +131,7 @@ impl Dist {
         if self.count == 0 {
             return "-".into();
         }
-        format!(
-            "p50 {} ms  p99 {} ms  max {} ms  (n={})",
-            self.p50_ms, self.p99_ms, self.max_ms, self.count
-        )
+        format!("p50 {} ms  p99 {} ms  max {} ms  (n={})", self.p50_ms, self.p99_ms, self.max_ms, self.count)
     }
 }
 
@@ -185,11 +173,7 @@ impl Reasons {
         }
         let mut items: Vec<_> = self.0.iter().collect();
         items.sort_by(|a, b| b.1.cmp(a.1));
-        items
-            .iter()
-            .map(|(reason, count)| format!("{count} x {reason}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        items.iter().map(|(reason, count)| format!("{count} x {reason}")).collect::<Vec<_>>().join("; ")
     }
 }
 
@@ -210,10 +194,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(title: impl Into<String>) -> Table {
-        Table {
-            title: title.into(),
-            rows: Vec::new(),
-        }
+        Table { title: title.into(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, label: impl Into<String>, value: impl ToString) -> &mut Table {
@@ -240,10 +221,7 @@ pub struct Grid {
 
 impl Grid {
     pub fn new(header: &[&str]) -> Grid {
-        Grid {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Grid { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {

@@ -88,6 +88,10 @@ impl Tracker {
         }
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
     /// Takes a reading (call it periodically to catch the highest RSS).
     pub fn poll(&mut self) -> Option<ProcSample> {
         let now = sample(self.pid);
@@ -106,11 +110,7 @@ impl Tracker {
         Some(ProcUsage {
             pid: self.pid,
             cpu_s: crate::stats::round3(cpu_s),
-            cores: if wall > 0.0 {
-                crate::stats::round3(cpu_s / wall)
-            } else {
-                0.0
-            },
+            cores: if wall > 0.0 { crate::stats::round3(cpu_s / wall) } else { 0.0 },
             rss_start_kib: start.rss_kib,
             rss_end_kib: end.rss_kib,
             rss_max_kib: self.rss_max,
@@ -121,10 +121,7 @@ impl Tracker {
 
 /// The open-files limit (soft, hard) of this process.
 pub fn nofile_limit() -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
     ok.then_some((limit.rlim_cur, limit.rlim_max))
@@ -133,10 +130,7 @@ pub fn nofile_limit() -> Option<(u64, u64)> {
 /// Raises the soft open-files limit to the hard one: every connection is a descriptor.
 pub fn raise_nofile_limit() -> Option<u64> {
     let (_, hard) = nofile_limit()?;
-    let limit = libc::rlimit {
-        rlim_cur: hard,
-        rlim_max: hard,
-    };
+    let limit = libc::rlimit { rlim_cur: hard, rlim_max: hard };
     // SAFETY: setrlimit reads the struct we own.
     let ok = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0;
     ok.then_some(hard)
