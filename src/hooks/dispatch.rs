@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 use super::event::{Event, EventType};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{EventSink, now_ms, script, stdio};
-use crate::config::{Config, EventFilter, StdioFormat};
+use crate::config::{Config, EventFilter, Secret, StdioFormat, WebhookConfig};
 
 /// Retries never wait longer than this, whatever `Retry-After` asks.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
@@ -50,16 +50,51 @@ enum SinkKind {
     Stdio { format: StdioFormat },
 }
 
+/// Where a sink was defined: the config file (and flags) or the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkOrigin {
+    Config,
+    Api,
+}
+
 #[derive(Debug)]
 pub struct Sink {
+    /// Stable for the sink's life, across changes; the admin API names webhooks by it.
+    pub id: u64,
+    pub origin: SinkOrigin,
     /// How logs and metrics name the sink (its URL or path).
     pub label: String,
     filter: EventFilter,
     kind: SinkKind,
+    /// The webhook's settings as given (for the admin API), `None` for scripts and stdio.
+    pub webhook: Option<WebhookConfig>,
     pub stats: SinkStats,
 }
 
 impl Sink {
+    /// A webhook sink. `previous_secret` keeps signing beside the new one during a rotation.
+    pub fn webhook(
+        id: u64,
+        origin: SinkOrigin,
+        config: WebhookConfig,
+        previous_secret: Option<&Secret>,
+        agent: ureq::Agent,
+    ) -> Sink {
+        Sink {
+            id,
+            origin,
+            label: config.url.clone(),
+            filter: config.events.clone(),
+            kind: SinkKind::Webhook {
+                target: WebhookTarget::new(&config, previous_secret),
+                agent,
+                retries: config.retries,
+            },
+            webhook: Some(config),
+            stats: SinkStats::default(),
+        }
+    }
+
     fn retries(&self) -> u32 {
         match &self.kind {
             SinkKind::Webhook { retries, .. } => *retries,
@@ -68,41 +103,57 @@ impl Sink {
     }
 }
 
-/// The sinks of a config, with their HTTP agents.
-pub fn sinks_from_config(config: &Config) -> Result<Vec<Arc<Sink>>, webhook::Error> {
+/// The sinks of a config. Their ids are 1, 2, 3...; API-made sinks are numbered after them.
+pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>> {
     let mut sinks = Vec::new();
-    if !config.webhooks.is_empty() {
-        let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
-        for hook in &config.webhooks {
-            sinks.push(Arc::new(Sink {
-                label: hook.url.clone(),
-                filter: hook.events.clone(),
-                kind: SinkKind::Webhook {
-                    target: WebhookTarget::from(hook),
-                    agent: agent.clone(),
-                    retries: hook.retries,
-                },
-                stats: SinkStats::default(),
-            }));
-        }
+    let mut id = 0;
+    let mut next_id = || {
+        id += 1;
+        id
+    };
+    for hook in &config.webhooks {
+        sinks.push(Arc::new(Sink::webhook(next_id(), SinkOrigin::Config, hook.clone(), None, agent.clone())));
     }
     for script in &config.scripts {
         sinks.push(Arc::new(Sink {
+            id: next_id(),
+            origin: SinkOrigin::Config,
             label: script.path.display().to_string(),
             filter: script.event.clone(),
             kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
+            webhook: None,
             stats: SinkStats::default(),
         }));
     }
     if let Some(format) = config.stdio {
         sinks.push(Arc::new(Sink {
+            id: next_id(),
+            origin: SinkOrigin::Config,
             label: "stdio".into(),
             filter: EventFilter::All,
             kind: SinkKind::Stdio { format },
+            webhook: None,
             stats: SinkStats::default(),
         }));
     }
-    Ok(sinks)
+    sinks
+}
+
+/// The current sinks and which event types any of them wants, swapped whole on a change.
+struct SinkSet {
+    sinks: Vec<Arc<Sink>>,
+    /// By `EventType::ALL` index.
+    wanted: Vec<bool>,
+}
+
+impl SinkSet {
+    fn new(sinks: Vec<Arc<Sink>>) -> Arc<SinkSet> {
+        let wanted = EventType::ALL
+            .iter()
+            .map(|t| sinks.iter().any(|s| s.filter.matches(*t) && !s.stats.disabled.load(Ordering::Relaxed)))
+            .collect();
+        Arc::new(SinkSet { sinks, wanted })
+    }
 }
 
 /// Counters of the dispatcher as a whole.
@@ -117,33 +168,91 @@ pub struct Dispatcher {
     input: Sender<Event>,
     /// Kept to drop the oldest queued event when the channel is full.
     input_oldest: Receiver<Event>,
-    /// Which event types at least one sink wants, by `EventType::ALL` index.
-    wanted: Vec<bool>,
-    pub sinks: Vec<Arc<Sink>>,
+    set: RwLock<Arc<SinkSet>>,
+    next_id: AtomicU64,
+    /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
+    agent: ureq::Agent,
     pub stats: Arc<DispatchStats>,
-    thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 impl Dispatcher {
     /// Starts the dispatcher thread and `concurrency` workers.
-    pub fn start(sinks: Vec<Arc<Sink>>, concurrency: usize, queue: usize) -> Arc<Dispatcher> {
+    pub fn start(sinks: Vec<Arc<Sink>>, agent: ureq::Agent, concurrency: usize, queue: usize) -> Arc<Dispatcher> {
         let (input, input_rx) = crossbeam_channel::bounded(queue.max(1));
-        let wanted = EventType::ALL.iter().map(|t| sinks.iter().any(|s| s.filter.matches(*t))).collect();
+        let next_id = sinks.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        let set = SinkSet::new(sinks);
         let stats = Arc::new(DispatchStats::default());
-        let core = Core::new(sinks.clone(), concurrency.max(1), queue.max(1));
-        let rx = input_rx.clone();
-        let handle = thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(rx)).ok();
+        let dispatcher = Arc::new(Dispatcher {
+            input,
+            input_oldest: input_rx.clone(),
+            set: RwLock::new(set),
+            next_id: AtomicU64::new(next_id),
+            agent,
+            stats,
+            thread: Mutex::new(None),
+        });
+        let core = Core::new(Arc::downgrade(&dispatcher), concurrency.max(1), queue.max(1));
+        let handle = thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx)).ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
         }
-        Arc::new(Dispatcher {
-            input,
-            input_oldest: input_rx,
-            wanted,
-            sinks,
-            stats,
-            thread: std::sync::Mutex::new(handle),
-        })
+        *dispatcher.thread.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+        dispatcher
+    }
+
+    fn current(&self) -> Arc<SinkSet> {
+        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every sink, in definition order.
+    pub fn sinks(&self) -> Vec<Arc<Sink>> {
+        self.current().sinks.clone()
+    }
+
+    pub fn sink(&self, id: u64) -> Option<Arc<Sink>> {
+        self.current().sinks.iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Adds a webhook; returns it (with its new id).
+    pub fn add_webhook(&self, config: WebhookConfig, origin: SinkOrigin) -> Arc<Sink> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sink = Arc::new(Sink::webhook(id, origin, config, None, self.agent.clone()));
+        self.modify(|sinks| sinks.push(sink.clone()));
+        sink
+    }
+
+    /// Replaces webhook `id`'s settings (this also re-enables a sink disabled by a 410). Queued
+    /// deliveries stay queued and go out with the new settings.
+    pub fn change_webhook(&self, id: u64, config: WebhookConfig, previous_secret: Option<&Secret>) -> Option<Arc<Sink>> {
+        let old = self.sink(id)?;
+        old.webhook.as_ref()?;
+        let sink = Arc::new(Sink::webhook(id, old.origin, config, previous_secret, self.agent.clone()));
+        self.modify(|sinks| {
+            if let Some(slot) = sinks.iter_mut().find(|s| s.id == id) {
+                *slot = sink.clone();
+            }
+        });
+        Some(sink)
+    }
+
+    /// Removes sink `id`; its queued deliveries are dropped (and counted).
+    pub fn remove_sink(&self, id: u64) -> Option<Arc<Sink>> {
+        let removed = self.sink(id)?;
+        self.modify(|sinks| sinks.retain(|s| s.id != id));
+        Some(removed)
+    }
+
+    fn modify(&self, change: impl FnOnce(&mut Vec<Arc<Sink>>)) {
+        let mut guard = self.set.write().unwrap_or_else(|p| p.into_inner());
+        let mut sinks = guard.sinks.clone();
+        change(&mut sinks);
+        *guard = SinkSet::new(sinks);
+    }
+
+    /// Recomputes which events are wanted (after a sink was disabled).
+    fn refresh(&self) {
+        self.modify(|_| {});
     }
 
     /// Stops taking events and waits (up to `grace`) for queued deliveries to finish.
@@ -175,7 +284,8 @@ fn shutdown_marker(grace: Duration) -> Event {
 impl EventSink for Dispatcher {
     fn wants(&self, event_type: EventType) -> bool {
         let index = EventType::ALL.iter().position(|t| *t == event_type);
-        index.is_some_and(|i| self.wanted[i])
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
+        index.is_some_and(|i| set.wanted[i])
     }
 
     fn send(&self, event: Event) {
@@ -204,7 +314,7 @@ impl EventSink for Dispatcher {
 }
 
 struct Job {
-    sink: usize,
+    sink: Arc<Sink>,
     event: Arc<Event>,
     attempt: u32,
 }
@@ -223,18 +333,19 @@ struct StreamQueue {
     busy: bool,
 }
 
-/// The dispatcher thread's state.
+/// The dispatcher thread's state. Sinks are named by id: they may change or go while their
+/// deliveries wait.
 struct Core {
-    sinks: Vec<Arc<Sink>>,
+    dispatcher: Weak<Dispatcher>,
     concurrency: usize,
     capacity: usize,
-    /// Per sink: stream (or connection) key -> its queue.
-    queues: Vec<HashMap<String, StreamQueue>>,
+    /// Per sink id: stream (or connection) key -> its queue.
+    queues: HashMap<u64, HashMap<String, StreamQueue>>,
     /// Every queued delivery by enqueue number: the first is the oldest, dropped when full.
-    order: BTreeMap<u64, (usize, String)>,
+    order: BTreeMap<u64, (u64, String)>,
     next_number: u64,
-    /// (sink, key) whose queue has items and nothing in flight.
-    ready: VecDeque<(usize, String)>,
+    /// (sink id, key) whose queue has items and nothing in flight.
+    ready: VecDeque<(u64, String)>,
     in_flight: usize,
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
     retry_jobs: HashMap<u64, Job>,
@@ -253,13 +364,12 @@ fn ordering_key(event: &Event) -> String {
 }
 
 impl Core {
-    fn new(sinks: Vec<Arc<Sink>>, concurrency: usize, capacity: usize) -> Core {
-        let queues = sinks.iter().map(|_| HashMap::new()).collect();
+    fn new(dispatcher: Weak<Dispatcher>, concurrency: usize, capacity: usize) -> Core {
         Core {
-            sinks,
+            dispatcher,
             concurrency,
             capacity,
-            queues,
+            queues: HashMap::new(),
             order: BTreeMap::new(),
             next_number: 0,
             ready: VecDeque::new(),
@@ -271,16 +381,19 @@ impl Core {
         }
     }
 
+    /// The sink `id` as it is now, if it still exists.
+    fn sink(&self, id: u64) -> Option<Arc<Sink>> {
+        self.dispatcher.upgrade()?.sink(id)
+    }
+
     fn run(mut self, input: Receiver<Event>) {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(self.concurrency);
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let mut workers = Vec::new();
         for _ in 0..self.concurrency {
-            let (jobs_rx, done_tx, sinks) = (jobs_rx.clone(), done_tx.clone(), self.sinks.clone());
-            let spawned = thread::Builder::new()
-                .name("hook-worker".into())
-                .stack_size(512 * 1024)
-                .spawn(move || worker(sinks, jobs_rx, done_tx));
+            let (jobs_rx, done_tx) = (jobs_rx.clone(), done_tx.clone());
+            let spawned =
+                thread::Builder::new().name("hook-worker".into()).stack_size(512 * 1024).spawn(move || worker(jobs_rx, done_tx));
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => error!(error = %e, "cannot start a hook worker"),
@@ -305,10 +418,9 @@ impl Core {
             self.fire_retries();
             self.dispatch(&jobs_tx);
             if let Some(deadline) = deadline {
-                let idle =
-                    self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
+                let idle = self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
                 if idle || Instant::now() >= deadline {
-                    let left = self.order.len() + self.retries.len();
+                    let left = self.order.len() + self.retries.len() + self.due.len();
                     if left > 0 {
                         warn!(left, "hook dispatcher stopping with deliveries undone");
                     }
@@ -324,10 +436,10 @@ impl Core {
     }
 
     fn enqueue(&mut self, event: Event) {
+        let Some(dispatcher) = self.dispatcher.upgrade() else { return };
         let event = Arc::new(event);
         let key = ordering_key(&event);
-        for index in 0..self.sinks.len() {
-            let sink = self.sinks[index].clone();
+        for sink in dispatcher.current().sinks.iter() {
             if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
                 continue;
             }
@@ -336,58 +448,69 @@ impl Core {
             }
             let number = self.next_number;
             self.next_number += 1;
-            self.order.insert(number, (index, key.clone()));
-            let queue = self.queues[index].entry(key.clone()).or_default();
+            self.order.insert(number, (sink.id, key.clone()));
+            let queue = self.queues.entry(sink.id).or_default().entry(key.clone()).or_default();
             queue.items.push_back((number, event.clone()));
             sink.stats.queued.fetch_add(1, Ordering::Relaxed);
             if !queue.busy && queue.items.len() == 1 {
-                self.ready.push_back((index, key.clone()));
+                self.ready.push_back((sink.id, key.clone()));
             }
         }
     }
 
     fn drop_oldest(&mut self) {
-        let Some((number, (sink, key))) = self.order.pop_first() else { return };
-        if let Some(queue) = self.queues[sink].get_mut(&key)
-            && let Some(position) = queue.items.iter().position(|(n, _)| *n == number)
-            && let Some((_, event)) = queue.items.remove(position)
-        {
-            let stats = &self.sinks[sink].stats;
-            stats.queued.fetch_sub(1, Ordering::Relaxed);
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
-            error!(sink = %self.sinks[sink].label, event = %event.event_type, id = %event.id, "hook queue full: dropped the oldest delivery");
+        let Some((number, (sink_id, key))) = self.order.pop_first() else { return };
+        let Some(queue) = self.queues.get_mut(&sink_id).and_then(|q| q.get_mut(&key)) else { return };
+        let Some(position) = queue.items.iter().position(|(n, _)| *n == number) else { return };
+        let Some((_, event)) = queue.items.remove(position) else { return };
+        if let Some(sink) = self.sink(sink_id) {
+            sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            error!(sink = %sink.label, event = %event.event_type, id = %event.id, "hook queue full: dropped the oldest delivery");
         }
     }
 
     fn dispatch(&mut self, jobs: &Sender<Job>) {
         while self.in_flight < self.concurrency {
             let Some(job) = self.due.pop_front() else { break };
-            let stats = &self.sinks[job.sink].stats;
-            if stats.disabled.load(Ordering::Relaxed) {
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            // The sink may have changed meanwhile: retry with its current settings.
+            let Some(sink) = self.sink(job.sink.id).filter(|s| !s.stats.disabled.load(Ordering::Relaxed)) else {
+                job.sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.release(job.sink.id, ordering_key(&job.event));
                 continue;
-            }
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            };
+            sink.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             self.in_flight += 1;
-            if jobs.send(job).is_err() {
+            if jobs.send(Job { sink, ..job }).is_err() {
                 return;
             }
         }
         while self.in_flight < self.concurrency {
-            let Some((sink, key)) = self.ready.pop_front() else { return };
-            let Some(queue) = self.queues[sink].get_mut(&key) else { continue };
+            let Some((sink_id, key)) = self.ready.pop_front() else { return };
+            let Some(queue) = self.queues.get_mut(&sink_id).and_then(|q| q.get_mut(&key)) else { continue };
             if queue.busy {
                 continue;
             }
             let Some((number, event)) = queue.items.pop_front() else {
-                self.queues[sink].remove(&key);
+                if let Some(queues) = self.queues.get_mut(&sink_id) {
+                    queues.remove(&key);
+                }
                 continue;
             };
             queue.busy = true;
             self.order.remove(&number);
-            let stats = &self.sinks[sink].stats;
-            stats.queued.fetch_sub(1, Ordering::Relaxed);
-            stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let Some(sink) = self.sink(sink_id) else {
+                // The sink was removed: everything it still had queued goes.
+                self.discard_sink(sink_id, None);
+                continue;
+            };
+            sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            if sink.stats.disabled.load(Ordering::Relaxed) {
+                sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                self.release(sink_id, key);
+                continue;
+            }
+            sink.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             self.in_flight += 1;
             if jobs.send(Job { sink, event, attempt: 1 }).is_err() {
                 return;
@@ -398,20 +521,18 @@ impl Core {
     fn finish(&mut self, done: Done) {
         self.in_flight -= 1;
         let Done { job, outcome } = done;
-        let sink = self.sinks[job.sink].clone();
+        let sink = job.sink.clone();
         sink.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let event = &job.event;
         match outcome {
-            Attempt::Delivered { .. } | Attempt::Skipped => {
-                if matches!(outcome, Attempt::Delivered { .. }) {
-                    sink.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                }
+            Attempt::Delivered { .. } => {
+                sink.stats.delivered.fetch_add(1, Ordering::Relaxed);
             }
+            Attempt::Skipped => {}
             Attempt::Retry { reason, retry_after } if job.attempt <= sink.retries() => {
                 sink.stats.retried.fetch_add(1, Ordering::Relaxed);
                 self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let wait =
-                    retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
+                let wait = retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
                 error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed; will retry");
                 let number = self.next_number;
                 self.next_number += 1;
@@ -428,39 +549,50 @@ impl Core {
                 sink.stats.failed.fetch_add(1, Ordering::Relaxed);
                 sink.stats.disabled.store(true, Ordering::Relaxed);
                 error!(sink = %sink.label, event = %event.event_type, id = %event.id, "webhook answered 410 Gone: sink disabled until it is changed");
-                self.discard_sink(job.sink);
+                if let Some(dispatcher) = self.dispatcher.upgrade() {
+                    dispatcher.refresh();
+                }
+                self.discard_sink(sink.id, Some(&sink));
                 return;
             }
         }
-        self.release(job.sink, ordering_key(event));
+        self.release(sink.id, ordering_key(event));
     }
 
     /// The stream's delivery is over: its next event may go.
-    fn release(&mut self, sink: usize, key: String) {
-        if let Some(queue) = self.queues[sink].get_mut(&key) {
+    fn release(&mut self, sink_id: u64, key: String) {
+        let Some(queues) = self.queues.get_mut(&sink_id) else { return };
+        if let Some(queue) = queues.get_mut(&key) {
             queue.busy = false;
             if queue.items.is_empty() {
-                self.queues[sink].remove(&key);
+                queues.remove(&key);
             } else {
-                self.ready.push_back((sink, key));
+                self.ready.push_back((sink_id, key));
             }
         }
     }
 
-    fn discard_sink(&mut self, sink: usize) {
-        let queues = std::mem::take(&mut self.queues[sink]);
-        let stats = &self.sinks[sink].stats;
+    /// Drops everything queued for a sink (disabled or removed), counting it on `stats_of`.
+    fn discard_sink(&mut self, sink_id: u64, stats_of: Option<&Sink>) {
+        let queues = self.queues.remove(&sink_id).unwrap_or_default();
+        let mut dropped = 0;
         for queue in queues.into_values() {
             for (number, _) in queue.items {
                 self.order.remove(&number);
-                stats.queued.fetch_sub(1, Ordering::Relaxed);
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                dropped += 1;
             }
         }
-        let retrying: Vec<u64> = self.retry_jobs.iter().filter(|(_, j)| j.sink == sink).map(|(n, _)| *n).collect();
+        let retrying: Vec<u64> = self.retry_jobs.iter().filter(|(_, j)| j.sink.id == sink_id).map(|(n, _)| *n).collect();
+        dropped += retrying.len() as u64;
         for number in retrying {
             self.retry_jobs.remove(&number);
-            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(sink) = stats_of {
+            sink.stats.queued.store(0, Ordering::Relaxed);
+            sink.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
+        if dropped > 0 {
+            warn!(sink = sink_id, dropped, "queued hook deliveries dropped with their sink");
         }
     }
 
@@ -480,9 +612,9 @@ impl Core {
 }
 
 /// A worker: runs one delivery attempt at a time, blocking, and reports back.
-fn worker(sinks: Vec<Arc<Sink>>, jobs: Receiver<Job>, done: Sender<Done>) {
+fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
     for job in jobs {
-        let Some(sink) = sinks.get(job.sink) else { continue };
+        let sink = &job.sink;
         let outcome = match &sink.kind {
             SinkKind::Webhook { target, agent, .. } => webhook::attempt(agent, target, &job.event, now_ms() / 1000),
             SinkKind::Script { path, timeout } => {
@@ -492,9 +624,7 @@ fn worker(sinks: Vec<Arc<Sink>>, jobs: Receiver<Job>, done: Sender<Done>) {
                     info!(script = %sink.label, event = %job.event.event_type, %stdout, %stderr, "hook script done");
                     Attempt::Delivered { status: 0 }
                 } else {
-                    Attempt::Failed {
-                        reason: format!("script {}; stdout: {stdout:?}; stderr: {stderr:?}", outcome.status),
-                    }
+                    Attempt::Failed { reason: format!("script {}; stdout: {stdout:?}; stderr: {stderr:?}", outcome.status) }
                 }
             }
             SinkKind::Stdio { format } => match stdio::emit(&job.event, *format) {

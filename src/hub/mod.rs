@@ -36,6 +36,16 @@ pub enum HubError {
     AlreadyPublishing(String),
 }
 
+/// A stream as the registry sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub key: String,
+    /// The shard of its publisher; `None` while players wait for one.
+    pub publisher_shard: Option<usize>,
+    /// Players on every shard.
+    pub players: usize,
+}
+
 /// Bounds and switches of the fan-out, from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
@@ -212,6 +222,21 @@ impl Hub {
     /// Whether anyone publishes `key` now.
     pub fn is_published(&self, key: &str) -> bool {
         self.lock().get(key).is_some_and(|e| e.publisher.is_some())
+    }
+
+    /// Every stream in the registry, sorted by key (for the admin API).
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut streams: Vec<StreamInfo> = self
+            .lock()
+            .iter()
+            .map(|(key, entry)| StreamInfo {
+                key: key.to_string(),
+                publisher_shard: entry.publisher,
+                players: entry.players,
+            })
+            .collect();
+        streams.sort_by(|a, b| a.key.cmp(&b.key));
+        streams
     }
 
     pub fn stream_count(&self) -> usize {

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::hooks::dispatch::{self, Dispatcher};
+use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
@@ -65,7 +66,7 @@ struct Shared {
 pub struct Server {
     pub rtmp_addr: SocketAddr,
     pub hooks: Arc<Hooks>,
-    dispatcher: Option<Arc<Dispatcher>>,
+    pub dispatcher: Arc<Dispatcher>,
     shutdown: watch::Sender<bool>,
     shards: Vec<thread::JoinHandle<()>>,
 }
@@ -100,11 +101,12 @@ impl Server {
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
         };
-        let sinks = dispatch::sinks_from_config(config)?;
-        let dispatcher =
-            (!sinks.is_empty()).then(|| Dispatcher::start(sinks, config.hook_concurrency, config.hook_queue));
-        let event_sink = dispatcher.clone().map(|d| Box::new(d) as Box<dyn EventSink>);
-        let hooks = Hooks::new(config, event_sink);
+        // Always running, even with no sink yet: the admin API can add webhooks at run time.
+        let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
+        let sinks = dispatch::sinks_from_config(config, &agent);
+        let dispatcher = Dispatcher::start(sinks, agent, config.hook_concurrency, config.hook_queue);
+        let event_sink: Box<dyn EventSink> = Box::new(dispatcher.clone());
+        let hooks = Hooks::new(config, Some(event_sink));
         let shared = Arc::new(Shared {
             hub,
             hooks: hooks.clone(),
@@ -159,10 +161,8 @@ impl Server {
                 result = Err(ServerError::ShardPanicked(shard));
             }
         }
-        if let Some(dispatcher) = &self.dispatcher {
-            // The sessions' last events (publish_stop, connection_close) still go out.
-            dispatcher.shutdown(HOOK_DRAIN);
-        }
+        // The sessions' last events (publish_stop, connection_close) still go out.
+        self.dispatcher.shutdown(HOOK_DRAIN);
         result
     }
 }

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ringcast::protocol::amf0::{self, Amf0Value};
-use ringcast::protocol::flv::{self, FlvReader, MediaKind};
+use ringcast::protocol::flv::{self, FlvReader, MediaKind, PacketType};
 
 use crate::cli::MediaArgs;
 
@@ -287,6 +287,9 @@ impl Generator {
 struct FileTag {
     type_id: u8,
     timestamp_ms: u64,
+    /// When to send it: the timestamp, but never before the tag ahead of it in the file
+    /// (muxers interleave tracks loosely; pacing must not go backwards).
+    due_ms: u64,
     keyframe: bool,
     body: Bytes,
 }
@@ -335,35 +338,55 @@ impl FileMedia {
             }
             let body = data.slice_ref(tag.body);
             let info = flv::classify(kind, tag.body).ok();
-            let is_header = info.is_some_and(|i| i.sequence_header)
-                || (kind == MediaKind::Data && tags.is_empty() && headers.len() < 3);
-            if is_header {
+            if kind == MediaKind::Video
+                && flv::parse_video_tag(tag.body).is_ok_and(|v| v.packet_type == PacketType::SequenceEnd)
+            {
+                // An end-of-sequence marker would tell players the stream ended at every loop.
+                continue;
+            }
+            let is_header = info.is_some_and(|i| i.sequence_header) || kind == MediaKind::Data;
+            if is_header && tags.is_empty() {
                 // Sequence headers and leading metadata go first, once; a mid-file codec
                 // change is replayed in place.
-                if tags.is_empty() {
-                    headers.push((kind.tag_type(), body));
-                    continue;
-                }
+                headers.push((kind.tag_type(), body));
+                continue;
             }
             let first = *first_ts.get_or_insert(tag.timestamp_ms);
+            let timestamp_ms = u64::from(tag.timestamp_ms.saturating_sub(first));
+            let due_ms = tags.last().map_or(timestamp_ms, |t: &FileTag| t.due_ms.max(timestamp_ms));
             tags.push(FileTag {
                 type_id: kind.tag_type(),
-                timestamp_ms: u64::from(tag.timestamp_ms.saturating_sub(first)),
+                timestamp_ms,
+                due_ms,
                 keyframe: info.is_some_and(|i| i.keyframe && kind == MediaKind::Video),
                 body,
             });
         }
+        // A loop must continue every track seamlessly: its first frame one frame interval
+        // after its last. Tracks rarely span the same time (audio often starts late), so the
+        // loop lasts as long as the shortest track's span and the longer tracks lose the
+        // frames that would otherwise collide with their own next lap.
+        let mut spans = Vec::new();
+        for type_id in [TYPE_AUDIO, TYPE_VIDEO] {
+            let stamps: Vec<u64> = tags.iter().filter(|t| t.type_id == type_id).map(|t| t.timestamp_ms).collect();
+            if let [first, .., last] = stamps[..] {
+                let interval = (last.saturating_sub(first) / (stamps.len() as u64 - 1)).max(1);
+                spans.push((type_id, first, interval, last + interval - first));
+            }
+        }
+        let loop_ms = match spans.iter().map(|s| s.3).min() {
+            Some(span) => span,
+            // At most one frame per track: loop at 25 fps.
+            None => tags.iter().map(|t| t.timestamp_ms).max().unwrap_or(0) + 40,
+        };
+        tags.retain(|t| match spans.iter().find(|s| s.0 == t.type_id) {
+            Some(&(_, first, interval, _)) => t.timestamp_ms + interval / 2 < loop_ms + first,
+            None => t.timestamp_ms < loop_ms,
+        });
         if tags.is_empty() {
             return Err(format!("--flv {shown}: no audio or video frames in the file"));
         }
-        let last = tags.iter().map(|t| t.timestamp_ms).max().unwrap_or(0);
-        let video: Vec<u64> = tags.iter().filter(|t| t.type_id == TYPE_VIDEO).map(|t| t.timestamp_ms).collect();
-        // One frame interval after the last frame, so a loop does not repeat a timestamp.
-        let interval = match video.len() {
-            n if n >= 2 => (video[n - 1].saturating_sub(video[0]) / (n as u64 - 1)).max(1),
-            _ => 40,
-        };
-        Ok(FileMedia { path: shown, headers, tags, loop_ms: last + interval })
+        Ok(FileMedia { path: shown, headers, tags, loop_ms })
     }
 }
 
@@ -377,8 +400,13 @@ impl FileSource {
     fn peek(&self) -> Due {
         // `next` is always in range: `emit` wraps it, and a loaded file has at least one tag.
         let tag = &self.file.tags[self.next % self.file.tags.len()];
-        let due_ms = self.lap * self.file.loop_ms + tag.timestamp_ms;
-        Due { type_id: tag.type_id, timestamp: due_ms as u32, due_ms, keyframe: tag.keyframe }
+        let lap = self.lap * self.file.loop_ms;
+        Due {
+            type_id: tag.type_id,
+            timestamp: (lap + tag.timestamp_ms) as u32,
+            due_ms: lap + tag.due_ms,
+            keyframe: tag.keyframe,
+        }
     }
 
     fn emit(&mut self) -> (Due, Bytes) {
