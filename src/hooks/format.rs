@@ -160,32 +160,13 @@ fn flat(event: &Event) -> Flat<'_> {
     }
 }
 
-/// Field names a client argument may never shadow in the `form` format: the callback fields of
-/// HOOKS.md plus the event identity fields only sinks send.
-const FORM_RESERVED: &[&str] = &[
-    "call",
-    "protocol",
-    "addr",
-    "clientid",
-    "app",
-    "name",
-    "url",
-    "tcurl",
-    "flashver",
-    "swfurl",
-    "pageurl",
-    "type",
-    "start",
-    "duration",
-    "reset",
-    "bytes_in",
-    "bytes_out",
-    "time",
-    "timestamp",
-    "id",
-    "seq",
-    "timestamp_ms",
-];
+/// Field names only event sinks send, on top of the callback fields
+/// ([`super::callback::RESERVED_FIELDS`]): a client argument may shadow neither.
+const EVENT_ONLY_FIELDS: &[&str] = &["id", "seq", "timestamp_ms"];
+
+fn is_reserved(name: &str) -> bool {
+    super::callback::RESERVED_FIELDS.contains(&name) || EVENT_ONLY_FIELDS.contains(&name)
+}
 
 /// The form fields of `form`, in order: `call`, `id`, `seq`, `timestamp_ms`, `protocol`, `addr`
 /// (client ip, no port, as callbacks send it), `clientid`, `app`, `name`, then every data field
@@ -220,7 +201,7 @@ pub fn form_fields(event: &Event) -> Vec<(String, String)> {
     match event.data.get("args") {
         Some(Value::Object(args)) => {
             for (key, value) in args {
-                if !FORM_RESERVED.contains(&key.as_str()) {
+                if !is_reserved(key) {
                     push(&mut fields, key, value_text(value));
                 }
             }

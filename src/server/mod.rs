@@ -25,7 +25,7 @@ use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
-use crate::session::{self, SessionSettings, ShardContext};
+use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 
 /// How long shutdown waits for sessions to close before the shard exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -62,9 +62,52 @@ struct Shared {
     max_connections: usize,
 }
 
+/// A request from the admin API to one shard.
+enum AdminRequest {
+    Clients(std::sync::mpsc::Sender<Vec<ClientSummary>>),
+    Kick(u64, std::sync::mpsc::Sender<bool>),
+}
+
+/// How long the admin API waits for a shard's answer.
+const ADMIN_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The admin API's handle on the shards: list and kick sessions. Its methods block (briefly):
+/// call them from the API's own threads, never from a shard.
+pub struct ServerControl {
+    shards: Vec<mpsc::Sender<AdminRequest>>,
+}
+
+impl ServerControl {
+    /// Every session on every shard, by connection id.
+    pub fn clients(&self) -> Vec<ClientSummary> {
+        let (reply, replies) = std::sync::mpsc::channel();
+        let asked = self.shards.iter().filter(|s| s.try_send(AdminRequest::Clients(reply.clone())).is_ok()).count();
+        drop(reply);
+        let mut clients = Vec::new();
+        for _ in 0..asked {
+            match replies.recv_timeout(ADMIN_REPLY_TIMEOUT) {
+                Ok(list) => clients.extend(list),
+                Err(_) => break,
+            }
+        }
+        clients.sort_by_key(|c| c.conn_id);
+        clients
+    }
+
+    /// Closes session `conn_id`; false if no shard has it.
+    pub fn kick(&self, conn_id: u64) -> bool {
+        let (reply, replies) = std::sync::mpsc::channel();
+        let asked = self.shards.iter().filter(|s| s.try_send(AdminRequest::Kick(conn_id, reply.clone())).is_ok()).count();
+        drop(reply);
+        (0..asked).any(|_| replies.recv_timeout(ADMIN_REPLY_TIMEOUT).unwrap_or(false))
+    }
+}
+
 /// A running server: its bound addresses, and the handle that stops it.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub control: Arc<ServerControl>,
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
     shutdown: watch::Sender<bool>,
@@ -117,18 +160,21 @@ impl Server {
             heartbeats,
         });
         let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
+        let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
+        let mut admin_receivers = admin_receivers.into_iter();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut shards = Vec::with_capacity(shard_count);
         for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
             let shared = shared.clone();
             let shutdown_rx = shutdown_rx.clone();
             let started_tx = started_tx.clone();
+            let admin = admin_receivers.next();
             let handle = thread::Builder::new()
                 .name(format!("shard-{shard}"))
                 .spawn(move || {
                     tokio_uring::start(async move {
                         let _ = started_tx.send(shard);
-                        run_shard(shard, listener, inbox, shared, shutdown_rx).await
+                        run_shard(shard, listener, inbox, admin, shared, shutdown_rx).await
                     });
                 })
                 .map_err(|source| ServerError::Shard { shard, source })?;
@@ -144,7 +190,8 @@ impl Server {
             }
         }
         info!("ready: rtmp={rtmp_addr} shards={shard_count}");
-        Ok(Server { rtmp_addr, hooks, dispatcher, shutdown, shards })
+        let control = Arc::new(ServerControl { shards: admin_senders });
+        Ok(Server { rtmp_addr, hub: shared.hub.clone(), control, hooks, dispatcher, shutdown, shards })
     }
 
     /// Asks every shard to stop accepting and close its sessions.
@@ -250,6 +297,7 @@ async fn run_shard(
     shard: usize,
     listener: StdListener,
     mut inbox: mpsc::Receiver<ShardMessage>,
+    admin: Option<mpsc::Receiver<AdminRequest>>,
     shared: Arc<Shared>,
     mut shutdown_rx: watch::Receiver<bool>,
 ) {
@@ -263,6 +311,19 @@ async fn run_shard(
             loop {
                 beats.beat(shard);
                 tokio::time::sleep(beats.tick()).await;
+            }
+        });
+    }
+
+    if let Some(mut admin) = admin {
+        let context = context.clone();
+        tokio::task::spawn_local(async move {
+            while let Some(request) = admin.recv().await {
+                // A reply nobody waits for any more (timed out) is simply dropped.
+                match request {
+                    AdminRequest::Clients(reply) => drop(reply.send(context.clients())),
+                    AdminRequest::Kick(conn_id, reply) => drop(reply.send(context.kick(conn_id))),
+                }
             }
         });
     }

@@ -75,6 +75,8 @@ pub struct ShardContext {
     /// Sessions alive on this shard; shutdown waits for it to reach zero.
     pub active_sessions: Cell<usize>,
     pub sessions_done: Notify,
+    /// Live sessions by connection id, for the admin API.
+    pub sessions: std::cell::RefCell<std::collections::HashMap<u64, Rc<SessionEntry>>>,
     random: Cell<u64>,
 }
 
@@ -87,6 +89,7 @@ impl ShardContext {
             shutdown: Shutdown::default(),
             active_sessions: Cell::new(0),
             sessions_done: Notify::new(),
+            sessions: Default::default(),
             random: Cell::new(seed | 1),
         })
     }
@@ -105,22 +108,106 @@ impl ShardContext {
     }
 }
 
-/// Counts a session as alive for as long as the guard lives.
-pub struct SessionGuard(Rc<ShardContext>);
+/// What the admin API shows of a session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClientSummary {
+    pub conn_id: u64,
+    pub shard: usize,
+    pub protocol: &'static str,
+    pub addr: String,
+    /// publisher, player or none.
+    pub role: &'static str,
+    /// `app/name` once publishing or playing, else empty.
+    pub stream: String,
+    pub connected_at_ms: u64,
+}
+
+/// A live session as its shard's registry keeps it: enough to list and to kick it.
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub conn_id: u64,
+    pub peer: std::net::SocketAddr,
+    pub protocol: &'static str,
+    pub connected_at_ms: u64,
+    pub role: Cell<&'static str>,
+    pub stream: std::cell::RefCell<String>,
+    kicked: Cell<bool>,
+    kick: Notify,
+}
+
+impl SessionEntry {
+    /// Resolves once an operator kicked the session.
+    pub async fn kicked(&self) {
+        while !self.kicked.get() {
+            self.kick.notified().await;
+        }
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.get()
+    }
+}
+
+impl ShardContext {
+    /// Lists this shard's sessions.
+    pub fn clients(&self) -> Vec<ClientSummary> {
+        let shard = self.hub.shard();
+        self.sessions
+            .borrow()
+            .values()
+            .map(|entry| ClientSummary {
+                conn_id: entry.conn_id,
+                shard,
+                protocol: entry.protocol,
+                addr: entry.peer.to_string(),
+                role: entry.role.get(),
+                stream: entry.stream.borrow().clone(),
+                connected_at_ms: entry.connected_at_ms,
+            })
+            .collect()
+    }
+
+    /// Ends session `conn_id` if it lives on this shard.
+    pub fn kick(&self, conn_id: u64) -> bool {
+        let Some(entry) = self.sessions.borrow().get(&conn_id).cloned() else { return false };
+        entry.kicked.set(true);
+        entry.kick.notify_waiters();
+        true
+    }
+}
+
+/// Counts a session as alive, and lists it, for as long as the guard lives.
+pub struct SessionGuard {
+    context: Rc<ShardContext>,
+    pub entry: Rc<SessionEntry>,
+}
 
 impl SessionGuard {
-    pub fn new(context: &Rc<ShardContext>) -> SessionGuard {
+    pub fn new(context: &Rc<ShardContext>, conn_id: u64, peer: std::net::SocketAddr, protocol: &'static str) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
-        SessionGuard(context.clone())
+        let entry = Rc::new(SessionEntry {
+            conn_id,
+            peer,
+            protocol,
+            connected_at_ms: crate::hooks::now_ms(),
+            role: Cell::new("none"),
+            stream: std::cell::RefCell::new(String::new()),
+            kicked: Cell::new(false),
+            kick: Notify::new(),
+        });
+        context.sessions.borrow_mut().insert(conn_id, entry.clone());
+        SessionGuard { context: context.clone(), entry }
     }
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let left = self.0.active_sessions.get() - 1;
-        self.0.active_sessions.set(left);
+        let context = &self.context;
+        context.sessions.borrow_mut().remove(&self.entry.conn_id);
+        let left = context.active_sessions.get() - 1;
+        context.active_sessions.set(left);
         if left == 0 {
-            self.0.sessions_done.notify_waiters();
+            context.sessions_done.notify_waiters();
         }
     }
 }

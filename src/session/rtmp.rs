@@ -21,7 +21,7 @@ use tokio_uring::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::io::{ReadBuffer, write_all, write_all_vectored};
-use super::{SessionGuard, ShardContext};
+use super::{SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::{Hooks, Origin};
@@ -52,20 +52,23 @@ pub enum CloseReason {
     PeerClosed,
     Shutdown,
     Kicked,
+    /// An operator kicked it over the admin API.
+    AdminKick,
 }
 
 /// Runs one RTMP connection until it closes; logs how it ended.
 pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<ShardContext>) {
-    let _guard = SessionGuard::new(&context);
+    let guard = SessionGuard::new(&context, conn_id, peer, "rtmp");
     let _ = socket.set_nodelay(true);
     let socket = Rc::new(socket);
-    let mut session = Session::new(socket.clone(), peer, conn_id, context);
+    let mut session = Session::new(socket.clone(), peer, conn_id, context, guard.entry.clone());
     session.emit(EventType::ConnectionAccept, || data(json!({"remote_addr": peer.to_string(), "protocol": "rtmp"})));
     let result = session.run().await;
     let reason = match &result {
         Ok(CloseReason::PeerClosed) => "closed by client".to_owned(),
         Ok(CloseReason::Shutdown) => "server shutdown".to_owned(),
         Ok(CloseReason::Kicked) => "player too slow".to_owned(),
+        Ok(CloseReason::AdminKick) => "kicked by operator".to_owned(),
         Err(error) => error.to_string(),
     };
     session.finish(&reason);
@@ -136,10 +139,18 @@ struct Session {
     pending_update: Option<oneshot::Receiver<Decision>>,
     /// What the session was used for (publisher, player or none), for connection_close.
     role: &'static str,
+    /// This session in its shard's registry (admin API listing and kicks).
+    entry: Rc<SessionEntry>,
 }
 
 impl Session {
-    fn new(socket: Rc<TcpStream>, peer: SocketAddr, conn_id: u64, context: Rc<ShardContext>) -> Session {
+    fn new(
+        socket: Rc<TcpStream>,
+        peer: SocketAddr,
+        conn_id: u64,
+        context: Rc<ShardContext>,
+        entry: Rc<SessionEntry>,
+    ) -> Session {
         let mut seed = [0u8; crate::protocol::rtmp::handshake::SEED_LEN];
         context.fill_random(&mut seed);
         let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
@@ -161,6 +172,7 @@ impl Session {
             closing: None,
             pending_update: None,
             role: "none",
+            entry,
         }
     }
 
@@ -198,6 +210,7 @@ impl Session {
             let input = tokio::select! {
                 input = read => input,
                 _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
+                _ = self.entry.kicked() => return Ok(CloseReason::AdminKick),
                 _ = tokio::time::sleep_until(next_update), if updates_due => {
                     next_update += update_period.unwrap_or(Duration::from_secs(3600));
                     self.send_updates();
@@ -315,6 +328,8 @@ impl Session {
                     video_codec: None,
                 });
                 self.role = "publisher";
+                self.entry.role.set("publisher");
+                *self.entry.stream.borrow_mut() = key.clone();
                 if change.created {
                     self.emit(EventType::StreamCreate, Map::new);
                 }
@@ -358,6 +373,8 @@ impl Session {
         };
         tokio::task::spawn_local(writer.run());
         self.role = "player";
+        self.entry.role.set("player");
+        *self.entry.stream.borrow_mut() = key.clone();
         self.playing = Some(Playing {
             handle,
             name,

@@ -64,9 +64,11 @@ fn main() -> ExitCode {
         Scenario::Idle(args) => run_idle(&cli, target, args),
     };
     match result {
-        Ok(output) => {
+        Ok((output, complete)) => {
             print!("{output}");
-            ExitCode::SUCCESS
+            // A report with errors (publishers that never started, a worker that died)
+            // describes a run that did not happen as asked.
+            if complete { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(RunError::Usage(message)) => {
             eprintln!("ringcast-load: {message}");
@@ -321,7 +323,7 @@ struct PlayResult {
     publish: Option<publish::PublishSummary>,
 }
 
-fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<String, RunError> {
+fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool), RunError> {
     if args.players == 0 {
         return Err(RunError::Usage("play: -n must be at least 1".into()));
     }
@@ -386,7 +388,7 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<String, RunErr
         lag.drift.merge(&l.drift);
         publishers.extend(p);
     }
-    let summary = play::PlaySummary::new(records, &lag, secs);
+    let summary = play::PlaySummary::new(players, records, &lag, secs);
     let ramp_secs = if ramp > 0.0 { players as f64 / ramp } else { 0.0 };
     let steady: Vec<f64> = monitor.timeline.iter().skip(ramp_secs.ceil() as usize + 1).copied().collect();
     let steady_gbit_per_s =
@@ -430,7 +432,7 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<String, RunErr
         notes,
         errors,
     };
-    Ok(report.render(cli, body))
+    Ok((report.render(cli, body), report.errors.is_empty()))
 }
 
 #[derive(Serialize)]
@@ -438,7 +440,7 @@ struct PublishResult {
     publish: publish::PublishSummary,
 }
 
-fn run_publish(cli: &Cli, target: Target, args: &PublishArgs) -> Result<String, RunError> {
+fn run_publish(cli: &Cli, target: Target, args: &PublishArgs) -> Result<(String, bool), RunError> {
     if target.protocol != Protocol::Rtmp {
         return Err(RunError::Usage("publish needs an rtmp:// URL".into()));
     }
@@ -485,7 +487,7 @@ fn run_publish(cli: &Cli, target: Target, args: &PublishArgs) -> Result<String, 
         notes: shared_cpu_note(cli).into_iter().collect(),
         errors,
     };
-    Ok(report.render(cli, body))
+    Ok((report.render(cli, body), report.errors.is_empty()))
 }
 
 #[derive(Serialize)]
@@ -495,7 +497,7 @@ struct ConnectResult {
     publish: Option<publish::PublishSummary>,
 }
 
-fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<String, RunError> {
+fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<(String, bool), RunError> {
     if target.protocol != Protocol::Rtmp {
         return Err(RunError::Usage("connect needs an rtmp:// URL".into()));
     }
@@ -593,7 +595,7 @@ fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<String, 
         notes: shared_cpu_note(cli).into_iter().collect(),
         errors,
     };
-    Ok(report.render(cli, body))
+    Ok((report.render(cli, body), report.errors.is_empty()))
 }
 
 #[derive(Serialize)]
@@ -608,7 +610,7 @@ struct IdleResult {
     server_rss_at_hold_kib: Option<u64>,
 }
 
-fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<String, RunError> {
+fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<(String, bool), RunError> {
     if target.protocol != Protocol::Rtmp {
         return Err(RunError::Usage("idle needs an rtmp:// URL".into()));
     }
@@ -715,5 +717,5 @@ fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<String, RunErr
         notes: shared_cpu_note(cli).into_iter().collect(),
         errors,
     };
-    Ok(report.render(cli, body))
+    Ok((report.render(cli, body), report.errors.is_empty()))
 }

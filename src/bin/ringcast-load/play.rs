@@ -64,6 +64,8 @@ pub struct PlayerRecord {
     pub missing_frames: u64,
     /// Frames older than one already seen.
     pub reordered: u64,
+    /// Times a different publisher's frames started arriving (a republish).
+    pub publisher_changes: u64,
     pub lag_mean_ms: f64,
     pub lag_max_ms: f64,
     pub lag_last_ms: f64,
@@ -155,6 +157,9 @@ impl PlayerRecord {
         let track = &mut self.track;
         if track.publisher != Some(probe.publisher) {
             // A (new) publisher: its sequence starts wherever it is.
+            if track.publisher.is_some() {
+                self.publisher_changes += 1;
+            }
             track.publisher = Some(probe.publisher);
             track.next_seq = probe.seq + 1;
         } else if probe.seq > track.next_seq {
@@ -350,6 +355,8 @@ async fn play_rtmp(
 #[derive(Debug, Serialize)]
 pub struct PlaySummary {
     pub requested: usize,
+    /// Started by the ramp before the run ended.
+    pub launched: usize,
     /// Reached play start.
     pub playing: usize,
     pub failed: usize,
@@ -370,6 +377,7 @@ pub struct PlaySummary {
     pub gaps: u64,
     pub missing_frames: u64,
     pub reordered: u64,
+    pub publisher_changes: u64,
     pub start: Dist,
     pub first_keyframe: Dist,
     /// "probe" (true lag against the publisher's send clock) or "drift".
@@ -379,7 +387,7 @@ pub struct PlaySummary {
 }
 
 impl PlaySummary {
-    pub fn new(mut records: Vec<PlayerRecord>, lag: &LagHistograms, secs: f64) -> PlaySummary {
+    pub fn new(requested: usize, mut records: Vec<PlayerRecord>, lag: &LagHistograms, secs: f64) -> PlaySummary {
         records.sort_by_key(|r| r.id);
         let mut failures = Reasons::default();
         let mut disconnects = Reasons::default();
@@ -407,7 +415,8 @@ impl PlaySummary {
         let bytes = records.iter().map(|r| r.bytes).sum();
         let sum = |f: fn(&PlayerRecord) -> u64| records.iter().map(f).sum::<u64>();
         PlaySummary {
-            requested: records.len(),
+            requested,
+            launched: records.len(),
             playing: records.iter().filter(|r| r.start_ms.is_some()).count(),
             failed: records.iter().filter(|r| r.failure.is_some()).count(),
             failures,
@@ -427,6 +436,7 @@ impl PlaySummary {
             gaps: sum(|r| r.gaps),
             missing_frames: sum(|r| r.missing_frames),
             reordered: sum(|r| r.reordered),
+            publisher_changes: sum(|r| r.publisher_changes),
             start: Dist::of_us(&mut start_us),
             first_keyframe: Dist::of_us(&mut keyframe_us),
             lag_method,
@@ -439,7 +449,10 @@ impl PlaySummary {
         let mut t = Table::new("players");
         t.row(
             "players",
-            format!("{} playing of {} requested ({} failed to start)", self.playing, self.requested, self.failed),
+            format!(
+                "{} playing of {} requested ({} launched, {} failed to start)",
+                self.playing, self.requested, self.launched, self.failed
+            ),
         )
         .row("start failures", self.failures.show())
         .row("disconnected early", format!("{} ({})", self.disconnected, self.disconnects.show()))
@@ -454,6 +467,7 @@ impl PlaySummary {
             ),
         )
         .row("gaps", format!("{} ({} frames missing, {} out of order)", self.gaps, self.missing_frames, self.reordered))
+        .row("publisher changes seen", self.publisher_changes)
         .row("connect to play start", self.start.show())
         .row("connect to first keyframe", self.first_keyframe.show())
         .row(format!("lag ({})", self.lag_method), self.lag.show());

@@ -222,7 +222,8 @@ impl Session {
             bytes_in: 0,
             bytes_out: 0,
         };
-        session.flush("handshake").await?;
+        // With a source address the TCP connect completes with this first write.
+        session.flush("tcp connect").await?;
         Ok(session)
     }
 
