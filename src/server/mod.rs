@@ -143,6 +143,7 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
+            merge_write: config.merge_write(),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;

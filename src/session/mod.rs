@@ -29,6 +29,8 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     /// Period of publish_update/play_update events and on_update callbacks.
     pub update_interval: Duration,
+    /// How long a player's packets may gather before they are written together.
+    pub merge_write: Option<Duration>,
 }
 
 impl Default for SessionSettings {
@@ -38,6 +40,7 @@ impl Default for SessionSettings {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             update_interval: Duration::from_secs(30),
+            merge_write: None,
         }
     }
 }

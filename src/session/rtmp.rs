@@ -370,6 +370,7 @@ impl Session {
             stream_id: request.stream_id,
             chunk_size: self.context.settings.rtmp.chunk_size,
             bytes_out: self.bytes_out.clone(),
+            merge_write: self.context.settings.merge_write,
         };
         tokio::task::spawn_local(writer.run());
         self.role = "player";
@@ -683,6 +684,8 @@ struct PlayerWriter {
     stream_id: u32,
     chunk_size: u32,
     bytes_out: Rc<Cell<u64>>,
+    /// `merge_write_ms`: how long packets may gather before a write; `None` writes at once.
+    merge_write: Option<Duration>,
 }
 
 impl PlayerWriter {
@@ -698,8 +701,17 @@ impl PlayerWriter {
         let mut items = Vec::new();
         let mut timeline = Timeline::default();
         let mut headers = BytesMut::new();
+        let mut last_write: Option<tokio::time::Instant> = None;
         loop {
             self.player.ready().await;
+            if let (Some(window), Some(last)) = (self.merge_write, last_write) {
+                // Merged writes: let packets gather for up to `window` after the previous
+                // write, so one writev carries several (fewer syscalls and TCP segments).
+                tokio::select! {
+                    _ = tokio::time::sleep_until(last + window) => {}
+                    _ = self.player.kicked() => return Ok(()),
+                }
+            }
             if self.player.is_kicked() {
                 return Ok(());
             }
@@ -757,6 +769,7 @@ impl PlayerWriter {
                 result = write_all_vectored(&self.socket, bufs) => {
                     let written = result?;
                     self.bytes_out.set(self.bytes_out.get() + written as u64);
+                    last_write = Some(tokio::time::Instant::now());
                 }
                 _ = self.player.kicked() => return Ok(()),
             }
