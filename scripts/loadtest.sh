@@ -14,6 +14,7 @@
 # Options after the numbers go to ringcast-load as they are (--threads 2, --json, --ramp 500,
 # --flv FILE, --bitrate 4000, --progress...). Environment:
 #   SHARDS=N        server shards (default: number of CPUs)
+#   MERGE_WRITE_MS=N  the server's merged-write window (merge_write_ms; default: its own)
 #   SERVER_ARGS=... more ringcast flags (e.g. "--config my.toml")
 #   KEEP_LOG=1      keep the server log (its path is printed)
 #
@@ -26,7 +27,8 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    # The header comment, up to the first line that is not one.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 2
 }
 
@@ -39,6 +41,13 @@ while [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; do
     shift
 done
 extra=("$@")
+# With --json, stdout is one JSON object for scripts: the server summary goes to stderr.
+summary_fd=1
+for arg in "${extra[@]}"; do
+    if [[ $arg == --json ]]; then
+        summary_fd=2
+    fi
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shards=${SHARDS:-$(nproc)}
@@ -109,12 +118,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+config_args=()
+if [[ -n ${MERGE_WRITE_MS:-} ]]; then
+    printf 'merge_write_ms = %d\n' "$MERGE_WRITE_MS" >"$work/ringcast.toml"
+    config_args=(--config "$work/ringcast.toml")
+    echo "loadtest: server merge_write_ms = $MERGE_WRITE_MS" >&2
+fi
+
 # Port 0: the server picks a free port and says which in its ready line. Only the ready line
 # is logged at info: per-session log lines would be server CPU the test did not ask for.
 # shellcheck disable=SC2086
 RUST_LOG=${RUST_LOG:-warn,ringcast::server=info} \
     "$root/target/release/ringcast" --rtmp-listen 127.0.0.1:0 --shards "$shards" \
-    ${SERVER_ARGS:-} 2>"$log" &
+    "${config_args[@]}" ${SERVER_ARGS:-} 2>"$log" &
 server_pid=$!
 
 addr=
@@ -195,5 +211,5 @@ awk -v before="$cpu_before" -v after="$cpu_after" -v hz="$ticks_per_sec" \
     }
     if (cpus <= 4)
         printf "  note: %d CPUs shared by the load client and the server; compare CPU-seconds, not wall time\n", cpus
-}'
+}' >&"$summary_fd"
 exit "$load_status"

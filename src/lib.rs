@@ -15,6 +15,7 @@
 //! - [`protocol`]: sans-IO codecs (AMF0, FLV, RTMP handshake, chunks, messages, the server
 //!   and client connection state machines). No sockets, no clock, no runtime.
 
+pub mod api;
 pub mod config;
 pub mod hooks;
 pub mod hub;

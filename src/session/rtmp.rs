@@ -38,9 +38,9 @@ pub enum SessionError {
     Io(#[from] io::Error),
     #[error("rtmp: {0}")]
     Protocol(#[from] server::Error),
-    #[error("handshake not completed within {0:?}")]
+    #[error("handshake and connect not completed within {0:?}")]
     HandshakeTimeout(Duration),
-    #[error("publisher sent nothing for {0:?}")]
+    #[error("client sent nothing for {0:?} (neither playing nor publishing, or a silent publisher)")]
     IdleTimeout(Duration),
     #[error("{0}")]
     Refused(String),
@@ -184,14 +184,18 @@ impl Session {
         let mut next_update = tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
         loop {
             let handshaking = self.conn.borrow().is_handshaking();
-            let publishing = self.publishing.is_some();
+            // Until `connect` is done the handshake deadline applies; after it, a connection
+            // that neither plays nor publishes (or a publisher gone quiet) has `idle_timeout`.
+            // Players send nothing while they watch, so they have no read timeout.
+            let connecting = self.connect.is_none();
+            let idle_limited = self.playing.is_none();
             let read = async {
-                if handshaking {
+                if connecting {
                     match tokio::time::timeout_at(handshake_deadline, reader.read(&self.socket)).await {
                         Ok(read) => read.map_err(SessionError::from),
                         Err(_) => Err(SessionError::HandshakeTimeout(settings.handshake_timeout)),
                     }
-                } else if publishing {
+                } else if idle_limited {
                     match tokio::time::timeout(settings.idle_timeout, reader.read(&self.socket)).await {
                         Ok(read) => read.map_err(SessionError::from),
                         Err(_) => Err(SessionError::IdleTimeout(settings.idle_timeout)),
@@ -268,9 +272,9 @@ impl Session {
             };
             match event {
                 Event::HandshakeComplete => self.emit(EventType::HandshakeComplete, Map::new),
-                Event::Connect(info) => self.on_connect(info).await,
-                Event::Publish(request) => self.on_publish(request).await,
-                Event::Play(request) => self.on_play(request).await,
+                Event::Connect(info) => self.on_connect(*info).await,
+                Event::Publish(request) => self.on_publish(*request).await,
+                Event::Play(request) => self.on_play(*request).await,
                 Event::Audio { timestamp, payload } => self.push_media(PacketKind::Audio, timestamp, payload),
                 Event::Video { timestamp, payload } => self.push_media(PacketKind::Video, timestamp, payload),
                 Event::Data { timestamp, payload, metadata } => {
@@ -629,12 +633,16 @@ impl Session {
         let mut out = write_all(&self.socket, out).await?;
         out.clear();
         // Keep a small buffer for replies; drop one that grew for a burst.
-        if out.capacity() <= 4096 {
+        if out.capacity() <= SMALL_OUTPUT {
             self.out = out;
         }
         Ok(())
     }
 }
+
+/// Largest reply buffer a session keeps between writes: an idle connection holds it, so the
+/// 3 KiB handshake reply's buffer must not stay.
+const SMALL_OUTPUT: usize = 512;
 
 fn round_ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0

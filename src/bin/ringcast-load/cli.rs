@@ -59,10 +59,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub progress: bool,
 
-    /// Spread connections over this many local addresses (127.0.0.1, .2, ...; loopback
-    /// targets only). Finding a free port for the 15,000th connection to one address costs
-    /// the kernel more than the whole RTMP handshake; more source addresses avoid it
-    /// [default: 16 for a 127.x target, else 0 = let the kernel choose]
+    /// Spread connections over N local addresses 127.0.0.1, .2, ... (loopback targets): the
+    /// kernel's free-port search slows down past ~14,000 connections from one address
+    /// [default: 16 for a 127.x target; 0: one address]
     #[arg(long, global = true, value_name = "N")]
     pub source_ips: Option<u8>,
 

@@ -272,6 +272,21 @@ impl Monitor {
     }
 }
 
+/// Descriptors kept for the runtime, stdio and files besides connections.
+const SPARE_DESCRIPTORS: usize = 64;
+
+/// Refuses a run that would open more sockets at once than the open-files limit allows: it
+/// would only measure EMFILE.
+fn check_descriptors(scenario: &str, sockets: usize, advice: &str) -> Result<(), RunError> {
+    match sys::nofile_limit() {
+        Some((soft, hard)) if sockets as u64 + SPARE_DESCRIPTORS as u64 > soft => Err(RunError::Usage(format!(
+            "{scenario}: {sockets} sockets open at once need more descriptors than the open-files \
+             limit allows ({soft}, hard limit {hard}); {advice}, or raise ulimit -n"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -508,6 +523,11 @@ fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<(String,
         return Err(RunError::Usage("connect: --publish only makes sense with --then play".into()));
     }
     let plan = if args.publish { Some(MediaPlan::new(&args.media).map_err(RunError::Usage)?) } else { None };
+    let open_at_once = match args.concurrency {
+        0 => args.connections,
+        n => n.min(args.connections),
+    };
+    check_descriptors("connect", open_at_once + 1, "pass --concurrency")?;
     let threads = usize::from(cli.threads);
     let shared = Shared::new();
     let setup = Arc::new(storm::StormSetup {
@@ -617,15 +637,7 @@ fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<(String, bool)
     if args.connections == 0 {
         return Err(RunError::Usage("idle: -c must be at least 1".into()));
     }
-    if let Some((soft, _)) = sys::nofile_limit()
-        && (args.connections as u64) + 64 > soft
-    {
-        return Err(RunError::Usage(format!(
-            "idle: {} connections need more descriptors than the open-files limit ({soft}) allows; \
-             lower -c or raise ulimit -n",
-            args.connections
-        )));
-    }
+    check_descriptors("idle", args.connections, "lower -c")?;
     let threads = usize::from(cli.threads);
     let shared = Shared::new();
     let setup = Arc::new(idle::IdleSetup {

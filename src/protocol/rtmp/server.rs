@@ -103,11 +103,11 @@ pub struct PlayRequest {
 pub enum Event {
     HandshakeComplete,
     /// Needs [`ServerConnection::accept`] or [`ServerConnection::reject`].
-    Connect(ConnectInfo),
+    Connect(Box<ConnectInfo>),
     /// Needs [`ServerConnection::accept`] or [`ServerConnection::reject`].
-    Publish(PublishRequest),
+    Publish(Box<PublishRequest>),
     /// Needs [`ServerConnection::accept`] or [`ServerConnection::reject`].
-    Play(PlayRequest),
+    Play(Box<PlayRequest>),
     Audio {
         timestamp: u32,
         payload: Bytes,
@@ -389,7 +389,7 @@ impl ServerConnection {
                     args,
                 };
                 self.pending = Some(Pending::Connect { transaction_id: tid });
-                self.events.push_back(Event::Connect(info));
+                self.events.push_back(Event::Connect(Box::new(info)));
             }
             _ if !self.connected => return Err(Error::NotConnected("command")),
             "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength" | "checkBandwidth" | "_checkbw" => {
@@ -424,7 +424,7 @@ impl ServerConnection {
                     return Ok(());
                 }
                 self.pending = Some(Pending::Publish { stream_id, name: name.clone() });
-                self.events.push_back(Event::Publish(PublishRequest { stream_id, name, args, publish_type }));
+                self.events.push_back(Event::Publish(Box::new(PublishRequest { stream_id, name, args, publish_type })));
             }
             "play" => {
                 let (name, args) = split_query(command.arg_str(0).unwrap_or_default());
@@ -450,7 +450,7 @@ impl ServerConnection {
                 let duration = command.arg_f64(2).unwrap_or(-1.0);
                 let reset = command.args.get(3).and_then(Amf0Value::as_bool).unwrap_or(true);
                 self.pending = Some(Pending::Play { stream_id, name: name.clone(), reset });
-                self.events.push_back(Event::Play(PlayRequest { stream_id, name, args, start, duration, reset }));
+                self.events.push_back(Event::Play(Box::new(PlayRequest { stream_id, name, args, start, duration, reset })));
             }
             "FCUnpublish" | "closeStream" | "deleteStream" => {
                 let target = if command.name == "deleteStream" {

@@ -1,0 +1,210 @@
+//! `GET /metrics`: counters and gauges in the Prometheus text exposition format (0.0.4).
+//!
+//! Names follow DESIGN.md's vocabulary: `ringcast_sink_*` per event sink, labelled
+//! `sink` (the API id: `wh_...`, or `config_<n>` for sinks of the config file), `kind`
+//! (webhook, script, stdio) and `target` (the URL without credentials, query or fragment, which
+//! may hold tokens that have no business in a metrics database; or the script path).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::ApiState;
+use super::webhooks::config_id;
+use crate::hooks::dispatch::SinkOrigin;
+use crate::hooks::metrics::Histogram;
+
+/// The whole exposition.
+pub fn render(state: &ApiState) -> String {
+    let mut out = Metrics::default();
+    out.gauge("ringcast_build_info", "ringcast version (always 1).", &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))], 1);
+    out.gauge_f64(
+        "ringcast_uptime_seconds",
+        "Seconds since the server started.",
+        state.started.elapsed().as_secs_f64(),
+    );
+
+    let hub = &state.hub.stats;
+    out.counter("ringcast_packets_in_total", "Media packets received from publishers.", hub.packets_in.load(Relaxed));
+    out.counter(
+        "ringcast_malformed_packets_total",
+        "Media packets refused as malformed.",
+        hub.malformed_packets.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_relay_dropped_total",
+        "Packets not relayed to a shard whose inbound channel was full (skipped to the next keyframe).",
+        hub.relay_dropped.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_players_kicked_total",
+        "Players disconnected for falling behind too often.",
+        hub.players_kicked.load(Relaxed),
+    );
+    let streams = state.hub.streams();
+    let live = streams.iter().filter(|s| s.publisher_shard.is_some()).count();
+    let players: usize = streams.iter().map(|s| s.players).sum();
+    out.gauge("ringcast_streams", "Streams in the registry (published or awaited by players).", &[], streams.len() as u64);
+    out.gauge("ringcast_streams_live", "Streams with a publisher.", &[], live as u64);
+    out.gauge("ringcast_players", "Players of every stream.", &[], players as u64);
+
+    let ids = state.webhooks.public_ids();
+    let sinks = state.dispatcher.sinks();
+    let labelled: Vec<(String, &crate::hooks::dispatch::Sink)> = sinks
+        .iter()
+        .map(|sink| {
+            let id = match (ids.get(&sink.id), sink.origin) {
+                (Some(id), _) => id.clone(),
+                (None, SinkOrigin::Config) => config_id(sink.id),
+                (None, SinkOrigin::Api) => format!("sink_{}", sink.id),
+            };
+            let (kind, target) = match &sink.webhook {
+                Some(webhook) => ("webhook", redact_url(&webhook.url)),
+                None if sink.label == "stdio" => ("stdio", sink.label.clone()),
+                None => ("script", sink.label.clone()),
+            };
+            (format!("sink=\"{}\",kind=\"{kind}\",target=\"{}\"", escape(&id), escape(&target)), &**sink)
+        })
+        .collect();
+    type Read = fn(&crate::hooks::dispatch::SinkStats) -> u64;
+    let per_sink: [(&str, &str, bool, Read); 7] = [
+        ("ringcast_sink_delivered_total", "Deliveries that succeeded.", true, |s| s.delivered.load(Relaxed)),
+        ("ringcast_sink_failed_total", "Deliveries that failed for good (retries exhausted).", true, |s| {
+            s.failed.load(Relaxed)
+        }),
+        ("ringcast_sink_retried_total", "Attempts that failed and were scheduled again.", true, |s| {
+            s.retried.load(Relaxed)
+        }),
+        ("ringcast_sink_dropped_total", "Deliveries dropped unsent (queue full, sink disabled or removed).", true, |s| {
+            s.dropped.load(Relaxed)
+        }),
+        ("ringcast_sink_in_flight", "Deliveries being attempted now.", false, |s| s.in_flight.load(Relaxed)),
+        ("ringcast_sink_queued", "Deliveries waiting in the queue.", false, |s| s.queued.load(Relaxed)),
+        ("ringcast_sink_disabled", "1 when a 410 Gone disabled the sink until it is changed.", false, |s| {
+            u64::from(s.disabled.load(Relaxed))
+        }),
+    ];
+    for (name, help, counter, read) in per_sink {
+        out.header(name, help, if counter { "counter" } else { "gauge" });
+        for (labels, sink) in &labelled {
+            out.sample(name, labels, read(&sink.stats));
+        }
+    }
+    out.counter(
+        "ringcast_hook_dropped_inbound_total",
+        "Events dropped before dispatch: the dispatcher's inbound queue was full.",
+        state.dispatcher.stats.dropped_inbound.load(Relaxed),
+    );
+
+    // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
+    let empty = Histogram::default();
+    let callbacks = state.hooks.callbacks().map(|pool| &pool.stats);
+    let read = |f: fn(&crate::hooks::callback::CallbackStats) -> u64| callbacks.map(f).unwrap_or(0);
+    out.counter("ringcast_callback_requests_total", "Callbacks sent.", read(|s| s.requests.load(Relaxed)));
+    out.counter("ringcast_callback_allowed_total", "Callbacks answered allow.", read(|s| s.allowed.load(Relaxed)));
+    out.counter("ringcast_callback_denied_total", "Callbacks answered deny.", read(|s| s.denied.load(Relaxed)));
+    out.counter(
+        "ringcast_callback_errors_total",
+        "Callbacks that timed out or failed (decided by on_error).",
+        read(|s| s.errors.load(Relaxed)),
+    );
+    out.gauge("ringcast_callback_in_flight", "Callbacks awaiting their reply.", &[], read(|s| s.in_flight.load(Relaxed)));
+    let latency = callbacks.map(|s| &s.latency).unwrap_or(&empty);
+    out.histogram(
+        "ringcast_callback_duration_seconds",
+        "Time from a session asking a callback to its answer, queueing included.",
+        latency,
+    );
+    out.text
+}
+
+#[derive(Default)]
+struct Metrics {
+    text: String,
+}
+
+impl Metrics {
+    fn header(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: u64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.text, "{name} {value}");
+        } else {
+            let _ = writeln!(self.text, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.header(name, help, "counter");
+        self.sample(name, "", value);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[&str], value: u64) {
+        self.header(name, help, "gauge");
+        self.sample(name, &labels.join(","), value);
+    }
+
+    fn gauge_f64(&mut self, name: &str, help: &str, value: f64) {
+        self.header(name, help, "gauge");
+        let _ = writeln!(self.text, "{name} {value:.3}");
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, histogram: &Histogram) {
+        self.header(name, help, "histogram");
+        let mut count = 0;
+        for (bound, cumulative) in histogram.cumulative() {
+            let le = if bound.is_finite() { format!("{bound}") } else { "+Inf".to_owned() };
+            let _ = writeln!(self.text, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            count = cumulative;
+        }
+        // `count` from the +Inf bucket rather than the separate counter: the two are updated
+        // apart, and Prometheus expects them equal.
+        let _ = writeln!(self.text, "{name}_sum {}", histogram.sum().as_secs_f64());
+        let _ = writeln!(self.text, "{name}_count {count}");
+    }
+}
+
+/// A label value per the exposition format: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `scheme://host[:port]/path`: no user info, query or fragment.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let rest = &rest[..end];
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_query() {
+        assert_eq!(redact_url("https://user:pw@example.com:8443/hook?token=x#f"), "https://example.com:8443/hook");
+        assert_eq!(redact_url("http://example.com"), "http://example.com");
+        assert_eq!(redact_url("http://a@b@example.com/p/q"), "http://example.com/p/q");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

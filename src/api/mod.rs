@@ -1,0 +1,555 @@
+//! The admin HTTP API (DESIGN.md `api/`): health, Prometheus metrics, streams, clients, and
+//! webhooks managed at run time (HOOKS.md, "Managing webhooks at run time").
+//!
+//! # Shape
+//!
+//! A control plane sees a request now and then, so it stays off the io_uring shards: one
+//! accept thread, a thread per connection (at most [`MAX_CONNECTIONS`]; past that a new
+//! connection gets 503 and is closed), blocking IO with a [`READ_TIMEOUT`] per read, HTTP/1.1
+//! keep-alive. Requests are parsed with httparse and limited (head 64 KiB, 64 headers, body
+//! 1 MiB: 431 and 413 beyond). Every answer is JSON (`{"error": "..."}` for 4xx and 5xx)
+//! except `/metrics`. A handler that panicked answers 500; the server keeps serving.
+//!
+//! # Routes
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /healthz` | `{"status":"ok"}`; never needs the token (load balancers, systemd checks) |
+//! | `GET /metrics` | Prometheus text (see `metrics.rs`) |
+//! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players}]}` |
+//! | `GET /api/clients` | `{"clients":[{conn_id, shard, protocol, addr, role, stream, connected_at_ms}]}` |
+//! | `DELETE /api/clients/{conn_id}` | kicks the session: `{"id", "kicked": true}`, or 404 |
+//! | `GET /api/webhooks` | `{"webhooks":[...]}`, config-file ones too (`"origin": "config"`) |
+//! | `POST /api/webhooks` | 201, the webhook with its `secret` (generated when not given) |
+//! | `GET /api/webhooks/{id}` | the webhook, secret masked (`secret_hint`), stats, `disabled` |
+//! | `PATCH /api/webhooks/{id}` | changes the keys given (`null`: back to the default); re-enables |
+//! | `DELETE /api/webhooks/{id}` | `{"id", "deleted": true}` |
+//! | `POST /api/webhooks/{id}/secret` | rotates: the new `secret` shown once; the previous one signs too until `rotation_grace` |
+//!
+//! `HEAD` works wherever `GET` does. A webhook's keys are those of `[[webhook]]`, validated by
+//! the same code with the same messages. Config-file webhooks are read-only here (409).
+//!
+//! # Authentication
+//!
+//! With `api_token` configured, everything but `/healthz` wants `Authorization: Bearer
+//! <token>`, `/metrics` included (Prometheus sends it with `authorization: {credentials: ...}`
+//! in its scrape config); otherwise 401 with `WWW-Authenticate: Bearer`. The comparison takes
+//! the same time wherever the tokens differ. Without a token the API is open and [`serve`]
+//! logs a warning; it listens on loopback by default.
+//!
+//! # Persistence
+//!
+//! API webhooks are kept in `state_dir/webhooks.json` (0600; the directory is created 0700),
+//! rewritten atomically on every change, before the change takes effect. [`ApiState::load_persisted`]
+//! re-creates them at start-up with the same ids (the API's own ids, mapped to the
+//! dispatcher's sink numbers) and any secret rotation still in its grace period.
+
+mod http;
+mod metrics;
+mod store;
+mod webhooks;
+
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{ApiToken, Config};
+use crate::hooks::dispatch::Dispatcher;
+use crate::hooks::{Hooks, now_ms};
+use crate::hub::Hub;
+use crate::session::ClientSummary;
+use http::{Connection, Next, Request, Response};
+use webhooks::Registry;
+
+/// Connections served at once; a further one is answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Longest wait for a request's bytes (and for a keep-alive connection's next request).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often rotations whose grace has passed are ended, and shutdown is noticed.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a rejected request's unread bytes are drained before closing, so the client reads
+/// the rejection instead of a connection reset.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The sessions, as the shards see them: lets the API list and kick clients without knowing
+/// the server layer. The server implements it on its `ServerControl`.
+pub trait SessionControl: Send + Sync {
+    /// Every session on every shard.
+    fn clients(&self) -> Vec<ClientSummary>;
+    /// Closes session `conn_id`; false if no shard has it.
+    fn kick(&self, conn_id: u64) -> bool;
+}
+
+/// What the API takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// `None`: the API is open to whoever reaches it.
+    pub token: Option<ApiToken>,
+    /// Where `webhooks.json` lives.
+    pub state_dir: PathBuf,
+    /// How long a rotated-out secret keeps signing.
+    pub rotation_grace: Duration,
+}
+
+impl ApiOptions {
+    pub fn from_config(config: &Config) -> ApiOptions {
+        ApiOptions {
+            token: config.api_token.clone(),
+            state_dir: config.state_dir.clone(),
+            rotation_grace: config.rotation_grace,
+        }
+    }
+}
+
+/// Why persisted webhooks could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The state file is unreadable or invalid; `reason` says what and where it was moved.
+    #[error("webhook state file {}: {reason}", path.display())]
+    State { path: PathBuf, reason: String },
+}
+
+/// Everything the handlers read and change.
+pub struct ApiState {
+    hub: Arc<Hub>,
+    hooks: Arc<Hooks>,
+    dispatcher: Arc<Dispatcher>,
+    control: Option<Arc<dyn SessionControl>>,
+    token: Option<ApiToken>,
+    started: Instant,
+    webhooks: Registry,
+}
+
+impl ApiState {
+    pub fn new(hub: Arc<Hub>, hooks: Arc<Hooks>, dispatcher: Arc<Dispatcher>, options: ApiOptions) -> ApiState {
+        ApiState {
+            hub,
+            hooks,
+            dispatcher,
+            control: None,
+            token: options.token,
+            started: Instant::now(),
+            webhooks: Registry::new(options.state_dir, options.rotation_grace),
+        }
+    }
+
+    /// Enables `/api/clients` (without it those routes answer 503).
+    pub fn with_control(mut self, control: Arc<dyn SessionControl>) -> ApiState {
+        self.control = Some(control);
+        self
+    }
+
+    /// Re-creates the webhooks saved in `state_dir/webhooks.json` on the dispatcher, with
+    /// their ids; returns how many. Call once, at start-up, before [`serve`].
+    ///
+    /// A missing file (or `state_dir`) is no webhooks yet: `Ok(0)`; the directory is created
+    /// (0700) on the first save. A file that cannot be read or fails validation is loaded not
+    /// at all (never half): it is moved aside to `webhooks.json.corrupt-<unix ms>` so the next
+    /// change cannot overwrite it, and the error names both files. The server should log it and
+    /// keep running: media and config-file hooks do not depend on it.
+    pub fn load_persisted(&self) -> Result<usize, ApiError> {
+        let loaded = self.webhooks.load(&self.dispatcher)?;
+        if loaded > 0 {
+            info!(count = loaded, file = %store::path(self.webhooks.state_dir()).display(), "webhooks restored");
+        }
+        Ok(loaded)
+    }
+
+    /// Answers one request.
+    fn handle(&self, request: &Request) -> Response {
+        let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
+        if segments == ["healthz"] {
+            return match request.method.as_str() {
+                "GET" | "HEAD" => Response::json(200, &json!({ "status": "ok" })),
+                _ => method_not_allowed(request, &["GET", "HEAD"]),
+            };
+        }
+        if let Err(response) = self.authorize(request) {
+            return response;
+        }
+        let Some(route) = Route::parse(&segments) else {
+            return Response::error(404, format!("no such route: {} {}", request.method, shorten(&request.path)));
+        };
+        let allowed = route.methods();
+        let method = match request.method.as_str() {
+            "HEAD" if allowed.contains(&"GET") => "GET",
+            other => other,
+        };
+        if !allowed.contains(&method) {
+            return method_not_allowed(request, allowed);
+        }
+        // A rotation may have ended since the last sweep; answer with the current state.
+        self.webhooks.sweep(&self.dispatcher, now_ms());
+        let dispatcher = &self.dispatcher;
+        let result = match (route, method) {
+            (Route::Metrics, _) => {
+                return Response::text(200, http::PROMETHEUS, metrics::render(self));
+            }
+            (Route::Streams, _) => Ok(self.streams()),
+            (Route::Clients, _) => self.clients(),
+            (Route::Client(id), _) => self.kick(id),
+            (Route::Webhooks, "POST") => {
+                return match self.webhooks.create(dispatcher, &request.body) {
+                    Ok(view) => {
+                        let location = format!("/api/webhooks/{}", view["id"].as_str().unwrap_or_default());
+                        Response::json(201, &view).header("Location", location)
+                    }
+                    Err(response) => response,
+                };
+            }
+            (Route::Webhooks, _) => Ok(self.webhooks.list(dispatcher)),
+            (Route::Webhook(id), "PATCH") => self.webhooks.patch(dispatcher, id, &request.body),
+            (Route::Webhook(id), "DELETE") => self.webhooks.delete(dispatcher, id),
+            (Route::Webhook(id), _) => self.webhooks.get(dispatcher, id),
+            (Route::WebhookSecret(id), _) => self.webhooks.rotate(dispatcher, id, &request.body),
+        };
+        match result {
+            Ok(value) => Response::json(200, &value),
+            Err(response) => response,
+        }
+    }
+
+    /// Checks the bearer token, if one is configured.
+    fn authorize(&self, request: &Request) -> Result<(), Response> {
+        let Some(token) = &self.token else { return Ok(()) };
+        let challenge = "Bearer realm=\"ringcast\"";
+        match request.header("authorization").and_then(bearer) {
+            Some(given) if constant_time_eq(given, token.expose().as_bytes()) => Ok(()),
+            Some(_) => Err(Response::error(401, "invalid API token")
+                .header("WWW-Authenticate", format!("{challenge}, error=\"invalid_token\""))),
+            None => Err(Response::error(401, "this API wants Authorization: Bearer <api_token>")
+                .header("WWW-Authenticate", challenge)),
+        }
+    }
+
+    fn streams(&self) -> serde_json::Value {
+        let streams: Vec<_> = self
+            .hub
+            .streams()
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "key": s.key,
+                    "live": s.publisher_shard.is_some(),
+                    "publisher_shard": s.publisher_shard,
+                    "players": s.players,
+                })
+            })
+            .collect();
+        json!({ "streams": streams })
+    }
+
+    fn clients(&self) -> Result<serde_json::Value, Response> {
+        let control = self.control.as_ref().ok_or_else(no_control)?;
+        Ok(json!({ "clients": control.clients() }))
+    }
+
+    fn kick(&self, id: &str) -> Result<serde_json::Value, Response> {
+        let control = self.control.as_ref().ok_or_else(no_control)?;
+        let conn_id = id.parse::<u64>().map_err(|_| Response::error(404, format!("no client '{}'", shorten(id))))?;
+        if control.kick(conn_id) {
+            info!(conn_id, "client kicked over the admin API");
+            Ok(json!({ "id": conn_id, "kicked": true }))
+        } else {
+            Err(Response::error(404, format!("no client {conn_id}")))
+        }
+    }
+}
+
+/// The API's paths.
+#[derive(Clone, Copy)]
+enum Route<'a> {
+    Metrics,
+    Streams,
+    Clients,
+    Client(&'a str),
+    Webhooks,
+    Webhook(&'a str),
+    WebhookSecret(&'a str),
+}
+
+impl<'a> Route<'a> {
+    fn parse(segments: &[&'a str]) -> Option<Route<'a>> {
+        Some(match segments {
+            ["metrics"] => Route::Metrics,
+            ["api", "streams"] => Route::Streams,
+            ["api", "clients"] => Route::Clients,
+            ["api", "clients", id] => Route::Client(id),
+            ["api", "webhooks"] => Route::Webhooks,
+            ["api", "webhooks", id] => Route::Webhook(id),
+            ["api", "webhooks", id, "secret"] => Route::WebhookSecret(id),
+            _ => return None,
+        })
+    }
+
+    fn methods(self) -> &'static [&'static str] {
+        match self {
+            Route::Metrics | Route::Streams | Route::Clients => &["GET", "HEAD"],
+            Route::Client(_) => &["DELETE"],
+            Route::Webhooks => &["GET", "HEAD", "POST"],
+            Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],
+            Route::WebhookSecret(_) => &["POST"],
+        }
+    }
+}
+
+fn method_not_allowed(request: &Request, allowed: &[&str]) -> Response {
+    let list = allowed.join(", ");
+    Response::error(
+        405,
+        format!("method {} is not allowed on {} (allowed: {list})", shorten(&request.method), shorten(&request.path)),
+    )
+    .header("Allow", list)
+}
+
+fn no_control() -> Response {
+    Response::error(503, "client listing is not available in this server")
+}
+
+/// Request text echoed in a message, cut to keep the message one short line.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    let mut out: String = text.chars().take(MAX).collect::<String>().escape_debug().to_string();
+    if text.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+/// The credentials of `Authorization: Bearer <token>` (the scheme is case-insensitive).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
+}
+
+/// Compares in time that depends only on the lengths, not on where the bytes differ, so the
+/// token cannot be guessed a byte at a time by timing 401s.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for i in 0..given.len().max(expected.len()) {
+        let a = given.get(i).copied().unwrap_or(0);
+        let b = expected.get(i).copied().unwrap_or(0);
+        diff |= usize::from(a ^ b);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Unix milliseconds as RFC 3339 UTC (`2024-05-01T12:00:00.000Z`).
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Serves the API on `listener` until `shutdown` is set (noticed within a fraction of a
+/// second). Returns the accept thread; joining it waits for the accept loop and the rotation
+/// sweeper, not for connections still open (each ends within [`READ_TIMEOUT`]).
+///
+/// Logs a warning when no `api_token` is configured.
+pub fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(false)?;
+    let addr = listener.local_addr()?;
+    if state.token.is_none() {
+        if addr.ip().is_loopback() {
+            warn!(%addr, "admin API has no api_token: any local user can list and kick clients and change webhooks");
+        } else {
+            warn!(%addr, "admin API has no api_token and listens beyond loopback: anyone who can reach it can list and kick clients and change webhooks");
+        }
+    }
+    info!(%addr, "admin API listening");
+    let stopped = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let (state, shutdown, stopped) = (state.clone(), shutdown.clone(), stopped.clone());
+        thread::Builder::new().name("api-sweep".into()).spawn(move || sweep_loop(addr, &state, &shutdown, &stopped))?
+    };
+    let accept_stopped = stopped.clone();
+    let accept = thread::Builder::new().name("api-accept".into()).spawn(move || {
+        accept_loop(&listener, &state, &shutdown);
+        accept_stopped.store(true, Ordering::SeqCst);
+        let _ = sweeper.join();
+    });
+    if accept.is_err() {
+        stopped.store(true, Ordering::SeqCst);
+    }
+    accept
+}
+
+/// Ends expired rotations; on shutdown, wakes the blocked accept with a connection of its own.
+fn sweep_loop(addr: SocketAddr, state: &ApiState, shutdown: &AtomicBool, stopped: &AtomicBool) {
+    loop {
+        thread::sleep(SWEEP_INTERVAL);
+        if stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            let ip = match addr.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                ip => ip,
+            };
+            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
+            return;
+        }
+        let swept = panic::catch_unwind(AssertUnwindSafe(|| state.webhooks.sweep(&state.dispatcher, now_ms())));
+        if swept.is_err() {
+            error!("admin API rotation sweep panicked");
+        }
+    }
+}
+
+/// Decrements the open connection count when a connection thread ends, however it ends.
+struct Active(Arc<AtomicUsize>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(listener: &TcpListener, state: &Arc<ApiState>, shutdown: &Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // EMFILE and friends: keep serving, without spinning.
+                warn!(error = %e, "admin API accept failed");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            warn!(max = MAX_CONNECTIONS, "admin API connection limit reached; refusing a connection");
+            refuse_busy(stream);
+            continue;
+        }
+        let guard = Active(active.clone());
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        // If the spawn fails the closure, and with it the guard, is dropped: the count stays right.
+        let spawned = thread::Builder::new().name("api-conn".into()).spawn(move || {
+            let _guard = guard;
+            serve_connection(stream, &state, &shutdown);
+        });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start an admin API connection thread");
+        }
+    }
+}
+
+fn refuse_busy(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let response = Response::error(503, "too many admin API connections; retry later").header("Retry-After", "1").closing();
+    let _ = http::write_response(&mut stream, &response, false);
+}
+
+fn serve_connection(stream: TcpStream, state: &ApiState, shutdown: &AtomicBool) {
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let Ok(linger) = stream.try_clone() else { return };
+    let mut connection = Connection::new(stream);
+    loop {
+        match connection.next_request() {
+            Next::Closed => return,
+            Next::Reject(response) => {
+                debug!(status = response.status, "admin API request rejected");
+                if connection.write(&response, false).is_ok() {
+                    linger_close(linger);
+                }
+                return;
+            }
+            Next::Request(request) => {
+                let mut response = panic::catch_unwind(AssertUnwindSafe(|| state.handle(&request)))
+                    .unwrap_or_else(|_| {
+                        error!(method = %request.method, path = %shorten(&request.path), "admin API handler panicked");
+                        Response::error(500, "internal error (logged)")
+                    });
+                debug!(method = %request.method, path = %shorten(&request.path), status = response.status, "admin API request");
+                if !request.keep_alive || shutdown.load(Ordering::SeqCst) {
+                    response.close = true;
+                }
+                if connection.write(&response, request.method == "HEAD").is_err() || response.close {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// After a rejection: stop writing and read (and discard) what the client is still sending for
+/// a moment. Closing with unread bytes would make the kernel send a reset, which can destroy
+/// the rejection before the client reads it.
+fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let deadline = Instant::now() + LINGER;
+    let mut sink = [0u8; 16 * 1024];
+    let mut drained = 0usize;
+    while Instant::now() < deadline && drained < 4 * http::MAX_BODY {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_614_265_330_123), "2021-02-25T15:02:10.123Z");
+        assert_eq!(rfc3339(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer   abc  "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn shorten_keeps_messages_one_line() {
+        assert_eq!(shorten("a\nb"), "a\\nb");
+        assert!(shorten(&"x".repeat(500)).ends_with('…'));
+    }
+}
