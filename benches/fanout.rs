@@ -17,7 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ringcast::hub::{
     Hub, HubSettings, Packet, PacketKind, PlayerHandle, PlayerItem, PublisherHandle, ShardHub, ShardMessage,
 };
-use ringcast::protocol::rtmp::chunk;
+use ringcast::session::rtmp_out::{Timeline, append_packet};
 use tokio::sync::mpsc;
 
 #[global_allocator]
@@ -224,29 +224,6 @@ fn relay_benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// A player's timeline as the session's writer keeps it (src/session/rtmp.rs `Timeline`, which
-/// is private): publisher timestamps rebased to the player's start.
-#[derive(Default)]
-struct Timeline {
-    base: Option<u32>,
-    offset: u32,
-    last: u32,
-}
-
-impl Timeline {
-    fn map(&mut self, timestamp: u32, sets_base: bool) -> u32 {
-        let out = match self.base {
-            Some(base) => self.offset.wrapping_add(timestamp.saturating_sub(base)),
-            None if sets_base => {
-                self.base = Some(timestamp);
-                self.offset
-            }
-            None => self.offset,
-        };
-        self.last = self.last.max(out);
-        out
-    }
-}
 
 /// One second of packets as the hub stores them (30 video, 43 audio, in timestamp order).
 fn one_second_packets() -> Vec<Rc<Packet>> {
@@ -284,34 +261,7 @@ fn write_prep_benches(c: &mut Criterion) {
                 for _ in 0..batch {
                     let packet = &packets[at % packets.len()];
                     at += 1;
-                    let sets_base =
-                        matches!(packet.kind, PacketKind::Audio | PacketKind::Video) && !packet.sequence_header;
-                    let timestamp = timeline.map(packet.timestamp, sets_base);
-                    headers.reserve(16);
-                    chunk::put_message_header(
-                        &mut headers,
-                        packet.kind.csid(),
-                        timestamp,
-                        packet.payload.len() as u32,
-                        packet.kind.rtmp_type(),
-                        stream_id,
-                    );
-                    bufs.push(headers.split().freeze());
-                    if timestamp >= 0x00FF_FFFF && packet.payload.len() > chunk_size as usize {
-                        // Never taken here (timestamps stay small); kept so the branch costs
-                        // what it costs in the writer.
-                        let mut body = BytesMut::new();
-                        chunk::put_chunked_payload(
-                            &mut body,
-                            packet.kind.csid(),
-                            &packet.payload,
-                            chunk_size,
-                            Some(timestamp),
-                        );
-                        bufs.push(body.freeze());
-                    } else {
-                        bufs.push(packet.chunked.clone());
-                    }
+                    append_packet(&mut bufs, &mut headers, &mut timeline, packet, stream_id, chunk_size);
                 }
                 black_box(&bufs);
                 bufs

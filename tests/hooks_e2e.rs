@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use common::{Client, TempFile, TestServer, assert_plays_h264_aac, eventually, ffmpeg_publish};
-use hook_peers::{BlackHole, closed_port_url, parse_env_line, parse_env_output, parse_form};
+use hook_peers::{BlackHole, closed_port_url, parse_env_line, parse_env_output, parse_form, standard_signature};
 use http_receiver::{HttpReceiver, Reply, Request};
 use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
 use rtmp_client::{RtmpClient, media};
@@ -521,24 +521,36 @@ fn client_arguments_cannot_override_callback_fields() {
     assert_eq!(field(publish, "static"), "1", "the callback URL's own query is kept");
 }
 
-/// A callback answering 403 refuses the publish (ffmpeg fails, the in-test client gets
-/// `Publish.BadName` naming the callback and never a `Publish.Start`) and the play (ffprobe
-/// fails, `Play.Failed`); each refusal is an `auth_failed` event with action and error.
+/// A callback answering 403 refuses the connect (`NetConnection.Connect.Rejected`), the publish
+/// (ffmpeg fails, the in-test client gets `Publish.BadName` naming the callback and never a
+/// `Publish.Start`) and the play (ffprobe fails, `Play.Failed`), then the connection is closed;
+/// each refusal is an `auth_failed` event with action and error. Configured by the CLI flags
+/// alone.
 #[test]
 fn a_refusing_callback_stops_publish_and_play_and_emits_auth_failed() {
+    let on_connect = HttpReceiver::start();
+    on_connect.reply(Reply::status(403)); // the first client only
     let on_publish = HttpReceiver::start();
     on_publish.reply(Reply::status(403)); // ffmpeg
     on_publish.reply(Reply::status(403)); // the in-test client
     let on_play = HttpReceiver::start();
     on_play.set_default(Reply::status(403));
     let sink = HttpReceiver::start();
-    let toml = format!(
-        "[notify]\non_publish = \"{}\"\non_play = \"{}\"\n\n[[webhook]]\nurl = \"{}\"\nevents = [\"auth_failed\"]\n",
-        on_publish.url("/publish"),
-        on_play.url("/play"),
-        sink.url("/events"),
-    );
-    let server = TestServer::start_with_config(&toml, &[]);
+    let flags = [
+        ("--on-connect", on_connect.url("/connect")),
+        ("--on-publish", on_publish.url("/publish")),
+        ("--on-play", on_play.url("/play")),
+        ("--hook-webhook", format!("auth_failed={}", sink.url("/events"))),
+    ];
+    let args: Vec<&str> = flags.iter().flat_map(|(flag, value)| [*flag, value.as_str()]).collect();
+    let server = TestServer::start_with(&args);
+
+    let mut client = rtmp_connect(&server, Goal::Publish("never".into()));
+    let answer = await_answer(&mut client);
+    assert_eq!(answer.code, "NetConnection.Connect.Rejected", "{answer:?}\n{}", server.log());
+    assert!(answer.description.contains("on_connect"), "the description names the callback: {answer:?}");
+    assert!(closed_by_server(&mut client, Duration::from_secs(5)), "refused client's connection stays open");
+    assert_eq!(on_publish.requests().len(), 0, "a refused connection never gets to publish");
 
     let mut refused = ffmpeg_publish(&server.rtmp_url("live/denied"), 30, SMALL);
     let status = refused.wait_timeout(Duration::from_secs(10)).unwrap_or_else(|| {
@@ -574,11 +586,12 @@ fn a_refusing_callback_stops_publish_and_play_and_emits_auth_failed() {
     assert_eq!(answer.code, "NetStream.Play.Failed", "{answer:?}");
     assert!(answer.description.contains("on_play"), "the description names the callback: {answer:?}");
     assert!(!answer.before.iter().any(|c| c == "NetStream.Play.Start"), "{answer:?}");
+    assert!(closed_by_server(&mut player, Duration::from_secs(5)), "refused player's connection stays open");
     assert!(publisher.is_running(), "{}", publisher.report("refusing players stopped the publisher"));
 
-    let events = wait_events(&sink, &server, "four auth_failed events", |e| e.len() >= 4);
+    let events = wait_events(&sink, &server, "five auth_failed events", |e| e.len() >= 5);
     thread::sleep(Duration::from_millis(300));
-    assert_eq!(sink.requests().len(), 4, "the sink wants auth_failed only: {:?}", events_of(&sink.requests()));
+    assert_eq!(sink.requests().len(), 5, "the sink wants auth_failed only: {:?}", events_of(&sink.requests()));
     let mut actions = Vec::new();
     for event in &events {
         check_envelope(event);
@@ -588,7 +601,7 @@ fn a_refusing_callback_stops_publish_and_play_and_emits_auth_failed() {
         actions.push(event["data"]["action"].as_str().unwrap_or_default().to_owned());
     }
     actions.sort();
-    assert_eq!(actions, ["play", "play", "publish", "publish"], "{events:#?}");
+    assert_eq!(actions, ["connect", "play", "play", "publish", "publish"], "{events:#?}");
 }
 
 /// A 3xx with `Location` renames the stream to Location's last path segment, for publish and
@@ -777,13 +790,16 @@ fn update_strict_disconnects_on_a_refused_update() {
 /// A publish and a play through ffmpeg/ffprobe produce the documented events, each a valid
 /// envelope with unique `id`s, and per stream a gap-free `seq` in the order they happened; a
 /// filtered sink gets only its events, byte-identical; playing a stream nobody publishes gives
-/// stream_unavailable.
+/// stream_unavailable. The filtered sink is also signed and sends a configured header.
 #[test]
 fn a_publish_and_a_play_produce_the_documented_events() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const AUTHORIZATION: &str = "Basic T1BFTlZJRFVBUFA6c2VjcmV0";
     let all = HttpReceiver::start();
     let some = HttpReceiver::start();
     let toml = format!(
-        "[[webhook]]\nurl = \"{}\"\n\n[[webhook]]\nurl = \"{}\"\nevents = [\"publish_start\", \"publish_stop\"]\n",
+        "[[webhook]]\nurl = \"{}\"\n\n[[webhook]]\nurl = \"{}\"\nevents = [\"publish_start\", \"publish_stop\"]\n\
+         secret = \"{SECRET}\"\nheaders = [\"Authorization: {AUTHORIZATION}\"]\n",
         all.url("/all"),
         some.url("/some")
     );
@@ -911,6 +927,21 @@ fn a_publish_and_a_play_produce_the_documented_events() {
     let expected: Vec<Value> =
         ev7.iter().filter(|e| e["type"] == "publish_start" || e["type"] == "publish_stop").cloned().collect();
     assert_eq!(filtered, expected, "filtered sink\n{context}");
+    for request in some.requests() {
+        let id = request.header("webhook-id").unwrap_or_else(|| panic!("no webhook-id: {request:?}"));
+        assert_eq!(id, body_json(&request)["id"], "webhook-id is the event id");
+        let timestamp = request.header("webhook-timestamp").expect("webhook-timestamp");
+        let seconds: u64 = timestamp.parse().expect("webhook-timestamp is unix seconds");
+        assert!(seconds.abs_diff(now_ms() / 1000) < 300, "webhook-timestamp {timestamp}");
+        assert_eq!(
+            request.header("webhook-signature"),
+            Some(standard_signature(SECRET, id, timestamp, &request.body).as_str()),
+            "signature of {}",
+            String::from_utf8_lossy(&request.body)
+        );
+        assert_eq!(request.header("authorization"), Some(AUTHORIZATION), "configured header");
+    }
+    assert!(all.requests().iter().all(|r| r.header("webhook-signature").is_none()), "an unsigned sink signs nothing");
 }
 
 /// A webhook answering 500 twice then 200 gets the same event (same `id`) three times, after
@@ -1062,9 +1093,12 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
     const FLOOD: usize = 150;
     let receiver = HttpReceiver::start();
     receiver.reply(Reply::status(200).delay(Duration::from_secs(4)));
-    let toml =
-        format!("hook_concurrency = 1\nhook_queue = {QUEUE}\n\n[[webhook]]\nurl = \"{}\"\n", receiver.url("/events"));
-    let server = TestServer::start_with_config(&toml, &[]);
+    // hook_queue exists only in the file; the rest by flags.
+    let sink = format!("*={}", receiver.url("/events"));
+    let server = TestServer::start_with_config(
+        &format!("hook_queue = {QUEUE}\n"),
+        &["--hook-concurrency", "1", "--hook-timeout", "30s", "--hook-webhook", &sink],
+    );
     let addr = server.rtmp_addr();
 
     let first = TcpStream::connect(addr).expect("connect");

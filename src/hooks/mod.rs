@@ -181,9 +181,18 @@ impl Hooks {
             return 0;
         }
         let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = seqs.entry(stream_key.to_owned()).or_insert(0);
-        *seq += 1;
-        let value = *seq;
+        // Look up before inserting: most events belong to a stream already counted, and
+        // `entry` would allocate the key every time.
+        let value = match seqs.get_mut(stream_key) {
+            Some(seq) => {
+                *seq += 1;
+                *seq
+            }
+            None => {
+                seqs.insert(stream_key.to_owned(), 1);
+                1
+            }
+        };
         if event_type == EventType::StreamDelete {
             // The stream is gone: a new one under this key starts again at 1.
             seqs.remove(stream_key);

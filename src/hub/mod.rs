@@ -407,6 +407,11 @@ impl ShardHub {
 
     /// Caches a packet, queues it for every local player, relays it to other shards.
     fn distribute(&self, stream: &LocalStream, packet: Rc<Packet>) {
+        if !stream.players.borrow().is_empty() || !stream.relay.borrow().is_empty() {
+            // Build the shared chunked form here, once, before it is cloned to other shards
+            // (each would otherwise build its own).
+            packet.chunked();
+        }
         let has_video = {
             let mut cache = stream.cache.borrow_mut();
             cache.push(&packet);

@@ -1,5 +1,7 @@
 //! A media packet as the hub stores it: parsed once, chunked once, shared by every player.
 
+use std::cell::OnceCell;
+
 use bytes::Bytes;
 
 use crate::protocol::flv::{self, MediaKind};
@@ -49,8 +51,10 @@ pub struct Packet {
     pub sequence_header: bool,
     pub payload: Bytes,
     /// `payload` cut into chunks of the server's outgoing chunk size, with format 3 headers
-    /// between them: what every RTMP player is sent after its own message header.
-    pub chunked: Bytes,
+    /// between them: what every RTMP player is sent after its own message header. Built on
+    /// first use, so a stream nobody watches (or a cached GOP) holds no second copy.
+    chunked: OnceCell<Bytes>,
+    chunk_size: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -74,13 +78,19 @@ impl Packet {
             }
             PacketKind::Data { .. } => (false, false),
         };
-        // A payload that fits one chunk needs no copy: its chunked form is itself.
-        let chunked = if payload.len() <= chunk_size as usize {
-            payload.clone()
-        } else {
-            chunk::chunked_payload(kind.csid(), &payload, chunk_size)
-        };
-        Ok(Packet { kind, timestamp, keyframe, sequence_header, payload, chunked })
+        Ok(Packet { kind, timestamp, keyframe, sequence_header, payload, chunked: OnceCell::new(), chunk_size })
+    }
+
+    /// The chunked form, built once (the first caller pays). A payload that fits one chunk
+    /// needs no copy: its chunked form is itself.
+    pub fn chunked(&self) -> &Bytes {
+        self.chunked.get_or_init(|| {
+            if self.payload.len() <= self.chunk_size as usize {
+                self.payload.clone()
+            } else {
+                chunk::chunked_payload(self.kind.csid(), &self.payload, self.chunk_size)
+            }
+        })
     }
 
     pub fn is_metadata(&self) -> bool {

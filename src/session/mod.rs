@@ -6,6 +6,7 @@
 
 pub mod io;
 pub mod rtmp;
+pub mod rtmp_out;
 
 use std::cell::Cell;
 use std::rc::Rc;

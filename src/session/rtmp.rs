@@ -21,13 +21,13 @@ use tokio_uring::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::io::{ReadBuffer, write_all, write_all_vectored};
+use super::rtmp_out::{Timeline, append_packet};
 use super::{SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::{Hooks, Origin};
 use crate::hub::{PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
-use crate::protocol::rtmp::chunk;
 use crate::protocol::rtmp::server::{
     self, Args, ConnectInfo, Event, PlayRequest, PublishRequest, Rejection, ServerConnection,
 };
@@ -648,41 +648,6 @@ fn round_ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
 }
 
-/// Maps a publisher's timestamps to the player's own timeline: it starts at zero and keeps
-/// going forward when a publisher restarts from zero.
-#[derive(Debug, Default)]
-struct Timeline {
-    /// The publisher timestamp that maps to `offset`; set by the first audio/video frame.
-    base: Option<u32>,
-    offset: u32,
-    last: u32,
-}
-
-impl Timeline {
-    fn map(&mut self, timestamp: u32, sets_base: bool) -> u32 {
-        let out = match self.base {
-            Some(base) => self.offset.wrapping_add(timestamp.saturating_sub(base)),
-            None if sets_base => {
-                self.base = Some(timestamp);
-                self.offset
-            }
-            None => self.offset,
-        };
-        self.last = self.last.max(out);
-        out
-    }
-
-    /// A new publisher: continue just after the last timestamp sent. A player that was sent
-    /// nothing yet starts at zero: players read a first metadata tag at a non-zero time as an
-    /// extra data stream.
-    fn restart(&mut self) {
-        if self.base.is_some() {
-            self.offset = self.last.saturating_add(1);
-        }
-        self.base = None;
-    }
-}
-
 /// The writer task of a player: the only one writing to its socket.
 struct PlayerWriter {
     socket: Rc<TcpStream>,
@@ -730,35 +695,7 @@ impl PlayerWriter {
             for item in items.drain(..) {
                 match item {
                     PlayerItem::Packet(packet) => {
-                        let sets_base =
-                            matches!(packet.kind, PacketKind::Audio | PacketKind::Video) && !packet.sequence_header;
-                        let timestamp = timeline.map(packet.timestamp, sets_base);
-                        let csid = packet.kind.csid();
-                        headers.reserve(16);
-                        chunk::put_message_header(
-                            &mut headers,
-                            csid,
-                            timestamp,
-                            packet.payload.len() as u32,
-                            packet.kind.rtmp_type(),
-                            self.stream_id,
-                        );
-                        bufs.push(headers.split().freeze());
-                        if timestamp >= 0x00FF_FFFF && packet.payload.len() > self.chunk_size as usize {
-                            // Continuation headers must repeat an extended timestamp, so this
-                            // rare case (a player past 4.6 hours) gets its own copy.
-                            let mut body = BytesMut::new();
-                            chunk::put_chunked_payload(
-                                &mut body,
-                                csid,
-                                &packet.payload,
-                                self.chunk_size,
-                                Some(timestamp),
-                            );
-                            bufs.push(body.freeze());
-                        } else {
-                            bufs.push(packet.chunked.clone());
-                        }
+                        append_packet(&mut bufs, &mut headers, &mut timeline, &packet, self.stream_id, self.chunk_size);
                     }
                     PlayerItem::Unpublished => {
                         self.conn.borrow_mut().notify_unpublish(&self.name);
