@@ -224,7 +224,6 @@ fn relay_benches(c: &mut Criterion) {
     group.finish();
 }
 
-
 /// One second of packets as the hub stores them (30 video, 43 audio, in timestamp order).
 fn one_second_packets() -> Vec<Rc<Packet>> {
     let mut media = Vec::new();

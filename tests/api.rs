@@ -204,10 +204,8 @@ fn parse_replies(mut bytes: &[u8]) -> Vec<Reply> {
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
         let length: usize = headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
@@ -266,12 +264,15 @@ fn healthz_is_open_and_everything_else_wants_the_token() {
         let longer = request(api.addr, "GET", path, Some(&format!("{TOKEN}x")), None);
         assert_eq!(longer.status, 401, "{path}");
     }
-    let basic = exchange(api.addr, b"GET /api/streams HTTP/1.1\r\nAuthorization: Basic dGVzdA==\r\nConnection: close\r\n\r\n");
+    let basic =
+        exchange(api.addr, b"GET /api/streams HTTP/1.1\r\nAuthorization: Basic dGVzdA==\r\nConnection: close\r\n\r\n");
     assert_eq!(parse_replies(&basic)[0].status, 401);
     assert_eq!(api.get("/api/streams").status, 200);
     assert_eq!(api.get("/metrics").status, 200);
-    let lower =
-        exchange(api.addr, format!("GET /api/streams HTTP/1.1\r\nauthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes());
+    let lower = exchange(
+        api.addr,
+        format!("GET /api/streams HTTP/1.1\r\nauthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     assert_eq!(parse_replies(&lower)[0].status, 200);
 }
 
@@ -296,7 +297,10 @@ fn unknown_routes_and_wrong_methods() {
     assert_eq!(api.get("/api/webhooks/config_99").status, 404);
     assert_eq!(api.get("/api/webhooks/../../etc/passwd").status, 404);
     // HEAD: the GET's headers, no body.
-    let head = exchange(api.addr, format!("HEAD /api/streams HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes());
+    let head = exchange(
+        api.addr,
+        format!("HEAD /api/streams HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     let text = String::from_utf8_lossy(&head);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.ends_with("\r\n\r\n"), "HEAD must have no body: {text}");
@@ -445,7 +449,8 @@ fn webhook_crud_round_trip() {
     assert!(api.dispatcher.sinks().is_empty());
 
     // A given secret is kept as given.
-    let given = api.create(json!({ "url": "http://127.0.0.1:9/x", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }));
+    let given =
+        api.create(json!({ "url": "http://127.0.0.1:9/x", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }));
     assert_eq!(given["secret"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     assert_eq!(given["events"], json!(["*"]));
 }
@@ -488,7 +493,10 @@ fn validation_errors_are_those_of_the_config_file() {
             format!("{url}\n{secret}\nsignature = \"sha1\"\nsignature_header = \"Bad Name\""),
             json!({ "signature": "sha1", "signature_header": "Bad Name" }),
         ),
-        (format!("{url}\nformat = \"dolby\"\nevents = [\"play_start\"]"), json!({ "format": "dolby", "events": ["play_start"] })),
+        (
+            format!("{url}\nformat = \"dolby\"\nevents = [\"play_start\"]"),
+            json!({ "format": "dolby", "events": ["play_start"] }),
+        ),
     ];
     for (toml, mut body) in cases {
         let expected = config_message(&toml);
@@ -520,11 +528,18 @@ fn validation_errors_are_those_of_the_config_file() {
     assert!(api.dispatcher.sinks().is_empty(), "nothing invalid was created");
 
     // PATCH validates the merged result, and the secret has its own route.
-    let id = api.create(json!({ "url": "http://127.0.0.1:9/x", "events": ["play_start"] }))["id"].as_str().unwrap().to_owned();
+    let id = api.create(json!({ "url": "http://127.0.0.1:9/x", "events": ["play_start"] }))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/api/webhooks/{id}");
     let dolby = api.call("PATCH", &path, Some(json!({ "format": "dolby" })));
     assert_eq!(dolby.status, 400);
-    assert!(dolby.error().starts_with("key 'events': format \"dolby\" cannot express 'play_start'"), "{}", dolby.error());
+    assert!(
+        dolby.error().starts_with("key 'events': format \"dolby\" cannot express 'play_start'"),
+        "{}",
+        dolby.error()
+    );
     let secret = api.call("PATCH", &path, Some(json!({ "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" })));
     assert_eq!(secret.status, 400);
     assert!(secret.error().contains(&format!("POST /api/webhooks/{id}/secret")), "{}", secret.error());
@@ -568,7 +583,8 @@ fn webhooks_survive_a_restart() {
     let (kept, rotated) = {
         let api = Api::start(setup);
         assert_eq!(api.loaded, Ok(0));
-        let kept = api.create(json!({ "url": "http://127.0.0.1:9/kept", "events": ["publish_start"], "format": "dolby" }));
+        let kept =
+            api.create(json!({ "url": "http://127.0.0.1:9/kept", "events": ["publish_start"], "format": "dolby" }));
         let gone = api.create(json!({ "url": "http://127.0.0.1:9/gone" }));
         let rotated = api.create(json!({ "url": "http://127.0.0.1:9/rotated", "signature": "sha256" }));
         let kept_id = kept["id"].as_str().unwrap();
@@ -695,7 +711,10 @@ fn rotation_signs_with_both_secrets_during_the_grace() {
     let second = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(first, second);
     assert!(rotated["rotation"]["expires_at"].is_string());
-    assert_eq!(rotated["rotation"]["previous_secret_hint"].as_str().unwrap(), format!("…{}", &first[first.len() - 4..]));
+    assert_eq!(
+        rotated["rotation"]["previous_secret_hint"].as_str().unwrap(),
+        format!("…{}", &first[first.len() - 4..])
+    );
 
     api.emit_accept(2);
     let requests = receiver.wait_for(2, WAIT);
@@ -752,8 +771,11 @@ fn a_disabled_webhook_is_shown_and_a_patch_re_enables_it() {
 // Metrics
 // ---------------------------------------------------------------------------------------------
 
+/// One sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// Parses one sample line, `name{labels} value`, strictly.
-fn parse_sample(line: &str) -> Result<(String, Vec<(String, String)>, f64), String> {
+fn parse_sample(line: &str) -> Result<Sample, String> {
     let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
     let mut chars = name.chars();
@@ -841,7 +863,9 @@ fn metrics_are_prometheus_text() {
     let find = |name: &str, label: Option<(&str, &str)>| {
         samples
             .iter()
-            .find(|(n, labels, _)| n == name && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v)))
+            .find(|(n, labels, _)| {
+                n == name && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
             .map(|(_, _, v)| *v)
     };
     for name in [
@@ -887,18 +911,25 @@ fn garbage_gets_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(status_of(huge_header.as_bytes()), Some(431));
     let many_headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
     assert_eq!(status_of(format!("GET /healthz HTTP/1.1\r\n{many_headers}\r\n").as_bytes()), Some(431));
-    let too_big = format!("POST /api/webhooks HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n{}", 2 << 20, "x".repeat(64 * 1024));
+    let too_big =
+        format!("POST /api/webhooks HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n{}", 2 << 20, "x".repeat(64 * 1024));
     assert_eq!(status_of(too_big.as_bytes()), Some(413));
-    let chunked = format!("POST /api/webhooks HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    let chunked =
+        format!("POST /api/webhooks HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     assert_eq!(status_of(chunked.as_bytes()), Some(501));
     assert_eq!(status_of(b"POST /api/webhooks HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), Some(400));
-    assert_eq!(status_of(b"POST /api/webhooks HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), Some(400));
+    assert_eq!(
+        status_of(b"POST /api/webhooks HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        Some(400)
+    );
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let deep = request(api.addr, "POST", "/api/webhooks", Some(TOKEN), Some(&nested));
     assert_eq!(deep.status, 400);
     assert!(deep.error().contains("invalid JSON"), "{}", deep.error());
-    let not_utf8 = format!("POST /api/webhooks HTTP/1.1\r\n{auth}Content-Length: 4\r\nConnection: close\r\n\r\n\xff\xfe\x00\x01");
-    assert_eq!(status_of(not_utf8.as_bytes()), Some(400));
+    let mut not_utf8 =
+        format!("POST /api/webhooks HTTP/1.1\r\n{auth}Content-Length: 4\r\nConnection: close\r\n\r\n").into_bytes();
+    not_utf8.extend_from_slice(b"\xff\xfe\x00\x01");
+    assert_eq!(status_of(&not_utf8), Some(400));
 
     // Pseudo-random bytes: a 4xx or a closed connection, never a crash.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -933,7 +964,7 @@ fn keep_alive_and_pipelining() {
     let text = format!(
         "GET /healthz HTTP/1.1\r\n\r\n\
          POST /api/webhooks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}\
-         POST /api/webhooks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 3\r\n\r\n{{]}\
+         POST /api/webhooks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 3\r\n\r\n{{]}}\
          GET /api/webhooks HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
         body.len()
     );

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn ringcast(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(args)
-        .output()
-        .expect("run the ringcast binary")
+    Command::new(env!("CARGO_BIN_EXE_ringcast")).args(args).output().expect("run the ringcast binary")
 }
 
 fn stdout(output: &Output) -> String {
@@ -27,11 +24,7 @@ fn one_error_line(args: &[&str]) -> String {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{args:?}: stderr {err:?}");
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: want one stderr line, got {err:?}"
-    );
+    assert_eq!(lines.len(), 1, "{args:?}: want one stderr line, got {err:?}");
     assert!(stdout(&output).is_empty(), "{args:?}: nothing on stdout");
     lines[0].to_owned()
 }
@@ -73,10 +66,7 @@ fn help_exits_zero_and_mentions_every_flag() {
     assert_eq!(output.status.code(), Some(0));
     let help = stdout(&output);
     for flag in FLAGS {
-        assert!(
-            help.contains(flag),
-            "--help does not mention {flag}:\n{help}"
-        );
+        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
     assert!(help.contains("0.0.0.0:1935"), "--help states the defaults");
     assert!(stderr(&output).is_empty());
@@ -86,10 +76,7 @@ fn help_exits_zero_and_mentions_every_flag() {
 fn version_exits_zero() {
     let output = ringcast(&["--version"]);
     assert_eq!(output.status.code(), Some(0));
-    assert_eq!(
-        stdout(&output),
-        format!("ringcast {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(stdout(&output), format!("ringcast {}\n", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -99,10 +86,7 @@ fn bad_flag_value_exits_2_naming_the_flag() {
     assert!(line.contains("'abc'"), "{line}");
 
     let line = one_error_line(&["--shards", "0"]);
-    assert!(
-        line.contains("--shards") && line.contains("at least 1"),
-        "{line}"
-    );
+    assert!(line.contains("--shards") && line.contains("at least 1"), "{line}");
 
     let line = one_error_line(&["--hook-timeout", "forever"]);
     assert!(line.contains("--hook-timeout"), "{line}");
@@ -112,10 +96,7 @@ fn bad_flag_value_exits_2_naming_the_flag() {
 fn unknown_flag_exits_2_on_one_line() {
     let line = one_error_line(&["--rtmp-listne", ":1935"]);
     assert!(line.contains("--rtmp-listne"), "{line}");
-    assert!(
-        line.contains("--rtmp-listen"),
-        "suggests the real flag: {line}"
-    );
+    assert!(line.contains("--rtmp-listen"), "suggests the real flag: {line}");
 
     let line = one_error_line(&["--shards"]);
     assert!(line.contains("--shards"), "{line}");
@@ -125,10 +106,7 @@ fn unknown_flag_exits_2_on_one_line() {
 fn config_with_a_bad_key_exits_2_naming_the_key() {
     let path = config_file("bad-key", "shards = 2\nrtmp_listne = \":1935\"\n");
     let line = one_error_line(&["--config", path.to_str().unwrap()]);
-    assert!(
-        line.contains(path.to_str().unwrap()),
-        "names the file: {line}"
-    );
+    assert!(line.contains(path.to_str().unwrap()), "names the file: {line}");
     assert!(line.contains("'rtmp_listne'"), "names the key: {line}");
     assert!(line.contains(":2:"), "names the line: {line}");
 }
@@ -145,10 +123,7 @@ fn config_with_a_bad_value_exits_2_naming_the_key() {
 fn config_with_a_syntax_error_exits_2_with_the_line() {
     let path = config_file("syntax", "shards = 2\nlog_level = info\n");
     let line = one_error_line(&["-c", path.to_str().unwrap()]);
-    assert!(
-        line.contains(":2:") && line.contains("invalid TOML"),
-        "{line}"
-    );
+    assert!(line.contains(":2:") && line.contains("invalid TOML"), "{line}");
 }
 
 #[test]
@@ -171,10 +146,7 @@ fn flags_override_the_config_file() {
     let path = config_file("override", "http_listen = \":1935\"\n");
     let file = path.to_str().unwrap();
     let line = one_error_line(&["-c", file, "--check"]);
-    assert!(
-        line.contains("http_listen") && line.contains("same port"),
-        "{line}"
-    );
+    assert!(line.contains("http_listen") && line.contains("same port"), "{line}");
     let output = ringcast(&["-c", file, "--http-listen", ":8080", "--check"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }

@@ -447,7 +447,6 @@ fn callbacks_carry_exactly_the_documented_fields() {
         assert_fields(connect, &base, "connect");
         let id = common_values(connect, "connect", "");
         assert!(id == publisher_id || id == player_id, "connect clientid {id} is the publisher's or the player's");
-        assert!(field(connect, "url").starts_with(&tcurl), "connect url: {connect:?}");
     }
 
     let done_fields = |extra: &[&str]| with(&[&["bytes_in", "bytes_out", "duration"][..], extra].concat());
@@ -480,6 +479,12 @@ fn callbacks_carry_exactly_the_documented_fields() {
             assert_eq!(field(done, name), field(specific, name), "done and its specific callback differ on {name}");
         }
     }
+
+    // Last, as the least consequential check: at connect the client has asked for its tcUrl and
+    // nothing more, so that is the full URL it asked for.
+    for connect in &connects {
+        assert_eq!(field(connect, "url"), tcurl, "connect url is the URL the client asked for: {connect:?}");
+    }
 }
 
 /// A client argument named like a callback field never reaches the callback under that name:
@@ -488,12 +493,10 @@ fn callbacks_carry_exactly_the_documented_fields() {
 #[test]
 fn client_arguments_cannot_override_callback_fields() {
     let receiver = HttpReceiver::start();
-    let toml = format!(
-        "[notify]\nmethod = \"get\"\non_publish = \"{}\"\non_publish_done = \"{}\"\n",
-        receiver.url("/publish?static=1"),
-        receiver.url("/publish_done"),
-    );
-    let server = TestServer::start_with_config(&toml, &[]);
+    // The file and the flags together: on_publish_done exists only in the file.
+    let toml = format!("[notify]\non_publish_done = \"{}\"\n", receiver.url("/publish_done"));
+    let on_publish = receiver.url("/publish?static=1");
+    let server = TestServer::start_with_config(&toml, &["--notify-method", "get", "--on-publish", &on_publish]);
     let query: Vec<String> = RESERVED_FIELDS.iter().map(|name| format!("{name}=evil")).collect();
     let name = format!("cam6?{}&token=ok", query.join("&"));
     let (client, _) = rtmp_publish(&server, &name);
@@ -641,10 +644,13 @@ fn a_redirecting_callback_renames_the_stream() {
 fn a_callback_that_times_out_or_is_down_denies_by_default() {
     let slow = HttpReceiver::start();
     slow.set_default(Reply::status(200).delay(Duration::from_secs(3)));
+    let sink = HttpReceiver::start();
     let toml = format!(
-        "[notify]\ntimeout = \"500ms\"\non_publish = \"{}\"\non_play = \"{}\"\n",
+        "[notify]\ntimeout = \"500ms\"\non_publish = \"{}\"\non_play = \"{}\"\n\n\
+         [[webhook]]\nurl = \"{}\"\nevents = [\"auth_failed\"]\n",
         slow.url("/publish"),
-        closed_port_url("/play")
+        closed_port_url("/play"),
+        sink.url("/events")
     );
     let server = TestServer::start_with_config(&toml, &[]);
 
@@ -663,6 +669,15 @@ fn a_callback_that_times_out_or_is_down_denies_by_default() {
     let answer = await_answer(&mut player);
     assert_eq!(answer.code, "NetStream.Play.Failed", "{answer:?}\n{}", server.log());
     assert!(answer.waited < Duration::from_millis(1000), "a refused connection denies at once: {:?}", answer.waited);
+
+    // auth_failed: "a callback denied, timed out or failed".
+    let events = wait_events(&sink, &server, "two auth_failed", |e| e.len() >= 2);
+    for event in &events {
+        check_envelope(event);
+    }
+    let actions: Vec<&str> = events.iter().map(|e| e["data"]["action"].as_str().unwrap_or_default()).collect();
+    assert_eq!(actions, ["publish", "play"], "{events:#?}");
+    assert!(events.iter().all(|e| e["data"]["error"].as_str().is_some_and(|m| !m.is_empty())), "{events:#?}");
 }
 
 /// With `on_error = "allow"` the same timeout admits the publisher.
@@ -681,14 +696,85 @@ fn on_error_allow_admits_when_the_callback_times_out() {
     );
 }
 
+/// While a session waits for its callback, every other session keeps flowing: on a single
+/// shard, two publishers wait 3 s on their on_publish while an admitted publisher's frames reach
+/// two players within milliseconds; then the waiting two are admitted.
+#[test]
+fn a_pending_callback_suspends_only_its_own_session() {
+    const HOLD: Duration = Duration::from_secs(3);
+    let on_publish = HttpReceiver::start();
+    on_publish.reply(Reply::status(200)); // the flowing publisher
+    on_publish.set_default(Reply::status(200).delay(HOLD));
+    let toml = format!("[notify]\non_publish = \"{}\"\n", on_publish.url("/publish"));
+    // One shard: the waiting sessions share it with the flowing ones.
+    let server = TestServer::start_with_config(&toml, &["--shards", "1"]);
+    let (mut source, _) = rtmp_publish(&server, "flow");
+    source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
+    let mut players: Vec<RtmpClient> = (0..2)
+        .map(|_| {
+            let mut player = rtmp_connect(&server, Goal::Play("flow".into()));
+            assert_eq!(await_answer(&mut player).code, "NetStream.Play.Start");
+            player
+        })
+        .collect();
+    // Publishers whose callback is outstanding: driven until their publish request is out.
+    let mut waiting: Vec<RtmpClient> = (0..2)
+        .map(|i| {
+            let mut client = rtmp_connect(&server, Goal::Publish(format!("wait{i}")));
+            loop {
+                match client.next_event(ANSWER) {
+                    Ok(Some(ClientEvent::StreamCreated { .. })) => break client,
+                    Ok(Some(_)) => {}
+                    other => panic!("waiting publisher {i}: {other:?}\n{}", server.log()),
+                }
+            }
+        })
+        .collect();
+    wait_requests(&on_publish, &server, "the waiting publishers' callbacks", |r| r.len() >= 3);
+    let asked = Instant::now();
+
+    let mut worst = Duration::ZERO;
+    let mut seq = 0;
+    while asked.elapsed() < HOLD / 2 {
+        let sent = Instant::now();
+        source.send_media(9, seq * 40, &media::video(seq, seq % 25 == 0, 500)).unwrap();
+        for player in &mut players {
+            loop {
+                match player.next_event(Duration::from_secs(2)) {
+                    Ok(Some(ClientEvent::Video { payload, .. })) if media::seq_of(&payload) == Some(seq) => break,
+                    Ok(Some(_)) => {}
+                    other => panic!("a player did not get frame {seq}: {other:?}\n{}", server.log()),
+                }
+            }
+        }
+        worst = worst.max(sent.elapsed());
+        seq += 1;
+        thread::sleep(Duration::from_millis(40));
+    }
+    assert!(seq > 10, "only {seq} frames went through");
+    assert!(worst < Duration::from_millis(500), "a frame took {worst:?} to reach the players");
+    for (i, client) in waiting.iter_mut().enumerate() {
+        let answer = await_answer(client);
+        assert_eq!(answer.code, "NetStream.Publish.Start", "waiting publisher {i}: {answer:?}");
+    }
+    assert!(asked.elapsed() >= HOLD - Duration::from_millis(300), "admitted before the endpoint answered");
+}
+
 /// `on_update` every `update_interval` while publishing and playing: `call=update_publish` /
 /// `update_play` with `time` and `timestamp` besides the common fields; without update_strict
-/// its answer (403 here) changes nothing.
+/// its answer (403 here) changes nothing. The publish_update / play_update events come at the
+/// same pace.
 #[test]
 fn on_update_reports_publishers_and_players_periodically() {
     let receiver = HttpReceiver::start();
     receiver.set_default(Reply::status(403));
-    let toml = format!("[notify]\non_update = \"{}\"\nupdate_interval = \"1s\"\n", receiver.url("/update"));
+    let sink = HttpReceiver::start();
+    let toml = format!(
+        "[notify]\non_update = \"{}\"\nupdate_interval = \"1s\"\n\n[[webhook]]\nurl = \"{}\"\n\
+         events = [\"publish_update\", \"play_update\"]\n",
+        receiver.url("/update"),
+        sink.url("/events")
+    );
     let server = TestServer::start_with_config(&toml, &[]);
     let (mut publisher, _) = rtmp_publish(&server, "u11?token=u");
     publisher.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
@@ -745,6 +831,23 @@ fn on_update_reports_publishers_and_players_periodically() {
     let (last_time, last_timestamp) = *publish_times.last().unwrap();
     assert!(last_time >= 2, "third update is >= 2 s into the publish: {publish_times:?}");
     assert!(last_timestamp >= 1500, "media timestamp of the third update: {publish_times:?}");
+
+    let events = wait_events(&sink, &server, "update events", |e| {
+        of_type(e, "publish_update").len() >= 3 && of_type(e, "play_update").len() >= 2
+    });
+    for event in &events {
+        check_envelope(event);
+        assert_eq!(event["stream_key"], "live/u11", "{event}");
+    }
+    let publish_updates = of_type(&events, "publish_update");
+    let third = &publish_updates[2]["data"];
+    assert!(third["time"].as_u64().is_some_and(|t| (2..=4).contains(&t)), "publish_update time: {third}");
+    assert!(third["timestamp"].as_u64().is_some_and(|t| t >= 1500 && t <= u64::from(last_sent)), "{third}");
+    assert!(third["bytes_in"].as_u64().is_some_and(|b| b > 10 * 300), "publish_update bytes_in: {third}");
+    assert!(third["bitrate_kbps"].as_f64().is_some_and(|k| k > 0.0), "publish_update bitrate: {third}");
+    let play_update = &of_type(&events, "play_update")[1]["data"];
+    assert!(play_update["bytes_out"].as_u64().is_some_and(|b| b > 10 * 300), "play_update: {play_update}");
+    assert!(play_update["time"].as_u64().is_some_and(|t| t >= 1), "play_update: {play_update}");
 }
 
 /// With `update_strict = true` a non-2xx answer to on_update ends the session: the first update
@@ -944,35 +1047,58 @@ fn a_publish_and_a_play_produce_the_documented_events() {
     assert!(all.requests().iter().all(|r| r.header("webhook-signature").is_none()), "an unsigned sink signs nothing");
 }
 
-/// A webhook answering 500 twice then 200 gets the same event (same `id`) three times, after
-/// the backoff (1 s, then 2 s, with +-20% jitter), and the stream's later events only after it.
-/// A webhook answering 410 gets one event and no more, also from later streams.
+/// When each of the first `n` requests arrived (to within a condvar wake-up); fewer if they do
+/// not all come within [`ARRIVAL`] each.
+fn arrival_times(receiver: &HttpReceiver, n: usize) -> Vec<Instant> {
+    let mut times = Vec::new();
+    for k in 1..=n {
+        if receiver.wait_for(k, ARRIVAL).len() < k {
+            break;
+        }
+        times.push(Instant::now());
+    }
+    times
+}
+
+/// Webhook failures, each on its own sink of one server:
+/// - 500 twice then 200: the same event (same `id`, same body) three times, after the backoff
+///   (1 s, then 2 s, +-20% jitter), and the stream's later events only after it;
+/// - 503 with `Retry-After: 3`: the retry waits 3 s, not the 1 s backoff;
+/// - 302: a failure, never followed and not retried;
+/// - 410: one event and no more, also from later streams.
 #[test]
 fn webhook_retries_keep_the_id_and_the_stream_order_and_410_disables() {
     let flaky = HttpReceiver::start();
     flaky.reply(Reply::status(500));
     flaky.reply(Reply::status(500));
+    let polite = HttpReceiver::start();
+    polite.reply(Reply::status(503).header("Retry-After", "3"));
+    let elsewhere = HttpReceiver::start();
+    let redirect = HttpReceiver::start();
+    redirect.set_default(Reply::status(302).header("Location", &elsewhere.url("/stolen")));
     let gone = HttpReceiver::start();
     gone.set_default(Reply::status(410));
-    // Only stream events: all go through one per-stream queue, so which event meets the 500s
-    // (the first, stream_create) and which must wait is certain.
+    // Only stream events: all go through one per-stream queue, so which event meets the
+    // failures (the first, stream_create) and which must wait is certain.
     let events = r#"["stream_create", "publish_start", "publish_stop", "stream_delete"]"#;
-    let toml = format!(
-        "[[webhook]]\nurl = \"{}\"\nevents = {events}\nretries = 3\n\n[[webhook]]\nurl = \"{}\"\nevents = {events}\n",
-        flaky.url("/flaky"),
-        gone.url("/gone")
-    );
-    let server = TestServer::start_with_config(&toml, &[]);
-    let (publisher, _) = rtmp_publish(&server, "r8");
-    drop(publisher);
-
-    let mut arrivals = Vec::new();
-    for n in 1..=3 {
-        let got = flaky.wait_for(n, ARRIVAL);
-        assert!(got.len() >= n, "attempt {n} never came: {got:?}\n{}", server.log());
-        arrivals.push(Instant::now());
+    let mut toml = String::new();
+    for (receiver, path) in [(&flaky, "/flaky"), (&polite, "/polite"), (&redirect, "/redirect"), (&gone, "/gone")] {
+        toml.push_str(&format!("[[webhook]]\nurl = \"{}\"\nevents = {events}\nretries = 3\n\n", receiver.url(path)));
     }
-    wait_requests(&flaky, &server, "all six deliveries", |r| r.len() >= 6);
+    let server = TestServer::start_with_config(&toml, &[]);
+
+    // Waiters first, so the first attempt's arrival is timed too.
+    let (flaky_times, polite_times) = thread::scope(|scope| {
+        let flaky_times = scope.spawn(|| arrival_times(&flaky, 3));
+        let polite_times = scope.spawn(|| arrival_times(&polite, 2));
+        let (publisher, _) = rtmp_publish(&server, "r8");
+        drop(publisher);
+        (flaky_times.join().unwrap(), polite_times.join().unwrap())
+    });
+    assert_eq!(flaky_times.len(), 3, "attempts to the 500 sink: {:?}\n{}", flaky.requests(), server.log());
+    assert_eq!(polite_times.len(), 2, "attempts to the 503 sink: {:?}\n{}", polite.requests(), server.log());
+    wait_requests(&flaky, &server, "all six deliveries to the 500 sink", |r| r.len() >= 6);
+    wait_requests(&polite, &server, "all five deliveries to the 503 sink", |r| r.len() >= 5);
     // Anything extra (a fourth attempt, a duplicate) would show up now.
     thread::sleep(Duration::from_millis(300));
     let received = events_of(&flaky.requests());
@@ -987,7 +1113,7 @@ fn webhook_retries_keep_the_id_and_the_stream_order_and_410_disables() {
     assert!(received[3..].iter().all(|e| &e["id"] != first_id), "{context}");
     let later: Vec<&str> = received[3..].iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(later, ["publish_start", "publish_stop", "stream_delete"], "the stream waited for the retried event");
-    let (first_wait, second_wait) = (arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]);
+    let (first_wait, second_wait) = (flaky_times[1] - flaky_times[0], flaky_times[2] - flaky_times[1]);
     assert!(
         first_wait >= Duration::from_millis(700) && first_wait <= Duration::from_millis(2500),
         "first backoff {first_wait:?}, expected 1 s +-20%"
@@ -996,15 +1122,33 @@ fn webhook_retries_keep_the_id_and_the_stream_order_and_410_disables() {
         second_wait >= Duration::from_millis(1500) && second_wait <= Duration::from_millis(3500),
         "second backoff {second_wait:?}, expected 2 s +-20%"
     );
-    assert_eq!(server.log_lines_with(&["will retry", "500"]).len(), 2, "{}", server.log());
+    assert_eq!(server.log_lines_with(&["will retry", "HTTP 500"]).len(), 2, "{}", server.log());
+
+    let polite_events = events_of(&polite.requests());
+    assert_eq!(polite_events[0], polite_events[1], "the 503 retry resends the same event");
+    let types: Vec<&str> = polite_events[2..].iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["publish_start", "publish_stop", "stream_delete"]);
+    let waited = polite_times[1] - polite_times[0];
+    assert!(
+        waited >= Duration::from_millis(2800) && waited <= Duration::from_millis(4500),
+        "retried after {waited:?}; the receiver asked for Retry-After: 3"
+    );
 
     // 410: one request, the sink disabled, nothing more even for a new stream.
     assert!(server.wait_for_log("410 Gone", ARRIVAL), "{}", server.log());
     let (publisher, _) = rtmp_publish(&server, "r8b");
     drop(publisher);
     wait_requests(&flaky, &server, "the second stream's events", |r| r.len() >= 10);
+    wait_requests(&redirect, &server, "the second stream's events at the 302 sink", |r| r.len() >= 8);
     thread::sleep(Duration::from_millis(300));
     assert_eq!(gone.requests().len(), 1, "a 410 disables the sink: {:?}", events_of(&gone.requests()));
+
+    // 302: every event once (a failure, not retried), the redirect never followed.
+    let redirected = events_of(&redirect.requests());
+    let ids: HashSet<&str> = redirected.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!((redirected.len(), ids.len()), (8, 8), "each event once: {redirected:#?}");
+    assert!(elsewhere.requests().is_empty(), "the redirect was followed: {:?}", elsewhere.requests());
+    assert!(!server.log_lines_with(&["not followed"]).is_empty(), "{}", server.log());
 }
 
 /// The priority lane: with the queue full of deliveries (the default `hook_queue`, 100,000, past
@@ -1120,6 +1264,9 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
     assert_eq!(received.len(), QUEUE + 1, "{:#?}", events_of(&requests));
     assert_eq!(server.log_count("hook queue full"), dropped, "one error per dropped delivery");
     assert_eq!(received[0]["conn_id"], 1);
+    for close in of_type(&received, "connection_close") {
+        assert_eq!(close["data"]["role"], "none", "a connection that never published nor played: {close}");
+    }
     // The newest survive: the last ~50 connections' events, nothing of the early ones.
     let newest = received[1..].iter().map(|e| e["conn_id"].as_u64().unwrap()).max().unwrap();
     assert_eq!(newest, (FLOOD + 1) as u64, "the last connection's events are delivered");
@@ -1234,4 +1381,153 @@ fn a_hook_script_gets_the_event_in_its_environment() {
     assert!(timestamp.abs_diff(now_ms() / 1000) < 300);
     let args: Value = serde_json::from_str(field(&vars, "RTMP_ARGS")).expect("RTMP_ARGS is JSON");
     assert_eq!(args, json!({"token": "abc"}));
+}
+
+/// `[notify] url` is the shorthand for every callback not given its own (connect, publish,
+/// play, the done ones, update): each call arrives there with its own `call`.
+#[test]
+fn the_notify_url_shorthand_receives_every_callback() {
+    let receiver = HttpReceiver::start();
+    let toml = format!("[notify]\nurl = \"{}\"\nupdate_interval = \"1s\"\n", receiver.url("/all"));
+    let server = TestServer::start_with_config(&toml, &[]);
+    let (publisher, _) = rtmp_publish(&server, "short");
+    let mut player = rtmp_connect(&server, Goal::Play("short".into()));
+    assert_eq!(await_answer(&mut player).code, "NetStream.Play.Start");
+    let calls_of =
+        |r: &[Request]| -> Vec<String> { r.iter().map(|r| field(&form_of(r), "call").to_owned()).collect::<Vec<_>>() };
+    wait_requests(&receiver, &server, "update_publish and update_play", |r| {
+        let calls = calls_of(r);
+        calls.iter().any(|c| c == "update_publish") && calls.iter().any(|c| c == "update_play")
+    });
+    drop(player);
+    drop(publisher);
+    let requests = wait_requests(&receiver, &server, "the done callbacks", |r| {
+        calls_of(r).iter().filter(|c| c.ends_with("done")).count() == 4
+    });
+    assert!(requests.iter().all(|r| r.path == "/all"));
+    let calls: BTreeSet<String> = calls_of(&requests).into_iter().collect();
+    assert_eq!(
+        calls,
+        set(&["connect", "publish", "play", "update_publish", "update_play", "publish_done", "play_done", "done"]),
+        "every callback goes to the one URL"
+    );
+}
+
+/// `[notify] secret` signs every callback like a webhook (HOOKS.md, Callbacks and Signing):
+/// Standard Webhooks headers whose signature covers the form body.
+#[test]
+fn callbacks_are_signed_when_notify_has_a_secret() {
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let receiver = HttpReceiver::start();
+    let toml = format!("[notify]\non_publish = \"{}\"\nsecret = \"{SECRET}\"\n", receiver.url("/publish"));
+    let server = TestServer::start_with_config(&toml, &[]);
+    let (_publisher, _) = rtmp_publish(&server, "signed?token=x");
+    let request = &receiver.requests()[0];
+    assert_eq!(field(&form_of(request), "call"), "publish");
+    let headers = ["webhook-id", "webhook-timestamp", "webhook-signature"].map(|name| request.header(name));
+    let [Some(id), Some(timestamp), Some(signature)] = headers else {
+        panic!("callback not signed: headers {:?}", request.headers);
+    };
+    assert!(timestamp.parse::<u64>().is_ok_and(|t| t.abs_diff(now_ms() / 1000) < 300), "webhook-timestamp {timestamp}");
+    assert_eq!(signature, standard_signature(SECRET, id, timestamp, &request.body), "signature over the form body");
+}
+
+/// `hook_timeout` bounds a stuck delivery: a webhook that never answers fails at 1 s and is
+/// retried (after the 1 s backoff), a script that hangs is killed with what it started.
+#[test]
+fn hook_timeout_bounds_stuck_webhooks_and_scripts() {
+    let hole = BlackHole::start();
+    let pids = TempFile::new("hook-script-pids", "txt");
+    let script = TempFile::with_contents(
+        "hook-hang",
+        "sh",
+        &format!(
+            "#!/bin/sh\nsleep 60 &\necho \"$$ $!\" > '{pids}.tmp' && mv '{pids}.tmp' '{pids}'\nwait\n",
+            pids = pids.path().display()
+        ),
+    );
+    std::fs::set_permissions(script.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let toml = format!(
+        "hook_timeout = \"1s\"\n\n[[webhook]]\nurl = \"{}\"\nevents = [\"publish_start\"]\nretries = 1\n\n\
+         [[script]]\nevent = \"publish_start\"\npath = \"{}\"\n",
+        hole.url("/stuck"),
+        script.path().display()
+    );
+    let server = TestServer::start_with_config(&toml, &[]);
+    let started = Instant::now();
+    let (_publisher, _) = rtmp_publish(&server, "stuck");
+
+    assert!(
+        server.wait_for_line_with(&["hook delivery failed", "timed out and was killed"], Duration::from_secs(5)),
+        "the hanging script was not killed\n{}",
+        server.log()
+    );
+    let killed_after = started.elapsed();
+    assert!(killed_after < Duration::from_millis(2500), "script killed after {killed_after:?}; hook_timeout is 1s");
+    let text = pids.read();
+    let pids: Vec<i32> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(pids.len(), 2, "the script wrote its pid and its child's: {text:?}");
+    let alive = |pid: i32| {
+        // A zombie (waiting for a reaper that is not ringcast's business) counts as gone.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
+    };
+    let gone = eventually(Duration::from_secs(2), || pids.iter().all(|pid| !alive(*pid)).then_some(()));
+    assert!(gone.is_some(), "script or its child still running after the timeout: {pids:?}");
+
+    let retried = eventually(Duration::from_secs(6), || (hole.accepted() >= 2).then_some(started.elapsed()));
+    let retried = retried.unwrap_or_else(|| panic!("no retry of the stuck webhook\n{}", server.log()));
+    assert!(retried >= Duration::from_millis(1700), "retried after {retried:?}: 1 s timeout + ~1 s backoff");
+    assert!(server.wait_for_line_with(&["will retry", "timed out"], ARRIVAL), "{}", server.log());
+}
+
+/// Events of one stream emitted at the same moment on both shards (players of one stream
+/// coming and going in parallel) still reach a sink in the order of their `seq`: "a stream's
+/// events are never reordered within one sink". (Gap-free `seq` is checked on an unfiltered
+/// sink in `a_publish_and_a_play_produce_the_documented_events`; this sink filters.)
+#[test]
+fn a_streams_events_keep_their_order_under_concurrency() {
+    const PLAYERS: usize = 64;
+    // The race this looks for is narrow: enough rounds to see it most runs (~5,000 events,
+    // under a second), few enough to stay light.
+    const ROUNDS: usize = 20;
+    let sink = HttpReceiver::start();
+    let toml = format!(
+        "[[webhook]]\nurl = \"{}\"\nevents = [\"play_start\", \"subscriber_count\", \"play_stop\"]\n",
+        sink.url("/events")
+    );
+    let server = TestServer::start_with_config(&toml, &[]);
+    let (_source, _) = rtmp_publish(&server, "race");
+    let addr = server.rtmp_addr();
+    let together = Arc::new(std::sync::Barrier::new(PLAYERS));
+    let players: Vec<_> = (0..PLAYERS)
+        .map(|_| {
+            let together = together.clone();
+            thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    let mut client = RtmpClient::connect(addr, "live", Goal::Play("race".into())).expect("connect");
+                    together.wait();
+                    let answer = await_answer(&mut client);
+                    assert_eq!(answer.code, "NetStream.Play.Start", "{answer:?}");
+                }
+            })
+        })
+        .collect();
+    for player in players {
+        player.join().expect("player thread");
+    }
+    // Per player: play_start, subscriber_count, play_stop, subscriber_count.
+    let expected = PLAYERS * ROUNDS * 4;
+    let events = wait_events(&sink, &server, "the players' events", |e| e.len() >= expected);
+    let seqs: Vec<u64> =
+        events.iter().filter(|e| e["stream_key"] == "live/race").map(|e| e["seq"].as_u64().unwrap()).collect();
+    let inversions: Vec<&[u64]> = seqs.windows(2).filter(|w| w[0] >= w[1]).collect();
+    let unique: HashSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), seqs.len(), "seq is unique");
+    assert!(
+        inversions.is_empty(),
+        "{} of {} events of live/race arrived out of seq order: {inversions:?}",
+        inversions.len(),
+        seqs.len()
+    );
 }

@@ -3,11 +3,14 @@
 //!
 //! Every limit turns into a status and a closed connection rather than an error the caller
 //! must interpret: a head past [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers is 431, a
-//! body past [`MAX_BODY`] is 413, a head httparse refuses is 400, chunked bodies are 501. After
-//! any of these the framing of what follows is unknown, so the connection is closed.
+//! body past [`MAX_BODY`] is 413, a head httparse refuses is 400, chunked bodies are 501, a
+//! request still incomplete [`REQUEST_DEADLINE`] after its first byte (or after a read timeout)
+//! is 408. After any of these the framing of what follows is unknown, so the connection is
+//! closed.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -16,6 +19,10 @@ pub const MAX_HEADERS: usize = 64;
 /// Largest request body. A webhook definition is well under a KiB; a MiB leaves room for long
 /// header lists without letting a client make the API buffer much.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// The longest a request may take to arrive once its first byte has: the read timeout bounds
+/// each read, this bounds a client that trickles a byte every few seconds to hold a connection
+/// slot.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 /// One parsed request.
 #[derive(Debug)]
@@ -103,6 +110,8 @@ impl Connection {
 
     /// Reads the next request. Blocks up to the socket's read timeout per read.
     pub fn next_request(&mut self) -> Next {
+        // Pipelined bytes already here start the clock at once; otherwise the first read does.
+        let mut first_byte = (!self.buf.is_empty()).then(Instant::now);
         let (head_len, mut request, content_length, expect_continue) = loop {
             match self.parse_head() {
                 Ok(Some(parsed)) => break parsed,
@@ -115,10 +124,11 @@ impl Connection {
             match self.fill() {
                 Ok(true) => {}
                 Ok(false) => return Next::Closed,
-                Err(e) if is_timeout(&e) && !self.buf.is_empty() => {
-                    return Next::Reject(Response::error(408, "request not received in time").closing());
-                }
+                Err(e) if is_timeout(&e) && !self.buf.is_empty() => return too_slow(),
                 Err(_) => return Next::Closed,
+            }
+            if first_byte.get_or_insert_with(Instant::now).elapsed() > REQUEST_DEADLINE {
+                return too_slow();
             }
         };
         if expect_continue && self.buf.len() < head_len + content_length {
@@ -129,10 +139,11 @@ impl Connection {
             match self.fill() {
                 Ok(true) => {}
                 Ok(false) => return Next::Closed,
-                Err(e) if is_timeout(&e) => {
-                    return Next::Reject(Response::error(408, "request body not received in time").closing());
-                }
+                Err(e) if is_timeout(&e) => return too_slow(),
                 Err(_) => return Next::Closed,
+            }
+            if first_byte.is_some_and(|t| t.elapsed() > REQUEST_DEADLINE) {
+                return too_slow();
             }
         }
         request.body = self.buf[head_len..head_len + content_length].to_vec();
@@ -258,6 +269,10 @@ pub fn write_response(out: &mut impl Write, response: &Response, head_only: bool
     }
     out.write_all(&bytes)?;
     out.flush()
+}
+
+fn too_slow() -> Next {
+    Next::Reject(Response::error(408, "request not received in time").closing())
 }
 
 fn is_timeout(error: &io::Error) -> bool {

@@ -16,7 +16,12 @@ use crate::hooks::metrics::Histogram;
 /// The whole exposition.
 pub fn render(state: &ApiState) -> String {
     let mut out = Metrics::default();
-    out.gauge("ringcast_build_info", "ringcast version (always 1).", &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))], 1);
+    out.gauge(
+        "ringcast_build_info",
+        "ringcast version (always 1).",
+        &[&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
     out.gauge_f64(
         "ringcast_uptime_seconds",
         "Seconds since the server started.",
@@ -43,7 +48,12 @@ pub fn render(state: &ApiState) -> String {
     let streams = state.hub.streams();
     let live = streams.iter().filter(|s| s.publisher_shard.is_some()).count();
     let players: usize = streams.iter().map(|s| s.players).sum();
-    out.gauge("ringcast_streams", "Streams in the registry (published or awaited by players).", &[], streams.len() as u64);
+    out.gauge(
+        "ringcast_streams",
+        "Streams in the registry (published or awaited by players).",
+        &[],
+        streams.len() as u64,
+    );
     out.gauge("ringcast_streams_live", "Streams with a publisher.", &[], live as u64);
     out.gauge("ringcast_players", "Players of every stream.", &[], players as u64);
 
@@ -74,9 +84,12 @@ pub fn render(state: &ApiState) -> String {
         ("ringcast_sink_retried_total", "Attempts that failed and were scheduled again.", true, |s| {
             s.retried.load(Relaxed)
         }),
-        ("ringcast_sink_dropped_total", "Deliveries dropped unsent (queue full, sink disabled or removed).", true, |s| {
-            s.dropped.load(Relaxed)
-        }),
+        (
+            "ringcast_sink_dropped_total",
+            "Deliveries dropped unsent (queue full, sink disabled or removed).",
+            true,
+            |s| s.dropped.load(Relaxed),
+        ),
         ("ringcast_sink_in_flight", "Deliveries being attempted now.", false, |s| s.in_flight.load(Relaxed)),
         ("ringcast_sink_queued", "Deliveries waiting in the queue.", false, |s| s.queued.load(Relaxed)),
         ("ringcast_sink_disabled", "1 when a 410 Gone disabled the sink until it is changed.", false, |s| {
@@ -107,7 +120,12 @@ pub fn render(state: &ApiState) -> String {
         "Callbacks that timed out or failed (decided by on_error).",
         read(|s| s.errors.load(Relaxed)),
     );
-    out.gauge("ringcast_callback_in_flight", "Callbacks awaiting their reply.", &[], read(|s| s.in_flight.load(Relaxed)));
+    out.gauge(
+        "ringcast_callback_in_flight",
+        "Callbacks awaiting their reply.",
+        &[],
+        read(|s| s.in_flight.load(Relaxed)),
+    );
     let latency = callbacks.map(|s| &s.latency).unwrap_or(&empty);
     out.histogram(
         "ringcast_callback_duration_seconds",

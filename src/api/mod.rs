@@ -7,7 +7,7 @@
 //! accept thread, a thread per connection (at most [`MAX_CONNECTIONS`]; past that a new
 //! connection gets 503 and is closed), blocking IO with a [`READ_TIMEOUT`] per read, HTTP/1.1
 //! keep-alive. Requests are parsed with httparse and limited (head 64 KiB, 64 headers, body
-//! 1 MiB: 431 and 413 beyond). Every answer is JSON (`{"error": "..."}` for 4xx and 5xx)
+//! 1 MiB: 431 and 413 beyond; 30 s from first byte to last: 408). Every answer is JSON (`{"error": "..."}` for 4xx and 5xx)
 //! except `/metrics`. A handler that panicked answers 500; the server keeps serving.
 //!
 //! # Routes
@@ -358,13 +358,7 @@ pub(crate) fn rfc3339(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
 /// Serves the API on `listener` until `shutdown` is set (noticed within a fraction of a
@@ -468,7 +462,8 @@ fn accept_loop(listener: &TcpListener, state: &Arc<ApiState>, shutdown: &Arc<Ato
 
 fn refuse_busy(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let response = Response::error(503, "too many admin API connections; retry later").header("Retry-After", "1").closing();
+    let response =
+        Response::error(503, "too many admin API connections; retry later").header("Retry-After", "1").closing();
     let _ = http::write_response(&mut stream, &response, false);
 }
 
@@ -489,8 +484,8 @@ fn serve_connection(stream: TcpStream, state: &ApiState, shutdown: &AtomicBool) 
                 return;
             }
             Next::Request(request) => {
-                let mut response = panic::catch_unwind(AssertUnwindSafe(|| state.handle(&request)))
-                    .unwrap_or_else(|_| {
+                let mut response =
+                    panic::catch_unwind(AssertUnwindSafe(|| state.handle(&request))).unwrap_or_else(|_| {
                         error!(method = %request.method, path = %shorten(&request.path), "admin API handler panicked");
                         Response::error(500, "internal error (logged)")
                     });

@@ -318,7 +318,9 @@ impl Registry {
                     Ok(moved) => {
                         format!("{reason}; moved to {} and starting without API webhooks", moved.display())
                     }
-                    Err(e) => format!("{reason}; cannot move it aside ({e}): it will be overwritten by the next change"),
+                    Err(e) => {
+                        format!("{reason}; cannot move it aside ({e}): it will be overwritten by the next change")
+                    }
                 };
                 return Err(ApiError::State { path, reason });
             }
@@ -341,7 +343,9 @@ impl Registry {
             Target::Api(index) => Ok(index),
             Target::Config(_) => Err(Response::error(
                 409,
-                format!("webhook {id} is defined in the config file and is read-only here; change it there and restart"),
+                format!(
+                    "webhook {id} is defined in the config file and is read-only here; change it there and restart"
+                ),
             )),
         }
     }

@@ -22,7 +22,8 @@ use tracing::{debug, error, warn};
 
 use super::event::Protocol;
 use super::metrics::Histogram;
-use crate::config::{NotifyConfig, NotifyMethod, OnError};
+use super::sign;
+use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError, Secret, Signature};
 
 /// Workers kept alive when idle: enough for steady traffic without a thread spawn per call.
 const MIN_WORKERS: usize = 4;
@@ -205,6 +206,11 @@ pub struct CallbackPool {
     method: NotifyMethod,
     on_error: OnError,
     update_strict: bool,
+    /// `[notify] secret`: every callback is then signed like a webhook (HOOKS.md, Signing).
+    secret: Option<Secret>,
+    signature: Signature,
+    /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
+    signed: AtomicU64,
     workers: AtomicUsize,
     idle: AtomicUsize,
     pub stats: CallbackStats,
@@ -228,6 +234,9 @@ impl CallbackPool {
             method: notify.method,
             on_error: notify.on_error,
             update_strict: notify.update_strict,
+            secret: notify.secret.clone(),
+            signature: notify.signature,
+            signed: AtomicU64::new(0),
             workers: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             stats: CallbackStats::default(),
@@ -314,15 +323,39 @@ impl CallbackPool {
     /// Performs the HTTP request: Ok((status, Location)) or the transport error.
     fn execute(&self, request: &CallbackRequest) -> Result<(u16, Option<String>), String> {
         let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish();
+        // Signed like a webhook: the signature covers the form (the body for POST, the query
+        // string for GET, which carries the same fields).
+        let signature = match &self.secret {
+            Some(secret) => {
+                let id = format!("cb_{:x}_{}", super::now_ms(), self.signed.fetch_add(1, Ordering::Relaxed));
+                let now_secs = super::now_ms() / 1000;
+                sign::signature_headers(
+                    self.signature,
+                    DEFAULT_SIGNATURE_HEADER,
+                    &[secret],
+                    &id,
+                    now_secs,
+                    encoded.as_bytes(),
+                )
+            }
+            None => Vec::new(),
+        };
         let response = match self.method {
-            NotifyMethod::Post => self
-                .agent
-                .post(&request.url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .send(encoded.as_bytes()),
+            NotifyMethod::Post => {
+                let mut builder =
+                    self.agent.post(&request.url).header("Content-Type", "application/x-www-form-urlencoded");
+                for (name, value) in &signature {
+                    builder = builder.header(name, value);
+                }
+                builder.send(encoded.as_bytes())
+            }
             NotifyMethod::Get => {
                 let separator = if request.url.contains('?') { '&' } else { '?' };
-                self.agent.get(format!("{}{separator}{encoded}", request.url)).call()
+                let mut builder = self.agent.get(format!("{}{separator}{encoded}", request.url));
+                for (name, value) in &signature {
+                    builder = builder.header(name, value);
+                }
+                builder.call()
             }
         };
         match response {

@@ -11,8 +11,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,9 @@ pub struct Sink {
     kind: SinkKind,
     /// The webhook's settings as given (for the admin API), `None` for scripts and stdio.
     pub webhook: Option<WebhookConfig>,
-    pub stats: SinkStats,
+    /// Shared by the sink's versions: a change (PATCH, rotation) keeps its counters, and
+    /// deliveries queued before the change are accounted where they were counted.
+    pub stats: Arc<SinkStats>,
 }
 
 impl Sink {
@@ -91,7 +93,7 @@ impl Sink {
                 retries: config.retries,
             },
             webhook: Some(config),
-            stats: SinkStats::default(),
+            stats: Arc::default(),
         }
     }
 
@@ -122,7 +124,7 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
             filter: script.event.clone(),
             kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
             webhook: None,
-            stats: SinkStats::default(),
+            stats: Arc::default(),
         }));
     }
     if let Some(format) = config.stdio {
@@ -133,7 +135,7 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
             filter: EventFilter::All,
             kind: SinkKind::Stdio { format },
             webhook: None,
-            stats: SinkStats::default(),
+            stats: Arc::default(),
         }));
     }
     sinks
@@ -224,10 +226,19 @@ impl Dispatcher {
 
     /// Replaces webhook `id`'s settings (this also re-enables a sink disabled by a 410). Queued
     /// deliveries stay queued and go out with the new settings.
-    pub fn change_webhook(&self, id: u64, config: WebhookConfig, previous_secret: Option<&Secret>) -> Option<Arc<Sink>> {
+    pub fn change_webhook(
+        &self,
+        id: u64,
+        config: WebhookConfig,
+        previous_secret: Option<&Secret>,
+    ) -> Option<Arc<Sink>> {
         let old = self.sink(id)?;
         old.webhook.as_ref()?;
-        let sink = Arc::new(Sink::webhook(id, old.origin, config, previous_secret, self.agent.clone()));
+        let mut sink = Sink::webhook(id, old.origin, config, previous_secret, self.agent.clone());
+        sink.stats = old.stats.clone();
+        // A change is how an operator re-enables a sink a 410 disabled.
+        sink.stats.disabled.store(false, Ordering::Relaxed);
+        let sink = Arc::new(sink);
         self.modify(|sinks| {
             if let Some(slot) = sinks.iter_mut().find(|s| s.id == id) {
                 *slot = sink.clone();
@@ -392,8 +403,10 @@ impl Core {
         let mut workers = Vec::new();
         for _ in 0..self.concurrency {
             let (jobs_rx, done_tx) = (jobs_rx.clone(), done_tx.clone());
-            let spawned =
-                thread::Builder::new().name("hook-worker".into()).stack_size(512 * 1024).spawn(move || worker(jobs_rx, done_tx));
+            let spawned = thread::Builder::new()
+                .name("hook-worker".into())
+                .stack_size(512 * 1024)
+                .spawn(move || worker(jobs_rx, done_tx));
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => error!(error = %e, "cannot start a hook worker"),
@@ -418,7 +431,8 @@ impl Core {
             self.fire_retries();
             self.dispatch(&jobs_tx);
             if let Some(deadline) = deadline {
-                let idle = self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
+                let idle =
+                    self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
                 if idle || Instant::now() >= deadline {
                     let left = self.order.len() + self.retries.len() + self.due.len();
                     if left > 0 {
@@ -532,7 +546,8 @@ impl Core {
             Attempt::Retry { reason, retry_after } if job.attempt <= sink.retries() => {
                 sink.stats.retried.fetch_add(1, Ordering::Relaxed);
                 self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                let wait = retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
+                let wait =
+                    retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
                 error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed; will retry");
                 let number = self.next_number;
                 self.next_number += 1;
@@ -582,7 +597,8 @@ impl Core {
                 dropped += 1;
             }
         }
-        let retrying: Vec<u64> = self.retry_jobs.iter().filter(|(_, j)| j.sink.id == sink_id).map(|(n, _)| *n).collect();
+        let retrying: Vec<u64> =
+            self.retry_jobs.iter().filter(|(_, j)| j.sink.id == sink_id).map(|(n, _)| *n).collect();
         dropped += retrying.len() as u64;
         for number in retrying {
             self.retry_jobs.remove(&number);
@@ -624,7 +640,9 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
                     info!(script = %sink.label, event = %job.event.event_type, %stdout, %stderr, "hook script done");
                     Attempt::Delivered { status: 0 }
                 } else {
-                    Attempt::Failed { reason: format!("script {}; stdout: {stdout:?}; stderr: {stderr:?}", outcome.status) }
+                    Attempt::Failed {
+                        reason: format!("script {}; stdout: {stdout:?}; stderr: {stderr:?}", outcome.status),
+                    }
                 }
             }
             SinkKind::Stdio { format } => match stdio::emit(&job.event, *format) {

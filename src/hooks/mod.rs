@@ -157,12 +157,17 @@ impl Hooks {
     /// Emits an event. `data` is built only when a sink wants the type.
     pub fn emit(&self, event_type: EventType, origin: &Origin, data: impl FnOnce() -> Map<String, Value>) {
         let Some(sink) = &self.sink else { return };
-        if !sink.wants(event_type) {
-            // Still count the stream's events so `seq` gaps mean "filtered", never "lost".
-            self.next_seq(&origin.stream_key, event_type);
+        let wanted = sink.wants(event_type);
+        let data = if wanted { data() } else { Map::new() };
+        // The seq counter's lock is held until the event is in the dispatcher's channel:
+        // two shards emitting for one stream must hand their events over in seq order, or a
+        // sink would see 1113 before 1112. The send never blocks (drop-oldest when full).
+        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = next_seq(&mut seqs, &origin.stream_key, event_type);
+        if !wanted {
+            // Still counted, so `seq` gaps mean "filtered", never "lost".
             return;
         }
-        let seq = self.next_seq(&origin.stream_key, event_type);
         sink.send(Event {
             id: self.ids.next(),
             event_type,
@@ -172,33 +177,34 @@ impl Hooks {
             addr: origin.addr.to_string(),
             stream_key: origin.stream_key.clone(),
             seq,
-            data: data(),
+            data,
         });
     }
+}
 
-    fn next_seq(&self, stream_key: &str, event_type: EventType) -> u64 {
-        if stream_key.is_empty() {
-            return 0;
-        }
-        let mut seqs = self.seqs.lock().unwrap_or_else(|p| p.into_inner());
-        // Look up before inserting: most events belong to a stream already counted, and
-        // `entry` would allocate the key every time.
-        let value = match seqs.get_mut(stream_key) {
-            Some(seq) => {
-                *seq += 1;
-                *seq
-            }
-            None => {
-                seqs.insert(stream_key.to_owned(), 1);
-                1
-            }
-        };
-        if event_type == EventType::StreamDelete {
-            // The stream is gone: a new one under this key starts again at 1.
-            seqs.remove(stream_key);
-        }
-        value
+/// The next `seq` of `stream_key` (0 for events of no stream).
+fn next_seq(seqs: &mut HashMap<String, u64>, stream_key: &str, event_type: EventType) -> u64 {
+    if stream_key.is_empty() {
+        return 0;
     }
+    // Look up before inserting: most events belong to a stream already counted, and `entry`
+    // would allocate the key every time.
+    let value = match seqs.get_mut(stream_key) {
+        Some(seq) => {
+            *seq += 1;
+            *seq
+        }
+        None => {
+            seqs.insert(stream_key.to_owned(), 1);
+            1
+        }
+    };
+    if event_type == EventType::StreamDelete {
+        // The stream is gone: a new one under this key starts again at 1. Keeping every key
+        // ever seen would grow without bound (clients choose the names).
+        seqs.remove(stream_key);
+    }
+    value
 }
 
 pub fn now_ms() -> u64 {

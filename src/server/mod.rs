@@ -11,7 +11,7 @@ pub mod systemd;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use crate::api::{self, ApiOptions, ApiState};
 use crate::config::Config;
 use crate::hooks::dispatch::{self, Dispatcher};
 use crate::hooks::webhook;
@@ -46,6 +47,8 @@ pub enum ServerError {
     ShardPanicked(usize),
     #[error("a shard failed to start its io_uring runtime (see the log above)")]
     ShardStart,
+    #[error("cannot start the admin API: {0}")]
+    Api(std::io::Error),
     #[error("hooks: {0}")]
     Hooks(#[from] crate::hooks::webhook::Error),
 }
@@ -97,21 +100,35 @@ impl ServerControl {
     /// Closes session `conn_id`; false if no shard has it.
     pub fn kick(&self, conn_id: u64) -> bool {
         let (reply, replies) = std::sync::mpsc::channel();
-        let asked = self.shards.iter().filter(|s| s.try_send(AdminRequest::Kick(conn_id, reply.clone())).is_ok()).count();
+        let asked =
+            self.shards.iter().filter(|s| s.try_send(AdminRequest::Kick(conn_id, reply.clone())).is_ok()).count();
         drop(reply);
         (0..asked).any(|_| replies.recv_timeout(ADMIN_REPLY_TIMEOUT).unwrap_or(false))
+    }
+}
+
+impl api::SessionControl for ServerControl {
+    fn clients(&self) -> Vec<ClientSummary> {
+        ServerControl::clients(self)
+    }
+
+    fn kick(&self, conn_id: u64) -> bool {
+        ServerControl::kick(self, conn_id)
     }
 }
 
 /// A running server: its bound addresses, and the handle that stops it.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    pub api_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub control: Arc<ServerControl>,
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
     shutdown: watch::Sender<bool>,
     shards: Vec<thread::JoinHandle<()>>,
+    api_shutdown: Arc<AtomicBool>,
+    api_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -128,6 +145,17 @@ impl Server {
         let rtmp_addr = rtmp_listeners[0].local_addr().map_err(|source| ServerError::Bind {
             key: "rtmp_listen",
             addr: config.rtmp_listen,
+            source,
+        })?;
+        // Bound here with the other listeners, so a busy API port fails before anything runs.
+        let api_listener = StdListener::bind(config.api_listen).map_err(|source| ServerError::Bind {
+            key: "api_listen",
+            addr: config.api_listen,
+            source,
+        })?;
+        let api_addr = api_listener.local_addr().map_err(|source| ServerError::Bind {
+            key: "api_listen",
+            addr: config.api_listen,
             source,
         })?;
         let hub_settings = HubSettings {
@@ -163,6 +191,15 @@ impl Server {
         let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
         let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
         let mut admin_receivers = admin_receivers.into_iter();
+        let control = Arc::new(ServerControl { shards: admin_senders });
+        let api_state =
+            ApiState::new(shared.hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
+                .with_control(control.clone());
+        // Before the first connection, so its events reach the webhooks made over the API too.
+        // A bad state file is set aside and logged; media and config-file hooks do not need it.
+        if let Err(error) = api_state.load_persisted() {
+            error!("{error}");
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut shards = Vec::with_capacity(shard_count);
         for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
@@ -190,9 +227,27 @@ impl Server {
                 return Err(ServerError::ShardStart);
             }
         }
-        info!("ready: rtmp={rtmp_addr} shards={shard_count}");
-        let control = Arc::new(ServerControl { shards: admin_senders });
-        Ok(Server { rtmp_addr, hub: shared.hub.clone(), control, hooks, dispatcher, shutdown, shards })
+        let api_shutdown = Arc::new(AtomicBool::new(false));
+        let api_thread = match api::serve(api_listener, Arc::new(api_state), api_shutdown.clone()) {
+            Ok(thread) => thread,
+            Err(error) => {
+                let _ = shutdown.send(true);
+                return Err(ServerError::Api(error));
+            }
+        };
+        info!("ready: rtmp={rtmp_addr} api={api_addr} shards={shard_count}");
+        Ok(Server {
+            rtmp_addr,
+            api_addr,
+            hub: shared.hub.clone(),
+            control,
+            hooks,
+            dispatcher,
+            shutdown,
+            shards,
+            api_shutdown,
+            api_thread: Some(api_thread),
+        })
     }
 
     /// Asks every shard to stop accepting and close its sessions.
@@ -208,6 +263,11 @@ impl Server {
                 let _ = self.shutdown.send(true);
                 result = Err(ServerError::ShardPanicked(shard));
             }
+        }
+        // The API stops within its sweep interval; connections still open end on their own.
+        self.api_shutdown.store(true, Ordering::SeqCst);
+        if let Some(api) = self.api_thread {
+            let _ = api.join();
         }
         // The sessions' last events (publish_stop, connection_close) still go out.
         self.dispatcher.shutdown(HOOK_DRAIN);

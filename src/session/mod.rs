@@ -187,7 +187,12 @@ pub struct SessionGuard {
 }
 
 impl SessionGuard {
-    pub fn new(context: &Rc<ShardContext>, conn_id: u64, peer: std::net::SocketAddr, protocol: &'static str) -> SessionGuard {
+    pub fn new(
+        context: &Rc<ShardContext>,
+        conn_id: u64,
+        peer: std::net::SocketAddr,
+        protocol: &'static str,
+    ) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
         let entry = Rc::new(SessionEntry {
             conn_id,

@@ -189,43 +189,51 @@ impl Session {
             // Players send nothing while they watch, so they have no read timeout.
             let connecting = self.connect.is_none();
             let idle_limited = self.playing.is_none();
-            let read = async {
-                if connecting {
-                    match tokio::time::timeout_at(handshake_deadline, reader.read(&self.socket)).await {
-                        Ok(read) => read.map_err(SessionError::from),
-                        Err(_) => Err(SessionError::HandshakeTimeout(settings.handshake_timeout)),
+            // The read must never be dropped while in flight: io_uring may already have filled
+            // its buffer, and those bytes would be lost mid-chunk. Timers and update replies
+            // are handled beside it, in an inner loop, while the same read stays pending.
+            let socket = self.socket.clone();
+            let input = {
+                let read = async {
+                    if connecting {
+                        match tokio::time::timeout_at(handshake_deadline, reader.read(&socket)).await {
+                            Ok(read) => read.map_err(SessionError::from),
+                            Err(_) => Err(SessionError::HandshakeTimeout(settings.handshake_timeout)),
+                        }
+                    } else if idle_limited {
+                        match tokio::time::timeout(settings.idle_timeout, reader.read(&socket)).await {
+                            Ok(read) => read.map_err(SessionError::from),
+                            Err(_) => Err(SessionError::IdleTimeout(settings.idle_timeout)),
+                        }
+                    } else {
+                        reader.read(&socket).await.map_err(SessionError::from)
                     }
-                } else if idle_limited {
-                    match tokio::time::timeout(settings.idle_timeout, reader.read(&self.socket)).await {
-                        Ok(read) => read.map_err(SessionError::from),
-                        Err(_) => Err(SessionError::IdleTimeout(settings.idle_timeout)),
+                };
+                tokio::pin!(read);
+                loop {
+                    let updates_due = update_period.is_some() && (self.publishing.is_some() || self.playing.is_some());
+                    let pending_update = async {
+                        match self.pending_update.as_mut() {
+                            Some(receiver) => receiver.await.ok(),
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        input = &mut read => break input,
+                        // Ending the session: dropping the read is harmless now.
+                        _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
+                        _ = self.entry.kicked() => return Ok(CloseReason::AdminKick),
+                        _ = tokio::time::sleep_until(next_update), if updates_due => {
+                            next_update = tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
+                            self.send_updates();
+                        }
+                        decision = pending_update => {
+                            self.pending_update = None;
+                            if let Some(Decision::Deny { reason }) = decision {
+                                return Err(SessionError::Refused(format!("on_update (update_strict): {reason}")));
+                            }
+                        }
                     }
-                } else {
-                    reader.read(&self.socket).await.map_err(SessionError::from)
-                }
-            };
-            let updates_due = update_period.is_some() && (self.publishing.is_some() || self.playing.is_some());
-            let pending_update = async {
-                match self.pending_update.as_mut() {
-                    Some(receiver) => receiver.await.ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            let input = tokio::select! {
-                input = read => input,
-                _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
-                _ = self.entry.kicked() => return Ok(CloseReason::AdminKick),
-                _ = tokio::time::sleep_until(next_update), if updates_due => {
-                    next_update += update_period.unwrap_or(Duration::from_secs(3600));
-                    self.send_updates();
-                    continue;
-                }
-                decision = pending_update => {
-                    self.pending_update = None;
-                    if let Some(Decision::Deny { reason }) = decision {
-                        return Err(SessionError::Refused(format!("on_update (update_strict): {reason}")));
-                    }
-                    continue;
                 }
             };
             // A kicked player's writer shuts the socket down, which ends this read too.
@@ -586,7 +594,10 @@ impl Session {
     fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
         let connect = self.connect.clone().unwrap_or_default();
         let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
-        let url = if query.is_empty() {
+        let url = if name.is_empty() {
+            // connect: the client asked for the application URL only.
+            connect.tc_url.clone()
+        } else if query.is_empty() {
             format!("{}/{name}", connect.tc_url)
         } else {
             format!("{}/{name}?{query}", connect.tc_url)

@@ -56,7 +56,14 @@ pub fn append_packet(
     let timestamp = timeline.map(packet.timestamp, sets_base);
     let csid = packet.kind.csid();
     headers.reserve(16);
-    chunk::put_message_header(headers, csid, timestamp, packet.payload.len() as u32, packet.kind.rtmp_type(), stream_id);
+    chunk::put_message_header(
+        headers,
+        csid,
+        timestamp,
+        packet.payload.len() as u32,
+        packet.kind.rtmp_type(),
+        stream_id,
+    );
     bufs.push(headers.split().freeze());
     if timestamp >= 0x00FF_FFFF && packet.payload.len() > chunk_size as usize {
         // Continuation headers must repeat an extended timestamp, so this rare case (a player

@@ -147,7 +147,18 @@ impl PlayerRecord {
                 self.first_keyframe_ms = Some(since());
             }
         }
+        // A player starts at a keyframe: frames a server holds back before the first one (as
+        // nginx-rtmp does without a GOP cache) are not gaps.
+        let before_first_keyframe = self.keyframes == 0;
         match find_probe(type_id, payload) {
+            Some(probe)
+                if before_first_keyframe || (kind == MediaKind::Video && self.keyframes == 1 && info.keyframe) =>
+            {
+                // Resynchronise on this frame: on_probe then finds it in sequence.
+                self.track.publisher = Some(probe.publisher);
+                self.track.next_seq = probe.seq;
+                self.on_probe(probe, wall, lag)
+            }
             Some(probe) => self.on_probe(probe, wall, lag),
             None => self.on_timestamp(kind, timestamp, now, lag),
         }

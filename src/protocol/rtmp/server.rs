@@ -450,7 +450,14 @@ impl ServerConnection {
                 let duration = command.arg_f64(2).unwrap_or(-1.0);
                 let reset = command.args.get(3).and_then(Amf0Value::as_bool).unwrap_or(true);
                 self.pending = Some(Pending::Play { stream_id, name: name.clone(), reset });
-                self.events.push_back(Event::Play(Box::new(PlayRequest { stream_id, name, args, start, duration, reset })));
+                self.events.push_back(Event::Play(Box::new(PlayRequest {
+                    stream_id,
+                    name,
+                    args,
+                    start,
+                    duration,
+                    reset,
+                })));
             }
             "FCUnpublish" | "closeStream" | "deleteStream" => {
                 let target = if command.name == "deleteStream" {
