@@ -141,6 +141,9 @@ struct Session {
     role: &'static str,
     /// This session in its shard's registry (admin API listing and kicks).
     entry: Rc<SessionEntry>,
+    /// When the next publish_update/play_update (and on_update) is due: `update_interval`
+    /// after the publish or play started, then every `update_interval`.
+    next_update: tokio::time::Instant,
 }
 
 impl Session {
@@ -173,6 +176,7 @@ impl Session {
             pending_update: None,
             role: "none",
             entry,
+            next_update: tokio::time::Instant::now(),
         }
     }
 
@@ -181,7 +185,7 @@ impl Session {
         let mut reader = ReadBuffer::new(2048);
         let handshake_deadline = tokio::time::Instant::now() + settings.handshake_timeout;
         let update_period = self.update_period();
-        let mut next_update = tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
+        let period = update_period.unwrap_or(Duration::from_secs(3600));
         loop {
             let handshaking = self.conn.borrow().is_handshaking();
             // Until `connect` is done the handshake deadline applies; after it, a connection
@@ -223,8 +227,8 @@ impl Session {
                         // Ending the session: dropping the read is harmless now.
                         _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
                         _ = self.entry.kicked() => return Ok(CloseReason::AdminKick),
-                        _ = tokio::time::sleep_until(next_update), if updates_due => {
-                            next_update = tokio::time::Instant::now() + update_period.unwrap_or(Duration::from_secs(3600));
+                        _ = tokio::time::sleep_until(self.next_update), if updates_due => {
+                            self.next_update = tokio::time::Instant::now() + period;
                             self.send_updates();
                         }
                         decision = pending_update => {
@@ -309,7 +313,7 @@ impl Session {
         let client = self.client_info("", &[]);
         match self.hooks.decide(Call::Connect, &client, &[]).await {
             Decision::Allow | Decision::Rename(_) => self.conn.borrow_mut().accept(),
-            Decision::Deny { reason } => self.refuse("connect", Call::Connect, &reason),
+            Decision::Deny { reason } => self.refuse("connect", Call::Connect, &reason, ""),
         }
     }
 
@@ -320,7 +324,10 @@ impl Session {
         match self.hooks.decide(Call::Publish, &client, &extra).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
-            Decision::Deny { reason } => return self.refuse("publish", Call::Publish, &reason),
+            Decision::Deny { reason } => {
+                let stream = self.stream_key(&name);
+                return self.refuse("publish", Call::Publish, &reason, &stream);
+            }
         }
         let key = self.stream_key(&name);
         match self.context.hub.publish(&key) {
@@ -340,6 +347,7 @@ impl Session {
                     video_codec: None,
                 });
                 self.role = "publisher";
+                self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
                 self.entry.role.set("publisher");
                 *self.entry.stream.borrow_mut() = key.clone();
                 if change.created {
@@ -368,7 +376,10 @@ impl Session {
         match self.hooks.decide(Call::Play, &client, &extra).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
-            Decision::Deny { reason } => return self.refuse("play", Call::Play, &reason),
+            Decision::Deny { reason } => {
+                let stream = self.stream_key(&name);
+                return self.refuse("play", Call::Play, &reason, &stream);
+            }
         }
         let key = self.stream_key(&name);
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "play start");
@@ -386,6 +397,7 @@ impl Session {
         };
         tokio::task::spawn_local(writer.run());
         self.role = "player";
+        self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
         self.entry.role.set("player");
         *self.entry.stream.borrow_mut() = key.clone();
         self.playing = Some(Playing {
@@ -409,11 +421,13 @@ impl Session {
 
     /// Answers a denied callback: the client gets its error status before anything else, the
     /// operator an `auth_failed` event, and the session closes.
-    fn refuse(&mut self, action: &str, call: Call, reason: &str) {
+    /// `stream` is the stream the client asked for (`app/name`), empty for connect.
+    fn refuse(&mut self, action: &str, call: Call, reason: &str, stream: &str) {
         let description = format!("on_{} callback refused: {reason}", call.as_str());
         warn!(conn_id = self.conn_id, peer = %self.peer, action, %reason, "denied by callback");
         self.conn.borrow_mut().reject(Rejection::Denied, &description);
-        self.emit(EventType::AuthFailed, || data(json!({ "action": action, "error": reason })));
+        let origin = Origin { stream_key: stream.to_owned(), ..self.origin() };
+        self.hooks.emit(EventType::AuthFailed, &origin, || data(json!({ "action": action, "error": reason })));
         self.closing = Some(description);
     }
 
