@@ -10,6 +10,9 @@
 //!   loops, connection limits, signals and graceful shutdown.
 //! - [`session`]: per-protocol IO glue: drives a sans-IO protocol state machine over an
 //!   io_uring socket and joins the hub.
+//! - [`hooks`]: the event model, callbacks (blocking decisions on their own worker pool) and
+//!   event sinks (webhook, script, stdio) behind one dispatcher thread.
+//! - [`api`]: the admin HTTP API (streams, clients, kicks, webhooks, metrics) on its own threads.
 //! - [`hub`]: stream registry and fan-out: publisher -> shared packets -> players, GOP cache,
 //!   bounded per-player queues, cross-shard relay.
 //! - [`protocol`]: sans-IO codecs (AMF0, FLV, RTMP handshake, chunks, messages, the server
