@@ -22,12 +22,21 @@ const MAX_IOVECS: usize = 1024;
 pub struct ReadBuffer {
     buf: Vec<u8>,
     capacity: usize,
+    /// Largest capacity the buffer grows to.
+    max: usize,
     small_reads: u8,
 }
 
 impl ReadBuffer {
     pub fn new(capacity: usize) -> ReadBuffer {
-        ReadBuffer { buf: Vec::new(), capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER), small_reads: 0 }
+        ReadBuffer::with_limits(capacity, MAX_READ_BUFFER)
+    }
+
+    /// A buffer that starts at `capacity` and grows to at most `max` (a player that only
+    /// receives needs less than a publisher).
+    pub fn with_limits(capacity: usize, max: usize) -> ReadBuffer {
+        let max = max.max(MIN_READ_BUFFER);
+        ReadBuffer { buf: Vec::new(), capacity: capacity.clamp(MIN_READ_BUFFER, max), max, small_reads: 0 }
     }
 
     /// Reads once; an empty slice means the peer closed.
@@ -45,8 +54,8 @@ impl ReadBuffer {
     }
 
     fn adapt(&mut self, n: usize) {
-        if n == self.capacity && self.capacity < MAX_READ_BUFFER {
-            self.capacity *= 2;
+        if n == self.capacity && self.capacity < self.max {
+            self.capacity = (self.capacity * 2).min(self.max);
             self.small_reads = 0;
         } else if n < self.capacity / 4 && self.capacity > MIN_READ_BUFFER {
             self.small_reads += 1;

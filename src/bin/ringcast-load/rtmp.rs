@@ -21,15 +21,11 @@ use tokio_uring::net::TcpStream;
 
 use crate::cli::Target;
 
-/// Smallest read buffer: what a connected but quiet connection holds.
-pub const MIN_READ_BUFFER: usize = 512;
 /// The server's handshake reply (S0 + S1 + S2) is 3073 bytes: read it in one go.
 pub const HANDSHAKE_READ_BUFFER: usize = 4096;
 /// Largest read buffer. Bigger saves few reads (the server sends frame by frame anyway) and
 /// costs a lot: a thousand players measured 130 MiB of RSS at 64 KiB, 48 MiB at 16 KiB.
 pub const MAX_READ_BUFFER: usize = 16 * 1024;
-/// Reads much smaller than the buffer this many times in a row shrink it.
-const SHRINK_AFTER_SMALL_READS: u8 = 16;
 
 /// Why a connection did not do what it was asked: the step it was at and what happened.
 /// Reports group failures by their `Display` text.
@@ -146,51 +142,23 @@ impl Drop for Conn {
     }
 }
 
-/// A read buffer that follows the traffic: small while quiet, up to 16 KiB while reads fill it.
-pub struct ReadBuf {
-    buf: Vec<u8>,
-    capacity: usize,
-    small_reads: u8,
-}
+/// The server's adaptive read buffer, capped at 16 KiB: a load client holds thousands of
+/// them, and players only receive.
+pub struct ReadBuf(ringcast::session::io::ReadBuffer);
 
 impl ReadBuf {
     pub fn new(capacity: usize) -> ReadBuf {
-        ReadBuf { buf: Vec::new(), capacity: capacity.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER), small_reads: 0 }
+        ReadBuf(ringcast::session::io::ReadBuffer::with_limits(capacity, MAX_READ_BUFFER))
     }
 
     /// Reads once; an empty slice means the peer closed.
     pub async fn read(&mut self, conn: &Conn) -> io::Result<&[u8]> {
-        let mut buf = std::mem::take(&mut self.buf);
-        if buf.capacity() != self.capacity {
-            buf = Vec::with_capacity(self.capacity);
-        }
-        buf.clear();
-        let (result, buf) = conn.stream.read(buf).await;
-        self.buf = buf;
-        let n = result?;
-        self.adapt(n);
-        Ok(&self.buf[..n])
-    }
-
-    fn adapt(&mut self, n: usize) {
-        if n == self.capacity && self.capacity < MAX_READ_BUFFER {
-            self.capacity *= 2;
-            self.small_reads = 0;
-        } else if n < self.capacity / 4 && self.capacity > MIN_READ_BUFFER {
-            self.small_reads = self.small_reads.saturating_add(1);
-            if self.small_reads >= SHRINK_AFTER_SMALL_READS {
-                self.capacity /= 2;
-                self.small_reads = 0;
-            }
-        } else {
-            self.small_reads = 0;
-        }
+        self.0.read(&conn.stream).await
     }
 
     /// Drops to the smallest buffer now.
     pub fn shrink(&mut self) {
-        self.capacity = MIN_READ_BUFFER;
-        self.buf = Vec::new();
+        self.0.shrink();
     }
 }
 
