@@ -247,6 +247,30 @@ impl Dispatcher {
         Some(sink)
     }
 
+    /// Replaces every sink that came from the configuration (a reload); sinks made over the
+    /// admin API stay. The new sinks get fresh ids; the old ones' queued deliveries are dropped
+    /// (and counted) as for a removed sink.
+    pub fn replace_config_sinks(&self, sinks: Vec<Arc<Sink>>) {
+        let renumbered: Vec<Arc<Sink>> = sinks
+            .into_iter()
+            .filter_map(|sink| Arc::try_unwrap(sink).ok())
+            .map(|mut sink| {
+                sink.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                Arc::new(sink)
+            })
+            .collect();
+        self.modify(|current| {
+            let api: Vec<Arc<Sink>> = current.drain(..).filter(|s| s.origin == SinkOrigin::Api).collect();
+            current.extend(renumbered);
+            current.extend(api);
+        });
+    }
+
+    /// The HTTP agent webhooks share (keep-alive pool, timeouts, CA roots).
+    pub fn agent(&self) -> ureq::Agent {
+        self.agent.clone()
+    }
+
     /// Removes sink `id`; its queued deliveries are dropped (and counted).
     pub fn remove_sink(&self, id: u64) -> Option<Arc<Sink>> {
         let removed = self.sink(id)?;

@@ -295,13 +295,14 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
         }
     }
     let stop_notifier = notifier.clone();
+    let reload_dispatcher = server.dispatcher.clone();
     let stopper = server.shutdown.clone();
     let signal_thread = thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    info!("SIGHUP received; configuration reload is not supported yet");
+                    reload(&reload_dispatcher);
                     continue;
                 }
                 info!(signal, "shutting down");
@@ -316,6 +317,24 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
     let result = server.join();
     drop(signal_thread);
     result
+}
+
+/// SIGHUP: reads the configuration again (same flags, same file) and replaces the event sinks
+/// it defines (`[[webhook]]`, `[[script]]`, `[stdio]`, `--hook-*`). Everything else (listeners,
+/// shards, callbacks, limits) needs a restart, which the log says. A bad file changes nothing.
+fn reload(dispatcher: &Arc<Dispatcher>) {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(crate::config::Loaded::Run(config)) => config,
+        Ok(crate::config::Loaded::Exit { .. }) => return,
+        Err(error) => {
+            error!("reload refused, configuration unchanged: {error}");
+            return;
+        }
+    };
+    let sinks = dispatch::sinks_from_config(&config, &dispatcher.agent());
+    let count = sinks.len();
+    dispatcher.replace_config_sinks(sinks);
+    info!(sinks = count, "reloaded event sinks from the configuration; other settings take effect at restart");
 }
 
 fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, ServerError> {
