@@ -79,6 +79,9 @@ cpu_ticks() {
     echo $((${12} + ${13}))
 }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Peak RSS: what the server held while the connections were open. The RSS after the run says
+# little: nginx frees a closed connection's memory, mimalloc keeps it for reuse.
+hwm_kib() { awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 
 # The callback endpoint both servers ask: its own nginx, so its CPU is nobody's.
@@ -167,7 +170,7 @@ stop_server() {
     sleep 0.5
 }
 
-# Runs ringcast-load against the current server; prints "cpu_s rss0_kib rss1_kib json_path".
+# Runs ringcast-load against the current server; prints "cpu_s rss0_kib peak_kib json_path".
 run_load() {
     local name=$1
     shift
@@ -176,7 +179,7 @@ run_load() {
     rss0=$(rss_kib "$server_pid")
     "$load" --url "rtmp://127.0.0.1:$server_port/live/bench" --json-out "$work/$name.json" "$@" >"$work/$name.txt" 2>&1 || true
     after=$(cpu_ticks "$server_pid")
-    rss1=$(rss_kib "$server_pid")
+    rss1=$(hwm_kib "$server_pid")
     awk -v a="$after" -v b="$before" -v hz="$hz" 'BEGIN { printf "%.2f", (a - b) / hz }'
     echo " $rss0 $rss1 $work/$name.json"
 }

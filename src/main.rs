@@ -8,6 +8,14 @@ use ringcast::config::{Config, Loaded};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // No transparent huge pages for this process. mimalloc gives every thread its own heap,
+    // and with THP each new heap's first touch zeroes a 2 MiB page: a callback storm that
+    // grows the hook pool by hundreds of threads spent most of its CPU clearing pages
+    // (perf: clear_page_erms under mi_page_free_list_extend). It also keeps idle RSS honest.
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(Loaded::Run(config)) => config,
         Ok(Loaded::Exit { message, code }) => {

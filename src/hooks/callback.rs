@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
@@ -26,7 +27,7 @@ use super::sign;
 use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError, Secret, Signature};
 
 /// Workers kept alive when idle: enough for steady traffic without a thread spawn per call.
-const MIN_WORKERS: usize = 4;
+const MIN_WORKERS: usize = 64;
 /// Upper bound on callback workers (each is one request in flight). A 50 ms endpoint at this
 /// concurrency answers ~10,000 calls a second.
 const MAX_WORKERS: usize = 512;
@@ -185,6 +186,39 @@ struct Job {
     queued_at: Instant,
 }
 
+/// The callback lane's queue. A mutex and a condition variable rather than a channel: with
+/// hundreds of idle workers, a channel's receivers spin before they park and a burst of
+/// callbacks woke them all (measured: several CPU-seconds in a 2000-player storm);
+/// `notify_one` wakes exactly one worker per request.
+#[derive(Default)]
+struct JobQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl JobQueue {
+    /// Queues a job and returns how many wait now, or gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<usize, Job> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if jobs.len() >= QUEUE_CAPACITY {
+            return Err(job);
+        }
+        jobs.push_back(job);
+        let waiting = jobs.len();
+        drop(jobs);
+        self.ready.notify_one();
+        Ok(waiting)
+    }
+
+    /// The next job, waiting up to `timeout` for one.
+    fn pop(&self, timeout: Duration) -> Option<Job> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut jobs, _) =
+            self.ready.wait_timeout_while(jobs, timeout, |jobs| jobs.is_empty()).unwrap_or_else(|p| p.into_inner());
+        jobs.pop_front()
+    }
+}
+
 /// Counters of the callback lane.
 #[derive(Debug, Default)]
 pub struct CallbackStats {
@@ -200,8 +234,7 @@ pub struct CallbackStats {
 
 /// The callback worker pool.
 pub struct CallbackPool {
-    jobs: Sender<Job>,
-    jobs_rx: Receiver<Job>,
+    jobs: JobQueue,
     agent: ureq::Agent,
     method: NotifyMethod,
     on_error: OnError,
@@ -218,7 +251,6 @@ pub struct CallbackPool {
 
 impl CallbackPool {
     pub fn new(notify: &NotifyConfig) -> Arc<CallbackPool> {
-        let (jobs, jobs_rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(notify.timeout))
             .max_redirects(0)
@@ -228,9 +260,8 @@ impl CallbackPool {
             .user_agent(concat!("ringcast/", env!("CARGO_PKG_VERSION")))
             .build();
         let pool = Arc::new(CallbackPool {
-            jobs,
-            jobs_rx,
-            agent: config.into(),
+            jobs: JobQueue::default(),
+            agent: super::resolver::agent(config),
             method: notify.method,
             on_error: notify.on_error,
             update_strict: notify.update_strict,
@@ -267,16 +298,20 @@ impl CallbackPool {
     fn submit(self: &Arc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let job = Job { request, reply, queued_at: Instant::now() };
-        if let Err(error) = self.jobs.try_send(job) {
-            // Full queue: answer now rather than block the shard.
-            let job = error.into_inner();
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            error!(call = job.request.call.as_str(), url = %job.request.url, "callback queue full; applying on_error");
-            self.answer(job, Err("callback queue full".to_owned()));
-            return;
-        }
-        // Grow while every worker is busy, so requests never wait behind each other for long.
-        if self.idle.load(Ordering::Relaxed) == 0 && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
+        let waiting = match self.jobs.push(job) {
+            Ok(waiting) => waiting,
+            Err(job) => {
+                // Full queue: answer now rather than block the shard.
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                error!(call = job.request.call.as_str(), url = %job.request.url, "callback queue full; applying on_error");
+                self.answer(job, Err("callback queue full".to_owned()));
+                return;
+            }
+        };
+        // Grow while requests wait for workers (not just while none is idle: a worker that
+        // was just woken still counts as idle until it takes its job), so a storm gets as
+        // many requests in flight as it needs, up to MAX_WORKERS.
+        if waiting > self.idle.load(Ordering::Relaxed) && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
             self.spawn_worker();
         }
     }
@@ -295,16 +330,16 @@ impl CallbackPool {
     fn work(self: Arc<Self>) {
         loop {
             self.idle.fetch_add(1, Ordering::Relaxed);
-            let received = self.jobs_rx.recv_timeout(IDLE_EXIT);
+            let received = self.jobs.pop(IDLE_EXIT);
             self.idle.fetch_sub(1, Ordering::Relaxed);
             match received {
-                Ok(job) => {
+                Some(job) => {
                     self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
                     let outcome = self.execute(&job.request);
                     self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                     self.answer(job, outcome);
                 }
-                Err(RecvTimeoutError::Timeout) => {
+                None => {
                     let workers = self.workers.load(Ordering::Relaxed);
                     if workers > MIN_WORKERS
                         && self
@@ -315,7 +350,6 @@ impl CallbackPool {
                         return;
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
     }

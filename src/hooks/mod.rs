@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod resolver;
 pub mod script;
 pub mod sign;
 pub mod stdio;

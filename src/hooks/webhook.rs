@@ -169,7 +169,7 @@ pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agen
         .max_idle_connections_per_host(32)
         .tls_config(tls)
         .build();
-    Ok(config.new_agent())
+    Ok(super::resolver::agent(config))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {
