@@ -5,6 +5,7 @@
 #
 # Usage: scripts/bench-vs-nginx.sh [--players N] [--seconds S] [--idle C] [--storm K]
 #                                  [--callback-delay-ms MS] [--only fanout,idle,storm]
+#                                  [--merge-write-ms MS]   (ringcast's merge_write_ms; default: its own, 50)
 #   defaults: 2000 players for 10 s, 15000 idle connections, a storm of 2000 players
 #
 # Both servers get one core's worth: ringcast `--shards 1`, nginx `worker_processes 1`.
@@ -23,6 +24,7 @@ idle=15000
 storm=2000
 delay_ms=0
 only=fanout,idle,storm
+merge_ms=
 while [[ $# -gt 0 ]]; do
     case $1 in
         --players) players=$2; shift 2 ;;
@@ -31,6 +33,7 @@ while [[ $# -gt 0 ]]; do
         --storm) storm=$2; shift 2 ;;
         --callback-delay-ms) delay_ms=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
+        --merge-write-ms) merge_ms=$2; shift 2 ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
@@ -121,6 +124,10 @@ start_server() {
         local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen 127.0.0.1:0
             --rtsp-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --log-level warn)
         [[ $callbacks == yes ]] && args+=(--on-play "$hook_url")
+        if [[ -n $merge_ms ]]; then
+            printf 'merge_write_ms = %d\n' "$merge_ms" >"$work/ringcast.toml"
+            args+=(--config "$work/ringcast.toml")
+        fi
         "$root/target/release/ringcast" "${args[@]}" 2>"$work/ringcast.log" &
         server_pid=$!
         pids+=("$server_pid")
@@ -229,7 +236,7 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
-echo "== ringcast vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
+echo "== ringcast (merge_write_ms = ${merge_ms:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
 row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 if [[ $only == *fanout* ]]; then

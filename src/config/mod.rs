@@ -210,8 +210,8 @@ pub struct Config {
     /// accept. Default 100000; 1..=10000000. Bounds memory and file descriptors.
     pub max_connections: usize,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
-    /// write (fewer syscalls and segments, DESIGN.md). Default 0 (off); at most 100, which stays
-    /// under what players buffer anyway.
+    /// write (fewer syscalls and segments, DESIGN.md). Default 50 (0 = off); at most 100, which
+    /// stays under what players buffer anyway.
     pub merge_write_ms: u64,
     /// Time a client has to complete the protocol handshake; bounds connections that never speak.
     /// Default 10s.
@@ -273,7 +273,7 @@ impl Default for Config {
             player_max_drops: 3,
             gop_cache: true,
             max_connections: 100_000,
-            merge_write_ms: 0,
+            merge_write_ms: 50,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             state_dir: PathBuf::from("/var/lib/ringcast"),

@@ -82,8 +82,8 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.player_max_drops, 3);
     assert!(c.gop_cache);
     assert_eq!(c.max_connections, 100_000);
-    assert_eq!(c.merge_write_ms, 0);
-    assert_eq!(c.merge_write(), None);
+    assert_eq!(c.merge_write_ms, 50);
+    assert_eq!(c.merge_write(), Some(Duration::from_millis(50)));
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(30));
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/ringcast"));
