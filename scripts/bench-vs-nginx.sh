@@ -73,18 +73,12 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    stat=${stat##*) }
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $((${12} + ${13}))
-}
-rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+rss_kib() { status_kib "$1" VmRSS; }
 # Peak RSS: what the server held while the connections were open. The RSS after the run says
 # little: nginx frees a closed connection's memory, mimalloc keeps it for reuse.
-hwm_kib() { awk '$1 == "VmHWM:" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kib() { status_kib "$1" VmHWM; }
 hz=$(getconf CLK_TCK)
 
 # The callback endpoint both servers ask: its own nginx, so its CPU is nobody's.

@@ -151,18 +151,8 @@ if [[ -z $addr ]]; then
 fi
 echo "loadtest: ringcast pid $server_pid ready on $addr" >&2
 
-# utime + stime of a process, in clock ticks (fields 14 and 15; the name may contain spaces).
-cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    stat=${stat##*) }
-    # shellcheck disable=SC2086
-    set -- $stat
-    echo $((${12} + ${13}))
-}
-status_kib() {
-    awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
-}
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 ticks_per_sec=$(getconf CLK_TCK)
 cpu_before=$(cpu_ticks "$server_pid")

@@ -64,11 +64,6 @@ impl Call {
             Call::UpdatePlay => "update_play",
         }
     }
-
-    /// Calls whose reply decides something (updates only under `update_strict`).
-    pub fn decides(self) -> bool {
-        matches!(self, Call::Connect | Call::Publish | Call::Play)
-    }
 }
 
 /// Field names a client's query arguments may never set (HOOKS.md: every field ringcast sends).
@@ -238,7 +233,6 @@ pub struct CallbackPool {
     agent: ureq::Agent,
     method: NotifyMethod,
     on_error: OnError,
-    update_strict: bool,
     /// `[notify] secret`: every callback is then signed like a webhook (HOOKS.md, Signing).
     secret: Option<Secret>,
     signature: Signature,
@@ -264,7 +258,6 @@ impl CallbackPool {
             agent: super::resolver::agent(config),
             method: notify.method,
             on_error: notify.on_error,
-            update_strict: notify.update_strict,
             secret: notify.secret.clone(),
             signature: notify.signature,
             signed: AtomicU64::new(0),
@@ -289,10 +282,6 @@ impl CallbackPool {
     /// Sends a callback whose reply is not awaited (done, or update without update_strict).
     pub fn tell(self: &Arc<Self>, request: CallbackRequest) {
         self.submit(request, None);
-    }
-
-    pub fn update_strict(&self) -> bool {
-        self.update_strict
     }
 
     fn submit(self: &Arc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {

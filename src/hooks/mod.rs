@@ -128,10 +128,6 @@ impl Hooks {
         self.notify.on_update.as_ref().map(|_| self.notify.update_interval)
     }
 
-    pub fn update_strict(&self) -> bool {
-        self.notify.update_strict
-    }
-
     /// Sends an update callback; under `update_strict` the reply is returned to be awaited.
     pub fn update(
         &self,

@@ -85,8 +85,12 @@ pub enum ShardMessage {
 
 #[derive(Debug)]
 pub enum RelayItem {
-    /// The stream is live; what a player needs first (metadata, headers, GOP) comes along.
-    Start(Vec<Packet>),
+    /// A publisher started: players already waiting are told, then it streams.
+    Start,
+    /// The answer to a Subscribe: the stream is already live, and what a player needs first
+    /// (metadata, headers, GOP) comes along. The shard's players joined a live stream, so
+    /// nobody is told "published" (players show such a notice as an extra data stream).
+    Attach(Vec<Packet>),
     Packet(Packet),
     /// The publisher left.
     Stop,
@@ -139,10 +143,6 @@ impl Hub {
         let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();
         let hub = Hub { streams: Mutex::new(HashMap::new()), senders, settings, stats: HubStats::default() };
         (Arc::new(hub), receivers)
-    }
-
-    pub fn settings(&self) -> HubSettings {
-        self.settings
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
@@ -219,11 +219,6 @@ impl Hub {
         (publisher, deleted)
     }
 
-    /// Whether anyone publishes `key` now.
-    pub fn is_published(&self, key: &str) -> bool {
-        self.lock().get(key).is_some_and(|e| e.publisher.is_some())
-    }
-
     /// Every stream in the registry, sorted by key (for the admin API).
     pub fn streams(&self) -> Vec<StreamInfo> {
         let mut streams: Vec<StreamInfo> = self
@@ -237,10 +232,6 @@ impl Hub {
             .collect();
         streams.sort_by(|a, b| a.key.cmp(&b.key));
         streams
-    }
-
-    pub fn stream_count(&self) -> usize {
-        self.lock().len()
     }
 }
 
@@ -268,10 +259,6 @@ impl LocalStream {
     pub fn is_live(&self) -> bool {
         self.live.get()
     }
-
-    pub fn player_count(&self) -> usize {
-        self.players.borrow().len()
-    }
 }
 
 /// One shard's part of the hub.
@@ -298,10 +285,6 @@ impl ShardHub {
 
     pub fn shard(&self) -> usize {
         self.shard
-    }
-
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
     }
 
     pub fn stream(&self, key: &str) -> Option<Rc<LocalStream>> {
@@ -351,24 +334,24 @@ impl ShardHub {
         let (others, change) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
         stream.local_publisher.set(true);
-        self.start_stream(&stream, &[]);
+        self.start_stream(&stream, &[], true);
         for shard in others {
             stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
-            self.send_ordered(
-                shard,
-                ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start(Vec::new()) },
-            );
+            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start });
         }
         let handle = PublisherHandle { shard_hub: self.clone(), stream, released: false };
         Ok((handle, change))
     }
 
-    /// Marks a stream live with a fresh cache and tells its players.
-    fn start_stream(&self, stream: &LocalStream, snapshot: &[Packet]) {
+    /// Marks a stream live with a fresh cache (filled from `snapshot`); `announce` tells the
+    /// waiting players a publisher arrived.
+    fn start_stream(&self, stream: &LocalStream, snapshot: &[Packet], announce: bool) {
         stream.live.set(true);
         stream.cache.borrow_mut().clear();
-        for player in stream.players.borrow().iter() {
-            player.notice(PlayerItem::Published);
+        if announce {
+            for player in stream.players.borrow().iter() {
+                player.notice(PlayerItem::Published);
+            }
         }
         for packet in snapshot {
             self.distribute(stream, Rc::new(packet.clone()));
@@ -396,9 +379,6 @@ impl ShardHub {
             for packet in cache.snapshot() {
                 player.offer(packet, has_video);
             }
-        }
-        if change.live && !stream.is_live() {
-            player.set_joined_live();
         }
         stream.players.borrow_mut().push(player.clone());
         let handle = PlayerHandle { shard_hub: self.clone(), stream, player, released: false };
@@ -483,7 +463,7 @@ impl ShardHub {
                 }
                 let snapshot: Vec<Packet> = local.cache.borrow().snapshot().map(|p| (**p).clone()).collect();
                 local.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
-                self.send_ordered(shard, ShardMessage::Relay { stream, item: RelayItem::Start(snapshot) });
+                self.send_ordered(shard, ShardMessage::Relay { stream, item: RelayItem::Attach(snapshot) });
             }
             ShardMessage::Unsubscribe { stream, shard } => {
                 if let Some(local) = self.stream(&stream) {
@@ -499,17 +479,13 @@ impl ShardHub {
                     return;
                 }
                 match item {
-                    RelayItem::Start(snapshot) => self.start_stream(&local, &snapshot),
+                    RelayItem::Start => self.start_stream(&local, &[], true),
+                    RelayItem::Attach(snapshot) => self.start_stream(&local, &snapshot, false),
                     RelayItem::Packet(packet) => self.distribute(&local, Rc::new(packet)),
                     RelayItem::Stop => self.stop_stream(&local),
                 }
             }
         }
-    }
-
-    /// Number of streams this shard holds.
-    pub fn local_stream_count(&self) -> usize {
-        self.streams.borrow().len()
     }
 }
 
@@ -522,22 +498,20 @@ pub struct PublisherHandle {
 
 impl PublisherHandle {
     /// Takes one media message from the publisher and hands it to every player.
-    pub fn push(&self, kind: PacketKind, timestamp: u32, payload: Bytes) -> Result<(), PacketError> {
+    /// Returns the packet as the hub parsed it, so the caller need not parse it again.
+    pub fn push(&self, kind: PacketKind, timestamp: u32, payload: Bytes) -> Result<Rc<Packet>, PacketError> {
         let hub = &self.shard_hub.hub;
         let packet = Packet::new(kind, timestamp, payload, hub.settings.chunk_size).inspect_err(|_| {
             hub.stats.malformed_packets.fetch_add(1, Ordering::Relaxed);
         })?;
         hub.stats.packets_in.fetch_add(1, Ordering::Relaxed);
-        self.shard_hub.distribute(&self.stream, Rc::new(packet));
-        Ok(())
+        let packet = Rc::new(packet);
+        self.shard_hub.distribute(&self.stream, packet.clone());
+        Ok(packet)
     }
 
     pub fn key(&self) -> &str {
         &self.stream.key
-    }
-
-    pub fn player_count(&self) -> usize {
-        self.stream.player_count()
     }
 }
 

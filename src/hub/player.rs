@@ -49,10 +49,6 @@ pub struct Player {
     /// Set when the session has its own bytes to send (a command reply): wakes the writer
     /// with an empty queue.
     poked: Cell<bool>,
-    /// The stream is live elsewhere and its start is on its way to this shard: the player
-    /// joined a live stream and must not be told "published" as if it had waited for it
-    /// (players show such a notice as an extra data stream).
-    joined_live: Cell<bool>,
     limit: usize,
     max_drops: u32,
 }
@@ -68,7 +64,6 @@ impl Player {
             dropped_packets: Cell::new(0),
             kicked: Cell::new(false),
             poked: Cell::new(false),
-            joined_live: Cell::new(false),
             limit: limit.max(1),
             max_drops: max_drops.max(1),
         }
@@ -119,13 +114,8 @@ impl Player {
 
     /// Queues a stream notice (publisher left or came back).
     pub fn notice(&self, item: PlayerItem) {
-        if matches!(item, PlayerItem::Published | PlayerItem::Unpublished) {
-            // A new publisher's stream starts at its own keyframe.
-            self.waiting_keyframe.set(true);
-        }
-        if matches!(item, PlayerItem::Published) && self.joined_live.replace(false) {
-            return;
-        }
+        // Either way the next stream starts at its own keyframe.
+        self.waiting_keyframe.set(true);
         self.queue.borrow_mut().push_back(item);
         self.notify.notify_one();
     }
@@ -150,11 +140,6 @@ impl Player {
         while !self.kicked.get() {
             self.notify.notified().await;
         }
-    }
-
-    /// Marks a player that joined a stream already live on another shard.
-    pub fn set_joined_live(&self) {
-        self.joined_live.set(true);
     }
 
     /// Wakes the writer although nothing was queued.

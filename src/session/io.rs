@@ -73,10 +73,6 @@ impl ReadBuffer {
         self.capacity = MIN_READ_BUFFER;
         self.buf = Vec::new();
     }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns

@@ -59,10 +59,6 @@ impl Shutdown {
         self.notify.notify_waiters();
     }
 
-    pub fn is_triggered(&self) -> bool {
-        self.triggered.get()
-    }
-
     pub async fn wait(&self) {
         while !self.triggered.get() {
             self.notify.notified().await;
@@ -145,10 +141,6 @@ impl SessionEntry {
         while !self.kicked.get() {
             self.kick.notified().await;
         }
-    }
-
-    pub fn is_kicked(&self) -> bool {
-        self.kicked.get()
     }
 }
 

@@ -137,8 +137,6 @@ struct Session {
     closing: Option<String>,
     /// An `on_update` reply awaited under `update_strict`.
     pending_update: Option<oneshot::Receiver<Decision>>,
-    /// What the session was used for (publisher, player or none), for connection_close.
-    role: &'static str,
     /// This session in its shard's registry (admin API listing and kicks).
     entry: Rc<SessionEntry>,
     /// When the next publish_update/play_update (and on_update) is due: `update_interval`
@@ -174,7 +172,6 @@ impl Session {
             out: Vec::new(),
             closing: None,
             pending_update: None,
-            role: "none",
             entry,
             next_update: tokio::time::Instant::now(),
         }
@@ -346,7 +343,6 @@ impl Session {
                     audio_codec: None,
                     video_codec: None,
                 });
-                self.role = "publisher";
                 self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
                 self.entry.role.set("publisher");
                 *self.entry.stream.borrow_mut() = key.clone();
@@ -396,7 +392,6 @@ impl Session {
             merge_write: self.context.settings.merge_write,
         };
         tokio::task::spawn_local(writer.run());
-        self.role = "player";
         self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
         self.entry.role.set("player");
         *self.entry.stream.borrow_mut() = key.clone();
@@ -437,33 +432,33 @@ impl Session {
         };
         publishing.last_timestamp = timestamp;
         publishing.media_bytes += payload.len() as u64;
-        let media_kind = match kind {
-            PacketKind::Audio => {
-                publishing.audio_packets += 1;
-                Some(MediaKind::Audio)
-            }
-            PacketKind::Video => {
-                publishing.video_packets += 1;
-                Some(MediaKind::Video)
-            }
-            PacketKind::Data { .. } => None,
-        };
-        // The first sequence header of each kind names the codec (codec_detected).
-        let mut detected = None;
-        if let Some(media_kind) = media_kind
-            && flv::classify(media_kind, &payload).is_ok_and(|info| info.sequence_header)
-            && let Ok(info) = flv::parse_codec_info(media_kind, &payload)
-        {
-            let slot =
-                if media_kind == MediaKind::Audio { &mut publishing.audio_codec } else { &mut publishing.video_codec };
-            if slot.is_none() {
-                *slot = Some(info.codec.name());
-                detected = Some(info);
-            }
+        match kind {
+            PacketKind::Audio => publishing.audio_packets += 1,
+            PacketKind::Video => publishing.video_packets += 1,
+            PacketKind::Data { .. } => {}
         }
-        if let Err(error) = publishing.handle.push(kind, timestamp, payload) {
-            // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
-            debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+        let packet = match publishing.handle.push(kind, timestamp, payload) {
+            Ok(packet) => packet,
+            Err(error) => {
+                // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
+                debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+                return;
+            }
+        };
+        // The first sequence header of each kind names the codec (codec_detected); the hub
+        // has already classified the packet, so only a new sequence header is parsed here.
+        let (media_kind, slot) = match kind {
+            PacketKind::Audio => (MediaKind::Audio, &mut publishing.audio_codec),
+            PacketKind::Video => (MediaKind::Video, &mut publishing.video_codec),
+            PacketKind::Data { .. } => return,
+        };
+        let mut detected = None;
+        if packet.sequence_header
+            && slot.is_none()
+            && let Ok(info) = flv::parse_codec_info(media_kind, &packet.payload)
+        {
+            *slot = Some(info.codec.name());
+            detected = Some(info);
         }
         if let Some(info) = detected {
             let (audio, video) = (publishing.audio_codec, publishing.video_codec);
@@ -576,7 +571,8 @@ impl Session {
 
     /// Ends whatever the session still does and says goodbye (connection_close).
     fn finish(&mut self, reason: &str) {
-        let role = self.role;
+        // The role the session had (kept after the publish or play ended), for connection_close.
+        let role = self.entry.role.get();
         self.end_publish();
         self.end_play();
         let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out.get());

@@ -417,6 +417,38 @@ pub struct RawMessageRef<'a> {
     pub payload: &'a [u8],
 }
 
+/// Counts received bytes and says when an Acknowledgement is due (spec 5.4.3): every time
+/// `window` more bytes arrived than at the last one. Both connection sides use it.
+#[derive(Debug, Default)]
+pub struct Acknowledger {
+    received: u64,
+    last_ack: u64,
+    /// 0 means no acknowledgements (the peer announced no window).
+    window: u32,
+}
+
+impl Acknowledger {
+    pub fn new(window: u32) -> Acknowledger {
+        Acknowledger { window, ..Acknowledger::default() }
+    }
+
+    /// The peer's Window Acknowledgement Size.
+    pub fn set_window(&mut self, window: u32) {
+        self.window = window;
+    }
+
+    /// Records `n` bytes received; returns the sequence number to acknowledge, if one is due.
+    /// It wraps at 32 bits by design of the field.
+    pub fn received(&mut self, n: usize) -> Option<u32> {
+        self.received += n as u64;
+        if self.window == 0 || self.received - self.last_ack < u64::from(self.window) {
+            return None;
+        }
+        self.last_ack = self.received;
+        Some(self.received as u32)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +580,16 @@ mod tests {
             }
         }
         assert_eq!(result.unwrap_err(), ChunkError::TooManyChunkStreams);
+    }
+
+    #[test]
+    fn acknowledges_once_per_window() {
+        let mut acks = Acknowledger::new(100);
+        assert_eq!(acks.received(60), None);
+        assert_eq!(acks.received(60), Some(120));
+        assert_eq!(acks.received(99), None);
+        assert_eq!(acks.received(1), Some(220));
+        assert_eq!(Acknowledger::default().received(1 << 20), None);
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::chunk::Acknowledger;
 use super::chunk::{self, ChunkDecoder, RawMessageRef};
-use super::handshake::{ClientHandshake, SEED_LEN};
+use super::handshake::{Buffered, ClientHandshake, SEED_LEN};
 use super::message::*;
 use super::server::Error;
 use crate::protocol::amf0::Amf0Value;
@@ -68,7 +69,7 @@ pub enum ClientEvent {
 }
 
 pub struct ClientConnection {
-    handshake: Option<Box<(ClientHandshake, Vec<u8>)>>,
+    handshake: Option<Box<Buffered<ClientHandshake>>>,
     decoder: ChunkDecoder,
     transmit: Vec<u8>,
     events: VecDeque<ClientEvent>,
@@ -77,9 +78,8 @@ pub struct ClientConnection {
     goal: Goal,
     stream_id: u32,
     out_chunk_size: u32,
-    bytes_in: u64,
-    last_ack: u64,
-    ack_window: u32,
+    /// Acknowledges what the server sends, per the window it announces.
+    acks: Acknowledger,
 }
 
 impl ClientConnection {
@@ -89,7 +89,7 @@ impl ClientConnection {
         let mut transmit = Vec::new();
         handshake.poll_transmit(&mut transmit);
         ClientConnection {
-            handshake: Some(Box::new((handshake, Vec::new()))),
+            handshake: Some(Box::new(Buffered::new(handshake))),
             decoder: ChunkDecoder::new(),
             transmit,
             events: VecDeque::new(),
@@ -98,9 +98,7 @@ impl ClientConnection {
             goal,
             stream_id: 0,
             out_chunk_size: 128,
-            bytes_in: 0,
-            last_ack: 0,
-            ack_window: 0,
+            acks: Acknowledger::default(),
         }
     }
 
@@ -112,21 +110,11 @@ impl ClientConnection {
         out.append(&mut self.transmit);
     }
 
-    pub fn stream_id(&self) -> u32 {
-        self.stream_id
-    }
-
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(), Error> {
-        if let Some(hs) = self.handshake.as_mut() {
-            let (handshake, buffered) = &mut **hs;
-            buffered.extend_from_slice(input);
-            let used = handshake.handle_input(buffered)?;
-            handshake.poll_transmit(&mut self.transmit);
-            buffered.drain(..used);
-            if !handshake.is_done() {
+        if let Some(handshake) = self.handshake.as_mut() {
+            let Some(rest) = handshake.feed(input, &mut self.transmit)? else {
                 return Ok(());
-            }
-            let rest = std::mem::take(buffered);
+            };
             self.handshake = None;
             self.send_message(CSID_CONTROL, TYPE_SET_CHUNK_SIZE, 0, &CLIENT_CHUNK_SIZE.to_be_bytes());
             self.out_chunk_size = CLIENT_CHUNK_SIZE;
@@ -151,10 +139,8 @@ impl ClientConnection {
         while !input.is_empty() {
             let (used, message) = self.decoder.decode(input)?;
             input = &input[used..];
-            self.bytes_in += used as u64;
-            if self.ack_window > 0 && self.bytes_in - self.last_ack >= self.ack_window as u64 {
-                self.last_ack = self.bytes_in;
-                self.send_message(CSID_CONTROL, TYPE_ACKNOWLEDGEMENT, 0, &(self.bytes_in as u32).to_be_bytes());
+            if let Some(sequence) = self.acks.received(used) {
+                self.send_message(CSID_CONTROL, TYPE_ACKNOWLEDGEMENT, 0, &sequence.to_be_bytes());
             }
             if let Some(raw) = message {
                 self.handle_message(Message::parse(raw)?);
@@ -169,7 +155,7 @@ impl ClientConnection {
                 // Already range-checked by the parser's mask; a zero size is ignored.
                 let _ = self.decoder.set_chunk_size(size);
             }
-            Message::WindowAckSize(size) => self.ack_window = size,
+            Message::WindowAckSize(size) => self.acks.set_window(size),
             Message::UserControl { event: USER_PING_REQUEST, data } => {
                 let mut reply = USER_PING_RESPONSE.to_be_bytes().to_vec();
                 reply.extend_from_slice(&data);

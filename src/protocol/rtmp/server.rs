@@ -16,8 +16,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::chunk::Acknowledger;
 use super::chunk::{self, ChunkDecoder, ChunkError, RawMessageRef};
-use super::handshake::{HandshakeError, SEED_LEN, ServerHandshake};
+use super::handshake::{Buffered, HandshakeError, SEED_LEN, ServerHandshake};
 use super::message::*;
 use crate::protocol::amf0::{self, Amf0Value};
 
@@ -40,8 +41,6 @@ pub enum Error {
     Message(#[from] MessageError),
     #[error("{0} before connect")]
     NotConnected(&'static str),
-    #[error("connection is closed")]
-    Closed,
 }
 
 /// Settings the server announces to every peer.
@@ -164,7 +163,7 @@ pub enum Role {
 pub struct ServerConnection {
     settings: ServerSettings,
     /// Present until the handshake is done, then dropped to free its buffers.
-    handshake: Option<Box<Handshaking>>,
+    handshake: Option<Box<Buffered<ServerHandshake>>>,
     decoder: ChunkDecoder,
     transmit: Vec<u8>,
     events: VecDeque<Event>,
@@ -174,18 +173,9 @@ pub struct ServerConnection {
     connected: bool,
     role: Role,
     next_stream_id: u32,
-    /// Bytes received since the handshake, for acknowledgements.
-    bytes_in: u64,
-    last_ack: u64,
-    /// Window after which we acknowledge; the peer's Window Ack Size, else our own.
-    ack_window: u32,
-    closed: bool,
-}
-
-struct Handshaking {
-    handshake: ServerHandshake,
-    /// Handshake bytes not yet consumed (the codec wants C0C1 and C2 whole).
-    input: Vec<u8>,
+    /// Acknowledges received bytes per the peer's Window Ack Size, else our own (some
+    /// encoders stall without acks and announce no window).
+    acks: Acknowledger,
 }
 
 impl ServerConnection {
@@ -194,7 +184,7 @@ impl ServerConnection {
     pub fn new(settings: ServerSettings, seed: [u8; SEED_LEN], epoch: u32) -> Self {
         ServerConnection {
             settings,
-            handshake: Some(Box::new(Handshaking { handshake: ServerHandshake::new(seed, epoch), input: Vec::new() })),
+            handshake: Some(Box::new(Buffered::new(ServerHandshake::new(seed, epoch)))),
             decoder: ChunkDecoder::new(),
             transmit: Vec::new(),
             events: VecDeque::new(),
@@ -203,10 +193,7 @@ impl ServerConnection {
             connected: false,
             role: Role::None,
             next_stream_id: 1,
-            bytes_in: 0,
-            last_ack: 0,
-            ack_window: settings.window_ack_size,
-            closed: false,
+            acks: Acknowledger::new(settings.window_ack_size),
         }
     }
 
@@ -228,29 +215,17 @@ impl ServerConnection {
         !self.deferred.is_empty()
     }
 
-    pub fn settings(&self) -> ServerSettings {
-        self.settings
-    }
-
     /// Feeds bytes received from the peer. Bytes arriving while a decision is pending are
     /// kept and processed once it is made.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<(), Error> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
         if self.pending.is_some() {
             self.deferred.extend_from_slice(input);
             return Ok(());
         }
-        if let Some(hs) = self.handshake.as_mut() {
-            hs.input.extend_from_slice(input);
-            let used = hs.handshake.handle_input(&hs.input)?;
-            hs.handshake.poll_transmit(&mut self.transmit);
-            hs.input.drain(..used);
-            if !hs.handshake.is_done() {
+        if let Some(handshake) = self.handshake.as_mut() {
+            let Some(rest) = handshake.feed(input, &mut self.transmit)? else {
                 return Ok(());
-            }
-            let rest = std::mem::take(&mut hs.input);
+            };
             self.handshake = None;
             self.events.push_back(Event::HandshakeComplete);
             return self.handle_chunks(&rest);
@@ -271,23 +246,15 @@ impl ServerConnection {
                 return Ok(());
             }
             let (used, message) = self.decoder.decode(input)?;
-            self.count_bytes_in(used);
+            if let Some(sequence) = self.acks.received(used) {
+                self.send_control(TYPE_ACKNOWLEDGEMENT, &sequence.to_be_bytes());
+            }
             input = &input[used..];
             if let Some(raw) = message {
                 self.handle_message(Message::parse(raw)?)?;
             }
         }
         Ok(())
-    }
-
-    fn count_bytes_in(&mut self, n: usize) {
-        self.bytes_in += n as u64;
-        if self.ack_window > 0 && self.bytes_in - self.last_ack >= self.ack_window as u64 {
-            self.last_ack = self.bytes_in;
-            // The sequence number wraps at 32 bits by design of the field.
-            let sequence = self.bytes_in as u32;
-            self.send_control(TYPE_ACKNOWLEDGEMENT, &sequence.to_be_bytes());
-        }
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -311,7 +278,7 @@ impl ServerConnection {
         match message {
             Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             Message::Abort { csid } => self.decoder.abort(csid),
-            Message::WindowAckSize(size) => self.ack_window = size,
+            Message::WindowAckSize(size) => self.acks.set_window(size),
             Message::Acknowledgement { .. } | Message::SetPeerBandwidth { .. } | Message::Other { .. } => {}
             Message::UserControl { event, data } => {
                 if event == USER_PING_REQUEST {
@@ -320,18 +287,18 @@ impl ServerConnection {
                     self.send_control(TYPE_USER_CONTROL, &reply);
                 }
             }
-            Message::Audio { timestamp, stream_id, payload } => {
-                if self.is_publishing(stream_id) {
+            Message::Audio { timestamp, payload, .. } => {
+                if self.is_publishing() {
                     self.events.push_back(Event::Audio { timestamp, payload });
                 }
             }
-            Message::Video { timestamp, stream_id, payload } => {
-                if self.is_publishing(stream_id) {
+            Message::Video { timestamp, payload, .. } => {
+                if self.is_publishing() {
                     self.events.push_back(Event::Video { timestamp, payload });
                 }
             }
-            Message::Data { timestamp, stream_id, values, payload } => {
-                if self.is_publishing(stream_id) {
+            Message::Data { timestamp, values, payload, .. } => {
+                if self.is_publishing() {
                     self.handle_data(timestamp, values, payload);
                 }
             }
@@ -340,10 +307,9 @@ impl ServerConnection {
         Ok(())
     }
 
-    fn is_publishing(&self, stream_id: u32) -> bool {
-        // Some encoders send media on stream 0 or another id than the one they published on;
-        // there is one publish per connection, so any media belongs to it.
-        let _ = stream_id;
+    /// Media is taken on any message stream id: some encoders send it on stream 0 or another
+    /// id than the one they published on, and there is one publish per connection.
+    fn is_publishing(&self) -> bool {
         matches!(self.role, Role::Publisher { .. })
     }
 
@@ -357,8 +323,8 @@ impl ServerConnection {
             }
             let metadata = values.get(1).and_then(Amf0Value::as_str) == Some("onMetaData");
             self.events.push_back(Event::Data { timestamp, payload: Bytes::from(body), metadata });
-        } else if first == Some("@clearDataFrame") {
-        } else {
+        } else if first != Some("@clearDataFrame") {
+            // (`@clearDataFrame` only tells a recording server to forget the metadata.)
             let metadata = first == Some("onMetaData");
             self.events.push_back(Event::Data { timestamp, payload, metadata });
         }
@@ -539,13 +505,11 @@ impl ServerConnection {
                     &format!("Started playing {name}."),
                     Some(&name),
                 );
-                let access = command_payload("|RtmpSampleAccess", 0.0, &[]);
-                // |RtmpSampleAccess is a data message with two booleans, not a command:
-                // re-encode without the transaction id.
-                let mut body = Vec::with_capacity(access.len());
-                amf0::encode(&Amf0Value::String("|RtmpSampleAccess".into()), &mut body);
-                amf0::encode(&Amf0Value::Boolean(true), &mut body);
-                amf0::encode(&Amf0Value::Boolean(true), &mut body);
+                // |RtmpSampleAccess is a data message with two booleans, not a command (no
+                // transaction id).
+                let mut body = Vec::with_capacity(32);
+                let values = ["|RtmpSampleAccess".into(), Amf0Value::Boolean(true), Amf0Value::Boolean(true)];
+                amf0::encode_all(&values, &mut body);
                 self.send_message(CSID_COMMAND, TYPE_DATA_AMF0, stream_id, &body);
             }
         }
