@@ -1,18 +1,20 @@
-//! Callback round trips through the hook pool to a local keep-alive HTTP server: how many per
-//! second, and how much latency the pool adds over a plain request to the same receiver
-//! (p50/p99). Percentiles are what matter here, so this bench measures them itself rather than
+//! Callback round trips through a shard's callback lane to a local keep-alive HTTP server: how
+//! many per second, and how much latency the lane adds over a plain blocking request to the
+//! same receiver (p50/p99). Percentiles are what matter here, so this bench measures them itself rather than
 //! through criterion's mean-oriented statistics.
 //!
 //! `cargo bench --bench callbacks` (about 10 s).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::rc::Rc;
+
 use ringcast::config::NotifyConfig;
-use ringcast::hooks::callback::{Call, CallbackPool, CallbackRequest, Decision};
+use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
+use ringcast::hooks::callback_lane::CallbackLane;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -70,12 +72,13 @@ fn serve(mut stream: TcpStream) {
     }
 }
 
-fn request(url: &str) -> CallbackRequest {
-    let fields = [("call", "play"), ("app", "live"), ("name", "bench"), ("addr", "127.0.0.1"), ("token", "x")];
-    CallbackRequest {
-        call: Call::Play,
-        url: url.to_owned(),
-        fields: fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+fn client() -> ClientInfo {
+    ClientInfo {
+        app: "live".into(),
+        name: "bench".into(),
+        addr: Some("127.0.0.1:5000".parse().expect("address")),
+        args: vec![("token".into(), "x".into())],
+        ..ClientInfo::default()
     }
 }
 
@@ -86,80 +89,93 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: run either way.
     let url = start_receiver();
-
-    // The receiver's own latency, as the caller sees it: one keep-alive ureq request at a time.
-    // Built like the pool's agent (same resolver, same settings), so the difference between
-    // the two is the pool itself: the queue, the worker's wake-up and the reply channel.
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build();
-    let agent = ringcast::hooks::resolver::agent(config);
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request(&url).fields).finish();
-    let direct_once = || {
-        let started = Instant::now();
-        let response = agent
-            .post(&url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .send(body.as_bytes())
-            .expect("direct request");
-        assert_eq!(response.status().as_u16(), 200);
-        started.elapsed()
-    };
-
-    // The same through the callback pool: a session's ask, the worker's request, the reply.
     let notify =
         NotifyConfig { on_play: Some(url.clone()), timeout: Duration::from_secs(5), ..NotifyConfig::default() };
-    let pool: Arc<CallbackPool> = CallbackPool::new(&notify);
-    let pooled_once = || {
+    let callbacks = Callbacks::new(&notify, None);
+
+    // The receiver's own latency, as a caller sees it: one blocking keep-alive request at a
+    // time carrying the same form, so the difference is the lane itself (encoding, signing
+    // none, io_uring submission, the reply's parse).
+    let prepared = callbacks.prepare(&callbacks.request(Call::Play, &client(), &[]).expect("on_play is set"));
+    let authority = url.trim_start_matches("http://").split('/').next().expect("authority").to_owned();
+    let mut wire = Vec::new();
+    ringcast::protocol::http::Request {
+        method: prepared.method,
+        target: "/on_play",
+        host: &authority,
+        headers: &prepared.headers,
+        body: &prepared.body,
+    }
+    .encode(&mut wire);
+    let mut direct_stream = TcpStream::connect(&authority).expect("connect receiver");
+    direct_stream.set_nodelay(true).expect("nodelay");
+    let mut reply = [0u8; 256];
+    let mut direct_once = move || {
         let started = Instant::now();
-        let decision = pool.ask(request(&url)).blocking_recv().expect("pool answers");
-        assert_eq!(decision, Decision::Allow);
+        direct_stream.write_all(&wire).expect("direct request");
+        let n = direct_stream.read(&mut reply).expect("direct reply");
+        assert!(reply[..n].starts_with(b"HTTP/1.1 200"));
         started.elapsed()
     };
 
-    // Warm both paths (connections open, caches hot), then interleave them so that whatever
-    // else the machine does falls on both alike.
-    for _ in 0..500 {
-        direct_once();
-        pooled_once();
-    }
-    let mut direct = Vec::with_capacity(SEQUENTIAL);
-    let mut pooled = Vec::with_capacity(SEQUENTIAL);
-    for _ in 0..SEQUENTIAL {
-        direct.push(direct_once());
-        pooled.push(pooled_once());
-    }
+    tokio_uring::start(async move {
+        let lane: Rc<CallbackLane> = CallbackLane::new(Some(callbacks), 1);
+        let client = client();
+        let lane_once = || async {
+            let started = Instant::now();
+            assert_eq!(lane.decide(Call::Play, &client, &[]).await, Decision::Allow);
+            started.elapsed()
+        };
 
-    // Throughput: batches of CONCURRENT callbacks in flight at once.
-    let started = Instant::now();
-    for _ in 0..BATCHES {
-        let replies: Vec<_> = (0..CONCURRENT).map(|_| pool.ask(request(&url))).collect();
-        for reply in replies {
-            assert_eq!(reply.blocking_recv().expect("pool answers"), Decision::Allow);
+        // Warm both paths (connections open, caches hot), then interleave them so that
+        // whatever else the machine does falls on both alike.
+        for _ in 0..500 {
+            direct_once();
+            lane_once().await;
         }
-    }
-    let elapsed = started.elapsed();
-    let rate = (CONCURRENT * BATCHES) as f64 / elapsed.as_secs_f64();
+        let mut direct = Vec::with_capacity(SEQUENTIAL);
+        let mut through_lane = Vec::with_capacity(SEQUENTIAL);
+        for _ in 0..SEQUENTIAL {
+            direct.push(direct_once());
+            through_lane.push(lane_once().await);
+        }
 
-    direct.sort();
-    pooled.sort();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("callback round trips to a local keep-alive HTTP receiver ({SEQUENTIAL} sequential each)");
-    println!("{:<34} {:>10} {:>10}", "", "p50 (us)", "p99 (us)");
-    for (name, sorted) in [("receiver, direct ureq request", &direct), ("through the callback pool", &pooled)] {
-        println!("{:<34} {:>10.1} {:>10.1}", name, us(percentile(sorted, 0.5)), us(percentile(sorted, 0.99)));
-    }
-    println!(
-        "{:<34} {:>10.1} {:>10.1}",
-        "added by the pool",
-        us(percentile(&pooled, 0.5)) - us(percentile(&direct, 0.5)),
-        us(percentile(&pooled, 0.99)) - us(percentile(&direct, 0.99))
-    );
-    println!(
-        "throughput, {CONCURRENT} in flight: {rate:.0} callbacks/s ({} in {:.2} s)",
-        CONCURRENT * BATCHES,
-        elapsed.as_secs_f64()
-    );
+        // Throughput: batches of CONCURRENT callbacks in flight at once.
+        let started = Instant::now();
+        for _ in 0..BATCHES {
+            let asks: Vec<_> = (0..CONCURRENT)
+                .map(|_| {
+                    let (lane, client) = (lane.clone(), client.clone());
+                    tokio::task::spawn_local(async move { lane.decide(Call::Play, &client, &[]).await })
+                })
+                .collect();
+            for ask in asks {
+                assert_eq!(ask.await.expect("callback task"), Decision::Allow);
+            }
+        }
+        let elapsed = started.elapsed();
+        let rate = (CONCURRENT * BATCHES) as f64 / elapsed.as_secs_f64();
+
+        direct.sort();
+        through_lane.sort();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!("callback round trips to a local keep-alive HTTP receiver ({SEQUENTIAL} sequential each)");
+        println!("{:<34} {:>10} {:>10}", "", "p50 (us)", "p99 (us)");
+        for (name, sorted) in
+            [("receiver, direct blocking request", &direct), ("through the callback lane", &through_lane)]
+        {
+            println!("{:<34} {:>10.1} {:>10.1}", name, us(percentile(sorted, 0.5)), us(percentile(sorted, 0.99)));
+        }
+        println!(
+            "{:<34} {:>10.1} {:>10.1}",
+            "added by the lane",
+            us(percentile(&through_lane, 0.5)) - us(percentile(&direct, 0.5)),
+            us(percentile(&through_lane, 0.99)) - us(percentile(&direct, 0.99))
+        );
+        println!(
+            "throughput, {CONCURRENT} in flight on one shard: {rate:.0} callbacks/s ({} in {:.2} s)",
+            CONCURRENT * BATCHES,
+            elapsed.as_secs_f64()
+        );
+    });
 }

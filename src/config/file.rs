@@ -62,6 +62,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "on_error",
     "secret",
     "signature",
+    "max_in_flight",
 ];
 
 pub(super) const WEBHOOK_KEYS: &[&str] =
@@ -217,6 +218,9 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     }
     if let Some(item) = table.get("on_error") {
         notify.on_error = item.parse(str::parse)?;
+    }
+    if let Some(item) = table.get("max_in_flight") {
+        notify.max_in_flight = item.integer(limits::CALLBACKS_IN_FLIGHT)?;
     }
     if let Some(item) = table.get("secret") {
         notify.secret = Some(item.parse(Secret::parse)?);

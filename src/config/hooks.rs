@@ -202,6 +202,10 @@ pub struct NotifyConfig {
     pub secret: Option<Secret>,
     /// How `secret` signs.
     pub signature: Signature,
+    /// Callback requests in flight at once, server-wide (split over the shards); further ones
+    /// wait. A storm of players each waiting on a 50 ms endpoint needs as many in flight as
+    /// the endpoint can take: 2000 x 50 ms at 10 in flight would be 10 s.
+    pub max_in_flight: usize,
 }
 
 impl Default for NotifyConfig {
@@ -221,6 +225,7 @@ impl Default for NotifyConfig {
             on_error: OnError::Deny,
             secret: None,
             signature: Signature::Standard,
+            max_in_flight: 4096,
         }
     }
 }

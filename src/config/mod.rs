@@ -157,6 +157,7 @@ mod limits {
     pub const MERGE_WRITE_MS: (u64, u64) = (0, 100);
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
+    pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
 }
 

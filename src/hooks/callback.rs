@@ -1,42 +1,32 @@
-//! Blocking callbacks (`[notify]`, nginx-rtmp style): a form-encoded request whose reply
-//! decides whether a client may connect, publish or play.
+//! Callbacks (`[notify]`, nginx-rtmp style): a form-encoded request whose reply decides
+//! whether a client may connect, publish or play, or that tells an endpoint that something
+//! ended or goes on.
 //!
-//! Callbacks run on their own pool of blocking HTTP workers, apart from the event sinks', so
-//! a backlog of event deliveries never delays a decision. The pool grows with demand: a storm
-//! of players each waiting on a 50 ms auth endpoint needs as many requests in flight as the
-//! endpoint can take, not `hook_concurrency` of them (2000 x 50 ms / 10 workers = 10 s). Idle
-//! workers beyond the minimum exit after a while.
+//! This file holds what every callback shares, whatever carries it: the form fields, how a
+//! reply reads, signing, the `on_error` rule and the counters. Two transports carry them
+//! (the session asks [`super::callback_lane::CallbackLane`], which picks):
+//! - `http://` endpoints: io_uring requests on the shard that asks, over keep-alive
+//!   connections, as many in flight as `max_in_flight` allows. A storm of 2000 players each
+//!   waiting on a 50 ms endpoint then costs one round trip, not 2000 x 50 ms / workers.
+//! - `https://` endpoints: a growing pool of blocking ureq workers
+//!   ([`super::callback_pool`]), because TLS handshakes are CPU work no shard may stall on.
 //!
-//! A shard never waits on this pool: it sends the request over a channel and its session
-//! awaits a oneshot reply, which suspends only that session.
+//! Callbacks never share a queue with the event sinks, so a backlog of event deliveries
+//! never delays a decision.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
-use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
+use super::callback_pool::CallbackPool;
 use super::event::Protocol;
 use super::metrics::Histogram;
 use super::sign;
-use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError, Secret, Signature};
-
-/// Workers kept alive when idle: enough for steady traffic without a thread spawn per call.
-const MIN_WORKERS: usize = 64;
-/// Upper bound on callback workers (each is one request in flight). A 50 ms endpoint at this
-/// concurrency answers ~10,000 calls a second.
-const MAX_WORKERS: usize = 512;
-/// A worker idle this long exits, if more than `MIN_WORKERS` are alive.
-const IDLE_EXIT: Duration = Duration::from_secs(30);
-/// Callback requests waiting for a worker; past it a request is answered by `on_error`.
-const QUEUE_CAPACITY: usize = 65_536;
-/// Small stacks: a worker only runs an HTTP request; 512 threads must not reserve 4 GiB.
-const WORKER_STACK: usize = 256 * 1024;
+use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
 
 /// Which callback, named as nginx-rtmp names it in the `call` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,46 +165,19 @@ pub struct CallbackRequest {
     pub fields: Vec<(String, String)>,
 }
 
-struct Job {
-    request: CallbackRequest,
-    reply: Option<oneshot::Sender<Decision>>,
-    queued_at: Instant,
+/// A callback ready for the wire: signed, its fields in the body (POST) or the URL (GET).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-/// The callback lane's queue. A mutex and a condition variable rather than a channel: with
-/// hundreds of idle workers, a channel's receivers spin before they park and a burst of
-/// callbacks woke them all (measured: several CPU-seconds in a 2000-player storm);
-/// `notify_one` wakes exactly one worker per request.
-#[derive(Default)]
-struct JobQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
-}
+/// What came back: the status and `Location`, or why nothing usable did.
+pub type Outcome = Result<(u16, Option<String>), String>;
 
-impl JobQueue {
-    /// Queues a job and returns how many wait now, or gives it back when the queue is full.
-    fn push(&self, job: Job) -> Result<usize, Job> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if jobs.len() >= QUEUE_CAPACITY {
-            return Err(job);
-        }
-        jobs.push_back(job);
-        let waiting = jobs.len();
-        drop(jobs);
-        self.ready.notify_one();
-        Ok(waiting)
-    }
-
-    /// The next job, waiting up to `timeout` for one.
-    fn pop(&self, timeout: Duration) -> Option<Job> {
-        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut jobs, _) =
-            self.ready.wait_timeout_while(jobs, timeout, |jobs| jobs.is_empty()).unwrap_or_else(|p| p.into_inner());
-        jobs.pop_front()
-    }
-}
-
-/// Counters of the callback lane.
+/// Counters of the callbacks.
 #[derive(Debug, Default)]
 pub struct CallbackStats {
     pub requests: AtomicU64,
@@ -222,138 +185,68 @@ pub struct CallbackStats {
     pub denied: AtomicU64,
     /// Timeouts, refused connections, a full queue: answered by `on_error`.
     pub errors: AtomicU64,
+    /// Asked and not answered yet, waiting for a connection included.
     pub in_flight: AtomicU64,
     /// Time from a session asking to its answer, queueing included.
     pub latency: Histogram,
 }
 
-/// The callback worker pool.
-pub struct CallbackPool {
-    jobs: JobQueue,
-    agent: ureq::Agent,
-    method: NotifyMethod,
-    on_error: OnError,
-    /// `[notify] secret`: every callback is then signed like a webhook (HOOKS.md, Signing).
-    secret: Option<Secret>,
-    signature: Signature,
+/// The server's callback configuration and counters, shared by every shard's lane.
+pub struct Callbacks {
+    pub notify: NotifyConfig,
+    pub stats: CallbackStats,
     /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
     signed: AtomicU64,
-    workers: AtomicUsize,
-    idle: AtomicUsize,
-    pub stats: CallbackStats,
+    /// Started by the first `https://` callback: a server whose endpoints are all plain
+    /// HTTP runs no callback threads at all.
+    pool: OnceLock<Arc<CallbackPool>>,
+    /// `tls_ca_file`: https callbacks trust what webhooks trust.
+    tls_ca_file: Option<PathBuf>,
 }
 
-impl CallbackPool {
-    pub fn new(notify: &NotifyConfig) -> Arc<CallbackPool> {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(notify.timeout))
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .max_idle_connections(MAX_WORKERS)
-            .max_idle_connections_per_host(MAX_WORKERS)
-            .user_agent(concat!("ringcast/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let pool = Arc::new(CallbackPool {
-            jobs: JobQueue::default(),
-            agent: super::resolver::agent(config),
-            method: notify.method,
-            on_error: notify.on_error,
-            secret: notify.secret.clone(),
-            signature: notify.signature,
-            signed: AtomicU64::new(0),
-            workers: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
+impl Callbacks {
+    pub fn new(notify: &NotifyConfig, tls_ca_file: Option<&Path>) -> Arc<Callbacks> {
+        Arc::new(Callbacks {
+            notify: notify.clone(),
             stats: CallbackStats::default(),
-        });
-        for _ in 0..MIN_WORKERS {
-            pool.spawn_worker();
-        }
-        pool
+            signed: AtomicU64::new(0),
+            pool: OnceLock::new(),
+            tls_ca_file: tls_ca_file.map(Path::to_owned),
+        })
     }
 
-    /// Sends a callback whose reply matters; the returned receiver yields the decision, with
-    /// `on_error` already applied to failures.
-    pub fn ask(self: &Arc<Self>, request: CallbackRequest) -> oneshot::Receiver<Decision> {
-        let (reply, receiver) = oneshot::channel();
-        self.submit(request, Some(reply));
-        receiver
-    }
-
-    /// Sends a callback whose reply is not awaited (done, or update without update_strict).
-    pub fn tell(self: &Arc<Self>, request: CallbackRequest) {
-        self.submit(request, None);
-    }
-
-    fn submit(self: &Arc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let job = Job { request, reply, queued_at: Instant::now() };
-        let waiting = match self.jobs.push(job) {
-            Ok(waiting) => waiting,
-            Err(job) => {
-                // Full queue: answer now rather than block the shard.
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                error!(call = job.request.call.as_str(), url = %job.request.url, "callback queue full; applying on_error");
-                self.answer(job, Err("callback queue full".to_owned()));
-                return;
-            }
+    /// The configured endpoint of `call`.
+    pub fn url(&self, call: Call) -> Option<&str> {
+        let notify = &self.notify;
+        let url = match call {
+            Call::Connect => &notify.on_connect,
+            Call::Publish => &notify.on_publish,
+            Call::Play => &notify.on_play,
+            Call::Done => &notify.on_done,
+            Call::PublishDone => &notify.on_publish_done,
+            Call::PlayDone => &notify.on_play_done,
+            Call::UpdatePublish | Call::UpdatePlay => &notify.on_update,
         };
-        // Grow while requests wait for workers (not just while none is idle: a worker that
-        // was just woken still counts as idle until it takes its job), so a storm gets as
-        // many requests in flight as it needs, up to MAX_WORKERS.
-        if waiting > self.idle.load(Ordering::Relaxed) && self.workers.load(Ordering::Relaxed) < MAX_WORKERS {
-            self.spawn_worker();
-        }
+        url.as_deref()
     }
 
-    fn spawn_worker(self: &Arc<Self>) {
-        self.workers.fetch_add(1, Ordering::Relaxed);
-        let pool = self.clone();
-        let spawned =
-            thread::Builder::new().name("hook-callback".into()).stack_size(WORKER_STACK).spawn(move || pool.work());
-        if let Err(error) = spawned {
-            self.workers.fetch_sub(1, Ordering::Relaxed);
-            warn!(%error, "cannot start a callback worker");
-        }
+    /// The request for `call`, if an endpoint is configured for it.
+    pub fn request(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Option<CallbackRequest> {
+        let url = self.url(call)?;
+        Some(CallbackRequest { call, url: url.to_owned(), fields: form_fields(call, client, extra) })
     }
 
-    fn work(self: Arc<Self>) {
-        loop {
-            self.idle.fetch_add(1, Ordering::Relaxed);
-            let received = self.jobs.pop(IDLE_EXIT);
-            self.idle.fetch_sub(1, Ordering::Relaxed);
-            match received {
-                Some(job) => {
-                    self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-                    let outcome = self.execute(&job.request);
-                    self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    self.answer(job, outcome);
-                }
-                None => {
-                    let workers = self.workers.load(Ordering::Relaxed);
-                    if workers > MIN_WORKERS
-                        && self
-                            .workers
-                            .compare_exchange(workers, workers - 1, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Performs the HTTP request: Ok((status, Location)) or the transport error.
-    fn execute(&self, request: &CallbackRequest) -> Result<(u16, Option<String>), String> {
+    /// Encodes the form and signs it like a webhook when `[notify] secret` is set; the
+    /// signature covers the form (the body for POST, the query string for GET, which carries
+    /// the same fields).
+    pub fn prepare(&self, request: &CallbackRequest) -> Prepared {
         let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish();
-        // Signed like a webhook: the signature covers the form (the body for POST, the query
-        // string for GET, which carries the same fields).
-        let signature = match &self.secret {
+        let mut headers = match &self.notify.secret {
             Some(secret) => {
                 let id = format!("cb_{:x}_{}", super::now_ms(), self.signed.fetch_add(1, Ordering::Relaxed));
                 let now_secs = super::now_ms() / 1000;
                 sign::signature_headers(
-                    self.signature,
+                    self.notify.signature,
                     DEFAULT_SIGNATURE_HEADER,
                     &[secret],
                     &id,
@@ -363,46 +256,44 @@ impl CallbackPool {
             }
             None => Vec::new(),
         };
-        let response = match self.method {
+        headers.push(("User-Agent".to_owned(), concat!("ringcast/", env!("CARGO_PKG_VERSION")).to_owned()));
+        match self.notify.method {
             NotifyMethod::Post => {
-                let mut builder =
-                    self.agent.post(&request.url).header("Content-Type", "application/x-www-form-urlencoded");
-                for (name, value) in &signature {
-                    builder = builder.header(name, value);
-                }
-                builder.send(encoded.as_bytes())
+                headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
+                Prepared { method: "POST", url: request.url.clone(), headers, body: encoded.into_bytes() }
             }
             NotifyMethod::Get => {
                 let separator = if request.url.contains('?') { '&' } else { '?' };
-                let mut builder = self.agent.get(format!("{}{separator}{encoded}", request.url));
-                for (name, value) in &signature {
-                    builder = builder.header(name, value);
+                Prepared {
+                    method: "GET",
+                    url: format!("{}{separator}{encoded}", request.url),
+                    headers,
+                    body: Vec::new(),
                 }
-                builder.call()
             }
-        };
-        match response {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                Ok((status, location))
-            }
-            Err(error) => Err(error.to_string()),
         }
     }
 
-    fn answer(&self, job: Job, outcome: Result<(u16, Option<String>), String>) {
-        let call = job.request.call;
+    /// The blocking pool for `https://` endpoints, started on first use.
+    pub fn pool(&self) -> &Arc<CallbackPool> {
+        self.pool.get_or_init(|| CallbackPool::new(self.notify.timeout, self.tls_ca_file.as_deref()))
+    }
+
+    /// Turns what came back into the decision: logs, counts, and lets `on_error` decide
+    /// failures.
+    pub fn settle(&self, request: &CallbackRequest, outcome: Outcome, asked_at: Instant) -> Decision {
+        let call = request.call;
         let decision = match outcome {
             Ok((status, location)) => {
                 let decision = interpret(status, location.as_deref());
-                debug!(call = call.as_str(), url = %job.request.url, status, ?decision, "callback answered");
+                debug!(call = call.as_str(), url = %request.url, status, ?decision, "callback answered");
                 decision
             }
             Err(reason) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                error!(call = call.as_str(), url = %job.request.url, error = %reason, on_error = %self.on_error, "callback failed");
-                match self.on_error {
+                let on_error = self.notify.on_error;
+                error!(call = call.as_str(), url = %request.url, error = %reason, %on_error, "callback failed");
+                match on_error {
                     OnError::Allow => Decision::Allow,
                     OnError::Deny => Decision::Deny { reason: format!("callback failed: {reason}") },
                 }
@@ -412,11 +303,8 @@ impl CallbackPool {
             Decision::Deny { .. } => self.stats.denied.fetch_add(1, Ordering::Relaxed),
             _ => self.stats.allowed.fetch_add(1, Ordering::Relaxed),
         };
-        self.stats.latency.record(job.queued_at.elapsed());
-        if let Some(reply) = job.reply {
-            // The session may have gone meanwhile (client hung up): nobody to tell.
-            let _ = reply.send(decision);
-        }
+        self.stats.latency.record(asked_at.elapsed());
+        decision
     }
 }
 

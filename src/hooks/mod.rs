@@ -3,13 +3,17 @@
 //!
 //! Two kinds of hook share one event model:
 //! - callbacks ([`callback`]): a session asks and waits for the decision (connect, publish,
-//!   play), or tells (done, update); they run on their own growing worker pool;
+//!   play), or tells (done, update), through its shard's [`callback_lane`]: plain-HTTP
+//!   endpoints as io_uring requests on the shard, `https://` ones on a blocking pool;
 //! - event sinks ([`dispatch`]): every event goes, asynchronously, to each webhook, script
 //!   and stdio sink that wants it, with retries and per-stream order.
 //!
-//! Shards only ever hand work over (a channel send); every blocking call runs on hook threads.
+//! Nothing here blocks a shard: a shard either awaits an io_uring request or hands work over
+//! (a channel send); every blocking call runs on hook threads.
 
 pub mod callback;
+pub mod callback_lane;
+pub mod callback_pool;
 pub mod dispatch;
 pub mod event;
 pub mod format;
@@ -28,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, NotifyConfig};
-use callback::{Call, CallbackPool, CallbackRequest, ClientInfo, Decision};
+use callback::Callbacks;
 use event::{Event, EventIds, EventType, Protocol};
 
 /// Where an event comes from: the connection and stream it concerns.
@@ -51,7 +55,7 @@ pub trait EventSink: Send + Sync {
 /// The hooks of one server.
 pub struct Hooks {
     notify: NotifyConfig,
-    callbacks: Option<Arc<CallbackPool>>,
+    callbacks: Option<Arc<Callbacks>>,
     sink: Option<Box<dyn EventSink>>,
     ids: EventIds,
     /// Per stream: the `seq` of its last event. Events are rare (not per packet), so a lock is
@@ -61,7 +65,8 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
-        let callbacks = config.notify.is_enabled().then(|| CallbackPool::new(&config.notify));
+        let callbacks =
+            config.notify.is_enabled().then(|| Callbacks::new(&config.notify, config.tls_ca_file.as_deref()));
         Arc::new(Hooks {
             notify: config.notify.clone(),
             callbacks,
@@ -76,74 +81,14 @@ impl Hooks {
         Hooks::new(&Config::default(), None)
     }
 
-    pub fn callbacks(&self) -> Option<&Arc<CallbackPool>> {
+    /// The callbacks' configuration and counters, when any callback is configured.
+    pub fn callbacks(&self) -> Option<&Arc<Callbacks>> {
         self.callbacks.as_ref()
-    }
-
-    fn url(&self, call: Call) -> Option<&str> {
-        let url = match call {
-            Call::Connect => &self.notify.on_connect,
-            Call::Publish => &self.notify.on_publish,
-            Call::Play => &self.notify.on_play,
-            Call::Done => &self.notify.on_done,
-            Call::PublishDone => &self.notify.on_publish_done,
-            Call::PlayDone => &self.notify.on_play_done,
-            Call::UpdatePublish | Call::UpdatePlay => &self.notify.on_update,
-        };
-        url.as_deref()
-    }
-
-    /// Asks the callback for `call`, if one is configured; no callback allows.
-    pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
-        let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) else {
-            return Decision::Allow;
-        };
-        let request = CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
-        match pool.ask(request).await {
-            Ok(decision) => decision,
-            // The pool dropped the request (shutting down): the safe answer is no.
-            Err(_) => Decision::Deny { reason: "callback pool stopped".into() },
-        }
-    }
-
-    /// Tells the done callbacks that a publish or play ended.
-    pub fn tell_done(&self, publish: bool, client: &ClientInfo, extra: &[(&str, String)]) {
-        let specific = if publish { Call::PublishDone } else { Call::PlayDone };
-        for call in [specific, Call::Done] {
-            self.tell(call, client, extra);
-        }
-    }
-
-    /// Sends a callback whose reply is not awaited.
-    pub fn tell(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
-        if let (Some(pool), Some(url)) = (&self.callbacks, self.url(call)) {
-            let request =
-                CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
-            pool.tell(request);
-        }
     }
 
     /// Whether `on_update` is configured, and how often it fires.
     pub fn update_interval(&self) -> Option<std::time::Duration> {
         self.notify.on_update.as_ref().map(|_| self.notify.update_interval)
-    }
-
-    /// Sends an update callback; under `update_strict` the reply is returned to be awaited.
-    pub fn update(
-        &self,
-        publish: bool,
-        client: &ClientInfo,
-        extra: &[(&str, String)],
-    ) -> Option<tokio::sync::oneshot::Receiver<Decision>> {
-        let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
-        let (pool, url) = (self.callbacks.as_ref()?, self.url(call)?);
-        let request = CallbackRequest { call, url: url.to_owned(), fields: callback::form_fields(call, client, extra) };
-        if self.notify.update_strict {
-            Some(pool.ask(request))
-        } else {
-            pool.tell(request);
-            None
-        }
     }
 
     /// Whether an event of this type would reach any sink.

@@ -140,6 +140,17 @@ pub enum Error {
 /// make public receivers unreachable. HTTP(S) proxies are taken from the environment
 /// (`HTTPS_PROXY`, `NO_PROXY`...), as ureq does by default.
 pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agent, Error> {
+    // hook_concurrency is at most 1024, but usually all workers talk to a handful of hosts.
+    agent_keeping(timeout, tls_ca_file, 128, 32)
+}
+
+/// [`agent`], keeping up to `max_idle` idle connections (`per_host` to one host).
+pub fn agent_keeping(
+    timeout: Duration,
+    tls_ca_file: Option<&Path>,
+    max_idle: usize,
+    per_host: usize,
+) -> Result<ureq::Agent, Error> {
     let roots = match tls_ca_file {
         None => RootCerts::PlatformVerifier,
         Some(path) => {
@@ -163,10 +174,11 @@ pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agen
         .timeout_global(Some(timeout))
         .max_redirects(0)
         .http_status_as_error(false)
+        .input_buffer_size(super::resolver::INPUT_BUFFER)
+        .output_buffer_size(super::resolver::OUTPUT_BUFFER)
         .user_agent(USER_AGENT)
-        // hook_concurrency is at most 1024, but usually all workers talk to a handful of hosts.
-        .max_idle_connections(128)
-        .max_idle_connections_per_host(32)
+        .max_idle_connections(max_idle)
+        .max_idle_connections_per_host(per_host)
         .tls_config(tls)
         .build();
     Ok(super::resolver::agent(config))

@@ -138,6 +138,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// How many shards the hub serves.
+    pub fn shard_count(&self) -> usize {
+        self.senders.len()
+    }
+
     /// Creates the hub for `shards` shards and returns each shard's inbound channel.
     pub fn new(shards: usize, settings: HubSettings) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
         let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();

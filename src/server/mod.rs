@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, ApiOptions, ApiState};
 use crate::config::Config;
+use crate::hooks::callback_lane::CallbackLane;
 use crate::hooks::dispatch::{self, Dispatcher};
 use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
@@ -383,7 +384,8 @@ async fn run_shard(
 ) {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), shared.settings, seed);
+    let callbacks = CallbackLane::new(shared.hooks.callbacks().cloned(), shared.hub.shard_count());
+    let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), callbacks, shared.settings, seed);
     let listener = tokio_uring::net::TcpListener::from_std(listener);
 
     if let Some(beats) = shared.heartbeats.clone() {
@@ -452,6 +454,8 @@ async fn run_shard(
     if drained.is_err() {
         error!(shard, left = context.active_sessions.get(), "sessions still open after shutdown grace period");
     }
+    // The closed sessions' done callbacks still go out.
+    context.callbacks.drain(HOOK_DRAIN).await;
 }
 
 async fn wait_sessions(context: &Rc<ShardContext>) {

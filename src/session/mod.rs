@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::hooks::Hooks;
+use crate::hooks::callback_lane::CallbackLane;
 use crate::hub::ShardHub;
 use crate::protocol::rtmp::server::ServerSettings;
 
@@ -70,6 +71,8 @@ impl Shutdown {
 pub struct ShardContext {
     pub hub: Rc<ShardHub>,
     pub hooks: Arc<Hooks>,
+    /// Where this shard's sessions ask and tell their callbacks.
+    pub callbacks: Rc<CallbackLane>,
     pub settings: SessionSettings,
     pub shutdown: Shutdown,
     /// Sessions alive on this shard; shutdown waits for it to reach zero.
@@ -81,10 +84,17 @@ pub struct ShardContext {
 }
 
 impl ShardContext {
-    pub fn new(hub: Rc<ShardHub>, hooks: Arc<Hooks>, settings: SessionSettings, seed: u64) -> Rc<ShardContext> {
+    pub fn new(
+        hub: Rc<ShardHub>,
+        hooks: Arc<Hooks>,
+        callbacks: Rc<CallbackLane>,
+        settings: SessionSettings,
+        seed: u64,
+    ) -> Rc<ShardContext> {
         Rc::new(ShardContext {
             hub,
             hooks,
+            callbacks,
             settings,
             shutdown: Shutdown::default(),
             active_sessions: Cell::new(0),

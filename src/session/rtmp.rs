@@ -308,7 +308,7 @@ impl Session {
         });
         self.connect = Some(info);
         let client = self.client_info("", &[]);
-        match self.hooks.decide(Call::Connect, &client, &[]).await {
+        match self.context.callbacks.decide(Call::Connect, &client, &[]).await {
             Decision::Allow | Decision::Rename(_) => self.conn.borrow_mut().accept(),
             Decision::Deny { reason } => self.refuse("connect", Call::Connect, &reason, ""),
         }
@@ -318,7 +318,7 @@ impl Session {
         let mut name = request.name.clone();
         let client = self.client_info(&name, &request.args);
         let extra = [("type", request.publish_type.clone())];
-        match self.hooks.decide(Call::Publish, &client, &extra).await {
+        match self.context.callbacks.decide(Call::Publish, &client, &extra).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
             Decision::Deny { reason } => {
@@ -369,7 +369,7 @@ impl Session {
             ("duration", request.duration.to_string()),
             ("reset", u8::from(request.reset).to_string()),
         ];
-        match self.hooks.decide(Call::Play, &client, &extra).await {
+        match self.context.callbacks.decide(Call::Play, &client, &extra).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
             Decision::Deny { reason } => {
@@ -486,7 +486,7 @@ impl Session {
             });
             let client = self.client_info(&p.name, &p.args);
             let extra = [("time", (secs as u64).to_string()), ("timestamp", timestamp.to_string())];
-            if let Some(receiver) = self.hooks.update(true, &client, &extra) {
+            if let Some(receiver) = self.context.callbacks.update(true, &client, &extra) {
                 self.pending_update = Some(receiver);
             }
         }
@@ -500,7 +500,7 @@ impl Session {
             });
             let client = self.client_info(&p.name, &p.args);
             let extra = [("time", (secs as u64).to_string()), ("timestamp", ((secs * 1000.0) as u64).to_string())];
-            if let Some(receiver) = self.hooks.update(false, &client, &extra) {
+            if let Some(receiver) = self.context.callbacks.update(false, &client, &extra) {
                 self.pending_update = Some(receiver);
             }
         }
@@ -531,7 +531,7 @@ impl Session {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.hooks.tell_done(true, &client, &extra);
+        self.context.callbacks.tell_done(true, &client, &extra);
         self.stream_left(&origin, change);
     }
 
@@ -559,7 +559,7 @@ impl Session {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.hooks.tell_done(false, &client, &extra);
+        self.context.callbacks.tell_done(false, &client, &extra);
         self.stream_left(&origin, change);
     }
 
