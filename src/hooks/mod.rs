@@ -11,6 +11,7 @@
 
 pub mod callback;
 pub mod dispatch;
+pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
