@@ -2,7 +2,8 @@
 //! retries, per-stream order and a bounded queue.
 //!
 //! Shards hand events to one dispatcher thread over a bounded crossbeam channel (never
-//! waiting: when full, the oldest event in it is dropped, counted and logged). The dispatcher
+//! waiting: when full, the oldest event in it is dropped and counted). Drops, there and from the
+//! sinks' queue, are logged in summaries of at most one line a second ([`DropLog`]). The dispatcher
 //! keeps, per sink, a FIFO per stream and lets at most one delivery of a stream be in flight
 //! or waiting for a retry, which is what keeps a stream's events in order within a sink while
 //! other streams proceed. Ready deliveries go to `hook_concurrency` blocking worker threads;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use tracing::{error, info, warn};
 
+use super::drop_log::{DropLog, DropReport};
 use super::event::{Event, EventType};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{EventSink, now_ms, script, stdio};
@@ -175,6 +177,10 @@ pub struct Dispatcher {
     /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
     agent: ureq::Agent,
     pub stats: Arc<DispatchStats>,
+    /// Drops on the shards' channel, reported by the shards and by the dispatcher's timer.
+    inbound_drops: Mutex<DropLog>,
+    /// Set once the dispatcher thread is gone: nothing would flush a held-back drop any more.
+    stopped: AtomicBool,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -192,6 +198,8 @@ impl Dispatcher {
             next_id: AtomicU64::new(next_id),
             agent,
             stats,
+            inbound_drops: Mutex::default(),
+            stopped: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
         let core = Core::new(Arc::downgrade(&dispatcher), concurrency.max(1), queue.max(1));
@@ -299,7 +307,62 @@ impl Dispatcher {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        self.stopped.store(true, Ordering::Relaxed);
+        self.flush_inbound_drops(Instant::now());
     }
+
+    /// Counts and reports (maybe later) one event dropped on the shards' channel.
+    fn drop_inbound(&self, event: &Event) {
+        self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let report = {
+            let mut drops = self.inbound_drops.lock().unwrap_or_else(|p| p.into_inner());
+            let report = drops.record(event.event_type, &event.id, now);
+            if self.stopped.load(Ordering::Relaxed) { report.or_else(|| drops.flush(now)) } else { report }
+        };
+        if let Some(report) = report {
+            log_inbound_drops(&report);
+        }
+    }
+
+    fn tick_inbound_drops(&self, now: Instant) -> Option<Instant> {
+        let (report, next) = {
+            let mut drops = self.inbound_drops.lock().unwrap_or_else(|p| p.into_inner());
+            (drops.tick(now), drops.next_report())
+        };
+        if let Some(report) = report {
+            log_inbound_drops(&report);
+        }
+        next
+    }
+
+    fn flush_inbound_drops(&self, now: Instant) {
+        let report = self.inbound_drops.lock().unwrap_or_else(|p| p.into_inner()).flush(now);
+        if let Some(report) = report {
+            log_inbound_drops(&report);
+        }
+    }
+}
+
+fn log_inbound_drops(report: &DropReport) {
+    error!(
+        dropped = report.dropped,
+        events = %report.events(),
+        first_id = %report.first_id,
+        last_id = %report.last_id,
+        "hook queue full: events dropped before dispatch"
+    );
+}
+
+fn log_sink_drops(sink: &str, report: &DropReport) {
+    error!(
+        sink = %sink,
+        dropped = report.dropped,
+        events = %report.events(),
+        first_id = %report.first_id,
+        last_id = %report.last_id,
+        "hook queue full: dropped the oldest deliveries"
+    );
 }
 
 fn shutdown_marker(grace: Duration) -> Event {
@@ -332,8 +395,7 @@ impl EventSink for Dispatcher {
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
                     event = back;
                     if let Ok(oldest) = self.input_oldest.try_recv() {
-                        self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-                        error!(event = %oldest.event_type, id = %oldest.id, "hook queue full: dropped the oldest event");
+                        self.drop_inbound(&oldest);
                     }
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(dropped)) => {
@@ -343,8 +405,7 @@ impl EventSink for Dispatcher {
                 }
             }
         }
-        self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-        error!(event = %event.event_type, id = %event.id, "hook queue full: event dropped");
+        self.drop_inbound(&event);
     }
 }
 
@@ -386,7 +447,15 @@ struct Core {
     retry_jobs: HashMap<u64, Job>,
     /// Retries whose wait is over, sent before new deliveries.
     due: VecDeque<Job>,
+    /// Per sink id, while its queue-full drops are being reported.
+    drops: HashMap<u64, SinkDrops>,
     jitter: u64,
+}
+
+struct SinkDrops {
+    /// The sink's label as of its last drop (a change may rename it, a removal forget it).
+    label: String,
+    log: DropLog,
 }
 
 fn ordering_key(event: &Event) -> String {
@@ -412,6 +481,7 @@ impl Core {
             retries: BinaryHeap::new(),
             retry_jobs: HashMap::new(),
             due: VecDeque::new(),
+            drops: HashMap::new(),
             jitter: now_ms() | 1,
         }
     }
@@ -438,9 +508,11 @@ impl Core {
         }
         drop(done_tx);
         let mut deadline: Option<Instant> = None;
+        let mut next_drop_report = None;
         loop {
-            let timeout = self.retries.peek().map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
-            let timeout = timeout.unwrap_or(Duration::from_secs(3600));
+            let next_retry = self.retries.peek().map(|Reverse((at, _))| *at);
+            let wake = next_retry.into_iter().chain(next_drop_report).min();
+            let timeout = wake.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
             select! {
                 recv(input) -> event => match event {
                     Ok(event) if event.id.is_empty() => {
@@ -454,6 +526,9 @@ impl Core {
             }
             self.fire_retries();
             self.dispatch(&jobs_tx);
+            // A shard that drops an inbound event also leaves one in the channel (or finds it
+            // full), so this loop runs again after every inbound drop: none waits unseen.
+            next_drop_report = self.report_drops(Instant::now());
             if let Some(deadline) = deadline {
                 let idle =
                     self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
@@ -462,6 +537,7 @@ impl Core {
                     if left > 0 {
                         warn!(left, "hook dispatcher stopping with deliveries undone");
                     }
+                    self.flush_drops();
                     break;
                 }
             }
@@ -504,7 +580,43 @@ impl Core {
         if let Some(sink) = self.sink(sink_id) {
             sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
             sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            error!(sink = %sink.label, event = %event.event_type, id = %event.id, "hook queue full: dropped the oldest delivery");
+            let drops = self
+                .drops
+                .entry(sink_id)
+                .or_insert_with(|| SinkDrops { label: String::new(), log: DropLog::default() });
+            if drops.label != sink.label {
+                drops.label.clone_from(&sink.label);
+            }
+            if let Some(report) = drops.log.record(event.event_type, &event.id, Instant::now()) {
+                log_sink_drops(&drops.label, &report);
+            }
+        }
+    }
+
+    /// Logs the drop summaries that are due; returns when the next one will be.
+    fn report_drops(&mut self, now: Instant) -> Option<Instant> {
+        let mut next = self.dispatcher.upgrade().and_then(|d| d.tick_inbound_drops(now));
+        for drops in self.drops.values_mut() {
+            if let Some(report) = drops.log.tick(now) {
+                log_sink_drops(&drops.label, &report);
+            }
+            next = next.into_iter().chain(drops.log.next_report()).min();
+        }
+        // Forgetting a quiet log loses nothing, and keeps removed sinks from piling up.
+        self.drops.retain(|_, drops| !drops.log.is_quiet(now));
+        next
+    }
+
+    /// Logs every drop not reported yet: the dispatcher is stopping.
+    fn flush_drops(&mut self) {
+        let now = Instant::now();
+        for (_, mut drops) in self.drops.drain() {
+            if let Some(report) = drops.log.flush(now) {
+                log_sink_drops(&drops.label, &report);
+            }
+        }
+        if let Some(dispatcher) = self.dispatcher.upgrade() {
+            dispatcher.flush_inbound_drops(now);
         }
     }
 
@@ -613,6 +725,12 @@ impl Core {
 
     /// Drops everything queued for a sink (disabled or removed), counting it on `stats_of`.
     fn discard_sink(&mut self, sink_id: u64, stats_of: Option<&Sink>) {
+        // Its queue-full drops are reported before the line about the rest.
+        if let Some(mut drops) = self.drops.remove(&sink_id)
+            && let Some(report) = drops.log.flush(Instant::now())
+        {
+            log_sink_drops(&drops.label, &report);
+        }
         let queues = self.queues.remove(&sink_id).unwrap_or_default();
         let mut dropped = 0;
         for queue in queues.into_values() {

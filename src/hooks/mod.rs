@@ -15,6 +15,7 @@ pub mod callback;
 pub mod callback_lane;
 pub mod callback_pool;
 pub mod dispatch;
+pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;

@@ -348,6 +348,37 @@ impl TestServer {
         self.log.snapshot().lines().filter(|line| parts.iter().all(|p| line.contains(p))).map(str::to_owned).collect()
     }
 
+    /// The admin API's `/metrics` text (the test servers have no `api_token`).
+    pub fn metrics(&self) -> String {
+        let log = self.log();
+        let addr: SocketAddr = log
+            .lines()
+            .filter(|line| line.contains("ready"))
+            .find_map(|line| line.split_whitespace().find_map(|t| t.strip_prefix("api="))?.parse().ok())
+            .unwrap_or_else(|| panic!("no `api=` in the ready line\n--- log ---\n{log}"));
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the admin API");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: ringcast\r\nConnection: close\r\n\r\n")
+            .expect("send the request");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read /metrics");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP reply: {reply:?}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET /metrics: {head}");
+        body.to_owned()
+    }
+
+    /// The integer field `field` of each log line that contains every one of `parts` (a line
+    /// without the field counts as 0, so a format change shows as a wrong sum, not a hang).
+    pub fn log_field_values(&self, parts: &[&str], field: &str) -> Vec<u64> {
+        field_values(&self.log.snapshot(), parts, field)
+    }
+
+    /// Waits until the [`TestServer::log_field_values`] add up to at least `sum`.
+    pub fn wait_for_log_field_sum(&self, parts: &[&str], field: &str, sum: u64, timeout: Duration) -> bool {
+        self.log.wait_until(timeout, |text| field_values(text, parts, field).iter().sum::<u64>() >= sum)
+    }
+
     /// Waits until the log contains `substr`.
     pub fn wait_for_log(&self, substr: &str, timeout: Duration) -> bool {
         self.log.wait_until(timeout, |text| text.contains(substr))
@@ -398,6 +429,36 @@ impl Drop for TestServer {
             kill_and_reap(child);
         }
     }
+}
+
+/// The sum of every series of metric `name` in a Prometheus text exposition.
+pub fn metric_total(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            value.parse::<u64>().unwrap_or_else(|e| panic!("{name}: not a count ({e}): {line:?}"))
+        })
+        .sum()
+}
+
+fn field_values(log: &str, parts: &[&str], field: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|line| parts.iter().all(|p| line.contains(p)))
+        .map(|line| field_u64(line, field).unwrap_or(0))
+        .collect()
+}
+
+/// `field=N` (text logs) or `"field":N` (JSON logs) in one line.
+fn field_u64(line: &str, field: &str) -> Option<u64> {
+    let (text, json) = (format!("{field}="), format!("\"{field}\":"));
+    let value = line.split_whitespace().find_map(|token| token.strip_prefix(&text)).or_else(|| {
+        let at = line.find(&json)?;
+        Some(&line[at + json.len()..])
+    })?;
+    let digits = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    value[..digits].parse().ok()
 }
 
 /// The RTMP address from the first `ready: ... rtmp=IP:PORT` line.
