@@ -760,6 +760,44 @@ fn a_pending_callback_suspends_only_its_own_session() {
     assert!(asked.elapsed() >= HOLD - Duration::from_millis(300), "admitted before the endpoint answered");
 }
 
+/// A storm: 100 players arrive at once, each asking an on_play endpoint that takes 300 ms.
+/// Their callbacks are all in flight together (a pool of a few blocking workers would take
+/// 100 x 300 ms / workers), and a second wave rides the first wave's keep-alive connections.
+#[test]
+fn a_storm_of_callbacks_is_in_flight_at_once_on_kept_connections() {
+    const DELAY: Duration = Duration::from_millis(300);
+    const PLAYERS: usize = 100;
+    let on_play = HttpReceiver::start();
+    on_play.set_default(Reply::status(200).delay(DELAY));
+    let toml = format!("[notify]\non_play = \"{}\"\n", on_play.url("/play"));
+    let server = TestServer::start_with_config(&toml, &["--shards", "1"]);
+    for wave in 0..2 {
+        let started = Instant::now();
+        // Each player is driven until its play request is out, then all wait together.
+        let mut players: Vec<RtmpClient> = (0..PLAYERS)
+            .map(|i| {
+                let mut player = rtmp_connect(&server, Goal::Play("storm".into()));
+                loop {
+                    match player.next_event(ANSWER) {
+                        Ok(Some(ClientEvent::StreamCreated { .. })) => break player,
+                        Ok(Some(_)) => {}
+                        other => panic!("wave {wave} player {i}: {other:?}\n{}", server.log()),
+                    }
+                }
+            })
+            .collect();
+        for (i, player) in players.iter_mut().enumerate() {
+            let answer = await_answer(player);
+            assert_eq!(answer.code, "NetStream.Play.Start", "wave {wave} player {i}: {answer:?}\n{}", server.log());
+        }
+        let took = started.elapsed();
+        assert!(took < DELAY * 5, "wave {wave}: {PLAYERS} callbacks of {DELAY:?} took {took:?}");
+    }
+    assert_eq!(count_to(&on_play, "/play"), 2 * PLAYERS);
+    let connections = on_play.connections();
+    assert!(connections <= PLAYERS + PLAYERS / 10, "{connections} connections for two waves of {PLAYERS}");
+}
+
 /// `on_update` every `update_interval` while publishing and playing: `call=update_publish` /
 /// `update_play` with `time` and `timestamp` besides the common fields; without update_strict
 /// its answer (403 here) changes nothing. The publish_update / play_update events come at the

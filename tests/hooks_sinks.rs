@@ -21,7 +21,10 @@ use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
 use http_receiver::{HttpReceiver, HttpsReceiver, Reply};
+use ringcast::config::NotifyConfig;
 use ringcast::config::{EventFilter, EventType, Header, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat};
+use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
+use ringcast::hooks::callback_lane::CallbackLane;
 use ringcast::hooks::event::{Event, Protocol};
 use ringcast::hooks::format;
 use ringcast::hooks::script::{self, CAPTURE_LIMIT, ScriptStatus};
@@ -576,6 +579,21 @@ fn https_with_private_ca() {
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
     assert!(requests[0].starts_with("POST /tls "), "{requests:?}");
+
+    // An https callback goes through the blocking pool and trusts the same CA; without it,
+    // the certificate failure is an error that on_error (deny) decides.
+    let notify = NotifyConfig { on_publish: Some(server.url("/on_publish")), timeout: TIMEOUT, ..Default::default() };
+    let client = ClientInfo { app: "live".into(), name: "cam1".into(), ..ClientInfo::default() };
+    let decide = |ca: Option<&Path>| {
+        let lane = CallbackLane::new(Some(Callbacks::new(&notify, ca)), 1);
+        tokio_uring::start(async { lane.decide(Call::Publish, &client, &[]).await })
+    };
+    assert_eq!(decide(Some(&dir.path("ca.pem"))), Decision::Allow);
+    match decide(None) {
+        Decision::Deny { reason } => assert!(reason.to_lowercase().contains("certificate"), "{reason}"),
+        other => panic!("an untrusted certificate was accepted: {other:?}"),
+    }
+    assert!(server.requests().iter().any(|r| r.starts_with("POST /on_publish ")), "{:?}", server.requests());
 }
 
 #[test]
