@@ -115,7 +115,9 @@ impl CallbackLane {
     /// Asks the callback for `call`, if one is configured; no callback allows.
     pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
         match self.callbacks.as_ref().and_then(|c| c.request(call, client, extra)) {
-            Some(request) => self.call(request).await,
+            // Boxed: the request's state (connection, buffers, timers) would otherwise be part
+            // of every session's future, asking or not: +1 KiB per idle connection, measured.
+            Some(request) => Box::pin(self.call(request)).await,
             None => Decision::Allow,
         }
     }
