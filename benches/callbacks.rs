@@ -1,9 +1,11 @@
 //! Callback round trips through a shard's callback lane to a local keep-alive HTTP server: how
 //! many per second, and how much latency the lane adds over a plain blocking request to the
-//! same receiver (p50/p99). Percentiles are what matter here, so this bench measures them itself rather than
-//! through criterion's mean-oriented statistics.
+//! same receiver (p50/p99). Percentiles are what matter here, so this bench measures them
+//! itself rather than through criterion's mean-oriented statistics.
 //!
-//! `cargo bench --bench callbacks` (about 10 s).
+//! `cargo bench --bench callbacks` (a few seconds). On a small shared VM, where the receiver
+//! thread sits decides the numbers (a wake-up across cores costs ~60 µs here): pin the bench to
+//! one core for comparable runs, `taskset -c 0 cargo bench --bench callbacks`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

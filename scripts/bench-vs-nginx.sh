@@ -225,6 +225,12 @@ for kind in ringcast nginx; do
             result[$kind.storm.$callbacks.cpu]=$cpu
             stop_server
         done
+        # What a viewer sees: the first picture. A separate run, because players held until
+        # their keyframe stay connected longer and would change the first-media run.
+        start_server "$kind" yes
+        read -r _ _ _ file < <(run_load "$kind-storm-keyframe" connect -k "$storm" --then play --publish --until-keyframe)
+        result[$kind.storm.keyframe.p99]=$(json "$file" connect.first_keyframe.p99_ms)
+        stop_server
     fi
 done
 
@@ -246,6 +252,7 @@ fi
 if [[ $only == *storm* ]]; then
     row "storm $storm: p99 to first media, no callback (ms)" "${result[ringcast.storm.no.p99]}" "${result[nginx.storm.no.p99]}"
     row "storm $storm: p99 to first media, on_play ${delay_ms}ms (ms)" "${result[ringcast.storm.yes.p99]}" "${result[nginx.storm.yes.p99]}"
+    row "storm $storm: p99 to first keyframe, on_play (ms)" "${result[ringcast.storm.keyframe.p99]}" "${result[nginx.storm.keyframe.p99]}"
     row "storm $storm: completed, with callback" "${result[ringcast.storm.yes.done]}" "${result[nginx.storm.yes.done]}"
     row "storm $storm: server CPU-s, with callback" "${result[ringcast.storm.yes.cpu]}" "${result[nginx.storm.yes.cpu]}"
 fi

@@ -151,6 +151,11 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub publish: bool,
 
+    /// With `--then play`, keep each player until its first video keyframe (the first
+    /// picture a viewer sees), not just its first media packet
+    #[arg(long)]
+    pub until_keyframe: bool,
+
     #[command(flatten)]
     pub media: MediaArgs,
 }

@@ -537,6 +537,7 @@ fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<(String,
         rate: args.rate,
         concurrency: args.concurrency,
         then: args.then,
+        until_keyframe: args.until_keyframe,
     });
     let publish_setup =
         plan.map(|plan| Arc::new(publish::PublishSetup { target: target.clone(), timeout: cli.timeout, plan }));

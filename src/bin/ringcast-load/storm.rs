@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use ringcast::protocol::flv::{self, MediaKind};
 use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -25,6 +26,8 @@ pub struct StormSetup {
     pub rate: f64,
     pub concurrency: usize,
     pub then: Option<Then>,
+    /// Players wait on to their first video keyframe.
+    pub until_keyframe: bool,
 }
 
 /// One connection's timings, in microseconds after it began; `None` where it did not get.
@@ -36,6 +39,7 @@ struct Record {
     connected_us: Option<u64>,
     started_us: Option<u64>,
     media_us: Option<u64>,
+    keyframe_us: Option<u64>,
     ok: bool,
 }
 
@@ -135,7 +139,22 @@ async fn one(setup: &StormSetup, id: usize, go: Instant) -> (Record, Option<Fail
                 match media.await {
                     Ok(()) => {
                         record.media_us = Some(began.elapsed().as_micros() as u64);
-                        None
+                        if setup.until_keyframe {
+                            let keyframe = session.wait_for("first keyframe", deadline, setup.timeout, |e| {
+                                let ClientEvent::Video { payload, .. } = e else { return false };
+                                flv::classify(MediaKind::Video, payload)
+                                    .is_ok_and(|info| info.keyframe && !info.sequence_header)
+                            });
+                            match keyframe.await {
+                                Ok(()) => {
+                                    record.keyframe_us = Some(began.elapsed().as_micros() as u64);
+                                    None
+                                }
+                                Err(failure) => Some(failure),
+                            }
+                        } else {
+                            None
+                        }
                     }
                     Err(failure) => Some(failure),
                 }
@@ -165,6 +184,7 @@ pub struct StormSummary {
     pub connected: Dist,
     pub play_or_publish_start: Dist,
     pub first_media: Dist,
+    pub first_keyframe: Dist,
 }
 
 impl StormSummary {
@@ -197,6 +217,7 @@ impl StormSummary {
             connected: pick(|r| r.connected_us),
             play_or_publish_start: pick(|r| r.started_us),
             first_media: pick(|r| r.media_us),
+            first_keyframe: pick(|r| r.keyframe_us),
             failures,
         }
     }
@@ -215,6 +236,9 @@ impl StormSummary {
             Some("play") => {
                 t.row("to play start", self.play_or_publish_start.show())
                     .row("to first media", self.first_media.show());
+                if self.first_keyframe.count > 0 {
+                    t.row("to first keyframe", self.first_keyframe.show());
+                }
             }
             Some(_) => {
                 t.row("to publish start", self.play_or_publish_start.show());
