@@ -321,6 +321,19 @@ fn rtmp_connect(server: &TestServer, goal: Goal) -> RtmpClient {
         .unwrap_or_else(|e| panic!("connect: {e}\n--- server log ---\n{}", server.log()))
 }
 
+/// Connects and drives the client until its publish or play request is out (the server is then
+/// deciding), without waiting for the answer.
+fn rtmp_request_sent(server: &TestServer, goal: Goal, what: &str) -> RtmpClient {
+    let mut client = rtmp_connect(server, goal);
+    loop {
+        match client.next_event(ANSWER) {
+            Ok(Some(ClientEvent::StreamCreated { .. })) => return client,
+            Ok(Some(_)) => {}
+            other => panic!("{what}: {other:?}\n{}", server.log()),
+        }
+    }
+}
+
 /// Publishes `name` (query allowed) with the in-test client and asserts it is admitted.
 fn rtmp_publish(server: &TestServer, name: &str) -> (RtmpClient, Answer) {
     let mut client = rtmp_connect(server, Goal::Publish(name.into()));
@@ -719,16 +732,7 @@ fn a_pending_callback_suspends_only_its_own_session() {
         .collect();
     // Publishers whose callback is outstanding: driven until their publish request is out.
     let mut waiting: Vec<RtmpClient> = (0..2)
-        .map(|i| {
-            let mut client = rtmp_connect(&server, Goal::Publish(format!("wait{i}")));
-            loop {
-                match client.next_event(ANSWER) {
-                    Ok(Some(ClientEvent::StreamCreated { .. })) => break client,
-                    Ok(Some(_)) => {}
-                    other => panic!("waiting publisher {i}: {other:?}\n{}", server.log()),
-                }
-            }
-        })
+        .map(|i| rtmp_request_sent(&server, Goal::Publish(format!("wait{i}")), &format!("waiting publisher {i}")))
         .collect();
     wait_requests(&on_publish, &server, "the waiting publishers' callbacks", |r| r.len() >= 3);
     let asked = Instant::now();
@@ -775,16 +779,7 @@ fn a_storm_of_callbacks_is_in_flight_at_once_on_kept_connections() {
         let started = Instant::now();
         // Each player is driven until its play request is out, then all wait together.
         let mut players: Vec<RtmpClient> = (0..PLAYERS)
-            .map(|i| {
-                let mut player = rtmp_connect(&server, Goal::Play("storm".into()));
-                loop {
-                    match player.next_event(ANSWER) {
-                        Ok(Some(ClientEvent::StreamCreated { .. })) => break player,
-                        Ok(Some(_)) => {}
-                        other => panic!("wave {wave} player {i}: {other:?}\n{}", server.log()),
-                    }
-                }
-            })
+            .map(|i| rtmp_request_sent(&server, Goal::Play("storm".into()), &format!("wave {wave} player {i}")))
             .collect();
         for (i, player) in players.iter_mut().enumerate() {
             let answer = await_answer(player);
