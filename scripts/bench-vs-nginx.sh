@@ -6,6 +6,7 @@
 # Usage: scripts/bench-vs-nginx.sh [--players N] [--seconds S] [--idle C] [--storm K]
 #                                  [--callback-delay-ms MS] [--only fanout,idle,storm]
 #                                  [--merge-write-ms MS]   (ringcast's merge_write_ms; default: its own, 50)
+#                                  [--storm-runs N]        (storms per server, interleaved; the median is shown)
 #   defaults: 2000 players for 10 s, 15000 idle connections, a storm of 2000 players
 #
 # Both servers get one core's worth: ringcast `--shards 1`, nginx `worker_processes 1`.
@@ -25,6 +26,7 @@ storm=2000
 delay_ms=0
 only=fanout,idle,storm
 merge_ms=
+storm_runs=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --players) players=$2; shift 2 ;;
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         --callback-delay-ms) delay_ms=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --merge-write-ms) merge_ms=$2; shift 2 ;;
+        --storm-runs) storm_runs=$2; shift 2 ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
@@ -185,6 +188,9 @@ run_load() {
     echo " $rss0 $rss1 $work/$name.json"
 }
 
+# The median of its arguments (the lower middle one for an even count); empty for none.
+median() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
+
 json() { python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for key in sys.argv[2].split("."):
@@ -216,23 +222,41 @@ for kind in ringcast nginx; do
         result[$kind.idle.held]=$held
         stop_server
     fi
-    if [[ $only == *storm* ]]; then
+done
+
+# Storms are short and the noisiest figure here: with --storm-runs N each server gets N
+# storms of each kind, interleaved (ringcast, nginx, ringcast, ...), and the table shows the
+# median run.
+declare -A storm_p99 storm_cpu
+if [[ $only == *storm* ]]; then
+    for round in $(seq 1 "$storm_runs"); do
+        for kind in ringcast nginx; do
+            for callbacks in no yes; do
+                start_server "$kind" "$callbacks"
+                read -r cpu _ _ file < <(run_load "$kind-storm-$callbacks-$round" connect -k "$storm" --then play --publish)
+                storm_p99[$kind.$callbacks]+="$(json "$file" connect.first_media.p99_ms) "
+                storm_cpu[$kind.$callbacks]+="$cpu "
+                result[$kind.storm.$callbacks.done]=$(json "$file" connect.completed)
+                stop_server
+            done
+        done
+    done
+    for kind in ringcast nginx; do
         for callbacks in no yes; do
-            start_server "$kind" "$callbacks"
-            read -r cpu _ _ file < <(run_load "$kind-storm-$callbacks" connect -k "$storm" --then play --publish)
-            result[$kind.storm.$callbacks.p99]=$(json "$file" connect.first_media.p99_ms)
-            result[$kind.storm.$callbacks.done]=$(json "$file" connect.completed)
-            result[$kind.storm.$callbacks.cpu]=$cpu
-            stop_server
+            # Unquoted on purpose: one argument per run.
+            # shellcheck disable=SC2086
+            result[$kind.storm.$callbacks.p99]=$(median ${storm_p99[$kind.$callbacks]})
+            # shellcheck disable=SC2086
+            result[$kind.storm.$callbacks.cpu]=$(median ${storm_cpu[$kind.$callbacks]})
         done
         # What a viewer sees: the first picture. A separate run, because players held until
-        # their keyframe stay connected longer and would change the first-media run.
+        # their keyframe stay connected longer and would change the first-media runs.
         start_server "$kind" yes
         read -r _ _ _ file < <(run_load "$kind-storm-keyframe" connect -k "$storm" --then play --publish --until-keyframe)
         result[$kind.storm.keyframe.p99]=$(json "$file" connect.first_keyframe.p99_ms)
         stop_server
-    fi
-done
+    done
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
@@ -255,5 +279,13 @@ if [[ $only == *storm* ]]; then
     row "storm $storm: p99 to first keyframe, on_play (ms)" "${result[ringcast.storm.keyframe.p99]}" "${result[nginx.storm.keyframe.p99]}"
     row "storm $storm: completed, with callback" "${result[ringcast.storm.yes.done]}" "${result[nginx.storm.yes.done]}"
     row "storm $storm: server CPU-s, with callback" "${result[ringcast.storm.yes.cpu]}" "${result[nginx.storm.yes.cpu]}"
+    if [[ $storm_runs -gt 1 ]]; then
+        echo "storm p99 to first media per run (ms; the rows above show the median of $storm_runs):"
+        for kind in ringcast nginx; do
+            for callbacks in no yes; do
+                printf '  %-8s callback %-3s %s\n' "$kind" "$callbacks" "${storm_p99[$kind.$callbacks]}"
+            done
+        done
+    fi
 fi
 echo "(ratio = ringcast / nginx-rtmp: above 1 is better for Gbit and players, below 1 for CPU, KiB and latency)"

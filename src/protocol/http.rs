@@ -425,4 +425,49 @@ mod tests {
         let huge = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &vec![b'a'; MAX_HEAD + 1]].concat();
         assert_eq!(read(&huge, 4096).0, Err(HttpError::HeadTooLarge));
     }
+
+    /// Mutated and truncated replies, fed in random pieces: the reader answers or errs, it never
+    /// panics, and never claims more bytes than it was given.
+    #[test]
+    fn mutated_replies_never_panic() {
+        let samples: [&[u8]; 3] = [
+            b"HTTP/1.1 302 Found\r\nLocation: rtmp://h/live/cam2\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.0 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let mut wire = samples[round % samples.len()].to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % wire.len();
+                match next() % 3 {
+                    0 => wire[at] = next() as u8,
+                    1 => wire.truncate(at.max(1)),
+                    _ => wire.insert(at, b"\r\n:0;"[(next() % 5) as usize]),
+                }
+            }
+            let mut reader = ResponseReader::new(if round % 7 == 0 { "HEAD" } else { "POST" });
+            let mut pending = Vec::new();
+            let mut offset = 0;
+            while offset < wire.len() && reader.response().is_none() {
+                let end = (offset + 1 + (next() as usize) % 16).min(wire.len());
+                pending.extend_from_slice(&wire[offset..end]);
+                offset = end;
+                match reader.handle_input(&pending) {
+                    Ok(used) => {
+                        assert!(used <= pending.len());
+                        pending.drain(..used);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = reader.handle_eof();
+        }
+    }
 }
