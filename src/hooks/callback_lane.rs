@@ -18,7 +18,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
@@ -78,6 +78,22 @@ enum Failure {
 impl From<io::Error> for Failure {
     fn from(error: io::Error) -> Failure {
         Failure::Other(error.to_string())
+    }
+}
+
+/// Counts one callback in the in-flight gauge while it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn count(gauge: &'a AtomicU64) -> InFlight<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -187,9 +203,10 @@ impl CallbackLane {
     async fn call(&self, request: CallbackRequest) -> Decision {
         let Some(callbacks) = &self.callbacks else { return Decision::Allow };
         let asked_at = Instant::now();
-        let stats = &callbacks.stats;
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        callbacks.stats.requests.fetch_add(1, Ordering::Relaxed);
+        // A guard, not a decrement at the end: a session that goes away while it waits drops
+        // this future halfway, and the gauge must not keep counting it.
+        let _in_flight = InFlight::count(&callbacks.stats.in_flight);
         let prepared = callbacks.prepare(&request);
         let outcome = if prepared.url.starts_with("http://") {
             match tokio::time::timeout(callbacks.notify.timeout, self.exchange(&prepared)).await {
@@ -200,7 +217,6 @@ impl CallbackLane {
             // The pool's agent holds the same timeout; a dropped reply means it stopped.
             callbacks.pool().ask(prepared).await.unwrap_or_else(|_| Err("callback pool stopped".to_owned()))
         };
-        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         callbacks.settle(&request, outcome, asked_at)
     }
 
@@ -256,6 +272,30 @@ impl CallbackLane {
         if kept.len() < MAX_IDLE_PER_ENDPOINT {
             kept.push((stream, Instant::now()));
         }
+    }
+
+    /// Closes the kept connections unused for [`IDLE_KEEP`]. Without it, a server that went
+    /// quiet after a storm would hold hundreds of them, long closed by the endpoint.
+    fn sweep_idle(&self) {
+        self.idle.borrow_mut().retain(|_, kept| {
+            kept.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
+            !kept.is_empty()
+        });
+    }
+
+    /// Sweeps the kept connections every [`IDLE_KEEP`] for as long as the lane lives. Call it
+    /// once, on the shard's runtime.
+    pub fn start_sweeping(self: &Rc<Self>) {
+        let lane = Rc::downgrade(self);
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(IDLE_KEEP).await;
+                match lane.upgrade() {
+                    Some(lane) => lane.sweep_idle(),
+                    None => return,
+                }
+            }
+        });
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<TcpStream, String> {
@@ -363,6 +403,15 @@ async fn read_reply(stream: &TcpStream, method: &str) -> Result<(u16, Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_in_flight_gauge_forgets_an_abandoned_callback() {
+        let gauge = AtomicU64::new(0);
+        let guard = InFlight::count(&gauge);
+        assert_eq!(gauge.load(Ordering::Relaxed), 1);
+        drop(guard);
+        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn endpoints_parse_with_default_port_and_path() {
