@@ -270,6 +270,33 @@ fn write_prep_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// Every player of a stream leaving, as when a popular stream ends and its viewers go: what
+/// the hub spends detaching them, per player. Constant per player is the goal; a linear scan
+/// per departure would make the whole a quadratic stall of the shard.
+fn leave_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("players_leave");
+    for players_n in [1_000usize, 10_000, 30_000] {
+        group.throughput(Throughput::Elements(players_n as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("{players_n}_players")), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let (hub, _receivers) = Hub::new(1, settings());
+                    let shard = ShardHub::new(0, hub.clone());
+                    let players: Vec<PlayerHandle> = (0..players_n as u64).map(|id| shard.play(STREAM, id).0).collect();
+                    let started = Instant::now();
+                    for player in players {
+                        player.leave();
+                    }
+                    total += started.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -277,6 +304,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3))
         .sample_size(20)
         .without_plots();
-    targets = push_benches, relay_benches, write_prep_benches
+    targets = push_benches, relay_benches, write_prep_benches, leave_benches
 }
 criterion_main!(benches);

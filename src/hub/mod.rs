@@ -385,7 +385,7 @@ impl ShardHub {
                 player.offer(packet, has_video);
             }
         }
-        stream.players.borrow_mut().push(player.clone());
+        player.join(&mut stream.players.borrow_mut());
         let handle = PlayerHandle { shard_hub: self.clone(), stream, player, released: false };
         (handle, change)
     }
@@ -403,11 +403,17 @@ impl ShardHub {
             cache.has_video()
         };
         let mut kicked = 0;
-        stream.players.borrow_mut().retain(|player| {
-            let keep = player.offer(&packet, has_video) != Offer::Kicked;
-            kicked += u64::from(!keep);
-            keep
-        });
+        let mut players = stream.players.borrow_mut();
+        let mut i = 0;
+        while i < players.len() {
+            if players[i].offer(&packet, has_video) == Offer::Kicked {
+                player::remove_slot(&mut players, i);
+                kicked += 1;
+            } else {
+                i += 1;
+            }
+        }
+        drop(players);
         if kicked > 0 {
             self.hub.stats.players_kicked.fetch_add(kicked, Ordering::Relaxed);
         }
@@ -585,7 +591,7 @@ impl PlayerHandle {
             return StreamChange::default();
         }
         self.player.kick();
-        self.stream.players.borrow_mut().retain(|p| !Rc::ptr_eq(p, &self.player));
+        self.player.depart(&mut self.stream.players.borrow_mut());
         let mut change = self.shard_hub.hub.count_player(&self.stream.key, false);
         change.created = false;
         change.deleted = self.shard_hub.release_if_unused(&self.stream);

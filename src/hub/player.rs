@@ -51,6 +51,9 @@ pub struct Player {
     poked: Cell<bool>,
     limit: usize,
     max_drops: u32,
+    /// Where the player sits in its stream's player list, so leaving is a swap-remove rather
+    /// than a scan: 30,000 viewers leaving an ended stream took 270 ms of the shard by scan.
+    slot: Cell<usize>,
 }
 
 impl Player {
@@ -66,6 +69,22 @@ impl Player {
             poked: Cell::new(false),
             limit: limit.max(1),
             max_drops: max_drops.max(1),
+            slot: Cell::new(0),
+        }
+    }
+
+    /// Appends the player to a stream's player list.
+    pub(crate) fn join(self: &Rc<Self>, players: &mut Vec<Rc<Player>>) {
+        self.slot.set(players.len());
+        players.push(self.clone());
+    }
+
+    /// Removes the player from the list it joined, in constant time (the list's order means
+    /// nothing). Does nothing if it is no longer there (the hub already dropped it as kicked).
+    pub(crate) fn depart(self: &Rc<Self>, players: &mut Vec<Rc<Player>>) {
+        let slot = self.slot.get();
+        if players.get(slot).is_some_and(|p| Rc::ptr_eq(p, self)) {
+            remove_slot(players, slot);
         }
     }
 
@@ -167,6 +186,15 @@ impl Player {
     }
 }
 
+/// Swap-removes `players[slot]`, telling the player moved into the hole where it now sits.
+pub(crate) fn remove_slot(players: &mut Vec<Rc<Player>>, slot: usize) -> Rc<Player> {
+    let removed = players.swap_remove(slot);
+    if let Some(moved) = players.get(slot) {
+        moved.slot.set(slot);
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +246,29 @@ mod tests {
             player.take(&mut out);
         }
         assert!(!player.is_kicked());
+    }
+
+    #[test]
+    fn departing_swaps_the_last_player_in_and_keeps_every_slot_true() {
+        let players: Vec<Rc<Player>> = (0..5).map(|id| Rc::new(Player::new(id, 8, 2))).collect();
+        let ids = |list: &[Rc<Player>]| list.iter().map(|p| p.conn_id).collect::<Vec<_>>();
+        let mut list = Vec::new();
+        for player in &players {
+            player.join(&mut list);
+        }
+        players[1].depart(&mut list);
+        assert_eq!(ids(&list), [0, 4, 2, 3]);
+        // Departing twice, or after the hub already dropped the player, removes nobody else.
+        players[1].depart(&mut list);
+        remove_slot(&mut list, 0);
+        players[0].depart(&mut list);
+        assert_eq!(ids(&list), [3, 4, 2]);
+        for (slot, player) in list.iter().enumerate() {
+            assert_eq!(player.slot.get(), slot, "player {}", player.conn_id);
+        }
+        for player in &players[2..] {
+            player.depart(&mut list);
+        }
+        assert!(list.is_empty());
     }
 }
