@@ -1031,25 +1031,13 @@ fn serve_stops_on_shutdown() {
 // Through the binary (needs the API wired into the server: `api=IP:PORT` in the ready line)
 // ---------------------------------------------------------------------------------------------
 
-/// The API address from the first `ready: ... api=IP:PORT` line.
-fn api_addr(server: &common::TestServer) -> SocketAddr {
-    let log = server.log();
-    log.lines()
-        .filter(|line| line.contains("ready"))
-        .find_map(|line| {
-            let token = line.split_whitespace().find_map(|t| t.strip_prefix("api="))?;
-            token.trim_matches(|c: char| c == '"' || c == ',' || c == ';').parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no `api=` in the ready line\n--- log ---\n{log}"))
-}
-
 #[test]
 fn the_binary_serves_the_api_and_keeps_webhooks_across_restarts() {
     let receiver = HttpReceiver::start();
     let state_dir = temp_state_dir("binary");
     let toml = format!("api_token = \"{TOKEN}\"\nstate_dir = \"{}\"\n", state_dir.display());
     let server = common::TestServer::start_with_config(&toml, &[]);
-    let addr = api_addr(&server);
+    let addr = server.api_addr();
     assert_eq!(request(addr, "GET", "/healthz", None, None).status, 200);
     assert_eq!(request(addr, "GET", "/api/webhooks", None, None).status, 401);
 
@@ -1067,7 +1055,7 @@ fn the_binary_serves_the_api_and_keeps_webhooks_across_restarts() {
     server.stop();
 
     let server = common::TestServer::start_with_config(&toml, &[]);
-    let addr = api_addr(&server);
+    let addr = server.api_addr();
     let listed = request(addr, "GET", "/api/webhooks", Some(TOKEN), None).json();
     assert_eq!(listed["webhooks"][0]["id"], created["id"]);
     drop(TcpStream::connect(server.rtmp_addr()).unwrap());

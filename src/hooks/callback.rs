@@ -256,7 +256,7 @@ impl Callbacks {
             }
             None => Vec::new(),
         };
-        headers.push(("User-Agent".to_owned(), concat!("ringcast/", env!("CARGO_PKG_VERSION")).to_owned()));
+        headers.push(("User-Agent".to_owned(), super::webhook::USER_AGENT.to_owned()));
         match self.notify.method {
             NotifyMethod::Post => {
                 headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));

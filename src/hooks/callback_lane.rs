@@ -69,8 +69,8 @@ impl Endpoint {
 
 /// Why a round trip failed.
 enum Failure {
-    /// A reused connection the endpoint had closed: nothing came back, so the request can go
-    /// again on a new connection without the endpoint having seen it twice.
+    /// A reused connection that gave nothing back: the endpoint closed it while it was idle
+    /// (the usual case), so the request goes again on a new connection.
     Stale,
     Other(String),
 }
@@ -393,8 +393,9 @@ async fn read_reply(stream: &TcpStream, method: &str) -> Result<(u16, Option<Str
             pending.drain(..used);
         }
         if let Some(response) = reader.response() {
-            // Bytes past the reply mean the endpoint is out of step with us: do not reuse.
-            let reusable = response.reusable && pending.is_empty() && n > 0;
+            // Bytes past the reply mean the endpoint is out of step with us: do not reuse. (A
+            // reply ended by the close is never reusable: the reader says so.)
+            let reusable = response.reusable && pending.is_empty();
             return Ok((response.status, response.location.clone(), reusable));
         }
     }
@@ -403,14 +404,34 @@ async fn read_reply(stream: &TcpStream, method: &str) -> Result<(u16, Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NotifyConfig;
 
+    /// A session that goes away (kicked) while its callback waits drops the callback's future
+    /// halfway: the in-flight gauge must count it while it waits and forget it once dropped.
     #[test]
     fn the_in_flight_gauge_forgets_an_abandoned_callback() {
-        let gauge = AtomicU64::new(0);
-        let guard = InFlight::count(&gauge);
-        assert_eq!(gauge.load(Ordering::Relaxed), 1);
-        drop(guard);
-        assert_eq!(gauge.load(Ordering::Relaxed), 0);
+        // An endpoint that accepts (the kernel does, from the backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/on_play", silent.local_addr().unwrap());
+        let notify = NotifyConfig { on_play: Some(url), timeout: Duration::from_secs(30), ..NotifyConfig::default() };
+        let callbacks = Callbacks::new(&notify, None);
+        let gauge = || callbacks.stats.in_flight.load(Ordering::Relaxed);
+        let lane = CallbackLane::new(Some(callbacks.clone()), 1);
+        tokio_uring::start(async {
+            let client = ClientInfo::default();
+            let asking = lane.decide(Call::Play, &client, &[]);
+            let watching = async {
+                while gauge() == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::select! {
+                decision = asking => panic!("a silent endpoint decided: {decision:?}"),
+                () = watching => {}
+            }
+        });
+        assert_eq!(gauge(), 0, "the dropped callback is still counted in flight");
+        assert_eq!(callbacks.stats.requests.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::{error, warn};
+use ureq::tls::RootCerts;
 
 use super::callback::{Outcome, Prepared};
 use super::webhook;
@@ -80,12 +81,12 @@ pub struct CallbackPool {
 impl CallbackPool {
     /// A pool whose agent trusts what webhooks trust (the system roots, plus `tls_ca_file`).
     pub fn new(timeout: Duration, tls_ca_file: Option<&Path>) -> Arc<CallbackPool> {
-        let agent = webhook::agent_keeping(timeout, tls_ca_file, MAX_WORKERS, MAX_WORKERS).unwrap_or_else(|error| {
+        let roots = webhook::trust(tls_ca_file).unwrap_or_else(|error| {
             // Checked at startup; only a CA file changed since then gets here.
             error!(%error, "callbacks fall back to the system trust store");
-            webhook::agent_keeping(timeout, None, MAX_WORKERS, MAX_WORKERS)
-                .unwrap_or_else(|_| ureq::Agent::new_with_defaults())
+            RootCerts::PlatformVerifier
         });
+        let agent = webhook::agent_with(timeout, roots, MAX_WORKERS, MAX_WORKERS);
         let pool = Arc::new(CallbackPool {
             jobs: JobQueue::default(),
             agent,

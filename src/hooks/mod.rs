@@ -32,7 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use crate::config::{Config, NotifyConfig};
+use crate::config::Config;
 use callback::Callbacks;
 use event::{Event, EventIds, EventType, Protocol};
 
@@ -55,7 +55,6 @@ pub trait EventSink: Send + Sync {
 
 /// The hooks of one server.
 pub struct Hooks {
-    notify: NotifyConfig,
     callbacks: Option<Arc<Callbacks>>,
     sink: Option<Box<dyn EventSink>>,
     ids: EventIds,
@@ -68,13 +67,7 @@ impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
         let callbacks =
             config.notify.is_enabled().then(|| Callbacks::new(&config.notify, config.tls_ca_file.as_deref()));
-        Arc::new(Hooks {
-            notify: config.notify.clone(),
-            callbacks,
-            sink,
-            ids: EventIds::new(now_ms()),
-            seqs: Mutex::new(HashMap::new()),
-        })
+        Arc::new(Hooks { callbacks, sink, ids: EventIds::new(now_ms()), seqs: Mutex::new(HashMap::new()) })
     }
 
     /// Hooks that do nothing (no callbacks, no sinks).
@@ -89,7 +82,8 @@ impl Hooks {
 
     /// Whether `on_update` is configured, and how often it fires.
     pub fn update_interval(&self) -> Option<std::time::Duration> {
-        self.notify.on_update.as_ref().map(|_| self.notify.update_interval)
+        let notify = &self.callbacks.as_ref()?.notify;
+        notify.on_update.as_ref().map(|_| notify.update_interval)
     }
 
     /// Whether an event of this type would reach any sink.

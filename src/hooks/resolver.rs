@@ -41,13 +41,6 @@ fn literal(uri: &Uri) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-/// Per-connection buffers of the hook agents. ureq's defaults are 128 KiB each; a storm keeps
-/// one pooled connection per request in flight, and 2000 of them at 256 KiB were 500 MiB of
-/// RSS, its page zeroing a large part of the storm's CPU. Hook replies are a status line and
-/// a few headers.
-pub const INPUT_BUFFER: usize = 16 * 1024;
-pub const OUTPUT_BUFFER: usize = 8 * 1024;
-
 /// An agent for `config` that resolves IP literals without a thread.
 pub fn agent(config: Config) -> ureq::Agent {
     ureq::Agent::with_parts(config, DefaultConnector::default(), LiteralFirstResolver::default())

@@ -141,17 +141,37 @@ pub enum Error {
 /// (`HTTPS_PROXY`, `NO_PROXY`...), as ureq does by default.
 pub fn agent(timeout: Duration, tls_ca_file: Option<&Path>) -> Result<ureq::Agent, Error> {
     // hook_concurrency is at most 1024, but usually all workers talk to a handful of hosts.
-    agent_keeping(timeout, tls_ca_file, 128, 32)
+    Ok(agent_with(timeout, trust(tls_ca_file)?, 128, 32))
 }
 
-/// [`agent`], keeping up to `max_idle` idle connections (`per_host` to one host).
-pub fn agent_keeping(
-    timeout: Duration,
-    tls_ca_file: Option<&Path>,
-    max_idle: usize,
-    per_host: usize,
-) -> Result<ureq::Agent, Error> {
-    let roots = match tls_ca_file {
+/// Per-connection buffers of the hook agents. ureq's defaults are 128 KiB each; a storm keeps
+/// one pooled connection per request in flight, and 2000 of them at 256 KiB were 500 MiB of
+/// RSS, its page zeroing a large part of the storm's CPU. Hook replies are a status line and
+/// a few headers.
+const INPUT_BUFFER: usize = 16 * 1024;
+const OUTPUT_BUFFER: usize = 8 * 1024;
+
+/// [`agent`]'s settings with these roots, keeping up to `max_idle` idle connections
+/// (`per_host` to one host).
+pub fn agent_with(timeout: Duration, roots: RootCerts, max_idle: usize, per_host: usize) -> ureq::Agent {
+    let tls = TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(roots).build();
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .user_agent(USER_AGENT)
+        .max_idle_connections(max_idle)
+        .max_idle_connections_per_host(per_host)
+        .tls_config(tls)
+        .build();
+    super::resolver::agent(config)
+}
+
+/// The roots hook requests trust: see [`agent`].
+pub fn trust(tls_ca_file: Option<&Path>) -> Result<RootCerts, Error> {
+    Ok(match tls_ca_file {
         None => RootCerts::PlatformVerifier,
         Some(path) => {
             let mut certs = system_roots();
@@ -168,20 +188,7 @@ pub fn agent_keeping(
             certs.extend(private);
             RootCerts::from(certs)
         }
-    };
-    let tls = TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(roots).build();
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .input_buffer_size(super::resolver::INPUT_BUFFER)
-        .output_buffer_size(super::resolver::OUTPUT_BUFFER)
-        .user_agent(USER_AGENT)
-        .max_idle_connections(max_idle)
-        .max_idle_connections_per_host(per_host)
-        .tls_config(tls)
-        .build();
-    Ok(super::resolver::agent(config))
+    })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<Certificate<'static>>, Error> {

@@ -187,12 +187,11 @@ impl Player {
 }
 
 /// Swap-removes `players[slot]`, telling the player moved into the hole where it now sits.
-pub(crate) fn remove_slot(players: &mut Vec<Rc<Player>>, slot: usize) -> Rc<Player> {
-    let removed = players.swap_remove(slot);
+pub(crate) fn remove_slot(players: &mut Vec<Rc<Player>>, slot: usize) {
+    players.swap_remove(slot);
     if let Some(moved) = players.get(slot) {
         moved.slot.set(slot);
     }
-    removed
 }
 
 #[cfg(test)]

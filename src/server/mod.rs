@@ -424,8 +424,6 @@ async fn run_shard(
         }
     });
 
-    // Several accepts in flight: one accept loop takes one connection per turn of the shard's
-    // event loop, which in a connect storm is the pace new clients get in at.
     let listener = Rc::new(listener);
     let acceptors: Vec<_> = (0..ACCEPTORS)
         .map(|_| {

@@ -348,14 +348,21 @@ impl TestServer {
         self.log.snapshot().lines().filter(|line| parts.iter().all(|p| line.contains(p))).map(str::to_owned).collect()
     }
 
+    /// The admin API's address, from the first `ready: ... api=IP:PORT` line.
+    pub fn api_addr(&self) -> SocketAddr {
+        let log = self.log();
+        log.lines()
+            .filter(|line| line.contains("ready"))
+            .find_map(|line| {
+                let token = line.split_whitespace().find_map(|t| t.strip_prefix("api="))?;
+                token.trim_matches(|c: char| c == '"' || c == ',' || c == ';').parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no `api=` in the ready line\n--- log ---\n{log}"))
+    }
+
     /// The admin API's `/metrics` text (the test servers have no `api_token`).
     pub fn metrics(&self) -> String {
-        let log = self.log();
-        let addr: SocketAddr = log
-            .lines()
-            .filter(|line| line.contains("ready"))
-            .find_map(|line| line.split_whitespace().find_map(|t| t.strip_prefix("api="))?.parse().ok())
-            .unwrap_or_else(|| panic!("no `api=` in the ready line\n--- log ---\n{log}"));
+        let addr = self.api_addr();
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the admin API");
         stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
         stream

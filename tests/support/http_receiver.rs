@@ -91,6 +91,9 @@ struct State {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     connections: AtomicUsize,
+    /// Requests read and not yet answered, and the most there ever were at once.
+    busy: AtomicUsize,
+    most_busy: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -112,6 +115,8 @@ impl HttpReceiver {
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::status(200)),
             connections: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            most_busy: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let accept_state = Arc::clone(&state);
@@ -171,6 +176,12 @@ impl HttpReceiver {
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
     }
+
+    /// The most requests that were ever waiting for their replies at the same time: what a
+    /// client had in flight at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.state.most_busy.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for HttpReceiver {
@@ -203,11 +214,15 @@ fn serve(stream: TcpStream, connection: usize, state: &State) {
             requests.push(request);
             state.arrived.notify_all();
         }
+        let busy = state.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_busy.fetch_max(busy, Ordering::SeqCst);
         let reply = state.script.lock().unwrap().pop_front().unwrap_or_else(|| state.default.lock().unwrap().clone());
         if !reply.delay.is_zero() {
             thread::sleep(reply.delay);
         }
-        if write_reply(&mut writer, &reply, close).is_err() || close {
+        let written = write_reply(&mut writer, &reply, close);
+        state.busy.fetch_sub(1, Ordering::SeqCst);
+        if written.is_err() || close {
             return;
         }
     }

@@ -123,43 +123,16 @@ async fn one(setup: &StormSetup, id: usize, go: Instant) -> (Record, Option<Fail
         // Each its own stream: one name can have only one publisher.
         Some(Then::Publish) => (Goal::Publish(format!("{}-c{id}{}", target.name, target.query)), Until::Publishing),
     };
-    let result = rtmp::establish(target, goal, until, id, began, setup.timeout).await;
-    let failure = match result {
-        Ok((mut session, steps)) => {
+    let failure = match rtmp::establish(target, goal, until, id, began, setup.timeout).await {
+        Ok((session, steps)) => {
             record.tcp_us = Some(steps.tcp_us);
             record.connected_us = Some(steps.connected_us);
             if setup.then.is_some() {
                 record.started_us = Some(steps.started_us);
             }
-            if setup.then == Some(Then::Play) {
-                let deadline = Instant::now() + setup.timeout;
-                let media = session.wait_for("first media", deadline, setup.timeout, |e| {
-                    matches!(e, ClientEvent::Audio { .. } | ClientEvent::Video { .. })
-                });
-                match media.await {
-                    Ok(()) => {
-                        record.media_us = Some(began.elapsed().as_micros() as u64);
-                        if setup.until_keyframe {
-                            let keyframe = session.wait_for("first keyframe", deadline, setup.timeout, |e| {
-                                let ClientEvent::Video { payload, .. } = e else { return false };
-                                flv::classify(MediaKind::Video, payload)
-                                    .is_ok_and(|info| info.keyframe && !info.sequence_header)
-                            });
-                            match keyframe.await {
-                                Ok(()) => {
-                                    record.keyframe_us = Some(began.elapsed().as_micros() as u64);
-                                    None
-                                }
-                                Err(failure) => Some(failure),
-                            }
-                        } else {
-                            None
-                        }
-                    }
-                    Err(failure) => Some(failure),
-                }
-            } else {
-                None
+            match setup.then {
+                Some(Then::Play) => watch_play(setup, session, began, &mut record).await.err(),
+                _ => None,
             }
         }
         Err(failure) => Some(failure),
@@ -167,6 +140,34 @@ async fn one(setup: &StormSetup, id: usize, go: Instant) -> (Record, Option<Fail
     record.ok = failure.is_none();
     record.ended_us = (began.elapsed().as_micros() as u64).saturating_add(record.began_us);
     (record, failure)
+}
+
+/// A player's wait for its first media packet and, with `--until-keyframe`, its first video
+/// keyframe, each time recorded in `record`.
+async fn watch_play(
+    setup: &StormSetup,
+    mut session: rtmp::Session,
+    began: Instant,
+    record: &mut Record,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + setup.timeout;
+    let since_began = || Some(began.elapsed().as_micros() as u64);
+    session
+        .wait_for("first media", deadline, setup.timeout, |e| {
+            matches!(e, ClientEvent::Audio { .. } | ClientEvent::Video { .. })
+        })
+        .await?;
+    record.media_us = since_began();
+    if setup.until_keyframe {
+        session
+            .wait_for("first keyframe", deadline, setup.timeout, |e| {
+                let ClientEvent::Video { payload, .. } = e else { return false };
+                flv::classify(MediaKind::Video, payload).is_ok_and(|info| info.keyframe && !info.sequence_header)
+            })
+            .await?;
+        record.keyframe_us = since_began();
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

@@ -8,8 +8,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::chunk::Acknowledger;
-use super::chunk::{self, ChunkDecoder, RawMessageRef};
+use super::chunk::{self, Acknowledger, ChunkDecoder, RawMessageRef};
 use super::handshake::{Buffered, ClientHandshake, SEED_LEN};
 use super::message::*;
 use super::server::Error;

@@ -441,6 +441,62 @@ impl ClientHandshake {
     }
 }
 
+/// What both sides of the handshake offer, so that one buffering driver serves both.
+pub trait Handshake {
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError>;
+    fn poll_transmit(&mut self, out: &mut Vec<u8>);
+    fn is_done(&self) -> bool;
+}
+
+impl Handshake for ServerHandshake {
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
+        ServerHandshake::handle_input(self, input)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        ServerHandshake::poll_transmit(self, out)
+    }
+    fn is_done(&self) -> bool {
+        ServerHandshake::is_done(self)
+    }
+}
+
+impl Handshake for ClientHandshake {
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
+        ClientHandshake::handle_input(self, input)
+    }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        ClientHandshake::poll_transmit(self, out)
+    }
+    fn is_done(&self) -> bool {
+        ClientHandshake::is_done(self)
+    }
+}
+
+/// A handshake with the bytes it has not consumed yet: the codec takes C0C1, S0S1S2 and C2
+/// only whole, and reads can split them anywhere. Boxed by the connections and dropped once
+/// done, so an established connection keeps none of its 3 KiB.
+#[derive(Debug)]
+pub struct Buffered<H> {
+    handshake: H,
+    input: Vec<u8>,
+}
+
+impl<H: Handshake> Buffered<H> {
+    pub fn new(handshake: H) -> Self {
+        Buffered { handshake, input: Vec::new() }
+    }
+
+    /// Feeds `input`, appends any reply to `transmit`, and once the handshake is done returns
+    /// the bytes that followed it (the first chunks).
+    pub fn feed(&mut self, input: &[u8], transmit: &mut Vec<u8>) -> Result<Option<Vec<u8>>, HandshakeError> {
+        self.input.extend_from_slice(input);
+        let used = self.handshake.handle_input(&self.input)?;
+        self.handshake.poll_transmit(transmit);
+        self.input.drain(..used);
+        Ok(self.handshake.is_done().then(|| std::mem::take(&mut self.input)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,61 +850,5 @@ mod tests {
         assert_eq!(server.pending.capacity(), 0, "S0S1S2 freed once handed out");
         server.handle_input(&[0; PACKET_LEN]).expect("C2");
         assert!(server.is_done());
-    }
-}
-
-/// What both sides of the handshake offer, so that one buffering driver serves both.
-pub trait Handshake {
-    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError>;
-    fn poll_transmit(&mut self, out: &mut Vec<u8>);
-    fn is_done(&self) -> bool;
-}
-
-impl Handshake for ServerHandshake {
-    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
-        ServerHandshake::handle_input(self, input)
-    }
-    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        ServerHandshake::poll_transmit(self, out)
-    }
-    fn is_done(&self) -> bool {
-        ServerHandshake::is_done(self)
-    }
-}
-
-impl Handshake for ClientHandshake {
-    fn handle_input(&mut self, input: &[u8]) -> Result<usize, HandshakeError> {
-        ClientHandshake::handle_input(self, input)
-    }
-    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        ClientHandshake::poll_transmit(self, out)
-    }
-    fn is_done(&self) -> bool {
-        ClientHandshake::is_done(self)
-    }
-}
-
-/// A handshake with the bytes it has not consumed yet: the codec takes C0C1, S0S1S2 and C2
-/// only whole, and reads can split them anywhere. Boxed by the connections and dropped once
-/// done, so an established connection keeps none of its 3 KiB.
-#[derive(Debug)]
-pub struct Buffered<H> {
-    handshake: H,
-    input: Vec<u8>,
-}
-
-impl<H: Handshake> Buffered<H> {
-    pub fn new(handshake: H) -> Self {
-        Buffered { handshake, input: Vec::new() }
-    }
-
-    /// Feeds `input`, appends any reply to `transmit`, and once the handshake is done returns
-    /// the bytes that followed it (the first chunks).
-    pub fn feed(&mut self, input: &[u8], transmit: &mut Vec<u8>) -> Result<Option<Vec<u8>>, HandshakeError> {
-        self.input.extend_from_slice(input);
-        let used = self.handshake.handle_input(&self.input)?;
-        self.handshake.poll_transmit(transmit);
-        self.input.drain(..used);
-        Ok(self.handshake.is_done().then(|| std::mem::take(&mut self.input)))
     }
 }

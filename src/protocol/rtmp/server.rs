@@ -16,8 +16,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::chunk::Acknowledger;
-use super::chunk::{self, ChunkDecoder, ChunkError, RawMessageRef};
+use super::chunk::{self, Acknowledger, ChunkDecoder, ChunkError, RawMessageRef};
 use super::handshake::{Buffered, HandshakeError, SEED_LEN, ServerHandshake};
 use super::message::*;
 use crate::protocol::amf0::{self, Amf0Value};
