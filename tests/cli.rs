@@ -150,3 +150,39 @@ fn flags_override_the_config_file() {
     let output = ringcast(&["-c", file, "--http-listen", ":8080", "--check"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// README's set-up commands, as a new user runs them: the first one is a bare `cargo run
+/// --release`, which only works while the package names the binary `cargo run` should pick
+/// (there are two: the server and `ringcast-load`).
+#[test]
+fn readme_setup_commands_work_as_written() {
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{manifest_dir}/README.md")).expect("read README.md");
+    let block =
+        readme.split("```sh\n").nth(1).and_then(|rest| rest.split("```").next()).expect("README.md has a sh block");
+    let commands: Vec<&str> =
+        block.lines().map(|line| line.split('#').next().unwrap_or("").trim()).filter(|c| !c.is_empty()).collect();
+    assert_eq!(commands, ["cargo run --release", "bash .ci/run"], "README's two set-up commands");
+    assert!(std::path::Path::new(manifest_dir).join(".ci/run").is_file(), ".ci/run exists");
+
+    let metadata = Command::new(env!("CARGO"))
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline", "--manifest-path"])
+        .arg(format!("{manifest_dir}/Cargo.toml"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(metadata.status.success(), "cargo metadata: {}", stderr(&metadata));
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata is JSON");
+    let package = &metadata["packages"][0];
+    let binaries: Vec<&str> = package["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let default_run = package["default_run"].as_str();
+    assert!(
+        binaries.len() == 1 || default_run == Some("ringcast"),
+        "`cargo run` must pick the server: binaries {binaries:?}, default-run {default_run:?}"
+    );
+}
