@@ -97,6 +97,8 @@ pub struct ApiOptions {
     pub state_dir: PathBuf,
     /// How long a rotated-out secret keeps signing.
     pub rotation_grace: Duration,
+    /// `api_max_webhooks`: how many webhooks the API may create.
+    pub max_webhooks: usize,
 }
 
 impl ApiOptions {
@@ -105,6 +107,7 @@ impl ApiOptions {
             token: config.api_token.clone(),
             state_dir: config.state_dir.clone(),
             rotation_grace: config.rotation_grace,
+            max_webhooks: config.api_max_webhooks,
         }
     }
 }
@@ -137,7 +140,7 @@ impl ApiState {
             control: None,
             token: options.token,
             started: Instant::now(),
-            webhooks: Registry::new(options.state_dir, options.rotation_grace),
+            webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
         }
     }
 
