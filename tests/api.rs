@@ -58,6 +58,7 @@ struct Setup {
     config: Config,
     control: Option<Arc<dyn SessionControl>>,
     max_webhooks: usize,
+    max_connections: usize,
 }
 
 impl Setup {
@@ -69,6 +70,7 @@ impl Setup {
             config: Config::default(),
             control: None,
             max_webhooks: Config::default().api_max_webhooks,
+            max_connections: api::MAX_CONNECTIONS,
         }
     }
 }
@@ -97,6 +99,7 @@ impl Api {
             state_dir: setup.state_dir.clone(),
             rotation_grace: setup.grace,
             max_webhooks: setup.max_webhooks,
+            max_connections: setup.max_connections,
         };
         let mut state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), options);
         if let Some(control) = setup.control {
@@ -1006,20 +1009,117 @@ fn keep_alive_and_pipelining() {
 }
 
 #[test]
-fn connections_are_capped() {
-    let api = Api::start(Setup::new("cap"));
-    let idle: Vec<TcpStream> = (0..api::MAX_CONNECTIONS).map(|_| TcpStream::connect(api.addr).unwrap()).collect();
-    // Accepts happen in order, so once this one is answered every idle one is counted.
-    let refused = exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
-    let refused = parse_replies(&refused);
-    assert_eq!(refused[0].status, 503);
-    assert_eq!(refused[0].header("retry-after"), Some("1"));
-    drop(idle);
-    wait_until("the idle connections to be released", || {
-        parse_replies(&exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"))
-            .first()
-            .is_some_and(|r| r.status == 200)
-    });
+fn a_full_table_evicts_the_longest_waiting_connection() {
+    let api = Api::start(Setup { max_connections: 8, ..Setup::new("cap") });
+    let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(api.addr).unwrap()).collect();
+    // Accepts happen in order: the ninth connection finds the table full and takes the slot
+    // of the first, which has waited longest.
+    let answered = exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(parse_replies(&answered)[0].status, 200);
+    let oldest = &mut idle[0];
+    oldest.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(oldest.read(&mut [0u8; 64]).unwrap_or(0), 0, "the oldest idle connection was closed");
+    let metrics = api.get("/metrics").text();
+    assert!(common::metric_total(&metrics, "ringcast_api_connections_evicted_total") >= 1, "{metrics}");
+}
+
+/// Opens `count` connections to `addr` that trickle a request head a byte at a time and never
+/// finish it (slowloris), reconnecting whenever the server closes one, until dropped.
+struct Slowloris {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl Slowloris {
+    fn start(addr: SocketAddr, count: usize) -> Slowloris {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let open = || -> Option<TcpStream> {
+                let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+                stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+                Some(stream)
+            };
+            let mut streams: Vec<Option<TcpStream>> = (0..count).map(|_| open()).collect();
+            let mut reconnects = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                for slot in streams.iter_mut() {
+                    let alive = slot.as_mut().is_some_and(|s| s.write_all(b"a").is_ok());
+                    if !alive {
+                        *slot = open();
+                        reconnects += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            reconnects
+        });
+        Slowloris { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `/healthz` every 200 ms for `period`; returns the statuses (0: no answer) and the
+/// slowest answer.
+fn poll_health(addr: SocketAddr, period: Duration) -> (Vec<u16>, Duration) {
+    let started = Instant::now();
+    let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+    while started.elapsed() < period {
+        let asked = Instant::now();
+        let reply = exchange(addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        slowest = slowest.max(asked.elapsed());
+        statuses.push(parse_replies(&reply).first().map_or(0, |r| r.status));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (statuses, slowest)
+}
+
+/// Issue 10, item 8, in one process: more slowloris connections than slots; every health check
+/// is answered at once, because the slow connections are the ones evicted.
+#[test]
+fn slowloris_cannot_lock_out_health_checks() {
+    let api = Api::start(Setup { max_connections: 16, ..Setup::new("slowloris") });
+    let attack = Slowloris::start(api.addr, 40);
+    std::thread::sleep(Duration::from_millis(500));
+    let (statuses, slowest) = poll_health(api.addr, Duration::from_secs(3));
+    drop(attack);
+    assert!(statuses.iter().all(|&s| s == 200), "health checks during the attack: {statuses:?}");
+    assert!(slowest < Duration::from_secs(1), "slowest health check took {slowest:?}");
+    let metrics = api.get("/metrics").text();
+    assert!(common::metric_total(&metrics, "ringcast_api_connections_evicted_total") > 0, "{metrics}");
+}
+
+/// Issue 10, item 8, through the binary: 100 slowloris connections (more than the 64 slots the
+/// API had) that reconnect as soon as they are cut. Every health check succeeds quickly, the
+/// trickled heads are cut at the head deadline, and the log gets a summary line, not a line
+/// per connection.
+#[test]
+fn the_binary_api_survives_slowloris_with_a_quiet_log() {
+    let server = common::TestServer::start();
+    let addr = server.api_addr();
+    let attack = Slowloris::start(addr, 100);
+    std::thread::sleep(Duration::from_millis(500));
+    let (statuses, slowest) = poll_health(addr, Duration::from_secs(7));
+    let refused = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(refused, 0, "{refused} of {} health checks failed during the attack: {statuses:?}", statuses.len());
+    assert!(slowest < Duration::from_secs(1), "slowest health check took {slowest:?}");
+    let metrics = server.metrics();
+    drop(attack);
+    let log = server.log();
+    // The heads were cut at the 5 s head deadline, not the old 30 s.
+    assert!(common::metric_total(&metrics, "ringcast_api_requests_timed_out_total") >= 100, "{metrics}");
+    let api_lines = log.lines().filter(|l| l.contains("admin API") && (l.contains("WARN") || l.contains("ERROR")));
+    let api_lines: Vec<&str> = api_lines.filter(|l| !l.contains("has no api_token")).collect();
+    assert!(api_lines.len() <= 2, "{} admin API warnings:\n{}", api_lines.len(), api_lines.join("\n"));
 }
 
 #[test]

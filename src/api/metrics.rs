@@ -109,6 +109,24 @@ pub fn render(state: &ApiState) -> String {
         state.dispatcher.stats.dropped_inbound.load(Relaxed),
     );
 
+    let slots = &state.slots;
+    out.gauge("ringcast_api_connections", "Admin API connections open.", &[], slots.open() as u64);
+    out.counter(
+        "ringcast_api_connections_evicted_total",
+        "Admin API connections closed while waiting for a request, to make room for a new one.",
+        slots.stats.evicted.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_api_connections_refused_total",
+        "Admin API connections answered 503: every slot was busy answering.",
+        slots.stats.refused.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_api_requests_timed_out_total",
+        "Admin API requests that did not arrive within their deadline (408).",
+        slots.stats.timed_out.load(Relaxed),
+    );
+
     // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
     let empty = Histogram::default();
     let callbacks = state.hooks.callbacks().map(|callbacks| &callbacks.stats);
