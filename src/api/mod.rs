@@ -78,10 +78,11 @@ use http::{Connection, Next, Request, Response};
 use webhooks::Registry;
 
 /// Connections open at once. A further one takes the slot of the connection that has waited
-/// longest for its next request (or gets 503 if every one is being answered). A connection
-/// costs a thread whose stack is mostly untouched: about 40 KB of RSS each, measured with 1000
-/// slow clients (see the issue 10 notes in PERFORMANCE.md).
-pub const MAX_CONNECTIONS: usize = 1024;
+/// longest for its next request (or gets 503 if every one is being answered), so the table
+/// need not be large to keep the API reachable, only larger than its honest clients. Each
+/// connection is a thread costing about 65 KB of RSS (mostly the 64 KiB mimalloc commits for a
+/// thread's heap; measured with 1000 slow clients and no cap): 256 bound it to ~16 MB.
+pub const MAX_CONNECTIONS: usize = 256;
 /// Stack of a connection thread. A handler needs little: JSON of a few KiB, the metrics text,
 /// a 16 KiB read buffer; serde_json limits nesting to 128 levels.
 pub const CONNECTION_STACK: usize = 256 * 1024;
