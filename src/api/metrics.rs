@@ -42,6 +42,11 @@ pub fn render(state: &ApiState) -> String {
         hub.relay_dropped.load(Relaxed),
     );
     out.counter(
+        "ringcast_requests_refused_total",
+        "Connect, publish or play requests refused before any hook: a field over its size cap, too many query arguments, or a second connect.",
+        hub.requests_refused.load(Relaxed),
+    );
+    out.counter(
         "ringcast_players_kicked_total",
         "Players disconnected for falling behind too often.",
         hub.players_kicked.load(Relaxed),
