@@ -391,18 +391,11 @@ impl ServerConnection {
             _ if !self.connected => return Err(Error::NotConnected("command")),
             "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength" | "checkBandwidth" | "_checkbw" => {
                 if command.name == "FCPublish" {
-                    let name = command.arg_str(0).unwrap_or_default();
                     // Echoed in the reply: held to the cap of the publish that follows.
-                    if name.len() > caps::URL {
-                        let refusal = Refusal::TooLong {
-                            command: "FCPublish",
-                            field: "stream name",
-                            len: name.len(),
-                            cap: caps::URL,
-                        };
-                        self.refuse_stream(0, "NetStream.Publish.BadName", refusal);
+                    let name = capped("FCPublish", "stream name", command.arg_str(0).unwrap_or_default(), caps::URL);
+                    let Some(name) = self.unless_refused(0, "NetStream.Publish.BadName", name) else {
                         return Ok(());
-                    }
+                    };
                     let status = status_object("status", "NetStream.Publish.Start", "FCPublish", Some(name));
                     self.send_command(0, "onFCPublish", 0.0, &[Amf0Value::Null, status]);
                 }
@@ -419,24 +412,15 @@ impl ServerConnection {
             }
             "publish" => {
                 let stream_id = command.stream_id;
-                let (name, args) = match stream_name("publish", command.arg_str(0).unwrap_or_default()) {
-                    Ok(parsed) => parsed,
-                    Err(refusal) => {
-                        self.refuse_stream(stream_id, "NetStream.Publish.BadName", refusal);
-                        return Ok(());
-                    }
-                };
-                let publish_type = command.arg_str(1).unwrap_or("live");
-                if publish_type.len() > caps::NAME {
-                    let refusal = Refusal::TooLong {
-                        command: "publish",
-                        field: "type",
-                        len: publish_type.len(),
-                        cap: caps::NAME,
-                    };
-                    self.refuse_stream(stream_id, "NetStream.Publish.BadName", refusal);
+                let bad_name = "NetStream.Publish.BadName";
+                let parsed = stream_name("publish", command.arg_str(0).unwrap_or_default());
+                let Some((name, args)) = self.unless_refused(stream_id, bad_name, parsed) else {
                     return Ok(());
-                }
+                };
+                let publish_type = capped("publish", "type", command.arg_str(1).unwrap_or("live"), caps::NAME);
+                let Some(publish_type) = self.unless_refused(stream_id, bad_name, publish_type) else {
+                    return Ok(());
+                };
                 let publish_type = publish_type.to_owned();
                 if self.role != Role::None {
                     self.send_status(
@@ -453,12 +437,9 @@ impl ServerConnection {
             }
             "play" => {
                 let stream_id = command.stream_id;
-                let (name, args) = match stream_name("play", command.arg_str(0).unwrap_or_default()) {
-                    Ok(parsed) => parsed,
-                    Err(refusal) => {
-                        self.refuse_stream(stream_id, "NetStream.Play.Failed", refusal);
-                        return Ok(());
-                    }
+                let parsed = stream_name("play", command.arg_str(0).unwrap_or_default());
+                let Some((name, args)) = self.unless_refused(stream_id, "NetStream.Play.Failed", parsed) else {
+                    return Ok(());
                 };
                 if name.is_empty() {
                     if let Role::Player { stream_id } = self.role {
@@ -524,10 +505,17 @@ impl ServerConnection {
         self.refuse(refusal);
     }
 
-    /// Answers a refused `publish` or `play` with an error `onStatus` of `code`.
-    fn refuse_stream(&mut self, stream_id: u32, code: &str, refusal: Refusal) {
-        self.send_status(stream_id, "error", code, &refusal.to_string(), None);
-        self.refuse(refusal);
+    /// The value of `checked`, or `None` once a refusal was answered with an error `onStatus`
+    /// of `code` on `stream_id` (a `publish` or `play` whose name is over its cap).
+    fn unless_refused<T>(&mut self, stream_id: u32, code: &str, checked: Result<T, Refusal>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(refusal) => {
+                self.send_status(stream_id, "error", code, &refusal.to_string(), None);
+                self.refuse(refusal);
+                None
+            }
+        }
     }
 
     /// Ends the connection's useful life: nothing more is read, the session is told.
@@ -695,14 +683,16 @@ fn status_object(level: &str, code: &str, description: &str, details: Option<&st
     Amf0Value::Object(fields)
 }
 
+/// `value` if it is at most `cap` bytes.
+fn capped<'a>(command: &'static str, field: &'static str, value: &'a str, cap: usize) -> Result<&'a str, Refusal> {
+    if value.len() > cap { Err(Refusal::TooLong { command, field, len: value.len(), cap }) } else { Ok(value) }
+}
+
 /// The fields of `connect`, each within its cap.
 fn connect_info(command: &Command) -> Result<ConnectInfo, Refusal> {
     let field = |name: &'static str, cap: usize| -> Result<String, Refusal> {
         let value = command.object.get(name).and_then(Amf0Value::as_str).unwrap_or_default();
-        if value.len() > cap {
-            return Err(Refusal::TooLong { command: "connect", field: name, len: value.len(), cap });
-        }
-        Ok(value.to_owned())
+        capped("connect", name, value, cap).map(str::to_owned)
     };
     let app_with_query = field("app", caps::URL)?;
     let tc_url = field("tcUrl", caps::URL)?;
@@ -710,9 +700,7 @@ fn connect_info(command: &Command) -> Result<ConnectInfo, Refusal> {
     let swf_url = field("swfUrl", caps::URL)?;
     let page_url = field("pageUrl", caps::URL)?;
     let (app, mut args) = split_query(&app_with_query);
-    if app.len() > caps::NAME {
-        return Err(Refusal::TooLong { command: "connect", field: "app", len: app.len(), cap: caps::NAME });
-    }
+    capped("connect", "app", &app, caps::NAME)?;
     if args.is_empty() {
         // Some clients put the query on tcUrl only.
         if let Some((_, query)) = tc_url.split_once('?') {
@@ -728,13 +716,8 @@ fn connect_info(command: &Command) -> Result<ConnectInfo, Refusal> {
 
 /// A `publish` or `play` stream name split from its query, each within its cap.
 fn stream_name(command: &'static str, text: &str) -> Result<(String, Args), Refusal> {
-    if text.len() > caps::URL {
-        return Err(Refusal::TooLong { command, field: "stream name", len: text.len(), cap: caps::URL });
-    }
-    let (name, args) = split_query(text);
-    if name.len() > caps::NAME {
-        return Err(Refusal::TooLong { command, field: "stream name", len: name.len(), cap: caps::NAME });
-    }
+    let (name, args) = split_query(capped(command, "stream name", text, caps::URL)?);
+    capped(command, "stream name", &name, caps::NAME)?;
     if args.len() > caps::ARGS {
         return Err(Refusal::TooManyArgs { command, count: args.len(), cap: caps::ARGS });
     }
