@@ -340,7 +340,12 @@ impl Header {
         let Some((name, value)) = text.split_once(':') else {
             return Err("invalid header: no ':' (expected \"Name: value\")".to_owned());
         };
-        let name = parse_header_name(name.trim())?;
+        let name = name.trim();
+        if name.contains(char::is_whitespace) {
+            // "Authorization Bearer abc:def": what stands before the ':' is part of a credential.
+            return Err("invalid header name: it has a space (expected \"Name: value\")".to_owned());
+        }
+        let name = parse_header_name(name)?;
         let value = value.trim();
         if value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(format!("header {} has a control character in its value", quote(&name)));
@@ -353,9 +358,7 @@ impl Header {
 pub fn parse_header_name(name: &str) -> Result<String, String> {
     let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(is_tchar) {
-        // Quoted only when it cannot be a value typed where the name belongs ("Bearer abc...").
-        let shown = if name.contains(char::is_whitespace) { String::new() } else { format!("{} ", quote(name)) };
-        return Err(format!("invalid header name {shown}(letters, digits and !#$%&'*+-.^_`|~ only)"));
+        return Err(format!("invalid header name {} (letters, digits and !#$%&'*+-.^_`|~ only)", quote(name)));
     }
     if RESERVED_HEADERS.iter().any(|reserved| name.eq_ignore_ascii_case(reserved)) {
         return Err(format!("header {} is set by ringcast and cannot be overridden", quote(name)));
@@ -576,6 +579,11 @@ mod tests {
         assert!(parse_url("http:///path").unwrap_err().contains("no host"));
         assert!(parse_url("http://:80/").unwrap_err().contains("no host"));
         assert!(parse_url("http://a b/").unwrap_err().contains("spaces"));
+        // Errors reach --check, logs and API answers: the URL in them is redacted.
+        assert_eq!(
+            parse_url("http://u:pw@a b/?key=k3y").unwrap_err(),
+            "invalid URL 'http://u:***@a b/?key=***' (spaces and control characters must be percent-encoded)"
+        );
         assert!(parse_url("http://a/\nb").unwrap_err().contains("control"));
     }
 }
