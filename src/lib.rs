@@ -17,6 +17,8 @@
 //!   bounded per-player queues, cross-shard relay.
 //! - [`protocol`]: sans-IO codecs (AMF0, FLV, RTMP handshake, chunks, messages, the server
 //!   and client connection state machines). No sockets, no clock, no runtime.
+//! - [`redact`]: what of a hook URL or header may be printed (logs, metrics, API answers,
+//!   config errors); used by every layer that prints one.
 
 pub mod api;
 pub mod config;
@@ -24,5 +26,6 @@ pub mod hooks;
 pub mod hub;
 pub mod logging;
 pub mod protocol;
+pub mod redact;
 pub mod server;
 pub mod session;

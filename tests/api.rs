@@ -4,6 +4,8 @@
 
 #[path = "support/http_receiver.rs"]
 mod http_receiver;
+#[path = "support/rtmp_client.rs"]
+mod rtmp_client;
 
 mod common;
 
@@ -30,6 +32,7 @@ use ringcast::hooks::dispatch::{self, Dispatcher};
 use ringcast::hooks::event::Protocol;
 use ringcast::hooks::{Hooks, Origin, webhook};
 use ringcast::hub::{Hub, HubSettings, ShardHub};
+use ringcast::protocol::rtmp::client::Goal;
 use ringcast::session::ClientSummary;
 
 const TOKEN: &str = "test-token-0123456789";
@@ -54,6 +57,8 @@ struct Setup {
     state_dir: PathBuf,
     config: Config,
     control: Option<Arc<dyn SessionControl>>,
+    max_webhooks: usize,
+    max_connections: usize,
 }
 
 impl Setup {
@@ -64,6 +69,8 @@ impl Setup {
             state_dir: temp_state_dir(name),
             config: Config::default(),
             control: None,
+            max_webhooks: Config::default().api_max_webhooks,
+            max_connections: api::MAX_CONNECTIONS,
         }
     }
 }
@@ -91,6 +98,8 @@ impl Api {
             token: setup.token.map(|t| ApiToken::parse(t).unwrap()),
             state_dir: setup.state_dir.clone(),
             rotation_grace: setup.grace,
+            max_webhooks: setup.max_webhooks,
+            max_connections: setup.max_connections,
         };
         let mut state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), options);
         if let Some(control) = setup.control {
@@ -396,7 +405,8 @@ fn webhook_crud_round_trip() {
     assert_eq!(created["origin"], "api");
     assert_eq!(created["url"], "http://127.0.0.1:9/events");
     assert_eq!(created["events"], json!(["publish_start", "publish_stop"]));
-    assert_eq!(created["headers"], json!(["Authorization: Basic T1BF"]));
+    // Header values are write-only: an API answer is as public as a log line.
+    assert_eq!(created["headers"], json!(["Authorization: ***"]));
     assert_eq!(created["format"], "envelope");
     assert_eq!(created["signature"], "standard");
     assert_eq!(created["retries"], 2);
@@ -432,7 +442,7 @@ fn webhook_crud_round_trip() {
     assert_eq!(patched["format"], "flat");
     assert_eq!(patched["retries"], 5);
     assert_eq!(patched["signature_header"], "X-Millicast-Signature");
-    assert_eq!(patched["headers"], json!(["Authorization: Basic T1BF"]));
+    assert_eq!(patched["headers"], json!(["Authorization: ***"]));
     assert_eq!(patched["url"], "http://127.0.0.1:9/events");
     assert_eq!(patched["id"], id.as_str());
     assert!(patched.get("secret").is_none());
@@ -888,7 +898,10 @@ fn metrics_are_prometheus_text() {
         assert_eq!(find(name, Some(("sink", "config_1"))), Some(0.0), "{name}");
     }
     assert_eq!(find("ringcast_sink_failed_total", Some(("target", "http://127.0.0.1:9/api\"quoted"))), Some(0.0));
-    assert_eq!(find("ringcast_sink_failed_total", Some(("target", "http://127.0.0.1:9/cfg"))), Some(0.0));
+    assert_eq!(
+        find("ringcast_sink_failed_total", Some(("target", "http://user:***@127.0.0.1:9/cfg?token=***"))),
+        Some(0.0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -996,20 +1009,117 @@ fn keep_alive_and_pipelining() {
 }
 
 #[test]
-fn connections_are_capped() {
-    let api = Api::start(Setup::new("cap"));
-    let idle: Vec<TcpStream> = (0..api::MAX_CONNECTIONS).map(|_| TcpStream::connect(api.addr).unwrap()).collect();
-    // Accepts happen in order, so once this one is answered every idle one is counted.
-    let refused = exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
-    let refused = parse_replies(&refused);
-    assert_eq!(refused[0].status, 503);
-    assert_eq!(refused[0].header("retry-after"), Some("1"));
-    drop(idle);
-    wait_until("the idle connections to be released", || {
-        parse_replies(&exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"))
-            .first()
-            .is_some_and(|r| r.status == 200)
-    });
+fn a_full_table_evicts_the_longest_waiting_connection() {
+    let api = Api::start(Setup { max_connections: 8, ..Setup::new("cap") });
+    let mut idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(api.addr).unwrap()).collect();
+    // Accepts happen in order: the ninth connection finds the table full and takes the slot
+    // of the first, which has waited longest.
+    let answered = exchange(api.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(parse_replies(&answered)[0].status, 200);
+    let oldest = &mut idle[0];
+    oldest.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(oldest.read(&mut [0u8; 64]).unwrap_or(0), 0, "the oldest idle connection was closed");
+    let metrics = api.get("/metrics").text();
+    assert!(common::metric_total(&metrics, "ringcast_api_connections_evicted_total") >= 1, "{metrics}");
+}
+
+/// Opens `count` connections to `addr` that trickle a request head a byte at a time and never
+/// finish it (slowloris), reconnecting whenever the server closes one, until dropped.
+struct Slowloris {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl Slowloris {
+    fn start(addr: SocketAddr, count: usize) -> Slowloris {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let open = || -> Option<TcpStream> {
+                let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+                stream.set_write_timeout(Some(Duration::from_secs(1))).ok()?;
+                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+                Some(stream)
+            };
+            let mut streams: Vec<Option<TcpStream>> = (0..count).map(|_| open()).collect();
+            let mut reconnects = 0;
+            while !stopped.load(Ordering::SeqCst) {
+                for slot in streams.iter_mut() {
+                    let alive = slot.as_mut().is_some_and(|s| s.write_all(b"a").is_ok());
+                    if !alive {
+                        *slot = open();
+                        reconnects += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            reconnects
+        });
+        Slowloris { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Slowloris {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Polls `/healthz` every 200 ms for `period`; returns the statuses (0: no answer) and the
+/// slowest answer.
+fn poll_health(addr: SocketAddr, period: Duration) -> (Vec<u16>, Duration) {
+    let started = Instant::now();
+    let (mut statuses, mut slowest) = (Vec::new(), Duration::ZERO);
+    while started.elapsed() < period {
+        let asked = Instant::now();
+        let reply = exchange(addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        slowest = slowest.max(asked.elapsed());
+        statuses.push(parse_replies(&reply).first().map_or(0, |r| r.status));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    (statuses, slowest)
+}
+
+/// Issue 10, item 8, in one process: more slowloris connections than slots; every health check
+/// is answered at once, because the slow connections are the ones evicted.
+#[test]
+fn slowloris_cannot_lock_out_health_checks() {
+    let api = Api::start(Setup { max_connections: 16, ..Setup::new("slowloris") });
+    let attack = Slowloris::start(api.addr, 40);
+    std::thread::sleep(Duration::from_millis(500));
+    let (statuses, slowest) = poll_health(api.addr, Duration::from_secs(3));
+    drop(attack);
+    assert!(statuses.iter().all(|&s| s == 200), "health checks during the attack: {statuses:?}");
+    assert!(slowest < Duration::from_secs(1), "slowest health check took {slowest:?}");
+    let metrics = api.get("/metrics").text();
+    assert!(common::metric_total(&metrics, "ringcast_api_connections_evicted_total") > 0, "{metrics}");
+}
+
+/// Issue 10, item 8, through the binary: 100 slowloris connections (more than the 64 slots the
+/// API had) that reconnect as soon as they are cut. Every health check succeeds quickly, the
+/// trickled heads are cut at the head deadline, and the log gets a summary line, not a line
+/// per connection.
+#[test]
+fn the_binary_api_survives_slowloris_with_a_quiet_log() {
+    let server = common::TestServer::start();
+    let addr = server.api_addr();
+    let attack = Slowloris::start(addr, 100);
+    std::thread::sleep(Duration::from_millis(500));
+    let (statuses, slowest) = poll_health(addr, Duration::from_secs(7));
+    let refused = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(refused, 0, "{refused} of {} health checks failed during the attack: {statuses:?}", statuses.len());
+    assert!(slowest < Duration::from_secs(1), "slowest health check took {slowest:?}");
+    let metrics = server.metrics();
+    drop(attack);
+    let log = server.log();
+    // The heads were cut at the 5 s head deadline, not the old 30 s.
+    assert!(common::metric_total(&metrics, "ringcast_api_requests_timed_out_total") >= 100, "{metrics}");
+    let api_lines = log.lines().filter(|l| l.contains("admin API") && (l.contains("WARN") || l.contains("ERROR")));
+    let api_lines: Vec<&str> = api_lines.filter(|l| !l.contains("has no api_token")).collect();
+    assert!(api_lines.len() <= 2, "{} admin API warnings:\n{}", api_lines.len(), api_lines.join("\n"));
 }
 
 #[test]
@@ -1061,4 +1171,157 @@ fn the_binary_serves_the_api_and_keeps_webhooks_across_restarts() {
     drop(TcpStream::connect(server.rtmp_addr()).unwrap());
     assert_eq!(receiver.wait_for(2, WAIT).len(), 2, "no delivery after the restart\n--- log ---\n{}", server.log());
     server.stop();
+}
+
+/// Issue 10, item 9: a run that creates webhooks (config and API), fails deliveries and a
+/// callback, answers bad requests and checks its config must not show a password, a query
+/// secret or a header value anywhere: not in the log, not in any API answer, not from `--check`.
+#[test]
+fn credentials_never_reach_logs_or_api_answers() {
+    // A port nobody listens on: every delivery and callback to it fails at once.
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let secrets = [
+        "CfgPassw0rd",
+        "CfgQueryT0ken",
+        "CfgHeaderVa1ue",
+        "CbQueryKey",
+        "ApiPassw0rd",
+        "ApiQueryKey",
+        "ApiHeaderVa1ue",
+        "BadPassw0rd",
+        "PatchPassw0rd",
+    ];
+    let state_dir = temp_state_dir("redaction");
+    let toml = format!(
+        "api_token = \"{TOKEN}\"\nstate_dir = \"{}\"\n\
+         [notify]\non_connect = \"http://{dead}/auth?key=CbQueryKey\"\ntimeout = \"2s\"\n\
+         [[webhook]]\nurl = \"http://ops:CfgPassw0rd@{dead}/events?token=CfgQueryT0ken\"\n\
+         headers = [\"Authorization: Bearer CfgHeaderVa1ue\"]\nretries = 0\n",
+        state_dir.display()
+    );
+    let mut shown = String::new();
+
+    // --check: a valid file, then one whose URL is wrong (its error quotes the URL).
+    let config = common::TempFile::with_contents("redaction", "toml", &toml);
+    let broken = toml.replace("/events?", "/ev ents?");
+    let broken = common::TempFile::with_contents("redaction-broken", "toml", &broken);
+    for file in [&config, &broken] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(["--check", "--config"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        shown.push_str(&String::from_utf8_lossy(&out.stdout));
+        shown.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(shown.contains("configuration OK") && shown.contains("invalid URL"), "--check said: {shown}");
+
+    let server = common::TestServer::start_with_config(&toml, &[]);
+    let addr = server.api_addr();
+    let body = json!({
+        "url": format!("http://api:ApiPassw0rd@{dead}/x?key=ApiQueryKey"),
+        "headers": ["X-Api-Key: ApiHeaderVa1ue"],
+        "retries": 0,
+    })
+    .to_string();
+    let created = request(addr, "POST", "/api/webhooks", Some(TOKEN), Some(&body));
+    assert_eq!(created.status, 201, "{}", created.text());
+    shown.push_str(&created.text());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let patch = json!({ "url": format!("http://api:PatchPassw0rd@{dead}/y?key=ApiQueryKey") }).to_string();
+    let patched = request(addr, "PATCH", &format!("/api/webhooks/{id}"), Some(TOKEN), Some(&patch));
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    shown.push_str(&patched.text());
+    let bad = json!({ "url": "http://u:BadPassw0rd@ho st/" }).to_string();
+    let refused = request(addr, "POST", "/api/webhooks", Some(TOKEN), Some(&bad));
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    shown.push_str(&refused.text());
+
+    // A connection is an event for both webhooks (both fail), and its connect asks the dead
+    // callback.
+    let mut client = rtmp_client::RtmpClient::connect(server.rtmp_addr(), "live", Goal::Connect).unwrap();
+    let _ = client.next_event(WAIT);
+    assert!(server.wait_for_log("callback failed", WAIT), "no failed callback\n--- log ---\n{}", server.log());
+    assert!(
+        server.wait_for_log_count("hook delivery failed", 2, WAIT),
+        "no failed deliveries\n--- log ---\n{}",
+        server.log()
+    );
+    for path in ["/api/webhooks", &format!("/api/webhooks/{id}"), "/api/webhooks/config_1", "/metrics"] {
+        let reply = request(addr, "GET", path, Some(TOKEN), None);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        shown.push_str(&reply.text());
+    }
+    let deleted = request(addr, "DELETE", &format!("/api/webhooks/{id}"), Some(TOKEN), None);
+    shown.push_str(&deleted.text());
+    drop(client);
+    let (_, log) = server.stop_and_log();
+    shown.push_str(&log);
+
+    let leaked: Vec<&str> = secrets.iter().copied().filter(|s| shown.contains(s)).collect();
+    assert!(leaked.is_empty(), "secrets {leaked:?} were shown:\n{shown}");
+    // What is left is still useful: which sink, which key, which header.
+    for kept in ["http://ops:***@", "token=***", "key=***", "Authorization: ***", "X-Api-Key: ***"] {
+        assert!(shown.contains(kept), "'{kept}' missing from what was shown:\n{shown}");
+    }
+}
+
+/// Issue 10, extras: a webhook's headers are bounded in count and size, over the API as in the
+/// config file (10,000 headers were accepted).
+#[test]
+fn webhook_headers_are_bounded() {
+    let api = Api::start(Setup::new("header-bounds"));
+    let url = "http://127.0.0.1:9/events";
+    let many: Vec<String> = (0..10_000).map(|i| format!("X-H{i}: v")).collect();
+    let reply = api.call("POST", "/api/webhooks", Some(json!({ "url": url, "headers": many })));
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.error(), "key 'headers': at most 32 headers, got 10000");
+    let one_too_many: Vec<String> = (0..33).map(|i| format!("X-H{i}: v")).collect();
+    let reply = api.call("POST", "/api/webhooks", Some(json!({ "url": url, "headers": one_too_many })));
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let huge = format!("X-Big: {}", "v".repeat(9000));
+    let reply = api.call("POST", "/api/webhooks", Some(json!({ "url": url, "headers": [huge] })));
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.error().starts_with("key 'headers[0]': header is 9007 bytes, at most 8192"), "{}", reply.error());
+    let big: Vec<String> = (0..3).map(|i| format!("X-B{i}: {}", "v".repeat(3000))).collect();
+    let reply = api.call("POST", "/api/webhooks", Some(json!({ "url": url, "headers": big })));
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.error().contains("at most 8192 bytes of header names and values"), "{}", reply.error());
+    assert!(api.dispatcher.sinks().is_empty(), "a refused webhook was added");
+    // The limits themselves are fine, and PATCH is held to them too.
+    let max: Vec<String> = (0..32).map(|i| format!("X-H{i}: v")).collect();
+    let created = api.create(json!({ "url": url, "headers": max }));
+    let id = created["id"].as_str().unwrap();
+    let reply = api.call("PATCH", &format!("/api/webhooks/{id}"), Some(json!({ "headers": one_too_many })));
+    assert_eq!(reply.status, 400, "{}", reply.text());
+
+    let toml = format!(
+        "[[webhook]]\nurl = \"{url}\"\nheaders = [{}]\n",
+        one_too_many.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ")
+    );
+    let error = Config::from_toml(&toml, Path::new("t.toml")).unwrap_err().to_string();
+    assert_eq!(error, "config t.toml:3: key 'webhook[0].headers': at most 32 headers, got 33");
+}
+
+/// Issue 10, extras: the number of API-created webhooks is bounded (`api_max_webhooks`);
+/// one more is a 409 that names the key, and deleting one makes room again.
+#[test]
+fn api_created_webhooks_are_capped() {
+    let api = Api::start(Setup { max_webhooks: 2, ..Setup::new("webhook-cap") });
+    let first = api.create(json!({ "url": "http://127.0.0.1:9/a" }));
+    api.create(json!({ "url": "http://127.0.0.1:9/b" }));
+    let reply = api.call("POST", "/api/webhooks", Some(json!({ "url": "http://127.0.0.1:9/c" })));
+    assert_eq!(reply.status, 409, "{}", reply.text());
+    assert!(reply.error().contains("api_max_webhooks"), "{}", reply.error());
+    assert_eq!(api.dispatcher.sinks().len(), 2);
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(api.call("DELETE", &format!("/api/webhooks/{id}"), None).status, 200);
+    api.create(json!({ "url": "http://127.0.0.1:9/c" }));
+
+    let closed = Api::start(Setup { max_webhooks: 0, ..Setup::new("webhook-cap-zero") });
+    let reply = closed.call("POST", "/api/webhooks", Some(json!({ "url": "http://127.0.0.1:9/a" })));
+    assert_eq!(reply.status, 409, "{}", reply.text());
 }

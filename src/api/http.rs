@@ -3,10 +3,13 @@
 //!
 //! Every limit turns into a status and a closed connection rather than an error the caller
 //! must interpret: a head past [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers is 431, a
-//! body past [`MAX_BODY`] is 413, a head httparse refuses is 400, chunked bodies are 501, a
-//! request still incomplete [`REQUEST_DEADLINE`] after its first byte (or after a read timeout)
-//! is 408. After any of these the framing of what follows is unknown, so the connection is
-//! closed.
+//! body past [`MAX_BODY`] is 413, a head httparse refuses is 400, chunked bodies are 501, a head
+//! still incomplete [`HEAD_DEADLINE`] after its first byte, or a request [`REQUEST_DEADLINE`]
+//! after it, is 408. After any of these the framing of what follows is unknown, so the
+//! connection is closed.
+//!
+//! Deadlines are enforced by the socket's read timeout, set before each read to what is left:
+//! a client trickling a byte a second is cut at the deadline, not at its next byte.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -19,10 +22,16 @@ pub const MAX_HEADERS: usize = 64;
 /// Largest request body. A webhook definition is well under a KiB; a MiB leaves room for long
 /// header lists without letting a client make the API buffer much.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// The longest a request may take to arrive once its first byte has: the read timeout bounds
-/// each read, this bounds a client that trickles a byte every few seconds to hold a connection
-/// slot.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest a request head may take to arrive once its first byte has. Every real client
+/// sends its head in one packet; a slowloris client trickles it to hold a connection slot.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest a whole request (head and body) may take once its first byte has arrived: a
+/// MiB body at 100 KB/s.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Bytes read at a time.
+const READ_STEP: usize = 2048;
+/// The longest a connection may wait for the first byte of a request (keep-alive idle time).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One parsed request.
 #[derive(Debug)]
@@ -108,7 +117,8 @@ impl Connection {
         Connection { stream, buf: Vec::new() }
     }
 
-    /// Reads the next request. Blocks up to the socket's read timeout per read.
+    /// Reads the next request: waits up to [`IDLE_TIMEOUT`] for its first byte, then up to
+    /// [`HEAD_DEADLINE`] for the rest of its head and [`REQUEST_DEADLINE`] for its body.
     pub fn next_request(&mut self) -> Next {
         // Pipelined bytes already here start the clock at once; otherwise the first read does.
         let mut first_byte = (!self.buf.is_empty()).then(Instant::now);
@@ -121,29 +131,25 @@ impl Connection {
             if self.buf.len() > MAX_HEAD {
                 return Next::Reject(Response::error(431, "request head too large").closing());
             }
-            match self.fill() {
+            match self.fill(first_byte.map(|t| t + HEAD_DEADLINE)) {
                 Ok(true) => {}
                 Ok(false) => return Next::Closed,
                 Err(e) if is_timeout(&e) && !self.buf.is_empty() => return too_slow(),
                 Err(_) => return Next::Closed,
             }
-            if first_byte.get_or_insert_with(Instant::now).elapsed() > REQUEST_DEADLINE {
-                return too_slow();
-            }
+            first_byte.get_or_insert_with(Instant::now);
         };
         if expect_continue && self.buf.len() < head_len + content_length {
             // curl waits a second for this before sending a body over 1 KiB.
             let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        let deadline = first_byte.unwrap_or_else(Instant::now) + REQUEST_DEADLINE;
         while self.buf.len() < head_len + content_length {
-            match self.fill() {
+            match self.fill(Some(deadline)) {
                 Ok(true) => {}
                 Ok(false) => return Next::Closed,
                 Err(e) if is_timeout(&e) => return too_slow(),
                 Err(_) => return Next::Closed,
-            }
-            if first_byte.is_some_and(|t| t.elapsed() > REQUEST_DEADLINE) {
-                return too_slow();
             }
         }
         request.body = self.buf[head_len..head_len + content_length].to_vec();
@@ -222,20 +228,33 @@ impl Connection {
         Ok(Some((head_len, request, content_length.unwrap_or(0), expect_continue)))
     }
 
-    /// Reads more bytes; `Ok(false)` at end of stream.
-    fn fill(&mut self) -> io::Result<bool> {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+    /// Reads more bytes; `Ok(false)` at end of stream. Without a `deadline` the read waits up
+    /// to [`IDLE_TIMEOUT`]; with one, until then (a `TimedOut` error once it has passed).
+    fn fill(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        let wait = match deadline {
+            None => IDLE_TIMEOUT,
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(IDLE_TIMEOUT),
+        };
+        if wait.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
         }
+        self.stream.set_read_timeout(Some(wait))?;
+        // Straight into the buffer, a small step at a time: a connection that trickles its head
+        // should cost a few KiB, not a 16 KiB read buffer (1000 slow clients = 1000 of them).
+        let filled = self.buf.len();
+        self.buf.resize(filled + READ_STEP, 0);
+        let read = loop {
+            match self.stream.read(&mut self.buf[filled..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.buf.truncate(filled + *read.as_ref().unwrap_or(&0));
+        if self.buf.is_empty() {
+            // Idle between requests: give the memory back.
+            self.buf = Vec::new();
+        }
+        read.map(|n| n > 0)
     }
 
     /// Writes `response`; `head_only` leaves the body out (a HEAD request).

@@ -2,8 +2,9 @@
 //!
 //! Names follow DESIGN.md's vocabulary: `ringcast_sink_*` per event sink, labelled
 //! `sink` (the API id: `wh_...`, or `config_<n>` for sinks of the config file), `kind`
-//! (webhook, script, stdio) and `target` (the URL without credentials, query or fragment, which
-//! may hold tokens that have no business in a metrics database; or the script path).
+//! (webhook, script, stdio) and `target` (the URL with its password and query values masked by
+//! `redact::url`, since they may hold tokens that have no business in a metrics database; or the
+//! script path).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -41,6 +42,11 @@ pub fn render(state: &ApiState) -> String {
         hub.relay_dropped.load(Relaxed),
     );
     out.counter(
+        "ringcast_requests_refused_total",
+        "Connect, publish or play requests refused before any hook: a field over its size cap, too many query arguments, or a second connect.",
+        hub.requests_refused.load(Relaxed),
+    );
+    out.counter(
         "ringcast_players_kicked_total",
         "Players disconnected for falling behind too often.",
         hub.players_kicked.load(Relaxed),
@@ -68,7 +74,7 @@ pub fn render(state: &ApiState) -> String {
                 (None, SinkOrigin::Api) => format!("sink_{}", sink.id),
             };
             let (kind, target) = match &sink.webhook {
-                Some(webhook) => ("webhook", redact_url(&webhook.url)),
+                Some(webhook) => ("webhook", crate::redact::url(&webhook.url)),
                 None if sink.label == "stdio" => ("stdio", sink.label.clone()),
                 None => ("script", sink.label.clone()),
             };
@@ -106,6 +112,24 @@ pub fn render(state: &ApiState) -> String {
         "ringcast_hook_dropped_inbound_total",
         "Events dropped before dispatch: the dispatcher's inbound queue was full.",
         state.dispatcher.stats.dropped_inbound.load(Relaxed),
+    );
+
+    let slots = &state.slots;
+    out.gauge("ringcast_api_connections", "Admin API connections open.", &[], slots.open() as u64);
+    out.counter(
+        "ringcast_api_connections_evicted_total",
+        "Admin API connections closed while waiting for a request, to make room for a new one.",
+        slots.stats.evicted.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_api_connections_refused_total",
+        "Admin API connections answered 503: every slot was busy answering.",
+        slots.stats.refused.load(Relaxed),
+    );
+    out.counter(
+        "ringcast_api_requests_timed_out_total",
+        "Admin API requests that did not arrive within their deadline (408).",
+        slots.stats.timed_out.load(Relaxed),
     );
 
     // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
@@ -197,29 +221,9 @@ fn escape(value: &str) -> String {
     out
 }
 
-/// `scheme://host[:port]/path`: no user info, query or fragment.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let rest = &rest[..end];
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    format!("{scheme}://{host}{path}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_lose_credentials_and_query() {
-        assert_eq!(redact_url("https://user:pw@example.com:8443/hook?token=x#f"), "https://example.com:8443/hook");
-        assert_eq!(redact_url("http://example.com"), "http://example.com");
-        assert_eq!(redact_url("http://a@b@example.com/p/q"), "http://example.com/p/q");
-    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -4,11 +4,18 @@
 //! # Shape
 //!
 //! A control plane sees a request now and then, so it stays off the io_uring shards: one
-//! accept thread, a thread per connection (at most [`MAX_CONNECTIONS`]; past that a new
-//! connection gets 503 and is closed), blocking IO with a [`READ_TIMEOUT`] per read, HTTP/1.1
-//! keep-alive. Requests are parsed with httparse and limited (head 64 KiB, 64 headers, body
-//! 1 MiB: 431 and 413 beyond; 30 s from first byte to last: 408). Every answer is JSON (`{"error": "..."}` for 4xx and 5xx)
-//! except `/metrics`. A handler that panicked answers 500; the server keeps serving.
+//! accept thread, a thread per connection with a small stack ([`CONNECTION_STACK`]), blocking
+//! IO, HTTP/1.1 keep-alive. Requests are parsed with httparse and limited (head 64 KiB, 64
+//! headers, body 1 MiB: 431 and 413 beyond; the head within 5 s of its first byte, the whole
+//! request within 10 s: 408; 10 s idle between requests). Every answer is JSON (`{"error":
+//! "..."}` for 4xx and 5xx) except `/metrics`. A handler that panicked answers 500; the server
+//! keeps serving.
+//!
+//! At most [`MAX_CONNECTIONS`] are open. When a new one arrives at the limit, the connection
+//! that has waited longest for its next request is closed to make room (`slots.rs`), so slow or
+//! idle clients cannot lock out a health check; a newcomer gets 503 only if every connection is
+//! being answered. Evictions, refusals and 408s are counted in `/metrics` and logged as one
+//! summary line per 10 s at most.
 //!
 //! # Routes
 //!
@@ -46,6 +53,7 @@
 
 mod http;
 mod metrics;
+mod slots;
 mod store;
 mod webhooks;
 
@@ -54,7 +62,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -69,10 +77,17 @@ use crate::session::ClientSummary;
 use http::{Connection, Next, Request, Response};
 use webhooks::Registry;
 
-/// Connections served at once; a further one is answered 503 and closed.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Longest wait for a request's bytes (and for a keep-alive connection's next request).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once. A further one takes the slot of the connection that has waited
+/// longest for its next request (or gets 503 if every one is being answered), so the table
+/// need not be large to keep the API reachable, only larger than its honest clients. Each
+/// connection is a thread costing about 65 KB of RSS (mostly the 64 KiB mimalloc commits for a
+/// thread's heap; measured with 1000 slow clients and no cap): 256 bound it to ~16 MB.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Stack of a connection thread. A handler needs little: JSON of a few KiB, the metrics text,
+/// a 16 KiB read buffer; serde_json limits nesting to 128 levels.
+pub const CONNECTION_STACK: usize = 256 * 1024;
+/// Longest wait to write a response to a client that does not read it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often rotations whose grace has passed are ended, and shutdown is noticed.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a rejected request's unread bytes are drained before closing, so the client reads
@@ -97,6 +112,10 @@ pub struct ApiOptions {
     pub state_dir: PathBuf,
     /// How long a rotated-out secret keeps signing.
     pub rotation_grace: Duration,
+    /// `api_max_webhooks`: how many webhooks the API may create.
+    pub max_webhooks: usize,
+    /// Connections open at once ([`MAX_CONNECTIONS`] unless a test wants a small table).
+    pub max_connections: usize,
 }
 
 impl ApiOptions {
@@ -105,6 +124,8 @@ impl ApiOptions {
             token: config.api_token.clone(),
             state_dir: config.state_dir.clone(),
             rotation_grace: config.rotation_grace,
+            max_webhooks: config.api_max_webhooks,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -126,6 +147,8 @@ pub struct ApiState {
     token: Option<ApiToken>,
     started: Instant,
     webhooks: Registry,
+    /// The connection slots and what they did under pressure.
+    slots: Arc<slots::Slots>,
 }
 
 impl ApiState {
@@ -137,7 +160,8 @@ impl ApiState {
             control: None,
             token: options.token,
             started: Instant::now(),
-            webhooks: Registry::new(options.state_dir, options.rotation_grace),
+            webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
+            slots: slots::Slots::new(options.max_connections),
         }
     }
 
@@ -363,7 +387,8 @@ pub(crate) fn rfc3339(ms: u64) -> String {
 
 /// Serves the API on `listener` until `shutdown` is set (noticed within a fraction of a
 /// second). Returns the accept thread; joining it waits for the accept loop and the rotation
-/// sweeper, not for connections still open (each ends within [`READ_TIMEOUT`]).
+/// sweeper, not for connections still open (each ends within [`http::IDLE_TIMEOUT`] or its
+/// request's deadline).
 ///
 /// Logs a warning when no `api_token` is configured.
 pub fn serve(listener: TcpListener, state: Arc<ApiState>, shutdown: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
@@ -410,6 +435,7 @@ fn sweep_loop(addr: SocketAddr, state: &ApiState, shutdown: &AtomicBool, stopped
             let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), Duration::from_secs(1));
             return;
         }
+        state.slots.tick(Instant::now());
         let swept = panic::catch_unwind(AssertUnwindSafe(|| state.webhooks.sweep(&state.dispatcher, now_ms())));
         if swept.is_err() {
             error!("admin API rotation sweep panicked");
@@ -417,17 +443,7 @@ fn sweep_loop(addr: SocketAddr, state: &ApiState, shutdown: &AtomicBool, stopped
     }
 }
 
-/// Decrements the open connection count when a connection thread ends, however it ends.
-struct Active(Arc<AtomicUsize>);
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn accept_loop(listener: &TcpListener, state: &Arc<ApiState>, shutdown: &Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if shutdown.load(Ordering::SeqCst) {
             break;
@@ -441,19 +457,20 @@ fn accept_loop(listener: &TcpListener, state: &Arc<ApiState>, shutdown: &Arc<Ato
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            warn!(max = MAX_CONNECTIONS, "admin API connection limit reached; refusing a connection");
-            refuse_busy(stream);
-            continue;
-        }
-        let guard = Active(active.clone());
+        let Ok(handle) = stream.try_clone() else { continue };
+        let slot = match state.slots.take(handle, Instant::now()) {
+            Ok(slot) => slot,
+            Err(slots::Full) => {
+                refuse_busy(stream);
+                continue;
+            }
+        };
         let (state, shutdown) = (state.clone(), shutdown.clone());
-        // If the spawn fails the closure, and with it the guard, is dropped: the count stays right.
-        let spawned = thread::Builder::new().name("api-conn".into()).spawn(move || {
-            let _guard = guard;
-            serve_connection(stream, &state, &shutdown);
-        });
+        // If the spawn fails the closure, and with it the slot, is dropped: the table stays right.
+        let spawned = thread::Builder::new()
+            .name("api-conn".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || serve_connection(stream, &slot, &state, &shutdown));
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start an admin API connection thread");
         }
@@ -467,9 +484,8 @@ fn refuse_busy(mut stream: TcpStream) {
     let _ = http::write_response(&mut stream, &response, false);
 }
 
-fn serve_connection(stream: TcpStream, state: &ApiState, shutdown: &AtomicBool) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
+fn serve_connection(stream: TcpStream, slot: &slots::SlotGuard, state: &ApiState, shutdown: &AtomicBool) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let Ok(linger) = stream.try_clone() else { return };
     let mut connection = Connection::new(stream);
@@ -478,12 +494,16 @@ fn serve_connection(stream: TcpStream, state: &ApiState, shutdown: &AtomicBool) 
             Next::Closed => return,
             Next::Reject(response) => {
                 debug!(status = response.status, "admin API request rejected");
+                if response.status == 408 {
+                    state.slots.timed_out(Instant::now());
+                }
                 if connection.write(&response, false).is_ok() {
                     linger_close(linger);
                 }
                 return;
             }
             Next::Request(request) => {
+                slot.busy();
                 let mut response =
                     panic::catch_unwind(AssertUnwindSafe(|| state.handle(&request))).unwrap_or_else(|_| {
                         error!(method = %request.method, path = %shorten(&request.path), "admin API handler panicked");
@@ -496,6 +516,7 @@ fn serve_connection(stream: TcpStream, state: &ApiState, shutdown: &AtomicBool) 
                 if connection.write(&response, request.method == "HEAD").is_err() || response.close {
                     return;
                 }
+                slot.waiting();
             }
         }
     }

@@ -34,11 +34,12 @@ use super::http::Response;
 use super::store::{self, StateFile, StoredWebhook};
 use super::{ApiError, rfc3339};
 use crate::config::{
-    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, Secret, Signature, WebhookConfig, WebhookFormat,
-    parse_event, parse_header_name, parse_url,
+    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADERS, Secret, Signature, WebhookConfig,
+    WebhookFormat, check_headers, parse_event, parse_header_name, parse_url,
 };
 use crate::hooks::dispatch::{Dispatcher, Sink, SinkOrigin};
 use crate::hooks::now_ms;
+use crate::redact;
 
 /// Random bytes in a generated secret (Standard Webhooks asks for 24 to 64).
 pub const GENERATED_SECRET_BYTES: usize = 32;
@@ -105,6 +106,8 @@ impl Entry {
 pub struct Registry {
     state_dir: PathBuf,
     rotation_grace: Duration,
+    /// `api_max_webhooks`: creating one more is refused (409).
+    max_webhooks: usize,
     entries: Mutex<Vec<Entry>>,
 }
 
@@ -118,8 +121,8 @@ enum Target {
 type Result<T> = std::result::Result<T, Response>;
 
 impl Registry {
-    pub fn new(state_dir: PathBuf, rotation_grace: Duration) -> Registry {
-        Registry { state_dir, rotation_grace, entries: Mutex::new(Vec::new()) }
+    pub fn new(state_dir: PathBuf, rotation_grace: Duration, max_webhooks: usize) -> Registry {
+        Registry { state_dir, rotation_grace, max_webhooks, entries: Mutex::new(Vec::new()) }
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -184,6 +187,15 @@ impl Registry {
             config.secret = Some(generate_secret()?);
         }
         let mut entries = self.lock();
+        if entries.len() >= self.max_webhooks {
+            return Err(Response::error(
+                409,
+                format!(
+                    "{} webhooks were created over the API, the most api_max_webhooks allows; delete one first",
+                    entries.len()
+                ),
+            ));
+        }
         let id = loop {
             let id = generate_id()?;
             if !entries.iter().any(|e| e.id == id) {
@@ -197,7 +209,7 @@ impl Registry {
         self.save(&next)?;
         let sink = dispatcher.add_webhook(entry.config.clone(), SinkOrigin::Api);
         entry.sink_id = sink.id;
-        info!(webhook = %entry.id, url = %entry.config.url, "webhook created over the admin API");
+        info!(webhook = %entry.id, url = %redact::url(&entry.config.url), "webhook created over the admin API");
         let mut out = view(&entry.id, "api", &entry.config, &sink, Some(&entry));
         reveal_secret(&mut out, &entry.config);
         entries.push(entry);
@@ -225,7 +237,7 @@ impl Registry {
         let sink = dispatcher
             .change_webhook(entry.sink_id, entry.config.clone(), entry.previous_secret())
             .ok_or_else(|| vanished(id))?;
-        info!(webhook = %entry.id, url = %entry.config.url, "webhook changed over the admin API");
+        info!(webhook = %entry.id, url = %redact::url(&entry.config.url), "webhook changed over the admin API");
         let out = view(&entry.id, "api", &entry.config, &sink, Some(&entry));
         entries[index] = entry;
         Ok(out)
@@ -240,7 +252,7 @@ impl Registry {
         self.save(&next)?;
         dispatcher.remove_sink(entry.sink_id);
         *entries = next;
-        info!(webhook = %entry.id, url = %entry.config.url, "webhook deleted over the admin API");
+        info!(webhook = %entry.id, url = %redact::url(&entry.config.url), "webhook deleted over the admin API");
         Ok(json!({ "id": entry.id, "deleted": true }))
     }
 
@@ -333,6 +345,14 @@ impl Registry {
                 dispatcher.change_webhook(entry.sink_id, entry.config.clone(), Some(previous));
             }
             entries.push(entry);
+        }
+        if entries.len() > self.max_webhooks {
+            // Kept, not dropped: the operator lowered the limit, which must not delete anything.
+            warn!(
+                count = entries.len(),
+                api_max_webhooks = self.max_webhooks,
+                "more API webhooks restored than api_max_webhooks allows; creating more is refused until some are deleted"
+            );
         }
         Ok(entries.len())
     }
@@ -579,11 +599,17 @@ fn headers(value: &Value) -> std::result::Result<Vec<Header>, String> {
         Value::Array(items) => items,
         other => return Err(format!("key 'headers': expected an array, got {}", type_name(other))),
     };
-    items
+    // Counted before parsing: a list of 10,000 is refused without building it.
+    if items.len() > MAX_HEADERS {
+        return Err(format!("key 'headers': at most {MAX_HEADERS} headers, got {}", items.len()));
+    }
+    let headers = items
         .iter()
         .enumerate()
         .map(|(i, item)| string(item).and_then(Header::parse).map_err(|e| format!("key 'headers[{i}]': {e}")))
-        .collect()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    check_headers(&headers).map_err(|e| format!("key 'headers': {e}"))?;
+    Ok(headers)
 }
 
 fn retries(value: &Value) -> std::result::Result<u32, String> {
@@ -643,7 +669,8 @@ fn secret_hint(secret: &Secret) -> String {
     format!("…{tail}")
 }
 
-/// The JSON of a webhook, secret masked.
+/// The JSON of a webhook, secret masked, and so are the URL's password and query values and the
+/// header values (`redact`): an API answer is as public as a log line.
 fn view(id: &str, origin: &str, config: &WebhookConfig, sink: &Sink, entry: Option<&Entry>) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let stats = &sink.stats;
@@ -656,9 +683,9 @@ fn view(id: &str, origin: &str, config: &WebhookConfig, sink: &Sink, entry: Opti
     json!({
         "id": id,
         "origin": origin,
-        "url": config.url,
+        "url": redact::url(&config.url),
         "events": events_json(&config.events),
-        "headers": config.headers.iter().map(header_text).collect::<Vec<_>>(),
+        "headers": config.headers.iter().map(|h| redact::header(&h.name)).collect::<Vec<_>>(),
         "format": config.format.as_str(),
         "signature": config.signature.as_str(),
         "signature_header": config.signature_header,

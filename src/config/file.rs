@@ -11,7 +11,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::hooks::{EventFilter, Header, ScriptConfig, WebhookConfig, parse_header_name};
+use super::hooks::{EventFilter, Header, ScriptConfig, WebhookConfig, check_headers, parse_header_name};
 use super::{
     ApiToken, Config, ConfigError, EventType, Secret, Signature, WebhookFormat, check_duration, check_range, floors,
     limits, parse_duration, parse_event, parse_listen, parse_url, quote, suggest,
@@ -23,6 +23,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "rtsp_listen",
     "api_listen",
     "api_token",
+    "api_max_webhooks",
     "shards",
     "log_level",
     "log_format",
@@ -100,6 +101,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("api_token") {
         config.api_token = Some(item.parse(ApiToken::parse)?);
+    }
+    if let Some(item) = root.get("api_max_webhooks") {
+        config.api_max_webhooks = item.integer(limits::API_MAX_WEBHOOKS)?;
     }
     if let Some(item) = root.get("shards") {
         config.shards = item.integer(limits::SHARDS)?;
@@ -250,6 +254,7 @@ fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
         for header in headers.array()? {
             webhook.headers.push(header.parse(Header::parse)?);
         }
+        check_headers(&webhook.headers).map_err(|message| headers.error(message))?;
     }
     if let Some(format) = table.get("format") {
         webhook.format = format.parse(str::parse)?;

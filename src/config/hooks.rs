@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{quote, suggest};
+use crate::redact;
 
 choice! {
     /// An event type of HOOKS.md, by its snake_case name (one name per idea: code, config,
@@ -305,17 +306,46 @@ pub struct Header {
     pub value: String,
 }
 
+/// Most `headers` one webhook may add. Real receivers want one or two (an `Authorization`, a
+/// tenant id); the bound keeps every delivery's request, and the admin API's input, small.
+pub const MAX_HEADERS: usize = 32;
+/// Most bytes of one webhook's `headers`, names and values together. Receivers commonly refuse
+/// request heads over 8-16 KiB (nginx: 8 KiB per line), so more could never be delivered anyway.
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Checks a webhook's header list as a whole: at most [`MAX_HEADERS`] headers of at most
+/// [`MAX_HEADER_BYTES`] together.
+pub fn check_headers(headers: &[Header]) -> Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!("at most {MAX_HEADERS} headers, got {}", headers.len()));
+    }
+    let bytes: usize = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(format!("at most {MAX_HEADER_BYTES} bytes of header names and values, got {bytes}"));
+    }
+    Ok(())
+}
+
 /// Headers ringcast itself sets to frame the request; a user copy would corrupt it.
 const RESERVED_HEADERS: &[&str] = &["host", "content-length", "content-type", "transfer-encoding", "connection"];
 
 impl Header {
     /// Parses `"Name: value"`; the name must be an HTTP token and not one ringcast sets itself,
-    /// the value free of control characters (a CR or LF would inject headers).
+    /// the value free of control characters (a CR or LF would inject headers). Messages never
+    /// quote the value: it is usually a credential.
     pub fn parse(text: &str) -> Result<Header, String> {
+        if text.len() > MAX_HEADER_BYTES {
+            return Err(format!("header is {} bytes, at most {MAX_HEADER_BYTES}", text.len()));
+        }
         let Some((name, value)) = text.split_once(':') else {
-            return Err(format!("invalid header {} (expected \"Name: value\")", quote(text)));
+            return Err("invalid header: no ':' (expected \"Name: value\")".to_owned());
         };
-        let name = parse_header_name(name.trim())?;
+        let name = name.trim();
+        if name.contains(char::is_whitespace) {
+            // "Authorization Bearer abc:def": what stands before the ':' is part of a credential.
+            return Err("invalid header name: it has a space (expected \"Name: value\")".to_owned());
+        }
+        let name = parse_header_name(name)?;
         let value = value.trim();
         if value.chars().any(|c| c.is_control() && c != '\t') {
             return Err(format!("header {} has a control character in its value", quote(&name)));
@@ -415,7 +445,8 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Validates a hook URL: `http://` or `https://`, a host, no whitespace or control characters
-/// (which would break the request line).
+/// (which would break the request line). Messages show the URL redacted (`redact::url`): they
+/// reach `--check`, logs and API answers.
 pub fn parse_url(text: &str) -> Result<String, String> {
     let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
     let rest = if lower.starts_with("https://") {
@@ -423,15 +454,18 @@ pub fn parse_url(text: &str) -> Result<String, String> {
     } else if lower.starts_with("http://") {
         &text[7..]
     } else {
-        return Err(format!("invalid URL {} (must start with http:// or https://)", quote(text)));
+        return Err(format!("invalid URL {} (must start with http:// or https://)", quote(&redact::url(text))));
     };
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("invalid URL {} (spaces and control characters must be percent-encoded)", quote(text)));
+        return Err(format!(
+            "invalid URL {} (spaces and control characters must be percent-encoded)",
+            quote(&redact::url(text))
+        ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') {
-        return Err(format!("invalid URL {} (no host)", quote(text)));
+        return Err(format!("invalid URL {} (no host)", quote(&redact::url(text))));
     }
     Ok(text.to_owned())
 }
@@ -545,6 +579,11 @@ mod tests {
         assert!(parse_url("http:///path").unwrap_err().contains("no host"));
         assert!(parse_url("http://:80/").unwrap_err().contains("no host"));
         assert!(parse_url("http://a b/").unwrap_err().contains("spaces"));
+        // Errors reach --check, logs and API answers: the URL in them is redacted.
+        assert_eq!(
+            parse_url("http://u:pw@a b/?key=k3y").unwrap_err(),
+            "invalid URL 'http://u:***@a b/?key=***' (spaces and control characters must be percent-encoded)"
+        );
         assert!(parse_url("http://a/\nb").unwrap_err().contains("control"));
     }
 }

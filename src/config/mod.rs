@@ -106,8 +106,9 @@ mod tests;
 
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
-    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, NotifyConfig, NotifyMethod, OnError, ScriptConfig,
-    Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, parse_event, parse_header_name, parse_url,
+    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
+    NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
+    parse_event, parse_header_name, parse_url,
 };
 
 choice! {
@@ -159,6 +160,7 @@ mod limits {
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
+    pub const API_MAX_WEBHOOKS: (u64, u64) = (0, 10_000);
 }
 
 /// Duration floors. A zero timeout would fail every handshake or callback at once; an update
@@ -187,6 +189,10 @@ pub struct Config {
     /// The bearer token the admin API requires (`Authorization: Bearer <token>`, HOOKS.md). `None`:
     /// whoever reaches `api_listen` may use the API. TOML only, so it never shows in `ps`.
     pub api_token: Option<ApiToken>,
+    /// Webhooks the admin API may create (config-file ones do not count); one more is answered
+    /// 409. Default 100; 0..=10000 (0: the API cannot create webhooks). Every sink gets a copy of
+    /// every event it wants, so each one multiplies the hook queue's work and memory.
+    pub api_max_webhooks: usize,
     /// Number of shards: single-threaded io_uring reactors, one per core. Default: the number of
     /// CPUs (at most 1024). 1..=1024; more shards than cores only adds context switches. Flag
     /// `--shards`.
@@ -266,6 +272,7 @@ impl Default for Config {
             rtsp_listen: any_addr(8554),
             api_listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8081)),
             api_token: None,
+            api_max_webhooks: 100,
             shards: default_shards(),
             log_level: LogLevel::Info,
             log_format: LogFormat::Text,

@@ -73,6 +73,7 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.rtsp_listen, addr("0.0.0.0:8554"));
     assert_eq!(c.api_listen, addr("127.0.0.1:8081"));
     assert_eq!(c.api_token, None);
+    assert_eq!(c.api_max_webhooks, 100);
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(c.shards, cpus.min(1024));
     assert_eq!(c.log_level, LogLevel::Info);
@@ -452,6 +453,7 @@ hook_timeout = "2m"
 hook_concurrency = 1024
 hook_queue = 1
 rotation_grace = "0s"
+api_max_webhooks = 0
 "#,
     )
     .unwrap();
@@ -460,6 +462,7 @@ rotation_grace = "0s"
     assert_eq!(c.rtsp_listen, addr("0.0.0.0:554"));
     assert_eq!(c.api_listen, addr("[::1]:8081"));
     assert_eq!(c.api_token.as_ref().map(ApiToken::expose), Some("s3cr3t-token"));
+    assert_eq!(c.api_max_webhooks, 0);
     assert_eq!(c.shards, 16);
     assert_eq!(c.log_level, LogLevel::Trace);
     assert_eq!(c.log_format, LogFormat::Json);
@@ -488,6 +491,8 @@ fn bad_root_values_name_the_key() {
         ("api_listen = \"host:1\"", "key 'api_listen': invalid socket address"),
         ("api_token = \"\"", "key 'api_token': must not be empty"),
         ("api_token = \"a b\"", "key 'api_token': must be visible ASCII"),
+        ("api_max_webhooks = 10001", "key 'api_max_webhooks': must be at most 10000, got 10001"),
+        ("api_max_webhooks = -1", "key 'api_max_webhooks': must be at least 0, got -1"),
         ("shards = 0", "key 'shards': must be at least 1, got 0"),
         ("shards = 1025", "key 'shards': must be at most 1024, got 1025"),
         ("shards = -1", "key 'shards': must be at least 1, got -1"),
@@ -740,13 +745,29 @@ fn bad_webhook_values_name_the_key() {
         (format!("{url}\nevents = [1]"), "key 'webhook[0].events[0]': expected a string, got an integer"),
         (
             format!("{url}\nheaders = [\"NoColon\"]"),
-            "key 'webhook[0].headers[0]': invalid header 'NoColon' (expected \"Name: value\")",
+            "key 'webhook[0].headers[0]': invalid header: no ':' (expected \"Name: value\")",
         ),
         (
             format!("{url}\nheaders = [\"Content-Type: text/plain\"]"),
             "key 'webhook[0].headers[0]': header 'Content-Type' is set by ringcast",
         ),
         (format!("{url}\nheaders = \"A: b\""), "key 'webhook[0].headers': expected an array, got a string"),
+        (
+            format!("{url}\nheaders = [\"Authorization Bearer abc:def\"]"),
+            "key 'webhook[0].headers[0]': invalid header name: it has a space (expected \"Name: value\")",
+        ),
+        (
+            format!("{url}\nheaders = [\"X-Big: {}\"]", "v".repeat(MAX_HEADER_BYTES)),
+            "key 'webhook[0].headers[0]': header is 8199 bytes, at most 8192",
+        ),
+        (
+            format!("{url}\nheaders = [{}]", vec!["\"X-A: b\""; MAX_HEADERS + 1].join(", ")),
+            "key 'webhook[0].headers': at most 32 headers, got 33",
+        ),
+        (
+            format!("{url}\nheaders = [{}]", vec![format!("\"X-A: {}\"", "v".repeat(4000)); 3].join(", ")),
+            "key 'webhook[0].headers': at most 8192 bytes of header names and values, got 12009",
+        ),
         (
             format!("{url}\nformat = \"xml\""),
             "key 'webhook[0].format': invalid value 'xml' (expected one of: envelope, flat, form, dolby)",

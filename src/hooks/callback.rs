@@ -27,6 +27,7 @@ use super::event::Protocol;
 use super::metrics::Histogram;
 use super::sign;
 use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
+use crate::redact;
 
 /// Which callback, named as nginx-rtmp names it in the `call` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,13 +287,15 @@ impl Callbacks {
         let decision = match outcome {
             Ok((status, location)) => {
                 let decision = interpret(status, location.as_deref());
-                debug!(call = call.as_str(), url = %request.url, status, ?decision, "callback answered");
+                debug!(call = call.as_str(), url = %redact::url(&request.url), status, ?decision, "callback answered");
                 decision
             }
             Err(reason) => {
+                // An HTTP client's error may quote the URL, `?key=` secret and all.
+                let reason = redact::in_text(&reason, &request.url);
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let on_error = self.notify.on_error;
-                error!(call = call.as_str(), url = %request.url, error = %reason, %on_error, "callback failed");
+                error!(call = call.as_str(), url = %redact::url(&request.url), error = %reason, %on_error, "callback failed");
                 match on_error {
                     OnError::Allow => Decision::Allow,
                     OnError::Deny => Decision::Deny { reason: format!("callback failed: {reason}") },

@@ -55,8 +55,9 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(url: &str) -> Result<Endpoint, String> {
-        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("bad callback URL {url}: {e}"))?;
-        let host = uri.host().ok_or_else(|| format!("callback URL {url} has no host"))?;
+        let shown = || crate::redact::url(url);
+        let uri: ureq::http::Uri = url.parse().map_err(|e| format!("bad callback URL {}: {e}", shown()))?;
+        let host = uri.host().ok_or_else(|| format!("callback URL {} has no host", shown()))?;
         let port = uri.port_u16().unwrap_or(80);
         let authority = match uri.port_u16() {
             Some(port) => format!("{host}:{port}"),

@@ -106,7 +106,7 @@ impl CallbackPool {
             Ok(waiting) => waiting,
             Err(job) => {
                 // Full queue: answer now rather than block the shard.
-                error!(url = %job.request.url, "callback queue full");
+                error!(url = %crate::redact::url(&job.request.url), "callback queue full");
                 let _ = job.reply.send(Err("callback queue full".to_owned()));
                 return receiver;
             }

@@ -64,7 +64,7 @@ pub struct Sink {
     /// Stable for the sink's life, across changes; the admin API names webhooks by it.
     pub id: u64,
     pub origin: SinkOrigin,
-    /// How logs and metrics name the sink (its URL or path).
+    /// How logs name the sink: its URL with credentials masked (`redact::url`), or its path.
     pub label: String,
     filter: EventFilter,
     kind: SinkKind,
@@ -87,7 +87,7 @@ impl Sink {
         Sink {
             id,
             origin,
-            label: config.url.clone(),
+            label: crate::redact::url(&config.url),
             filter: config.events.clone(),
             kind: SinkKind::Webhook {
                 target: WebhookTarget::new(&config, previous_secret),

@@ -253,7 +253,7 @@ pub fn attempt(agent: &ureq::Agent, target: &WebhookTarget, event: &Event, now_s
             let excerpt = read_excerpt(&mut response);
             classify(status, retry_after.as_deref(), location.as_deref(), &excerpt, now_secs)
         }
-        Err(e) => error_attempt(e),
+        Err(e) => error_attempt(e, &target.url),
     }
 }
 
@@ -283,7 +283,7 @@ pub fn classify(
         reason = format!("{reason} {text}");
     }
     if (300..400).contains(&status) {
-        let to = location.unwrap_or("(no Location)");
+        let to = location.map_or_else(|| "(no Location)".to_owned(), crate::redact::url);
         reason = format!("{reason}: redirect to {to} not followed");
     } else if !body_excerpt.is_empty() {
         reason = format!("{reason}: {body_excerpt}");
@@ -302,12 +302,14 @@ pub fn classify(
     }
 }
 
-fn error_attempt(error: ureq::Error) -> Attempt {
+/// `url` is the request's, kept out of the reason (which is logged) in clear.
+fn error_attempt(error: ureq::Error, url: &str) -> Attempt {
     use ureq::Error as E;
     let reason = match &error {
         E::Timeout(_) => format!("timed out ({error})"),
         _ => error.to_string(),
     };
+    let reason = crate::redact::in_text(&reason, url);
     match error {
         // Requests that cannot be made as configured: the same request fails the same way.
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::InvalidProxyUrl => Attempt::Failed { reason },

@@ -103,6 +103,9 @@ pub struct HubStats {
     pub malformed_packets: AtomicU64,
     pub relay_dropped: AtomicU64,
     pub players_kicked: AtomicU64,
+    /// Requests (connect, publish, play) the protocol refused before any hook saw them: a field
+    /// over its size cap, too many query arguments, a second connect. Counted by the sessions.
+    pub requests_refused: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -290,6 +293,11 @@ impl ShardHub {
 
     pub fn shard(&self) -> usize {
         self.shard
+    }
+
+    /// The server-wide counters.
+    pub fn stats(&self) -> &HubStats {
+        &self.hub.stats
     }
 
     pub fn stream(&self, key: &str) -> Option<Rc<LocalStream>> {

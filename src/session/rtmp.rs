@@ -291,6 +291,11 @@ impl Session {
                 }
                 Event::Unpublish { .. } => self.end_publish(),
                 Event::StopPlay { .. } => self.end_play(),
+                Event::Refused(refusal) => {
+                    // The client has its error reply queued; it goes out before the close.
+                    self.context.hub.stats().requests_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.closing = Some(format!("refused: {refusal}"));
+                }
             }
             if self.closing.is_some() {
                 return Ok(());

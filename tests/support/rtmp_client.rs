@@ -18,12 +18,16 @@ pub struct RtmpClient {
 
 impl RtmpClient {
     pub fn connect(addr: SocketAddr, app: &str, goal: Goal) -> io::Result<RtmpClient> {
+        RtmpClient::connect_with_tc_url(addr, app, &format!("rtmp://{addr}/{app}"), goal)
+    }
+
+    /// Like [`RtmpClient::connect`], with the tcUrl given rather than derived.
+    pub fn connect_with_tc_url(addr: SocketAddr, app: &str, tc_url: &str, goal: Goal) -> io::Result<RtmpClient> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
-        let tc_url = format!("rtmp://{addr}/{app}");
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&(Instant::now().elapsed().as_nanos() as u64).to_le_bytes());
-        let conn = ClientConnection::new(app, &tc_url, goal, seed, 0);
+        let conn = ClientConnection::new(app, tc_url, goal, seed, 0);
         let mut client = RtmpClient { stream, conn, buf: vec![0; 64 * 1024], pending: Default::default() };
         client.flush()?;
         Ok(client)

@@ -61,6 +61,37 @@ impl Default for ServerSettings {
 /// A query string split into its arguments, in order.
 pub type Args = Vec<(String, String)>;
 
+/// Size caps on what a client names in `connect`, `publish` and `play`. Every value reaches
+/// hooks (events, callbacks) and some are kept for the connection's life, so an unbounded one
+/// is memory a client chooses: one connection re-sent `connect` with a 1 MiB tcUrl and each
+/// event carried it. The caps are far above anything a real client sends (OBS, ffmpeg and
+/// Flash send tcUrls of well under 200 bytes) and the refusal names the field.
+pub mod caps {
+    /// tcUrl, swfUrl, pageUrl, and an app or stream name with its query string.
+    pub const URL: usize = 4096;
+    /// app and stream name without their query string, flashVer.
+    pub const NAME: usize = 1024;
+    /// Query arguments of one request.
+    pub const ARGS: usize = 64;
+}
+
+/// A request refused by the protocol itself, before any hook sees it: the client got its
+/// error reply and the session should close the connection once that is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A field longer than its cap (in bytes).
+    #[error("{command}: {field} is {len} bytes, over the {cap}-byte limit")]
+    TooLong { command: &'static str, field: &'static str, len: usize, cap: usize },
+    /// More query arguments than [`caps::ARGS`].
+    #[error("{command}: {count} query arguments, over the limit of {cap}")]
+    TooManyArgs { command: &'static str, count: usize, cap: usize },
+    /// `connect` on a connection that already sent one. Hooks, events and the session's
+    /// identity all hang on the first; a second would restart them mid-connection (and was
+    /// how one connection re-sent a 1 MiB tcUrl again and again).
+    #[error("connect: the connection already sent connect")]
+    Reconnect,
+}
+
 /// What the peer sent in `connect` (the command object's fields).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectInfo {
@@ -129,6 +160,9 @@ pub enum Event {
     StopPlay {
         stream_id: u32,
     },
+    /// A request was refused by the protocol (see [`Refusal`]); its error reply is queued and
+    /// further input is ignored. The session should flush and close.
+    Refused(Refusal),
 }
 
 /// The request a pending decision is about; it says which reply to send.
@@ -169,6 +203,10 @@ pub struct ServerConnection {
     /// Input that arrived while a decision was pending; processed after it.
     deferred: Vec<u8>,
     pending: Option<Pending>,
+    /// `connect` was received (answered or not): a second one is refused.
+    connect_seen: bool,
+    /// A request was refused: input is ignored from then on, until the session closes.
+    refused: bool,
     connected: bool,
     role: Role,
     next_stream_id: u32,
@@ -189,6 +227,8 @@ impl ServerConnection {
             events: VecDeque::new(),
             deferred: Vec::new(),
             pending: None,
+            connect_seen: false,
+            refused: false,
             connected: false,
             role: Role::None,
             next_stream_id: 1,
@@ -240,6 +280,9 @@ impl ServerConnection {
 
     fn handle_chunks(&mut self, mut input: &[u8]) -> Result<(), Error> {
         while !input.is_empty() {
+            if self.refused {
+                return Ok(());
+            }
             if self.pending.is_some() {
                 self.deferred.extend_from_slice(input);
                 return Ok(());
@@ -333,34 +376,27 @@ impl ServerConnection {
         let tid = command.transaction_id;
         match command.name.as_str() {
             "connect" => {
-                let field =
-                    |name: &str| command.object.get(name).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
-                let (app, mut args) = split_query(&field("app"));
-                let tc_url = field("tcUrl");
-                if args.is_empty() {
-                    // Some clients put the query on tcUrl only.
-                    if let Some((_, query)) = tc_url.split_once('?') {
-                        args = parse_query(query);
-                    }
+                if std::mem::replace(&mut self.connect_seen, true) {
+                    self.refuse_connect(tid, Refusal::Reconnect);
+                    return Ok(());
                 }
-                let object_encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
-                let info = ConnectInfo {
-                    app,
-                    tc_url,
-                    flash_ver: field("flashVer"),
-                    swf_url: field("swfUrl"),
-                    page_url: field("pageUrl"),
-                    object_encoding,
-                    args,
-                };
-                self.pending = Some(Pending::Connect { transaction_id: tid });
-                self.events.push_back(Event::Connect(Box::new(info)));
+                match connect_info(&command) {
+                    Ok(info) => {
+                        self.pending = Some(Pending::Connect { transaction_id: tid });
+                        self.events.push_back(Event::Connect(Box::new(info)));
+                    }
+                    Err(refusal) => self.refuse_connect(tid, refusal),
+                }
             }
             _ if !self.connected => return Err(Error::NotConnected("command")),
             "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength" | "checkBandwidth" | "_checkbw" => {
                 if command.name == "FCPublish" {
-                    let name = command.arg_str(0).unwrap_or_default().to_owned();
-                    let status = status_object("status", "NetStream.Publish.Start", "FCPublish", Some(&name));
+                    // Echoed in the reply: held to the cap of the publish that follows.
+                    let name = capped("FCPublish", "stream name", command.arg_str(0).unwrap_or_default(), caps::URL);
+                    let Some(name) = self.unless_refused(0, "NetStream.Publish.BadName", name) else {
+                        return Ok(());
+                    };
+                    let status = status_object("status", "NetStream.Publish.Start", "FCPublish", Some(name));
                     self.send_command(0, "onFCPublish", 0.0, &[Amf0Value::Null, status]);
                 }
                 if tid > 0.0 {
@@ -375,9 +411,17 @@ impl ServerConnection {
                 self.send_command(0, "_result", tid, &[Amf0Value::Null, Amf0Value::Number(stream_id as f64)]);
             }
             "publish" => {
-                let (name, args) = split_query(command.arg_str(0).unwrap_or_default());
-                let publish_type = command.arg_str(1).unwrap_or("live").to_owned();
                 let stream_id = command.stream_id;
+                let bad_name = "NetStream.Publish.BadName";
+                let parsed = stream_name("publish", command.arg_str(0).unwrap_or_default());
+                let Some((name, args)) = self.unless_refused(stream_id, bad_name, parsed) else {
+                    return Ok(());
+                };
+                let publish_type = capped("publish", "type", command.arg_str(1).unwrap_or("live"), caps::NAME);
+                let Some(publish_type) = self.unless_refused(stream_id, bad_name, publish_type) else {
+                    return Ok(());
+                };
+                let publish_type = publish_type.to_owned();
                 if self.role != Role::None {
                     self.send_status(
                         stream_id,
@@ -392,8 +436,11 @@ impl ServerConnection {
                 self.events.push_back(Event::Publish(Box::new(PublishRequest { stream_id, name, args, publish_type })));
             }
             "play" => {
-                let (name, args) = split_query(command.arg_str(0).unwrap_or_default());
                 let stream_id = command.stream_id;
+                let parsed = stream_name("play", command.arg_str(0).unwrap_or_default());
+                let Some((name, args)) = self.unless_refused(stream_id, "NetStream.Play.Failed", parsed) else {
+                    return Ok(());
+                };
                 if name.is_empty() {
                     if let Role::Player { stream_id } = self.role {
                         self.role = Role::None;
@@ -449,6 +496,32 @@ impl ServerConnection {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Answers a refused `connect` with `_error` NetConnection.Connect.Rejected.
+    fn refuse_connect(&mut self, transaction_id: f64, refusal: Refusal) {
+        let info = status_object("error", "NetConnection.Connect.Rejected", &refusal.to_string(), None);
+        self.send_command(0, "_error", transaction_id, &[Amf0Value::Null, info]);
+        self.refuse(refusal);
+    }
+
+    /// The value of `checked`, or `None` once a refusal was answered with an error `onStatus`
+    /// of `code` on `stream_id` (a `publish` or `play` whose name is over its cap).
+    fn unless_refused<T>(&mut self, stream_id: u32, code: &str, checked: Result<T, Refusal>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(refusal) => {
+                self.send_status(stream_id, "error", code, &refusal.to_string(), None);
+                self.refuse(refusal);
+                None
+            }
+        }
+    }
+
+    /// Ends the connection's useful life: nothing more is read, the session is told.
+    fn refuse(&mut self, refusal: Refusal) {
+        self.refused = true;
+        self.events.push_back(Event::Refused(refusal));
     }
 
     /// Accepts the pending connect, publish or play, sending the success replies.
@@ -610,6 +683,47 @@ fn status_object(level: &str, code: &str, description: &str, details: Option<&st
     Amf0Value::Object(fields)
 }
 
+/// `value` if it is at most `cap` bytes.
+fn capped<'a>(command: &'static str, field: &'static str, value: &'a str, cap: usize) -> Result<&'a str, Refusal> {
+    if value.len() > cap { Err(Refusal::TooLong { command, field, len: value.len(), cap }) } else { Ok(value) }
+}
+
+/// The fields of `connect`, each within its cap.
+fn connect_info(command: &Command) -> Result<ConnectInfo, Refusal> {
+    let field = |name: &'static str, cap: usize| -> Result<String, Refusal> {
+        let value = command.object.get(name).and_then(Amf0Value::as_str).unwrap_or_default();
+        capped("connect", name, value, cap).map(str::to_owned)
+    };
+    let app_with_query = field("app", caps::URL)?;
+    let tc_url = field("tcUrl", caps::URL)?;
+    let flash_ver = field("flashVer", caps::NAME)?;
+    let swf_url = field("swfUrl", caps::URL)?;
+    let page_url = field("pageUrl", caps::URL)?;
+    let (app, mut args) = split_query(&app_with_query);
+    capped("connect", "app", &app, caps::NAME)?;
+    if args.is_empty() {
+        // Some clients put the query on tcUrl only.
+        if let Some((_, query)) = tc_url.split_once('?') {
+            args = parse_query(query);
+        }
+    }
+    if args.len() > caps::ARGS {
+        return Err(Refusal::TooManyArgs { command: "connect", count: args.len(), cap: caps::ARGS });
+    }
+    let object_encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+    Ok(ConnectInfo { app, tc_url, flash_ver, swf_url, page_url, object_encoding, args })
+}
+
+/// A `publish` or `play` stream name split from its query, each within its cap.
+fn stream_name(command: &'static str, text: &str) -> Result<(String, Args), Refusal> {
+    let (name, args) = split_query(capped(command, "stream name", text, caps::URL)?);
+    capped(command, "stream name", &name, caps::NAME)?;
+    if args.len() > caps::ARGS {
+        return Err(Refusal::TooManyArgs { command, count: args.len(), cap: caps::ARGS });
+    }
+    Ok((name, args))
+}
+
 /// Splits `cam1?token=x&a=b` into `cam1` and its decoded arguments.
 pub fn split_query(s: &str) -> (String, Args) {
     match s.split_once('?') {
@@ -620,4 +734,236 @@ pub fn split_query(s: &str) -> (String, Args) {
 
 pub fn parse_query(query: &str) -> Args {
     form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection past a simple handshake (C0, then C1 and C2 of zeros).
+    fn handshaken() -> ServerConnection {
+        let mut conn = ServerConnection::new(ServerSettings::default(), [7; SEED_LEN], 0);
+        let mut c0c1c2 = vec![3u8];
+        c0c1c2.resize(1 + 2 * 1536, 0);
+        conn.handle_input(&c0c1c2).unwrap();
+        assert_eq!(conn.poll_event(), Some(Event::HandshakeComplete));
+        let mut s0s1s2 = Vec::new();
+        conn.poll_transmit(&mut s0s1s2);
+        conn
+    }
+
+    /// The bytes of a command as a client sends it (128-byte chunks on csid 3).
+    fn command_bytes(stream_id: u32, name: &str, transaction_id: f64, values: &[Amf0Value]) -> Vec<u8> {
+        let payload = command_payload(name, transaction_id, values);
+        let mut out = Vec::new();
+        let message = RawMessageRef { timestamp: 0, type_id: TYPE_COMMAND_AMF0, stream_id, payload: &payload };
+        chunk::encode_message(&mut out, 3, &message, 128);
+        out
+    }
+
+    fn connect_bytes(fields: &[(&str, String)]) -> Vec<u8> {
+        let object = Amf0Value::object(fields.iter().map(|(k, v)| (*k, Amf0Value::from(v.as_str()))));
+        command_bytes(0, "connect", 1.0, &[object])
+    }
+
+    fn typical_connect() -> Vec<(&'static str, String)> {
+        vec![
+            ("app", "live".to_owned()),
+            ("tcUrl", "rtmp://127.0.0.1:1935/live".to_owned()),
+            ("flashVer", "FMLE/3.0 (compatible; Lavf59.27.100)".to_owned()),
+            ("swfUrl", String::new()),
+            ("pageUrl", String::new()),
+        ]
+    }
+
+    /// The commands the server sent, in order.
+    fn sent_commands(conn: &mut ServerConnection) -> Vec<Command> {
+        let mut out = Vec::new();
+        conn.poll_transmit(&mut out);
+        let mut decoder = ChunkDecoder::new();
+        if conn.connected {
+            // Its Set Chunk Size went out with the connect reply, read by an earlier call.
+            decoder.set_chunk_size(conn.settings.chunk_size).unwrap();
+        }
+        let mut input = &out[..];
+        let mut commands = Vec::new();
+        while !input.is_empty() {
+            let (used, message) = decoder.decode(input).unwrap();
+            input = &input[used..];
+            match message.map(|raw| Message::parse(raw).unwrap()) {
+                Some(Message::SetChunkSize(size)) => decoder.set_chunk_size(size).unwrap(),
+                Some(Message::Command(command)) => commands.push(command),
+                _ => {}
+            }
+        }
+        commands
+    }
+
+    /// `(command name, info code, info description)` of the last command sent.
+    fn last_reply(conn: &mut ServerConnection) -> (String, String, String) {
+        let command = sent_commands(conn).pop().expect("a reply");
+        let info = command.args.last().cloned().unwrap_or(Amf0Value::Null);
+        let text = |key: &str| info.get(key).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
+        (command.name, text("code"), text("description"))
+    }
+
+    fn connected() -> ServerConnection {
+        let mut conn = handshaken();
+        conn.handle_input(&connect_bytes(&typical_connect())).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Connect(_))));
+        conn.accept();
+        sent_commands(&mut conn);
+        conn
+    }
+
+    fn refused(conn: &mut ServerConnection) -> Refusal {
+        match conn.poll_event() {
+            Some(Event::Refused(refusal)) => refusal,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_connect_field_over_its_cap_is_rejected_and_named() {
+        let cases: [(&str, usize, usize); 5] = [
+            ("tcUrl", caps::URL + 1, caps::URL),
+            ("swfUrl", caps::URL + 1, caps::URL),
+            ("pageUrl", caps::URL + 1, caps::URL),
+            ("flashVer", caps::NAME + 1, caps::NAME),
+            ("app", caps::NAME + 1, caps::NAME),
+        ];
+        for (field, len, cap) in cases {
+            let mut conn = handshaken();
+            let mut fields = typical_connect();
+            fields.retain(|(name, _)| *name != field);
+            fields.push((field, "x".repeat(len)));
+            conn.handle_input(&connect_bytes(&fields)).unwrap();
+            let refusal = refused(&mut conn);
+            assert_eq!(refusal, Refusal::TooLong { command: "connect", field, len, cap });
+            assert!(!conn.is_pending(), "{field}: no decision is asked for");
+            let (name, code, description) = last_reply(&mut conn);
+            assert_eq!((name.as_str(), code.as_str()), ("_error", "NetConnection.Connect.Rejected"), "{field}");
+            assert_eq!(description, format!("connect: {field} is {len} bytes, over the {cap}-byte limit"));
+            // Nothing more is read: not even a valid connect.
+            conn.handle_input(&connect_bytes(&typical_connect())).unwrap();
+            assert_eq!(conn.poll_event(), None, "{field}");
+        }
+    }
+
+    #[test]
+    fn a_megabyte_tc_url_is_refused() {
+        // The attack of issue 10: a 1 MiB tcUrl, once per connect.
+        let mut conn = handshaken();
+        let mut fields = typical_connect();
+        fields[1].1 = format!("rtmp://h/live?{}", "a".repeat(1 << 20));
+        conn.handle_input(&connect_bytes(&fields)).unwrap();
+        assert!(matches!(refused(&mut conn), Refusal::TooLong { field: "tcUrl", .. }));
+        assert_eq!(last_reply(&mut conn).1, "NetConnection.Connect.Rejected");
+    }
+
+    #[test]
+    fn fields_at_their_caps_are_accepted() {
+        let mut conn = handshaken();
+        let query: Vec<String> = (0..caps::ARGS).map(|i| format!("k{i}=v")).collect();
+        let app = format!("{}?{}", "a".repeat(caps::NAME), query.join("&"));
+        let fields = vec![
+            ("app", app),
+            ("tcUrl", "t".repeat(caps::URL)),
+            ("flashVer", "f".repeat(caps::NAME)),
+            ("swfUrl", "s".repeat(caps::URL)),
+            ("pageUrl", "p".repeat(caps::URL)),
+        ];
+        conn.handle_input(&connect_bytes(&fields)).unwrap();
+        let Some(Event::Connect(info)) = conn.poll_event() else { panic!("no connect") };
+        assert_eq!((info.app.len(), info.args.len(), info.tc_url.len()), (caps::NAME, caps::ARGS, caps::URL));
+    }
+
+    #[test]
+    fn too_many_connect_args_are_refused() {
+        let mut conn = handshaken();
+        let query: Vec<String> = (0..=caps::ARGS).map(|i| format!("k{i}=v")).collect();
+        let mut fields = typical_connect();
+        fields[1].1 = format!("rtmp://h/live?{}", query.join("&"));
+        conn.handle_input(&connect_bytes(&fields)).unwrap();
+        assert_eq!(
+            refused(&mut conn),
+            Refusal::TooManyArgs { command: "connect", count: caps::ARGS + 1, cap: caps::ARGS }
+        );
+        assert_eq!(last_reply(&mut conn).1, "NetConnection.Connect.Rejected");
+    }
+
+    #[test]
+    fn a_second_connect_is_refused() {
+        let mut conn = connected();
+        conn.handle_input(&connect_bytes(&typical_connect())).unwrap();
+        assert_eq!(refused(&mut conn), Refusal::Reconnect);
+        let (name, code, description) = last_reply(&mut conn);
+        assert_eq!((name.as_str(), code.as_str()), ("_error", "NetConnection.Connect.Rejected"));
+        assert_eq!(description, "connect: the connection already sent connect");
+
+        // Also while the first one still waits for its decision (the second is deferred).
+        let mut conn = handshaken();
+        let mut twice = connect_bytes(&typical_connect());
+        twice.extend(connect_bytes(&typical_connect()));
+        conn.handle_input(&twice).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Connect(_))));
+        conn.accept();
+        conn.handle_input(&[]).unwrap();
+        assert_eq!(refused(&mut conn), Refusal::Reconnect);
+    }
+
+    #[test]
+    fn publish_and_play_names_over_their_caps_are_refused() {
+        let long_name = "n".repeat(caps::NAME + 1);
+        let many_args = format!("cam?{}", (0..=caps::ARGS).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&"));
+        let long_query = format!("cam?token={}", "t".repeat(caps::URL));
+        let cases = [
+            (
+                "publish",
+                long_name.clone(),
+                "NetStream.Publish.BadName",
+                "publish: stream name is 1025 bytes, over the 1024-byte limit",
+            ),
+            (
+                "publish",
+                many_args.clone(),
+                "NetStream.Publish.BadName",
+                "publish: 65 query arguments, over the limit of 64",
+            ),
+            (
+                "play",
+                long_query.clone(),
+                "NetStream.Play.Failed",
+                "play: stream name is 4106 bytes, over the 4096-byte limit",
+            ),
+            ("play", many_args, "NetStream.Play.Failed", "play: 65 query arguments, over the limit of 64"),
+        ];
+        for (command, name, code, description) in cases {
+            let mut conn = connected();
+            conn.handle_input(&command_bytes(1, command, 0.0, &[Amf0Value::Null, name.as_str().into()])).unwrap();
+            assert_eq!(refused(&mut conn).to_string(), description);
+            assert!(!conn.is_pending());
+            let (reply, got_code, got_description) = last_reply(&mut conn);
+            assert_eq!((reply.as_str(), got_code.as_str(), got_description.as_str()), ("onStatus", code, description));
+        }
+        // At the caps: asked for.
+        let mut conn = connected();
+        let name = format!(
+            "{}?{}",
+            "n".repeat(caps::NAME),
+            (0..caps::ARGS).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&")
+        );
+        conn.handle_input(&command_bytes(1, "play", 0.0, &[Amf0Value::Null, name.as_str().into()])).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Play(_))));
+    }
+
+    #[test]
+    fn a_long_fc_publish_name_is_not_echoed() {
+        let mut conn = connected();
+        let name = "n".repeat(caps::URL + 1);
+        conn.handle_input(&command_bytes(0, "FCPublish", 2.0, &[Amf0Value::Null, name.as_str().into()])).unwrap();
+        assert!(matches!(refused(&mut conn), Refusal::TooLong { command: "FCPublish", .. }));
+        let commands = sent_commands(&mut conn);
+        assert!(commands.iter().all(|c| c.name != "onFCPublish"), "{commands:?}");
+    }
 }
