@@ -693,6 +693,49 @@ fn a_callback_that_times_out_or_is_down_denies_by_default() {
     assert!(events.iter().all(|e| e["data"]["error"].as_str().is_some_and(|m| !m.is_empty())), "{events:#?}");
 }
 
+/// The descriptors the process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|dir| dir.count()).unwrap_or(0)
+}
+
+/// A callback that times out closes its connection (issue 10, item 3): encoders retrying in a
+/// loop against an auth endpoint that accepts and never answers used to leave one descriptor
+/// open per attempt, in the server and at the endpoint, until the endpoint died. Here 40
+/// attempts are each refused after the 300 ms timeout, and then neither side holds any of
+/// their connections.
+#[test]
+fn a_callback_that_times_out_closes_its_connection() {
+    const ATTEMPTS: usize = 40;
+    let hole = BlackHole::start();
+    let toml = format!("[notify]\ntimeout = \"300ms\"\non_publish = \"{}\"\n", hole.url("/on_publish"));
+    let server = TestServer::start_with_config(&toml, &[]);
+    let addr = server.rtmp_addr();
+    let baseline = open_fds(server.pid());
+    let attempts: Vec<_> = (0..ATTEMPTS)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut client = RtmpClient::connect(addr, "live", Goal::Publish(format!("hung{i}"))).expect("connect");
+                await_answer(&mut client).code
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(attempt.join().unwrap(), "NetStream.Publish.BadName", "{}", server.log());
+    }
+    assert_eq!(hole.accepted(), ATTEMPTS, "one connection per attempt (none answered, none reused)");
+    let still_open = || (hole.open_connections(), open_fds(server.pid()));
+    let closed = eventually(Duration::from_secs(5), || {
+        let (endpoint, server_fds) = still_open();
+        (endpoint == 0 && server_fds <= baseline + 2).then_some(())
+    });
+    let (endpoint, server_fds) = still_open();
+    assert!(
+        closed.is_some(),
+        "after {ATTEMPTS} timed-out callbacks: {endpoint} connections still open at the endpoint, the server holds \
+         {server_fds} descriptors (baseline {baseline})"
+    );
+}
+
 /// With `on_error = "allow"` the same timeout admits the publisher.
 #[test]
 fn on_error_allow_admits_when_the_callback_times_out() {

@@ -97,6 +97,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Shuts a callback's socket down if the round trip on it is dropped halfway (timed out, or
+/// the asking session went away). io_uring keeps a pending read's socket open until that read
+/// completes, and a silent endpoint never completes it: without this, each such callback held
+/// a descriptor (and the endpoint a connection) until the endpoint died. The shutdown ends the
+/// read at once, and the descriptor is closed with it.
+struct ShutDownIfAbandoned<'a>(&'a TcpStream);
+
+impl Drop for ShutDownIfAbandoned<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// A name's looked-up addresses, shared by every request that wanted them meanwhile.
 struct Lookup {
     started: Instant,
@@ -239,7 +252,10 @@ impl CallbackLane {
                 Some(stream) => (stream, true),
                 None => (self.connect(&endpoint).await?, false),
             };
+            let abandoned = ShutDownIfAbandoned(&stream);
             let (result, back) = round_trip(&stream, wire, prepared.method).await;
+            // Whatever came back, nothing is in flight on the socket any more.
+            std::mem::forget(abandoned);
             wire = back;
             match result {
                 Ok((status, location, reusable)) => {
@@ -432,6 +448,51 @@ mod tests {
         });
         assert_eq!(gauge(), 0, "the dropped callback is still counted in flight");
         assert_eq!(callbacks.stats.requests.load(Ordering::Relaxed), 1);
+    }
+
+    /// Whether the peer of `stream` has closed or shut down its side (unread data or not).
+    fn peer_hung_up(stream: &std::net::TcpStream) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+    }
+
+    /// A callback dropped while its reply is awaited (its session went away) closes its
+    /// connection at once: the endpoint sees the hang-up while the shard still runs.
+    #[test]
+    fn an_abandoned_callback_closes_its_connection() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/on_play", silent.local_addr().unwrap());
+        let notify = NotifyConfig { on_play: Some(url), timeout: Duration::from_secs(30), ..NotifyConfig::default() };
+        let callbacks = Callbacks::new(&notify, None);
+        let lane = CallbackLane::new(Some(callbacks.clone()), 1);
+        tokio_uring::start(async {
+            let client = ClientInfo::default();
+            let asking = lane.decide(Call::Play, &client, &[]);
+            let sent = async {
+                while callbacks.stats.in_flight.load(Ordering::Relaxed) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                // Connected and written: the request is on its way, the read pending.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            tokio::select! {
+                decision = asking => panic!("a silent endpoint decided: {decision:?}"),
+                () = sent => {}
+            }
+            let (endpoint_side, _) = silent.accept().unwrap();
+            let mut hung_up = false;
+            for _ in 0..200 {
+                hung_up = peer_hung_up(&endpoint_side);
+                if hung_up {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(hung_up, "the abandoned callback's connection is still open");
+        });
     }
 
     #[test]
