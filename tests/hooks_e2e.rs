@@ -1374,6 +1374,115 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
     );
 }
 
+/// The hook queue is bounded in bytes, not only in events (issue 10, item 2): with the receiver
+/// down, every delivery waits for its retry and the connections keep coming. `hook_queue`
+/// (100,000 events) would let them all wait; `hook_queue_bytes` (64 KiB here) drops the oldest,
+/// counted, and the queued bytes in `/metrics` never pass it.
+#[test]
+fn the_hook_queue_is_bounded_in_bytes() {
+    const BOUND: u64 = 64 * 1024;
+    const CONNECTIONS: usize = 400;
+    let toml =
+        format!("hook_queue_bytes = {BOUND}\n\n[[webhook]]\nurl = \"{}\"\nretries = 10\n", closed_port_url("/down"));
+    let server = TestServer::start_with_config(&toml, &[]);
+    let mut most = 0;
+    let mut sample = || {
+        let metrics = server.metrics();
+        let queued = metric_total(&metrics, "ringcast_sink_queued_bytes");
+        let inbound = metric_total(&metrics, "ringcast_hook_inbound_bytes");
+        most = most.max(queued);
+        assert!(queued <= BOUND && inbound <= BOUND, "queued {queued} and inbound {inbound} bytes, bound {BOUND}");
+        (queued, metric_total(&metrics, "ringcast_sink_dropped_total"))
+    };
+    for _ in 0..4 {
+        touch_connections(server.rtmp_addr(), CONNECTIONS / 4);
+        sample();
+    }
+    // Two events per connection (accept, close), one delivery each: far more than 64 KiB.
+    let dropped = eventually(Duration::from_secs(10), || {
+        let (_, dropped) = sample();
+        (dropped > 0).then_some(dropped)
+    });
+    let dropped = dropped.unwrap_or_else(|| panic!("nothing dropped for room\n{}", server.metrics()));
+    let (queued, _) = sample();
+    assert!(queued > BOUND / 2, "the queue holds what fits ({queued} bytes): the receiver is down");
+    assert!(
+        server.wait_for_line_with(&["hook queue full: dropped the oldest deliveries"], ARRIVAL),
+        "drops are logged\n{}",
+        server.log()
+    );
+    println!("{dropped} deliveries dropped; at most {most} bytes queued (bound {BOUND})");
+}
+
+/// One hung receiver does not delay the other sinks (issue 10, item 4): beside a webhook that
+/// accepts and never answers (hook_timeout 30 s), a healthy one gets all of 100 events at once.
+/// The hung sink holds its share of the workers (10 / 2 sinks = 5), no more.
+#[test]
+fn a_hung_sink_does_not_delay_the_others() {
+    const EVENTS: usize = 100;
+    let hole = BlackHole::start();
+    let healthy = HttpReceiver::start();
+    let toml = format!(
+        "hook_timeout = \"30s\"\nhook_concurrency = 10\n\n[[webhook]]\nurl = \"{}\"\n\n[[webhook]]\nurl = \"{}\"\n",
+        hole.url("/hung"),
+        healthy.url("/events")
+    );
+    let server = TestServer::start_with_config(&toml, &[]);
+    let started = Instant::now();
+    // Two events (accept, close) per connection.
+    touch_connections(server.rtmp_addr(), EVENTS / 2);
+    let received = healthy.wait_for(EVENTS, Duration::from_secs(3)).len();
+    let took = started.elapsed();
+    assert_eq!(
+        received,
+        EVENTS,
+        "the healthy sink got {received} of {EVENTS} events in {took:?} beside a hung one\n{}",
+        server.metrics()
+    );
+    assert_eq!(hole.accepted(), 5, "the hung sink holds its share of the 10 workers");
+    println!("healthy sink: {EVENTS} events in {took:?}; the hung sink holds {} connections", hole.accepted());
+}
+
+/// Shutdown has its own deadline (issue 10, item 5): with 30 players whose done callbacks and
+/// events all go to endpoints that never answer (timeouts 60 s), SIGTERM ends the process
+/// within `shutdown_timeout` (2 s), and one line says what was left undone.
+#[test]
+fn shutdown_ends_by_its_deadline_and_says_what_it_left() {
+    const PLAYERS: usize = 30;
+    let hole = BlackHole::start();
+    let toml = format!(
+        "shutdown_timeout = \"2s\"\nhook_timeout = \"60s\"\n\n[notify]\ntimeout = \"60s\"\non_done = \"{}\"\n\n\
+         [[webhook]]\nurl = \"{}\"\n",
+        hole.url("/on_done"),
+        hole.url("/events")
+    );
+    let server = TestServer::start_with_config(&toml, &[]);
+    let players: Vec<RtmpClient> = (0..PLAYERS)
+        .map(|i| {
+            let mut player = rtmp_connect(&server, Goal::Play(format!("wait{i}")));
+            assert_eq!(await_answer(&mut player).code, "NetStream.Play.Start", "{}", server.log());
+            player
+        })
+        .collect();
+    let stopping = Instant::now();
+    let (status, log) = server.stop_and_log();
+    let took = stopping.elapsed();
+    drop(players);
+    assert!(status.success(), "{status}\n{log}");
+    assert!(took < Duration::from_millis(3500), "exited {took:?} after SIGTERM; shutdown_timeout is 2s\n{log}");
+    let summary: Vec<&str> = log.lines().filter(|l| l.contains("shutdown deadline reached: left undone")).collect();
+    assert_eq!(summary.len(), 1, "one summary line\n{log}");
+    let field = |name: &str| -> u64 {
+        let token = summary[0].split_whitespace().find_map(|t| t.strip_prefix(&format!("{name}="))).unwrap_or("0");
+        token.trim_matches('"').parse().unwrap_or(0)
+    };
+    assert_eq!(field("callbacks"), PLAYERS as u64, "every player's on_done was abandoned: {}", summary[0]);
+    assert!(summary[0].contains("done=30"), "{}", summary[0]);
+    assert!(field("deliveries") > 0, "the hung webhook's deliveries are named: {}", summary[0]);
+    assert!(summary[0].contains(&hole.url("/events")), "{}", summary[0]);
+    println!("exited {took:?} after SIGTERM: {}", summary[0]);
+}
+
 /// `--hook-stdio-format json`: one envelope per event on stderr, one line each.
 #[test]
 fn stdio_json_prints_one_envelope_per_line() {

@@ -12,8 +12,8 @@
 //! `https://` endpoints go to the blocking pool ([`super::callback_pool`]): a TLS handshake
 //! is CPU work no shard may stall on.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
 use tokio_uring::net::TcpStream;
-use tracing::warn;
 
 use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, Decision, Outcome, Prepared};
 use crate::protocol::http::{Request, ResponseReader};
@@ -122,8 +121,9 @@ pub struct CallbackLane {
     permits: Semaphore,
     idle: RefCell<HashMap<String, Vec<(TcpStream, Instant)>>>,
     lookups: RefCell<HashMap<String, Lookup>>,
-    /// Told callbacks (done, update) still running: shutdown lets them finish.
-    telling: Cell<usize>,
+    /// Told callbacks (done, update) still running, per call: shutdown lets them finish by
+    /// its deadline and reports the rest.
+    telling: RefCell<BTreeMap<&'static str, usize>>,
     told: Notify,
 }
 
@@ -136,7 +136,7 @@ impl CallbackLane {
             permits: Semaphore::new(in_flight),
             idle: RefCell::default(),
             lookups: RefCell::default(),
-            telling: Cell::new(0),
+            telling: RefCell::default(),
             told: Notify::new(),
         })
     }
@@ -186,29 +186,32 @@ impl CallbackLane {
         }
     }
 
-    /// Waits for the told callbacks still running, at most `limit`.
-    pub async fn drain(&self, limit: Duration) {
+    /// Waits for the told callbacks still running, until `deadline`; returns those still
+    /// running then, per call (they are abandoned with the shard).
+    pub async fn drain(&self, deadline: Instant) -> Vec<(&'static str, usize)> {
         let waiting = async {
-            while self.telling.get() > 0 {
+            while self.telling.borrow().values().any(|&n| n > 0) {
                 self.told.notified().await;
             }
         };
-        if tokio::time::timeout(limit, waiting).await.is_err() {
-            warn!(left = self.telling.get(), "callbacks still running at shutdown were abandoned");
-        }
+        let _ = tokio::time::timeout_at(deadline.into(), waiting).await;
+        self.telling.borrow().iter().filter(|(_, n)| **n > 0).map(|(call, n)| (*call, *n)).collect()
     }
 
     /// Runs `request` as its own task, so the session does not wait for it.
     fn spawn(self: &Rc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
         let lane = self.clone();
-        self.telling.set(self.telling.get() + 1);
+        let call = request.call.as_str();
+        *self.telling.borrow_mut().entry(call).or_default() += 1;
         tokio::task::spawn_local(async move {
             let decision = lane.call(request).await;
             if let Some(reply) = reply {
                 // The session may be gone; its answer no longer matters.
                 let _ = reply.send(decision);
             }
-            lane.telling.set(lane.telling.get() - 1);
+            if let Some(running) = lane.telling.borrow_mut().get_mut(call) {
+                *running -= 1;
+            }
             lane.told.notify_waiters();
         });
     }
