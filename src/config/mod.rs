@@ -228,7 +228,9 @@ pub struct Config {
     /// `--hook-timeout`.
     pub hook_timeout: Duration,
     /// Event-sink deliveries executing at once (blocking HTTP workers); further ones queue.
-    /// Default 10; 1..=1024. Flag `--hook-concurrency`.
+    /// Shared equally by the sinks, at least one each (so at most `max(this, sinks)` run at
+    /// once): a hung receiver holds only its own share. Default 10; 1..=1024. Flag
+    /// `--hook-concurrency`.
     pub hook_concurrency: usize,
     /// Queued event-sink deliveries; past it the oldest is dropped, counted and logged. Default
     /// 100000; 1..=10000000. Bounds hook memory when a receiver is slow.
