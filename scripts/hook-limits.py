@@ -5,7 +5,8 @@ Usage: scripts/hook-limits.py SCENARIO [--bin target/release/ringcast] [--load t
 
   fds       on_publish to an endpoint that accepts and never answers (timeout 1s); N publish
             attempts (ringcast-load connect --then publish). Prints the server's descriptors
-            and the connections still open at the endpoint afterwards.
+            and the connections still open at the endpoint afterwards. --https: the same over
+            https:// (the blocking pool; the TLS handshake never completes).
   queue     a webhook whose receiver is down (retries 5); one connection sends N `connect`
             commands with a 1 MiB tcUrl each. Prints the server's peak RSS growth and, when
             the binary has it, the queued bytes in /metrics.
@@ -194,12 +195,15 @@ def hostile_connects(addr, count, tcurl_len):
 
 def scenario_fds(args):
     hole = BlackHole()
-    server = Server(args.bin, '[notify]\ntimeout = "1s"\non_publish = "%s"\n' % hole.url("/on_publish"))
+    url = hole.url("/on_publish")
+    if args.https:
+        url = url.replace("http://", "https://")
+    server = Server(args.bin, '[notify]\ntimeout = "1s"\non_publish = "%s"\n' % url)
     baseline = server.fds()
     subprocess.run([args.load, "--url", "rtmp://%s/live/hung" % server.rtmp, "connect", "-k", str(args.n),
                     "--then", "publish", "--timeout", "5s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2)
-    print("fds: %d publish attempts against a silent on_publish (timeout 1s)" % args.n)
+    print("fds: %d publish attempts against a silent %s on_publish (timeout 1s)" % (args.n, url.split(":")[0]))
     print("  server descriptors: %d before, %d after" % (baseline, server.fds()))
     print("  endpoint: %d connections accepted, %d still open" % (len(hole.held), hole.open_connections()))
     server.stop()
@@ -265,6 +269,7 @@ def main():
     parser.add_argument("--bin", default="target/release/ringcast")
     parser.add_argument("--load", default="target/release/ringcast-load")
     parser.add_argument("-n", type=int, default=None)
+    parser.add_argument("--https", action="store_true", help="fds: call the endpoint over https://")
     args = parser.parse_args()
     defaults = {"fds": 300, "queue": 300, "fairness": 100, "shutdown": 300}
     args.n = args.n or defaults[args.scenario]

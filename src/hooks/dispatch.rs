@@ -989,3 +989,49 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::event::Protocol;
+
+    fn event_carrying(bytes: usize) -> Event {
+        let mut data = serde_json::Map::new();
+        data.insert("tcurl".into(), serde_json::Value::String("x".repeat(bytes)));
+        Event {
+            id: "evt_1".into(),
+            event_type: EventType::Connect,
+            timestamp_ms: 0,
+            conn_id: 1,
+            protocol: Protocol::Rtmp,
+            addr: "127.0.0.1:1".into(),
+            stream_key: String::new(),
+            seq: 0,
+            data,
+        }
+    }
+
+    /// The channel from the shards holds at most `queue_bytes` of events, whatever their count:
+    /// a shard makes room by dropping the oldest, and an event bigger than the whole bound is
+    /// dropped at once. (The dispatcher thread is stopped first, so nothing drains the channel.)
+    #[test]
+    fn the_inbound_channel_is_bounded_in_bytes() {
+        const BOUND: usize = 64 * 1024;
+        let agent = webhook::agent(Duration::from_secs(1), None).unwrap();
+        let limits = DispatchLimits { concurrency: 1, queue: 1000, queue_bytes: BOUND };
+        let dispatcher = Dispatcher::start(Vec::new(), agent, limits);
+        assert!(dispatcher.shutdown(Duration::ZERO).is_empty());
+        let weight = event_carrying(4096).weight();
+        for _ in 0..100 {
+            dispatcher.send(event_carrying(4096));
+            let held = dispatcher.stats.inbound_bytes.load(Ordering::Relaxed) as usize;
+            assert!(held <= BOUND, "{held} bytes held, bound {BOUND}");
+        }
+        let kept = BOUND / weight;
+        assert_eq!(dispatcher.input_oldest.len(), kept, "as many {weight}-byte events as fit");
+        assert_eq!(dispatcher.stats.dropped_inbound.load(Ordering::Relaxed), 100 - kept as u64);
+        dispatcher.send(event_carrying(BOUND));
+        assert_eq!(dispatcher.input_oldest.len(), kept, "too big for the bound: dropped, not let in");
+        assert_eq!(dispatcher.stats.dropped_inbound.load(Ordering::Relaxed), 101 - kept as u64);
+    }
+}
