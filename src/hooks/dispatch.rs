@@ -1,13 +1,17 @@
 //! Event sinks: every event to each webhook, script and stdio sink that wants it, with
 //! retries, per-stream order and a bounded queue.
 //!
-//! Shards hand events to one dispatcher thread over a bounded crossbeam channel (never
-//! waiting: when full, the oldest event in it is dropped and counted). Drops, there and from the
-//! sinks' queue, are logged in summaries of at most one line a second ([`DropLog`]). The dispatcher
-//! keeps, per sink, a FIFO per stream and lets at most one delivery of a stream be in flight
-//! or waiting for a retry, which is what keeps a stream's events in order within a sink while
-//! other streams proceed. Ready deliveries go to `hook_concurrency` blocking worker threads;
-//! workers never sleep, retries wait in the dispatcher's timer heap instead.
+//! Shards hand events to one dispatcher thread over a crossbeam channel bounded in events and
+//! in bytes (never waiting: when full, the oldest event in it is dropped and counted). The
+//! sinks' queue is bounded the same way, retries waiting included in its bytes. Drops, there
+//! and from the sinks' queue, are logged in summaries of at most one line a second
+//! ([`DropLog`]). The dispatcher keeps, per sink, a FIFO per stream and lets at most one
+//! delivery of a stream be in flight or waiting for a retry, which is what keeps a stream's
+//! events in order within a sink while other streams proceed. Ready deliveries go to blocking
+//! worker threads, each sink up to its equal share of `hook_concurrency`, so a receiver that
+//! hangs holds only its own share; workers never sleep, retries wait in the dispatcher's
+//! timer heap instead. Shutdown has a deadline: what is still undone then is abandoned and
+//! reported, not waited for.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -759,8 +763,8 @@ impl Core {
         let Some(dispatcher) = self.dispatcher.upgrade() else { return };
         let set = dispatcher.current();
         let share = self.share(set.sinks.len());
-        let busy: Vec<u64> = self.sinks.iter().filter(|(_, q)| q.in_flight < share).map(|(id, _)| *id).collect();
-        for sink_id in busy {
+        let with_room: Vec<u64> = self.sinks.iter().filter(|(_, q)| q.in_flight < share).map(|(id, _)| *id).collect();
+        for sink_id in with_room {
             while let Some(job) = self.next_job(sink_id, share) {
                 self.start(job);
             }
