@@ -997,22 +997,10 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::event::Protocol;
+    use crate::hooks::event::connect_event;
 
     fn event_carrying(bytes: usize) -> Event {
-        let mut data = serde_json::Map::new();
-        data.insert("tcurl".into(), serde_json::Value::String("x".repeat(bytes)));
-        Event {
-            id: "evt_1".into(),
-            event_type: EventType::Connect,
-            timestamp_ms: 0,
-            conn_id: 1,
-            protocol: Protocol::Rtmp,
-            addr: "127.0.0.1:1".into(),
-            stream_key: String::new(),
-            seq: 0,
-            data,
-        }
+        connect_event(&[("tcurl", &"x".repeat(bytes))])
     }
 
     /// The channel from the shards holds at most `queue_bytes` of events, whatever their count:

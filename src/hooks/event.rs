@@ -96,25 +96,29 @@ impl EventIds {
     }
 }
 
+/// A `connect` event of connection 1 whose `data` holds `(key, text)` fields, for tests.
+#[cfg(test)]
+pub(crate) fn connect_event(fields: &[(&str, &str)]) -> Event {
+    Event {
+        id: "evt_1".into(),
+        event_type: EventType::Connect,
+        timestamp_ms: 0,
+        conn_id: 1,
+        protocol: Protocol::Rtmp,
+        addr: "127.0.0.1:1".into(),
+        stream_key: String::new(),
+        seq: 0,
+        data: fields.iter().map(|(key, text)| ((*key).to_owned(), Value::String((*text).to_owned()))).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn weight_counts_what_clients_put_in_the_data() {
-        let mut data = Map::new();
-        data.insert("app".into(), Value::String("live".into()));
-        let small = Event {
-            id: "evt_1".into(),
-            event_type: EventType::Connect,
-            timestamp_ms: 0,
-            conn_id: 1,
-            protocol: Protocol::Rtmp,
-            addr: "127.0.0.1:1".into(),
-            stream_key: String::new(),
-            seq: 0,
-            data,
-        };
+        let small = connect_event(&[("app", "live")]);
         let mut big = small.clone();
         let args = serde_json::json!({ "token": "x".repeat(10_000), "list": ["y".repeat(5_000)] });
         big.data.insert("tcurl".into(), Value::String("z".repeat(1 << 20)));
