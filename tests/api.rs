@@ -28,7 +28,7 @@ use sha2::Sha256;
 use http_receiver::HttpReceiver;
 use ringcast::api::{self, ApiOptions, ApiState, SessionControl};
 use ringcast::config::{ApiToken, Config, EventFilter, EventType, WebhookConfig};
-use ringcast::hooks::dispatch::{self, Dispatcher};
+use ringcast::hooks::dispatch::{self, DispatchLimits, Dispatcher};
 use ringcast::hooks::event::Protocol;
 use ringcast::hooks::{Hooks, Origin, webhook};
 use ringcast::hub::{Hub, HubSettings, ShardHub};
@@ -92,7 +92,8 @@ impl Api {
         let (hub, _inboxes) = Hub::new(1, HubSettings::default());
         let agent = webhook::agent(Duration::from_secs(5), None).unwrap();
         let sinks = dispatch::sinks_from_config(&setup.config, &agent);
-        let dispatcher = Dispatcher::start(sinks, agent, 2, 1000);
+        let limits = DispatchLimits { concurrency: 2, queue: 1000, ..DispatchLimits::default() };
+        let dispatcher = Dispatcher::start(sinks, agent, limits);
         let hooks = Hooks::new(&setup.config, Some(Box::new(dispatcher.clone())));
         let options = ApiOptions {
             token: setup.token.map(|t| ApiToken::parse(t).unwrap()),

@@ -536,6 +536,23 @@ fn unit_has_what_the_issue_asks_for() {
     assert!(install.contains(&("WantedBy".into(), "multi-user.target".into())));
 }
 
+/// The unit's stop timeout leaves room above ringcast's own shutdown deadline: systemd's
+/// SIGKILL must come after the shutdown has finished and logged what it left undone.
+#[test]
+fn the_unit_waits_longer_than_the_shutdown_deadline() {
+    let service = section(&unit_text(), "Service");
+    let stop: Vec<&str> = service.iter().filter(|(k, _)| k == "TimeoutStopSec").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(stop.len(), 1, "TimeoutStopSec= exactly once: {stop:?}");
+    let stop = ringcast::config::parse_duration(stop[0]).unwrap_or_else(|e| panic!("TimeoutStopSec={}: {e}", stop[0]));
+    let deadline = ringcast::config::Config::default().shutdown_timeout;
+    // The deadline is checked between steps that each end promptly; this is their slack.
+    let slack = Duration::from_secs(3);
+    assert!(
+        stop >= deadline + slack,
+        "TimeoutStopSec={stop:?} leaves less than {slack:?} above shutdown_timeout's default {deadline:?}"
+    );
+}
+
 /// `systemd-analyze`, installed with apt if missing and possible.
 fn systemd_analyze() -> Result<(), String> {
     let present = || Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());

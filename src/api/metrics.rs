@@ -82,7 +82,7 @@ pub fn render(state: &ApiState) -> String {
         })
         .collect();
     type Read = fn(&crate::hooks::dispatch::SinkStats) -> u64;
-    let per_sink: [(&str, &str, bool, Read); 7] = [
+    let per_sink: [(&str, &str, bool, Read); 8] = [
         ("ringcast_sink_delivered_total", "Deliveries that succeeded.", true, |s| s.delivered.load(Relaxed)),
         ("ringcast_sink_failed_total", "Deliveries that failed for good (retries exhausted).", true, |s| {
             s.failed.load(Relaxed)
@@ -98,6 +98,12 @@ pub fn render(state: &ApiState) -> String {
         ),
         ("ringcast_sink_in_flight", "Deliveries being attempted now.", false, |s| s.in_flight.load(Relaxed)),
         ("ringcast_sink_queued", "Deliveries waiting in the queue.", false, |s| s.queued.load(Relaxed)),
+        (
+            "ringcast_sink_queued_bytes",
+            "Bytes of the deliveries waiting (queued or for a retry), as hook_queue_bytes counts them.",
+            false,
+            |s| s.queued_bytes.load(Relaxed),
+        ),
         ("ringcast_sink_disabled", "1 when a 410 Gone disabled the sink until it is changed.", false, |s| {
             u64::from(s.disabled.load(Relaxed))
         }),
@@ -112,6 +118,12 @@ pub fn render(state: &ApiState) -> String {
         "ringcast_hook_dropped_inbound_total",
         "Events dropped before dispatch: the dispatcher's inbound queue was full.",
         state.dispatcher.stats.dropped_inbound.load(Relaxed),
+    );
+    out.gauge(
+        "ringcast_hook_inbound_bytes",
+        "Bytes of the events waiting to reach the dispatcher, as hook_queue_bytes counts them.",
+        &[],
+        state.dispatcher.stats.inbound_bytes.load(Relaxed),
     );
 
     let slots = &state.slots;

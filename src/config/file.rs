@@ -39,6 +39,8 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "hook_timeout",
     "hook_concurrency",
     "hook_queue",
+    "hook_queue_bytes",
+    "shutdown_timeout",
     "rotation_grace",
     "tls_ca_file",
     "notify",
@@ -150,6 +152,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("hook_queue") {
         config.hook_queue = item.integer(limits::HOOK_QUEUE)?;
+    }
+    if let Some(item) = root.get("hook_queue_bytes") {
+        config.hook_queue_bytes = item.integer(limits::HOOK_QUEUE_BYTES)?;
+    }
+    if let Some(item) = root.get("shutdown_timeout") {
+        config.shutdown_timeout = item.duration(floors::TIMEOUT)?;
     }
     if let Some(item) = root.get("rotation_grace") {
         config.rotation_grace = item.duration(Duration::ZERO)?;

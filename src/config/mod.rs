@@ -158,6 +158,7 @@ mod limits {
     pub const MERGE_WRITE_MS: (u64, u64) = (0, 100);
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
+    pub const HOOK_QUEUE_BYTES: (u64, u64) = (64 * 1024, 1 << 40);
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
     pub const API_MAX_WEBHOOKS: (u64, u64) = (0, 10_000);
@@ -233,11 +234,23 @@ pub struct Config {
     /// `--hook-timeout`.
     pub hook_timeout: Duration,
     /// Event-sink deliveries executing at once (blocking HTTP workers); further ones queue.
-    /// Default 10; 1..=1024. Flag `--hook-concurrency`.
+    /// Shared equally by the sinks, at least one each (so at most `max(this, sinks)` run at
+    /// once): a hung receiver holds only its own share. Default 10; 1..=1024. Flag
+    /// `--hook-concurrency`.
     pub hook_concurrency: usize,
     /// Queued event-sink deliveries; past it the oldest is dropped, counted and logged. Default
     /// 100000; 1..=10000000. Bounds hook memory when a receiver is slow.
     pub hook_queue: usize,
+    /// Bytes of queued event-sink deliveries (their events' data, counted per sink, retries
+    /// waiting included), and separately of events waiting in the channel from the shards;
+    /// past it the oldest is dropped, counted and logged. Default 64 MiB; 64 KiB..=1 TiB.
+    /// Bounds hook memory whatever the events carry (`hook_queue` only counts them).
+    pub hook_queue_bytes: usize,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) may take: sessions close, then done
+    /// callbacks and queued deliveries get what is left; at the deadline the rest is abandoned
+    /// and logged in one summary. Default 10s, under the systemd unit's `TimeoutStopSec=15s`
+    /// so the summary is written before a SIGKILL. Independent of `hook_timeout`.
+    pub shutdown_timeout: Duration,
     /// After a webhook secret is rotated over the API, the previous secret keeps signing (next to
     /// the new one) this long, so receivers can switch over. Default 24h.
     pub rotation_grace: Duration,
@@ -288,6 +301,8 @@ impl Default for Config {
             hook_timeout: Duration::from_secs(30),
             hook_concurrency: 10,
             hook_queue: 100_000,
+            hook_queue_bytes: 64 << 20,
+            shutdown_timeout: Duration::from_secs(10),
             rotation_grace: Duration::from_secs(24 * 3600),
             tls_ca_file: None,
             notify: NotifyConfig::default(),

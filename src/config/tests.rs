@@ -91,6 +91,8 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.hook_timeout, Duration::from_secs(30));
     assert_eq!(c.hook_concurrency, 10);
     assert_eq!(c.hook_queue, 100_000);
+    assert_eq!(c.hook_queue_bytes, 64 << 20);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
     assert_eq!(c.rotation_grace, Duration::from_secs(86_400));
     let n = &c.notify;
     assert_eq!(n.method, NotifyMethod::Post);
@@ -452,6 +454,8 @@ state_dir = "state"
 hook_timeout = "2m"
 hook_concurrency = 1024
 hook_queue = 1
+hook_queue_bytes = 65536
+shutdown_timeout = "3s"
 rotation_grace = "0s"
 api_max_webhooks = 0
 "#,
@@ -479,6 +483,8 @@ api_max_webhooks = 0
     assert_eq!(c.hook_timeout, Duration::from_secs(120));
     assert_eq!(c.hook_concurrency, 1024);
     assert_eq!(c.hook_queue, 1);
+    assert_eq!(c.hook_queue_bytes, 65_536);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
     assert_eq!(c.rotation_grace, Duration::ZERO);
 }
 
@@ -523,6 +529,8 @@ fn bad_root_values_name_the_key() {
         ("hook_timeout = \"0ms\"", "key 'hook_timeout': must be at least 1ms, got 0s"),
         ("hook_concurrency = 1025", "key 'hook_concurrency': must be at most 1024, got 1025"),
         ("hook_queue = 0", "key 'hook_queue': must be at least 1, got 0"),
+        ("hook_queue_bytes = 1000", "key 'hook_queue_bytes': must be at least 65536, got 1000"),
+        ("shutdown_timeout = \"0s\"", "key 'shutdown_timeout': must be at least 1ms, got 0s"),
         ("rotation_grace = \"1y\"", "key 'rotation_grace': invalid duration '1y'"),
         ("notify = 1", "key 'notify': expected a table, got an integer"),
         ("webhook = \"x\"", "key 'webhook': expected an array, got a string"),

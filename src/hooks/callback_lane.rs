@@ -12,8 +12,8 @@
 //! `https://` endpoints go to the blocking pool ([`super::callback_pool`]): a TLS handshake
 //! is CPU work no shard may stall on.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
 use tokio_uring::net::TcpStream;
-use tracing::warn;
 
 use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, Decision, Outcome, Prepared};
 use crate::protocol::http::{Request, ResponseReader};
@@ -98,6 +97,19 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Shuts a callback's socket down if the round trip on it is dropped halfway (timed out, or
+/// the asking session went away). io_uring keeps a pending read's socket open until that read
+/// completes, and a silent endpoint never completes it: without this, each such callback held
+/// a descriptor (and the endpoint a connection) until the endpoint died. The shutdown ends the
+/// read at once, and the descriptor is closed with it.
+struct ShutDownIfAbandoned<'a>(&'a TcpStream);
+
+impl Drop for ShutDownIfAbandoned<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// A name's looked-up addresses, shared by every request that wanted them meanwhile.
 struct Lookup {
     started: Instant,
@@ -110,8 +122,9 @@ pub struct CallbackLane {
     permits: Semaphore,
     idle: RefCell<HashMap<String, Vec<(TcpStream, Instant)>>>,
     lookups: RefCell<HashMap<String, Lookup>>,
-    /// Told callbacks (done, update) still running: shutdown lets them finish.
-    telling: Cell<usize>,
+    /// Told callbacks (done, update) still running, per call: shutdown lets them finish by
+    /// its deadline and reports the rest.
+    telling: RefCell<BTreeMap<&'static str, usize>>,
     told: Notify,
 }
 
@@ -124,7 +137,7 @@ impl CallbackLane {
             permits: Semaphore::new(in_flight),
             idle: RefCell::default(),
             lookups: RefCell::default(),
-            telling: Cell::new(0),
+            telling: RefCell::default(),
             told: Notify::new(),
         })
     }
@@ -174,29 +187,32 @@ impl CallbackLane {
         }
     }
 
-    /// Waits for the told callbacks still running, at most `limit`.
-    pub async fn drain(&self, limit: Duration) {
+    /// Waits for the told callbacks still running, until `deadline`; returns those still
+    /// running then, per call (they are abandoned with the shard).
+    pub async fn drain(&self, deadline: Instant) -> Vec<(&'static str, usize)> {
         let waiting = async {
-            while self.telling.get() > 0 {
+            while self.telling.borrow().values().any(|&n| n > 0) {
                 self.told.notified().await;
             }
         };
-        if tokio::time::timeout(limit, waiting).await.is_err() {
-            warn!(left = self.telling.get(), "callbacks still running at shutdown were abandoned");
-        }
+        let _ = tokio::time::timeout_at(deadline.into(), waiting).await;
+        self.telling.borrow().iter().filter(|(_, n)| **n > 0).map(|(call, n)| (*call, *n)).collect()
     }
 
     /// Runs `request` as its own task, so the session does not wait for it.
     fn spawn(self: &Rc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
         let lane = self.clone();
-        self.telling.set(self.telling.get() + 1);
+        let call = request.call.as_str();
+        *self.telling.borrow_mut().entry(call).or_default() += 1;
         tokio::task::spawn_local(async move {
             let decision = lane.call(request).await;
             if let Some(reply) = reply {
                 // The session may be gone; its answer no longer matters.
                 let _ = reply.send(decision);
             }
-            lane.telling.set(lane.telling.get() - 1);
+            if let Some(running) = lane.telling.borrow_mut().get_mut(call) {
+                *running -= 1;
+            }
             lane.told.notify_waiters();
         });
     }
@@ -240,7 +256,10 @@ impl CallbackLane {
                 Some(stream) => (stream, true),
                 None => (self.connect(&endpoint).await?, false),
             };
+            let abandoned = ShutDownIfAbandoned(&stream);
             let (result, back) = round_trip(&stream, wire, prepared.method).await;
+            // Whatever came back, nothing is in flight on the socket any more.
+            std::mem::forget(abandoned);
             wire = back;
             match result {
                 Ok((status, location, reusable)) => {
@@ -407,10 +426,21 @@ mod tests {
     use super::*;
     use crate::config::NotifyConfig;
 
+    /// Whether the peer of `stream` has closed or shut down its side (unread data or not).
+    fn peer_hung_up(stream: &std::net::TcpStream) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+        ready == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+    }
+
     /// A session that goes away (kicked) while its callback waits drops the callback's future
-    /// halfway: the in-flight gauge must count it while it waits and forget it once dropped.
+    /// halfway: the in-flight gauge must count it while it waits and forget it once dropped,
+    /// and its connection must close at once (the endpoint sees the hang-up while the shard
+    /// still runs), or a silent endpoint would hold one descriptor per abandoned callback.
     #[test]
-    fn the_in_flight_gauge_forgets_an_abandoned_callback() {
+    fn an_abandoned_callback_is_forgotten_and_closes_its_connection() {
         // An endpoint that accepts (the kernel does, from the backlog) and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/on_play", silent.local_addr().unwrap());
@@ -421,15 +451,27 @@ mod tests {
         tokio_uring::start(async {
             let client = ClientInfo::default();
             let asking = lane.decide(Call::Play, &client, &[]);
-            let watching = async {
+            let sent = async {
                 while gauge() == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                // Connected and written: the request is on its way, the read pending.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             };
             tokio::select! {
                 decision = asking => panic!("a silent endpoint decided: {decision:?}"),
-                () = watching => {}
+                () = sent => {}
             }
+            let (endpoint_side, _) = silent.accept().unwrap();
+            let mut hung_up = false;
+            for _ in 0..200 {
+                hung_up = peer_hung_up(&endpoint_side);
+                if hung_up {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(hung_up, "the abandoned callback's connection is still open");
         });
         assert_eq!(gauge(), 0, "the dropped callback is still counted in flight");
         assert_eq!(callbacks.stats.requests.load(Ordering::Relaxed), 1);

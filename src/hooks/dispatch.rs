@@ -1,13 +1,17 @@
 //! Event sinks: every event to each webhook, script and stdio sink that wants it, with
 //! retries, per-stream order and a bounded queue.
 //!
-//! Shards hand events to one dispatcher thread over a bounded crossbeam channel (never
-//! waiting: when full, the oldest event in it is dropped and counted). Drops, there and from the
-//! sinks' queue, are logged in summaries of at most one line a second ([`DropLog`]). The dispatcher
-//! keeps, per sink, a FIFO per stream and lets at most one delivery of a stream be in flight
-//! or waiting for a retry, which is what keeps a stream's events in order within a sink while
-//! other streams proceed. Ready deliveries go to `hook_concurrency` blocking worker threads;
-//! workers never sleep, retries wait in the dispatcher's timer heap instead.
+//! Shards hand events to one dispatcher thread over a crossbeam channel bounded in events and
+//! in bytes (never waiting: when full, the oldest event in it is dropped and counted). The
+//! sinks' queue is bounded the same way, retries waiting included in its bytes. Drops, there
+//! and from the sinks' queue, are logged in summaries of at most one line a second
+//! ([`DropLog`]). The dispatcher keeps, per sink, a FIFO per stream and lets at most one
+//! delivery of a stream be in flight or waiting for a retry, which is what keeps a stream's
+//! events in order within a sink while other streams proceed. Ready deliveries go to blocking
+//! worker threads, each sink up to its equal share of `hook_concurrency`, so a receiver that
+//! hangs holds only its own share; workers never sleep, retries wait in the dispatcher's
+//! timer heap instead. Shutdown has a deadline: what is still undone then is abandoned and
+//! reported, not waited for.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -41,6 +45,9 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     pub in_flight: AtomicU64,
     pub queued: AtomicU64,
+    /// Bytes its waiting deliveries hold (queued, or waiting for a retry), as
+    /// `hook_queue_bytes` counts them.
+    pub queued_bytes: AtomicU64,
     /// Set by a 410 Gone: the sink receives nothing more until it is changed.
     pub disabled: AtomicBool,
 }
@@ -165,13 +172,59 @@ impl SinkSet {
 pub struct DispatchStats {
     /// Events dropped before reaching the dispatcher (its inbound channel was full).
     pub dropped_inbound: AtomicU64,
+    /// Bytes of the events waiting in the inbound channel ([`Event::weight`]).
+    pub inbound_bytes: AtomicU64,
+}
+
+/// How much the dispatcher may hold and run at once (`hook_concurrency`, `hook_queue`,
+/// `hook_queue_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchLimits {
+    /// Deliveries in flight, shared equally by the sinks (see [`Core::share`]).
+    pub concurrency: usize,
+    /// Queued deliveries, counted; also the inbound channel's length.
+    pub queue: usize,
+    /// Bytes of queued deliveries (retries waiting included), and separately of the events in
+    /// the inbound channel.
+    pub queue_bytes: usize,
+}
+
+impl DispatchLimits {
+    pub fn from_config(config: &Config) -> DispatchLimits {
+        DispatchLimits {
+            concurrency: config.hook_concurrency,
+            queue: config.hook_queue,
+            queue_bytes: config.hook_queue_bytes,
+        }
+    }
+}
+
+impl Default for DispatchLimits {
+    fn default() -> DispatchLimits {
+        DispatchLimits::from_config(&Config::default())
+    }
+}
+
+/// What a dispatcher stopped by its deadline left undone, per sink label: deliveries queued,
+/// waiting for a retry, or in flight.
+pub type Undone = Vec<(String, u64)>;
+
+/// An event on its way from a shard to the dispatcher, with its weight measured once.
+struct Inbound {
+    event: Event,
+    bytes: usize,
 }
 
 /// The shards' handle on the dispatcher.
 pub struct Dispatcher {
-    input: Sender<Event>,
+    input: Sender<Inbound>,
     /// Kept to drop the oldest queued event when the channel is full.
-    input_oldest: Receiver<Event>,
+    input_oldest: Receiver<Inbound>,
+    /// Bytes the inbound channel may hold.
+    inbound_capacity_bytes: usize,
+    /// The shutdown deadline, on a channel of its own: the shards' channel may be full, and
+    /// its drop-oldest must never take a shutdown with it.
+    stop: Sender<Instant>,
     set: RwLock<Arc<SinkSet>>,
     next_id: AtomicU64,
     /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
@@ -181,19 +234,22 @@ pub struct Dispatcher {
     inbound_drops: Mutex<DropLog>,
     /// Set once the dispatcher thread is gone: nothing would flush a held-back drop any more.
     stopped: AtomicBool,
-    thread: Mutex<Option<thread::JoinHandle<()>>>,
+    thread: Mutex<Option<thread::JoinHandle<Undone>>>,
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher thread and `concurrency` workers.
-    pub fn start(sinks: Vec<Arc<Sink>>, agent: ureq::Agent, concurrency: usize, queue: usize) -> Arc<Dispatcher> {
-        let (input, input_rx) = crossbeam_channel::bounded(queue.max(1));
+    /// Starts the dispatcher thread; its workers start as deliveries need them.
+    pub fn start(sinks: Vec<Arc<Sink>>, agent: ureq::Agent, limits: DispatchLimits) -> Arc<Dispatcher> {
+        let (input, input_rx) = crossbeam_channel::bounded(limits.queue.max(1));
+        let (stop, stop_rx) = crossbeam_channel::bounded(1);
         let next_id = sinks.iter().map(|s| s.id).max().unwrap_or(0) + 1;
         let set = SinkSet::new(sinks);
         let stats = Arc::new(DispatchStats::default());
         let dispatcher = Arc::new(Dispatcher {
             input,
             input_oldest: input_rx.clone(),
+            inbound_capacity_bytes: limits.queue_bytes,
+            stop,
             set: RwLock::new(set),
             next_id: AtomicU64::new(next_id),
             agent,
@@ -202,8 +258,9 @@ impl Dispatcher {
             stopped: AtomicBool::new(false),
             thread: Mutex::new(None),
         });
-        let core = Core::new(Arc::downgrade(&dispatcher), concurrency.max(1), queue.max(1));
-        let handle = thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx)).ok();
+        let core = Core::new(Arc::downgrade(&dispatcher), limits);
+        let handle =
+            thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx, stop_rx)).ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
         }
@@ -298,17 +355,18 @@ impl Dispatcher {
         self.modify(|_| {});
     }
 
-    /// Stops taking events and waits (up to `grace`) for queued deliveries to finish.
-    pub fn shutdown(&self, grace: Duration) {
+    /// Stops taking events and lets queued and in-flight deliveries go on for at most `grace`;
+    /// returns what was left undone then. Deliveries still in flight are abandoned, not waited
+    /// for: their worker threads are blocked for up to `hook_timeout`, which may be longer than
+    /// the whole shutdown may take.
+    pub fn shutdown(&self, grace: Duration) -> Undone {
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        // Closing is signalled by a special empty-id event; the channel stays open for late
-        // senders, whose events are then dropped and counted.
-        let _ = self.input.send_timeout(shutdown_marker(grace), Duration::from_millis(100));
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        // Late events still reach the channel, where they are dropped and counted.
+        let _ = self.stop.try_send(Instant::now() + grace);
+        let undone = handle.and_then(|handle| handle.join().ok()).unwrap_or_default();
         self.stopped.store(true, Ordering::Relaxed);
         self.flush_inbound_drops(Instant::now());
+        undone
     }
 
     /// Counts and reports (maybe later) one event dropped on the shards' channel.
@@ -323,6 +381,14 @@ impl Dispatcher {
         if let Some(report) = report {
             log_inbound_drops(&report);
         }
+    }
+
+    /// Takes the oldest event out of the inbound channel and drops it; false if it was empty.
+    fn drop_oldest_inbound(&self) -> bool {
+        let Ok(oldest) = self.input_oldest.try_recv() else { return false };
+        self.stats.inbound_bytes.fetch_sub(oldest.bytes as u64, Ordering::Relaxed);
+        self.drop_inbound(&oldest.event);
+        true
     }
 
     fn tick_inbound_drops(&self, now: Instant) -> Option<Instant> {
@@ -365,20 +431,6 @@ fn log_sink_drops(sink: &str, report: &DropReport) {
     );
 }
 
-fn shutdown_marker(grace: Duration) -> Event {
-    Event {
-        id: String::new(),
-        event_type: EventType::ConnectionClose,
-        timestamp_ms: grace.as_millis() as u64,
-        conn_id: 0,
-        protocol: super::event::Protocol::Rtmp,
-        addr: String::new(),
-        stream_key: String::new(),
-        seq: 0,
-        data: Default::default(),
-    }
-}
-
 impl EventSink for Dispatcher {
     fn wants(&self, event_type: EventType) -> bool {
         let index = EventType::ALL.iter().position(|t| *t == event_type);
@@ -387,25 +439,41 @@ impl EventSink for Dispatcher {
     }
 
     fn send(&self, event: Event) {
-        let mut event = event;
-        // Never block a shard: make room by dropping the oldest queued event.
+        let bytes = event.weight();
+        if bytes > self.inbound_capacity_bytes {
+            // Alone bigger than the whole channel may hold: it would only push out everything
+            // else and then be dropped itself.
+            self.drop_inbound(&event);
+            return;
+        }
+        // Never block a shard: make room by dropping the oldest queued events, for bytes and
+        // then for count.
+        let held = self.stats.inbound_bytes.fetch_add(bytes as u64, Ordering::Relaxed) as usize + bytes;
+        if held > self.inbound_capacity_bytes {
+            while self.stats.inbound_bytes.load(Ordering::Relaxed) as usize > self.inbound_capacity_bytes {
+                if !self.drop_oldest_inbound() {
+                    break;
+                }
+            }
+        }
+        let mut inbound = Inbound { event, bytes };
         for _ in 0..4 {
-            match self.input.try_send(event) {
+            match self.input.try_send(inbound) {
                 Ok(()) => return,
                 Err(crossbeam_channel::TrySendError::Full(back)) => {
-                    event = back;
-                    if let Ok(oldest) = self.input_oldest.try_recv() {
-                        self.drop_inbound(&oldest);
-                    }
+                    inbound = back;
+                    self.drop_oldest_inbound();
                 }
                 Err(crossbeam_channel::TrySendError::Disconnected(dropped)) => {
+                    self.stats.inbound_bytes.fetch_sub(dropped.bytes as u64, Ordering::Relaxed);
                     self.stats.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-                    warn!(event = %dropped.event_type, "hook dispatcher stopped: event dropped");
+                    warn!(event = %dropped.event.event_type, "hook dispatcher stopped: event dropped");
                     return;
                 }
             }
         }
-        self.drop_inbound(&event);
+        self.stats.inbound_bytes.fetch_sub(inbound.bytes as u64, Ordering::Relaxed);
+        self.drop_inbound(&inbound.event);
     }
 }
 
@@ -413,6 +481,8 @@ struct Job {
     sink: Arc<Sink>,
     event: Arc<Event>,
     attempt: u32,
+    /// What this delivery counts against `hook_queue_bytes` while it waits (for a retry).
+    bytes: usize,
 }
 
 struct Done {
@@ -420,36 +490,70 @@ struct Done {
     outcome: Attempt,
 }
 
+/// A queued delivery: its enqueue number, event and weight.
+struct Queued {
+    number: u64,
+    event: Arc<Event>,
+    bytes: usize,
+}
+
 /// A FIFO of one stream's deliveries to one sink.
 #[derive(Default)]
 struct StreamQueue {
-    /// (enqueue number, event)
-    items: VecDeque<(u64, Arc<Event>)>,
+    items: VecDeque<Queued>,
     /// A delivery of this stream is in flight or waiting to be retried.
     busy: bool,
 }
+
+/// One sink's deliveries.
+#[derive(Default)]
+struct SinkQueues {
+    /// Stream (or connection) key -> its queue.
+    streams: HashMap<String, StreamQueue>,
+    /// Keys whose queue has items and nothing in flight.
+    ready: VecDeque<String>,
+    /// Retries whose wait is over (their numbers in `Core::retry_jobs`), sent before new
+    /// deliveries.
+    due: VecDeque<u64>,
+    /// Deliveries of this sink on the workers now: at most its share.
+    in_flight: usize,
+}
+
+impl SinkQueues {
+    fn is_idle(&self) -> bool {
+        self.streams.is_empty() && self.ready.is_empty() && self.due.is_empty() && self.in_flight == 0
+    }
+}
+
+/// What each queued delivery costs beyond its event: its entry in the oldest-first index and
+/// in its stream's queue, with the key they repeat.
+const DELIVERY_OVERHEAD: usize = 96;
 
 /// The dispatcher thread's state. Sinks are named by id: they may change or go while their
 /// deliveries wait.
 struct Core {
     dispatcher: Weak<Dispatcher>,
-    concurrency: usize,
-    capacity: usize,
-    /// Per sink id: stream (or connection) key -> its queue.
-    queues: HashMap<u64, HashMap<String, StreamQueue>>,
+    limits: DispatchLimits,
+    /// Per sink id, while it has deliveries queued, waiting or in flight.
+    sinks: HashMap<u64, SinkQueues>,
     /// Every queued delivery by enqueue number: the first is the oldest, dropped when full.
     order: BTreeMap<u64, (u64, String)>,
     next_number: u64,
-    /// (sink id, key) whose queue has items and nothing in flight.
-    ready: VecDeque<(u64, String)>,
+    /// Bytes of the deliveries queued or waiting for a retry.
+    queued_bytes: usize,
     in_flight: usize,
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
-    retry_jobs: HashMap<u64, Job>,
-    /// Retries whose wait is over, sent before new deliveries.
-    due: VecDeque<Job>,
+    /// Deliveries waiting for a retry (or due and waiting for their sink's share), by number:
+    /// the first was scheduled first.
+    retry_jobs: BTreeMap<u64, Job>,
     /// Per sink id, while its queue-full drops are being reported.
     drops: HashMap<u64, SinkDrops>,
     jitter: u64,
+    /// The workers started so far: one more whenever every one is busy (each sink's share
+    /// bounds how many can be).
+    workers: usize,
+    jobs: (Sender<Job>, Receiver<Job>),
+    done: (Sender<Done>, Receiver<Done>),
 }
 
 struct SinkDrops {
@@ -468,21 +572,27 @@ fn ordering_key(event: &Event) -> String {
 }
 
 impl Core {
-    fn new(dispatcher: Weak<Dispatcher>, concurrency: usize, capacity: usize) -> Core {
+    fn new(dispatcher: Weak<Dispatcher>, limits: DispatchLimits) -> Core {
         Core {
             dispatcher,
-            concurrency,
-            capacity,
-            queues: HashMap::new(),
+            limits: DispatchLimits {
+                concurrency: limits.concurrency.max(1),
+                queue: limits.queue.max(1),
+                queue_bytes: limits.queue_bytes,
+            },
+            sinks: HashMap::new(),
             order: BTreeMap::new(),
             next_number: 0,
-            ready: VecDeque::new(),
+            queued_bytes: 0,
             in_flight: 0,
             retries: BinaryHeap::new(),
-            retry_jobs: HashMap::new(),
-            due: VecDeque::new(),
+            retry_jobs: BTreeMap::new(),
             drops: HashMap::new(),
             jitter: now_ms() | 1,
+            workers: 0,
+            // Unbounded, but never longer than the deliveries in flight, which the shares bound.
+            jobs: crossbeam_channel::unbounded(),
+            done: crossbeam_channel::unbounded(),
         }
     }
 
@@ -491,105 +601,133 @@ impl Core {
         self.dispatcher.upgrade()?.sink(id)
     }
 
-    fn run(mut self, input: Receiver<Event>) {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<Job>(self.concurrency);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
-        let mut workers = Vec::new();
-        for _ in 0..self.concurrency {
-            let (jobs_rx, done_tx) = (jobs_rx.clone(), done_tx.clone());
-            let spawned = thread::Builder::new()
-                .name("hook-worker".into())
-                .stack_size(512 * 1024)
-                .spawn(move || worker(jobs_rx, done_tx));
-            match spawned {
-                Ok(handle) => workers.push(handle),
-                Err(e) => error!(error = %e, "cannot start a hook worker"),
-            }
-        }
-        drop(done_tx);
+    /// How many deliveries one sink may have in flight: an equal share of `hook_concurrency`
+    /// (at least one). A receiver that hangs holds its share of the workers, never another
+    /// sink's: the pool grows by a worker whenever all are busy, and the shares add up to at
+    /// most `max(hook_concurrency, sinks)`.
+    fn share(&self, sinks: usize) -> usize {
+        (self.limits.concurrency / sinks.max(1)).max(1)
+    }
+
+    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>) -> Undone {
+        let done_rx = self.done.1.clone();
         let mut deadline: Option<Instant> = None;
         let mut next_drop_report = None;
         loop {
             let next_retry = self.retries.peek().map(|Reverse((at, _))| *at);
-            let wake = next_retry.into_iter().chain(next_drop_report).min();
+            let wake = next_retry.into_iter().chain(next_drop_report).chain(deadline).min();
             let timeout = wake.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
             select! {
-                recv(input) -> event => match event {
-                    Ok(event) if event.id.is_empty() => {
-                        deadline = Some(Instant::now() + Duration::from_millis(event.timestamp_ms));
+                recv(input) -> inbound => match inbound {
+                    Ok(Inbound { event, bytes }) => {
+                        if let Some(dispatcher) = self.dispatcher.upgrade() {
+                            dispatcher.stats.inbound_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+                        }
+                        self.enqueue(event, bytes);
                     }
-                    Ok(event) => self.enqueue(event),
                     Err(_) => deadline = deadline.or(Some(Instant::now())),
                 },
+                recv(stop) -> at => deadline = deadline.or(Some(at.unwrap_or_else(|_| Instant::now()))),
                 recv(done_rx) -> done => if let Ok(done) = done { self.finish(done) },
                 default(timeout) => {}
             }
             self.fire_retries();
-            self.dispatch(&jobs_tx);
+            self.dispatch();
             // A shard that drops an inbound event also leaves one in the channel (or finds it
             // full), so this loop runs again after every inbound drop: none waits unseen.
             next_drop_report = self.report_drops(Instant::now());
             if let Some(deadline) = deadline {
-                let idle =
-                    self.in_flight == 0 && self.order.is_empty() && self.retries.is_empty() && self.due.is_empty();
+                let idle = self.in_flight == 0 && self.order.is_empty() && self.retry_jobs.is_empty();
                 if idle || Instant::now() >= deadline {
-                    let left = self.order.len() + self.retries.len() + self.due.len();
-                    if left > 0 {
-                        warn!(left, "hook dispatcher stopping with deliveries undone");
-                    }
                     self.flush_drops();
-                    break;
+                    // Idle workers see the channel close and exit; busy ones are abandoned
+                    // with their attempt (the process is about to exit).
+                    return self.undone();
                 }
             }
         }
-        drop(jobs_tx);
-        for handle in workers {
-            // Workers finish their current attempt (bounded by hook_timeout) and exit.
-            let _ = handle.join();
-        }
     }
 
-    fn enqueue(&mut self, event: Event) {
+    /// Per sink label, the deliveries queued, waiting for a retry or in flight.
+    fn undone(&self) -> Undone {
+        let mut undone: BTreeMap<u64, u64> = BTreeMap::new();
+        for (sink_id, queues) in &self.sinks {
+            let queued: usize = queues.streams.values().map(|q| q.items.len()).sum();
+            *undone.entry(*sink_id).or_default() += (queued + queues.in_flight) as u64;
+        }
+        for job in self.retry_jobs.values() {
+            *undone.entry(job.sink.id).or_default() += 1;
+        }
+        undone
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(id, count)| (self.sink(id).map_or_else(|| format!("sink {id}"), |s| s.label.clone()), count))
+            .collect()
+    }
+
+    fn enqueue(&mut self, event: Event, bytes: usize) {
         let Some(dispatcher) = self.dispatcher.upgrade() else { return };
         let event = Arc::new(event);
         let key = ordering_key(&event);
+        // Each delivery counts the whole event, though the sinks share one copy: the bound
+        // holds however many sinks want it.
+        let bytes = bytes + DELIVERY_OVERHEAD + key.len();
         for sink in dispatcher.current().sinks.iter() {
             if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
                 continue;
             }
-            if self.order.len() >= self.capacity {
-                self.drop_oldest();
-            }
             let number = self.next_number;
             self.next_number += 1;
             self.order.insert(number, (sink.id, key.clone()));
-            let queue = self.queues.entry(sink.id).or_default().entry(key.clone()).or_default();
-            queue.items.push_back((number, event.clone()));
-            sink.stats.queued.fetch_add(1, Ordering::Relaxed);
+            let queues = self.sinks.entry(sink.id).or_default();
+            let queue = queues.streams.entry(key.clone()).or_default();
+            queue.items.push_back(Queued { number, event: event.clone(), bytes });
             if !queue.busy && queue.items.len() == 1 {
-                self.ready.push_back((sink.id, key.clone()));
+                queues.ready.push_back(key.clone());
+            }
+            sink.stats.queued.fetch_add(1, Ordering::Relaxed);
+            sink.stats.queued_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.queued_bytes += bytes;
+            while self.order.len() > self.limits.queue || self.queued_bytes > self.limits.queue_bytes {
+                if !self.drop_oldest() {
+                    break;
+                }
             }
         }
     }
 
-    fn drop_oldest(&mut self) {
-        let Some((number, (sink_id, key))) = self.order.pop_first() else { return };
-        let Some(queue) = self.queues.get_mut(&sink_id).and_then(|q| q.get_mut(&key)) else { return };
-        let Some(position) = queue.items.iter().position(|(n, _)| *n == number) else { return };
-        let Some((_, event)) = queue.items.remove(position) else { return };
-        if let Some(sink) = self.sink(sink_id) {
-            sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            let drops = self
-                .drops
-                .entry(sink_id)
-                .or_insert_with(|| SinkDrops { label: String::new(), log: DropLog::default() });
-            if drops.label != sink.label {
-                drops.label.clone_from(&sink.label);
+    /// Drops the oldest queued delivery or, with none queued, the oldest waiting for a retry;
+    /// false when there is neither.
+    fn drop_oldest(&mut self) -> bool {
+        if let Some((number, (sink_id, key))) = self.order.pop_first() {
+            let Some(queue) = self.sinks.get_mut(&sink_id).and_then(|q| q.streams.get_mut(&key)) else { return true };
+            let Some(position) = queue.items.iter().position(|q| q.number == number) else { return true };
+            let Some(dropped) = queue.items.remove(position) else { return true };
+            self.queued_bytes -= dropped.bytes;
+            if let Some(sink) = self.sink(sink_id) {
+                sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.count_drop(&sink, &dropped.event, dropped.bytes);
             }
-            if let Some(report) = drops.log.record(event.event_type, &event.id, Instant::now()) {
-                log_sink_drops(&drops.label, &report);
-            }
+            return true;
+        }
+        let Some((_, job)) = self.retry_jobs.pop_first() else { return false };
+        self.queued_bytes -= job.bytes;
+        self.count_drop(&job.sink, &job.event, job.bytes);
+        // The stream was waiting for this retry: its next delivery may go.
+        self.release(job.sink.id, ordering_key(&job.event));
+        true
+    }
+
+    fn count_drop(&mut self, sink: &Sink, event: &Event, bytes: usize) {
+        sink.stats.queued_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+        sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        let drops =
+            self.drops.entry(sink.id).or_insert_with(|| SinkDrops { label: String::new(), log: DropLog::default() });
+        if drops.label != sink.label {
+            drops.label.clone_from(&sink.label);
+        }
+        if let Some(report) = drops.log.record(event.event_type, &event.id, Instant::now()) {
+            log_sink_drops(&drops.label, &report);
         }
     }
 
@@ -620,57 +758,99 @@ impl Core {
         }
     }
 
-    fn dispatch(&mut self, jobs: &Sender<Job>) {
-        while self.in_flight < self.concurrency {
-            let Some(job) = self.due.pop_front() else { break };
-            // The sink may have changed meanwhile: retry with its current settings.
-            let Some(sink) = self.sink(job.sink.id).filter(|s| !s.stats.disabled.load(Ordering::Relaxed)) else {
-                job.sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                self.release(job.sink.id, ordering_key(&job.event));
-                continue;
-            };
-            sink.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight += 1;
-            if jobs.send(Job { sink, ..job }).is_err() {
-                return;
+    /// Sends what may go: per sink, due retries then ready streams, up to the sink's share.
+    fn dispatch(&mut self) {
+        let Some(dispatcher) = self.dispatcher.upgrade() else { return };
+        let set = dispatcher.current();
+        let share = self.share(set.sinks.len());
+        let with_room: Vec<u64> = self.sinks.iter().filter(|(_, q)| q.in_flight < share).map(|(id, _)| *id).collect();
+        for sink_id in with_room {
+            while let Some(job) = self.next_job(sink_id, share) {
+                self.start(job);
+            }
+            if self.sinks.get(&sink_id).is_some_and(SinkQueues::is_idle) {
+                self.sinks.remove(&sink_id);
             }
         }
-        while self.in_flight < self.concurrency {
-            let Some((sink_id, key)) = self.ready.pop_front() else { return };
-            let Some(queue) = self.queues.get_mut(&sink_id).and_then(|q| q.get_mut(&key)) else { continue };
+    }
+
+    /// The next delivery of sink `sink_id`, if it has one and room in its share.
+    fn next_job(&mut self, sink_id: u64, share: usize) -> Option<Job> {
+        loop {
+            let queues = self.sinks.get_mut(&sink_id)?;
+            if queues.in_flight >= share {
+                return None;
+            }
+            if let Some(number) = queues.due.pop_front() {
+                // Gone if it was dropped for room meanwhile.
+                let Some(job) = self.retry_jobs.remove(&number) else { continue };
+                self.queued_bytes -= job.bytes;
+                job.sink.stats.queued_bytes.fetch_sub(job.bytes as u64, Ordering::Relaxed);
+                // The sink may have changed meanwhile: retry with its current settings.
+                match self.sink(sink_id).filter(|s| !s.stats.disabled.load(Ordering::Relaxed)) {
+                    Some(sink) => return Some(Job { sink, ..job }),
+                    None => {
+                        job.sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.release(sink_id, ordering_key(&job.event));
+                        continue;
+                    }
+                }
+            }
+            let key = queues.ready.pop_front()?;
+            let Some(queue) = queues.streams.get_mut(&key) else { continue };
             if queue.busy {
                 continue;
             }
-            let Some((number, event)) = queue.items.pop_front() else {
-                if let Some(queues) = self.queues.get_mut(&sink_id) {
-                    queues.remove(&key);
-                }
+            let Some(Queued { number, event, bytes }) = queue.items.pop_front() else {
+                queues.streams.remove(&key);
                 continue;
             };
             queue.busy = true;
             self.order.remove(&number);
+            self.queued_bytes -= bytes;
             let Some(sink) = self.sink(sink_id) else {
                 // The sink was removed: everything it still had queued goes.
                 self.discard_sink(sink_id, None);
-                continue;
+                return None;
             };
             sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            sink.stats.queued_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
             if sink.stats.disabled.load(Ordering::Relaxed) {
                 sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 self.release(sink_id, key);
                 continue;
             }
-            sink.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            self.in_flight += 1;
-            if jobs.send(Job { sink, event, attempt: 1 }).is_err() {
-                return;
+            return Some(Job { sink, event, attempt: 1, bytes });
+        }
+    }
+
+    /// Hands `job` to a worker, starting one if every worker is busy.
+    fn start(&mut self, job: Job) {
+        if self.in_flight >= self.workers {
+            let (jobs, done) = (self.jobs.1.clone(), self.done.0.clone());
+            let spawned = thread::Builder::new()
+                .name("hook-worker".into())
+                .stack_size(512 * 1024)
+                .spawn(move || worker(jobs, done));
+            match spawned {
+                Ok(_) => self.workers += 1,
+                // The job still goes: it waits for a worker that is there.
+                Err(e) => error!(error = %e, "cannot start a hook worker"),
             }
         }
+        job.sink.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight += 1;
+        self.sinks.entry(job.sink.id).or_default().in_flight += 1;
+        // Cannot fail: the receiving end lives in `self`.
+        let _ = self.jobs.0.send(job);
     }
 
     fn finish(&mut self, done: Done) {
         self.in_flight -= 1;
         let Done { job, outcome } = done;
+        if let Some(queues) = self.sinks.get_mut(&job.sink.id) {
+            queues.in_flight -= 1;
+        }
         let sink = job.sink.clone();
         sink.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         let event = &job.event;
@@ -688,8 +868,16 @@ impl Core {
                 let number = self.next_number;
                 self.next_number += 1;
                 self.retries.push(Reverse((Instant::now() + wait, number)));
+                // Waiting, it holds its event again: counted until it goes or is dropped.
+                self.queued_bytes += job.bytes;
+                sink.stats.queued_bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
                 self.retry_jobs.insert(number, Job { attempt: job.attempt + 1, ..job });
                 // The stream stays busy: its later events wait behind this one.
+                while self.queued_bytes > self.limits.queue_bytes {
+                    if !self.drop_oldest() {
+                        break;
+                    }
+                }
                 return;
             }
             Attempt::Retry { reason, .. } | Attempt::Failed { reason } => {
@@ -712,13 +900,13 @@ impl Core {
 
     /// The stream's delivery is over: its next event may go.
     fn release(&mut self, sink_id: u64, key: String) {
-        let Some(queues) = self.queues.get_mut(&sink_id) else { return };
-        if let Some(queue) = queues.get_mut(&key) {
+        let Some(queues) = self.sinks.get_mut(&sink_id) else { return };
+        if let Some(queue) = queues.streams.get_mut(&key) {
             queue.busy = false;
             if queue.items.is_empty() {
-                queues.remove(&key);
+                queues.streams.remove(&key);
             } else {
-                self.ready.push_back((sink_id, key));
+                queues.ready.push_back(key);
             }
         }
     }
@@ -731,22 +919,29 @@ impl Core {
         {
             log_sink_drops(&drops.label, &report);
         }
-        let queues = self.queues.remove(&sink_id).unwrap_or_default();
         let mut dropped = 0;
-        for queue in queues.into_values() {
-            for (number, _) in queue.items {
-                self.order.remove(&number);
-                dropped += 1;
+        if let Some(queues) = self.sinks.get_mut(&sink_id) {
+            for queue in std::mem::take(&mut queues.streams).into_values() {
+                for item in queue.items {
+                    self.order.remove(&item.number);
+                    self.queued_bytes -= item.bytes;
+                    dropped += 1;
+                }
             }
+            queues.ready.clear();
+            queues.due.clear();
         }
         let retrying: Vec<u64> =
             self.retry_jobs.iter().filter(|(_, j)| j.sink.id == sink_id).map(|(n, _)| *n).collect();
         dropped += retrying.len() as u64;
         for number in retrying {
-            self.retry_jobs.remove(&number);
+            if let Some(job) = self.retry_jobs.remove(&number) {
+                self.queued_bytes -= job.bytes;
+            }
         }
         if let Some(sink) = stats_of {
             sink.stats.queued.store(0, Ordering::Relaxed);
+            sink.stats.queued_bytes.store(0, Ordering::Relaxed);
             sink.stats.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         if dropped > 0 {
@@ -754,7 +949,8 @@ impl Core {
         }
     }
 
-    /// Moves retries whose time has come to `due`; the stream is still busy with them.
+    /// Moves retries whose time has come to their sink's `due`; the stream is still busy with
+    /// them.
     fn fire_retries(&mut self) {
         let now = Instant::now();
         while let Some(Reverse((at, number))) = self.retries.peek().copied() {
@@ -762,8 +958,8 @@ impl Core {
                 break;
             }
             self.retries.pop();
-            if let Some(job) = self.retry_jobs.remove(&number) {
-                self.due.push_back(job);
+            if let Some(job) = self.retry_jobs.get(&number) {
+                self.sinks.entry(job.sink.id).or_default().due.push_back(number);
             }
         }
     }
@@ -795,5 +991,39 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
         if done.send(Done { job, outcome }).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::event::connect_event;
+
+    fn event_carrying(bytes: usize) -> Event {
+        connect_event(&[("tcurl", &"x".repeat(bytes))])
+    }
+
+    /// The channel from the shards holds at most `queue_bytes` of events, whatever their count:
+    /// a shard makes room by dropping the oldest, and an event bigger than the whole bound is
+    /// dropped at once. (The dispatcher thread is stopped first, so nothing drains the channel.)
+    #[test]
+    fn the_inbound_channel_is_bounded_in_bytes() {
+        const BOUND: usize = 64 * 1024;
+        let agent = webhook::agent(Duration::from_secs(1), None).unwrap();
+        let limits = DispatchLimits { concurrency: 1, queue: 1000, queue_bytes: BOUND };
+        let dispatcher = Dispatcher::start(Vec::new(), agent, limits);
+        assert!(dispatcher.shutdown(Duration::ZERO).is_empty());
+        let weight = event_carrying(4096).weight();
+        for _ in 0..100 {
+            dispatcher.send(event_carrying(4096));
+            let held = dispatcher.stats.inbound_bytes.load(Ordering::Relaxed) as usize;
+            assert!(held <= BOUND, "{held} bytes held, bound {BOUND}");
+        }
+        let kept = BOUND / weight;
+        assert_eq!(dispatcher.input_oldest.len(), kept, "as many {weight}-byte events as fit");
+        assert_eq!(dispatcher.stats.dropped_inbound.load(Ordering::Relaxed), 100 - kept as u64);
+        dispatcher.send(event_carrying(BOUND));
+        assert_eq!(dispatcher.input_oldest.len(), kept, "too big for the bound: dropped, not let in");
+        assert_eq!(dispatcher.stats.dropped_inbound.load(Ordering::Relaxed), 101 - kept as u64);
     }
 }

@@ -48,6 +48,33 @@ impl Event {
     pub fn timestamp_secs(&self) -> u64 {
         self.timestamp_ms / 1000
     }
+
+    /// The memory this event holds, its strings and data included: what the hook queues'
+    /// byte bounds count. A client controls much of it (a connect's tcUrl, its arguments), so
+    /// it is measured, not assumed. Allocator slack is not counted.
+    pub fn weight(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + self.id.capacity()
+            + self.addr.capacity()
+            + self.stream_key.capacity()
+            + map_weight(&self.data)
+    }
+}
+
+/// A JSON map's entries: per entry its key, its value and the map's node overhead (a B-tree
+/// node per few entries, rounded to a word pair per entry).
+fn map_weight(map: &Map<String, Value>) -> usize {
+    map.iter().map(|(key, value)| 2 * std::mem::size_of::<usize>() + key.capacity() + value_weight(value)).sum()
+}
+
+fn value_weight(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(text) => text.capacity(),
+            Value::Array(items) => items.iter().map(value_weight).sum(),
+            Value::Object(map) => map_weight(map),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 /// Makes event ids: `evt_` + 13 hex digits of start time + 12 hex digits of a counter. Sortable
@@ -69,9 +96,37 @@ impl EventIds {
     }
 }
 
+/// A `connect` event of connection 1 whose `data` holds `(key, text)` fields, for tests.
+#[cfg(test)]
+pub(crate) fn connect_event(fields: &[(&str, &str)]) -> Event {
+    Event {
+        id: "evt_1".into(),
+        event_type: EventType::Connect,
+        timestamp_ms: 0,
+        conn_id: 1,
+        protocol: Protocol::Rtmp,
+        addr: "127.0.0.1:1".into(),
+        stream_key: String::new(),
+        seq: 0,
+        data: fields.iter().map(|(key, text)| ((*key).to_owned(), Value::String((*text).to_owned()))).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_counts_what_clients_put_in_the_data() {
+        let small = connect_event(&[("app", "live")]);
+        let mut big = small.clone();
+        let args = serde_json::json!({ "token": "x".repeat(10_000), "list": ["y".repeat(5_000)] });
+        big.data.insert("tcurl".into(), Value::String("z".repeat(1 << 20)));
+        big.data.insert("args".into(), args);
+        assert!(small.weight() < 1024, "{}", small.weight());
+        assert!(big.weight() >= small.weight() + (1 << 20) + 15_000, "{}", big.weight());
+        assert!(big.weight() < small.weight() + (1 << 20) + 16_000, "{}", big.weight());
+    }
 
     #[test]
     fn ids_are_unique_and_ordered() {

@@ -8,12 +8,13 @@
 pub mod preflight;
 pub mod systemd;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
@@ -22,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, ApiOptions, ApiState};
 use crate::config::Config;
 use crate::hooks::callback_lane::CallbackLane;
-use crate::hooks::dispatch::{self, Dispatcher};
+use crate::hooks::dispatch::{self, DispatchLimits, Dispatcher};
 use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
@@ -34,10 +35,6 @@ use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 /// media 164-305 ms with one, 150-165 ms with eight, same runs). Past a few, more only cost
 /// idle operations.
 const ACCEPTORS: usize = 8;
-/// How long shutdown waits for sessions to close before the shard exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long queued hook deliveries may take to go out at shutdown.
-const HOOK_DRAIN: Duration = Duration::from_secs(5);
 /// Connections waiting in the kernel to be accepted, per shard listener.
 const LISTEN_BACKLOG: i32 = preflight::LISTEN_BACKLOG as i32;
 
@@ -123,6 +120,31 @@ impl api::SessionControl for ServerControl {
     }
 }
 
+/// Starts a graceful shutdown: the shards see its deadline (`shutdown_timeout` from the
+/// moment it is asked), by which everything is done or abandoned.
+#[derive(Clone)]
+struct Shutdown {
+    deadline: watch::Sender<Option<Instant>>,
+    timeout: Duration,
+}
+
+impl Shutdown {
+    /// Asks for the shutdown; a second ask keeps the first deadline.
+    fn start(&self) {
+        let deadline = Instant::now() + self.timeout;
+        self.deadline.send_if_modified(|current| current.is_none() && current.replace(deadline).is_none());
+    }
+
+    /// The deadline, starting the shutdown if nobody has.
+    fn deadline(&self) -> Instant {
+        self.start();
+        self.deadline.borrow().unwrap_or_else(Instant::now)
+    }
+}
+
+/// Told callbacks a shard abandoned at the deadline, per call.
+type Abandoned = Vec<(&'static str, usize)>;
+
 /// A running server: its bound addresses, and the handle that stops it.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
@@ -131,8 +153,8 @@ pub struct Server {
     pub control: Arc<ServerControl>,
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
-    shutdown: watch::Sender<bool>,
-    shards: Vec<thread::JoinHandle<()>>,
+    shutdown: Shutdown,
+    shards: Vec<thread::JoinHandle<Abandoned>>,
     api_shutdown: Arc<AtomicBool>,
     api_thread: Option<thread::JoinHandle<()>>,
 }
@@ -182,7 +204,7 @@ impl Server {
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
         let sinks = dispatch::sinks_from_config(config, &agent);
-        let dispatcher = Dispatcher::start(sinks, agent, config.hook_concurrency, config.hook_queue);
+        let dispatcher = Dispatcher::start(sinks, agent, DispatchLimits::from_config(config));
         let event_sink: Box<dyn EventSink> = Box::new(dispatcher.clone());
         let hooks = Hooks::new(config, Some(event_sink));
         let shared = Arc::new(Shared {
@@ -206,7 +228,8 @@ impl Server {
         if let Err(error) = api_state.load_persisted() {
             error!("{error}");
         }
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (deadline, shutdown_rx) = watch::channel(None);
+        let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
         for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
             let shared = shared.clone();
@@ -219,7 +242,7 @@ impl Server {
                     tokio_uring::start(async move {
                         let _ = started_tx.send(shard);
                         run_shard(shard, listener, inbox, admin, shared, shutdown_rx).await
-                    });
+                    })
                 })
                 .map_err(|source| ServerError::Shard { shard, source })?;
             shards.push(handle);
@@ -229,7 +252,7 @@ impl Server {
             // A shard whose io_uring cannot start panics before it reports: its sender is
             // dropped and this fails instead of announcing a server that does not serve.
             if started_rx.recv_timeout(Duration::from_secs(10)).is_err() {
-                let _ = shutdown.send(true);
+                shutdown.start();
                 return Err(ServerError::ShardStart);
             }
         }
@@ -237,7 +260,7 @@ impl Server {
         let api_thread = match api::serve(api_listener, Arc::new(api_state), api_shutdown.clone()) {
             Ok(thread) => thread,
             Err(error) => {
-                let _ = shutdown.send(true);
+                shutdown.start();
                 return Err(ServerError::Api(error));
             }
         };
@@ -256,29 +279,60 @@ impl Server {
         })
     }
 
-    /// Asks every shard to stop accepting and close its sessions.
+    /// Asks every shard to stop accepting and close its sessions, by `shutdown_timeout`.
     pub fn stop(&self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.start();
     }
 
-    /// Waits for every shard to finish.
+    /// Waits for every shard to finish, then for the hook deliveries until the shutdown's
+    /// deadline, and logs what was left undone.
     pub fn join(self) -> Result<(), ServerError> {
         let mut result = Ok(());
+        let mut abandoned: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (shard, handle) in self.shards.into_iter().enumerate() {
-            if handle.join().is_err() {
-                let _ = self.shutdown.send(true);
-                result = Err(ServerError::ShardPanicked(shard));
+            match handle.join() {
+                Ok(left) => {
+                    for (call, count) in left {
+                        *abandoned.entry(call).or_default() += count;
+                    }
+                }
+                Err(_) => {
+                    self.shutdown.start();
+                    result = Err(ServerError::ShardPanicked(shard));
+                }
             }
         }
+        let deadline = self.shutdown.deadline();
         // The API stops within its sweep interval; connections still open end on their own.
         self.api_shutdown.store(true, Ordering::SeqCst);
         if let Some(api) = self.api_thread {
             let _ = api.join();
         }
-        // The sessions' last events (publish_stop, connection_close) still go out.
-        self.dispatcher.shutdown(HOOK_DRAIN);
+        // The sessions' last events (publish_stop, connection_close) still go out, in what is
+        // left of the deadline.
+        let undone = self.dispatcher.shutdown(deadline.saturating_duration_since(Instant::now()));
+        log_left_undone(&undone, &abandoned);
         result
     }
+}
+
+/// One line for everything a shutdown abandoned at its deadline: deliveries per sink (queued,
+/// waiting for a retry or in flight) and told callbacks per call. Nothing when all went out.
+fn log_left_undone(undone: &[(String, u64)], abandoned: &BTreeMap<&'static str, usize>) {
+    if undone.is_empty() && abandoned.is_empty() {
+        return;
+    }
+    let deliveries: u64 = undone.iter().map(|(_, count)| count).sum();
+    let per_sink: Vec<String> = undone.iter().map(|(sink, count)| format!("{sink}={count}")).collect();
+    let callbacks: usize = abandoned.values().sum();
+    let per_call: Vec<String> = abandoned.iter().map(|(call, count)| format!("{call}={count}")).collect();
+    error!(
+        deliveries,
+        sinks = %per_sink.join(","),
+        callbacks,
+        calls = %per_call.join(","),
+        "shutdown deadline reached: left undone"
+    );
 }
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down cleanly.
@@ -315,7 +369,7 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
                 if let Some(notifier) = &stop_notifier {
                     notifier.stopping();
                 }
-                let _ = stopper.send(true);
+                stopper.start();
                 break;
             }
         })
@@ -385,8 +439,8 @@ async fn run_shard(
     mut inbox: mpsc::Receiver<ShardMessage>,
     admin: Option<mpsc::Receiver<AdminRequest>>,
     shared: Arc<Shared>,
-    shutdown_rx: watch::Receiver<bool>,
-) {
+    shutdown_rx: watch::Receiver<Option<Instant>>,
+) -> Abandoned {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
     let callbacks = CallbackLane::new(shared.hooks.callbacks().cloned(), shared.hub.shard_count());
@@ -437,13 +491,14 @@ async fn run_shard(
     }
 
     drop(listener);
+    let deadline = shutdown_rx.borrow().unwrap_or_else(Instant::now);
     context.shutdown.trigger();
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, wait_sessions(&context)).await;
+    let drained = tokio::time::timeout_at(deadline.into(), wait_sessions(&context)).await;
     if drained.is_err() {
-        error!(shard, left = context.active_sessions.get(), "sessions still open after shutdown grace period");
+        error!(shard, left = context.active_sessions.get(), "sessions still open at the shutdown deadline");
     }
-    // The closed sessions' done callbacks still go out.
-    context.callbacks.drain(HOOK_DRAIN).await;
+    // The closed sessions' done callbacks still go out, until the deadline.
+    context.callbacks.drain(deadline).await
 }
 
 /// Accepts connections and starts their sessions until shutdown.
@@ -452,12 +507,12 @@ async fn accept_loop(
     listener: Rc<tokio_uring::net::TcpListener>,
     context: Rc<ShardContext>,
     shared: Arc<Shared>,
-    mut shutdown_rx: watch::Receiver<bool>,
+    mut shutdown_rx: watch::Receiver<Option<Instant>>,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown_rx.wait_for(|stop| *stop) => break,
+            _ = shutdown_rx.wait_for(Option::is_some) => break,
         };
         let (socket, peer) = match accepted {
             Ok(accepted) => accepted,

@@ -52,6 +52,20 @@ impl BlackHole {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Accepted connections the client has not closed (or shut down) yet. Looks with
+    /// `poll(POLLRDHUP)`, which sees a hang-up behind unread request bytes, and reads nothing.
+    pub fn open_connections(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let held = self.held.lock().unwrap();
+        let hung_up = |stream: &TcpStream| {
+            let mut poll = libc::pollfd { fd: stream.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+            // SAFETY: one valid pollfd, for the duration of the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+            ready == 1 && poll.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
+        };
+        held.iter().filter(|stream| !hung_up(stream)).count()
+    }
 }
 
 impl Drop for BlackHole {
