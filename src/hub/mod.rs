@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tracing::warn;
 
-pub use gop::GopCache;
+pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind};
 pub use player::{Offer, Player, PlayerItem};
 
@@ -51,8 +52,12 @@ pub struct StreamInfo {
 pub struct HubSettings {
     pub chunk_size: u32,
     pub player_queue: usize,
+    /// Footprint a player's queue may hold, beside the `player_queue` packet count.
+    pub player_queue_bytes: usize,
     pub player_max_drops: u32,
     pub gop_cache: bool,
+    /// Footprint of a stream's cached GOP.
+    pub gop_cache_bytes: usize,
     /// Messages each shard's inbound channel holds. When full, relayed packets to that shard
     /// are skipped to the next keyframe (control messages wait instead).
     pub relay_capacity: usize,
@@ -60,7 +65,15 @@ pub struct HubSettings {
 
 impl Default for HubSettings {
     fn default() -> Self {
-        HubSettings { chunk_size: 4096, player_queue: 1024, player_max_drops: 3, gop_cache: true, relay_capacity: 4096 }
+        HubSettings {
+            chunk_size: 4096,
+            player_queue: 1024,
+            player_queue_bytes: 32 << 20,
+            player_max_drops: 3,
+            gop_cache: true,
+            gop_cache_bytes: 32 << 20,
+            relay_capacity: 4096,
+        }
     }
 }
 
@@ -103,6 +116,19 @@ pub struct HubStats {
     pub malformed_packets: AtomicU64,
     pub relay_dropped: AtomicU64,
     pub players_kicked: AtomicU64,
+    /// Players emptied to the next keyframe because their queue was full (packets or bytes).
+    pub player_queue_drops: AtomicU64,
+    /// GOPs too large for the cache (`gop_cache_bytes`): players joining then wait for the
+    /// next keyframe.
+    pub gop_cache_overflows: AtomicU64,
+    /// Connections closed because their socket accepted no bytes for `send_timeout`, or their
+    /// unsent output stayed above `max_pending_output` that long.
+    pub send_timeouts: AtomicU64,
+    /// Connections refused because incomplete messages had used up the shard's
+    /// `partial_message_budget`.
+    pub partial_budget_refusals: AtomicU64,
+    /// Connections closed because a message stayed incomplete past `partial_message_timeout`.
+    pub slow_messages: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -292,6 +318,10 @@ impl ShardHub {
         self.shard
     }
 
+    pub fn stats(&self) -> &HubStats {
+        &self.hub.stats
+    }
+
     pub fn stream(&self, key: &str) -> Option<Rc<LocalStream>> {
         self.streams.borrow().get(key).cloned()
     }
@@ -305,7 +335,7 @@ impl ShardHub {
             key: key.clone(),
             live: Cell::new(false),
             local_publisher: Cell::new(false),
-            cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache)),
+            cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache, self.hub.settings.gop_cache_bytes)),
             players: RefCell::new(Vec::new()),
             relay: RefCell::new(Vec::new()),
         });
@@ -377,12 +407,17 @@ impl ShardHub {
         let change = self.hub.count_player(&Arc::from(key), true);
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
-        let player = Rc::new(Player::new(conn_id, settings.player_queue, settings.player_max_drops));
+        let player = Rc::new(Player::new(
+            conn_id,
+            settings.player_queue,
+            settings.player_queue_bytes,
+            settings.player_max_drops,
+        ));
         {
             let cache = stream.cache.borrow();
             let has_video = cache.has_video();
             for packet in cache.snapshot() {
-                player.offer(packet, has_video);
+                player.offer(packet, has_video, &self.hub.stats.player_queue_drops);
             }
         }
         player.join(&mut stream.players.borrow_mut());
@@ -399,14 +434,22 @@ impl ShardHub {
         }
         let has_video = {
             let mut cache = stream.cache.borrow_mut();
-            cache.push(&packet);
+            if cache.push(&packet) == GopPush::Overflowed {
+                self.hub.stats.gop_cache_overflows.fetch_add(1, Ordering::Relaxed);
+                // At most once per GOP: the cache stays empty until the next keyframe.
+                warn!(
+                    stream = %stream.key,
+                    limit = self.hub.settings.gop_cache_bytes,
+                    "GOP too large to cache (gop_cache_bytes): new players wait for the next keyframe"
+                );
+            }
             cache.has_video()
         };
         let mut kicked = 0;
         let mut players = stream.players.borrow_mut();
         let mut i = 0;
         while i < players.len() {
-            if players[i].offer(&packet, has_video) == Offer::Kicked {
+            if players[i].offer(&packet, has_video, &self.hub.stats.player_queue_drops) == Offer::Kicked {
                 player::remove_slot(&mut players, i);
                 kicked += 1;
             } else {

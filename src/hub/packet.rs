@@ -93,6 +93,17 @@ impl Packet {
         })
     }
 
+    /// Bytes this packet holds once a player has it: the payload and, when it spans several
+    /// chunks, its chunked copy (counted whether or not built yet, as any player builds it).
+    pub fn footprint(&self) -> usize {
+        let len = self.payload.len();
+        if len <= self.chunk_size as usize {
+            len
+        } else {
+            len + chunk::chunked_payload_len(self.kind.csid(), len, self.chunk_size, false)
+        }
+    }
+
     pub fn is_metadata(&self) -> bool {
         self.kind == PacketKind::Data { metadata: true }
     }

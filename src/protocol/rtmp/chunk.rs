@@ -15,6 +15,9 @@
 //! message independent of what was sent before on its chunk stream, which is what lets the
 //! hub build a packet's chunked form once and hand it to every player.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Largest message the decoder assembles. The length field is 24 bits (16 MiB); real video
@@ -27,6 +30,10 @@ const MAX_OPEN_CHUNK_STREAMS: usize = 64;
 
 /// Bytes of incomplete messages one connection may hold, across all its chunk streams.
 const MAX_BUFFERED_BYTES: usize = 32 << 20;
+
+/// Space reserved for a message's first chunks before its payload proves the declared length:
+/// a peer that declares 16 MiB and sends 10 bytes must not cost 16 MiB.
+const FIRST_RESERVATION: usize = 64 * 1024;
 
 /// Timestamps at or above this value move to the 4-byte extended timestamp field.
 const EXTENDED_TIMESTAMP: u32 = 0x00FF_FFFF;
@@ -44,6 +51,12 @@ pub enum ChunkError {
     TooManyChunkStreams,
     #[error("too many bytes buffered in incomplete messages")]
     TooMuchBuffered,
+    #[error(
+        "partial-message budget: {wanted} more bytes wanted on top of {holding} held, {left} left for all connections"
+    )]
+    PartialBudgetExhausted { wanted: usize, holding: usize, left: usize },
+    #[error("message on chunk stream {csid} still incomplete after {age_ms} ms (slow body)")]
+    SlowMessage { csid: u32, age_ms: u64 },
     #[error("invalid chunk size {0}")]
     InvalidChunkSize(u32),
 }
@@ -73,6 +86,10 @@ struct ChunkStream {
     extended: bool,
     /// The message being assembled; empty (no allocation) between messages.
     partial: BytesMut,
+    /// Bytes reserved for `partial` (its capacity, drawn from the budget).
+    reserved: usize,
+    /// When the message being assembled got its first bytes (the caller's clock, ms).
+    started_ms: u64,
 }
 
 /// Where the decoder is inside the byte stream.
@@ -91,7 +108,61 @@ pub struct ChunkDecoder {
     streams: Vec<ChunkStream>,
     state: ReadState,
     stash: Vec<u8>,
-    buffered: usize,
+    /// Bytes reserved by all partial messages of this connection.
+    reserved: usize,
+    /// Shared with the other connections of a shard; `None`: only the per-connection cap.
+    budget: Option<Arc<PartialBudget>>,
+    /// The caller's clock (ms), as last told: stamps when a message starts.
+    now_ms: u64,
+}
+
+impl Drop for ChunkDecoder {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.reserved);
+        }
+    }
+}
+
+/// Bytes that incomplete messages may reserve, shared by every decoder of one shard (one per
+/// shard, so uncontended; atomic only so that decoders stay `Send`): many connections each
+/// trickling a large message must not add up without limit.
+///
+/// No connection may hold more than what is left after its draw: what is left then always
+/// covers the largest holder, so connections that squat with big trickled messages are
+/// refused first while everyone else's ordinary frames still fit.
+#[derive(Debug)]
+pub struct PartialBudget {
+    left: AtomicUsize,
+}
+
+impl PartialBudget {
+    pub fn new(bytes: usize) -> Arc<PartialBudget> {
+        Arc::new(PartialBudget { left: AtomicUsize::new(bytes) })
+    }
+
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, wanted: usize, holding: usize) -> Result<(), ChunkError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (wanted <= left && holding + wanted <= left - wanted).then(|| left - wanted)
+            })
+            .map(drop)
+            .map_err(|left| ChunkError::PartialBudgetExhausted { wanted, holding, left })
+    }
+
+    /// Counts `bytes` as used although not drawn through `take` (space reserved before the
+    /// decoder joined the budget).
+    fn charge(&self, bytes: usize) {
+        let _ = self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left.saturating_sub(bytes)));
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.left.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 impl Default for ChunkDecoder {
@@ -110,7 +181,50 @@ enum Header {
 
 impl ChunkDecoder {
     pub fn new() -> Self {
-        ChunkDecoder { chunk_size: 128, streams: Vec::new(), state: ReadState::Header, stash: Vec::new(), buffered: 0 }
+        ChunkDecoder {
+            chunk_size: 128,
+            streams: Vec::new(),
+            state: ReadState::Header,
+            stash: Vec::new(),
+            reserved: 0,
+            budget: None,
+            now_ms: 0,
+        }
+    }
+
+    /// Makes partial messages draw their space from `budget` too.
+    pub fn set_budget(&mut self, budget: Arc<PartialBudget>) {
+        // Space reserved before now is counted from now on; it fits the per-connection cap.
+        budget.charge(self.reserved);
+        if let Some(old) = self.budget.replace(budget) {
+            old.give_back(self.reserved);
+        }
+    }
+
+    /// Tells the decoder the time (ms, any fixed origin) before it is given input.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// When the oldest incomplete message got its first bytes, if one is incomplete.
+    pub fn oldest_partial_ms(&self) -> Option<(u32, u64)> {
+        self.streams.iter().filter(|s| s.reserved > 0).map(|s| (s.csid, s.started_ms)).min_by_key(|&(_, t)| t)
+    }
+
+    /// Bytes reserved by this connection's incomplete messages.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Frees a chunk stream's partial message and its reservation.
+    fn release(&mut self, index: usize) {
+        let stream = &mut self.streams[index];
+        let freed = std::mem::take(&mut stream.reserved);
+        stream.partial = BytesMut::new();
+        self.reserved -= freed;
+        if let Some(budget) = &self.budget {
+            budget.give_back(freed);
+        }
     }
 
     /// The peer's chunk size, changed by its Set Chunk Size message.
@@ -129,9 +243,8 @@ impl ChunkDecoder {
 
     /// Drops the partly assembled message of a chunk stream (the Abort message).
     pub fn abort(&mut self, csid: u32) {
-        if let Some(stream) = self.streams.iter_mut().find(|s| s.csid == csid) {
-            self.buffered -= stream.partial.len();
-            stream.partial = BytesMut::new();
+        if let Some(index) = self.streams.iter().position(|s| s.csid == csid) {
+            self.release(index);
         }
     }
 
@@ -180,8 +293,8 @@ impl ChunkDecoder {
                     let available = &input[consumed..];
                     let take = available.len().min(remaining as usize);
                     let chunk_stream = &mut self.streams[stream];
+                    // Within the space `start_payload` reserved: never reallocates.
                     chunk_stream.partial.extend_from_slice(&available[..take]);
-                    self.buffered += take;
                     consumed += take;
                     let remaining = remaining - take as u32;
                     if remaining > 0 {
@@ -192,7 +305,8 @@ impl ChunkDecoder {
                     let chunk_stream = &mut self.streams[stream];
                     if chunk_stream.partial.len() as u32 == chunk_stream.length {
                         let payload = std::mem::take(&mut chunk_stream.partial).freeze();
-                        self.buffered -= payload.len();
+                        self.release(stream);
+                        let chunk_stream = &self.streams[stream];
                         let message = RawMessage {
                             csid: chunk_stream.csid,
                             timestamp: chunk_stream.timestamp,
@@ -210,18 +324,34 @@ impl ChunkDecoder {
     /// After a header: how much payload this chunk carries. A zero-length message completes
     /// at once (it has no payload chunk).
     fn start_payload(&mut self, stream: usize) -> Result<(), ChunkError> {
-        let chunk_stream = &mut self.streams[stream];
-        let left = chunk_stream.length - chunk_stream.partial.len() as u32;
-        let remaining = left.min(self.chunk_size);
-        if chunk_stream.partial.is_empty() && chunk_stream.partial.capacity() == 0 {
-            // Reserve what the first few chunks need, not the declared length: a peer that
-            // declares 16 MiB and sends 10 bytes must not cost 16 MiB.
-            chunk_stream.partial = BytesMut::with_capacity(chunk_stream.length.min(64 * 1024) as usize);
+        let chunk_stream = &self.streams[stream];
+        let length = chunk_stream.length as usize;
+        let filled = chunk_stream.partial.len();
+        let remaining = (length - filled).min(self.chunk_size as usize);
+        let needed = filled + remaining;
+        if needed > chunk_stream.reserved {
+            // Grow by doubling as the payload arrives, never to the declared length up front,
+            // and draw the growth from this connection's cap and the shard's budget first.
+            let grown = needed.max(chunk_stream.reserved * 2).max(FIRST_RESERVATION).min(length);
+            let wanted = grown - chunk_stream.reserved;
+            if self.reserved + wanted > MAX_BUFFERED_BYTES {
+                return Err(ChunkError::TooMuchBuffered);
+            }
+            if let Some(budget) = &self.budget {
+                budget.take(wanted, self.reserved)?;
+            }
+            self.reserved += wanted;
+            let now_ms = self.now_ms;
+            let chunk_stream = &mut self.streams[stream];
+            if chunk_stream.reserved == 0 {
+                chunk_stream.started_ms = now_ms;
+            }
+            let mut partial = BytesMut::with_capacity(grown);
+            partial.extend_from_slice(&chunk_stream.partial);
+            chunk_stream.partial = partial;
+            chunk_stream.reserved = grown;
         }
-        if self.buffered + remaining as usize > MAX_BUFFERED_BYTES {
-            return Err(ChunkError::TooMuchBuffered);
-        }
-        self.state = ReadState::Payload { stream, remaining };
+        self.state = ReadState::Payload { stream, remaining: remaining as u32 };
         Ok(())
     }
 
@@ -254,7 +384,7 @@ impl ChunkDecoder {
             None => {
                 if self.streams.len() >= MAX_OPEN_CHUNK_STREAMS {
                     // Reuse a chunk stream that holds no partial message before refusing.
-                    match self.streams.iter().position(|s| s.partial.is_empty()) {
+                    match self.streams.iter().position(|s| s.reserved == 0) {
                         Some(idle) => {
                             self.streams.swap_remove(idle);
                         }
@@ -315,9 +445,9 @@ impl ChunkDecoder {
         }
         if continuing && fmt <= 1 && length != stream.length {
             // A new length mid-message: the old partial message can never complete.
-            self.buffered -= stream.partial.len();
-            stream.partial = BytesMut::new();
+            self.release(index);
         }
+        let stream = &mut self.streams[index];
         stream.length = length;
         stream.type_id = type_id;
         stream.stream_id = stream_id;
