@@ -158,7 +158,13 @@ fn a_player_that_never_reads_but_floods_pings_is_bounded_and_closed() {
     watching.join().unwrap();
 
     let sent = sent.load(Ordering::Relaxed);
-    assert!(peak <= BOUND, "server RSS grew {} MiB (bound {}) while a non-reading player sent {} MiB of pings", peak / MIB, BOUND / MIB, sent / MIB);
+    assert!(
+        peak <= BOUND,
+        "server RSS grew {} MiB (bound {}) while a non-reading player sent {} MiB of pings",
+        peak / MIB,
+        BOUND / MIB,
+        sent / MIB
+    );
     assert!(
         server.wait_for_line_with(&["rtmp session closed", "send timeout"], Duration::from_secs(5))
             || server.wait_for_line_with(&["rtmp session closed", "stayed unsent"], Duration::from_secs(1)),
@@ -212,7 +218,12 @@ fn a_stalled_player_of_big_frames_holds_at_most_player_queue_bytes() {
     };
     let peak = watch_rss(pid, baseline, BOUND, Duration::from_secs(30), &over, &done);
     publishing.join().unwrap();
-    assert!(peak <= BOUND, "server RSS grew {} MiB (bound {}) holding a stalled player's frames", peak / MIB, BOUND / MIB);
+    assert!(
+        peak <= BOUND,
+        "server RSS grew {} MiB (bound {}) holding a stalled player's frames",
+        peak / MIB,
+        BOUND / MIB
+    );
     let metrics = server.metrics();
     assert!(metric_total(&metrics, "ringcast_player_queue_drops_total") >= 1, "{metrics}");
     assert!(metric_total(&metrics, "ringcast_gop_cache_overflows_total") >= 1, "{metrics}");
@@ -291,7 +302,12 @@ fn trickled_partial_messages_share_a_budget_and_time_out() {
     let mut encoder = common::ffmpeg_publish(&server.rtmp_url("live/real"), 20, (320, 240));
     let peak = watch_rss(pid, baseline, BOUND, Duration::from_secs(30), &over, &done);
     let clients = attacking.join().unwrap();
-    assert!(peak <= BOUND, "server RSS grew {} MiB (bound {}) under {ATTACKERS} trickled messages", peak / MIB, BOUND / MIB);
+    assert!(
+        peak <= BOUND,
+        "server RSS grew {} MiB (bound {}) under {ATTACKERS} trickled messages",
+        peak / MIB,
+        BOUND / MIB
+    );
 
     // Every attacker is gone: refused at once, or closed by the slow-body timeout.
     for (index, mut client) in clients.into_iter().enumerate() {

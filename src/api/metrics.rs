@@ -59,7 +59,7 @@ pub fn render(state: &ApiState) -> String {
         ),
         (
             "ringcast_send_timeouts_total",
-            "Connections closed because their peer read nothing for send_timeout.",
+            "Connections closed because their peer did not take a write within send_timeout (or left output above max_pending_output that long).",
             &hub.send_timeouts,
         ),
         (

@@ -228,8 +228,10 @@ pub struct Config {
     /// A publisher that sends nothing this long is disconnected, freeing its stream name. Default
     /// 30s.
     pub idle_timeout: Duration,
-    /// A socket that accepts no bytes for this long is dead and its connection is closed; a
-    /// connection whose unsent output stays above `max_pending_output` this long too. Default 30s.
+    /// A write the socket does not take whole within this long closes its connection (its peer
+    /// stopped reading, or reads too slowly for a live stream); so does unsent output that stays
+    /// above `max_pending_output` this long. Bounds delivery delay and what a stalled player
+    /// keeps alive. Default 30s.
     pub send_timeout: Duration,
     /// Unsent output bytes per connection (protocol replies and media handed to its writer)
     /// above which its input is not read until the peer reads. Default 1 MiB; 4096..=1 GiB.

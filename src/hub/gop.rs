@@ -135,4 +135,25 @@ mod tests {
         cache.push(&packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 1]));
         assert_eq!(cache.snapshot().count(), 1);
     }
+
+    #[test]
+    fn a_gop_larger_than_the_cache_is_dropped_until_the_next_keyframe() {
+        let frame = |keyframe: bool| {
+            let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            body.resize(10_000, 0);
+            Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).unwrap())
+        };
+        let footprint = frame(true).footprint();
+        let mut cache = GopCache::new(true, 2 * footprint);
+        assert_eq!(cache.push(&frame(true)), GopPush::Cached);
+        assert_eq!(cache.push(&frame(false)), GopPush::Cached);
+        assert_eq!(cache.gop_bytes(), 2 * footprint);
+        assert_eq!(cache.push(&frame(false)), GopPush::Overflowed);
+        // Stays empty (no partial GOP to start from) until the next keyframe.
+        assert_eq!((cache.snapshot().count(), cache.gop_bytes()), (0, 0));
+        assert_eq!(cache.push(&frame(false)), GopPush::Cached);
+        assert_eq!(cache.snapshot().count(), 0);
+        assert_eq!(cache.push(&frame(true)), GopPush::Cached);
+        assert_eq!(cache.snapshot().count(), 1);
+    }
 }

@@ -121,8 +121,8 @@ pub struct HubStats {
     /// GOPs too large for the cache (`gop_cache_bytes`): players joining then wait for the
     /// next keyframe.
     pub gop_cache_overflows: AtomicU64,
-    /// Connections closed because their socket accepted no bytes for `send_timeout`, or their
-    /// unsent output stayed above `max_pending_output` that long.
+    /// Connections closed because their socket did not take a write within `send_timeout`, or
+    /// their unsent output stayed above `max_pending_output` that long.
     pub send_timeouts: AtomicU64,
     /// Connections refused because incomplete messages had used up the shard's
     /// `partial_message_budget`.
@@ -436,7 +436,8 @@ impl ShardHub {
             let mut cache = stream.cache.borrow_mut();
             if cache.push(&packet) == GopPush::Overflowed {
                 self.hub.stats.gop_cache_overflows.fetch_add(1, Ordering::Relaxed);
-                // At most once per GOP: the cache stays empty until the next keyframe.
+                // Rate-limited by bytes: an overflow takes `gop_cache_bytes` of media, and the
+                // cache stays empty until the next keyframe.
                 warn!(
                     stream = %stream.key,
                     limit = self.hub.settings.gop_cache_bytes,

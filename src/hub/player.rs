@@ -292,4 +292,28 @@ mod tests {
         }
         assert!(list.is_empty());
     }
+
+    #[test]
+    fn a_queue_full_by_bytes_drops_to_the_next_keyframe() {
+        let big = |keyframe: bool| {
+            let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+            body.resize(10_000, 0);
+            Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).unwrap())
+        };
+        let footprint = big(true).footprint();
+        assert!(footprint > 20_000, "payload and chunked copy: {footprint}");
+        let drops = AtomicU64::new(0);
+        // Room for three packets by bytes, a thousand by count.
+        let player = Player::new(1, 1000, 3 * footprint, 10);
+        assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
+        assert_eq!(player.queued_bytes(), 3 * footprint);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Skipped);
+        assert_eq!((player.queued(), player.queued_bytes(), drops.load(Ordering::Relaxed)), (0, 0, 1));
+        assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
+        // One packet larger than the whole bound still goes to an empty queue.
+        let tiny = Player::new(2, 1000, 100, 10);
+        assert_eq!(tiny.offer(&big(true), true, &drops), Offer::Queued);
+    }
 }

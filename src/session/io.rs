@@ -120,14 +120,19 @@ impl PendingOutput {
     }
 }
 
-/// The error of a socket that accepted no bytes for `send_timeout`: its peer stopped reading
-/// (or vanished without a reset), and holding its output would only cost memory.
+/// The error of a write the socket did not take whole within `send_timeout`: its peer stopped
+/// reading (or vanished without a reset, or reads a byte now and then), and holding its output
+/// would only cost memory. A whole write, not each syscall, has the deadline: a peer trickling
+/// reads must not keep old media alive either, and delivery time stays bounded.
 fn send_timed_out(send_timeout: Duration) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("send timeout: the peer accepted no bytes for {send_timeout:?}"))
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("send timeout: the peer did not take its data within {send_timeout:?}"),
+    )
 }
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns
-/// the bytes written. Fails when one `writev` makes no progress for `send_timeout`. `pending`
+/// the bytes written. Fails when they are not all written within `send_timeout`. `pending`
 /// counts what is not yet written.
 pub async fn write_all_vectored(
     socket: &TcpStream,
@@ -151,10 +156,11 @@ async fn write_vectored(
     pending: &PendingOutput,
     unsent: &mut usize,
 ) -> io::Result<usize> {
+    let deadline = tokio::time::Instant::now() + send_timeout;
     let mut total = 0;
     while !bufs.is_empty() {
         let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
-        let Ok((result, written)) = tokio::time::timeout(send_timeout, socket.writev(bufs)).await else {
+        let Ok((result, written)) = tokio::time::timeout_at(deadline, socket.writev(bufs)).await else {
             return Err(send_timed_out(send_timeout));
         };
         let mut n = result?;
@@ -182,12 +188,13 @@ async fn write_vectored(
     Ok(total)
 }
 
-/// Writes one buffer whole; fails when the socket accepts nothing for `send_timeout`.
+/// Writes one buffer whole; fails when that takes longer than `send_timeout`.
 pub async fn write_all(socket: &TcpStream, mut buf: Vec<u8>, send_timeout: Duration) -> io::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + send_timeout;
     let mut written = 0;
     while written < buf.len() {
         let slice = buf.slice(written..);
-        let Ok((result, slice)) = tokio::time::timeout(send_timeout, socket.write(slice).submit()).await else {
+        let Ok((result, slice)) = tokio::time::timeout_at(deadline, socket.write(slice).submit()).await else {
             return Err(send_timed_out(send_timeout));
         };
         buf = slice.into_inner();

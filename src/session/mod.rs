@@ -42,8 +42,9 @@ pub struct SessionSettings {
 /// time, not by counts).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// A socket that accepts no bytes for this long is dead: its connection is closed. Also
-    /// how long a reader waits for room under `max_pending_output`.
+    /// A write the socket does not take whole within this long closes the connection (its
+    /// peer is dead or too slow for live media). Also how long a reader waits for room under
+    /// `max_pending_output`.
     pub send_timeout: Duration,
     /// Unsent output (protocol replies and media handed to the writer) above which the
     /// connection's input is no longer read: a peer that sends requests but never reads the

@@ -28,8 +28,8 @@ use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::{Hooks, Origin};
 use crate::hub::{HubStats, PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle, StreamChange};
-use crate::protocol::rtmp::chunk::ChunkError;
 use crate::protocol::flv::{self, MediaKind};
+use crate::protocol::rtmp::chunk::ChunkError;
 use crate::protocol::rtmp::server::{
     self, Args, ConnectInfo, Event, PlayRequest, PublishRequest, Rejection, ServerConnection,
 };
@@ -313,7 +313,8 @@ impl Session {
     /// When the oldest incomplete incoming message has been incomplete too long.
     fn slow_body_deadline(&self) -> Option<tokio::time::Instant> {
         let started_ms = self.conn.borrow().oldest_partial_ms()?;
-        let at = self.started + Duration::from_millis(started_ms) + self.context.settings.limits.partial_message_timeout;
+        let at =
+            self.started + Duration::from_millis(started_ms) + self.context.settings.limits.partial_message_timeout;
         Some(tokio::time::Instant::from_std(at))
     }
 

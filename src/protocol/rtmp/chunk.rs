@@ -292,9 +292,9 @@ impl ChunkDecoder {
                 ReadState::Payload { stream, remaining } => {
                     let available = &input[consumed..];
                     let take = available.len().min(remaining as usize);
-                    let chunk_stream = &mut self.streams[stream];
-                    // Within the space `start_payload` reserved: never reallocates.
-                    chunk_stream.partial.extend_from_slice(&available[..take]);
+                    self.reserve(stream, take)?;
+                    // Within the space just reserved: never reallocates.
+                    self.streams[stream].partial.extend_from_slice(&available[..take]);
                     consumed += take;
                     let remaining = remaining - take as u32;
                     if remaining > 0 {
@@ -325,33 +325,41 @@ impl ChunkDecoder {
     /// at once (it has no payload chunk).
     fn start_payload(&mut self, stream: usize) -> Result<(), ChunkError> {
         let chunk_stream = &self.streams[stream];
-        let length = chunk_stream.length as usize;
-        let filled = chunk_stream.partial.len();
-        let remaining = (length - filled).min(self.chunk_size as usize);
-        let needed = filled + remaining;
-        if needed > chunk_stream.reserved {
-            // Grow by doubling as the payload arrives, never to the declared length up front,
-            // and draw the growth from this connection's cap and the shard's budget first.
-            let grown = needed.max(chunk_stream.reserved * 2).max(FIRST_RESERVATION).min(length);
-            let wanted = grown - chunk_stream.reserved;
-            if self.reserved + wanted > MAX_BUFFERED_BYTES {
-                return Err(ChunkError::TooMuchBuffered);
-            }
-            if let Some(budget) = &self.budget {
-                budget.take(wanted, self.reserved)?;
-            }
-            self.reserved += wanted;
-            let now_ms = self.now_ms;
-            let chunk_stream = &mut self.streams[stream];
-            if chunk_stream.reserved == 0 {
-                chunk_stream.started_ms = now_ms;
-            }
-            let mut partial = BytesMut::with_capacity(grown);
-            partial.extend_from_slice(&chunk_stream.partial);
-            chunk_stream.partial = partial;
-            chunk_stream.reserved = grown;
+        let left = chunk_stream.length - chunk_stream.partial.len() as u32;
+        let remaining = left.min(self.chunk_size);
+        self.state = ReadState::Payload { stream, remaining };
+        Ok(())
+    }
+
+    /// Makes room for `take` more payload bytes of a chunk stream's message. Space grows by
+    /// doubling as bytes arrive, never to the declared length (or the chunk size) up front: a
+    /// peer that declares 16 MiB and sends 10 bytes must not cost 16 MiB. Growth is drawn from
+    /// this connection's cap and the shard's budget first.
+    fn reserve(&mut self, stream: usize, take: usize) -> Result<(), ChunkError> {
+        let chunk_stream = &self.streams[stream];
+        let needed = chunk_stream.partial.len() + take;
+        if take == 0 || needed <= chunk_stream.reserved {
+            return Ok(());
         }
-        self.state = ReadState::Payload { stream, remaining: remaining as u32 };
+        let length = chunk_stream.length as usize;
+        let grown = needed.max(chunk_stream.reserved * 2).max(FIRST_RESERVATION).min(length);
+        let wanted = grown - chunk_stream.reserved;
+        if self.reserved + wanted > MAX_BUFFERED_BYTES {
+            return Err(ChunkError::TooMuchBuffered);
+        }
+        if let Some(budget) = &self.budget {
+            budget.take(wanted, self.reserved)?;
+        }
+        self.reserved += wanted;
+        let now_ms = self.now_ms;
+        let chunk_stream = &mut self.streams[stream];
+        if chunk_stream.reserved == 0 {
+            chunk_stream.started_ms = now_ms;
+        }
+        let mut partial = BytesMut::with_capacity(grown);
+        partial.extend_from_slice(&chunk_stream.partial);
+        chunk_stream.partial = partial;
+        chunk_stream.reserved = grown;
         Ok(())
     }
 
@@ -743,5 +751,99 @@ mod tests {
                 input = &input[used..];
             }
         }
+    }
+
+    /// The start of a video message on chunk stream 6 declaring `declared` bytes, as one chunk
+    /// (the chunk size must be large), with `sent` payload bytes.
+    fn large_message_start(declared: u32, sent: usize) -> Vec<u8> {
+        let mut bytes = vec![6, 0, 0, 0];
+        bytes.extend_from_slice(&declared.to_be_bytes()[1..]);
+        bytes.extend_from_slice(&[9, 1, 0, 0, 0]);
+        bytes.extend(std::iter::repeat_n(0x17u8, sent));
+        bytes
+    }
+
+    fn feed(decoder: &mut ChunkDecoder, mut input: &[u8]) -> Result<Vec<RawMessage>, ChunkError> {
+        let mut messages = Vec::new();
+        while !input.is_empty() {
+            let (used, message) = decoder.decode(input)?;
+            input = &input[used..];
+            messages.extend(message);
+        }
+        Ok(messages)
+    }
+
+    fn big_chunks(budget: &Arc<PartialBudget>) -> ChunkDecoder {
+        let mut decoder = ChunkDecoder::new();
+        decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
+        decoder.set_budget(budget.clone());
+        decoder
+    }
+
+    #[test]
+    fn reserves_space_as_the_payload_arrives_not_as_declared() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        feed(&mut decoder, &large_message_start(MAX_MESSAGE_LEN, 10)).unwrap();
+        assert_eq!(decoder.reserved(), FIRST_RESERVATION);
+        feed(&mut decoder, &vec![0; 200_000]).unwrap();
+        // Grown by doubling to cover what arrived, far below the declared 16 MiB.
+        assert!(decoder.reserved() >= 200_010 && decoder.reserved() <= 2 * 200_010, "{}", decoder.reserved());
+        assert_eq!(budget.left(), (64 << 20) - decoder.reserved());
+    }
+
+    #[test]
+    fn a_completed_aborted_or_dropped_message_gives_its_space_back() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        let messages = feed(&mut decoder, &large_message_start(100_000, 100_000)).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!((decoder.reserved(), budget.left()), (0, 64 << 20));
+        feed(&mut decoder, &large_message_start(100_000, 50_000)).unwrap();
+        assert!(budget.left() < 64 << 20);
+        decoder.abort(6);
+        assert_eq!((decoder.reserved(), budget.left()), (0, 64 << 20));
+        feed(&mut decoder, &large_message_start(100_000, 50_000)).unwrap();
+        drop(decoder);
+        assert_eq!(budget.left(), 64 << 20);
+    }
+
+    #[test]
+    fn connections_share_the_budget_and_a_squatter_is_refused_first() {
+        let budget = PartialBudget::new(32 << 20);
+        let mut squatters = Vec::new();
+        let mut refused = 0;
+        for _ in 0..10 {
+            let mut decoder = big_chunks(&budget);
+            match feed(&mut decoder, &large_message_start(MAX_MESSAGE_LEN, 4 << 20)) {
+                Ok(_) => squatters.push(decoder),
+                Err(ChunkError::PartialBudgetExhausted { .. }) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(refused > 0 && !squatters.is_empty(), "{refused} refused");
+        // What is left always covers the largest holder: an ordinary frame still fits.
+        let largest = squatters.iter().map(ChunkDecoder::reserved).max().unwrap();
+        assert!(budget.left() >= largest, "left {} < largest {largest}", budget.left());
+        let mut publisher = ChunkDecoder::new();
+        publisher.set_budget(budget.clone());
+        let frame = RawMessageRef { timestamp: 0, type_id: 9, stream_id: 1, payload: &[7; 50_000] };
+        let mut wire = Vec::new();
+        encode_message(&mut wire, 6, &frame, 128);
+        assert_eq!(feed(&mut publisher, &wire).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stamps_when_a_message_started() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        assert_eq!(decoder.oldest_partial_ms(), None);
+        decoder.set_time(1_000);
+        feed(&mut decoder, &large_message_start(100_000, 10)).unwrap();
+        decoder.set_time(5_000);
+        feed(&mut decoder, &[0; 10]).unwrap();
+        assert_eq!(decoder.oldest_partial_ms(), Some((6, 1_000)));
+        feed(&mut decoder, &vec![0; 100_000 - 20]).unwrap();
+        assert_eq!(decoder.oldest_partial_ms(), None);
     }
 }
