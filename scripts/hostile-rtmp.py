@@ -109,9 +109,13 @@ class Watch(threading.Thread):
 
 
 def closed(sock):
+    """Whether the server closed `sock`: reads through what it had sent (a stalled client's
+    buffer is full) to find the end."""
     sock.setblocking(False)
     try:
-        return sock.recv(1 << 20) == b""
+        while sock.recv(1 << 20):
+            pass
+        return True
     except BlockingIOError:
         return False
     except OSError:

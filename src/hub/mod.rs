@@ -282,6 +282,8 @@ pub struct LocalStream {
     live: Cell<bool>,
     local_publisher: Cell<bool>,
     cache: RefCell<GopCache>,
+    /// Whether a GOP overflow of this stream was logged (once per stream).
+    gop_overflow_logged: Cell<bool>,
     players: RefCell<Vec<Rc<Player>>>,
     relay: RefCell<Vec<RelayTarget>>,
 }
@@ -336,6 +338,7 @@ impl ShardHub {
             live: Cell::new(false),
             local_publisher: Cell::new(false),
             cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache, self.hub.settings.gop_cache_bytes)),
+            gop_overflow_logged: Cell::new(false),
             players: RefCell::new(Vec::new()),
             relay: RefCell::new(Vec::new()),
         });
@@ -436,13 +439,15 @@ impl ShardHub {
             let mut cache = stream.cache.borrow_mut();
             if cache.push(&packet) == GopPush::Overflowed {
                 self.hub.stats.gop_cache_overflows.fetch_add(1, Ordering::Relaxed);
-                // Rate-limited by bytes: an overflow takes `gop_cache_bytes` of media, and the
-                // cache stays empty until the next keyframe.
-                warn!(
-                    stream = %stream.key,
-                    limit = self.hub.settings.gop_cache_bytes,
-                    "GOP too large to cache (gop_cache_bytes): new players wait for the next keyframe"
-                );
+                // Once per stream: a stream whose GOPs are all too large would say so every GOP;
+                // the counter has every overflow.
+                if !stream.gop_overflow_logged.replace(true) {
+                    warn!(
+                        stream = %stream.key,
+                        limit = self.hub.settings.gop_cache_bytes,
+                        "GOP too large to cache (gop_cache_bytes): new players wait for the next keyframe"
+                    );
+                }
             }
             cache.has_video()
         };
