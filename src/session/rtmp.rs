@@ -289,10 +289,11 @@ impl Session {
             }
             self.bytes_in += input.len() as u64;
             let now_ms = self.now_ms();
-            let mut conn = self.conn.borrow_mut();
-            conn.set_time(now_ms);
-            conn.handle_input(input)?;
-            drop(conn);
+            {
+                let mut conn = self.conn.borrow_mut();
+                conn.set_time(now_ms);
+                conn.handle_input(input)?;
+            }
             if handshaking && !self.conn.borrow().is_handshaking() {
                 // The handshake's large messages are done; idle from here on costs little.
                 reader.shrink();
