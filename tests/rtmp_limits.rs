@@ -50,18 +50,6 @@ fn watch_rss(pid: u32, baseline: u64, bound: u64, duration: Duration, over: &Ato
     peak
 }
 
-fn publisher(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client = RtmpClient::connect(addr, "live", Goal::Publish(name.into())).expect("publisher connects");
-    client.wait_status("NetStream.Publish.Start", Duration::from_secs(10)).expect("publish starts");
-    client
-}
-
-fn player(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client = RtmpClient::connect(addr, "live", Goal::Play(name.into())).expect("player connects");
-    client.wait_status("NetStream.Play.Start", Duration::from_secs(10)).expect("play starts");
-    client
-}
-
 /// `count` ping requests (User Control event 6), as one buffer.
 fn pings(count: u32) -> Vec<u8> {
     let mut out = Vec::new();
@@ -84,10 +72,10 @@ fn a_player_that_never_reads_but_floods_pings_is_bounded_and_closed() {
     let server = TestServer::start_with_config(config, &["--shards", "1"]);
     let addr = server.rtmp_addr();
 
-    let mut source = publisher(addr, "cam");
+    let mut source = RtmpClient::publisher(addr, "cam");
     source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
-    let mut good = player(addr, "cam");
-    let mut hostile = player(addr, "cam");
+    let mut good = RtmpClient::player(addr, "cam");
+    let mut hostile = RtmpClient::player(addr, "cam");
 
     let stop = Arc::new(AtomicBool::new(false));
     // The publisher: 50 frames a second, a keyframe a second.
@@ -191,10 +179,10 @@ fn a_stalled_player_of_big_frames_holds_at_most_player_queue_bytes() {
                   gop_cache_bytes = 1048576\nsend_timeout = \"60s\"\nmerge_write_ms = 0\n";
     let server = TestServer::start_with_config(config, &["--shards", "1"]);
     let addr = server.rtmp_addr();
-    let mut source = publisher(addr, "big");
+    let mut source = RtmpClient::publisher(addr, "big");
     source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
     // Stalled: plays, then never reads again.
-    let _stalled = player(addr, "big");
+    let _stalled = RtmpClient::player(addr, "big");
 
     let pid = server.pid();
     let baseline = rss(pid);

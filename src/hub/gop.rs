@@ -138,11 +138,7 @@ mod tests {
 
     #[test]
     fn a_gop_larger_than_the_cache_is_dropped_until_the_next_keyframe() {
-        let frame = |keyframe: bool| {
-            let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-            body.resize(10_000, 0);
-            Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).unwrap())
-        };
+        let frame = |keyframe: bool| super::super::packet::test_video_frame(keyframe, 10_000);
         let footprint = frame(true).footprint();
         let mut cache = GopCache::new(true, 2 * footprint);
         assert_eq!(cache.push(&frame(true)), GopPush::Cached);

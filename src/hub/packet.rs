@@ -108,3 +108,11 @@ impl Packet {
         self.kind == PacketKind::Data { metadata: true }
     }
 }
+
+/// A video frame of `size` bytes for the hub's tests: big enough to span chunks.
+#[cfg(test)]
+pub(crate) fn test_video_frame(keyframe: bool, size: usize) -> std::rc::Rc<Packet> {
+    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    body.resize(size, 0);
+    std::rc::Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).expect("a valid frame"))
+}

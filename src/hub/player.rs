@@ -295,11 +295,7 @@ mod tests {
 
     #[test]
     fn a_queue_full_by_bytes_drops_to_the_next_keyframe() {
-        let big = |keyframe: bool| {
-            let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-            body.resize(10_000, 0);
-            Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).unwrap())
-        };
+        let big = |keyframe: bool| super::super::packet::test_video_frame(keyframe, 10_000);
         let footprint = big(true).footprint();
         assert!(footprint > 20_000, "payload and chunked copy: {footprint}");
         let drops = AtomicU64::new(0);
