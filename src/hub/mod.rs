@@ -20,7 +20,7 @@ pub mod player;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -61,6 +61,9 @@ pub struct HubSettings {
     /// Messages each shard's inbound channel holds. When full, relayed packets to that shard
     /// are skipped to the next keyframe (control messages wait instead).
     pub relay_capacity: usize,
+    /// Footprint of relayed packets each shard's inbound channel may hold, beside its message
+    /// count: past it, relayed packets to that shard skip to the next keyframe too.
+    pub relay_capacity_bytes: usize,
 }
 
 impl Default for HubSettings {
@@ -73,6 +76,7 @@ impl Default for HubSettings {
             gop_cache: true,
             gop_cache_bytes: 32 << 20,
             relay_capacity: 4096,
+            relay_capacity_bytes: 64 << 20,
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct StreamChange {
 pub struct Hub {
     streams: Mutex<HashMap<Arc<str>, Entry>>,
     senders: Vec<mpsc::Sender<ShardMessage>>,
+    /// Per destination shard: footprint of the relayed packets in its inbound channel.
+    relay_bytes: Vec<AtomicUsize>,
     settings: HubSettings,
     pub stats: HubStats,
 }
@@ -172,8 +178,25 @@ impl Hub {
     /// Creates the hub for `shards` shards and returns each shard's inbound channel.
     pub fn new(shards: usize, settings: HubSettings) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
         let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();
-        let hub = Hub { streams: Mutex::new(HashMap::new()), senders, settings, stats: HubStats::default() };
+        let relay_bytes = (0..shards).map(|_| AtomicUsize::new(0)).collect();
+        let hub =
+            Hub { streams: Mutex::new(HashMap::new()), senders, relay_bytes, settings, stats: HubStats::default() };
         (Arc::new(hub), receivers)
+    }
+
+    /// Counts `bytes` into `shard`'s inbound channel if they fit its byte bound (an empty
+    /// channel takes any one packet).
+    fn reserve_relay(&self, shard: usize, bytes: usize) -> bool {
+        let limit = self.settings.relay_capacity_bytes;
+        self.relay_bytes[shard]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held == 0 || held + bytes <= limit).then_some(held + bytes)
+            })
+            .is_ok()
+    }
+
+    fn release_relay(&self, shard: usize, bytes: usize) {
+        self.relay_bytes[shard].fetch_sub(bytes, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
@@ -473,13 +496,19 @@ impl ShardHub {
                 self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let footprint = packet.footprint();
             let sent = backlog[target.shard] == 0
-                && self.hub.senders[target.shard]
+                && self.hub.reserve_relay(target.shard, footprint)
+                && (self.hub.senders[target.shard]
                     .try_send(ShardMessage::Relay {
                         stream: stream.key.clone(),
                         item: RelayItem::Packet((*packet).clone()),
                     })
-                    .is_ok();
+                    .is_ok()
+                    || {
+                        self.hub.release_relay(target.shard, footprint);
+                        false
+                    });
             target.lagging = !sent;
             if !sent {
                 self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
@@ -531,6 +560,9 @@ impl ShardHub {
                 }
             }
             ShardMessage::Relay { stream, item } => {
+                if let RelayItem::Packet(packet) = &item {
+                    self.hub.release_relay(self.shard, packet.footprint());
+                }
                 // The stream may be gone here already (last player left): nothing to do.
                 let Some(local) = self.stream(&stream) else {
                     return;
@@ -651,5 +683,32 @@ impl PlayerHandle {
 impl Drop for PlayerHandle {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_does_not_drain_its_relay_holds_at_most_its_byte_bound() {
+        let settings = HubSettings { relay_capacity_bytes: 1 << 20, ..HubSettings::default() };
+        let (hub, mut receivers) = Hub::new(2, settings);
+        let (publishing_shard, playing_shard) = (ShardHub::new(0, hub.clone()), ShardHub::new(1, hub.clone()));
+        let (_player, _) = playing_shard.play("live/x", 1);
+        let (publisher, _) = publishing_shard.publish("live/x").unwrap();
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.resize(100_000, 0);
+        for n in 0..40 {
+            publisher.push(PacketKind::Video, n * 40, Bytes::from(frame.clone())).unwrap();
+        }
+        // 40 frames of ~200 KB footprint: about 8 MB offered, at most 1 MiB in the channel.
+        let held = hub.relay_bytes[1].load(Ordering::Relaxed);
+        assert!(held > 0 && held <= 1 << 20, "{held}");
+        assert!(hub.stats.relay_dropped.load(Ordering::Relaxed) > 0);
+        while let Ok(message) = receivers[1].try_recv() {
+            playing_shard.handle_message(message);
+        }
+        assert_eq!(hub.relay_bytes[1].load(Ordering::Relaxed), 0);
     }
 }
