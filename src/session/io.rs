@@ -120,6 +120,31 @@ impl PendingOutput {
     }
 }
 
+/// Bytes of one write not yet sent, counted in its connection's [`PendingOutput`] until sent,
+/// failed or abandoned (a kicked player's write is dropped mid-way).
+struct Unsent<'a> {
+    pending: &'a PendingOutput,
+    left: usize,
+}
+
+impl<'a> Unsent<'a> {
+    fn count(pending: &'a PendingOutput, bytes: usize) -> Unsent<'a> {
+        pending.add(bytes);
+        Unsent { pending, left: bytes }
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.left -= n;
+        self.pending.sent(n);
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        self.pending.sent(self.left);
+    }
+}
+
 /// The error of a write the socket did not take whole within `send_timeout`: its peer stopped
 /// reading (or vanished without a reset, or reads a byte now and then), and holding its output
 /// would only cost memory. A whole write, not each syscall, has the deadline: a peer trickling
@@ -141,21 +166,7 @@ pub async fn write_all_vectored(
     pending: &PendingOutput,
 ) -> io::Result<usize> {
     bufs.retain(|b| !b.is_empty());
-    let mut unsent: usize = bufs.iter().map(Bytes::len).sum();
-    pending.add(unsent);
-    let result = write_vectored(socket, bufs, send_timeout, pending, &mut unsent).await;
-    // Whatever was not written (an error) is no longer pending either.
-    pending.sent(unsent);
-    result
-}
-
-async fn write_vectored(
-    socket: &TcpStream,
-    mut bufs: Vec<Bytes>,
-    send_timeout: Duration,
-    pending: &PendingOutput,
-    unsent: &mut usize,
-) -> io::Result<usize> {
+    let mut unsent = Unsent::count(pending, bufs.iter().map(Bytes::len).sum());
     let deadline = tokio::time::Instant::now() + send_timeout;
     let mut total = 0;
     while !bufs.is_empty() {
@@ -168,8 +179,7 @@ async fn write_vectored(
             return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
         }
         total += n;
-        *unsent -= n;
-        pending.sent(n);
+        unsent.sent(n);
         bufs = written;
         // Drop what was written whole, advance into the first partly written buffer.
         let mut done = 0;

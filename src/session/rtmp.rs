@@ -134,6 +134,9 @@ struct Publishing {
 
 struct Playing {
     handle: PlayerHandle,
+    /// Output handed to the player's writer and not yet sent; also how the writer says why
+    /// it stopped.
+    output: Rc<PendingOutput>,
     name: String,
     args: Args,
     since: Instant,
@@ -154,9 +157,6 @@ struct Session {
     bytes_in: u64,
     /// Shared with the player's writer task, which does most of the writing.
     bytes_out: Rc<Cell<u64>>,
-    /// Output handed to the player's writer and not yet sent; also how the writer says why
-    /// it stopped.
-    output: Rc<PendingOutput>,
     /// Output buffer reused between writes while the reader is the writer.
     out: Vec<u8>,
     /// Set when the session should close once its output is flushed.
@@ -196,7 +196,6 @@ impl Session {
             started: Instant::now(),
             bytes_in: 0,
             bytes_out: Rc::new(Cell::new(0)),
-            output: Rc::default(),
             out: Vec::new(),
             closing: None,
             pending_update: None,
@@ -279,7 +278,7 @@ impl Session {
             if self.playing.as_ref().is_some_and(|p| p.handle.player().is_kicked()) {
                 return Ok(CloseReason::Kicked);
             }
-            if let Some(error) = self.output.take_failure() {
+            if let Some(error) = self.playing.as_ref().and_then(|p| p.output.take_failure()) {
                 // The writer failed first (a send timeout); the read only saw the shutdown.
                 return Err(error.into());
             }
@@ -325,17 +324,17 @@ impl Session {
         let limits = self.context.settings.limits;
         let deadline = tokio::time::Instant::now() + limits.send_timeout;
         let Some(playing) = &self.playing else { return Ok(None) };
-        let player = playing.handle.player();
+        let (player, output) = (playing.handle.player(), &playing.output);
         loop {
-            if let Some(error) = self.output.take_failure() {
+            if let Some(error) = output.take_failure() {
                 return Err(error.into());
             }
-            let unsent = self.output.unsent() + self.conn.borrow().transmit_len();
+            let unsent = output.unsent() + self.conn.borrow().transmit_len();
             if unsent < limits.max_pending_output {
                 return Ok(None);
             }
             tokio::select! {
-                _ = self.output.drained() => {}
+                _ = output.drained() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(SessionError::OutputFull { limit: limits.max_pending_output, waited: limits.send_timeout });
                 }
@@ -468,6 +467,7 @@ impl Session {
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "play start");
         self.conn.borrow_mut().accept();
         let (handle, change) = self.context.hub.play(&key, self.conn_id);
+        let output = Rc::new(PendingOutput::default());
         let writer = PlayerWriter {
             socket: self.socket.clone(),
             conn: self.conn.clone(),
@@ -478,7 +478,7 @@ impl Session {
             bytes_out: self.bytes_out.clone(),
             merge_write: self.context.settings.merge_write,
             send_timeout: self.context.settings.limits.send_timeout,
-            output: self.output.clone(),
+            output: output.clone(),
         };
         tokio::task::spawn_local(writer.run());
         self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
@@ -486,6 +486,7 @@ impl Session {
         *self.entry.stream.borrow_mut() = key.clone();
         self.playing = Some(Playing {
             handle,
+            output,
             name,
             args: request.args,
             since: Instant::now(),
