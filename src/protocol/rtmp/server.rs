@@ -323,7 +323,9 @@ impl ServerConnection {
             Message::UserControl { event, data } => {
                 if event == USER_PING_REQUEST {
                     let mut reply = USER_PING_RESPONSE.to_be_bytes().to_vec();
-                    reply.extend_from_slice(&data);
+                    // The request carries a 4-byte timestamp (spec 7.1.7); echoing more would
+                    // let one 16 MiB "ping" become 16 MiB of output in one go.
+                    reply.extend_from_slice(&data[..data.len().min(4)]);
                     self.send_control(TYPE_USER_CONTROL, &reply);
                 }
             }
