@@ -7,14 +7,13 @@ mod common;
 mod rtmp_client;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
+use ringcast::protocol::rtmp::client::ClientEvent;
 use rtmp_client::{RtmpClient, media};
 
 /// What a player saw: message type and the frame's sequence number (`u32::MAX` for a
@@ -31,18 +30,6 @@ fn describe(event: &ClientEvent) -> Option<(u8, u32)> {
     }
 }
 
-fn publisher(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client = RtmpClient::connect(addr, "live", Goal::Publish(name.into())).expect("publisher connects");
-    client.wait_status("NetStream.Publish.Start", Duration::from_secs(10)).expect("publish starts");
-    client
-}
-
-fn player(addr: SocketAddr, name: &str) -> RtmpClient {
-    let mut client = RtmpClient::connect(addr, "live", Goal::Play(name.into())).expect("player connects");
-    client.wait_status("NetStream.Play.Start", Duration::from_secs(10)).expect("play starts");
-    client
-}
-
 #[test]
 fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
     const PLAYERS: usize = 50;
@@ -56,7 +43,7 @@ fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
         let ready = ready.clone();
         let results_tx = results_tx.clone();
         thread::spawn(move || {
-            let mut client = player(addr, "fanout");
+            let mut client = RtmpClient::player(addr, "fanout");
             ready.wait();
             let mut seen = Seen::new();
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -78,7 +65,7 @@ fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
     }
     ready.wait();
 
-    let mut source = publisher(addr, "fanout");
+    let mut source = RtmpClient::publisher(addr, "fanout");
     let mut sent = Seen::new();
     source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
     sent.push((9, u32::MAX));
@@ -113,7 +100,7 @@ fn fifty_players_on_two_shards_receive_identical_streams_from_a_keyframe() {
 fn a_late_player_starts_with_headers_then_a_keyframe() {
     let server = TestServer::start_with(&["--shards", "2"]);
     let addr = server.rtmp_addr();
-    let mut source = publisher(addr, "late");
+    let mut source = RtmpClient::publisher(addr, "late");
     source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
     source.send_media(8, 0, media::AAC_SEQUENCE_HEADER).unwrap();
     // Two GOPs of 30, then stop in the middle of the third.
@@ -122,7 +109,7 @@ fn a_late_player_starts_with_headers_then_a_keyframe() {
         source.send_media(8, seq * 33, &media::audio(seq)).unwrap();
     }
     thread::sleep(Duration::from_millis(300));
-    let mut late = player(addr, "late");
+    let mut late = RtmpClient::player(addr, "late");
     let mut seen = Seen::new();
     while let Ok(Some(event)) = late.next_event(Duration::from_secs(2)) {
         if let Some(item) = describe(&event) {
@@ -150,7 +137,7 @@ fn a_stalled_player_is_dropped_without_delaying_the_others() {
         let sent_at = sent_at.clone();
         let lags_tx = lags_tx.clone();
         thread::spawn(move || {
-            let mut client = player(addr, "stall");
+            let mut client = RtmpClient::player(addr, "stall");
             ready.wait();
             let mut lags = Vec::new();
             while let Ok(Some(event)) = client.next_event(Duration::from_secs(5)) {
@@ -171,10 +158,10 @@ fn a_stalled_player_is_dropped_without_delaying_the_others() {
         });
     }
     // The stalled player: plays, then never reads again.
-    let stalled = player(addr, "stall");
+    let stalled = RtmpClient::player(addr, "stall");
     ready.wait();
 
-    let mut source = publisher(addr, "stall");
+    let mut source = RtmpClient::publisher(addr, "stall");
     source.send_media(9, 0, media::AVC_SEQUENCE_HEADER).unwrap();
     let started = Instant::now();
     for seq in 0..FRAMES {

@@ -163,3 +163,47 @@ fn a_command_before_connect_is_an_error() {
     let error = server.handle_input(&c2_and_connect).unwrap_err();
     assert!(error.to_string().contains("before connect"), "{error}");
 }
+
+/// Issue 10 item 1: a peer that announces a 1-byte acknowledgement window and then floods tiny
+/// messages gets at most one acknowledgement per batch of input, so the server's output cannot
+/// outgrow its input many times over.
+#[test]
+fn a_one_byte_ack_window_gets_one_ack_per_input_batch() {
+    use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};
+    let mut pair = Pair::new(Goal::Connect);
+    pair.drive(100_000, &mut |_| None);
+    let mut flood = Vec::new();
+    let window = 1u32.to_be_bytes();
+    encode_message(&mut flood, 2, &RawMessageRef { timestamp: 0, type_id: 5, stream_id: 0, payload: &window }, 128);
+    // 1,000 zero-length messages of an unknown type: one byte each after the first header.
+    encode_message(&mut flood, 7, &RawMessageRef { timestamp: 0, type_id: 0x30, stream_id: 0, payload: &[] }, 128);
+    flood.extend(std::iter::repeat_n(0xC7u8, 1_000));
+    pair.server.handle_input(&flood).expect("valid chunks");
+    let mut out = Vec::new();
+    pair.server.poll_transmit(&mut out);
+    // One Acknowledgement message: 12-byte header + 4-byte sequence number.
+    assert_eq!(out.len(), 16, "server answered {} bytes to {} bytes", out.len(), flood.len());
+}
+
+/// A ping request's reply echoes its 4-byte timestamp only: one large "ping" must not turn
+/// into as much output at once (issue 10 item 1).
+#[test]
+fn a_ping_reply_echoes_only_the_timestamp() {
+    use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};
+    let mut pair = Pair::new(Goal::Connect);
+    pair.drive(100_000, &mut |_| None);
+    let mut ping = 6u16.to_be_bytes().to_vec();
+    ping.extend(std::iter::repeat_n(7u8, 100_000));
+    // Our own chunk size first, whatever the client announced: the ping goes as one chunk.
+    let mut wire = Vec::new();
+    let size = 200_000u32.to_be_bytes();
+    encode_message(&mut wire, 2, &RawMessageRef { timestamp: 0, type_id: 1, stream_id: 0, payload: &size }, 128);
+    encode_message(&mut wire, 2, &RawMessageRef { timestamp: 0, type_id: 4, stream_id: 0, payload: &ping }, 200_000);
+    pair.server.handle_input(&wire).expect("valid chunks");
+    let mut out = Vec::new();
+    pair.server.poll_transmit(&mut out);
+    // The Ping Response alone: 12-byte header, event 7, the 4-byte timestamp (100 KB stays
+    // below the acknowledgement window).
+    assert_eq!(out.len(), 12 + 2 + 4, "server answered {} bytes", out.len());
+    assert_eq!(&out[12..], &[0, 7, 7, 7, 7, 7]);
+}

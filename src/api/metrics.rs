@@ -51,6 +51,36 @@ pub fn render(state: &ApiState) -> String {
         "Players disconnected for falling behind too often.",
         hub.players_kicked.load(Relaxed),
     );
+    // Memory and time bounds of connections and streams (issue 10).
+    for (name, help, value) in [
+        (
+            "ringcast_player_queue_drops_total",
+            "Player queues emptied to the next keyframe because full (player_queue or player_queue_bytes).",
+            &hub.player_queue_drops,
+        ),
+        (
+            "ringcast_gop_cache_overflows_total",
+            "GOPs larger than gop_cache_bytes, not cached (new players waited for the next keyframe).",
+            &hub.gop_cache_overflows,
+        ),
+        (
+            "ringcast_send_timeouts_total",
+            "Connections closed because their peer did not take a write within send_timeout (or left output above max_pending_output that long).",
+            &hub.send_timeouts,
+        ),
+        (
+            "ringcast_partial_budget_refusals_total",
+            "Connections closed because incomplete messages had used up partial_message_budget.",
+            &hub.partial_budget_refusals,
+        ),
+        (
+            "ringcast_slow_messages_total",
+            "Connections closed because a message stayed incomplete past partial_message_timeout.",
+            &hub.slow_messages,
+        ),
+    ] {
+        out.counter(name, help, value.load(Relaxed));
+    }
     let streams = state.hub.streams();
     let live = streams.iter().filter(|s| s.publisher_shard.is_some()).count();
     let players: usize = streams.iter().map(|s| s.players).sum();

@@ -35,6 +35,12 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "merge_write_ms",
     "handshake_timeout",
     "idle_timeout",
+    "send_timeout",
+    "max_pending_output",
+    "partial_message_budget",
+    "partial_message_timeout",
+    "player_queue_bytes",
+    "gop_cache_bytes",
     "state_dir",
     "hook_timeout",
     "hook_concurrency",
@@ -139,6 +145,24 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("idle_timeout") {
         config.idle_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("send_timeout") {
+        config.send_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("max_pending_output") {
+        config.max_pending_output = item.integer(limits::MAX_PENDING_OUTPUT)?;
+    }
+    if let Some(item) = root.get("partial_message_budget") {
+        config.partial_message_budget = item.integer(limits::PARTIAL_MESSAGE_BUDGET)?;
+    }
+    if let Some(item) = root.get("partial_message_timeout") {
+        config.partial_message_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("player_queue_bytes") {
+        config.player_queue_bytes = item.integer(limits::PLAYER_QUEUE_BYTES)?;
+    }
+    if let Some(item) = root.get("gop_cache_bytes") {
+        config.gop_cache_bytes = item.integer(limits::GOP_CACHE_BYTES)?;
     }
     if let Some(item) = root.get("state_dir") {
         config.state_dir =

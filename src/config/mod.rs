@@ -148,6 +148,9 @@ choice! {
     }
 }
 
+/// Smallest share of `partial_message_budget` a shard gets: twice the largest RTMP message.
+const MIN_PARTIAL_BUDGET_PER_SHARD: usize = 32 << 20;
+
 /// Whole-number limits, shared by the TOML reader and the flags so the two cannot disagree.
 mod limits {
     pub const SHARDS: (u64, u64) = (1, 1024);
@@ -162,6 +165,11 @@ mod limits {
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
     pub const API_MAX_WEBHOOKS: (u64, u64) = (0, 10_000);
+    // Memory bounds of connections and streams (issue 10), in bytes.
+    pub const MAX_PENDING_OUTPUT: (u64, u64) = (4096, 1 << 30);
+    pub const PARTIAL_MESSAGE_BUDGET: (u64, u64) = (1 << 20, 1 << 40);
+    pub const PLAYER_QUEUE_BYTES: (u64, u64) = (64 << 10, 1 << 40);
+    pub const GOP_CACHE_BYTES: (u64, u64) = (64 << 10, 1 << 40);
 }
 
 /// Duration floors. A zero timeout would fail every handshake or callback at once; an update
@@ -227,6 +235,28 @@ pub struct Config {
     /// A publisher that sends nothing this long is disconnected, freeing its stream name. Default
     /// 30s.
     pub idle_timeout: Duration,
+    /// A write the socket does not take whole within this long closes its connection (its peer
+    /// stopped reading, or reads too slowly for a live stream); so does unsent output that stays
+    /// above `max_pending_output` this long. Bounds delivery delay and what a stalled player
+    /// keeps alive. Default 30s.
+    pub send_timeout: Duration,
+    /// Unsent output bytes per connection (protocol replies and media handed to its writer)
+    /// above which its input is not read until the peer reads. Default 1 MiB; 4096..=1 GiB.
+    pub max_pending_output: usize,
+    /// Bytes all incomplete incoming messages may reserve together, split evenly across shards
+    /// (at least 32 MiB per shard, so a 16 MiB message always fits); a connection whose message
+    /// would take more than its shard's share leaves to the others is closed. Default 256 MiB;
+    /// at least 1 MiB.
+    pub partial_message_budget: usize,
+    /// A message still incomplete after this long closes its connection (slow body). Default 10s.
+    pub partial_message_timeout: Duration,
+    /// Bytes (payload and chunked form) queued per player before it is skipped ahead to the next
+    /// keyframe, beside the `player_queue` packet count. Default 32 MiB; at least 64 KiB and at
+    /// least `gop_cache_bytes`, so a new player's cached start fits.
+    pub player_queue_bytes: usize,
+    /// Bytes (payload and chunked form) of a stream's cached GOP; a longer GOP is not cached and
+    /// new players wait for the next keyframe. Default 32 MiB; at least 64 KiB.
+    pub gop_cache_bytes: usize,
     /// Where state that survives a restart lives (webhooks created over the API). Default
     /// `/var/lib/ringcast`.
     pub state_dir: PathBuf,
@@ -297,6 +327,12 @@ impl Default for Config {
             merge_write_ms: 50,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            max_pending_output: 1 << 20,
+            partial_message_budget: 256 << 20,
+            partial_message_timeout: Duration::from_secs(10),
+            player_queue_bytes: 32 << 20,
+            gop_cache_bytes: 32 << 20,
             state_dir: PathBuf::from("/var/lib/ringcast"),
             hook_timeout: Duration::from_secs(30),
             hook_concurrency: 10,
@@ -452,6 +488,12 @@ impl Config {
             ("rtsp_listen", self.rtsp_listen),
             ("api_listen", self.api_listen),
         ];
+        if self.gop_cache_bytes > self.player_queue_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "key 'gop_cache_bytes': must not exceed player_queue_bytes ({}), got {}: a new player's cached start must fit its queue",
+                self.player_queue_bytes, self.gop_cache_bytes
+            )));
+        }
         for (i, (name_a, a)) in listeners.iter().enumerate() {
             for (name_b, b) in &listeners[i + 1..] {
                 if a.port() != 0 && a.port() == b.port() && overlaps(a.ip(), b.ip()) {
@@ -460,6 +502,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Per-connection bounds as each shard applies them.
+    pub fn connection_limits(&self) -> crate::session::ConnectionLimits {
+        crate::session::ConnectionLimits {
+            send_timeout: self.send_timeout,
+            max_pending_output: self.max_pending_output,
+            // One message of the largest size must always fit a shard that holds nothing else:
+            // the budget refuses a draw leaving less than the drawer holds (chunk::PartialBudget).
+            partial_budget: (self.partial_message_budget / self.shards.max(1)).max(MIN_PARTIAL_BUDGET_PER_SHARD),
+            partial_message_timeout: self.partial_message_timeout,
+        }
     }
 
     /// The merged-write window, `None` when merging is off.

@@ -87,6 +87,12 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.merge_write(), Some(Duration::from_millis(50)));
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.send_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_pending_output, 1 << 20);
+    assert_eq!(c.partial_message_budget, 256 << 20);
+    assert_eq!(c.partial_message_timeout, Duration::from_secs(10));
+    assert_eq!(c.player_queue_bytes, 32 << 20);
+    assert_eq!(c.gop_cache_bytes, 32 << 20);
     assert_eq!(c.state_dir, PathBuf::from("/var/lib/ringcast"));
     assert_eq!(c.hook_timeout, Duration::from_secs(30));
     assert_eq!(c.hook_concurrency, 10);
@@ -517,6 +523,12 @@ fn bad_root_values_name_the_key() {
         ("gop_cache = 1", "key 'gop_cache': expected true or false, got an integer"),
         ("max_connections = 0", "key 'max_connections': must be at least 1, got 0"),
         ("merge_write_ms = 101", "key 'merge_write_ms': must be at most 100, got 101"),
+        ("send_timeout = \"0s\"", "key 'send_timeout': must be at least 1ms, got 0s"),
+        ("max_pending_output = 4095", "key 'max_pending_output': must be at least 4096, got 4095"),
+        ("partial_message_budget = 1000", "key 'partial_message_budget': must be at least 1048576, got 1000"),
+        ("partial_message_timeout = \"x\"", "key 'partial_message_timeout': invalid duration 'x'"),
+        ("player_queue_bytes = 1", "key 'player_queue_bytes': must be at least 65536, got 1"),
+        ("gop_cache_bytes = 1", "key 'gop_cache_bytes': must be at least 65536, got 1"),
         ("merge_write_ms = \"10ms\"", "key 'merge_write_ms': expected an integer, got a string"),
         ("handshake_timeout = \"0s\"", "key 'handshake_timeout': must be at least 1ms, got 0s"),
         ("handshake_timeout = 0", "key 'handshake_timeout': must be at least 1ms, got 0s"),
@@ -997,4 +1009,18 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
     expected.stdio = Some(StdioFormat::Json);
     expected.tls_ca_file = Some("/etc/ringcast/hooks-ca.pem".into());
     assert_eq!(c, expected);
+}
+
+#[test]
+fn connection_limits_split_the_partial_budget_across_shards_with_a_floor() {
+    let path = Path::new("t.toml");
+    let c = Config::from_toml("shards = 4\npartial_message_budget = 536870912\nsend_timeout = \"5s\"\n", path).unwrap();
+    let limits = c.connection_limits();
+    assert_eq!(limits.partial_budget, 128 << 20);
+    assert_eq!(limits.send_timeout, Duration::from_secs(5));
+    let c = Config::from_toml("shards = 64\n", path).unwrap();
+    // 256 MiB over 64 shards is 4 MiB: raised so a 16 MiB message always fits a shard.
+    assert_eq!(c.connection_limits().partial_budget, 32 << 20);
+    let error = Config::from_toml("gop_cache_bytes = 68719476736\n", path).unwrap_err().to_string();
+    assert!(error.contains("key 'gop_cache_bytes': must not exceed player_queue_bytes (33554432)"), "{error}");
 }

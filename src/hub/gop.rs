@@ -7,8 +7,14 @@ use super::packet::{Packet, PacketKind};
 /// A GOP longer than this is not cached whole (a 30 fps stream with a 10 s GOP is 300 video
 /// frames plus ~430 audio frames); past it players wait for the next keyframe instead.
 const MAX_GOP_PACKETS: usize = 4096;
-/// Bytes of media a cached GOP may hold, for the same reason.
-const MAX_GOP_BYTES: usize = 64 << 20;
+
+/// What caching a packet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GopPush {
+    Cached,
+    /// The GOP outgrew the cache and was dropped.
+    Overflowed,
+}
 
 #[derive(Debug, Default)]
 pub struct GopCache {
@@ -17,22 +23,27 @@ pub struct GopCache {
     video_header: Option<Rc<Packet>>,
     /// From the last keyframe on, audio and video interleaved as received.
     gop: Vec<Rc<Packet>>,
+    /// Footprint (payload and chunked form) of `gop`, bounded by `max_bytes`.
     gop_bytes: usize,
+    max_bytes: usize,
     /// Whether the stream has carried video: audio-only streams have no GOP to wait for.
     has_video: bool,
     enabled: bool,
 }
 
 impl GopCache {
-    pub fn new(enabled: bool) -> GopCache {
-        GopCache { enabled, ..GopCache::default() }
+    pub fn new(enabled: bool, max_bytes: usize) -> GopCache {
+        GopCache { enabled, max_bytes, ..GopCache::default() }
     }
 
     pub fn has_video(&self) -> bool {
         self.has_video
     }
 
-    pub fn push(&mut self, packet: &Rc<Packet>) {
+    /// Caches what a new player needs of `packet`. Returns `Overflowed` when the current GOP
+    /// outgrew the cache: it is dropped and the cache stays empty until the next keyframe, so
+    /// players joining meanwhile wait for it.
+    pub fn push(&mut self, packet: &Rc<Packet>) -> GopPush {
         match packet.kind {
             PacketKind::Data { metadata: true } => self.metadata = Some(packet.clone()),
             PacketKind::Data { metadata: false } => {}
@@ -46,7 +57,7 @@ impl GopCache {
                 self.has_video = true;
                 self.gop.clear();
                 self.gop_bytes = 0;
-                self.append(packet);
+                return self.append(packet);
             }
             PacketKind::Audio | PacketKind::Video => {
                 if packet.kind == PacketKind::Video {
@@ -54,20 +65,28 @@ impl GopCache {
                 }
                 // Only a GOP that starts with a keyframe is worth replaying.
                 if !self.gop.is_empty() {
-                    self.append(packet);
+                    return self.append(packet);
                 }
             }
         }
+        GopPush::Cached
     }
 
-    fn append(&mut self, packet: &Rc<Packet>) {
-        if self.gop.len() >= MAX_GOP_PACKETS || self.gop_bytes + packet.payload.len() > MAX_GOP_BYTES {
-            self.gop.clear();
+    fn append(&mut self, packet: &Rc<Packet>) -> GopPush {
+        let footprint = packet.footprint();
+        if self.gop.len() >= MAX_GOP_PACKETS || self.gop_bytes + footprint > self.max_bytes {
+            self.gop = Vec::new();
             self.gop_bytes = 0;
-            return;
+            return GopPush::Overflowed;
         }
-        self.gop_bytes += packet.payload.len();
+        self.gop_bytes += footprint;
         self.gop.push(packet.clone());
+        GopPush::Cached
+    }
+
+    /// Footprint of the cached GOP.
+    pub fn gop_bytes(&self) -> usize {
+        self.gop_bytes
     }
 
     /// Everything a new player is sent first, in the order it must receive it.
@@ -76,7 +95,7 @@ impl GopCache {
     }
 
     pub fn clear(&mut self) {
-        *self = GopCache::new(self.enabled);
+        *self = GopCache::new(self.enabled, self.max_bytes);
     }
 }
 
@@ -91,7 +110,7 @@ mod tests {
 
     #[test]
     fn snapshot_is_headers_then_the_last_gop() {
-        let mut cache = GopCache::new(true);
+        let mut cache = GopCache::new(true, usize::MAX);
         let avc_header = packet(PacketKind::Video, &[0x17, 0, 0, 0, 0, 1]);
         let aac_header = packet(PacketKind::Audio, &[0xAF, 0, 0x12, 0x10]);
         let key1 = packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 1]);
@@ -111,9 +130,26 @@ mod tests {
 
     #[test]
     fn disabled_cache_keeps_only_headers() {
-        let mut cache = GopCache::new(false);
+        let mut cache = GopCache::new(false, usize::MAX);
         cache.push(&packet(PacketKind::Video, &[0x17, 0, 0, 0, 0, 1]));
         cache.push(&packet(PacketKind::Video, &[0x17, 1, 0, 0, 0, 1]));
+        assert_eq!(cache.snapshot().count(), 1);
+    }
+
+    #[test]
+    fn a_gop_larger_than_the_cache_is_dropped_until_the_next_keyframe() {
+        let frame = |keyframe: bool| super::super::packet::test_video_frame(keyframe, 10_000);
+        let footprint = frame(true).footprint();
+        let mut cache = GopCache::new(true, 2 * footprint);
+        assert_eq!(cache.push(&frame(true)), GopPush::Cached);
+        assert_eq!(cache.push(&frame(false)), GopPush::Cached);
+        assert_eq!(cache.gop_bytes(), 2 * footprint);
+        assert_eq!(cache.push(&frame(false)), GopPush::Overflowed);
+        // Stays empty (no partial GOP to start from) until the next keyframe.
+        assert_eq!((cache.snapshot().count(), cache.gop_bytes()), (0, 0));
+        assert_eq!(cache.push(&frame(false)), GopPush::Cached);
+        assert_eq!(cache.snapshot().count(), 0);
+        assert_eq!(cache.push(&frame(true)), GopPush::Cached);
         assert_eq!(cache.snapshot().count(), 1);
     }
 }

@@ -20,13 +20,14 @@ pub mod player;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tracing::warn;
 
-pub use gop::GopCache;
+pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind};
 pub use player::{Offer, Player, PlayerItem};
 
@@ -51,16 +52,32 @@ pub struct StreamInfo {
 pub struct HubSettings {
     pub chunk_size: u32,
     pub player_queue: usize,
+    /// Footprint a player's queue may hold, beside the `player_queue` packet count.
+    pub player_queue_bytes: usize,
     pub player_max_drops: u32,
     pub gop_cache: bool,
+    /// Footprint of a stream's cached GOP.
+    pub gop_cache_bytes: usize,
     /// Messages each shard's inbound channel holds. When full, relayed packets to that shard
     /// are skipped to the next keyframe (control messages wait instead).
     pub relay_capacity: usize,
+    /// Footprint of relayed packets each shard's inbound channel may hold, beside its message
+    /// count: past it, relayed packets to that shard skip to the next keyframe too.
+    pub relay_capacity_bytes: usize,
 }
 
 impl Default for HubSettings {
     fn default() -> Self {
-        HubSettings { chunk_size: 4096, player_queue: 1024, player_max_drops: 3, gop_cache: true, relay_capacity: 4096 }
+        HubSettings {
+            chunk_size: 4096,
+            player_queue: 1024,
+            player_queue_bytes: 32 << 20,
+            player_max_drops: 3,
+            gop_cache: true,
+            gop_cache_bytes: 32 << 20,
+            relay_capacity: 4096,
+            relay_capacity_bytes: 64 << 20,
+        }
     }
 }
 
@@ -106,6 +123,19 @@ pub struct HubStats {
     /// Requests (connect, publish, play) the protocol refused before any hook saw them: a field
     /// over its size cap, too many query arguments, a second connect. Counted by the sessions.
     pub requests_refused: AtomicU64,
+    /// Players emptied to the next keyframe because their queue was full (packets or bytes).
+    pub player_queue_drops: AtomicU64,
+    /// GOPs too large for the cache (`gop_cache_bytes`): players joining then wait for the
+    /// next keyframe.
+    pub gop_cache_overflows: AtomicU64,
+    /// Connections closed because their socket did not take a write within `send_timeout`, or
+    /// their unsent output stayed above `max_pending_output` that long.
+    pub send_timeouts: AtomicU64,
+    /// Connections refused because incomplete messages had used up the shard's
+    /// `partial_message_budget`.
+    pub partial_budget_refusals: AtomicU64,
+    /// Connections closed because a message stayed incomplete past `partial_message_timeout`.
+    pub slow_messages: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +166,8 @@ pub struct StreamChange {
 pub struct Hub {
     streams: Mutex<HashMap<Arc<str>, Entry>>,
     senders: Vec<mpsc::Sender<ShardMessage>>,
+    /// Per destination shard: footprint of the relayed packets in its inbound channel.
+    relay_bytes: Vec<AtomicUsize>,
     settings: HubSettings,
     pub stats: HubStats,
 }
@@ -149,8 +181,25 @@ impl Hub {
     /// Creates the hub for `shards` shards and returns each shard's inbound channel.
     pub fn new(shards: usize, settings: HubSettings) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
         let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();
-        let hub = Hub { streams: Mutex::new(HashMap::new()), senders, settings, stats: HubStats::default() };
+        let relay_bytes = (0..shards).map(|_| AtomicUsize::new(0)).collect();
+        let hub =
+            Hub { streams: Mutex::new(HashMap::new()), senders, relay_bytes, settings, stats: HubStats::default() };
         (Arc::new(hub), receivers)
+    }
+
+    /// Counts `bytes` into `shard`'s inbound channel if they fit its byte bound (an empty
+    /// channel takes any one packet).
+    fn reserve_relay(&self, shard: usize, bytes: usize) -> bool {
+        let limit = self.settings.relay_capacity_bytes;
+        self.relay_bytes[shard]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held == 0 || held + bytes <= limit).then_some(held + bytes)
+            })
+            .is_ok()
+    }
+
+    fn release_relay(&self, shard: usize, bytes: usize) {
+        self.relay_bytes[shard].fetch_sub(bytes, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
@@ -259,6 +308,8 @@ pub struct LocalStream {
     live: Cell<bool>,
     local_publisher: Cell<bool>,
     cache: RefCell<GopCache>,
+    /// Whether a GOP overflow of this stream was logged (once per stream).
+    gop_overflow_logged: Cell<bool>,
     players: RefCell<Vec<Rc<Player>>>,
     relay: RefCell<Vec<RelayTarget>>,
 }
@@ -313,7 +364,8 @@ impl ShardHub {
             key: key.clone(),
             live: Cell::new(false),
             local_publisher: Cell::new(false),
-            cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache)),
+            cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache, self.hub.settings.gop_cache_bytes)),
+            gop_overflow_logged: Cell::new(false),
             players: RefCell::new(Vec::new()),
             relay: RefCell::new(Vec::new()),
         });
@@ -385,12 +437,17 @@ impl ShardHub {
         let change = self.hub.count_player(&Arc::from(key), true);
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
-        let player = Rc::new(Player::new(conn_id, settings.player_queue, settings.player_max_drops));
+        let player = Rc::new(Player::new(
+            conn_id,
+            settings.player_queue,
+            settings.player_queue_bytes,
+            settings.player_max_drops,
+        ));
         {
             let cache = stream.cache.borrow();
             let has_video = cache.has_video();
             for packet in cache.snapshot() {
-                player.offer(packet, has_video);
+                player.offer(packet, has_video, &self.hub.stats.player_queue_drops);
             }
         }
         player.join(&mut stream.players.borrow_mut());
@@ -407,14 +464,25 @@ impl ShardHub {
         }
         let has_video = {
             let mut cache = stream.cache.borrow_mut();
-            cache.push(&packet);
+            if cache.push(&packet) == GopPush::Overflowed {
+                self.hub.stats.gop_cache_overflows.fetch_add(1, Ordering::Relaxed);
+                // Once per stream: a stream whose GOPs are all too large would say so every GOP;
+                // the counter has every overflow.
+                if !stream.gop_overflow_logged.replace(true) {
+                    warn!(
+                        stream = %stream.key,
+                        limit = self.hub.settings.gop_cache_bytes,
+                        "GOP too large to cache (gop_cache_bytes): new players wait for the next keyframe"
+                    );
+                }
+            }
             cache.has_video()
         };
         let mut kicked = 0;
         let mut players = stream.players.borrow_mut();
         let mut i = 0;
         while i < players.len() {
-            if players[i].offer(&packet, has_video) == Offer::Kicked {
+            if players[i].offer(&packet, has_video, &self.hub.stats.player_queue_drops) == Offer::Kicked {
                 player::remove_slot(&mut players, i);
                 kicked += 1;
             } else {
@@ -432,13 +500,19 @@ impl ShardHub {
                 self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            let footprint = packet.footprint();
             let sent = backlog[target.shard] == 0
-                && self.hub.senders[target.shard]
+                && self.hub.reserve_relay(target.shard, footprint)
+                && (self.hub.senders[target.shard]
                     .try_send(ShardMessage::Relay {
                         stream: stream.key.clone(),
                         item: RelayItem::Packet((*packet).clone()),
                     })
-                    .is_ok();
+                    .is_ok()
+                    || {
+                        self.hub.release_relay(target.shard, footprint);
+                        false
+                    });
             target.lagging = !sent;
             if !sent {
                 self.hub.stats.relay_dropped.fetch_add(1, Ordering::Relaxed);
@@ -490,6 +564,9 @@ impl ShardHub {
                 }
             }
             ShardMessage::Relay { stream, item } => {
+                if let RelayItem::Packet(packet) = &item {
+                    self.hub.release_relay(self.shard, packet.footprint());
+                }
                 // The stream may be gone here already (last player left): nothing to do.
                 let Some(local) = self.stream(&stream) else {
                     return;
@@ -610,5 +687,32 @@ impl PlayerHandle {
 impl Drop for PlayerHandle {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_that_does_not_drain_its_relay_holds_at_most_its_byte_bound() {
+        let settings = HubSettings { relay_capacity_bytes: 1 << 20, ..HubSettings::default() };
+        let (hub, mut receivers) = Hub::new(2, settings);
+        let (publishing_shard, playing_shard) = (ShardHub::new(0, hub.clone()), ShardHub::new(1, hub.clone()));
+        let (_player, _) = playing_shard.play("live/x", 1);
+        let (publisher, _) = publishing_shard.publish("live/x").unwrap();
+        let mut frame = vec![0x17, 1, 0, 0, 0];
+        frame.resize(100_000, 0);
+        for n in 0..40 {
+            publisher.push(PacketKind::Video, n * 40, Bytes::from(frame.clone())).unwrap();
+        }
+        // 40 frames of ~200 KB footprint: about 8 MB offered, at most 1 MiB in the channel.
+        let held = hub.relay_bytes[1].load(Ordering::Relaxed);
+        assert!(held > 0 && held <= 1 << 20, "{held}");
+        assert!(hub.stats.relay_dropped.load(Ordering::Relaxed) > 0);
+        while let Ok(message) = receivers[1].try_recv() {
+            playing_shard.handle_message(message);
+        }
+        assert_eq!(hub.relay_bytes[1].load(Ordering::Relaxed), 0);
     }
 }

@@ -93,7 +93,26 @@ impl Packet {
         })
     }
 
+    /// Bytes this packet holds once a player has it: the payload and, when it spans several
+    /// chunks, its chunked copy (counted whether or not built yet, as any player builds it).
+    pub fn footprint(&self) -> usize {
+        let len = self.payload.len();
+        if len <= self.chunk_size as usize {
+            len
+        } else {
+            len + chunk::chunked_payload_len(self.kind.csid(), len, self.chunk_size, false)
+        }
+    }
+
     pub fn is_metadata(&self) -> bool {
         self.kind == PacketKind::Data { metadata: true }
     }
+}
+
+/// A video frame of `size` bytes for the hub's tests: big enough to span chunks.
+#[cfg(test)]
+pub(crate) fn test_video_frame(keyframe: bool, size: usize) -> std::rc::Rc<Packet> {
+    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    body.resize(size, 0);
+    std::rc::Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).expect("a valid frame"))
 }

@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
@@ -50,6 +51,10 @@ pub struct Player {
     /// with an empty queue.
     poked: Cell<bool>,
     limit: usize,
+    /// Footprint of the queued packets, bounded by `byte_limit` as the count is by `limit`:
+    /// a few hundred 4 MiB keyframes are within any packet count.
+    queued_bytes: Cell<usize>,
+    byte_limit: usize,
     max_drops: u32,
     /// Where the player sits in its stream's player list, so leaving is a swap-remove rather
     /// than a scan: 30,000 viewers leaving an ended stream took 270 ms of the shard by scan.
@@ -57,7 +62,7 @@ pub struct Player {
 }
 
 impl Player {
-    pub fn new(conn_id: u64, limit: usize, max_drops: u32) -> Player {
+    pub fn new(conn_id: u64, limit: usize, byte_limit: usize, max_drops: u32) -> Player {
         Player {
             conn_id,
             queue: RefCell::new(VecDeque::new()),
@@ -68,6 +73,8 @@ impl Player {
             kicked: Cell::new(false),
             poked: Cell::new(false),
             limit: limit.max(1),
+            queued_bytes: Cell::new(0),
+            byte_limit,
             max_drops: max_drops.max(1),
             slot: Cell::new(0),
         }
@@ -89,8 +96,9 @@ impl Player {
     }
 
     /// Queues a packet, or skips it while waiting for a keyframe. `has_video` says whether the
-    /// stream has video at all: an audio-only stream can start on any audio frame.
-    pub fn offer(&self, packet: &Rc<Packet>, has_video: bool) -> Offer {
+    /// stream has video at all: an audio-only stream can start on any audio frame. A queue
+    /// that is full by count or by bytes drops to the next keyframe (counted in `drops`).
+    pub fn offer(&self, packet: &Rc<Packet>, has_video: bool, drops: &AtomicU64) -> Offer {
         if self.kicked.get() {
             return Offer::Kicked;
         }
@@ -111,9 +119,14 @@ impl Player {
             }
         }
         let mut queue = self.queue.borrow_mut();
-        if queue.len() >= self.limit {
+        let footprint = packet.footprint();
+        // An empty queue takes any one packet: the bound is on what waits, not on frame size.
+        let over_bytes = !queue.is_empty() && self.queued_bytes.get() + footprint > self.byte_limit;
+        if queue.len() >= self.limit || over_bytes {
+            drops.fetch_add(1, Ordering::Relaxed);
             self.dropped_packets.set(self.dropped_packets.get() + queue.len() as u64 + 1);
             queue.clear();
+            self.queued_bytes.set(0);
             self.waiting_keyframe.set(!packet.keyframe);
             self.drops.set(self.drops.get() + 1);
             if self.drops.get() >= self.max_drops {
@@ -126,6 +139,7 @@ impl Player {
             }
         }
         queue.push_back(PlayerItem::Packet(packet.clone()));
+        self.queued_bytes.set(self.queued_bytes.get() + footprint);
         drop(queue);
         self.notify.notify_one();
         Offer::Queued
@@ -143,6 +157,7 @@ impl Player {
     pub fn take(&self, out: &mut Vec<PlayerItem>) {
         let mut queue = self.queue.borrow_mut();
         out.extend(queue.drain(..));
+        self.queued_bytes.set(0);
         self.drops.set(0);
         self.poked.set(false);
     }
@@ -170,6 +185,7 @@ impl Player {
     pub fn kick(&self) {
         self.kicked.set(true);
         self.queue.borrow_mut().clear();
+        self.queued_bytes.set(0);
         self.notify.notify_one();
     }
 
@@ -183,6 +199,10 @@ impl Player {
 
     pub fn queued(&self) -> usize {
         self.queue.borrow().len()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.get()
     }
 }
 
@@ -199,6 +219,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    static DROPS: AtomicU64 = AtomicU64::new(0);
+
     fn video(keyframe: bool) -> Rc<Packet> {
         let body: &'static [u8] = if keyframe { &[0x17, 1, 0, 0, 0, 9] } else { &[0x27, 1, 0, 0, 0, 9] };
         Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from_static(body), 4096).unwrap())
@@ -206,42 +228,42 @@ mod tests {
 
     #[test]
     fn starts_on_a_keyframe() {
-        let player = Player::new(1, 10, 3);
-        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
-        assert_eq!(player.offer(&video(true), true), Offer::Queued);
-        assert_eq!(player.offer(&video(false), true), Offer::Queued);
+        let player = Player::new(1, 10, usize::MAX, 3);
+        assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Skipped);
+        assert_eq!(player.offer(&video(true), true, &DROPS), Offer::Queued);
+        assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Queued);
         assert_eq!(player.queued(), 2);
     }
 
     #[test]
     fn a_full_queue_drops_to_the_next_keyframe_then_kicks() {
-        let player = Player::new(1, 4, 2);
-        assert_eq!(player.offer(&video(true), true), Offer::Queued);
+        let player = Player::new(1, 4, usize::MAX, 2);
+        assert_eq!(player.offer(&video(true), true, &DROPS), Offer::Queued);
         for _ in 0..3 {
-            assert_eq!(player.offer(&video(false), true), Offer::Queued);
+            assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Queued);
         }
         // Full: the fifth packet empties the queue and waits for a keyframe.
-        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
+        assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Skipped);
         assert_eq!(player.queued(), 0);
-        assert_eq!(player.offer(&video(false), true), Offer::Skipped);
-        assert_eq!(player.offer(&video(true), true), Offer::Queued);
+        assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Skipped);
+        assert_eq!(player.offer(&video(true), true, &DROPS), Offer::Queued);
         for _ in 0..3 {
-            player.offer(&video(false), true);
+            player.offer(&video(false), true, &DROPS);
         }
         // Second overflow without ever catching up: kicked.
-        assert_eq!(player.offer(&video(false), true), Offer::Kicked);
+        assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Kicked);
         assert!(player.is_kicked());
         assert!(player.dropped_packets() >= 8);
     }
 
     #[test]
     fn catching_up_forgives_earlier_drops() {
-        let player = Player::new(1, 2, 2);
+        let player = Player::new(1, 2, usize::MAX, 2);
         let mut out = Vec::new();
         for _ in 0..5 {
-            player.offer(&video(true), true);
-            player.offer(&video(true), true);
-            player.offer(&video(true), true); // overflow once
+            player.offer(&video(true), true, &DROPS);
+            player.offer(&video(true), true, &DROPS);
+            player.offer(&video(true), true, &DROPS); // overflow once
             player.take(&mut out);
         }
         assert!(!player.is_kicked());
@@ -249,7 +271,7 @@ mod tests {
 
     #[test]
     fn departing_swaps_the_last_player_in_and_keeps_every_slot_true() {
-        let players: Vec<Rc<Player>> = (0..5).map(|id| Rc::new(Player::new(id, 8, 2))).collect();
+        let players: Vec<Rc<Player>> = (0..5).map(|id| Rc::new(Player::new(id, 8, usize::MAX, 2))).collect();
         let ids = |list: &[Rc<Player>]| list.iter().map(|p| p.conn_id).collect::<Vec<_>>();
         let mut list = Vec::new();
         for player in &players {
@@ -269,5 +291,25 @@ mod tests {
             player.depart(&mut list);
         }
         assert!(list.is_empty());
+    }
+
+    #[test]
+    fn a_queue_full_by_bytes_drops_to_the_next_keyframe() {
+        let big = |keyframe: bool| super::super::packet::test_video_frame(keyframe, 10_000);
+        let footprint = big(true).footprint();
+        assert!(footprint > 20_000, "payload and chunked copy: {footprint}");
+        let drops = AtomicU64::new(0);
+        // Room for three packets by bytes, a thousand by count.
+        let player = Player::new(1, 1000, 3 * footprint, 10);
+        assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
+        assert_eq!(player.queued_bytes(), 3 * footprint);
+        assert_eq!(player.offer(&big(false), true, &drops), Offer::Skipped);
+        assert_eq!((player.queued(), player.queued_bytes(), drops.load(Ordering::Relaxed)), (0, 0, 1));
+        assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
+        // One packet larger than the whole bound still goes to an empty queue.
+        let tiny = Player::new(2, 1000, 100, 10);
+        assert_eq!(tiny.offer(&big(true), true, &drops), Offer::Queued);
     }
 }

@@ -189,8 +189,10 @@ impl Server {
         let hub_settings = HubSettings {
             chunk_size: config.chunk_size,
             player_queue: config.player_queue,
+            player_queue_bytes: config.player_queue_bytes,
             player_max_drops: config.player_max_drops,
             gop_cache: config.gop_cache,
+            gop_cache_bytes: config.gop_cache_bytes,
             ..HubSettings::default()
         };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
@@ -200,6 +202,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
             merge_write: config.merge_write(),
+            limits: config.connection_limits(),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;

@@ -4,9 +4,13 @@
 //! as it waits. An idle connection therefore holds its whole read buffer, so the buffer
 //! starts small, grows while reads fill it, and shrinks back when they no longer do.
 
+use std::cell::{Cell, RefCell};
 use std::io;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use tokio::sync::Notify;
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 /// Smallest read buffer: what an idle connection holds while waiting.
@@ -75,19 +79,107 @@ impl ReadBuffer {
     }
 }
 
+/// A connection's output handed to its writer but not yet accepted by the socket, shared by
+/// the reader (which stops reading while it is above `max_pending_output`) and the writer.
+#[derive(Debug, Default)]
+pub struct PendingOutput {
+    unsent: Cell<usize>,
+    /// Signalled whenever the socket accepts bytes, and when the writer stops.
+    drained: Notify,
+    /// Why the writer stopped, if it failed: the reader reports it as the session's end.
+    failure: RefCell<Option<io::Error>>,
+}
+
+impl PendingOutput {
+    pub fn unsent(&self) -> usize {
+        self.unsent.get()
+    }
+
+    /// Waits until the socket accepted bytes or the writer stopped.
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+
+    fn add(&self, n: usize) {
+        self.unsent.set(self.unsent.get() + n);
+    }
+
+    fn sent(&self, n: usize) {
+        self.unsent.set(self.unsent.get().saturating_sub(n));
+        self.drained.notify_waiters();
+    }
+
+    /// Records why the writer stopped and wakes a reader waiting for room.
+    pub fn fail(&self, error: io::Error) {
+        self.failure.borrow_mut().get_or_insert(error);
+        self.drained.notify_waiters();
+    }
+
+    pub fn take_failure(&self) -> Option<io::Error> {
+        self.failure.borrow_mut().take()
+    }
+}
+
+/// Bytes of one write not yet sent, counted in its connection's [`PendingOutput`] until sent,
+/// failed or abandoned (a kicked player's write is dropped mid-way).
+struct Unsent<'a> {
+    pending: &'a PendingOutput,
+    left: usize,
+}
+
+impl<'a> Unsent<'a> {
+    fn count(pending: &'a PendingOutput, bytes: usize) -> Unsent<'a> {
+        pending.add(bytes);
+        Unsent { pending, left: bytes }
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.left -= n;
+        self.pending.sent(n);
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        self.pending.sent(self.left);
+    }
+}
+
+/// The error of a write the socket did not take whole within `send_timeout`: its peer stopped
+/// reading (or vanished without a reset, or reads a byte now and then), and holding its output
+/// would only cost memory. A whole write, not each syscall, has the deadline: a peer trickling
+/// reads must not keep old media alive either, and delivery time stays bounded.
+fn send_timed_out(send_timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("send timeout: the peer did not take its data within {send_timeout:?}"),
+    )
+}
+
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns
-/// the bytes written.
-pub async fn write_all_vectored(socket: &TcpStream, mut bufs: Vec<Bytes>) -> io::Result<usize> {
+/// the bytes written. Fails when they are not all written within `send_timeout`. `pending`
+/// counts what is not yet written.
+pub async fn write_all_vectored(
+    socket: &TcpStream,
+    mut bufs: Vec<Bytes>,
+    send_timeout: Duration,
+    pending: &PendingOutput,
+) -> io::Result<usize> {
     bufs.retain(|b| !b.is_empty());
+    let mut unsent = Unsent::count(pending, bufs.iter().map(Bytes::len).sum());
+    let deadline = tokio::time::Instant::now() + send_timeout;
     let mut total = 0;
     while !bufs.is_empty() {
         let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
-        let (result, written) = socket.writev(bufs).await;
+        let Ok((result, written)) = tokio::time::timeout_at(deadline, socket.writev(bufs)).await else {
+            return Err(send_timed_out(send_timeout));
+        };
         let mut n = result?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
         }
         total += n;
+        unsent.sent(n);
         bufs = written;
         // Drop what was written whole, advance into the first partly written buffer.
         let mut done = 0;
@@ -106,9 +198,20 @@ pub async fn write_all_vectored(socket: &TcpStream, mut bufs: Vec<Bytes>) -> io:
     Ok(total)
 }
 
-/// Writes one buffer whole.
-pub async fn write_all(socket: &TcpStream, buf: Vec<u8>) -> io::Result<Vec<u8>> {
-    let (result, buf) = socket.write_all(buf).await;
-    result?;
+/// Writes one buffer whole; fails when that takes longer than `send_timeout`.
+pub async fn write_all(socket: &TcpStream, mut buf: Vec<u8>, send_timeout: Duration) -> io::Result<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + send_timeout;
+    let mut written = 0;
+    while written < buf.len() {
+        let slice = buf.slice(written..);
+        let Ok((result, slice)) = tokio::time::timeout_at(deadline, socket.write(slice).submit()).await else {
+            return Err(send_timed_out(send_timeout));
+        };
+        buf = slice.into_inner();
+        match result? {
+            0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes")),
+            n => written += n,
+        }
+    }
     Ok(buf)
 }

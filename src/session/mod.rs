@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
 use crate::hub::ShardHub;
+use crate::protocol::rtmp::chunk::PartialBudget;
 use crate::protocol::rtmp::server::ServerSettings;
 
 /// Session limits and protocol settings, from the config.
@@ -33,6 +34,38 @@ pub struct SessionSettings {
     pub update_interval: Duration,
     /// How long a player's packets may gather before they are written together.
     pub merge_write: Option<Duration>,
+    /// Output bounds, per connection and per shard.
+    pub limits: ConnectionLimits,
+}
+
+/// What one connection may hold in memory and for how long (issue 10: bounded by bytes and
+/// time, not by counts).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A write the socket does not take whole within this long closes the connection (its
+    /// peer is dead or too slow for live media). Also how long a reader waits for room under
+    /// `max_pending_output`.
+    pub send_timeout: Duration,
+    /// Unsent output (protocol replies and media handed to the writer) above which the
+    /// connection's input is no longer read: a peer that sends requests but never reads the
+    /// replies must not make them pile up.
+    pub max_pending_output: usize,
+    /// Bytes all incomplete incoming messages of this shard may reserve together (the
+    /// process-wide `partial_message_budget` split across shards).
+    pub partial_budget: usize,
+    /// A message still incomplete after this long closes its connection (slow body).
+    pub partial_message_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            send_timeout: Duration::from_secs(30),
+            max_pending_output: 1 << 20,
+            partial_budget: 256 << 20,
+            partial_message_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for SessionSettings {
@@ -43,6 +76,7 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(30),
             update_interval: Duration::from_secs(30),
             merge_write: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -80,6 +114,8 @@ pub struct ShardContext {
     pub sessions_done: Notify,
     /// Live sessions by connection id, for the admin API.
     pub sessions: std::cell::RefCell<std::collections::HashMap<u64, Rc<SessionEntry>>>,
+    /// What incomplete incoming messages of this shard's connections may still reserve.
+    pub partial_budget: Arc<PartialBudget>,
     random: Cell<u64>,
 }
 
@@ -100,6 +136,7 @@ impl ShardContext {
             active_sessions: Cell::new(0),
             sessions_done: Notify::new(),
             sessions: Default::default(),
+            partial_budget: PartialBudget::new(settings.limits.partial_budget),
             random: Cell::new(seed | 1),
         })
     }

@@ -12,6 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -20,14 +21,15 @@ use tokio::sync::oneshot;
 use tokio_uring::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use super::io::{ReadBuffer, write_all, write_all_vectored};
+use super::io::{PendingOutput, ReadBuffer, write_all, write_all_vectored};
 use super::rtmp_out::{Timeline, append_packet};
 use super::{SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::{Hooks, Origin};
-use crate::hub::{PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle, StreamChange};
+use crate::hub::{HubStats, PacketKind, Player, PlayerHandle, PlayerItem, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
+use crate::protocol::rtmp::chunk::ChunkError;
 use crate::protocol::rtmp::server::{
     self, Args, ConnectInfo, Event, PlayRequest, PublishRequest, Rejection, ServerConnection,
 };
@@ -44,6 +46,24 @@ pub enum SessionError {
     IdleTimeout(Duration),
     #[error("{0}")]
     Refused(String),
+    #[error("more than {limit} bytes of output stayed unsent for {waited:?}: the peer does not read")]
+    OutputFull { limit: usize, waited: Duration },
+}
+
+impl SessionError {
+    /// Counts the errors that mean "this connection hit a memory or time bound".
+    fn count(&self, stats: &HubStats) {
+        let counter = match self {
+            SessionError::Io(error) if error.kind() == io::ErrorKind::TimedOut => &stats.send_timeouts,
+            SessionError::OutputFull { .. } => &stats.send_timeouts,
+            SessionError::Protocol(server::Error::Chunk(ChunkError::PartialBudgetExhausted { .. })) => {
+                &stats.partial_budget_refusals
+            }
+            SessionError::Protocol(server::Error::Chunk(ChunkError::SlowMessage { .. })) => &stats.slow_messages,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a session ended without an error.
@@ -69,7 +89,10 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
         Ok(CloseReason::Shutdown) => "server shutdown".to_owned(),
         Ok(CloseReason::Kicked) => "player too slow".to_owned(),
         Ok(CloseReason::AdminKick) => "kicked by operator".to_owned(),
-        Err(error) => error.to_string(),
+        Err(error) => {
+            error.count(session.context.hub.stats());
+            error.to_string()
+        }
     };
     session.finish(&reason);
     match result {
@@ -111,6 +134,9 @@ struct Publishing {
 
 struct Playing {
     handle: PlayerHandle,
+    /// Output handed to the player's writer and not yet sent; also how the writer says why
+    /// it stopped.
+    output: Rc<PendingOutput>,
     name: String,
     args: Args,
     since: Instant,
@@ -155,7 +181,8 @@ impl Session {
         let mut seed = [0u8; crate::protocol::rtmp::handshake::SEED_LEN];
         context.fill_random(&mut seed);
         let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u32).unwrap_or(0);
-        let conn = ServerConnection::new(context.settings.rtmp, seed, epoch);
+        let mut conn = ServerConnection::new(context.settings.rtmp, seed, epoch);
+        conn.set_partial_budget(context.partial_budget.clone());
         Session {
             socket,
             peer,
@@ -184,6 +211,12 @@ impl Session {
         let update_period = self.update_period();
         let period = update_period.unwrap_or(Duration::from_secs(3600));
         loop {
+            if self.playing.is_some()
+                && let Some(reason) = self.wait_for_room().await?
+            {
+                return Ok(reason);
+            }
+            let slow_body = self.slow_body_deadline();
             let handshaking = self.conn.borrow().is_handshaking();
             // Until `connect` is done the handshake deadline applies; after it, a connection
             // that neither plays nor publishes (or a publisher gone quiet) has `idle_timeout`.
@@ -228,6 +261,10 @@ impl Session {
                             self.next_update = tokio::time::Instant::now() + period;
                             self.send_updates();
                         }
+                        _ = sleep_until_some(slow_body) => {
+                            let limit = settings.limits.partial_message_timeout.as_millis() as u64;
+                            self.conn.borrow().check_partial_age(self.now_ms(), limit)?;
+                        }
                         decision = pending_update => {
                             self.pending_update = None;
                             if let Some(Decision::Deny { reason }) = decision {
@@ -241,12 +278,21 @@ impl Session {
             if self.playing.as_ref().is_some_and(|p| p.handle.player().is_kicked()) {
                 return Ok(CloseReason::Kicked);
             }
+            if let Some(error) = self.playing.as_ref().and_then(|p| p.output.take_failure()) {
+                // The writer failed first (a send timeout); the read only saw the shutdown.
+                return Err(error.into());
+            }
             let input = input?;
             if input.is_empty() {
                 return Ok(CloseReason::PeerClosed);
             }
             self.bytes_in += input.len() as u64;
-            self.conn.borrow_mut().handle_input(input)?;
+            let now_ms = self.now_ms();
+            {
+                let mut conn = self.conn.borrow_mut();
+                conn.set_time(now_ms);
+                conn.handle_input(input)?;
+            }
             if handshaking && !self.conn.borrow().is_handshaking() {
                 // The handshake's large messages are done; idle from here on costs little.
                 reader.shrink();
@@ -255,6 +301,46 @@ impl Session {
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
                 return Err(SessionError::Refused(reason));
+            }
+        }
+    }
+
+    /// Milliseconds since the session started: the protocol's clock.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// When the oldest incomplete incoming message has been incomplete too long.
+    fn slow_body_deadline(&self) -> Option<tokio::time::Instant> {
+        let started_ms = self.conn.borrow().oldest_partial_ms()?;
+        let at =
+            self.started + Duration::from_millis(started_ms) + self.context.settings.limits.partial_message_timeout;
+        Some(tokio::time::Instant::from_std(at))
+    }
+
+    /// Backpressure: reads nothing while the connection's unsent output is at or above
+    /// `max_pending_output`, and gives up on a peer that leaves it there for `send_timeout`.
+    async fn wait_for_room(&self) -> Result<Option<CloseReason>, SessionError> {
+        let limits = self.context.settings.limits;
+        let deadline = tokio::time::Instant::now() + limits.send_timeout;
+        let Some(playing) = &self.playing else { return Ok(None) };
+        let (player, output) = (playing.handle.player(), &playing.output);
+        loop {
+            if let Some(error) = output.take_failure() {
+                return Err(error.into());
+            }
+            let unsent = output.unsent() + self.conn.borrow().transmit_len();
+            if unsent < limits.max_pending_output {
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = output.drained() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(SessionError::OutputFull { limit: limits.max_pending_output, waited: limits.send_timeout });
+                }
+                _ = self.context.shutdown.wait() => return Ok(Some(CloseReason::Shutdown)),
+                _ = self.entry.kicked() => return Ok(Some(CloseReason::AdminKick)),
+                _ = player.kicked() => return Ok(Some(CloseReason::Kicked)),
             }
         }
     }
@@ -386,6 +472,7 @@ impl Session {
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.peer, stream = %key, "play start");
         self.conn.borrow_mut().accept();
         let (handle, change) = self.context.hub.play(&key, self.conn_id);
+        let output = Rc::new(PendingOutput::default());
         let writer = PlayerWriter {
             socket: self.socket.clone(),
             conn: self.conn.clone(),
@@ -395,6 +482,8 @@ impl Session {
             chunk_size: self.context.settings.rtmp.chunk_size,
             bytes_out: self.bytes_out.clone(),
             merge_write: self.context.settings.merge_write,
+            send_timeout: self.context.settings.limits.send_timeout,
+            output: output.clone(),
         };
         tokio::task::spawn_local(writer.run());
         self.next_update = tokio::time::Instant::now() + self.context.settings.update_interval;
@@ -402,6 +491,7 @@ impl Session {
         *self.entry.stream.borrow_mut() = key.clone();
         self.playing = Some(Playing {
             handle,
+            output,
             name,
             args: request.args,
             since: Instant::now(),
@@ -656,7 +746,7 @@ impl Session {
             return Ok(());
         }
         self.bytes_out.set(self.bytes_out.get() + out.len() as u64);
-        let mut out = write_all(&self.socket, out).await?;
+        let mut out = write_all(&self.socket, out, self.context.settings.limits.send_timeout).await?;
         out.clear();
         // Keep a small buffer for replies; drop one that grew for a burst.
         if out.capacity() <= SMALL_OUTPUT {
@@ -669,6 +759,14 @@ impl Session {
 /// Largest reply buffer a session keeps between writes: an idle connection holds it, so the
 /// 3 KiB handshake reply's buffer must not stay.
 const SMALL_OUTPUT: usize = 512;
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 fn round_ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
@@ -685,12 +783,17 @@ struct PlayerWriter {
     bytes_out: Rc<Cell<u64>>,
     /// `merge_write_ms`: how long packets may gather before a write; `None` writes at once.
     merge_write: Option<Duration>,
+    send_timeout: Duration,
+    /// Shared with the session's reader, which stops reading while too much is unsent.
+    output: Rc<PendingOutput>,
 }
 
 impl PlayerWriter {
     async fn run(self) {
         if let Err(error) = self.write_loop().await {
             debug!(conn_id = self.player.conn_id, %error, "player writer stopped");
+            // The session reports it when its read ends (the shutdown below ends it).
+            self.output.fail(error);
         }
         // Wake the reader (blocked in read) so the session ends too.
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
@@ -737,7 +840,7 @@ impl PlayerWriter {
             // The write may block on a player that stopped reading: give up on it when the
             // hub kicks the player, instead of waiting forever.
             tokio::select! {
-                result = write_all_vectored(&self.socket, bufs) => {
+                result = write_all_vectored(&self.socket, bufs, self.send_timeout, &self.output) => {
                     let written = result?;
                     self.bytes_out.set(self.bytes_out.get() + written as u64);
                     last_write = Some(tokio::time::Instant::now());

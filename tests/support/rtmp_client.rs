@@ -33,6 +33,20 @@ impl RtmpClient {
         Ok(client)
     }
 
+    /// A publisher of `live/name` whose publish the server accepted.
+    pub fn publisher(addr: SocketAddr, name: &str) -> RtmpClient {
+        let mut client = RtmpClient::connect(addr, "live", Goal::Publish(name.into())).expect("publisher connects");
+        client.wait_status("NetStream.Publish.Start", Duration::from_secs(10)).expect("publish starts");
+        client
+    }
+
+    /// A player of `live/name` whose play the server accepted.
+    pub fn player(addr: SocketAddr, name: &str) -> RtmpClient {
+        let mut client = RtmpClient::connect(addr, "live", Goal::Play(name.into())).expect("player connects");
+        client.wait_status("NetStream.Play.Start", Duration::from_secs(10)).expect("play starts");
+        client
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         let mut out = Vec::new();
         self.conn.poll_transmit(&mut out);

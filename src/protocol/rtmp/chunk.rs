@@ -15,6 +15,9 @@
 //! message independent of what was sent before on its chunk stream, which is what lets the
 //! hub build a packet's chunked form once and hand it to every player.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Largest message the decoder assembles. The length field is 24 bits (16 MiB); real video
@@ -27,6 +30,10 @@ const MAX_OPEN_CHUNK_STREAMS: usize = 64;
 
 /// Bytes of incomplete messages one connection may hold, across all its chunk streams.
 const MAX_BUFFERED_BYTES: usize = 32 << 20;
+
+/// Space reserved for a message's first chunks before its payload proves the declared length:
+/// a peer that declares 16 MiB and sends 10 bytes must not cost 16 MiB.
+const FIRST_RESERVATION: usize = 64 * 1024;
 
 /// Timestamps at or above this value move to the 4-byte extended timestamp field.
 const EXTENDED_TIMESTAMP: u32 = 0x00FF_FFFF;
@@ -44,6 +51,12 @@ pub enum ChunkError {
     TooManyChunkStreams,
     #[error("too many bytes buffered in incomplete messages")]
     TooMuchBuffered,
+    #[error(
+        "partial-message budget: {wanted} more bytes wanted on top of {holding} held, {left} left for all connections"
+    )]
+    PartialBudgetExhausted { wanted: usize, holding: usize, left: usize },
+    #[error("message on chunk stream {csid} still incomplete after {age_ms} ms (slow body)")]
+    SlowMessage { csid: u32, age_ms: u64 },
     #[error("invalid chunk size {0}")]
     InvalidChunkSize(u32),
 }
@@ -73,6 +86,10 @@ struct ChunkStream {
     extended: bool,
     /// The message being assembled; empty (no allocation) between messages.
     partial: BytesMut,
+    /// Bytes reserved for `partial` (its capacity, drawn from the budget).
+    reserved: usize,
+    /// When the message being assembled got its first bytes (the caller's clock, ms).
+    started_ms: u64,
 }
 
 /// Where the decoder is inside the byte stream.
@@ -91,7 +108,61 @@ pub struct ChunkDecoder {
     streams: Vec<ChunkStream>,
     state: ReadState,
     stash: Vec<u8>,
-    buffered: usize,
+    /// Bytes reserved by all partial messages of this connection.
+    reserved: usize,
+    /// Shared with the other connections of a shard; `None`: only the per-connection cap.
+    budget: Option<Arc<PartialBudget>>,
+    /// The caller's clock (ms), as last told: stamps when a message starts.
+    now_ms: u64,
+}
+
+impl Drop for ChunkDecoder {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(self.reserved);
+        }
+    }
+}
+
+/// Bytes that incomplete messages may reserve, shared by every decoder of one shard (one per
+/// shard, so uncontended; atomic only so that decoders stay `Send`): many connections each
+/// trickling a large message must not add up without limit.
+///
+/// No connection may hold more than what is left after its draw: what is left then always
+/// covers the largest holder, so connections that squat with big trickled messages are
+/// refused first while everyone else's ordinary frames still fit.
+#[derive(Debug)]
+pub struct PartialBudget {
+    left: AtomicUsize,
+}
+
+impl PartialBudget {
+    pub fn new(bytes: usize) -> Arc<PartialBudget> {
+        Arc::new(PartialBudget { left: AtomicUsize::new(bytes) })
+    }
+
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, wanted: usize, holding: usize) -> Result<(), ChunkError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (wanted <= left && holding + wanted <= left - wanted).then(|| left - wanted)
+            })
+            .map(drop)
+            .map_err(|left| ChunkError::PartialBudgetExhausted { wanted, holding, left })
+    }
+
+    /// Counts `bytes` as used although not drawn through `take` (space reserved before the
+    /// decoder joined the budget).
+    fn charge(&self, bytes: usize) {
+        let _ = self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left.saturating_sub(bytes)));
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.left.fetch_add(bytes, Ordering::Relaxed);
+    }
 }
 
 impl Default for ChunkDecoder {
@@ -110,7 +181,50 @@ enum Header {
 
 impl ChunkDecoder {
     pub fn new() -> Self {
-        ChunkDecoder { chunk_size: 128, streams: Vec::new(), state: ReadState::Header, stash: Vec::new(), buffered: 0 }
+        ChunkDecoder {
+            chunk_size: 128,
+            streams: Vec::new(),
+            state: ReadState::Header,
+            stash: Vec::new(),
+            reserved: 0,
+            budget: None,
+            now_ms: 0,
+        }
+    }
+
+    /// Makes partial messages draw their space from `budget` too.
+    pub fn set_budget(&mut self, budget: Arc<PartialBudget>) {
+        // Space reserved before now is counted from now on; it fits the per-connection cap.
+        budget.charge(self.reserved);
+        if let Some(old) = self.budget.replace(budget) {
+            old.give_back(self.reserved);
+        }
+    }
+
+    /// Tells the decoder the time (ms, any fixed origin) before it is given input.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// When the oldest incomplete message got its first bytes, if one is incomplete.
+    pub fn oldest_partial_ms(&self) -> Option<(u32, u64)> {
+        self.streams.iter().filter(|s| s.reserved > 0).map(|s| (s.csid, s.started_ms)).min_by_key(|&(_, t)| t)
+    }
+
+    /// Bytes reserved by this connection's incomplete messages.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Frees a chunk stream's partial message and its reservation.
+    fn release(&mut self, index: usize) {
+        let stream = &mut self.streams[index];
+        let freed = std::mem::take(&mut stream.reserved);
+        stream.partial = BytesMut::new();
+        self.reserved -= freed;
+        if let Some(budget) = &self.budget {
+            budget.give_back(freed);
+        }
     }
 
     /// The peer's chunk size, changed by its Set Chunk Size message.
@@ -129,9 +243,8 @@ impl ChunkDecoder {
 
     /// Drops the partly assembled message of a chunk stream (the Abort message).
     pub fn abort(&mut self, csid: u32) {
-        if let Some(stream) = self.streams.iter_mut().find(|s| s.csid == csid) {
-            self.buffered -= stream.partial.len();
-            stream.partial = BytesMut::new();
+        if let Some(index) = self.streams.iter().position(|s| s.csid == csid) {
+            self.release(index);
         }
     }
 
@@ -179,9 +292,9 @@ impl ChunkDecoder {
                 ReadState::Payload { stream, remaining } => {
                     let available = &input[consumed..];
                     let take = available.len().min(remaining as usize);
-                    let chunk_stream = &mut self.streams[stream];
-                    chunk_stream.partial.extend_from_slice(&available[..take]);
-                    self.buffered += take;
+                    self.reserve(stream, take)?;
+                    // Within the space just reserved: never reallocates.
+                    self.streams[stream].partial.extend_from_slice(&available[..take]);
                     consumed += take;
                     let remaining = remaining - take as u32;
                     if remaining > 0 {
@@ -192,7 +305,8 @@ impl ChunkDecoder {
                     let chunk_stream = &mut self.streams[stream];
                     if chunk_stream.partial.len() as u32 == chunk_stream.length {
                         let payload = std::mem::take(&mut chunk_stream.partial).freeze();
-                        self.buffered -= payload.len();
+                        self.release(stream);
+                        let chunk_stream = &self.streams[stream];
                         let message = RawMessage {
                             csid: chunk_stream.csid,
                             timestamp: chunk_stream.timestamp,
@@ -210,18 +324,42 @@ impl ChunkDecoder {
     /// After a header: how much payload this chunk carries. A zero-length message completes
     /// at once (it has no payload chunk).
     fn start_payload(&mut self, stream: usize) -> Result<(), ChunkError> {
-        let chunk_stream = &mut self.streams[stream];
+        let chunk_stream = &self.streams[stream];
         let left = chunk_stream.length - chunk_stream.partial.len() as u32;
         let remaining = left.min(self.chunk_size);
-        if chunk_stream.partial.is_empty() && chunk_stream.partial.capacity() == 0 {
-            // Reserve what the first few chunks need, not the declared length: a peer that
-            // declares 16 MiB and sends 10 bytes must not cost 16 MiB.
-            chunk_stream.partial = BytesMut::with_capacity(chunk_stream.length.min(64 * 1024) as usize);
+        self.state = ReadState::Payload { stream, remaining };
+        Ok(())
+    }
+
+    /// Makes room for `take` more payload bytes of a chunk stream's message. Space grows by
+    /// doubling as bytes arrive, never to the declared length (or the chunk size) up front: a
+    /// peer that declares 16 MiB and sends 10 bytes must not cost 16 MiB. Growth is drawn from
+    /// this connection's cap and the shard's budget first.
+    fn reserve(&mut self, stream: usize, take: usize) -> Result<(), ChunkError> {
+        let chunk_stream = &self.streams[stream];
+        let needed = chunk_stream.partial.len() + take;
+        if take == 0 || needed <= chunk_stream.reserved {
+            return Ok(());
         }
-        if self.buffered + remaining as usize > MAX_BUFFERED_BYTES {
+        let length = chunk_stream.length as usize;
+        let grown = needed.max(chunk_stream.reserved * 2).max(FIRST_RESERVATION).min(length);
+        let wanted = grown - chunk_stream.reserved;
+        if self.reserved + wanted > MAX_BUFFERED_BYTES {
             return Err(ChunkError::TooMuchBuffered);
         }
-        self.state = ReadState::Payload { stream, remaining };
+        if let Some(budget) = &self.budget {
+            budget.take(wanted, self.reserved)?;
+        }
+        self.reserved += wanted;
+        let now_ms = self.now_ms;
+        let chunk_stream = &mut self.streams[stream];
+        if chunk_stream.reserved == 0 {
+            chunk_stream.started_ms = now_ms;
+        }
+        let mut partial = BytesMut::with_capacity(grown);
+        partial.extend_from_slice(&chunk_stream.partial);
+        chunk_stream.partial = partial;
+        chunk_stream.reserved = grown;
         Ok(())
     }
 
@@ -254,7 +392,7 @@ impl ChunkDecoder {
             None => {
                 if self.streams.len() >= MAX_OPEN_CHUNK_STREAMS {
                     // Reuse a chunk stream that holds no partial message before refusing.
-                    match self.streams.iter().position(|s| s.partial.is_empty()) {
+                    match self.streams.iter().position(|s| s.reserved == 0) {
                         Some(idle) => {
                             self.streams.swap_remove(idle);
                         }
@@ -315,9 +453,9 @@ impl ChunkDecoder {
         }
         if continuing && fmt <= 1 && length != stream.length {
             // A new length mid-message: the old partial message can never complete.
-            self.buffered -= stream.partial.len();
-            stream.partial = BytesMut::new();
+            self.release(index);
         }
+        let stream = &mut self.streams[index];
         stream.length = length;
         stream.type_id = type_id;
         stream.stream_id = stream_id;
@@ -613,5 +751,99 @@ mod tests {
                 input = &input[used..];
             }
         }
+    }
+
+    /// The start of a video message on chunk stream 6 declaring `declared` bytes, as one chunk
+    /// (the chunk size must be large), with `sent` payload bytes.
+    fn large_message_start(declared: u32, sent: usize) -> Vec<u8> {
+        let mut bytes = vec![6, 0, 0, 0];
+        bytes.extend_from_slice(&declared.to_be_bytes()[1..]);
+        bytes.extend_from_slice(&[9, 1, 0, 0, 0]);
+        bytes.extend(std::iter::repeat_n(0x17u8, sent));
+        bytes
+    }
+
+    fn feed(decoder: &mut ChunkDecoder, mut input: &[u8]) -> Result<Vec<RawMessage>, ChunkError> {
+        let mut messages = Vec::new();
+        while !input.is_empty() {
+            let (used, message) = decoder.decode(input)?;
+            input = &input[used..];
+            messages.extend(message);
+        }
+        Ok(messages)
+    }
+
+    fn big_chunks(budget: &Arc<PartialBudget>) -> ChunkDecoder {
+        let mut decoder = ChunkDecoder::new();
+        decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
+        decoder.set_budget(budget.clone());
+        decoder
+    }
+
+    #[test]
+    fn reserves_space_as_the_payload_arrives_not_as_declared() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        feed(&mut decoder, &large_message_start(MAX_MESSAGE_LEN, 10)).unwrap();
+        assert_eq!(decoder.reserved(), FIRST_RESERVATION);
+        feed(&mut decoder, &vec![0; 200_000]).unwrap();
+        // Grown by doubling to cover what arrived, far below the declared 16 MiB.
+        assert!(decoder.reserved() >= 200_010 && decoder.reserved() <= 2 * 200_010, "{}", decoder.reserved());
+        assert_eq!(budget.left(), (64 << 20) - decoder.reserved());
+    }
+
+    #[test]
+    fn a_completed_aborted_or_dropped_message_gives_its_space_back() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        let messages = feed(&mut decoder, &large_message_start(100_000, 100_000)).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!((decoder.reserved(), budget.left()), (0, 64 << 20));
+        feed(&mut decoder, &large_message_start(100_000, 50_000)).unwrap();
+        assert!(budget.left() < 64 << 20);
+        decoder.abort(6);
+        assert_eq!((decoder.reserved(), budget.left()), (0, 64 << 20));
+        feed(&mut decoder, &large_message_start(100_000, 50_000)).unwrap();
+        drop(decoder);
+        assert_eq!(budget.left(), 64 << 20);
+    }
+
+    #[test]
+    fn connections_share_the_budget_and_a_squatter_is_refused_first() {
+        let budget = PartialBudget::new(32 << 20);
+        let mut squatters = Vec::new();
+        let mut refused = 0;
+        for _ in 0..10 {
+            let mut decoder = big_chunks(&budget);
+            match feed(&mut decoder, &large_message_start(MAX_MESSAGE_LEN, 4 << 20)) {
+                Ok(_) => squatters.push(decoder),
+                Err(ChunkError::PartialBudgetExhausted { .. }) => refused += 1,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert!(refused > 0 && !squatters.is_empty(), "{refused} refused");
+        // What is left always covers the largest holder: an ordinary frame still fits.
+        let largest = squatters.iter().map(ChunkDecoder::reserved).max().unwrap();
+        assert!(budget.left() >= largest, "left {} < largest {largest}", budget.left());
+        let mut publisher = ChunkDecoder::new();
+        publisher.set_budget(budget.clone());
+        let frame = RawMessageRef { timestamp: 0, type_id: 9, stream_id: 1, payload: &[7; 50_000] };
+        let mut wire = Vec::new();
+        encode_message(&mut wire, 6, &frame, 128);
+        assert_eq!(feed(&mut publisher, &wire).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stamps_when_a_message_started() {
+        let budget = PartialBudget::new(64 << 20);
+        let mut decoder = big_chunks(&budget);
+        assert_eq!(decoder.oldest_partial_ms(), None);
+        decoder.set_time(1_000);
+        feed(&mut decoder, &large_message_start(100_000, 10)).unwrap();
+        decoder.set_time(5_000);
+        feed(&mut decoder, &[0; 10]).unwrap();
+        assert_eq!(decoder.oldest_partial_ms(), Some((6, 1_000)));
+        feed(&mut decoder, &vec![0; 100_000 - 20]).unwrap();
+        assert_eq!(decoder.oldest_partial_ms(), None);
     }
 }

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::chunk::{self, Acknowledger, ChunkDecoder, ChunkError, RawMessageRef};
+use super::chunk::{self, Acknowledger, ChunkDecoder, ChunkError, PartialBudget, RawMessageRef};
 use super::handshake::{Buffered, HandshakeError, SEED_LEN, ServerHandshake};
 use super::message::*;
 use crate::protocol::amf0::{self, Amf0Value};
@@ -278,7 +278,18 @@ impl ServerConnection {
         self.handle_chunks(input)
     }
 
-    fn handle_chunks(&mut self, mut input: &[u8]) -> Result<(), Error> {
+    fn handle_chunks(&mut self, input: &[u8]) -> Result<(), Error> {
+        let mut consumed = 0;
+        let result = self.decode_chunks(input, &mut consumed);
+        // One acknowledgement per batch of input at most: a peer that announces a tiny window
+        // (1 byte) must not get an ack per chunk, which would make our output outgrow its input.
+        if let Some(sequence) = self.acks.received(consumed) {
+            self.send_control(TYPE_ACKNOWLEDGEMENT, &sequence.to_be_bytes());
+        }
+        result
+    }
+
+    fn decode_chunks(&mut self, mut input: &[u8], consumed: &mut usize) -> Result<(), Error> {
         while !input.is_empty() {
             if self.refused {
                 return Ok(());
@@ -288,15 +299,45 @@ impl ServerConnection {
                 return Ok(());
             }
             let (used, message) = self.decoder.decode(input)?;
-            if let Some(sequence) = self.acks.received(used) {
-                self.send_control(TYPE_ACKNOWLEDGEMENT, &sequence.to_be_bytes());
-            }
+            *consumed += used;
             input = &input[used..];
             if let Some(raw) = message {
                 self.handle_message(Message::parse(raw)?)?;
             }
         }
         Ok(())
+    }
+
+    /// Makes this connection's incomplete messages draw from a budget shared with others.
+    pub fn set_partial_budget(&mut self, budget: std::sync::Arc<PartialBudget>) {
+        self.decoder.set_budget(budget);
+    }
+
+    /// Tells the connection the time (ms, any fixed origin) before it is given input: it
+    /// stamps when each incomplete message started.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.decoder.set_time(now_ms);
+    }
+
+    /// When the oldest incomplete message started (ms on the `set_time` clock), if any.
+    pub fn oldest_partial_ms(&self) -> Option<u64> {
+        self.decoder.oldest_partial_ms().map(|(_, started)| started)
+    }
+
+    /// Fails when a message has stayed incomplete for `limit_ms` or more at `now_ms`: a peer
+    /// trickling a body keeps its reserved space (and a slot of the shard's budget) forever.
+    pub fn check_partial_age(&self, now_ms: u64, limit_ms: u64) -> Result<(), Error> {
+        match self.decoder.oldest_partial_ms() {
+            Some((csid, started)) if now_ms.saturating_sub(started) >= limit_ms => {
+                Err(ChunkError::SlowMessage { csid, age_ms: now_ms - started }.into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes waiting in [`Self::poll_transmit`]: the reader stops reading while too many wait.
+    pub fn transmit_len(&self) -> usize {
+        self.transmit.len()
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -325,7 +366,9 @@ impl ServerConnection {
             Message::UserControl { event, data } => {
                 if event == USER_PING_REQUEST {
                     let mut reply = USER_PING_RESPONSE.to_be_bytes().to_vec();
-                    reply.extend_from_slice(&data);
+                    // The request carries a 4-byte timestamp (spec 7.1.7); echoing more would
+                    // let one 16 MiB "ping" become 16 MiB of output in one go.
+                    reply.extend_from_slice(&data[..data.len().min(4)]);
                     self.send_control(TYPE_USER_CONTROL, &reply);
                 }
             }
