@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Admin API input bounds (issue 10, extras): POSTs a webhook with 10,000 headers, then 150
+"""Admin API input bounds: POSTs a webhook with 10,000 headers, then 150
 webhooks, against the given ringcast binary (its own state_dir, loopback ports); prints the
 statuses.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Slowloris against ringcast's admin API, with /healthz polled meanwhile (issue 10, item 8).
+"""Slowloris against ringcast's admin API, with /healthz polled meanwhile.
 
 Starts the given ringcast binary (loopback ports, 2 shards), opens CONNECTIONS connections that
 each trickle a request head one byte every 250 ms and never finish it (reconnecting whenever the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile hook endpoints and clients against a real ringcast (issue 10, items 2-5).
+"""Hostile hook endpoints and clients against a real ringcast.
 
 Usage: scripts/hook-limits.py SCENARIO [--bin target/release/ringcast] [--load target/release/ringcast-load] [-n N]
 
@@ -7,9 +7,10 @@ Usage: scripts/hook-limits.py SCENARIO [--bin target/release/ringcast] [--load t
             attempts (ringcast-load connect --then publish). Prints the server's descriptors
             and the connections still open at the endpoint afterwards. --https: the same over
             https:// (the blocking pool; the TLS handshake never completes).
-  queue     a webhook whose receiver is down (retries 5); one connection sends N `connect`
-            commands with a 1 MiB tcUrl each. Prints the server's peak RSS growth and, when
-            the binary has it, the queued bytes in /metrics.
+  queue     a webhook whose receiver is down (retries 5); N connections each send a `connect`
+            with a --tcurl-bytes tcUrl (default 4000, under the server's 4 KiB cap). Prints the
+            server's peak RSS growth and, when the binary has them, the queued bytes and drops
+            in /metrics.
   fairness  a webhook that accepts and never answers beside a healthy one (hook_timeout 30s);
             N events (N/2 raw connections). Prints how many the healthy one got, and when.
   shutdown  N players (ringcast-load play) with on_done and a webhook both hanging (timeouts
@@ -172,25 +173,59 @@ def rtmp_message(csid, type_id, payload, chunk):
     return out
 
 
-def hostile_connects(addr, count, tcurl_len):
+def connect_message(tcurl_len, chunk):
+    tcurl = "rtmp://" + "x" * tcurl_len
+    payload = amf_string("connect") + b"\x00" + struct.pack(">d", 1.0) + amf_object(
+        [("app", amf_string("live")), ("tcUrl", amf_string(tcurl))])
+    return rtmp_message(3, 20, payload, chunk)
+
+
+def rtmp_handshaken(addr, chunk):
     host, port = addr.rsplit(":", 1)
     s = socket.create_connection((host, int(port)))
     s.sendall(b"\x03" + bytes(1536))
     need = 3073
     while need > 0:
-        need -= len(s.recv(need))
+        got = s.recv(need)
+        if not got:
+            raise ConnectionError("closed during the handshake")
+        need -= len(got)
     s.sendall(bytes(1536))
-    chunk = 65536
     s.sendall(rtmp_message(2, 1, struct.pack(">I", chunk), 128))
-    tcurl = "rtmp://" + "x" * tcurl_len
-    payload = amf_string("connect") + b"\x00" + struct.pack(">d", 1.0) + amf_object(
-        [("app", amf_string("live")), ("tcUrl", amf_string(tcurl))])
-    message = rtmp_message(3, 20, payload, chunk)
-    drain = threading.Thread(target=lambda: [None for _ in iter(lambda: s.recv(65536), b"")], daemon=True)
-    drain.start()
-    for _ in range(count):
-        s.sendall(message)
     return s
+
+
+def hostile_connects(addr, count, tcurl_len, threads=8):
+    """`count` connects with a `tcurl_len`-byte tcUrl, each on a connection of its own (a
+    server may refuse a second connect on one connection), `threads` at a time."""
+    chunk = 65536
+    message = connect_message(tcurl_len, chunk)
+    left = [count]
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            try:
+                s = rtmp_handshaken(addr, chunk)
+                s.sendall(message)
+                s.settimeout(2)
+                try:
+                    s.recv(65536)
+                except OSError:
+                    pass
+                s.close()
+            except OSError:
+                pass
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
 
 
 def scenario_fds(args):
@@ -213,18 +248,27 @@ def scenario_queue(args):
     server = Server(args.bin, '[[webhook]]\nurl = "%s"\nretries = 5\n' % closed_port_url("/down"))
     time.sleep(0.5)
     base = server.status("VmRSS")
-    conn = hostile_connects(server.rtmp, args.n, 1 << 20)
-    peak_queued = 0
-    for _ in range(20):
-        time.sleep(0.5)
-        peak_queued = max(peak_queued, server.metric("ringcast_sink_queued_bytes") or 0)
-    conn.close()
+    peak_queued = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak_queued[0] = max(peak_queued[0], server.metric("ringcast_sink_queued_bytes") or 0)
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    hostile_connects(server.rtmp, args.n, args.tcurl_bytes)
     time.sleep(2)
-    print("queue: one connection sent %d connect commands with a 1 MiB tcUrl; webhook receiver down" % args.n)
-    print("  server RSS: %d MiB at start, peak %d MiB (+%d MiB), %d MiB after the client left" % (
+    done.set()
+    watcher.join()
+    print("queue: %d connections each sent a connect with a %d-byte tcUrl; webhook receiver down" % (
+        args.n, args.tcurl_bytes))
+    print("  server RSS: %d MiB at start, peak %d MiB (+%d MiB), %d MiB after the clients left" % (
         base >> 10, server.status("VmHWM") >> 10, (server.status("VmHWM") - base) >> 10, server.status("VmRSS") >> 10))
-    print("  queued bytes at most %s; dropped %s" % (
-        peak_queued or "n/a (no metric)", server.metric("ringcast_sink_dropped_total")))
+    print("  queued bytes at most %s; dropped %s; requests refused %s" % (
+        peak_queued[0] or "n/a (no metric)", server.metric("ringcast_sink_dropped_total"),
+        server.metric("ringcast_requests_refused_total")))
     server.stop()
 
 
@@ -270,8 +314,10 @@ def main():
     parser.add_argument("--load", default="target/release/ringcast-load")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--https", action="store_true", help="fds: call the endpoint over https://")
+    parser.add_argument("--tcurl-bytes", type=int, default=4000,
+                        help="queue: tcUrl length (4000 fits under the server's 4 KiB cap; the old binary took 1 MiB)")
     args = parser.parse_args()
-    defaults = {"fds": 300, "queue": 300, "fairness": 100, "shutdown": 300}
+    defaults = {"fds": 300, "queue": 20000, "fairness": 100, "shutdown": 300}
     args.n = args.n or defaults[args.scenario]
     globals()["scenario_" + args.scenario](args)
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Hostile RTMP clients against a running server, with the server's memory watched
-(issue 10, items 1, 6 and 7). Prints the server's RSS before and at its peak, and how the
-hostile connections ended.
+"""Hostile RTMP clients against a running server, with the server's memory watched: a player
+that never reads but floods pings, big frames to a stalled player, trickled partial messages.
+Prints the server's RSS before and at its peak, and how the hostile connections ended.
 
-  pings       a player that never reads floods ping requests (item 1)
-  big-frames  a stalled player of a stream of big frames (item 6)
-  trickle     many connections each start a 16 MiB message and trickle it (item 7)
+  pings       a player that never reads floods ping requests
+  big-frames  a stalled player of a stream of big frames
+  trickle     many connections each start a 16 MiB message and trickle it
 
 Example:
   scripts/hostile-rtmp.py pings --addr 127.0.0.1:1935 --pid $(pidof ringcast) --seconds 10

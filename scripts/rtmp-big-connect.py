@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`connect` with a huge tcUrl, again and again, while the webhook receiver hangs (issue 10, item 2).
+"""`connect` with a huge tcUrl, again and again, while the webhook receiver hangs.
 
 Starts a webhook receiver that accepts and never answers, starts the given ringcast binary with
 it as a [[webhook]] (loopback ports, 2 shards), then sends COUNT `connect` commands carrying a

@@ -698,7 +698,7 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|dir| dir.count()).unwrap_or(0)
 }
 
-/// A callback that times out closes its connection (issue 10, item 3): encoders retrying in a
+/// A callback that times out closes its connection: encoders retrying in a
 /// loop against an auth endpoint that accepts and never answers used to leave one descriptor
 /// open per attempt, in the server and at the endpoint, until the endpoint died. Here 40
 /// attempts are each refused after the 300 ms timeout, and then neither side holds any of
@@ -1375,7 +1375,7 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
     );
 }
 
-/// The hook queue is bounded in bytes, not only in events (issue 10, item 2): with the receiver
+/// The hook queue is bounded in bytes, not only in events: with the receiver
 /// down, every delivery waits for its retry and the connections keep coming. `hook_queue`
 /// (100,000 events) would let them all wait; `hook_queue_bytes` (64 KiB here) drops the oldest,
 /// counted, and the queued bytes in `/metrics` never pass it.
@@ -1415,7 +1415,7 @@ fn the_hook_queue_is_bounded_in_bytes() {
     println!("{dropped} deliveries dropped; at most {most} bytes queued (bound {BOUND})");
 }
 
-/// One hung receiver does not delay the other sinks (issue 10, item 4): beside a webhook that
+/// One hung receiver does not delay the other sinks: beside a webhook that
 /// accepts and never answers (hook_timeout 30 s), a healthy one gets all of 100 events at once.
 /// The hung sink holds its share of the workers (10 / 2 sinks = 5), no more.
 #[test]
@@ -1447,7 +1447,7 @@ fn a_hung_sink_does_not_delay_the_others() {
     println!("healthy sink: {EVENTS} events in {took:?}; the hung sink holds {} connections", hole.accepted());
 }
 
-/// Shutdown has its own deadline (issue 10, item 5): with 30 players whose done callbacks and
+/// Shutdown has its own deadline: with 30 players whose done callbacks and
 /// events all go to endpoints that never answer (timeouts 60 s), SIGTERM ends the process
 /// within `shutdown_timeout` (2 s), and one line says what was left undone.
 #[test]

@@ -1,5 +1,5 @@
-//! Memory and time bounds of connections and streams against hostile clients (issue 10, items
-//! 1, 6 and 7), on the real binary. Each attack is scaled down to run in seconds; each test
+//! Memory and time bounds of connections and streams against hostile clients, on
+//! the real binary. Each attack is scaled down to run in seconds; each test
 //! stops attacking once the server's memory passes its bound, so a regression fails the test
 //! instead of exhausting the machine.
 

@@ -186,7 +186,7 @@ fn a_one_byte_ack_window_gets_one_ack_per_input_batch() {
 }
 
 /// A ping request's reply echoes its 4-byte timestamp only: one large "ping" must not turn
-/// into as much output at once (issue 10 item 1).
+/// into as much output at once.
 #[test]
 fn a_ping_reply_echoes_only_the_timestamp() {
     use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};

@@ -51,7 +51,7 @@ pub fn render(state: &ApiState) -> String {
         "Players disconnected for falling behind too often.",
         hub.players_kicked.load(Relaxed),
     );
-    // Memory and time bounds of connections and streams (issue 10).
+    // Memory and time bounds of connections and streams.
     for (name, help, value) in [
         (
             "ringcast_player_queue_drops_total",

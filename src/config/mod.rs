@@ -165,7 +165,7 @@ mod limits {
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
     pub const API_MAX_WEBHOOKS: (u64, u64) = (0, 10_000);
-    // Memory bounds of connections and streams (issue 10), in bytes.
+    // Memory bounds of connections and streams, in bytes.
     pub const MAX_PENDING_OUTPUT: (u64, u64) = (4096, 1 << 30);
     pub const PARTIAL_MESSAGE_BUDGET: (u64, u64) = (1 << 20, 1 << 40);
     pub const PLAYER_QUEUE_BYTES: (u64, u64) = (64 << 10, 1 << 40);

@@ -38,8 +38,8 @@ pub struct SessionSettings {
     pub limits: ConnectionLimits,
 }
 
-/// What one connection may hold in memory and for how long (issue 10: bounded by bytes and
-/// time, not by counts).
+/// What one connection may hold in memory and for how long: bounded by bytes and time, not
+/// by counts.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// A write the socket does not take whole within this long closes the connection (its

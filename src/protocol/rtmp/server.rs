@@ -895,7 +895,7 @@ mod tests {
 
     #[test]
     fn a_megabyte_tc_url_is_refused() {
-        // The attack of issue 10: a 1 MiB tcUrl, once per connect.
+        // The attack that found the missing caps: a 1 MiB tcUrl, once per connect.
         let mut conn = handshaken();
         let mut fields = typical_connect();
         fields[1].1 = format!("rtmp://h/live?{}", "a".repeat(1 << 20));
