@@ -12,8 +12,8 @@ use super::{quote, suggest};
 use crate::redact;
 
 choice! {
-    /// An event type (docs/hooks.md, "Event types"), by its snake_case name (one name per idea: code, config,
-    /// metrics and payloads all use these strings).
+    /// An event type (docs/hooks.md, "Event types"), by its snake_case name (one name per
+    /// idea: code, config, metrics and payloads all use these strings).
     pub enum EventType {
         ConnectionAccept = "connection_accept",
         HandshakeComplete = "handshake_complete",
@@ -36,8 +36,9 @@ choice! {
 }
 
 impl EventType {
-    /// The events the `dolby` webhook format can express (docs/hooks.md, "Formats"); the others are not
-    /// sent in that format, so a dolby webhook that lists one is a mistake worth reporting.
+    /// The events the `dolby` webhook format can express (docs/hooks.md, "Formats"); the others
+    /// are not sent in that format, so a dolby webhook that lists one is a mistake worth
+    /// reporting.
     pub const DOLBY: &'static [EventType] =
         &[EventType::PublishStart, EventType::PublishStop, EventType::StreamUnavailable, EventType::NoViewers];
 }
