@@ -17,10 +17,11 @@
 //! Each file imports only the ones listed after it (`a -> b`: `a` uses `b`); the graph has no
 //! cycle, so each file can be read knowing only what is below it.
 //!
-//! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]) -> `callback`, `callback_pool`, `event`,
-//!   `clock`: the one way an event leaves a session.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
-//!   (`EventSink`), `webhook`, `script`, `stdio`, `drop_log`, `event`, `clock`.
+//!   (the [`EventSink`] it implements), `webhook`, `script`, `stdio`, `drop_log`, `event`,
+//!   `clock`.
+//! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
+//!   -> `callback`, `callback_pool`, `event`, `clock`.
 //! - [`callback_lane`]: one shard's callbacks, plain HTTP on its ring -> `callback`,
 //!   `callback_pool` (handed to it: one pool per server).
 //! - [`callback_pool`]: blocking workers for `https://` callbacks -> `callback`, `agent`.
