@@ -17,6 +17,7 @@ use std::rc::Rc;
 use ringcast::config::NotifyConfig;
 use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
 use ringcast::hooks::callback_lane::CallbackLane;
+use ringcast::hooks::callback_pool::CallbackPool;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -93,7 +94,7 @@ fn main() {
     let url = start_receiver();
     let notify =
         NotifyConfig { on_play: Some(url.clone()), timeout: Duration::from_secs(5), ..NotifyConfig::default() };
-    let callbacks = Callbacks::new(&notify, None);
+    let callbacks = Callbacks::new(&notify);
 
     // The receiver's own latency, as a caller sees it: one blocking keep-alive request at a
     // time carrying the same form, so the difference is the lane itself (encoding, signing
@@ -121,7 +122,7 @@ fn main() {
     };
 
     tokio_uring::start(async move {
-        let lane: Rc<CallbackLane> = CallbackLane::new(Some(callbacks), 1);
+        let lane: Rc<CallbackLane> = CallbackLane::new(Some(callbacks), CallbackPool::new(notify.timeout, None), 1);
         let client = client();
         let lane_once = || async {
             let started = Instant::now();

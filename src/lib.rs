@@ -3,18 +3,25 @@
 //!
 //! # Layout
 //!
-//! Each layer knows only the ones below it (see ARCHITECTURE.md):
+//! Listed from the top: each layer imports only layers listed after it (see ARCHITECTURE.md),
+//! with one exception, `config::Config::connection_limits`, which builds the
+//! `session::ConnectionLimits` each shard applies. So the hub knows nothing of hooks, sessions
+//! or the configuration; hooks know nothing of sessions or the hub; `protocol` and `redact`
+//! import nothing of the crate.
 //!
-//! - [`config`]: CLI flags and the TOML file, merged and validated into one [`config::Config`].
 //! - [`server`]: one tokio-uring runtime per shard thread, SO_REUSEPORT listeners, accept
-//!   loops, connection limits, signals and graceful shutdown.
+//!   loops, connection limits, signals and graceful shutdown. Imports every layer below.
+//! - [`api`]: the admin HTTP API (streams, clients, kicks, webhooks, metrics) on its own
+//!   threads. Imports `session` (client summaries), `hooks`, `hub`, `config`, `redact`.
 //! - [`session`]: per-protocol IO glue: drives a sans-IO protocol state machine over an
-//!   io_uring socket and joins the hub.
-//! - [`hooks`]: the event model, callbacks (blocking decisions on their own worker pool) and
-//!   event sinks (webhook, script, stdio) behind one dispatcher thread.
-//! - [`api`]: the admin HTTP API (streams, clients, kicks, webhooks, metrics) on its own threads.
+//!   io_uring socket and joins the hub. Imports `hooks`, `hub`, `protocol`.
+//! - [`hooks`]: the event model, callbacks (on the shard's ring, or a blocking pool for
+//!   `https://`) and event sinks (webhook, script, stdio) behind one dispatcher thread.
+//!   Imports `config` (hook settings), `protocol::http` (the callback codec), `redact`.
 //! - [`hub`]: stream registry and fan-out: publisher -> shared packets -> players, GOP cache,
-//!   bounded per-player queues, cross-shard relay.
+//!   bounded per-player queues, cross-shard relay. Imports `protocol`.
+//! - [`config`]: CLI flags and the TOML file, merged and validated into one [`config::Config`].
+//!   Imports `redact`.
 //! - [`protocol`]: sans-IO codecs (AMF0, FLV, RTMP handshake, chunks, messages, the server
 //!   and client connection state machines). No sockets, no clock, no runtime.
 //! - [`redact`]: what of a hook URL or header may be printed (logs, metrics, API answers,

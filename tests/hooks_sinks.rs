@@ -25,6 +25,7 @@ use ringcast::config::NotifyConfig;
 use ringcast::config::{EventFilter, EventType, Header, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat};
 use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
 use ringcast::hooks::callback_lane::CallbackLane;
+use ringcast::hooks::callback_pool::CallbackPool;
 use ringcast::hooks::event::{Event, Protocol};
 use ringcast::hooks::format;
 use ringcast::hooks::script::{self, CAPTURE_LIMIT, ScriptStatus};
@@ -585,7 +586,7 @@ fn https_with_private_ca() {
     let notify = NotifyConfig { on_publish: Some(server.url("/on_publish")), timeout: TIMEOUT, ..Default::default() };
     let client = ClientInfo { app: "live".into(), name: "cam1".into(), ..ClientInfo::default() };
     let decide = |ca: Option<&Path>| {
-        let lane = CallbackLane::new(Some(Callbacks::new(&notify, ca)), 1);
+        let lane = CallbackLane::new(Some(Callbacks::new(&notify)), CallbackPool::new(notify.timeout, ca), 1);
         tokio_uring::start(async { lane.decide(Call::Publish, &client, &[]).await })
     };
     assert_eq!(decide(Some(&dir.path("ca.pem"))), Decision::Allow);

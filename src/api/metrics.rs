@@ -1,10 +1,10 @@
 //! `GET /metrics`: counters and gauges in the Prometheus text exposition format (0.0.4).
 //!
-//! Names follow DESIGN.md's vocabulary: `ringcast_sink_*` per event sink, labelled
-//! `sink` (the API id: `wh_...`, or `config_<n>` for sinks of the config file), `kind`
-//! (webhook, script, stdio) and `target` (the URL with its password and query values masked by
-//! `redact::url`, since they may hold tokens that have no business in a metrics database; or the
-//! script path).
+//! Names use the words of the code and config (one name per idea): `ringcast_sink_*` per
+//! event sink, labelled `sink` (the API id: `wh_...`, or `config_<n>` for sinks of the config
+//! file), `kind` (webhook, script, stdio) and `target` (the URL with its password and query
+//! values masked by `redact::url`, since they may hold tokens that have no business in a
+//! metrics database; or the script path).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;

@@ -1,5 +1,5 @@
-//! The admin HTTP API (DESIGN.md `api/`): health, Prometheus metrics, streams, clients, and
-//! webhooks managed at run time (HOOKS.md, "Managing webhooks at run time").
+//! The admin HTTP API: health, Prometheus metrics, streams, clients, and webhooks managed at
+//! run time (docs/hooks.md, "Admin API and metrics").
 //!
 //! # Shape
 //!

@@ -1,4 +1,5 @@
-//! Webhooks managed at run time (HOOKS.md, "Managing webhooks at run time"; seed 004).
+//! Webhooks managed at run time (docs/hooks.md, "Admin API and metrics"; Dolby.io style CRUD
+//! with secret rotation).
 //!
 //! The dispatcher runs the sinks; this registry adds what only the API knows about the ones it
 //! made: a stable public id (`wh_<16 hex>`), creation and change times, and a secret rotation
@@ -10,11 +11,11 @@
 //! operator wrote down stays valid across restarts and config edits. Config-file webhooks are
 //! shown as `config_<sink id>`, read-only.
 //!
-//! Validation: a request body is walked key by key with the config module's validators
-//! (`parse_url`, `parse_event`, `EventFilter::parse_list`, `Header::parse`, `Secret::parse`,
-//! the enums' `FromStr`, `parse_header_name`), and the cross-key rules of `[[webhook]]` are
-//! repeated, so the API accepts exactly what the config file accepts, with the same messages
-//! (`key 'url': invalid URL ...`). The state file is loaded through the same code.
+//! Validation: a request body is read key by key into the config module's
+//! [`WebhookFields`], with the validators `[[webhook]]` uses, and its cross-key rules are those
+//! of `[[webhook]]` ([`WebhookFields::apply`]): the API accepts exactly what the config file
+//! accepts, with the same messages (`key 'url': invalid URL ...`). Only the JSON reading is
+//! here (`null` for "the default"). The state file is loaded through the same code.
 //!
 //! Every change holds the registry lock from validation to the dispatcher swap, and writes
 //! the state file *before* touching the dispatcher: a webhook the API reports created or
@@ -34,8 +35,8 @@ use super::http::Response;
 use super::store::{self, StateFile, StoredWebhook};
 use super::{ApiError, rfc3339};
 use crate::config::{
-    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADERS, Secret, Signature, WebhookConfig,
-    WebhookFormat, check_headers, parse_event, parse_header_name, parse_url,
+    CrossKeyError, DEFAULT_SIGNATURE_HEADER, EventFilter, Header, Secret, ValueError, WEBHOOK_KEYS, WebhookConfig,
+    WebhookFields, check_header_count, check_retries, parse_events, parse_header_name, parse_headers, parse_url,
 };
 use crate::hooks::dispatch::{Dispatcher, Sink, SinkOrigin};
 use crate::hooks::now_ms;
@@ -43,12 +44,6 @@ use crate::redact;
 
 /// Random bytes in a generated secret (Standard Webhooks asks for 24 to 64).
 pub const GENERATED_SECRET_BYTES: usize = 32;
-
-/// The `retries` ceiling of `[[webhook]]` (config `limits::RETRIES`).
-const MAX_RETRIES: u64 = 100;
-
-/// The keys of a webhook definition: those of `[[webhook]]`.
-const KEYS: &[&str] = &["url", "events", "headers", "format", "signature", "signature_header", "secret", "retries"];
 
 /// What `POST /api/webhooks/{id}/secret` accepts.
 const ROTATE_KEYS: &[&str] = &["secret"];
@@ -177,15 +172,17 @@ impl Registry {
     /// `POST /api/webhooks`: validates, saves, starts delivering; the view with the secret.
     pub fn create(&self, dispatcher: &Dispatcher, body: &[u8]) -> Result<Value> {
         let map = body_object(body, false)?;
-        let fields = Fields::parse(&map, KEYS).map_err(bad_request)?;
+        let fields = parse_fields(&map, WEBHOOK_KEYS).map_err(bad_request)?;
         let Some(url) = fields.url.clone() else {
             return Err(bad_request("missing required key 'url'".to_owned()));
         };
         let mut config = WebhookConfig::new(url, EventFilter::All);
-        fields.apply(&mut config).map_err(bad_request)?;
-        if config.secret.is_none() {
+        // An API webhook is always signed: without a secret of its own it gets one now, before
+        // the rules that want a secret (`signature`, `signature_header`) are checked.
+        if fields.secret.is_none() {
             config.secret = Some(generate_secret()?);
         }
+        apply(&fields, &mut config).map_err(bad_request)?;
         let mut entries = self.lock();
         if entries.len() >= self.max_webhooks {
             return Err(Response::error(
@@ -225,11 +222,11 @@ impl Registry {
                 "key 'secret': cannot be changed with PATCH; POST /api/webhooks/{id}/secret rotates it"
             )));
         }
-        let fields = Fields::parse(&map, KEYS).map_err(bad_request)?;
+        let fields = parse_fields(&map, WEBHOOK_KEYS).map_err(bad_request)?;
         let mut entries = self.lock();
         let index = self.api_target(&entries, dispatcher, id)?;
         let mut entry = entries[index].clone();
-        fields.apply(&mut entry.config).map_err(bad_request)?;
+        apply(&fields, &mut entry.config).map_err(bad_request)?;
         entry.updated_ms = now_ms();
         let mut next = entries.clone();
         next[index] = entry.clone();
@@ -261,7 +258,7 @@ impl Registry {
     /// oldest secret at once: at most two secrets sign.
     pub fn rotate(&self, dispatcher: &Dispatcher, id: &str, body: &[u8]) -> Result<Value> {
         let map = body_object(body, true)?;
-        let fields = Fields::parse(&map, ROTATE_KEYS).map_err(bad_request)?;
+        let fields = parse_fields(&map, ROTATE_KEYS).map_err(bad_request)?;
         let mut entries = self.lock();
         let index = self.api_target(&entries, dispatcher, id)?;
         let mut entry = entries[index].clone();
@@ -411,9 +408,9 @@ fn restore_entry(stored: &StoredWebhook, now: u64) -> std::result::Result<Entry,
     }
     map.insert("secret".into(), json!(stored.secret));
     map.insert("retries".into(), json!(stored.retries));
-    let fields = Fields::parse(&map, KEYS)?;
+    let fields = parse_fields(&map, WEBHOOK_KEYS)?;
     let mut config = WebhookConfig::new(String::new(), EventFilter::All);
-    fields.apply(&mut config)?;
+    apply(&fields, &mut config)?;
     let rotation = match (&stored.previous_secret, stored.previous_secret_expires_at_ms) {
         (Some(previous), Some(until_ms)) if until_ms > now => {
             let previous = Secret::parse(previous).map_err(|e| format!("key 'previous_secret': {e}"))?;
@@ -483,142 +480,82 @@ fn body_object(body: &[u8], empty_ok: bool) -> Result<Map<String, Value>> {
     }
 }
 
-/// What a request body sets. `None`: the key is absent; for the keys where `null` means "the
-/// default", `Some(None)`.
-#[derive(Default)]
-struct Fields {
-    url: Option<String>,
-    events: Option<EventFilter>,
-    headers: Option<Vec<Header>>,
-    format: Option<WebhookFormat>,
-    signature: Option<Signature>,
-    signature_header: Option<Option<String>>,
-    secret: Option<Secret>,
-    retries: Option<u32>,
+/// What a request body sets, each key checked as `[[webhook]]` checks it, in the order of
+/// `allowed` (a subset of [`WEBHOOK_KEYS`]).
+fn parse_fields(map: &Map<String, Value>, allowed: &[&str]) -> std::result::Result<WebhookFields, String> {
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown key '{}' (expected one of: {})", unknown.escape_debug(), allowed.join(", ")));
+    }
+    let mut fields = WebhookFields::default();
+    for &key in allowed {
+        let Some(value) = map.get(key) else { continue };
+        let at = |message: String| format!("key '{key}': {message}");
+        match key {
+            "url" => fields.url = Some(parse_url(string(value).map_err(at)?).map_err(at)?),
+            "events" => fields.events = Some(events(value)?),
+            "headers" => fields.headers = Some(headers(value)?),
+            "format" => fields.format = Some(nullable(value, |s| s.parse()).map_err(at)?.unwrap_or_default()),
+            "signature" => {
+                fields.signature = Some(nullable(value, |s| s.parse()).map_err(at)?.unwrap_or_default());
+            }
+            "signature_header" => fields.signature_header = Some(nullable(value, parse_header_name).map_err(at)?),
+            "secret" => fields.secret = nullable(value, Secret::parse).map_err(at)?,
+            "retries" => fields.retries = Some(retries(value).map_err(at)?),
+            _ => {}
+        }
+    }
+    Ok(fields)
 }
 
-impl Fields {
-    /// Checks each key on its own, in the order of `[[webhook]]`'s keys.
-    fn parse(map: &Map<String, Value>, allowed: &[&str]) -> std::result::Result<Fields, String> {
-        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(format!("unknown key '{}' (expected one of: {})", unknown.escape_debug(), allowed.join(", ")));
-        }
-        let mut fields = Fields::default();
-        for &key in allowed {
-            let Some(value) = map.get(key) else { continue };
-            let at = |message: String| format!("key '{key}': {message}");
-            match key {
-                "url" => fields.url = Some(parse_url(string(value).map_err(at)?).map_err(at)?),
-                "events" => fields.events = Some(events(value)?),
-                "headers" => fields.headers = Some(headers(value)?),
-                "format" => fields.format = Some(nullable(value, |s| s.parse()).map_err(at)?.unwrap_or_default()),
-                "signature" => {
-                    fields.signature = Some(nullable(value, |s| s.parse()).map_err(at)?.unwrap_or_default());
-                }
-                "signature_header" => fields.signature_header = Some(nullable(value, parse_header_name).map_err(at)?),
-                "secret" => fields.secret = nullable(value, Secret::parse).map_err(at)?,
-                "retries" => fields.retries = Some(retries(value).map_err(at)?),
-                _ => {}
-            }
-        }
-        Ok(fields)
-    }
+/// Applies `fields` over `config` with the cross-key rules of `[[webhook]]`.
+fn apply(fields: &WebhookFields, config: &mut WebhookConfig) -> std::result::Result<(), String> {
+    fields.apply(config).map_err(|CrossKeyError { key, message }| format!("key '{key}': {message}"))
+}
 
-    /// Applies the keys given over `config`, then checks what `[[webhook]]` checks across keys.
-    fn apply(&self, config: &mut WebhookConfig) -> std::result::Result<(), String> {
-        if let Some(url) = &self.url {
-            config.url = url.clone();
-        }
-        if let Some(events) = &self.events {
-            config.events = events.clone();
-        }
-        if let Some(headers) = &self.headers {
-            config.headers = headers.clone();
-        }
-        if let Some(format) = self.format {
-            config.format = format;
-        }
-        if let Some(secret) = &self.secret {
-            config.secret = Some(secret.clone());
-        }
-        if let Some(retries) = self.retries {
-            config.retries = retries;
-        }
-        if let Some(signature) = self.signature {
-            config.signature = signature;
-        }
-        match (&self.signature_header, config.signature) {
-            (Some(Some(_)), Signature::Standard) => {
-                return Err("key 'signature_header': applies to signature \"sha256\" or \"sha1\" only \
-                            (\"standard\" uses the webhook-* headers)"
-                    .to_owned());
-            }
-            (Some(Some(name)), _) => config.signature_header = name.clone(),
-            // `standard` never uses it: back to the default, so a later switch to sha256/sha1
-            // does not revive a name set long ago.
-            (Some(None), _) | (None, Signature::Standard) => {
-                config.signature_header = DEFAULT_SIGNATURE_HEADER.to_owned();
-            }
-            (None, _) => {}
-        }
-        if let (WebhookFormat::Dolby, EventFilter::Only(list)) = (config.format, &config.events)
-            && let Some(event) = list.iter().find(|e| !EventType::DOLBY.contains(e))
-        {
-            let sendable: Vec<&str> = EventType::DOLBY.iter().map(|e| e.as_str()).collect();
-            return Err(format!(
-                "key 'events': format \"dolby\" cannot express '{event}' (it sends only {})",
-                sendable.join(", ")
-            ));
-        }
-        Ok(())
-    }
+/// An array of strings run through a list validator, naming the element or the array.
+fn list<T>(
+    key: &str,
+    value: &Value,
+    validate: impl FnOnce(&[&str]) -> std::result::Result<T, ValueError>,
+) -> std::result::Result<T, String> {
+    let Value::Array(items) = value else {
+        return Err(format!("key '{key}': expected an array, got {}", type_name(value)));
+    };
+    let texts = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| string(item).map_err(|e| format!("key '{key}[{i}]': {e}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    validate(&texts).map_err(|ValueError { element, message }| match element {
+        Some(i) => format!("key '{key}[{i}]': {message}"),
+        None => format!("key '{key}': {message}"),
+    })
 }
 
 /// `events`: a list of event names or `"*"`; `null` means every event (as omitting it does).
 fn events(value: &Value) -> std::result::Result<EventFilter, String> {
-    let items = match value {
-        Value::Null => return Ok(EventFilter::All),
-        Value::Array(items) => items,
-        other => return Err(format!("key 'events': expected an array, got {}", type_name(other))),
-    };
-    let mut names = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let name = string(item).map_err(|e| format!("key 'events[{i}]': {e}"))?;
-        if name != "*" {
-            parse_event(name).map_err(|e| format!("key 'events[{i}]': {e}"))?;
-        }
-        names.push(name);
+    if value.is_null() {
+        return Ok(EventFilter::All);
     }
-    EventFilter::parse_list(names).map_err(|e| format!("key 'events': {e}"))
+    list("events", value, parse_events)
 }
 
 /// `headers`: a list of `"Name: value"`; `null` means none.
 fn headers(value: &Value) -> std::result::Result<Vec<Header>, String> {
-    let items = match value {
+    match value {
         Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items,
-        other => return Err(format!("key 'headers': expected an array, got {}", type_name(other))),
-    };
-    // Counted before parsing: a list of 10,000 is refused without building it.
-    if items.len() > MAX_HEADERS {
-        return Err(format!("key 'headers': at most {MAX_HEADERS} headers, got {}", items.len()));
+        Value::Array(items) => check_header_count(items.len()).map_err(|e| format!("key 'headers': {e}"))?,
+        _ => {}
     }
-    let headers = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| string(item).and_then(Header::parse).map_err(|e| format!("key 'headers[{i}]': {e}")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    check_headers(&headers).map_err(|e| format!("key 'headers': {e}"))?;
-    Ok(headers)
+    list("headers", value, parse_headers)
 }
 
 fn retries(value: &Value) -> std::result::Result<u32, String> {
     match value {
         Value::Null => Ok(WebhookConfig::new(String::new(), EventFilter::All).retries),
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(v), _) if v > MAX_RETRIES => Err(format!("must be at most {MAX_RETRIES}, got {v}")),
-            (Some(v), _) => Ok(v as u32),
-            (None, Some(v)) => Err(format!("must be at least 0, got {v}")),
+            (Some(v), _) => check_retries(i128::from(v)),
+            (None, Some(v)) => check_retries(i128::from(v)),
             (None, None) => Err("expected an integer, got a float".to_owned()),
         },
         other => Err(format!("expected an integer, got {}", type_name(other))),

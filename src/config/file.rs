@@ -11,10 +11,11 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::hooks::{EventFilter, Header, ScriptConfig, WebhookConfig, check_headers, parse_header_name};
+use super::hooks::{EventFilter, ScriptConfig, WebhookConfig, parse_header_name};
+use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
-    ApiToken, Config, ConfigError, EventType, Secret, Signature, WebhookFormat, check_duration, check_range, floors,
-    limits, parse_duration, parse_event, parse_listen, parse_url, quote, suggest,
+    ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
+    parse_url, quote, suggest,
 };
 
 pub(super) const ROOT_KEYS: &[&str] = &[
@@ -73,9 +74,6 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "signature",
     "max_in_flight",
 ];
-
-pub(super) const WEBHOOK_KEYS: &[&str] =
-    &["url", "events", "headers", "format", "secret", "signature", "signature_header", "retries"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -273,68 +271,44 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
 fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
     let table = item.table()?;
     table.check_keys(WEBHOOK_KEYS)?;
-    let url = match table.get("url") {
-        Some(url) => url.parse(parse_url)?,
-        None => return Err(item.error("missing required key 'url'")),
-    };
-    let mut webhook = WebhookConfig::new(url, EventFilter::All);
-    let events = table.get("events");
-    if let Some(events) = &events {
-        webhook.events = read_events(events)?;
+    if table.get("url").is_none() {
+        return Err(item.error("missing required key 'url'"));
     }
-    if let Some(headers) = table.get("headers") {
-        for header in headers.array()? {
-            webhook.headers.push(header.parse(Header::parse)?);
-        }
-        check_headers(&webhook.headers).map_err(|message| headers.error(message))?;
-    }
-    if let Some(format) = table.get("format") {
-        webhook.format = format.parse(str::parse)?;
-    }
-    if let Some(secret) = table.get("secret") {
-        webhook.secret = Some(secret.parse(Secret::parse)?);
-    }
-    if let Some(retries) = table.get("retries") {
-        webhook.retries = retries.integer(limits::RETRIES)?;
-    }
-    if let Some(signature) = table.get("signature") {
-        webhook.signature = signature.parse(str::parse)?;
-        if webhook.secret.is_none() {
-            return Err(signature.error("has no effect without 'secret'"));
+    let mut fields = WebhookFields::default();
+    for &key in WEBHOOK_KEYS {
+        let Some(value) = table.get(key) else { continue };
+        match key {
+            "url" => fields.url = Some(value.parse(parse_url)?),
+            "events" => fields.events = Some(read_list(&value, webhook::parse_events)?),
+            "headers" => {
+                let count = value.array()?.len();
+                webhook::check_header_count(count).map_err(|message| value.error(message))?;
+                fields.headers = Some(read_list(&value, webhook::parse_headers)?);
+            }
+            "format" => fields.format = Some(value.parse(str::parse)?),
+            "secret" => fields.secret = Some(value.parse(Secret::parse)?),
+            "signature" => fields.signature = Some(value.parse(str::parse)?),
+            "signature_header" => fields.signature_header = Some(Some(value.parse(parse_header_name)?)),
+            "retries" => fields.retries = Some(value.integer_with(webhook::check_retries)?),
+            _ => {}
         }
     }
-    if let Some(header) = table.get("signature_header") {
-        let name = header.parse(parse_header_name)?;
-        if webhook.secret.is_none() {
-            return Err(header.error("has no effect without 'secret'"));
-        }
-        if webhook.signature == Signature::Standard {
-            return Err(header
-                .error("applies to signature \"sha256\" or \"sha1\" only (\"standard\" uses the webhook-* headers)"));
-        }
-        webhook.signature_header = name;
-    }
-    if let (WebhookFormat::Dolby, EventFilter::Only(list), Some(events)) = (webhook.format, &webhook.events, &events)
-        && let Some(event) = list.iter().find(|e| !EventType::DOLBY.contains(e))
-    {
-        let sendable: Vec<&str> = EventType::DOLBY.iter().map(|e| e.as_str()).collect();
-        return Err(
-            events.error(format!("format \"dolby\" cannot express '{event}' (it sends only {})", sendable.join(", ")))
-        );
-    }
-    Ok(webhook)
+    let mut config = WebhookConfig::new(String::new(), EventFilter::All);
+    fields.apply(&mut config).map_err(|CrossKeyError { key, message }| match table.get(key) {
+        Some(value) => value.error(message),
+        None => item.error(message),
+    })?;
+    Ok(config)
 }
 
-fn read_events(item: &Item<'_>) -> Result<EventFilter> {
-    let mut names = Vec::new();
-    for element in item.array()? {
-        let name = element.string()?;
-        if name != "*" {
-            parse_event(name).map_err(|message| element.error(message))?;
-        }
-        names.push(name);
-    }
-    EventFilter::parse_list(names).map_err(|message| item.error(message))
+/// An array of strings run through a list validator, blaming the element or the array.
+fn read_list<T>(item: &Item<'_>, validate: impl FnOnce(&[&str]) -> std::result::Result<T, ValueError>) -> Result<T> {
+    let elements = item.array()?;
+    let texts = elements.iter().map(Item::string).collect::<Result<Vec<_>>>()?;
+    validate(&texts).map_err(|ValueError { element, message }| match element.and_then(|i| elements.get(i)) {
+        Some(element) => element.error(message),
+        None => item.error(message),
+    })
 }
 
 fn read_script(item: &Item<'_>) -> Result<ScriptConfig> {
@@ -465,12 +439,17 @@ impl<'a> Item<'a> {
     }
 
     fn integer<T: TryFrom<u64>>(&self, limit: (u64, u64)) -> Result<T> {
+        self.integer_with(|value| check_range(value, limit))
+    }
+
+    /// An integer run through `validate`.
+    fn integer_with<T>(&self, validate: impl FnOnce(i128) -> std::result::Result<T, String>) -> Result<T> {
         let DeValue::Integer(int) = self.value.get_ref() else {
             return Err(self.type_error("an integer"));
         };
         let value = i128::from_str_radix(int.as_str(), int.radix())
             .map_err(|_| self.error(format!("integer {int} is out of range")))?;
-        check_range(value, limit).map_err(|message| self.error(message))
+        validate(value).map_err(|message| self.error(message))
     }
 
     /// A duration: a string such as `"30s"`, or an integer number of seconds.

@@ -1,6 +1,8 @@
-//! The hook part of the configuration (HOOKS.md): callbacks (`[notify]`), event sinks
-//! (`[[webhook]]`, `[[script]]`, `[stdio]`), and the validators they share with the admin API,
-//! which creates webhooks at run time and must accept exactly what the config file accepts.
+//! The hook part of the configuration (docs/hooks.md, "Configuration reference"): callbacks
+//! (`[notify]`), event sinks (`[[webhook]]`, `[[script]]`, `[stdio]`), and the validators of
+//! single values they share with the admin API, which creates webhooks at run time and must
+//! accept exactly what the config file accepts (the rules across a webhook's keys are in
+//! `webhook.rs`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,8 +12,8 @@ use super::{quote, suggest};
 use crate::redact;
 
 choice! {
-    /// An event type of HOOKS.md, by its snake_case name (one name per idea: code, config,
-    /// metrics and payloads all use these strings).
+    /// An event type (docs/hooks.md, "Event types"), by its snake_case name (one name per
+    /// idea: code, config, metrics and payloads all use these strings).
     pub enum EventType {
         ConnectionAccept = "connection_accept",
         HandshakeComplete = "handshake_complete",
@@ -34,8 +36,9 @@ choice! {
 }
 
 impl EventType {
-    /// The events the `dolby` webhook format can express (HOOKS.md, Formats); the others are not
-    /// sent in that format, so a dolby webhook that lists one is a mistake worth reporting.
+    /// The events the `dolby` webhook format can express (docs/hooks.md, "Formats"); the others
+    /// are not sent in that format, so a dolby webhook that lists one is a mistake worth
+    /// reporting.
     pub const DOLBY: &'static [EventType] =
         &[EventType::PublishStart, EventType::PublishStop, EventType::StreamUnavailable, EventType::NoViewers];
 }
@@ -86,7 +89,7 @@ impl EventFilter {
     }
 }
 
-/// Parses an event name of HOOKS.md, suggesting the closest one on a typo.
+/// Parses an event name, suggesting the closest one on a typo.
 pub fn parse_event(name: &str) -> Result<EventType, String> {
     name.parse::<EventType>().map_err(|_| {
         let names = EventType::ALL.iter().map(|e| e.as_str());
@@ -108,7 +111,7 @@ choice! {
         /// `application/x-www-form-urlencoded` body (nginx-rtmp's default).
         #[default]
         Post = "post",
-        /// The same fields in the query string (seed 000 allows either).
+        /// The same fields in the query string, for endpoints that read only the URL.
         Get = "get",
     }
 }
@@ -126,7 +129,7 @@ choice! {
 }
 
 choice! {
-    /// How requests are signed (HOOKS.md, Signing).
+    /// How requests are signed (docs/hooks.md, "Signing").
     #[derive(Default)]
     pub enum Signature {
         /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,...`.
@@ -140,17 +143,17 @@ choice! {
 }
 
 choice! {
-    /// The body of a webhook request (HOOKS.md, Formats).
+    /// The body of a webhook request (docs/hooks.md, "Formats").
     #[derive(Default)]
     pub enum WebhookFormat {
-        /// `{"id","type","timestamp",...,"data":{...}}` (seed 001).
+        /// `{"id","type","timestamp",...,"data":{...}}`, go-rtmp style.
         #[default]
         Envelope = "envelope",
-        /// The envelope with `event` for `type` and `data` merged in (seed 002, OpenVidu).
+        /// The envelope with `event` for `type` and `data` merged in, OpenVidu style.
         Flat = "flat",
         /// The callback form fields with `call=<type>`, urlencoded.
         Form = "form",
-        /// `{"type":"feeds"|"viewerConnection","event":...}` (seed 004); only [`EventType::DOLBY`].
+        /// `{"type":"feeds"|"viewerConnection","event":...}`, Dolby.io style; only [`EventType::DOLBY`].
         Dolby = "dolby",
     }
 }
@@ -271,7 +274,8 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// A webhook with the defaults of HOOKS.md for everything but the URL and events.
+    /// A webhook with the defaults of `[[webhook]]` (docs/hooks.md) for everything but the URL
+    /// and events.
     pub fn new(url: String, events: EventFilter) -> Self {
         WebhookConfig {
             url,
@@ -375,8 +379,9 @@ pub struct Secret {
     key: Vec<u8>,
 }
 
-/// The shortest key accepted: HMAC with a short key is guessable, and every peer in the seeds
-/// generates at least this much (Standard Webhooks: 24 to 64 bytes).
+/// The shortest key accepted: HMAC with a short key is guessable, and every webhook service
+/// whose signatures ringcast speaks generates at least this much (Standard Webhooks: 24 to 64
+/// bytes).
 const MIN_SECRET_BYTES: usize = 16;
 
 impl Secret {
@@ -477,7 +482,7 @@ mod tests {
     #[test]
     fn event_names_are_those_of_hooks_md() {
         let names: Vec<_> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-        // The rows of the event table of HOOKS.md, in order.
+        // The rows of the event table of docs/hooks.md, in order.
         let spec = "connection_accept handshake_complete connect auth_failed stream_create \
                     stream_delete publish_start publish_update publish_stop play_start \
                     play_update play_stop codec_detected subscriber_count stream_unavailable \
@@ -531,7 +536,7 @@ mod tests {
 
     #[test]
     fn secrets() {
-        // The Standard Webhooks test vector secret of HOOKS.md: 24 bytes.
+        // The secret of Standard Webhooks' test vectors (and docs/hooks.md's examples): 24 bytes.
         let s = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(s.key().len(), 24);
         assert_eq!(s.as_str(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");

@@ -1,6 +1,5 @@
 //! Configuration: built-in defaults, a TOML file and command-line flags, merged into one
-//! validated [`Config`] (DESIGN.md: "CLI + TOML config -> one validated Config; clear errors for
-//! bad input").
+//! validated [`Config`], with a clear one-line error for bad input.
 //!
 //! # Interface
 //!
@@ -36,7 +35,10 @@
 //! # Layout
 //!
 //! - `duration`: `"30s"`-style durations.
-//! - `hooks`: the hook types of HOOKS.md and the validators the admin API shares.
+//! - `hooks`: the hook settings (`[notify]`, `[[webhook]]`, `[[script]]`, `[stdio]`; docs/hooks.md)
+//!   and the validators of single values the admin API shares.
+//! - `webhook`: a webhook definition checked key by key and across keys, once for the config
+//!   file, the admin API and its state file.
 //! - `file`: the TOML reader. It walks the parsed document by hand instead of using serde derive
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
@@ -103,12 +105,17 @@ mod file;
 mod hooks;
 #[cfg(test)]
 mod tests;
+mod webhook;
 
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
     NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
     parse_event, parse_header_name, parse_url,
+};
+pub use webhook::{
+    CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, parse_events,
+    parse_headers,
 };
 
 choice! {
@@ -195,7 +202,7 @@ pub struct Config {
     /// Admin API listener. Default `127.0.0.1:8081`: the API kicks clients and edits webhooks, so
     /// it is reachable from this host only unless the operator says otherwise. Flag `--api-listen`.
     pub api_listen: SocketAddr,
-    /// The bearer token the admin API requires (`Authorization: Bearer <token>`, HOOKS.md). `None`:
+    /// The bearer token the admin API requires (`Authorization: Bearer <token>`, docs/hooks.md). `None`:
     /// whoever reaches `api_listen` may use the API. TOML only, so it never shows in `ps`.
     pub api_token: Option<ApiToken>,
     /// Webhooks the admin API may create (config-file ones do not count); one more is answered
@@ -226,8 +233,8 @@ pub struct Config {
     /// accept. Default 100000; 1..=10000000. Bounds memory and file descriptors.
     pub max_connections: usize,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
-    /// write (fewer syscalls and segments, DESIGN.md). Default 50 (0 = off); at most 100, which
-    /// stays under what players buffer anyway.
+    /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
+    /// (0 = off); at most 100, which stays under what players buffer anyway.
     pub merge_write_ms: u64,
     /// Time a client has to complete the protocol handshake; bounds connections that never speak.
     /// Default 10s.

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{NOTIFY_KEYS, ROOT_KEYS, SCRIPT_KEYS, STDIO_KEYS, WEBHOOK_KEYS};
+use super::file::{NOTIFY_KEYS, ROOT_KEYS, SCRIPT_KEYS, STDIO_KEYS};
+use super::webhook::WEBHOOK_KEYS;
 use super::*;
 
 const EXAMPLE: &str = include_str!("../../ringcast.example.toml");

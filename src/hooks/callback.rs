@@ -15,16 +15,17 @@
 //! never delays a decision.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tracing::{debug, error};
 
-use super::callback_pool::CallbackPool;
+use super::agent::USER_AGENT;
+use super::clock;
 use super::event::Protocol;
 use super::metrics::Histogram;
+use super::reserved::CALLBACK_FIELDS;
 use super::sign;
 use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
 use crate::redact;
@@ -56,29 +57,6 @@ impl Call {
         }
     }
 }
-
-/// Field names a client's query arguments may never set (HOOKS.md: every field ringcast sends).
-pub const RESERVED_FIELDS: &[&str] = &[
-    "call",
-    "protocol",
-    "addr",
-    "clientid",
-    "app",
-    "name",
-    "url",
-    "tcurl",
-    "flashver",
-    "swfurl",
-    "pageurl",
-    "type",
-    "start",
-    "duration",
-    "reset",
-    "bytes_in",
-    "bytes_out",
-    "time",
-    "timestamp",
-];
 
 /// What ringcast knows of the client when it calls back.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +99,7 @@ pub fn form_fields(call: Call, client: &ClientInfo, extra: &[(&str, String)]) ->
     let passed_through: Vec<(String, String)> = client
         .args
         .iter()
-        .filter(|(k, _)| !RESERVED_FIELDS.contains(&k.as_str()) && !fields.iter().any(|(f, _)| f == k))
+        .filter(|(k, _)| !CALLBACK_FIELDS.contains(&k.as_str()) && !fields.iter().any(|(f, _)| f == k))
         .cloned()
         .collect();
     fields.extend(passed_through);
@@ -158,7 +136,7 @@ fn last_path_segment(location: &str) -> Option<String> {
     (!segment.is_empty()).then(|| segment.to_owned())
 }
 
-/// One request for the pool.
+/// One callback to make: which, where, and its form.
 #[derive(Debug)]
 pub struct CallbackRequest {
     pub call: Call,
@@ -198,22 +176,11 @@ pub struct Callbacks {
     pub stats: CallbackStats,
     /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
     signed: AtomicU64,
-    /// Started by the first `https://` callback: a server whose endpoints are all plain
-    /// HTTP runs no callback threads at all.
-    pool: OnceLock<Arc<CallbackPool>>,
-    /// `tls_ca_file`: https callbacks trust what webhooks trust.
-    tls_ca_file: Option<PathBuf>,
 }
 
 impl Callbacks {
-    pub fn new(notify: &NotifyConfig, tls_ca_file: Option<&Path>) -> Arc<Callbacks> {
-        Arc::new(Callbacks {
-            notify: notify.clone(),
-            stats: CallbackStats::default(),
-            signed: AtomicU64::new(0),
-            pool: OnceLock::new(),
-            tls_ca_file: tls_ca_file.map(Path::to_owned),
-        })
+    pub fn new(notify: &NotifyConfig) -> Arc<Callbacks> {
+        Arc::new(Callbacks { notify: notify.clone(), stats: CallbackStats::default(), signed: AtomicU64::new(0) })
     }
 
     /// The configured endpoint of `call`.
@@ -244,8 +211,8 @@ impl Callbacks {
         let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish();
         let mut headers = match &self.notify.secret {
             Some(secret) => {
-                let id = format!("cb_{:x}_{}", super::now_ms(), self.signed.fetch_add(1, Ordering::Relaxed));
-                let now_secs = super::now_ms() / 1000;
+                let id = format!("cb_{:x}_{}", clock::now_ms(), self.signed.fetch_add(1, Ordering::Relaxed));
+                let now_secs = clock::now_ms() / 1000;
                 sign::signature_headers(
                     self.notify.signature,
                     DEFAULT_SIGNATURE_HEADER,
@@ -257,7 +224,7 @@ impl Callbacks {
             }
             None => Vec::new(),
         };
-        headers.push(("User-Agent".to_owned(), super::webhook::USER_AGENT.to_owned()));
+        headers.push(("User-Agent".to_owned(), USER_AGENT.to_owned()));
         match self.notify.method {
             NotifyMethod::Post => {
                 headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
@@ -273,11 +240,6 @@ impl Callbacks {
                 }
             }
         }
-    }
-
-    /// The blocking pool for `https://` endpoints, started on first use.
-    pub fn pool(&self) -> &Arc<CallbackPool> {
-        self.pool.get_or_init(|| CallbackPool::new(self.notify.timeout, self.tls_ca_file.as_deref()))
     }
 
     /// Turns what came back into the decision: logs, counts, and lets `on_error` decide

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
 use tokio_uring::net::TcpStream;
 
 use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, Decision, Outcome, Prepared};
+use super::callback_pool::CallbackPool;
 use crate::protocol::http::{Request, ResponseReader};
 
 /// Idle keep-alive connections kept per endpoint on one shard.
@@ -118,6 +119,8 @@ struct Lookup {
 
 pub struct CallbackLane {
     callbacks: Option<Arc<Callbacks>>,
+    /// Where `https://` callbacks go: one pool per server, shared by every shard's lane.
+    https_pool: Arc<CallbackPool>,
     /// Requests in flight on this shard.
     permits: Semaphore,
     idle: RefCell<HashMap<String, Vec<(TcpStream, Instant)>>>,
@@ -130,10 +133,11 @@ pub struct CallbackLane {
 
 impl CallbackLane {
     /// The lane of one of `shards` shards.
-    pub fn new(callbacks: Option<Arc<Callbacks>>, shards: usize) -> Rc<CallbackLane> {
+    pub fn new(callbacks: Option<Arc<Callbacks>>, https_pool: Arc<CallbackPool>, shards: usize) -> Rc<CallbackLane> {
         let in_flight = callbacks.as_ref().map_or(1, |c| c.notify.max_in_flight.div_ceil(shards.max(1)).max(1));
         Rc::new(CallbackLane {
             callbacks,
+            https_pool,
             permits: Semaphore::new(in_flight),
             idle: RefCell::default(),
             lookups: RefCell::default(),
@@ -232,7 +236,7 @@ impl CallbackLane {
             }
         } else {
             // The pool's agent holds the same timeout; a dropped reply means it stopped.
-            callbacks.pool().ask(prepared).await.unwrap_or_else(|_| Err("callback pool stopped".to_owned()))
+            self.https_pool.ask(prepared).await.unwrap_or_else(|_| Err("callback pool stopped".to_owned()))
         };
         callbacks.settle(&request, outcome, asked_at)
     }
@@ -445,9 +449,9 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/on_play", silent.local_addr().unwrap());
         let notify = NotifyConfig { on_play: Some(url), timeout: Duration::from_secs(30), ..NotifyConfig::default() };
-        let callbacks = Callbacks::new(&notify, None);
+        let callbacks = Callbacks::new(&notify);
         let gauge = || callbacks.stats.in_flight.load(Ordering::Relaxed);
-        let lane = CallbackLane::new(Some(callbacks.clone()), 1);
+        let lane = CallbackLane::new(Some(callbacks.clone()), CallbackPool::new(notify.timeout, None), 1);
         tokio_uring::start(async {
             let client = ClientInfo::default();
             let asking = lane.decide(Call::Play, &client, &[]);

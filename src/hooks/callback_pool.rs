@@ -1,16 +1,17 @@
 //! Blocking workers for `https://` callbacks (plain-HTTP ones run on the shards, see
-//! [`super::callback_lane`]).
+//! [`super::callback_lane`], which is handed this pool).
 //!
 //! A TLS handshake is a millisecond of CPU: on a shard it would stall every session there, so
 //! these requests go over a channel to ureq workers, and the asking session awaits a oneshot
 //! reply, which suspends only that session. The pool grows while requests wait for a worker,
 //! up to [`MAX_WORKERS`] requests in flight; idle workers beyond the minimum exit after a
-//! while.
+//! while. Nothing starts before the first `https://` callback: a server whose endpoints are all
+//! plain HTTP runs no callback threads at all.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -18,8 +19,8 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 use ureq::tls::RootCerts;
 
+use super::agent;
 use super::callback::{Outcome, Prepared};
-use super::webhook;
 
 /// Workers kept alive when idle: enough for steady traffic without a thread spawn per call.
 const MIN_WORKERS: usize = 8;
@@ -71,23 +72,45 @@ impl JobQueue {
     }
 }
 
+/// The pool of one server, shared by every shard's callback lane.
 pub struct CallbackPool {
+    /// `[notify] timeout`, held by the agent for a whole request.
+    timeout: Duration,
+    /// `tls_ca_file`: https callbacks trust what webhooks trust.
+    tls_ca_file: Option<PathBuf>,
+    workers: OnceLock<Arc<Workers>>,
+}
+
+impl CallbackPool {
+    /// A pool whose agent will trust what webhooks trust (the system roots, plus
+    /// `tls_ca_file`). Starts nothing yet.
+    pub fn new(timeout: Duration, tls_ca_file: Option<&Path>) -> Arc<CallbackPool> {
+        Arc::new(CallbackPool { timeout, tls_ca_file: tls_ca_file.map(Path::to_owned), workers: OnceLock::new() })
+    }
+
+    /// Sends `request`; the receiver yields what came back.
+    pub fn ask(&self, request: Prepared) -> oneshot::Receiver<Outcome> {
+        self.workers.get_or_init(|| Workers::start(self.timeout, self.tls_ca_file.as_deref())).ask(request)
+    }
+}
+
+/// The started pool: its queue, its agent and its threads.
+struct Workers {
     jobs: JobQueue,
     agent: ureq::Agent,
     workers: AtomicUsize,
     idle: AtomicUsize,
 }
 
-impl CallbackPool {
-    /// A pool whose agent trusts what webhooks trust (the system roots, plus `tls_ca_file`).
-    pub fn new(timeout: Duration, tls_ca_file: Option<&Path>) -> Arc<CallbackPool> {
-        let roots = webhook::trust(tls_ca_file).unwrap_or_else(|error| {
+impl Workers {
+    fn start(timeout: Duration, tls_ca_file: Option<&Path>) -> Arc<Workers> {
+        let roots = agent::trust(tls_ca_file).unwrap_or_else(|error| {
             // Checked at startup; only a CA file changed since then gets here.
             error!(%error, "callbacks fall back to the system trust store");
             RootCerts::PlatformVerifier
         });
-        let agent = webhook::agent_with(timeout, roots, MAX_WORKERS, MAX_WORKERS);
-        let pool = Arc::new(CallbackPool {
+        let agent = agent::agent_with(timeout, roots, MAX_WORKERS, MAX_WORKERS);
+        let pool = Arc::new(Workers {
             jobs: JobQueue::default(),
             agent,
             workers: AtomicUsize::new(0),
@@ -99,8 +122,7 @@ impl CallbackPool {
         pool
     }
 
-    /// Sends `request`; the receiver yields what came back.
-    pub fn ask(self: &Arc<Self>, request: Prepared) -> oneshot::Receiver<Outcome> {
+    fn ask(self: &Arc<Self>, request: Prepared) -> oneshot::Receiver<Outcome> {
         let (reply, receiver) = oneshot::channel();
         let waiting = match self.jobs.push(Job { request, reply }) {
             Ok(waiting) => waiting,

@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 use tracing::{error, info, warn};
 
+use super::clock::now_ms;
 use super::drop_log::{DropLog, DropReport};
 use super::event::{Event, EventType};
 use super::webhook::{self, Attempt, WebhookTarget};
-use super::{EventSink, now_ms, script, stdio};
+use super::{EventSink, script, stdio};
 use crate::config::{Config, EventFilter, Secret, StdioFormat, WebhookConfig};
 
 /// Retries never wait longer than this, whatever `Retry-After` asks.

@@ -1,4 +1,4 @@
-//! How an event is written for each sink (HOOKS.md, "Formats"): the webhook bodies (`envelope`,
+//! How an event is written for each sink (docs/hooks.md, "Formats"): the webhook bodies (`envelope`,
 //! `flat`, `form`, `dolby`) and the environment variables of scripts and stdio `env`.
 //!
 //! Everything here is pure: an [`Event`] in, bytes or strings out, so the same event always
@@ -32,7 +32,7 @@
 //!
 //! # Environment variables
 //!
-//! The seed-001 names: `RTMP_EVENT_TYPE`, `RTMP_TIMESTAMP` (unix seconds), `RTMP_CONN_ID`,
+//! The go-rtmp style names: `RTMP_EVENT_TYPE`, `RTMP_TIMESTAMP` (unix seconds), `RTMP_CONN_ID`,
 //! `RTMP_STREAM_KEY`, `RTMP_PROTOCOL`; then `RTMP_EVENT_ID`, `RTMP_TIMESTAMP_MS`, `RTMP_SEQ` and
 //! `RTMP_ADDR` so a script sees everything the envelope has; then `RTMP_<KEY>` per data field.
 //! A data key is uppercased and every character outside `A-Z0-9_` becomes `_` (so
@@ -46,6 +46,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::event::{Event, EventType};
+use super::reserved::is_event_field;
 use crate::config::WebhookFormat;
 
 /// `Content-Type` of the JSON formats.
@@ -160,14 +161,6 @@ fn flat(event: &Event) -> Flat<'_> {
     }
 }
 
-/// Field names only event sinks send, on top of the callback fields
-/// ([`super::callback::RESERVED_FIELDS`]): a client argument may shadow neither.
-const EVENT_ONLY_FIELDS: &[&str] = &["id", "seq", "timestamp_ms"];
-
-fn is_reserved(name: &str) -> bool {
-    super::callback::RESERVED_FIELDS.contains(&name) || EVENT_ONLY_FIELDS.contains(&name)
-}
-
 /// The form fields of `form`, in order: `call`, `id`, `seq`, `timestamp_ms`, `protocol`, `addr`
 /// (client ip, no port, as callbacks send it), `clientid`, `app`, `name`, then every data field
 /// except `args` (objects and arrays as JSON text), then the client's arguments passed through
@@ -201,7 +194,7 @@ pub fn form_fields(event: &Event) -> Vec<(String, String)> {
     match event.data.get("args") {
         Some(Value::Object(args)) => {
             for (key, value) in args {
-                if !is_reserved(key) {
+                if !is_event_field(key) {
                     push(&mut fields, key, value_text(value));
                 }
             }

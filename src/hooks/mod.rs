@@ -1,5 +1,6 @@
 //! Hooks: the event model, dispatch to sinks, the blocking worker pools, webhook / notify /
-//! script / stdio sinks, signing and retries (HOOKS.md is the contract).
+//! script / stdio sinks, signing and retries. `docs/hooks.md` is the contract: every field,
+//! format, signature and rule cited here is written there.
 //!
 //! Two kinds of hook share one event model:
 //! - callbacks ([`callback`]): a session asks and waits for the decision (connect, publish,
@@ -10,15 +11,44 @@
 //!
 //! Nothing here blocks a shard: a shard either awaits an io_uring request or hands work over
 //! (a channel send); every blocking call runs on hook threads.
+//!
+//! # Layout
+//!
+//! Each file imports only the ones listed after it (`a -> b`: `a` uses `b`); the graph has no
+//! cycle, so each file can be read knowing only what is below it.
+//!
+//! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
+//!   (the [`EventSink`] it implements), `webhook`, `script`, `stdio`, `drop_log`, `event`,
+//!   `clock`.
+//! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
+//!   -> `callback`, `callback_pool`, `event`, `clock`.
+//! - [`callback_lane`]: one shard's callbacks, plain HTTP on its ring -> `callback`,
+//!   `callback_pool` (handed to it: one pool per server).
+//! - [`callback_pool`]: blocking workers for `https://` callbacks -> `callback`, `agent`.
+//! - [`callback`]: the form, the reply's meaning, signing, `on_error`, counters -> `reserved`,
+//!   `agent` (its `User-Agent`), `sign`, `metrics`, `event`, `clock`.
+//! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`.
+//! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
+//! - [`format`]: an event's body in each format -> `reserved`, `event`.
+//! - [`drop_log`]: the drop counts logged once a second -> `event`.
+//! - [`agent`]: the HTTP agent blocking requests share (`User-Agent`, TLS trust) -> `resolver`.
+//! - Leaves: [`event`] (the event model), [`reserved`] (field names a client may not set),
+//!   [`sign`], [`resolver`], [`metrics`] (latency histogram), [`clock`].
+//!
+//! Outside `hooks/`, this layer imports `config` (the hook settings), `protocol::http` (the
+//! plain-HTTP callback codec) and `redact`.
 
+pub mod agent;
 pub mod callback;
 pub mod callback_lane;
 pub mod callback_pool;
+pub mod clock;
 pub mod dispatch;
 pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod reserved;
 pub mod resolver;
 pub mod script;
 pub mod sign;
@@ -28,12 +58,13 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
 use crate::config::Config;
 use callback::Callbacks;
+use callback_pool::CallbackPool;
+pub use clock::now_ms;
 use event::{Event, EventIds, EventType, Protocol};
 
 /// Where an event comes from: the connection and stream it concerns.
@@ -56,6 +87,8 @@ pub trait EventSink: Send + Sync {
 /// The hooks of one server.
 pub struct Hooks {
     callbacks: Option<Arc<Callbacks>>,
+    /// Where every shard's lane sends `https://` callbacks; starts no thread until one is made.
+    https_pool: Arc<CallbackPool>,
     sink: Option<Box<dyn EventSink>>,
     ids: EventIds,
     /// Per stream: the `seq` of its last event. Events are rare (not per packet), so a lock is
@@ -65,9 +98,9 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
-        let callbacks =
-            config.notify.is_enabled().then(|| Callbacks::new(&config.notify, config.tls_ca_file.as_deref()));
-        Arc::new(Hooks { callbacks, sink, ids: EventIds::new(now_ms()), seqs: Mutex::new(HashMap::new()) })
+        let callbacks = config.notify.is_enabled().then(|| Callbacks::new(&config.notify));
+        let https_pool = CallbackPool::new(config.notify.timeout, config.tls_ca_file.as_deref());
+        Arc::new(Hooks { callbacks, https_pool, sink, ids: EventIds::new(now_ms()), seqs: Mutex::new(HashMap::new()) })
     }
 
     /// Hooks that do nothing (no callbacks, no sinks).
@@ -78,6 +111,11 @@ impl Hooks {
     /// The callbacks' configuration and counters, when any callback is configured.
     pub fn callbacks(&self) -> Option<&Arc<Callbacks>> {
         self.callbacks.as_ref()
+    }
+
+    /// The blocking pool `https://` callbacks go to, handed to each shard's lane.
+    pub fn https_pool(&self) -> &Arc<CallbackPool> {
+        &self.https_pool
     }
 
     /// Whether `on_update` is configured, and how often it fires.
@@ -142,10 +180,6 @@ fn next_seq(seqs: &mut HashMap<String, u64>, stream_key: &str, event_type: Event
         seqs.remove(stream_key);
     }
     value
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl<T: EventSink + ?Sized> EventSink for Arc<T> {

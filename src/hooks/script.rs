@@ -1,4 +1,4 @@
-//! One `[[script]]` run (HOOKS.md, "Event sinks"; seed 001's shell hook): spawn the program
+//! One `[[script]]` run (docs/hooks.md, "Scripts"; go-rtmp style shell hook): spawn the program
 //! with the event in its environment, wait at most `hook_timeout`, kill it there, and report
 //! what happened with the start of its output for the log.
 //!
@@ -7,7 +7,7 @@
 //!   as event data), plus the event's variables ([`format::env_vars`]: `RTMP_EVENT_TYPE`,
 //!   `RTMP_STREAM_KEY`, ...);
 //! - on stdin, the event's envelope JSON (the webhook `envelope` body) as one line, then end
-//!   of file: an extra over seed 001 for scripts that would rather `jq` than parse variables.
+//!   of file: an extra over go-rtmp's hooks for scripts that would rather `jq` than parse variables.
 //!   A script that ignores stdin loses nothing;
 //! - the working directory of ringcast; no arguments.
 //!

@@ -1,15 +1,16 @@
-//! Request signatures (HOOKS.md, "Signing"): Standard Webhooks, `sha256` and seed 004's `sha1`.
+//! Request signatures (docs/hooks.md, "Signing"): Standard Webhooks, `sha256` and the
+//! Dolby.io / Millicast style `sha1`.
 //!
 //! Every scheme keys its HMAC with [`Secret::key`], the secret's base64-decoded bytes (a
-//! `whsec_` prefix stripped first). That is what Standard Webhooks specifies, exactly what seed
-//! 004's verification sample does (`Buffer.from(webhookSecret, 'base64')`), and, for `sha256`,
+//! `whsec_` prefix stripped first). That is what Standard Webhooks specifies, exactly what Dolby.io's
+//! verification sample does (`Buffer.from(webhookSecret, 'base64')`), and, for `sha256`,
 //! keeps one meaning of "the secret" across schemes: a receiver verifies with the decoded bytes
 //! of the string the admin API showed it.
 //!
 //! Rotation: the caller passes the current secret first, then the previous one while its grace
 //! period lasts. `standard` and `sha256` put one signature per secret in the same header,
 //! space-separated (Standard Webhooks' rule; a receiver accepts if any matches). `sha1` signs
-//! with the current secret only: seed 004's sample compares the whole header with one computed
+//! with the current secret only: Dolby.io's sample compares the whole header with one computed
 //! value, so a second signature would make every such receiver reject every request during the
 //! grace period, old secret or new.
 

@@ -1,4 +1,4 @@
-//! The `[stdio]` sink (seed 001's stdio hook): one line per event on stderr, for log pipelines.
+//! The `[stdio]` sink (go-rtmp style stdio hook): one line per event on stderr, for log pipelines.
 //!
 //! - `json`: the envelope (the webhook `envelope` body) on one line; `jq '.type'` reads it.
 //! - `env`: the script environment ([`format::env_vars`]) as `KEY=value` pairs separated by one

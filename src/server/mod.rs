@@ -446,7 +446,11 @@ async fn run_shard(
 ) -> Abandoned {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let callbacks = CallbackLane::new(shared.hooks.callbacks().cloned(), shared.hub.shard_count());
+    let callbacks = CallbackLane::new(
+        shared.hooks.callbacks().cloned(),
+        shared.hooks.https_pool().clone(),
+        shared.hub.shard_count(),
+    );
     callbacks.start_sweeping();
     let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), callbacks, shared.settings, seed);
     let listener = tokio_uring::net::TcpListener::from_std(listener);

@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn this_host_has_a_working_io_uring() {
-        // DESIGN.md: io_uring works on the machines ringcast is built and tested on; if this
-        // fails, the message says why.
+        // ringcast runs only on io_uring, so the machines it is built and tested on must have a
+        // working one; if this fails, the message says why.
         if let Err(error) = probe_io_uring() {
             panic!("{error}");
         }
