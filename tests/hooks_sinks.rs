@@ -1,11 +1,10 @@
-//! The event sinks' delivery functions against real peers: webhook attempts against a real
-//! HTTP server (and an HTTPS one with a private CA made by the `openssl` CLI), scripts run by a
-//! real `/bin/sh`, and the stdio lines parsed back. Bodies are checked field by field against
-//! HOOKS.md and signatures against an HMAC computed here from the bare hash functions, so a bug
-//! in the signing code cannot hide behind the same library call on both sides.
+//! The event sinks' delivery functions against real peers: webhook attempts against a real HTTP
+//! server (and an HTTPS one with a private CA made by the `openssl` CLI), scripts run by a real
+//! `/bin/sh`, and the stdio lines parsed back. Bodies are checked field by field against
+//! docs/hooks.md and signatures against an HMAC computed here from the bare hash functions, so
+//! a bug in the signing code cannot hide behind the same library call on both sides.
 
-#[path = "support/http_receiver.rs"]
-mod http_receiver;
+mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -20,7 +19,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
-use http_receiver::{HttpReceiver, HttpsReceiver, Reply};
+use common::http_receiver::{self, HttpReceiver, HttpsReceiver, Reply};
 use ringcast::config::NotifyConfig;
 use ringcast::config::{EventFilter, EventType, Header, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat};
 use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
@@ -280,7 +279,8 @@ fn b64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn hmac_helper_matches_the_standard_webhooks_vector() {
-    // Checks the checker: HOOKS.md's first vector computed with the helper alone.
+    // Checks the checker: the first Standard Webhooks reference vector (docs/hooks.md, Signing),
+    // computed with the helper alone.
     let key = b64_decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     let message = br#"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}"#;
     assert_eq!(format!("v1,{}", b64(&hmac(sha256, &key, message))), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -334,7 +334,7 @@ fn sha256_and_sha1_signatures() {
             Attempt::Delivered { status: 200 }
         );
         let r = &receiver.requests()[0];
-        // Seed 004's sample: hmac(base64-decoded secret, raw body), hex, with the prefix.
+        // The Dolby.io style signature: hmac(base64-decoded secret, raw body), hex, with the prefix.
         let expected = format!("{prefix}{}", hex(&hmac(hash, &b64_decode(&secret_text), &r.body)));
         assert_eq!(r.header(header), Some(expected.as_str()), "{signature}");
         assert_eq!(r.header("webhook-signature"), None);

@@ -475,13 +475,20 @@ mod tests {
         let by_length = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT";
         assert_eq!(read_body(by_length, 3), (Some(200), b"hello".to_vec(), true));
         let streamed = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\nFLV\x01";
-        assert_eq!(read_body(streamed, 4), (Some(200), b"FLV\x01".to_vec(), false), "a streamed body never ends by itself");
+        assert_eq!(
+            read_body(streamed, 4),
+            (Some(200), b"FLV\x01".to_vec(), false),
+            "a streamed body never ends by itself"
+        );
     }
 
     #[test]
     fn the_head_is_known_before_the_body_ends() {
         assert_eq!(read_body(b"HTTP/1.1 200 OK\r\n", 64), (None, Vec::new(), false));
-        assert_eq!(read_body(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot", 64), (Some(404), b"not".to_vec(), false));
+        assert_eq!(
+            read_body(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot", 64),
+            (Some(404), b"not".to_vec(), false)
+        );
         assert_eq!(read_body(b"HTTP/1.1 100 Continue\r\n\r\n", 64).0, None, "an interim head is not the response's");
     }
 
