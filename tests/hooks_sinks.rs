@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use sha2::Digest as _;
 
+use common::hook_peers::{hmac, sha1, sha256};
 use common::http_receiver::{self, HttpReceiver, HttpsReceiver, Reply};
 use ringcast::config::NotifyConfig;
 use ringcast::config::{EventFilter, EventType, Header, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat};
@@ -244,26 +244,7 @@ fn dolby_bodies() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signatures, verified with an HMAC built here from the bare hash (RFC 2104).
-
-fn hmac(hash: fn(&[u8]) -> Vec<u8>, key: &[u8], message: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 64; // SHA-1 and SHA-256 both
-    let mut k = if key.len() > BLOCK { hash(key) } else { key.to_vec() };
-    k.resize(BLOCK, 0);
-    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    inner.extend_from_slice(message);
-    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    outer.extend_from_slice(&hash(&inner));
-    hash(&outer)
-}
-
-fn sha256(data: &[u8]) -> Vec<u8> {
-    sha2::Sha256::digest(data).to_vec()
-}
-
-fn sha1(data: &[u8]) -> Vec<u8> {
-    sha1::Sha1::digest(data).to_vec()
-}
+// Signatures, verified with an HMAC built from the bare hash (`common::hook_peers::hmac`).
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -150,12 +150,10 @@ pub fn parse_env_output(text: &str) -> Vec<(String, String)> {
     vars
 }
 
-/// HMAC-SHA256 (RFC 2104) from the bare hash, so a signature check does not share a library
-/// call with the code it checks.
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    const BLOCK: usize = 64;
-    let hash = |data: &[u8]| sha2::Sha256::digest(data).to_vec();
+/// HMAC (RFC 2104) built here from the bare hash, so a signature check does not share a
+/// library call with the code it checks.
+pub fn hmac(hash: fn(&[u8]) -> Vec<u8>, key: &[u8], message: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 64; // SHA-1 and SHA-256 both
     let mut k = if key.len() > BLOCK { hash(key) } else { key.to_vec() };
     k.resize(BLOCK, 0);
     let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
@@ -165,6 +163,16 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     hash(&outer)
 }
 
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+pub fn sha1(data: &[u8]) -> Vec<u8> {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(data).to_vec()
+}
+
 /// The Standard Webhooks `webhook-signature` value for a `whsec_...` secret.
 pub fn standard_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
     use base64::Engine as _;
@@ -172,5 +180,5 @@ pub fn standard_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) 
     let key = engine.decode(secret.trim_start_matches("whsec_")).expect("secret is base64");
     let mut message = format!("{id}.{timestamp}.").into_bytes();
     message.extend_from_slice(body);
-    format!("v1,{}", engine.encode(hmac_sha256(&key, &message)))
+    format!("v1,{}", engine.encode(hmac(sha256, &key, &message)))
 }
