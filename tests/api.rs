@@ -2,11 +2,6 @@
 //! ephemeral loopback port, spoken to with raw `TcpStream`s (so malformed requests are
 //! possible), and webhooks delivered to a real local receiver. The last test runs the binary.
 
-#[path = "support/http_receiver.rs"]
-mod http_receiver;
-#[path = "support/rtmp_client.rs"]
-mod rtmp_client;
-
 mod common;
 
 use std::fs;
@@ -25,7 +20,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use http_receiver::HttpReceiver;
+use common::http_receiver::{self, HttpReceiver};
+use common::rtmp_client;
 use ringcast::api::{self, ApiOptions, ApiState, SessionControl};
 use ringcast::config::{ApiToken, Config, EventFilter, EventType, WebhookConfig};
 use ringcast::hooks::dispatch::{self, DispatchLimits, Dispatcher};
@@ -1084,8 +1080,8 @@ fn poll_health(addr: SocketAddr, period: Duration) -> (Vec<u16>, Duration) {
     (statuses, slowest)
 }
 
-/// Issue 10, item 8, in one process: more slowloris connections than slots; every health check
-/// is answered at once, because the slow connections are the ones evicted.
+/// Slowloris, in one process: more slowloris connections than slots; every health check is
+/// answered at once, because the slow connections are the ones evicted.
 #[test]
 fn slowloris_cannot_lock_out_health_checks() {
     let api = Api::start(Setup { max_connections: 16, ..Setup::new("slowloris") });
@@ -1099,10 +1095,10 @@ fn slowloris_cannot_lock_out_health_checks() {
     assert!(common::metric_total(&metrics, "ringcast_api_connections_evicted_total") > 0, "{metrics}");
 }
 
-/// Issue 10, item 8, through the binary: 100 slowloris connections (more than the 64 slots the
-/// API had) that reconnect as soon as they are cut. Every health check succeeds quickly, the
-/// trickled heads are cut at the head deadline, and the log gets a summary line, not a line
-/// per connection.
+/// Slowloris, through the binary: 100 slowloris connections (more than the 64 slots the API
+/// had) that reconnect as soon as they are cut. Every health check succeeds quickly, the
+/// trickled heads are cut at the head deadline, and the log gets a summary line, not a line per
+/// connection.
 #[test]
 fn the_binary_api_survives_slowloris_with_a_quiet_log() {
     let server = common::TestServer::start();
@@ -1174,9 +1170,10 @@ fn the_binary_serves_the_api_and_keeps_webhooks_across_restarts() {
     server.stop();
 }
 
-/// Issue 10, item 9: a run that creates webhooks (config and API), fails deliveries and a
+/// Credential redaction: a run that creates webhooks (config and API), fails deliveries and a
 /// callback, answers bad requests and checks its config must not show a password, a query
-/// secret or a header value anywhere: not in the log, not in any API answer, not from `--check`.
+/// secret or a header value anywhere: not in the log, not in any API answer, not from
+/// `--check`.
 #[test]
 fn credentials_never_reach_logs_or_api_answers() {
     // A port nobody listens on: every delivery and callback to it fails at once.
@@ -1270,8 +1267,8 @@ fn credentials_never_reach_logs_or_api_answers() {
     }
 }
 
-/// Issue 10, extras: a webhook's headers are bounded in count and size, over the API as in the
-/// config file (10,000 headers were accepted).
+/// A webhook's headers are bounded in count and size, over the API as in the config file
+/// (10,000 headers were accepted).
 #[test]
 fn webhook_headers_are_bounded() {
     let api = Api::start(Setup::new("header-bounds"));
@@ -1307,8 +1304,8 @@ fn webhook_headers_are_bounded() {
     assert_eq!(error, "config t.toml:3: key 'webhook[0].headers': at most 32 headers, got 33");
 }
 
-/// Issue 10, extras: the number of API-created webhooks is bounded (`api_max_webhooks`);
-/// one more is a 409 that names the key, and deleting one makes room again.
+/// The number of API-created webhooks is bounded (`api_max_webhooks`); one more is a 409 that
+/// names the key, and deleting one makes room again.
 #[test]
 fn api_created_webhooks_are_capped() {
     let api = Api::start(Setup { max_webhooks: 2, ..Setup::new("webhook-cap") });

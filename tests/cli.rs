@@ -152,8 +152,8 @@ fn flags_override_the_config_file() {
 }
 
 /// README's set-up commands, as a new user runs them: the first one is a bare `cargo run
-/// --release`, which only works while the package names the binary `cargo run` should pick
-/// (there are two: the server and `ringcast-load`).
+/// --release`, which only works while the server's package names the binary `cargo run`
+/// should pick (the workspace builds two: the server and `ringcast-load`).
 #[test]
 fn readme_setup_commands_work_as_written() {
     let manifest_dir = env!("CARGO_MANIFEST_DIR");
@@ -172,7 +172,10 @@ fn readme_setup_commands_work_as_written() {
         .expect("run cargo metadata");
     assert!(metadata.status.success(), "cargo metadata: {}", stderr(&metadata));
     let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata is JSON");
-    let package = &metadata["packages"][0];
+    let package = metadata["packages"]
+        .as_array()
+        .and_then(|packages| packages.iter().find(|p| p["name"] == "ringcast"))
+        .expect("the workspace has the ringcast package");
     let binaries: Vec<&str> = package["targets"]
         .as_array()
         .into_iter()
@@ -185,4 +188,13 @@ fn readme_setup_commands_work_as_written() {
         binaries.len() == 1 || default_run == Some("ringcast"),
         "`cargo run` must pick the server: binaries {binaries:?}, default-run {default_run:?}"
     );
+    // In the workspace, `cargo run` follows `default-run` only while one default member has it.
+    let other_default_runs: Vec<&str> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] != "ringcast")
+        .filter_map(|p| p["default_run"].as_str())
+        .collect();
+    assert!(other_default_runs.is_empty(), "only the server names a default-run: {other_default_runs:?}");
 }

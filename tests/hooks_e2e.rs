@@ -1,9 +1,9 @@
-//! Hooks end to end (HOOKS.md is the contract): the real `ringcast` binary, real clients (ffmpeg
-//! and ffprobe where a real encoder or player matters, ringcast's own RTMP client where a test
-//! needs exact control over what is sent and when), and real HTTP receivers for callbacks and
-//! webhooks. Every field, event and timing checked here is one a deployment relies on: what an
-//! auth endpoint sees, what a webhook consumer can order and de-duplicate, and that a slow or
-//! dead endpoint never stalls publishing.
+//! Hooks end to end (docs/hooks.md is the contract): the real `ringcast` binary, real clients
+//! (ffmpeg and ffprobe where a real encoder or player matters, ringcast's own RTMP client where
+//! a test needs exact control over what is sent and when), and real HTTP receivers for
+//! callbacks and webhooks. Every field, event and timing checked here is one a deployment
+//! relies on: what an auth endpoint sees, what a webhook consumer can order and de-duplicate,
+//! and that a slow or dead endpoint never stalls publishing.
 //!
 //! Needs ffmpeg and ffprobe with libx264 on PATH (`bash .ci/run` installs them), like the other
 //! e2e tests. Each test bounds every wait; they run in parallel on a 2-core machine, so the
@@ -11,12 +11,6 @@
 //! the point (callback timeouts, retry backoff, the priority lane).
 
 mod common;
-#[path = "support/hook_peers.rs"]
-mod hook_peers;
-#[path = "support/http_receiver.rs"]
-mod http_receiver;
-#[path = "support/rtmp_client.rs"]
-mod rtmp_client;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::{SocketAddr, TcpStream};
@@ -28,11 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use common::hook_peers::{
+    BlackHole, closed_port_url, parse_env_line, parse_env_output, parse_form, standard_signature,
+};
+use common::http_receiver::{HttpReceiver, Reply, Request};
+use common::rtmp_client::{RtmpClient, media};
 use common::{Client, TempFile, TestServer, assert_plays_h264_aac, eventually, ffmpeg_publish, metric_total};
-use hook_peers::{BlackHole, closed_port_url, parse_env_line, parse_env_output, parse_form, standard_signature};
-use http_receiver::{HttpReceiver, Reply, Request};
 use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
-use rtmp_client::{RtmpClient, media};
 
 /// ffmpeg connects and gets `Publish.Start` in well under a second; the rest is slack for a
 /// 2-core machine running encoders in parallel tests.
@@ -45,7 +41,7 @@ const ARRIVAL: Duration = Duration::from_secs(10);
 /// How long an RTMP client waits for the server's answer to publish or play.
 const ANSWER: Duration = Duration::from_secs(10);
 
-/// Fields every callback carries (HOOKS.md, Callbacks, row "all").
+/// Fields every callback carries (docs/hooks.md, Callbacks, Form fields, row "all").
 const BASE_FIELDS: &[&str] =
     &["call", "protocol", "addr", "clientid", "app", "name", "url", "tcurl", "flashver", "swfurl", "pageurl"];
 /// Every field name of the callback table: a client argument of one of these names is dropped.
@@ -74,7 +70,7 @@ const RESERVED_FIELDS: &[&str] = &[
 const ENVELOPE_KEYS: &[&str] =
     &["id", "type", "timestamp", "timestamp_ms", "conn_id", "stream_key", "seq", "protocol", "addr", "data"];
 
-/// The `data` keys of each event type (HOOKS.md, Events table).
+/// The `data` keys of each event type (docs/hooks.md, Events, Event types).
 fn data_keys(event_type: &str) -> Option<&'static [&'static str]> {
     Some(match event_type {
         "connection_accept" => &["remote_addr", "protocol"],
@@ -216,7 +212,7 @@ fn u64_of(value: &Value, what: &str) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("{what} is not an unsigned integer: {value}"))
 }
 
-/// Checks one envelope against HOOKS.md: exactly its keys, their types, `seq` 0 exactly for
+/// Checks one envelope against docs/hooks.md: exactly its keys, their types, `seq` 0 exactly for
 /// events of no stream, the client's address, and the data keys of its type.
 fn check_envelope(event: &Value) {
     let object = event.as_object().unwrap_or_else(|| panic!("envelope is not an object: {event}"));
@@ -380,7 +376,7 @@ fn median(samples: &[Duration]) -> Duration {
 // ---------------------------------------------------------------------------------------------
 
 /// ffmpeg publishes with arguments, ffprobe plays with others; every callback's field set is
-/// checked name by name against HOOKS.md's table, and the values that are known exactly.
+/// checked name by name against docs/hooks.md's table, and the values that are known exactly.
 #[test]
 fn callbacks_carry_exactly_the_documented_fields() {
     let receiver = HttpReceiver::start();
@@ -1232,14 +1228,15 @@ fn webhook_retries_keep_the_id_and_the_stream_order_and_410_disables() {
     assert!(!server.log_lines_with(&["not followed"]).is_empty(), "{}", server.log());
 }
 
-/// The priority lane: with the queue full of deliveries (the default `hook_queue`, 100,000, past
-/// the 50,000 the issue asks for) behind ten webhooks that never answer (one worker each, stuck
-/// for hook_timeout = 30 s), an on_publish callback to a fast endpoint still answers in its
-/// usual time. The queue's first "full" error proves the backlog reached `hook_queue`.
+/// The priority lane: with the queue full of deliveries (the default `hook_queue`, 100,000,
+/// past the 50,000 a busy deployment must absorb) behind ten webhooks that never answer (one
+/// worker each, stuck for hook_timeout = 30 s), an on_publish callback to a fast endpoint still
+/// answers in its usual time. The queue's first "full" error proves the backlog reached
+/// `hook_queue`.
 #[test]
 fn callbacks_stay_fast_behind_a_full_queue_of_deliveries() {
     const SINKS: usize = 10;
-    /// The default `hook_queue` (HOOKS.md).
+    /// The default `hook_queue` (docs/hooks.md, Delivery, retries and queues).
     const BACKLOG: usize = 100_000;
     const SAMPLES: usize = 5;
     let hole = BlackHole::start();
@@ -1623,7 +1620,7 @@ fn the_notify_url_shorthand_receives_every_callback() {
     );
 }
 
-/// `[notify] secret` signs every callback like a webhook (HOOKS.md, Callbacks and Signing):
+/// `[notify] secret` signs every callback like a webhook (docs/hooks.md, Callbacks and Signing):
 /// Standard Webhooks headers whose signature covers the form body.
 #[test]
 fn callbacks_are_signed_when_notify_has_a_secret() {
@@ -1739,5 +1736,30 @@ fn a_streams_events_keep_their_order_under_concurrency() {
         "{} of {} events of live/race arrived out of seq order: {inversions:?}",
         inversions.len(),
         seqs.len()
+    );
+}
+
+// The checkers in common::hook_peers, checked.
+
+#[test]
+fn standard_signature_matches_the_reference_vector() {
+    // The first Standard Webhooks reference vector (docs/hooks.md, Signing): checks the checker.
+    let signature = standard_signature(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "1614265330",
+        br#"{"test": 2432232314}"#,
+    );
+    assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+}
+
+#[test]
+fn env_lines() {
+    let pairs = parse_env_line(r#"A=1 B="x y" C="" D={"k":"v"}"#);
+    assert!(pairs.is_err(), "an unquoted brace value is not bare: {pairs:?}");
+    let pairs = parse_env_line(r#"A=1 B="x \"y\"" C="" D=a:b/c"#).unwrap();
+    assert_eq!(
+        pairs,
+        [("A", "1"), ("B", "x \"y\""), ("C", ""), ("D", "a:b/c")].map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
     );
 }

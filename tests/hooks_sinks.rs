@@ -1,11 +1,10 @@
-//! The event sinks' delivery functions against real peers: webhook attempts against a real
-//! HTTP server (and an HTTPS one with a private CA made by the `openssl` CLI), scripts run by a
-//! real `/bin/sh`, and the stdio lines parsed back. Bodies are checked field by field against
-//! HOOKS.md and signatures against an HMAC computed here from the bare hash functions, so a bug
-//! in the signing code cannot hide behind the same library call on both sides.
+//! The event sinks' delivery functions against real peers: webhook attempts against a real HTTP
+//! server (and an HTTPS one with a private CA made by the `openssl` CLI), scripts run by a real
+//! `/bin/sh`, and the stdio lines parsed back. Bodies are checked field by field against
+//! docs/hooks.md and signatures against an HMAC computed here from the bare hash functions, so
+//! a bug in the signing code cannot hide behind the same library call on both sides.
 
-#[path = "support/http_receiver.rs"]
-mod http_receiver;
+mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -18,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use sha2::Digest as _;
 
-use http_receiver::{HttpReceiver, HttpsReceiver, Reply};
+use common::hook_peers::{hmac, sha1, sha256};
+use common::http_receiver::{self, HttpReceiver, HttpsReceiver, Reply};
 use ringcast::config::NotifyConfig;
 use ringcast::config::{EventFilter, EventType, Header, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat};
 use ringcast::hooks::callback::{Call, Callbacks, ClientInfo, Decision};
@@ -246,26 +245,7 @@ fn dolby_bodies() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signatures, verified with an HMAC built here from the bare hash (RFC 2104).
-
-fn hmac(hash: fn(&[u8]) -> Vec<u8>, key: &[u8], message: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 64; // SHA-1 and SHA-256 both
-    let mut k = if key.len() > BLOCK { hash(key) } else { key.to_vec() };
-    k.resize(BLOCK, 0);
-    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    inner.extend_from_slice(message);
-    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    outer.extend_from_slice(&hash(&inner));
-    hash(&outer)
-}
-
-fn sha256(data: &[u8]) -> Vec<u8> {
-    sha2::Sha256::digest(data).to_vec()
-}
-
-fn sha1(data: &[u8]) -> Vec<u8> {
-    sha1::Sha1::digest(data).to_vec()
-}
+// Signatures, verified with an HMAC built from the bare hash (`common::hook_peers::hmac`).
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -281,7 +261,8 @@ fn b64_decode(text: &str) -> Vec<u8> {
 
 #[test]
 fn hmac_helper_matches_the_standard_webhooks_vector() {
-    // Checks the checker: HOOKS.md's first vector computed with the helper alone.
+    // Checks the checker: the first Standard Webhooks reference vector (docs/hooks.md, Signing),
+    // computed with the helper alone.
     let key = b64_decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     let message = br#"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}"#;
     assert_eq!(format!("v1,{}", b64(&hmac(sha256, &key, message))), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
@@ -335,7 +316,7 @@ fn sha256_and_sha1_signatures() {
             Attempt::Delivered { status: 200 }
         );
         let r = &receiver.requests()[0];
-        // Seed 004's sample: hmac(base64-decoded secret, raw body), hex, with the prefix.
+        // The Dolby.io style signature: hmac(base64-decoded secret, raw body), hex, with the prefix.
         let expected = format!("{prefix}{}", hex(&hmac(hash, &b64_decode(&secret_text), &r.body)));
         assert_eq!(r.header(header), Some(expected.as_str()), "{signature}");
         assert_eq!(r.header("webhook-signature"), None);

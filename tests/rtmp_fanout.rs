@@ -3,8 +3,6 @@
 //! sent.
 
 mod common;
-#[path = "support/rtmp_client.rs"]
-mod rtmp_client;
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -13,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::rtmp_client::{RtmpClient, media};
 use ringcast::protocol::rtmp::client::ClientEvent;
-use rtmp_client::{RtmpClient, media};
 
 /// What a player saw: message type and the frame's sequence number (`u32::MAX` for a
 /// sequence header, which carries none).

@@ -1,24 +1,19 @@
-//! Issue 10, item 2: client-supplied strings are capped at protocol level. A `connect` with a
-//! 1 MiB tcUrl (which every hook event used to carry, and a hung webhook receiver used to hold
-//! by the gigabyte) is refused with `NetConnection.Connect.Rejected` naming the field, counted,
-//! and its connection closed before any hook hears of it; so is a second `connect`.
-
-#[path = "support/http_receiver.rs"]
-mod http_receiver;
-#[path = "support/rtmp_client.rs"]
-mod rtmp_client;
+//! Field caps: client-supplied strings are capped at protocol level. A `connect` with a 1 MiB
+//! tcUrl (which every hook event used to carry, and a hung webhook receiver used to hold by the
+//! gigabyte) is refused with `NetConnection.Connect.Rejected` naming the field, counted, and
+//! its connection closed before any hook hears of it; so is a second `connect`.
 
 mod common;
 
 use std::time::Duration;
 
+use common::http_receiver::HttpReceiver;
+use common::rtmp_client::RtmpClient;
 use common::{TestServer, eventually, metric_total, wait_closed};
-use http_receiver::HttpReceiver;
 use ringcast::protocol::amf0::Amf0Value;
 use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};
 use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
 use ringcast::protocol::rtmp::message::{TYPE_COMMAND_AMF0, command_payload};
-use rtmp_client::RtmpClient;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -4,8 +4,6 @@
 //! instead of exhausting the machine.
 
 mod common;
-#[path = "support/rtmp_client.rs"]
-mod rtmp_client;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::rtmp_client::{RtmpClient, media};
 use common::{TestServer, eventually, metric_total, wait_closed};
 use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};
 use ringcast::protocol::rtmp::client::{ClientEvent, Goal};
-use rtmp_client::{RtmpClient, media};
 
 const MIB: u64 = 1 << 20;
 
@@ -62,9 +60,10 @@ fn pings(count: u32) -> Vec<u8> {
     out
 }
 
-/// Item 1: a player that never reads while flooding ping requests. Its replies must not pile up
-/// (the server stops reading it), it is closed with a logged reason once its socket accepted
-/// nothing for `send_timeout`, and another player on the same shard keeps receiving media.
+/// Ping flood: a player that never reads while flooding ping requests. Its replies must not
+/// pile up (the server stops reading it), it is closed with a logged reason once its socket
+/// accepted nothing for `send_timeout`, and another player on the same shard keeps receiving
+/// media.
 #[test]
 fn a_player_that_never_reads_but_floods_pings_is_bounded_and_closed() {
     const BOUND: u64 = 48 * MIB;
@@ -168,9 +167,9 @@ fn a_player_that_never_reads_but_floods_pings_is_bounded_and_closed() {
     assert!(longest < Duration::from_secs(1), "the good player waited {longest:?} for a frame");
 }
 
-/// Item 6: a stalled player of a stream of big frames holds at most `player_queue_bytes`
-/// (payload and chunked form), although the packet count (`player_queue`) would allow far
-/// more; the GOP cache likewise stops at `gop_cache_bytes`, counted.
+/// Player queue bound: a stalled player of a stream of big frames holds at most
+/// `player_queue_bytes` (payload and chunked form), although the packet count (`player_queue`)
+/// would allow far more; the GOP cache likewise stops at `gop_cache_bytes`, counted.
 #[test]
 fn a_stalled_player_of_big_frames_holds_at_most_player_queue_bytes() {
     const BOUND: u64 = 48 * MIB;
@@ -244,10 +243,10 @@ fn start_large_message(addr: SocketAddr, declared: u32, sent: usize) -> Option<R
     Some(client)
 }
 
-/// Item 7: many connections each start a large message and trickle it. Together they may hold
-/// no more than the shard's partial-message budget (the ones that would take more are refused
-/// at once), the rest are closed by the slow-body timeout, and a real encoder publishing on
-/// the same shard meanwhile is unaffected.
+/// Trickled messages: many connections each start a large message and trickle it. Together they
+/// may hold no more than the shard's partial-message budget (the ones that would take more are
+/// refused at once), the rest are closed by the slow-body timeout, and a real encoder
+/// publishing on the same shard meanwhile is unaffected.
 #[test]
 fn trickled_partial_messages_share_a_budget_and_time_out() {
     const ATTACKERS: usize = 40;
@@ -274,7 +273,7 @@ fn trickled_partial_messages_share_a_budget_and_time_out() {
                     clients.push(client);
                 }
             }
-            // Trickle one byte per connection every 100 ms, as the attacker did.
+            // Trickle one byte per connection every 100 ms, as a slowloris attacker does.
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(6) && !over.load(Ordering::Relaxed) {
                 for client in &mut clients {

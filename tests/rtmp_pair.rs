@@ -164,9 +164,9 @@ fn a_command_before_connect_is_an_error() {
     assert!(error.to_string().contains("before connect"), "{error}");
 }
 
-/// Issue 10 item 1: a peer that announces a 1-byte acknowledgement window and then floods tiny
-/// messages gets at most one acknowledgement per batch of input, so the server's output cannot
-/// outgrow its input many times over.
+/// Acknowledgement amplification: a peer that announces a 1-byte acknowledgement window and
+/// then floods tiny messages gets at most one acknowledgement per batch of input, so the
+/// server's output cannot outgrow its input many times over.
 #[test]
 fn a_one_byte_ack_window_gets_one_ack_per_input_batch() {
     use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};

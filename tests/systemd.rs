@@ -509,7 +509,7 @@ fn section(unit: &str, name: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn unit_has_what_the_issue_asks_for() {
+fn unit_runs_notify_hardened_with_the_limits_a_server_needs() {
     let service = section(&unit_text(), "Service");
     let get = |key: &str| -> Vec<&str> { service.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect() };
     let one = |key: &str| -> String {

@@ -5,7 +5,9 @@
 //! Bodies are skipped, not kept: a callback's answer is its status (and `Location` for a
 //! rename). The reader still has to know where a body ends (`Content-Length`, chunked, or the
 //! connection's close) to reuse the connection, which is what makes a storm of callbacks to
-//! one endpoint cheap.
+//! one endpoint cheap. A client whose reply body is the point (an HTTP-FLV player: the body is
+//! the stream, and may never end) reads the same way and has the body's bytes handed to it,
+//! de-chunked, with [`ResponseReader::handle_input_with_body`].
 
 /// Largest response head accepted. A hook reply is a status line and a few headers.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -103,6 +105,12 @@ impl ResponseReader {
     /// consumed only once complete, so a partial head consumes nothing: keep the bytes and
     /// call again with more.
     pub fn handle_input(&mut self, input: &[u8]) -> Result<usize, HttpError> {
+        self.handle_input_with_body(input, |_| {})
+    }
+
+    /// [`handle_input`](Self::handle_input) that hands the body's bytes to `on_body` as they
+    /// are consumed, with any chunked framing removed.
+    pub fn handle_input_with_body(&mut self, input: &[u8], mut on_body: impl FnMut(&[u8])) -> Result<usize, HttpError> {
         let mut consumed = 0;
         loop {
             let rest = &input[consumed..];
@@ -125,10 +133,14 @@ impl ResponseReader {
                         Body::Length(left) => {
                             let used = (*left).min(rest.len() as u64);
                             *left -= used;
+                            on_body(&rest[..used as usize]);
                             (used as usize, *left == 0)
                         }
-                        Body::Chunked(chunked) => chunked.skip(rest)?,
-                        Body::UntilClose => (rest.len(), false),
+                        Body::Chunked(chunked) => chunked.read(rest, &mut on_body)?,
+                        Body::UntilClose => {
+                            on_body(rest);
+                            (rest.len(), false)
+                        }
                     };
                     consumed += used;
                     if finished {
@@ -158,6 +170,15 @@ impl ResponseReader {
         match &self.state {
             State::Done(response) => Some(response),
             _ => None,
+        }
+    }
+
+    /// The response once its head has been read, its body perhaps still coming: a streamed
+    /// body's status is known long before the body ends, if it ever does.
+    pub fn head(&self) -> Option<&Response> {
+        match &self.state {
+            State::Body(response, _) | State::Done(response) => Some(response),
+            State::Head => None,
         }
     }
 
@@ -247,14 +268,16 @@ enum Chunked {
 }
 
 impl Chunked {
-    /// Skips body bytes; returns how many it used and whether the body ended.
-    fn skip(&mut self, input: &[u8]) -> Result<(usize, bool), HttpError> {
+    /// Reads body bytes, handing the chunks' data to `on_data`; returns how many it used and
+    /// whether the body ended.
+    fn read(&mut self, input: &[u8], on_data: &mut impl FnMut(&[u8])) -> Result<(usize, bool), HttpError> {
         let mut i = 0;
         while i < input.len() {
             let byte = input[i];
             *self = match *self {
                 Chunked::Data(left) => {
                     let used = left.min((input.len() - i) as u64);
+                    on_data(&input[i..i + used as usize]);
                     i += used as usize;
                     if left == used { Chunked::DataCr } else { Chunked::Data(left - used) }
                 }
@@ -424,6 +447,49 @@ mod tests {
         assert_eq!(read(b"HTTP/1.1 200 O", 64).0, Err(HttpError::Truncated));
         let huge = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &vec![b'a'; MAX_HEAD + 1]].concat();
         assert_eq!(read(&huge, 4096).0, Err(HttpError::HeadTooLarge));
+    }
+
+    /// Feeds `wire` in pieces of `step` bytes, keeping the body; returns the status once the
+    /// head is read, the body, and whether the response ended.
+    fn read_body(wire: &[u8], step: usize) -> (Option<u16>, Vec<u8>, bool) {
+        let mut reader = ResponseReader::new("GET");
+        let (mut pending, mut body) = (Vec::new(), Vec::new());
+        for piece in wire.chunks(step) {
+            pending.extend_from_slice(piece);
+            let used = reader.handle_input_with_body(&pending, |data| body.extend_from_slice(data)).unwrap();
+            pending.drain(..used);
+        }
+        (reader.head().map(|head| head.status), body, reader.response().is_some())
+    }
+
+    #[test]
+    fn hands_a_chunked_body_over_without_its_framing() {
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+        for step in 1..wire.len() {
+            assert_eq!(read_body(wire, step), (Some(200), b"hello world".to_vec(), true), "step {step}");
+        }
+    }
+
+    #[test]
+    fn hands_over_a_body_by_length_or_to_the_close() {
+        let by_length = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT";
+        assert_eq!(read_body(by_length, 3), (Some(200), b"hello".to_vec(), true));
+        let streamed = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\nFLV\x01";
+        assert_eq!(
+            read_body(streamed, 4),
+            (Some(200), b"FLV\x01".to_vec(), false),
+            "a streamed body never ends by itself"
+        );
+    }
+
+    #[test]
+    fn the_head_is_known_before_the_body_ends() {
+        assert_eq!(read_body(b"HTTP/1.1 200 OK\r\n", 64), (None, Vec::new(), false));
+        assert_eq!(
+            read_body(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot", 64),
+            (Some(404), b"not".to_vec(), false)
+        );
+        assert_eq!(read_body(b"HTTP/1.1 100 Continue\r\n\r\n", 64).0, None, "an interim head is not the response's");
     }
 
     /// Mutated and truncated replies, fed in random pieces: the reader answers or errs, it never

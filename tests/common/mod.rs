@@ -7,9 +7,22 @@
 //!
 //! Set `RINGCAST_TEST_LOG=1` to echo the server's stderr as it arrives (visible with
 //! `--nocapture` or when a test fails).
+//!
+//! Every test file takes the harness with `mod common;`. Beside the server and process helpers
+//! here, it has:
+//! - [`rtmp_client`]: a blocking RTMP client (the library's client state machine over a std
+//!   socket), for tests that need exact control over what is sent and received.
+//! - [`http_receiver`]: real HTTP and HTTPS servers that record requests and answer scripted
+//!   replies, standing in for callback and webhook endpoints.
+//! - [`hook_peers`]: endpoints that never answer or are not there, and readers for the text
+//!   forms hooks arrive in.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
+
+pub mod hook_peers;
+pub mod http_receiver;
+pub mod rtmp_client;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Target, Then};
 use crate::rtmp::{self, Failure, Until};
-use crate::runtime::{Shared, Worker};
+use crate::runtime::{self, Shared, Worker};
 use crate::stats::{Dist, Reasons, Table, round2};
 
 pub struct StormSetup {
@@ -70,12 +70,8 @@ pub fn spawn(worker: &Worker, setup: Arc<StormSetup>) -> Rc<RefCell<StormPart>> 
         };
         let limit = Arc::new(Semaphore::new(permits));
         for id in (index..setup.connections).step_by(threads) {
-            if setup.rate > 0.0 {
-                let at = go + Duration::from_secs_f64(id as f64 / setup.rate);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = stop.wait() => return,
-                }
+            if !runtime::wait_turn(go, id, setup.rate, &stop).await {
+                return;
             }
             let permit = tokio::select! {
                 permit = limit.clone().acquire_owned() => permit,

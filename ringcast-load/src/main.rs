@@ -112,7 +112,42 @@ struct Report<T: Serialize> {
     errors: Vec<String>,
 }
 
+/// What the monitor measured over a run: seconds, this process, the `--server-pid` process.
+type Measured = (f64, Option<ProcUsage>, Option<ProcUsage>);
+
 impl<T: Serialize> Report<T> {
+    /// A run's report, its notes and errors still empty.
+    fn new(
+        scenario: &'static str,
+        target: &Target,
+        threads: usize,
+        monitor: &Monitor,
+        measured: Measured,
+        result: T,
+    ) -> Report<T> {
+        let (secs, client, server) = measured;
+        Report {
+            scenario,
+            url: target.url(),
+            threads,
+            cpus: cpus(),
+            pid: std::process::id(),
+            secs,
+            interrupted: monitor.interrupted,
+            result,
+            client,
+            server,
+            timeline_mbit_s: monitor.timeline.clone(),
+            notes: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The report as printed, and whether the run had no errors (the exit status).
+    fn finish(&self, cli: &Cli, body: String) -> (String, bool) {
+        (self.render(cli, body), self.errors.is_empty())
+    }
+
     fn json(&self) -> String {
         match serde_json::to_string_pretty(self) {
             Ok(text) => format!("{text}\n"),
@@ -264,7 +299,7 @@ impl Monitor {
     }
 
     /// Ends the measured window: seconds, client usage, server usage.
-    fn finish(&mut self) -> (f64, Option<ProcUsage>, Option<ProcUsage>) {
+    fn finish(&mut self) -> Measured {
         let secs = self.window_start.elapsed().as_secs_f64();
         let client = self.client.finish();
         let server = self.server.as_mut().and_then(Tracker::finish);
@@ -432,22 +467,16 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
     if let Some(p) = &publish {
         body.push_str(&p.table("in-process publishers"));
     }
-    let report = Report {
-        scenario: "play",
-        url: target.url(),
+    let measured = (secs, client, server);
+    let report = Report::new(
+        "play",
+        &target,
         threads,
-        cpus: cpus(),
-        pid: std::process::id(),
-        secs,
-        interrupted: monitor.interrupted,
-        result: PlayResult { play: summary, steady_gbit_per_s, server_gbit_per_cpu_s, publish },
-        client,
-        server,
-        timeline_mbit_s: monitor.timeline.clone(),
-        notes,
-        errors,
-    };
-    Ok((report.render(cli, body), report.errors.is_empty()))
+        &monitor,
+        measured,
+        PlayResult { play: summary, steady_gbit_per_s, server_gbit_per_cpu_s, publish },
+    );
+    Ok(Report { notes, errors, ..report }.finish(cli, body))
 }
 
 #[derive(Serialize)]
@@ -487,22 +516,9 @@ fn run_publish(cli: &Cli, target: Target, args: &PublishArgs) -> Result<(String,
     let (results, errors) = runtime::join_workers(handles);
     let summary = publish::PublishSummary::new(&setup.plan, results.into_iter().flatten().collect(), secs);
     let body = summary.table("publishers");
-    let report = Report {
-        scenario: "publish",
-        url: target.url(),
-        threads,
-        cpus: cpus(),
-        pid: std::process::id(),
-        secs,
-        interrupted: monitor.interrupted,
-        result: PublishResult { publish: summary },
-        client,
-        server,
-        timeline_mbit_s: monitor.timeline.clone(),
-        notes: shared_cpu_note(cli).into_iter().collect(),
-        errors,
-    };
-    Ok((report.render(cli, body), report.errors.is_empty()))
+    let measured = (secs, client, server);
+    let report = Report::new("publish", &target, threads, &monitor, measured, PublishResult { publish: summary });
+    Ok(Report { notes: shared_cpu_note(cli).into_iter().collect(), errors, ..report }.finish(cli, body))
 }
 
 #[derive(Serialize)]
@@ -601,22 +617,10 @@ fn run_connect(cli: &Cli, target: Target, args: &ConnectArgs) -> Result<(String,
     if let Some(p) = &publish {
         body.push_str(&p.table("in-process publisher"));
     }
-    let report = Report {
-        scenario: "connect",
-        url: target.url(),
-        threads,
-        cpus: cpus(),
-        pid: std::process::id(),
-        secs,
-        interrupted: monitor.interrupted,
-        result: ConnectResult { connect: summary, publish },
-        client,
-        server,
-        timeline_mbit_s: monitor.timeline.clone(),
-        notes: shared_cpu_note(cli).into_iter().collect(),
-        errors,
-    };
-    Ok((report.render(cli, body), report.errors.is_empty()))
+    let measured = (secs, client, server);
+    let report =
+        Report::new("connect", &target, threads, &monitor, measured, ConnectResult { connect: summary, publish });
+    Ok(Report { notes: shared_cpu_note(cli).into_iter().collect(), errors, ..report }.finish(cli, body))
 }
 
 #[derive(Serialize)]
@@ -715,20 +719,7 @@ fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<(String, bool)
     if let Some(b) = result.server_bytes_per_conn {
         body.push_str(&format!("  server memory: {b} bytes per connection\n"));
     }
-    let report = Report {
-        scenario: "idle",
-        url: target.url(),
-        threads,
-        cpus: cpus(),
-        pid: std::process::id(),
-        secs,
-        interrupted: monitor.interrupted,
-        result,
-        client,
-        server,
-        timeline_mbit_s: monitor.timeline.clone(),
-        notes: shared_cpu_note(cli).into_iter().collect(),
-        errors,
-    };
-    Ok((report.render(cli, body), report.errors.is_empty()))
+    let measured = (secs, client, server);
+    let report = Report::new("idle", &target, threads, &monitor, measured, result);
+    Ok(Report { notes: shared_cpu_note(cli).into_iter().collect(), errors, ..report }.finish(cli, body))
 }

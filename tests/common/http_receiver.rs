@@ -11,8 +11,6 @@
 //! Request bodies must carry `Content-Length` (chunked uploads are not supported; the clients
 //! under test send sized bodies).
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

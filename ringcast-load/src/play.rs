@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::cli::{Protocol, Target};
 use crate::media::{TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO, find_probe, wall_us};
 use crate::rtmp::{self, Failure, Until};
-use crate::runtime::{LocalStop, Shared, Worker};
+use crate::runtime::{self, LocalStop, Shared, Worker};
 use crate::stats::{Dist, Grid, Histogram, Reasons, Table, gbit_per_s, round2, us_to_ms};
 
 /// Lag samples of one worker's players, merged into the report.
@@ -546,13 +546,7 @@ pub fn spawn_launcher(
         };
         let go = Instant::from_std(go);
         for id in (index..count).step_by(threads) {
-            if ramp > 0.0 {
-                let at = go + Duration::from_secs_f64(id as f64 / ramp);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = stop.wait() => return,
-                }
-            } else if stop.is_set() {
+            if !runtime::wait_turn(go, id, ramp, &stop).await {
                 return;
             }
             let record = Rc::new(RefCell::new(PlayerRecord::default()));

@@ -1,8 +1,6 @@
 //! A blocking RTMP client for tests: ringcast's own client state machine over a std socket.
 //! It lets a test see every packet a player receives, with its arrival time.
 
-#![allow(dead_code)]
-
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

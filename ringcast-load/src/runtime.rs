@@ -148,6 +148,20 @@ impl LocalStop {
     }
 }
 
+/// Waits for launch `id`'s turn in a launch paced at `rate` a second from `go` (all at once when
+/// `rate` is 0). False once the run has stopped: launch nothing more.
+pub async fn wait_turn(go: tokio::time::Instant, id: usize, rate: f64, stop: &LocalStop) -> bool {
+    if rate > 0.0 {
+        let at = go + Duration::from_secs_f64(id as f64 / rate);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => true,
+            _ = stop.wait() => false,
+        }
+    } else {
+        !stop.is_set()
+    }
+}
+
 /// Live tasks of a worker, so it can wait for them to record their results.
 #[derive(Default)]
 pub struct Tasks {

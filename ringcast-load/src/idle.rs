@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::cli::Target;
 use crate::rtmp::{self, Conn, Until};
-use crate::runtime::{LocalStop, Shared, Worker};
+use crate::runtime::{self, LocalStop, Shared, Worker};
 use crate::stats::{Dist, Reasons, Table};
 
 /// What a held connection reads into (and discards).
@@ -53,13 +53,7 @@ pub fn spawn(worker: &Worker, setup: Arc<IdleSetup>) -> Rc<RefCell<IdlePart>> {
         };
         let go = Instant::from_std(go);
         for id in (index..setup.connections).step_by(threads) {
-            if setup.ramp > 0.0 {
-                let at = go + Duration::from_secs_f64(id as f64 / setup.ramp);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = stop.wait() => return,
-                }
-            } else if stop.is_set() {
+            if !runtime::wait_turn(go, id, setup.ramp, &stop).await {
                 return;
             }
             tasks.spawn(one(setup.clone(), id, launcher_part.clone(), shared.clone(), stop.clone()));
