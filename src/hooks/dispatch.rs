@@ -448,13 +448,25 @@ impl EventSink for Dispatcher {
             return;
         }
         // Never block a shard: make room by dropping the oldest queued events, for bytes and
-        // then for count.
-        let held = self.stats.inbound_bytes.fetch_add(bytes as u64, Ordering::Relaxed) as usize + bytes;
-        if held > self.inbound_capacity_bytes {
-            while self.stats.inbound_bytes.load(Ordering::Relaxed) as usize > self.inbound_capacity_bytes {
-                if !self.drop_oldest_inbound() {
+        // then for count. The bytes are reserved only while they fit, so the bound holds even
+        // with several shards sending at once; when what holds the room is still on its way
+        // in from another shard (nothing left to drop), this event is the one dropped.
+        let capacity = self.inbound_capacity_bytes as u64;
+        loop {
+            let held = self.stats.inbound_bytes.load(Ordering::Relaxed);
+            if held + bytes as u64 <= capacity {
+                let reserved = self.stats.inbound_bytes.compare_exchange_weak(
+                    held,
+                    held + bytes as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                if reserved.is_ok() {
                     break;
                 }
+            } else if !self.drop_oldest_inbound() {
+                self.drop_inbound(&event);
+                return;
             }
         }
         let mut inbound = Inbound { event, bytes };
