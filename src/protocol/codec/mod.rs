@@ -1,0 +1,59 @@
+//! Codec configuration records, independent of the container or protocol that carries them:
+//! FLV and RTMP carry them in sequence headers, MP4 in sample entries, RTP in SDP parameters.
+//!
+//! References:
+//! - ISO/IEC 14496-15: `AVCDecoderConfigurationRecord` (5.3.3.1) and
+//!   `HEVCDecoderConfigurationRecord` (8.3.3.1).
+//! - ITU-T H.264 / ISO/IEC 14496-10, 7.3.2.1.1: the sequence parameter set (width, height,
+//!   cropping, profile); ITU-T H.265, 7.3.2.2: the HEVC one.
+//! - ISO/IEC 14496-3, 1.6.2.1: `AudioSpecificConfig`.
+//! - RFC 6184 (`sprop-parameter-sets`, `profile-level-id`), RFC 7798 (`sprop-vps/sps/pps`) and
+//!   RFC 3640 (`config=`): what SDP carries of these records, hence the accessors.
+//!
+//! # Layout
+//!
+//! - [`info`]: which codec ([`Codec`]) and what its configuration says ([`CodecInfo`], the
+//!   content of a `codec_detected` event), built from any of the records below.
+//! - [`avc`]: the `AVCDecoderConfigurationRecord` and the H.264 SPS.
+//! - [`hevc`]: the `HEVCDecoderConfigurationRecord` and the HEVC SPS.
+//! - [`aac`]: the AAC `AudioSpecificConfig`.
+//! - [`av1`], [`vp9`], [`opus`], [`mpeg_audio`]: the few bytes of `av1C`, `vpcC`, `OpusHead`
+//!   and an MPEG audio frame header that name a profile, level, rate or channel count.
+//! - [`bits`]: the MSB-first bit reader with exp-Golomb codes, and emulation-prevention
+//!   removal, that the parameter sets and the `AudioSpecificConfig` are read with.
+//!
+//! Parsing runs once per stream and may allocate. Nothing here panics on any input: every
+//! read is bounds-checked and arithmetic on input-derived numbers is checked.
+
+pub mod aac;
+pub mod av1;
+pub mod avc;
+pub mod bits;
+pub mod hevc;
+pub mod info;
+pub mod mpeg_audio;
+pub mod opus;
+pub mod vp9;
+
+pub use aac::AacConfig;
+pub use avc::{AvcDecoderConfig, H264Sps};
+pub use hevc::{HevcDecoderConfig, HevcSps};
+pub use info::{Codec, CodecInfo};
+
+/// A configuration record that is present but cannot be what it claims to be.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    /// `what` names the record ("H.264 SPS"), `reason` the first thing found wrong, or
+    /// "truncated" for a record that ends early.
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: &'static str },
+}
+
+pub(crate) fn malformed(what: &'static str, reason: &'static str) -> CodecError {
+    CodecError::Malformed { what, reason }
+}
+
+/// A level as the H.264 and H.265 annexes write it: "3.1", or "4" for a whole level.
+pub(crate) fn format_level(major: u32, minor: u32) -> String {
+    if minor == 0 { major.to_string() } else { format!("{major}.{minor}") }
+}
