@@ -25,6 +25,9 @@ pub struct AvcDecoderConfig {
     pub(crate) sps_info: H264Sps,
 }
 
+/// `numOfSequenceParameterSets` has five bits.
+const MAX_SPS_COUNT: usize = 0x1f;
+
 impl AvcDecoderConfig {
     const WHAT: &'static str = "AVCDecoderConfigurationRecord";
 
@@ -58,6 +61,58 @@ impl AvcDecoderConfig {
             pps,
             sps_info,
         })
+    }
+
+    /// Builds a record from parameter sets as RTP delivers them (RFC 6184
+    /// `sprop-parameter-sets`, or SPS and PPS NAL units in band), for a container that carries
+    /// the record instead (FLV, MP4). Profile and level come from the first SPS; NAL units in
+    /// coded frames will carry 4-byte length prefixes.
+    pub fn from_parameter_sets(sps: Vec<Vec<u8>>, pps: Vec<Vec<u8>>) -> Result<Self, CodecError> {
+        let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
+        let sps_info = H264Sps::parse(first_sps)?;
+        if sps.len() > MAX_SPS_COUNT || pps.len() > usize::from(u8::MAX) {
+            return Err(malformed(Self::WHAT, "more parameter sets than the record can count"));
+        }
+        if sps.iter().chain(&pps).any(|set| set.len() > usize::from(u16::MAX)) {
+            return Err(malformed(Self::WHAT, "parameter set longer than 65535 bytes"));
+        }
+        Ok(AvcDecoderConfig {
+            profile_idc: sps_info.profile_idc,
+            profile_compatibility: sps_info.constraint_flags,
+            level_idc: sps_info.level_idc,
+            nal_length_size: 4,
+            sps,
+            pps,
+            sps_info,
+        })
+    }
+
+    /// Appends the record's bytes, as [`AvcDecoderConfig::parse`] reads them: the payload of
+    /// an FLV/RTMP sequence header or an `avcC` box. For the profiles whose SPS states chroma
+    /// format and bit depths, the record repeats them after the PPS, as ISO/IEC 14496-15 asks.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[1, self.profile_idc, self.profile_compatibility, self.level_idc]);
+        out.push(0xfc | (self.nal_length_size.saturating_sub(1) & 0x03));
+        // Counts and lengths fit: `parse` read them from fields this size, and
+        // `from_parameter_sets` checked them.
+        out.push(0xe0 | ((self.sps.len() as u8) & 0x1f));
+        for sps in &self.sps {
+            out.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+            out.extend_from_slice(sps);
+        }
+        out.push(self.pps.len() as u8);
+        for pps in &self.pps {
+            out.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+            out.extend_from_slice(pps);
+        }
+        if has_chroma_format_fields(self.profile_idc) {
+            let sps = &self.sps_info;
+            out.push(0xfc | (sps.chroma_format_idc & 0x03));
+            out.push(0xf8 | (sps.bit_depth_luma.saturating_sub(8) & 0x07));
+            out.push(0xf8 | (sps.bit_depth_chroma.saturating_sub(8) & 0x07));
+            // numOfSequenceParameterSetExt: SPS extensions only matter for alpha planes.
+            out.push(0);
+        }
     }
 
     /// `AVCProfileIndication`, `profile_compatibility` and `AVCLevelIndication` as the record
@@ -110,6 +165,7 @@ pub struct H264Sps {
     /// 0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4.
     pub chroma_format_idc: u8,
     pub bit_depth_luma: u8,
+    pub bit_depth_chroma: u8,
     /// False for interlaced coding (fields or MBAFF); width and height are the frame's.
     pub frame_mbs_only: bool,
     /// Displayed width, after cropping.
@@ -134,8 +190,8 @@ impl H264Sps {
         let mut chroma_format_idc = 1;
         let mut separate_colour_plane = false;
         let mut bit_depth_luma = 8;
-        // Profiles whose SPS carries chroma format, bit depths and scaling matrices (7.3.2.1.1).
-        if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        let mut bit_depth_chroma = 8;
+        if has_chroma_format_fields(profile_idc) {
             chroma_format_idc = bits.ue()?;
             if chroma_format_idc > 3 {
                 return Err(malformed(Self::WHAT, "chroma_format_idc above 3"));
@@ -148,7 +204,11 @@ impl H264Sps {
                 return Err(malformed(Self::WHAT, "bit depth above 14"));
             }
             bit_depth_luma = 8 + bit_depth_luma_minus8;
-            let _bit_depth_chroma_minus8 = bits.ue()?;
+            let bit_depth_chroma_minus8 = bits.ue()?;
+            if bit_depth_chroma_minus8 > 6 {
+                return Err(malformed(Self::WHAT, "bit depth above 14"));
+            }
+            bit_depth_chroma = 8 + bit_depth_chroma_minus8;
             let _qpprime_y_zero_transform_bypass = bits.flag()?;
             if bits.flag()? {
                 let list_count = if chroma_format_idc == 3 { 12 } else { 8 };
@@ -224,6 +284,7 @@ impl H264Sps {
             level_idc,
             chroma_format_idc: u8::try_from(chroma_format_idc).unwrap_or(u8::MAX),
             bit_depth_luma: u8::try_from(bit_depth_luma).unwrap_or(u8::MAX),
+            bit_depth_chroma: u8::try_from(bit_depth_chroma).unwrap_or(u8::MAX),
             frame_mbs_only,
             width,
             height,
@@ -270,6 +331,12 @@ impl H264Sps {
     }
 }
 
+/// Profiles whose SPS carries chroma format, bit depths and scaling matrices (7.3.2.1.1), and
+/// whose record therefore repeats the first two after the PPS.
+fn has_chroma_format_fields(profile_idc: u8) -> bool {
+    matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135)
+}
+
 /// Reads past a `scaling_list()` (H.264 7.3.2.1.1.1); its values do not affect the picture size.
 fn skip_scaling_list(bits: &mut BitReader<'_>, size: usize) -> Result<(), CodecError> {
     let mut last_scale: i64 = 8;
@@ -290,7 +357,9 @@ fn skip_scaling_list(bits: &mut BitReader<'_>, size: usize) -> Result<(), CodecE
 mod tests {
     use super::*;
     use crate::protocol::codec::HevcDecoderConfig;
-    use crate::protocol::fixtures::{AVC_720P_HIGH, AVC_1080P_MAIN, FLV_AVC_HEADER_LEN, hex};
+    use crate::protocol::fixtures::{
+        AVC_240P_BASELINE, AVC_426X240_444, AVC_576I_HIGH, AVC_720P_HIGH, AVC_1080P_MAIN, FLV_AVC_HEADER_LEN, hex,
+    };
     use base64::Engine;
 
     /// An SPS NAL from its first four bytes and the rest written as a string of bits.
@@ -305,6 +374,36 @@ mod tests {
             nal.push(byte);
         }
         nal
+    }
+
+    #[test]
+    fn records_written_read_back_as_ffmpeg_wrote_them() {
+        for body_hex in [AVC_720P_HIGH, AVC_240P_BASELINE, AVC_1080P_MAIN, AVC_576I_HIGH, AVC_426X240_444] {
+            let body = hex(body_hex);
+            let ffmpeg_record = &body[FLV_AVC_HEADER_LEN..];
+            let parsed = AvcDecoderConfig::parse(ffmpeg_record).expect("parses");
+            let mut written = Vec::new();
+            parsed.write(&mut written);
+            assert_eq!(written, ffmpeg_record, "{body_hex}");
+
+            // What an RTP source hands over: just the parameter sets.
+            let built =
+                AvcDecoderConfig::from_parameter_sets(parsed.sps().to_vec(), parsed.pps().to_vec()).expect("builds");
+            assert_eq!(built, parsed);
+            let mut rebuilt = Vec::new();
+            built.write(&mut rebuilt);
+            assert_eq!(rebuilt, ffmpeg_record);
+        }
+    }
+
+    #[test]
+    fn parameter_sets_that_cannot_make_a_record() {
+        let sps = record(AVC_720P_HIGH).sps().to_vec();
+        assert!(AvcDecoderConfig::from_parameter_sets(Vec::new(), vec![vec![0x68]]).is_err());
+        assert!(AvcDecoderConfig::from_parameter_sets(vec![vec![0x67, 100]], Vec::new()).is_err());
+        assert!(AvcDecoderConfig::from_parameter_sets(sps.clone(), vec![vec![0x68; 0x1_0000]]).is_err());
+        assert!(AvcDecoderConfig::from_parameter_sets(vec![sps[0].clone(); 32], Vec::new()).is_err());
+        assert!(AvcDecoderConfig::from_parameter_sets(sps, vec![vec![0x68]; 256]).is_err());
     }
 
     #[test]

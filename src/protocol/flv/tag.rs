@@ -58,6 +58,28 @@ impl MediaKind {
     }
 }
 
+const SOUND_FORMAT_AAC: u8 = 10;
+/// `SoundFormat` 9 was reserved in FLV 10.1; E-RTMP turned it into "an extended header follows".
+const SOUND_FORMAT_EX_HEADER: u8 = 9;
+const CODEC_ID_AVC: u8 = 7;
+/// HEVC under a legacy codec id, as Chinese CDNs and some encoders sent it before E-RTMP.
+const CODEC_ID_HEVC_LEGACY: u8 = 12;
+const VIDEO_EX_HEADER_BIT: u8 = 0x80;
+
+// E-RTMP packet types (shared numbering for audio and video where they overlap).
+const EX_SEQUENCE_START: u8 = 0;
+const EX_CODED_FRAMES: u8 = 1;
+const EX_SEQUENCE_END: u8 = 2;
+const EX_VIDEO_CODED_FRAMES_X: u8 = 3;
+const EX_VIDEO_METADATA: u8 = 4;
+const EX_VIDEO_MPEG2TS_SEQUENCE_START: u8 = 5;
+const EX_VIDEO_MULTITRACK: u8 = 6;
+const EX_AUDIO_MULTICHANNEL_CONFIG: u8 = 4;
+const EX_AUDIO_MULTITRACK: u8 = 5;
+const EX_MOD_EX: u8 = 7;
+/// `AvMultitrackType` OneTrack: one track, so no per-track size field.
+const MULTITRACK_ONE_TRACK: u8 = 0;
+
 /// The codec a legacy `SoundFormat` names.
 fn codec_of_sound_format(sound_format: u8) -> Codec {
     match sound_format {
@@ -95,28 +117,6 @@ fn codec_of_fourcc(fourcc: [u8; 4]) -> Codec {
         _ => Codec::OtherFourCc(fourcc),
     }
 }
-
-const SOUND_FORMAT_AAC: u8 = 10;
-/// `SoundFormat` 9 was reserved in FLV 10.1; E-RTMP turned it into "an extended header follows".
-const SOUND_FORMAT_EX_HEADER: u8 = 9;
-const CODEC_ID_AVC: u8 = 7;
-/// HEVC under a legacy codec id, as Chinese CDNs and some encoders sent it before E-RTMP.
-const CODEC_ID_HEVC_LEGACY: u8 = 12;
-const VIDEO_EX_HEADER_BIT: u8 = 0x80;
-
-// E-RTMP packet types (shared numbering for audio and video where they overlap).
-const EX_SEQUENCE_START: u8 = 0;
-const EX_CODED_FRAMES: u8 = 1;
-const EX_SEQUENCE_END: u8 = 2;
-const EX_VIDEO_CODED_FRAMES_X: u8 = 3;
-const EX_VIDEO_METADATA: u8 = 4;
-const EX_VIDEO_MPEG2TS_SEQUENCE_START: u8 = 5;
-const EX_VIDEO_MULTITRACK: u8 = 6;
-const EX_AUDIO_MULTICHANNEL_CONFIG: u8 = 4;
-const EX_AUDIO_MULTITRACK: u8 = 5;
-const EX_MOD_EX: u8 = 7;
-/// `AvMultitrackType` OneTrack: one track, so no per-track size field.
-const MULTITRACK_ONE_TRACK: u8 = 0;
 
 /// What the rest of a body holds, unified over legacy `AACPacketType`/`AVCPacketType` and E-RTMP
 /// packet types.
@@ -460,6 +460,14 @@ mod tests {
 
     fn video_info(body_hex: &str) -> CodecInfo {
         parse_codec_info(MediaKind::Video, &hex(body_hex)).expect("sequence header parses")
+    }
+
+    #[test]
+    fn media_kinds_round_trip_through_tag_types() {
+        for kind in [MediaKind::Audio, MediaKind::Video, MediaKind::Data] {
+            assert_eq!(MediaKind::from_tag_type(kind.tag_type()), Some(kind));
+        }
+        assert_eq!(MediaKind::from_tag_type(20), None);
     }
 
     #[test]
