@@ -204,11 +204,7 @@ impl H264Sps {
                 return Err(malformed(Self::WHAT, "bit depth above 14"));
             }
             bit_depth_luma = 8 + bit_depth_luma_minus8;
-            let bit_depth_chroma_minus8 = bits.ue()?;
-            if bit_depth_chroma_minus8 > 6 {
-                return Err(malformed(Self::WHAT, "bit depth above 14"));
-            }
-            bit_depth_chroma = 8 + bit_depth_chroma_minus8;
+            bit_depth_chroma = bits.ue()?.saturating_add(8);
             let _qpprime_y_zero_transform_bypass = bits.flag()?;
             if bits.flag()? {
                 let list_count = if chroma_format_idc == 3 { 12 } else { 8 };

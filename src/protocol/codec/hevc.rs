@@ -57,6 +57,57 @@ impl HevcDecoderConfig {
         Ok(HevcDecoderConfig { nal_length_size: length_size + 1, vps, sps, pps, sps_info })
     }
 
+    /// Builds a record from parameter sets as RTP delivers them (RFC 7798 `sprop-vps`,
+    /// `sprop-sps`, `sprop-pps`, or the NAL units in band), for a container that carries the
+    /// record instead (FLV, MP4). NAL units in coded frames will carry 4-byte length prefixes.
+    pub fn from_parameter_sets(vps: Vec<Vec<u8>>, sps: Vec<Vec<u8>>, pps: Vec<Vec<u8>>) -> Result<Self, CodecError> {
+        let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
+        let sps_info = HevcSps::parse(first_sps)?;
+        let max_count = usize::from(u16::MAX);
+        if [&vps, &sps, &pps].iter().any(|sets| sets.len() > max_count) {
+            return Err(malformed(Self::WHAT, "more parameter sets than the record can count"));
+        }
+        if vps.iter().chain(&sps).chain(&pps).any(|set| set.len() > max_count) {
+            return Err(malformed(Self::WHAT, "parameter set longer than 65535 bytes"));
+        }
+        Ok(HevcDecoderConfig { nal_length_size: 4, vps, sps, pps, sps_info })
+    }
+
+    /// Appends the record's bytes, as [`HevcDecoderConfig::parse`] reads them: the payload of
+    /// an HEVC sequence header or an `hvcC` box. Profile, tier, level, chroma format, bit depths
+    /// and temporal layers are the first SPS's; what needs the VUI or the PPS
+    /// (`min_spatial_segmentation_idc`, `parallelismType`, frame rates) is written as
+    /// "unknown", 0, as ffmpeg does when the stream does not state it. Arrays are not marked
+    /// complete: parameter sets may also come in band.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let sps = &self.sps_info;
+        out.push(1);
+        out.extend_from_slice(&sps.general_profile_tier_level);
+        out.extend_from_slice(&[0xf0, 0x00, 0xfc]);
+        out.push(0xfc | (sps.chroma_format_idc & 0x03));
+        out.push(0xf8 | (sps.bit_depth_luma.saturating_sub(8) & 0x07));
+        out.push(0xf8 | (sps.bit_depth_chroma.saturating_sub(8) & 0x07));
+        out.extend_from_slice(&[0, 0]);
+        let temporal_layers = sps.max_sub_layers.min(7);
+        out.push(
+            (temporal_layers << 3)
+                | (u8::from(sps.temporal_id_nesting) << 2)
+                | (self.nal_length_size.saturating_sub(1) & 0x03),
+        );
+        let arrays = [(NAL_VPS, &self.vps), (NAL_SPS, &self.sps), (NAL_PPS, &self.pps)];
+        out.push(arrays.iter().filter(|(_, sets)| !sets.is_empty()).count() as u8);
+        // Counts and lengths fit: `parse` read them from fields this size, and
+        // `from_parameter_sets` checked them.
+        for (nal_unit_type, sets) in arrays.into_iter().filter(|(_, sets)| !sets.is_empty()) {
+            out.push(nal_unit_type);
+            out.extend_from_slice(&(sets.len() as u16).to_be_bytes());
+            for set in sets {
+                out.extend_from_slice(&(set.len() as u16).to_be_bytes());
+                out.extend_from_slice(set);
+            }
+        }
+    }
+
     /// Size in bytes of the length prefix of every NAL unit in coded frames (1, 2 or 4).
     pub fn nal_length_size(&self) -> u8 {
         self.nal_length_size
@@ -102,6 +153,16 @@ pub struct HevcSps {
     pub general_level_idc: u8,
     pub chroma_format_idc: u8,
     pub bit_depth_luma: u8,
+    pub bit_depth_chroma: u8,
+    /// `sps_max_sub_layers_minus1` + 1: the temporal layers a record announces.
+    pub max_sub_layers: u8,
+    /// `sps_temporal_id_nesting_flag`.
+    pub temporal_id_nesting: bool,
+    /// The general part of `profile_tier_level()` as coded: profile space, tier and profile
+    /// (1 byte), compatibility flags (4), constraint flags (6), level (1). An `hvcC` record
+    /// repeats these bytes, and RFC 7798's `profile-compatibility-indicator` and
+    /// `interop-constraints` are parts of them.
+    pub general_profile_tier_level: [u8; 12],
     /// Displayed width, after the conformance window.
     pub width: u32,
     /// Displayed height, after the conformance window.
@@ -117,10 +178,13 @@ impl HevcSps {
     pub fn parse(nal: &[u8]) -> Result<Self, CodecError> {
         let truncated = malformed(Self::WHAT, "truncated");
         let rbsp = remove_emulation_prevention(nal.get(2..).ok_or(truncated)?);
+        // It starts on a byte boundary, after VPS id, sub-layer count and nesting flag.
+        let general_profile_tier_level: [u8; 12] =
+            rbsp.get(1..13).and_then(|bytes| bytes.try_into().ok()).ok_or(truncated)?;
         let mut bits = BitReader::new(&rbsp, truncated);
         let _vps_id = bits.bits(4)?;
         let max_sub_layers_minus1 = bits.bits(3)?;
-        let _temporal_id_nesting = bits.flag()?;
+        let temporal_id_nesting = bits.flag()?;
 
         // profile_tier_level(1, max_sub_layers_minus1), H.265 7.3.3.
         let _general_profile_space = bits.bits(2)?;
@@ -164,6 +228,7 @@ impl HevcSps {
         if bit_depth_luma_minus8 > 8 {
             return Err(malformed(Self::WHAT, "bit depth above 16"));
         }
+        let bit_depth_chroma_minus8 = bits.ue()?;
 
         // The conformance window counts chroma samples (H.265 table 6-1, equation 7-1).
         let (sub_width, sub_height) = match (chroma_format_idc, separate_colour_plane) {
@@ -186,6 +251,11 @@ impl HevcSps {
             general_level_idc,
             chroma_format_idc: u8::try_from(chroma_format_idc).unwrap_or(u8::MAX),
             bit_depth_luma: u8::try_from(8 + bit_depth_luma_minus8).unwrap_or(u8::MAX),
+            bit_depth_chroma: u8::try_from(bit_depth_chroma_minus8.saturating_add(8)).unwrap_or(u8::MAX),
+            // Three bits: at most 8.
+            max_sub_layers: max_sub_layers_minus1 as u8 + 1,
+            temporal_id_nesting,
+            general_profile_tier_level,
             width,
             height,
         })
@@ -256,6 +326,38 @@ mod tests {
         let sps = config.sps_info();
         // profile-id=1, tier-flag=0, level-id=93: what RFC 7798 would put in the SDP.
         assert_eq!((sps.general_profile_idc, sps.general_tier_flag, sps.general_level_idc), (1, false, 93));
+    }
+
+    #[test]
+    fn records_written_read_back_as_ffmpeg_wrote_them() {
+        for record_hex in [HVCC_720P_MAIN, HVCC_1080P_MAIN10, HVCC_426X240_MAIN] {
+            let ffmpeg_record = hex(record_hex);
+            let parsed = HevcDecoderConfig::parse(&ffmpeg_record).expect("parses");
+            let mut written = Vec::new();
+            parsed.write(&mut written);
+            let mut expected = ffmpeg_record.clone();
+            if record_hex == HVCC_720P_MAIN {
+                // ffmpeg's MP4 muxer marked these arrays complete; written ones never are.
+                for array_start in [23, 23 + 3 + 2 + 24, 23 + 3 + 2 + 24 + 3 + 2 + 43] {
+                    expected[array_start] &= 0x3f;
+                }
+            }
+            assert_eq!(written, expected, "{record_hex}");
+            assert_eq!(HevcDecoderConfig::parse(&written), Ok(parsed.clone()));
+
+            // What an RTP source hands over: just the parameter sets.
+            let built = HevcDecoderConfig::from_parameter_sets(
+                parsed.vps().to_vec(),
+                parsed.sps().to_vec(),
+                parsed.pps().to_vec(),
+            )
+            .expect("builds");
+            assert_eq!(built, parsed);
+        }
+        let config = HevcDecoderConfig::parse(&hex(HVCC_1080P_MAIN10)).expect("parses");
+        assert_eq!(config.sps_info().bit_depth_chroma, 10);
+        assert_eq!((config.sps_info().max_sub_layers, config.sps_info().temporal_id_nesting), (1, true));
+        assert!(HevcDecoderConfig::from_parameter_sets(Vec::new(), Vec::new(), Vec::new()).is_err());
     }
 
     #[test]
