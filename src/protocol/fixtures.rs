@@ -12,6 +12,14 @@ pub(crate) fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
+/// A small deterministic generator, so the tests that mutate fixtures need no extra crate.
+pub(crate) fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// Length of the legacy FLV video tag header (frame type/codec, AVCPacketType, CompositionTime)
 /// before the `AVCDecoderConfigurationRecord` in the `AVC_*` bodies.
 pub(crate) const FLV_AVC_HEADER_LEN: usize = 5;

@@ -52,6 +52,8 @@ impl HevcDecoderConfig {
                 }
             }
         }
+        // Several arrays of one type are merged here, into what `write` must fit in one.
+        check_writable([&vps, &sps, &pps])?;
         let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
         let sps_info = HevcSps::parse(first_sps)?;
         Ok(HevcDecoderConfig { nal_length_size: length_size + 1, vps, sps, pps, sps_info })
@@ -63,13 +65,7 @@ impl HevcDecoderConfig {
     pub fn from_parameter_sets(vps: Vec<Vec<u8>>, sps: Vec<Vec<u8>>, pps: Vec<Vec<u8>>) -> Result<Self, CodecError> {
         let first_sps = sps.first().ok_or(malformed(Self::WHAT, "no sequence parameter set"))?;
         let sps_info = HevcSps::parse(first_sps)?;
-        let max_count = usize::from(u16::MAX);
-        if [&vps, &sps, &pps].iter().any(|sets| sets.len() > max_count) {
-            return Err(malformed(Self::WHAT, "more parameter sets than the record can count"));
-        }
-        if vps.iter().chain(&sps).chain(&pps).any(|set| set.len() > max_count) {
-            return Err(malformed(Self::WHAT, "parameter set longer than 65535 bytes"));
-        }
+        check_writable([&vps, &sps, &pps])?;
         Ok(HevcDecoderConfig { nal_length_size: 4, vps, sps, pps, sps_info })
     }
 
@@ -138,6 +134,19 @@ impl HevcDecoderConfig {
     pub fn sps_info(&self) -> &HevcSps {
         &self.sps_info
     }
+}
+
+/// Fails unless `write` can write these sets: each kind counted in one array's 16-bit field,
+/// each set's length in 16 bits.
+fn check_writable(kinds: [&Vec<Vec<u8>>; 3]) -> Result<(), CodecError> {
+    let max = usize::from(u16::MAX);
+    if kinds.iter().any(|sets| sets.len() > max) {
+        return Err(malformed(HevcDecoderConfig::WHAT, "more parameter sets than one array can count"));
+    }
+    if kinds.iter().flat_map(|sets| sets.iter()).any(|set| set.len() > max) {
+        return Err(malformed(HevcDecoderConfig::WHAT, "parameter set longer than 65535 bytes"));
+    }
+    Ok(())
 }
 
 const NAL_VPS: u8 = 32;

@@ -42,15 +42,7 @@ pub enum FlvError {
 mod tests {
     use super::*;
     use crate::protocol::codec::{AacConfig, H264Sps, HevcSps};
-    use crate::protocol::fixtures::{AVC_426X240_444, AVC_720P_HIGH, HVCC_1080P_MAIN10, hex};
-
-    /// A small deterministic generator, so the garbage test needs no extra crate.
-    fn xorshift(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    }
+    use crate::protocol::fixtures::{AVC_426X240_444, AVC_720P_HIGH, HVCC_1080P_MAIN10, hex, xorshift};
 
     #[test]
     fn garbage_never_panics() {
