@@ -2,6 +2,7 @@
 //! its sequence parameter set (H.264 7.3.2.1.1) that describe the picture.
 
 use super::bits::{BitReader, remove_emulation_prevention};
+use super::crop::CropWindow;
 use super::{CodecError, format_level, malformed};
 use crate::protocol::cursor::Cursor;
 
@@ -245,13 +246,7 @@ impl H264Sps {
             let _mb_adaptive_frame_field = bits.flag()?;
         }
         let _direct_8x8_inference = bits.flag()?;
-        let (mut crop_left, mut crop_right, mut crop_top, mut crop_bottom) = (0, 0, 0, 0);
-        if bits.flag()? {
-            crop_left = u64::from(bits.ue()?);
-            crop_right = u64::from(bits.ue()?);
-            crop_top = u64::from(bits.ue()?);
-            crop_bottom = u64::from(bits.ue()?);
-        }
+        let crop = CropWindow::read(&mut bits)?;
 
         // Equations 7-18 to 7-22: cropping counts in chroma samples, and in field rows for
         // interlaced coding.
@@ -265,14 +260,10 @@ impl H264Sps {
         };
         let coded_width = width_in_mbs * 16;
         let coded_height = field_factor * height_in_map_units * 16;
-        let width = coded_width
-            .checked_sub(crop_unit_x * (crop_left + crop_right))
-            .and_then(|width| u32::try_from(width).ok())
-            .ok_or(malformed(Self::WHAT, "cropping wider than the picture"))?;
-        let height = coded_height
-            .checked_sub(crop_unit_y * (crop_top + crop_bottom))
-            .and_then(|height| u32::try_from(height).ok())
-            .ok_or(malformed(Self::WHAT, "cropping taller than the picture"))?;
+        let width =
+            crop.width(coded_width, crop_unit_x).ok_or(malformed(Self::WHAT, "cropping wider than the picture"))?;
+        let height =
+            crop.height(coded_height, crop_unit_y).ok_or(malformed(Self::WHAT, "cropping taller than the picture"))?;
 
         Ok(H264Sps {
             profile_idc,

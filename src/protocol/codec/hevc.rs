@@ -2,6 +2,7 @@
 //! its sequence parameter set (H.265 7.3.2.2) that describe the picture.
 
 use super::bits::{BitReader, remove_emulation_prevention};
+use super::crop::CropWindow;
 use super::{CodecError, format_level, malformed};
 use crate::protocol::cursor::Cursor;
 
@@ -226,13 +227,7 @@ impl HevcSps {
         let separate_colour_plane = chroma_format_idc == 3 && bits.flag()?;
         let coded_width = u64::from(bits.ue()?);
         let coded_height = u64::from(bits.ue()?);
-        let (mut left, mut right, mut top, mut bottom) = (0, 0, 0, 0);
-        if bits.flag()? {
-            left = u64::from(bits.ue()?);
-            right = u64::from(bits.ue()?);
-            top = u64::from(bits.ue()?);
-            bottom = u64::from(bits.ue()?);
-        }
+        let conformance_window = CropWindow::read(&mut bits)?;
         let bit_depth_luma_minus8 = bits.ue()?;
         if bit_depth_luma_minus8 > 8 {
             return Err(malformed(Self::WHAT, "bit depth above 16"));
@@ -245,13 +240,11 @@ impl HevcSps {
             (2, _) => (2, 1),
             _ => (1, 1),
         };
-        let width = coded_width
-            .checked_sub(sub_width * (left + right))
-            .and_then(|width| u32::try_from(width).ok())
+        let width = conformance_window
+            .width(coded_width, sub_width)
             .ok_or(malformed(Self::WHAT, "conformance window wider than the picture"))?;
-        let height = coded_height
-            .checked_sub(sub_height * (top + bottom))
-            .and_then(|height| u32::try_from(height).ok())
+        let height = conformance_window
+            .height(coded_height, sub_height)
             .ok_or(malformed(Self::WHAT, "conformance window taller than the picture"))?;
 
         Ok(HevcSps {

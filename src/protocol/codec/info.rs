@@ -115,17 +115,11 @@ impl CodecInfo {
         match codec {
             Codec::H264 => {
                 let sps = *AvcDecoderConfig::parse(record)?.sps_info();
-                info.profile = Some(sps.profile_name());
-                info.level = Some(sps.level());
-                info.width = Some(sps.width);
-                info.height = Some(sps.height);
+                info.describe_picture(sps.profile_name(), sps.level(), sps.width, sps.height);
             }
             Codec::Hevc => {
                 let sps = *HevcDecoderConfig::parse(record)?.sps_info();
-                info.profile = Some(sps.profile_name());
-                info.level = Some(sps.level());
-                info.width = Some(sps.width);
-                info.height = Some(sps.height);
+                info.describe_picture(sps.profile_name(), sps.level(), sps.width, sps.height);
             }
             Codec::Av1 => {
                 if let Some(config) = Av1Config::parse(record) {
@@ -142,6 +136,14 @@ impl CodecInfo {
             _ => {}
         }
         Ok(info)
+    }
+
+    /// What a decoded SPS says: every field of a video description.
+    fn describe_picture(&mut self, profile: &'static str, level: String, width: u32, height: u32) {
+        self.profile = Some(profile);
+        self.level = Some(level);
+        self.width = Some(width);
+        self.height = Some(height);
     }
 
     /// Describes an audio stream from its decoder configuration (AAC `AudioSpecificConfig`,

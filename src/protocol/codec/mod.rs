@@ -19,6 +19,7 @@
 //! - [`aac`]: the AAC `AudioSpecificConfig`.
 //! - [`av1`], [`vp9`], [`opus`], [`mpeg_audio`]: the few bytes of `av1C`, `vpcC`, `OpusHead`
 //!   and an MPEG audio frame header that name a profile, level, rate or channel count.
+//! - `crop`: the window H.264 and H.265 crop the coded picture by.
 //! - [`bits`]: the MSB-first bit reader with exp-Golomb codes, and emulation-prevention
 //!   removal, that the parameter sets and the `AudioSpecificConfig` are read with.
 //!
@@ -29,6 +30,7 @@ pub mod aac;
 pub mod av1;
 pub mod avc;
 pub mod bits;
+mod crop;
 pub mod hevc;
 pub mod info;
 pub mod mpeg_audio;
@@ -63,6 +65,22 @@ mod tests {
     use super::*;
     use crate::protocol::fixtures::*;
 
+    /// Whether `bytes` parse; if they do, asserts the record writes back to bytes that parse to
+    /// the same record.
+    fn writes_back<T: PartialEq + std::fmt::Debug>(
+        bytes: &[u8],
+        parse: fn(&[u8]) -> Result<T, CodecError>,
+        write: fn(&T, &mut Vec<u8>),
+    ) -> bool {
+        let Ok(record) = parse(bytes) else {
+            return false;
+        };
+        let mut written = Vec::new();
+        write(&record, &mut written);
+        assert_eq!(parse(&written).as_ref(), Ok(&record), "{bytes:02x?}");
+        true
+    }
+
     /// Records that still parse after a few bit flips (most flips land in parameter-set bytes
     /// the SPS parser skips or in fields it tolerates) write back to bytes that parse to the
     /// same record.
@@ -85,19 +103,9 @@ mod tests {
                 bytes
             };
             let bytes = mutate(&avc[round % avc.len()], &mut state);
-            if let Ok(config) = AvcDecoderConfig::parse(&bytes) {
-                avc_parsed += 1;
-                let mut written = Vec::new();
-                config.write(&mut written);
-                assert_eq!(AvcDecoderConfig::parse(&written).as_ref(), Ok(&config), "{bytes:02x?}");
-            }
+            avc_parsed += usize::from(writes_back(&bytes, AvcDecoderConfig::parse, AvcDecoderConfig::write));
             let bytes = mutate(&hevc[round % hevc.len()], &mut state);
-            if let Ok(config) = HevcDecoderConfig::parse(&bytes) {
-                hevc_parsed += 1;
-                let mut written = Vec::new();
-                config.write(&mut written);
-                assert_eq!(HevcDecoderConfig::parse(&written).as_ref(), Ok(&config), "{bytes:02x?}");
-            }
+            hevc_parsed += usize::from(writes_back(&bytes, HevcDecoderConfig::parse, HevcDecoderConfig::write));
         }
         // The property was checked on many records, not vacuously.
         assert!(avc_parsed > 1_000 && hevc_parsed > 1_000, "{avc_parsed} {hevc_parsed}");

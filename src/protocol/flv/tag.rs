@@ -286,19 +286,7 @@ fn parse_enhanced_audio(first: u8, mut cursor: Cursor<'_, FlvError>) -> Result<A
     while packet_type == EX_MOD_EX {
         packet_type = skip_mod_ex(&mut cursor)?;
     }
-    let multitrack_layout = if packet_type == EX_AUDIO_MULTITRACK {
-        let byte = cursor.u8()?;
-        packet_type = byte & 0x0f;
-        Some(byte >> 4)
-    } else {
-        None
-    };
-    // With or without multitrack, a FourCC comes next: for "many tracks, many codecs" it is the
-    // first track's, which is the one described.
-    let codec = codec_of_fourcc(cursor.array()?);
-    if let Some(layout) = multitrack_layout {
-        enter_first_track(&mut cursor, layout)?;
-    }
+    let (packet_type, codec) = read_fourcc_and_first_track(&mut cursor, packet_type, EX_AUDIO_MULTITRACK)?;
     let packet_type = match packet_type {
         EX_SEQUENCE_START => PacketType::SequenceHeader,
         EX_CODED_FRAMES => PacketType::CodedFrames,
@@ -364,17 +352,7 @@ fn parse_enhanced_video(first: u8, mut cursor: Cursor<'_, FlvError>) -> Result<V
             payload: cursor.rest,
         });
     }
-    let multitrack_layout = if packet_type == EX_VIDEO_MULTITRACK {
-        let byte = cursor.u8()?;
-        packet_type = byte & 0x0f;
-        Some(byte >> 4)
-    } else {
-        None
-    };
-    let codec = codec_of_fourcc(cursor.array()?);
-    if let Some(layout) = multitrack_layout {
-        enter_first_track(&mut cursor, layout)?;
-    }
+    let (packet_type, codec) = read_fourcc_and_first_track(&mut cursor, packet_type, EX_VIDEO_MULTITRACK)?;
     let mut composition_time_ms = 0;
     // Only AVC and HEVC have B-frame reordering signalled here; CodedFramesX is the same packet
     // with the offset elided because it is zero.
@@ -400,6 +378,29 @@ fn skip_mod_ex(cursor: &mut Cursor<'_, FlvError>) -> Result<u8, FlvError> {
     }
     cursor.take(data_len)?;
     Ok(cursor.u8()? & 0x0f)
+}
+
+/// Reads what follows an E-RTMP packet type: the multitrack header when `packet_type` is
+/// `multitrack_type` (it carries the real packet type), the FourCC, and the first track's
+/// header. Returns the packet type and codec, with the cursor on the (first track's) payload.
+fn read_fourcc_and_first_track(
+    cursor: &mut Cursor<'_, FlvError>,
+    packet_type: u8,
+    multitrack_type: u8,
+) -> Result<(u8, Codec), FlvError> {
+    let (packet_type, multitrack_layout) = if packet_type == multitrack_type {
+        let byte = cursor.u8()?;
+        (byte & 0x0f, Some(byte >> 4))
+    } else {
+        (packet_type, None)
+    };
+    // With or without multitrack, a FourCC comes next: for "many tracks, many codecs" it is the
+    // first track's, which is the one described.
+    let codec = codec_of_fourcc(cursor.array()?);
+    if let Some(layout) = multitrack_layout {
+        enter_first_track(cursor, layout)?;
+    }
+    Ok((packet_type, codec))
 }
 
 /// Moves past an E-RTMP multitrack track header (track id, and a size unless there is only
