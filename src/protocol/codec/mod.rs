@@ -23,6 +23,9 @@
 //! - [`bits`]: the MSB-first bit reader with exp-Golomb codes, and emulation-prevention
 //!   removal, that the parameter sets and the `AudioSpecificConfig` are read with.
 //!
+//! The other way, [`AvcDecoderConfig`] and [`HevcDecoderConfig`] are built from bare parameter
+//! sets (what an RTP source gives) and written to the bytes FLV, RTMP and MP4 carry.
+//!
 //! Parsing runs once per stream and may allocate. Nothing here panics on any input: every
 //! read is bounds-checked and arithmetic on input-derived numbers is checked.
 
