@@ -24,7 +24,7 @@ const READ_SIZE: usize = 64 * 1024;
 const VIDEO_FRAME_LEN: usize = 9_000;
 const AUDIO_FRAME_LEN: usize = 370;
 
-/// The sequence header ffmpeg 5.1 + libx264 writes for 1280x720 High (from src/protocol/flv.rs).
+/// The sequence header ffmpeg 5.1 + libx264 writes for 1280x720 High (from src/protocol/fixtures.rs).
 const AVC_720P_HIGH: &str =
     "17000000000164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
 

@@ -4,6 +4,10 @@
 //! `tests/layering.rs` checks the imports). Time, when a codec needs it, is a parameter.
 
 pub mod amf0;
+pub mod codec;
+pub(crate) mod cursor;
+#[cfg(test)]
+mod fixtures;
 pub mod flv;
 pub mod http;
 pub mod rtmp;
