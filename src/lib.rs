@@ -22,8 +22,9 @@
 //!   bounded per-player queues, cross-shard relay. Imports `protocol`.
 //! - [`config`]: CLI flags and the TOML file, merged and validated into one [`config::Config`].
 //!   Imports `redact`.
-//! - [`protocol`]: sans-IO codecs (AMF0, FLV, RTMP handshake, chunks, messages, the server
-//!   and client connection state machines). No sockets, no clock, no runtime.
+//! - [`protocol`]: sans-IO codecs: codec records (AVC, HEVC, AAC...), AMF0, FLV tags and
+//!   files, RTMP (handshake, chunks, messages, the server and client connection state
+//!   machines), the hook client's HTTP. No sockets, no clock, no runtime.
 //! - [`redact`]: what of a hook URL or header may be printed (logs, metrics, API answers,
 //!   config errors); used by every layer that prints one.
 
