@@ -1,4 +1,5 @@
-//! The event model: one struct for every event type of HOOKS.md, whatever the sink.
+//! The event model: one struct for every event type of docs/hooks.md, whatever the sink; each
+//! type's own fields are in `payload.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +25,12 @@ impl Protocol {
     }
 }
 
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// One thing that happened, with everything any sink needs to describe it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -40,7 +47,7 @@ pub struct Event {
     pub stream_key: String,
     /// Position among the events of `stream_key`, server-wide (1, 2, 3, ...); 0 without a stream.
     pub seq: u64,
-    /// The event type's own fields (HOOKS.md table), as JSON values.
+    /// The event type's own fields (its `payload` type), as JSON values.
     pub data: Map<String, Value>,
 }
 

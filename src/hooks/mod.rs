@@ -19,6 +19,7 @@ pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod payload;
 pub mod resolver;
 pub mod script;
 pub mod sign;
@@ -35,6 +36,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use callback::Callbacks;
 use event::{Event, EventIds, EventType, Protocol};
+use payload::EventPayload;
 
 /// Where an event comes from: the connection and stream it concerns.
 #[derive(Debug, Clone)]
@@ -91,11 +93,13 @@ impl Hooks {
         self.sink.as_ref().is_some_and(|s| s.wants(event_type))
     }
 
-    /// Emits an event. `data` is built only when a sink wants the type.
-    pub fn emit(&self, event_type: EventType, origin: &Origin, data: impl FnOnce() -> Map<String, Value>) {
+    /// Emits an event. Its data is built, and turned into the event's JSON fields, only when
+    /// a sink wants the type.
+    pub fn emit<P: EventPayload>(&self, origin: &Origin, build: impl FnOnce() -> P) {
         let Some(sink) = &self.sink else { return };
+        let event_type = P::TYPE;
         let wanted = sink.wants(event_type);
-        let data = if wanted { data() } else { Map::new() };
+        let data = if wanted { payload_fields(&build()) } else { Map::new() };
         // The seq counter's lock is held until the event is in the dispatcher's channel:
         // two shards emitting for one stream must hand their events over in seq order, or a
         // sink would see 1113 before 1112. The send never blocks (drop-oldest when full).
@@ -116,6 +120,15 @@ impl Hooks {
             seq,
             data,
         });
+    }
+}
+
+/// A payload's fields as the event's JSON `data`.
+fn payload_fields(payload: &impl EventPayload) -> Map<String, Value> {
+    match serde_json::to_value(payload) {
+        Ok(Value::Object(fields)) => fields,
+        // Every payload is a struct of plain fields: this is not reached.
+        _ => Map::new(),
     }
 }
 

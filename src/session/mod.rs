@@ -4,9 +4,13 @@
 //! A session is the only place where a protocol error becomes a closed connection: the
 //! error ends that session's task and nothing else.
 
+pub mod flv_out;
 pub mod io;
+pub mod lifecycle;
+pub mod player_writer;
 pub mod rtmp;
 pub mod rtmp_out;
+pub mod timeline;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -17,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
+use crate::hooks::event::Protocol;
 use crate::hub::ShardHub;
 use crate::protocol::rtmp::chunk::PartialBudget;
 use crate::protocol::rtmp::server::ServerSettings;
@@ -155,15 +160,40 @@ impl ShardContext {
     }
 }
 
+/// What a connection does with a stream. It keeps its last role after the publish or play
+/// ended: `connection_close` reports what the connection was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    #[default]
+    None,
+    Publisher,
+    Player,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Publisher => "publisher",
+            Role::Player => "player",
+        }
+    }
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// What the admin API shows of a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClientSummary {
     pub conn_id: u64,
     pub shard: usize,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub addr: String,
-    /// publisher, player or none.
-    pub role: &'static str,
+    pub role: Role,
     /// `app/name` once publishing or playing, else empty.
     pub stream: String,
     pub connected_at_ms: u64,
@@ -174,9 +204,9 @@ pub struct ClientSummary {
 pub struct SessionEntry {
     pub conn_id: u64,
     pub peer: std::net::SocketAddr,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub connected_at_ms: u64,
-    pub role: Cell<&'static str>,
+    pub role: Cell<Role>,
     pub stream: std::cell::RefCell<String>,
     kicked: Cell<bool>,
     kick: Notify,
@@ -230,7 +260,7 @@ impl SessionGuard {
         context: &Rc<ShardContext>,
         conn_id: u64,
         peer: std::net::SocketAddr,
-        protocol: &'static str,
+        protocol: Protocol,
     ) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
         let entry = Rc::new(SessionEntry {
@@ -238,7 +268,7 @@ impl SessionGuard {
             peer,
             protocol,
             connected_at_ms: crate::hooks::now_ms(),
-            role: Cell::new("none"),
+            role: Cell::new(Role::None),
             stream: std::cell::RefCell::new(String::new()),
             kicked: Cell::new(false),
             kick: Notify::new(),
