@@ -1,5 +1,14 @@
-//! Per-protocol IO glue: drives a sans-IO protocol state machine over an io_uring socket,
-//! talks to the hub, and (later) asks hooks for decisions.
+//! Connections, from accept to close.
+//!
+//! - `lifecycle.rs`: what every protocol's connection does with hooks and the hub (identity,
+//!   callbacks, publish/play, events, the update timer), with no socket and no wire format.
+//! - `rtmp.rs`: the RTMP driver: drives `protocol::rtmp::server` over an io_uring socket and
+//!   maps its requests to the lifecycle and the lifecycle's answers to RTMP replies.
+//! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
+//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
+//!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
+//!   player's timestamps.
+//! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
 //!
 //! A session is the only place where a protocol error becomes a closed connection: the
 //! error ends that session's task and nothing else.
