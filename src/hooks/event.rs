@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 pub use crate::config::EventType;
 
 /// The protocol a connection speaks, as events and callbacks name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     Rtmp,
     Rtsp,
@@ -22,12 +23,6 @@ impl Protocol {
             Protocol::Rtsp => "rtsp",
             Protocol::HttpFlv => "http-flv",
         }
-    }
-}
-
-impl serde::Serialize for Protocol {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -133,6 +128,13 @@ mod tests {
         assert!(small.weight() < 1024, "{}", small.weight());
         assert!(big.weight() >= small.weight() + (1 << 20) + 15_000, "{}", big.weight());
         assert!(big.weight() < small.weight() + (1 << 20) + 16_000, "{}", big.weight());
+    }
+
+    #[test]
+    fn protocols_serialize_as_events_name_them() {
+        for protocol in [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv] {
+            assert_eq!(serde_json::to_value(protocol).unwrap(), protocol.as_str());
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn args_object<S: Serializer>(args: &[(String, String)], serializer: S) -> Resul
 macro_rules! payload {
     ($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
         pub struct $name { $($(#[$field_doc])* pub $field: $ty),* }
 
         impl EventPayload for $name {

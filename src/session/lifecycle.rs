@@ -109,12 +109,9 @@ struct Publishing {
     args: Args,
     since: Instant,
     bytes_in_at_start: u64,
-    audio_packets: u64,
-    video_packets: u64,
-    media_bytes: u64,
     last_timestamp: u32,
-    audio_codec: Option<&'static str>,
-    video_codec: Option<&'static str>,
+    /// The publish_stop event as it accumulates: packets, media bytes and codecs so far.
+    totals: PublishStop,
 }
 
 struct Playing {
@@ -257,16 +254,10 @@ impl Lifecycle {
     /// A client asks to publish: asks `on_publish` (a 3xx renames the stream), then takes the
     /// stream in the hub. Admitted, it is the stream's publisher until [`Self::end_publish`].
     pub async fn admit_publish(&mut self, request: StreamRequest) -> Admission {
-        let StreamRequest { mut name, args, callback_fields } = request;
-        let client = self.client_info(&name, &args);
-        match self.context.callbacks.decide(Call::Publish, &client, &callback_fields).await {
-            Decision::Allow => {}
-            Decision::Rename(renamed) => name = renamed,
-            Decision::Deny { reason } => {
-                let stream = self.stream_key(&name);
-                return self.refuse(Call::Publish, reason, &stream);
-            }
-        }
+        let (name, args) = match self.ask(Call::Publish, request).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
         let key = self.stream_key(&name);
         let (handle, change) = match self.context.hub.publish(&key) {
             Ok(taken) => taken,
@@ -286,34 +277,23 @@ impl Lifecycle {
             args,
             since: now,
             bytes_in_at_start: self.bytes_in,
-            audio_packets: 0,
-            video_packets: 0,
-            media_bytes: 0,
             last_timestamp: 0,
-            audio_codec: None,
-            video_codec: None,
+            totals: PublishStop::default(),
         });
         if change.created {
             self.emit(|| StreamCreate {});
         }
-        let args = self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default();
-        self.emit(|| PublishStart { args });
+        self.emit(|| PublishStart { args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default() });
         Admission::Admitted
     }
 
     /// A client asks to play: asks `on_play` (a 3xx renames the stream), then joins the
     /// stream's players, live or not yet. Admitted, [`Self::player`] is its queue.
     pub async fn admit_play(&mut self, request: StreamRequest) -> Admission {
-        let StreamRequest { mut name, args, callback_fields } = request;
-        let client = self.client_info(&name, &args);
-        match self.context.callbacks.decide(Call::Play, &client, &callback_fields).await {
-            Decision::Allow => {}
-            Decision::Rename(renamed) => name = renamed,
-            Decision::Deny { reason } => {
-                let stream = self.stream_key(&name);
-                return self.refuse(Call::Play, reason, &stream);
-            }
-        }
+        let (name, args) = match self.ask(Call::Play, request).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
         let key = self.stream_key(&name);
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.addr, stream = %key, "play start");
         let (handle, change) = self.context.hub.play(&key, self.conn_id);
@@ -328,10 +308,22 @@ impl Lifecycle {
         if !change.live {
             self.emit(|| StreamUnavailable {});
         }
-        let args = self.playing.as_ref().map(|p| p.args.clone()).unwrap_or_default();
-        self.emit(|| PlayStart { args });
+        self.emit(|| PlayStart { args: self.playing.as_ref().map(|p| p.args.clone()).unwrap_or_default() });
         self.emit(|| SubscriberCount { count: change.players });
         Admission::Admitted
+    }
+
+    /// Asks `call`'s callback about a publish or play: the stream name to use (after any 3xx
+    /// rename) and the client's arguments, or the refusal.
+    async fn ask(&self, call: Call, request: StreamRequest) -> Result<(String, Args), Admission> {
+        let StreamRequest { mut name, args, callback_fields } = request;
+        let client = self.client_info(&name, &args);
+        match self.context.callbacks.decide(call, &client, &callback_fields).await {
+            Decision::Allow => {}
+            Decision::Rename(renamed) => name = renamed,
+            Decision::Deny { reason } => return Err(self.refuse(call, reason, &self.stream_key(&name))),
+        }
+        Ok((name, args))
     }
 
     /// A denied callback: the operator gets `auth_failed`; the driver tells the client.
@@ -352,10 +344,11 @@ impl Lifecycle {
             return;
         };
         publishing.last_timestamp = timestamp;
-        publishing.media_bytes += payload.len() as u64;
+        let totals = &mut publishing.totals;
+        totals.total_bytes += payload.len() as u64;
         match kind {
-            PacketKind::Audio => publishing.audio_packets += 1,
-            PacketKind::Video => publishing.video_packets += 1,
+            PacketKind::Audio => totals.audio_packets += 1,
+            PacketKind::Video => totals.video_packets += 1,
             PacketKind::Data { .. } => {}
         }
         let packet = match publishing.handle.push(kind, timestamp, payload) {
@@ -368,8 +361,8 @@ impl Lifecycle {
         };
         // The hub has already classified the packet, so only a new sequence header is parsed.
         let (media_kind, slot) = match kind {
-            PacketKind::Audio => (MediaKind::Audio, &mut publishing.audio_codec),
-            PacketKind::Video => (MediaKind::Video, &mut publishing.video_codec),
+            PacketKind::Audio => (MediaKind::Audio, &mut publishing.totals.audio_codec),
+            PacketKind::Video => (MediaKind::Video, &mut publishing.totals.video_codec),
             PacketKind::Data { .. } => return,
         };
         if !packet.sequence_header || slot.is_some() {
@@ -377,7 +370,7 @@ impl Lifecycle {
         }
         let Ok(info) = flv::parse_codec_info(media_kind, &packet.payload) else { return };
         *slot = Some(info.codec.name());
-        let (audio_codec, video_codec) = (publishing.audio_codec, publishing.video_codec);
+        let (audio_codec, video_codec) = (publishing.totals.audio_codec, publishing.totals.video_codec);
         self.emit(|| CodecDetected {
             audio_codec,
             video_codec,
@@ -461,16 +454,8 @@ impl Lifecycle {
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
-        self.context.hooks.emit(&origin, || PublishStop {
-            audio_packets: p.audio_packets,
-            video_packets: p.video_packets,
-            total_bytes: p.media_bytes,
-            bytes_in,
-            bytes_out,
-            audio_codec: p.audio_codec,
-            video_codec: p.video_codec,
-            duration_sec: round_ms(duration),
-        });
+        let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), ..p.totals };
+        self.context.hooks.emit(&origin, || stop);
         let client = self.client_info(&p.name, &p.args);
         let fields = [
             ("bytes_in", bytes_in.to_string()),

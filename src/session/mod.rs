@@ -171,7 +171,8 @@ impl ShardContext {
 
 /// What a connection does with a stream. It keeps its last role after the publish or play
 /// ended: `connection_close` reports what the connection was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     #[default]
     None,
@@ -186,12 +187,6 @@ impl Role {
             Role::Publisher => "publisher",
             Role::Player => "player",
         }
-    }
-}
-
-impl serde::Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -295,6 +290,18 @@ impl Drop for SessionGuard {
         context.active_sessions.set(left);
         if left == 0 {
             context.sessions_done.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn roles_serialize_as_the_api_and_events_name_them() {
+        for role in [Role::None, Role::Publisher, Role::Player] {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
         }
     }
 }

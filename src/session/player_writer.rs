@@ -37,30 +37,18 @@ pub trait Framing {
 
 /// The writer task of a player.
 pub struct PlayerWriter<F> {
-    socket: Rc<TcpStream>,
-    player: Rc<Player>,
-    framing: F,
-    bytes_out: Rc<Cell<u64>>,
+    pub socket: Rc<TcpStream>,
+    pub player: Rc<Player>,
+    pub framing: F,
+    pub bytes_out: Rc<Cell<u64>>,
     /// `merge_write_ms`: how long packets may gather before a write; `None` writes at once.
-    merge_write: Option<Duration>,
-    send_timeout: Duration,
+    pub merge_write: Option<Duration>,
+    pub send_timeout: Duration,
     /// Shared with the session's reader, which stops reading while too much is unsent.
-    output: Rc<PendingOutput>,
+    pub output: Rc<PendingOutput>,
 }
 
 impl<F: Framing> PlayerWriter<F> {
-    pub fn new(
-        socket: Rc<TcpStream>,
-        player: Rc<Player>,
-        framing: F,
-        bytes_out: Rc<Cell<u64>>,
-        merge_write: Option<Duration>,
-        send_timeout: Duration,
-        output: Rc<PendingOutput>,
-    ) -> PlayerWriter<F> {
-        PlayerWriter { socket, player, framing, bytes_out, merge_write, send_timeout, output }
-    }
-
     /// Writes until the player is kicked or leaves, or a write fails; then shuts the socket
     /// down so the session's pending read ends too.
     pub async fn run(mut self) {

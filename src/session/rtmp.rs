@@ -343,16 +343,15 @@ impl Session {
         self.conn.borrow_mut().accept();
         let output = Rc::new(PendingOutput::default());
         let settings = &self.context.settings;
-        let framing = RtmpFraming::new(self.conn.clone(), name, stream_id, settings.rtmp.chunk_size);
-        let writer = PlayerWriter::new(
-            self.socket.clone(),
+        let writer = PlayerWriter {
+            socket: self.socket.clone(),
             player,
-            framing,
-            self.lifecycle.bytes_out().clone(),
-            settings.merge_write,
-            settings.limits.send_timeout,
-            output.clone(),
-        );
+            framing: RtmpFraming::new(self.conn.clone(), name, stream_id, settings.rtmp.chunk_size),
+            bytes_out: self.lifecycle.bytes_out().clone(),
+            merge_write: settings.merge_write,
+            send_timeout: settings.limits.send_timeout,
+            output: output.clone(),
+        };
         tokio::task::spawn_local(writer.run());
         self.output = Some(output);
     }
