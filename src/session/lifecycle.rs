@@ -133,7 +133,8 @@ pub struct Lifecycle {
     conn_id: u64,
     /// Set once the client asked to connect (before its callback answered).
     connect: Option<ConnectRequest>,
-    publishing: Option<Publishing>,
+    /// Boxed: most connections play or idle, and their futures stay smaller without it.
+    publishing: Option<Box<Publishing>>,
     playing: Option<Playing>,
     started: Instant,
     bytes_in: u64,
@@ -271,7 +272,7 @@ impl Lifecycle {
         self.next_update = now + self.context.settings.update_interval;
         self.entry().role.set(Role::Publisher);
         *self.entry().stream.borrow_mut() = key;
-        self.publishing = Some(Publishing {
+        self.publishing = Some(Box::new(Publishing {
             handle,
             name,
             args,
@@ -279,7 +280,7 @@ impl Lifecycle {
             bytes_in_at_start: self.bytes_in,
             last_timestamp: 0,
             totals: PublishStop::default(),
-        });
+        }));
         if change.created {
             self.emit(|| StreamCreate {});
         }
