@@ -24,11 +24,11 @@ use tracing::{debug, info, warn};
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::Origin;
 use crate::hooks::callback::{Call, ClientInfo, Decision};
-use crate::hooks::event::Protocol;
+use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::payload::{
-    AuthFailed, CodecDetected, Connect, ConnectionAccept, ConnectionClose, HandshakeComplete, NoViewers, PlayStart,
-    PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete, StreamUnavailable,
-    SubscriberCount,
+    AuthFailed, CodecDetected, Connect, ConnectionAccept, ConnectionClose, EventPayload, HandshakeComplete, NoViewers,
+    PlayStart, PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete,
+    StreamUnavailable, SubscriberCount,
 };
 use crate::hub::{PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
@@ -155,8 +155,8 @@ impl Lifecycle {
         let guard = SessionGuard::new(context, conn_id, addr, protocol);
         let hooks = &context.hooks;
         let wants_updates = hooks.update_interval().is_some()
-            || hooks.wants(crate::hooks::event::EventType::PublishUpdate)
-            || hooks.wants(crate::hooks::event::EventType::PlayUpdate);
+            || hooks.wants(EventType::PublishUpdate)
+            || hooks.wants(EventType::PlayUpdate);
         let now = Instant::now();
         let lifecycle = Lifecycle {
             context: context.clone(),
@@ -528,7 +528,7 @@ impl Lifecycle {
         Origin { conn_id: self.conn_id, protocol: self.protocol, addr: self.addr, stream_key: self.current_stream() }
     }
 
-    fn emit<P: crate::hooks::payload::EventPayload>(&self, build: impl FnOnce() -> P) {
+    fn emit<P: EventPayload>(&self, build: impl FnOnce() -> P) {
         self.context.hooks.emit(&self.origin(), build);
     }
 
