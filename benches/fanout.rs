@@ -17,7 +17,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ringcast::hub::{
     Hub, HubSettings, Packet, PacketKind, PlayerHandle, PlayerItem, PublisherHandle, ShardHub, ShardMessage,
 };
-use ringcast::session::rtmp_out::{Timeline, append_packet};
+use ringcast::session::rtmp_out::append_packet;
+use ringcast::session::timeline::Timeline;
 use tokio::sync::mpsc;
 
 #[global_allocator]
@@ -32,7 +33,7 @@ const AUDIO_FRAME_LEN: usize = 370;
 const GOP_FRAMES: usize = 60;
 
 fn settings() -> HubSettings {
-    HubSettings { player_queue: 1024, ..HubSettings::default() }
+    HubSettings { player_queue: 1024, prepare: ringcast::session::rtmp_out::prepare, ..HubSettings::default() }
 }
 
 fn video_frame(keyframe: bool, len: usize) -> Bytes {

@@ -17,19 +17,20 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::Sha256;
 
 use common::http_receiver::{self, HttpReceiver};
 use common::rtmp_client;
 use ringcast::api::{self, ApiOptions, ApiState, SessionControl};
-use ringcast::config::{ApiToken, Config, EventFilter, EventType, WebhookConfig};
+use ringcast::config::{ApiToken, Config, EventFilter, WebhookConfig};
 use ringcast::hooks::dispatch::{self, DispatchLimits, Dispatcher};
 use ringcast::hooks::event::Protocol;
+use ringcast::hooks::payload::ConnectionAccept;
 use ringcast::hooks::{Hooks, Origin, webhook};
 use ringcast::hub::{Hub, HubSettings, ShardHub};
 use ringcast::protocol::rtmp::client::Goal;
-use ringcast::session::ClientSummary;
+use ringcast::session::{ClientSummary, Role};
 
 const TOKEN: &str = "test-token-0123456789";
 const WAIT: Duration = Duration::from_secs(10);
@@ -142,7 +143,8 @@ impl Api {
             addr: "192.0.2.1:50000".parse().unwrap(),
             stream_key: String::new(),
         };
-        self.hooks.emit(EventType::ConnectionAccept, &origin, Map::new);
+        let remote_addr = origin.addr.to_string();
+        self.hooks.emit(&origin, || ConnectionAccept { remote_addr, protocol: "rtmp" });
     }
 }
 
@@ -350,9 +352,9 @@ impl SessionControl for FakeControl {
         vec![ClientSummary {
             conn_id: 7,
             shard: 1,
-            protocol: "rtmp",
+            protocol: Protocol::Rtmp,
             addr: "192.0.2.9:4000".into(),
-            role: "publisher",
+            role: Role::Publisher,
             stream: "live/cam1".into(),
             connected_at_ms: 1_700_000_000_000,
         }]

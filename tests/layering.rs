@@ -1,6 +1,7 @@
-//! Checks the first invariant of ARCHITECTURE.md: `protocol/` never touches a socket, a
-//! clock or a runtime. A protocol module that imported one would compile fine and quietly
-//! stop being testable byte-for-byte, so the check is on the source text.
+//! Checks the layering invariants of ARCHITECTURE.md on the source text (an import that
+//! breaks one compiles fine): `protocol/` never touches a socket, a clock or a runtime; the
+//! hub knows no wire format; a connection's lifecycle owns no socket and knows no wire
+//! format.
 
 use std::fs;
 use std::path::Path;
@@ -35,23 +36,48 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-#[test]
-fn protocol_imports_no_runtime_socket_or_clock() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
+/// The Rust files under `src/<dir>` (or the one file `src/<dir>`), and the lines whose code
+/// (not comments) names one of `forbidden`.
+fn offences(dir: &str, forbidden: &[&str]) -> (Vec<std::path::PathBuf>, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
     let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    assert!(files.len() >= 5, "expected the protocol sources under {root:?}");
-    let mut offences = Vec::new();
-    for file in files {
-        let text = fs::read_to_string(&file).expect("readable source");
+    if root.is_dir() {
+        rust_files(&root, &mut files);
+    } else {
+        files.push(root.clone());
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).expect("readable source");
         for (number, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
-            for forbidden in FORBIDDEN {
-                if code.contains(forbidden) {
-                    offences.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
-                }
+            if forbidden.iter().any(|forbidden| code.contains(forbidden)) {
+                found.push(format!("{}:{}: {}", file.display(), number + 1, line.trim()));
             }
         }
     }
+    (files, found)
+}
+
+#[test]
+fn the_hub_knows_no_wire_format() {
+    let (files, found) = offences("hub", &["protocol::rtmp", "rtmp::", "crate::session"]);
+    assert!(!files.is_empty());
+    assert!(found.is_empty(), "hub/ must not build a protocol's wire form:\n{}", found.join("\n"));
+}
+
+#[test]
+fn a_lifecycle_owns_no_socket_and_knows_no_wire_format() {
+    let (files, found) =
+        offences("session/lifecycle.rs", &["protocol::rtmp", "tokio_uring", "TcpStream", "std::net::Tcp"]);
+    assert!(!files.is_empty());
+    assert!(found.is_empty(), "session/lifecycle.rs must stay protocol-neutral:\n{}", found.join("\n"));
+}
+
+#[test]
+fn protocol_imports_no_runtime_socket_or_clock() {
+    let (files, offences) = offences("protocol", FORBIDDEN);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
+    assert!(files.len() >= 5, "expected the protocol sources under {root:?}");
     assert!(offences.is_empty(), "protocol/ must stay sans-IO:\n{}", offences.join("\n"));
 }

@@ -1,4 +1,5 @@
-//! The event model: one struct for every event type of HOOKS.md, whatever the sink.
+//! The event model: one struct for every event type of docs/hooks.md, whatever the sink; each
+//! type's own fields are in `payload.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -7,7 +8,8 @@ use serde_json::{Map, Value};
 pub use crate::config::EventType;
 
 /// The protocol a connection speaks, as events and callbacks name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     Rtmp,
     Rtsp,
@@ -40,7 +42,7 @@ pub struct Event {
     pub stream_key: String,
     /// Position among the events of `stream_key`, server-wide (1, 2, 3, ...); 0 without a stream.
     pub seq: u64,
-    /// The event type's own fields (HOOKS.md table), as JSON values.
+    /// The event type's own fields (its `payload` type), as JSON values.
     pub data: Map<String, Value>,
 }
 
@@ -126,6 +128,13 @@ mod tests {
         assert!(small.weight() < 1024, "{}", small.weight());
         assert!(big.weight() >= small.weight() + (1 << 20) + 15_000, "{}", big.weight());
         assert!(big.weight() < small.weight() + (1 << 20) + 16_000, "{}", big.weight());
+    }
+
+    #[test]
+    fn protocols_serialize_as_events_name_them() {
+        for protocol in [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv] {
+            assert_eq!(serde_json::to_value(protocol).unwrap(), protocol.as_str());
+        }
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //!   (the [`EventSink`] it implements), `webhook`, `script`, `stdio`, `drop_log`, `event`,
 //!   `clock`.
 //! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
-//!   -> `callback`, `callback_pool`, `event`, `clock`.
+//!   -> `callback`, `callback_pool`, `payload`, `event`, `clock`.
+//! - [`payload`]: one data type per event, serialized here, never built as JSON in sessions
+//!   -> `event`.
 //! - [`callback_lane`]: one shard's callbacks, plain HTTP on its ring -> `callback`,
 //!   `callback_pool` (handed to it: one pool per server).
 //! - [`callback_pool`]: blocking workers for `https://` callbacks -> `callback`, `agent`.
@@ -48,6 +50,7 @@ pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod payload;
 pub mod reserved;
 pub mod resolver;
 pub mod script;
@@ -66,6 +69,7 @@ use callback::Callbacks;
 use callback_pool::CallbackPool;
 pub use clock::now_ms;
 use event::{Event, EventIds, EventType, Protocol};
+use payload::EventPayload;
 
 /// Where an event comes from: the connection and stream it concerns.
 #[derive(Debug, Clone)]
@@ -129,11 +133,13 @@ impl Hooks {
         self.sink.as_ref().is_some_and(|s| s.wants(event_type))
     }
 
-    /// Emits an event. `data` is built only when a sink wants the type.
-    pub fn emit(&self, event_type: EventType, origin: &Origin, data: impl FnOnce() -> Map<String, Value>) {
+    /// Emits an event. Its data is built, and turned into the event's JSON fields, only when
+    /// a sink wants the type.
+    pub fn emit<P: EventPayload>(&self, origin: &Origin, build: impl FnOnce() -> P) {
         let Some(sink) = &self.sink else { return };
+        let event_type = P::TYPE;
         let wanted = sink.wants(event_type);
-        let data = if wanted { data() } else { Map::new() };
+        let data = if wanted { payload_fields(&build()) } else { Map::new() };
         // The seq counter's lock is held until the event is in the dispatcher's channel:
         // two shards emitting for one stream must hand their events over in seq order, or a
         // sink would see 1113 before 1112. The send never blocks (drop-oldest when full).
@@ -154,6 +160,15 @@ impl Hooks {
             seq,
             data,
         });
+    }
+}
+
+/// A payload's fields as the event's JSON `data`.
+fn payload_fields(payload: &impl EventPayload) -> Map<String, Value> {
+    match serde_json::to_value(payload) {
+        Ok(Value::Object(fields)) => fields,
+        // Every payload is a struct of plain fields: this is not reached.
+        _ => Map::new(),
     }
 }
 

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 pub use gop::{GopCache, GopPush};
-pub use packet::{Packet, PacketError, PacketKind};
+pub use packet::{Packet, PacketError, PacketKind, WireForm};
 pub use player::{Offer, Player, PlayerItem};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,7 +50,12 @@ pub struct StreamInfo {
 /// Bounds and switches of the fan-out, from the config.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
+    /// The outgoing RTMP chunk size: a packet's footprint counts the chunked copy players
+    /// make of it.
     pub chunk_size: u32,
+    /// Builds the wire forms this server's players need (`Packet::wire_form`), once per
+    /// packet on its publisher's shard, before it is shared.
+    pub prepare: fn(&Packet),
     pub player_queue: usize,
     /// Footprint a player's queue may hold, beside the `player_queue` packet count.
     pub player_queue_bytes: usize,
@@ -70,6 +75,7 @@ impl Default for HubSettings {
     fn default() -> Self {
         HubSettings {
             chunk_size: 4096,
+            prepare: |_| {},
             player_queue: 1024,
             player_queue_bytes: 32 << 20,
             player_max_drops: 3,
@@ -458,9 +464,9 @@ impl ShardHub {
     /// Caches a packet, queues it for every local player, relays it to other shards.
     fn distribute(&self, stream: &LocalStream, packet: Rc<Packet>) {
         if !stream.players.borrow().is_empty() || !stream.relay.borrow().is_empty() {
-            // Build the shared chunked form here, once, before it is cloned to other shards
-            // (each would otherwise build its own).
-            packet.chunked();
+            // Build the shared wire forms here, once, before the packet is cloned to other
+            // shards (each would otherwise build its own).
+            (self.hub.settings.prepare)(&packet);
         }
         let has_video = {
             let mut cache = stream.cache.borrow_mut();

@@ -1,13 +1,14 @@
-//! A media packet as the hub stores it: parsed once, chunked once, shared by every player.
+//! A media packet as the hub stores it: parsed once, stored once, shared by every player.
+//!
+//! Its one canonical payload is the FLV tag body (what RTMP messages carry too). The forms a
+//! protocol sends it in are built from that payload by the protocol's side (`session/`), on
+//! first use, and cached here so every player of that protocol shares one copy.
 
 use std::cell::OnceCell;
 
 use bytes::Bytes;
 
 use crate::protocol::flv::{self, MediaKind};
-use crate::protocol::rtmp::chunk;
-use crate::protocol::rtmp::message::{TYPE_AUDIO, TYPE_DATA_AMF0, TYPE_VIDEO};
-use crate::protocol::rtmp::server::{CSID_AUDIO, CSID_DATA, CSID_VIDEO};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
@@ -19,27 +20,28 @@ pub enum PacketKind {
     },
 }
 
-impl PacketKind {
-    pub fn rtmp_type(self) -> u8 {
-        match self {
-            PacketKind::Audio => TYPE_AUDIO,
-            PacketKind::Video => TYPE_VIDEO,
-            PacketKind::Data { .. } => TYPE_DATA_AMF0,
-        }
-    }
+/// A wire form of a packet that needs its own copy of the payload, shared by every player of
+/// its protocol. A form that is a per-player header before the payload itself (FLV tags)
+/// needs no slot. RTP packets get one with RTSP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireForm {
+    /// RTMP: the payload cut into chunks of the server's one outgoing chunk size, with the
+    /// one-byte headers between them.
+    RtmpChunks,
+}
 
-    /// The chunk stream the packet travels on towards players.
-    pub fn csid(self) -> u32 {
+impl WireForm {
+    const COUNT: usize = 1;
+
+    fn slot(self) -> usize {
         match self {
-            PacketKind::Audio => CSID_AUDIO,
-            PacketKind::Video => CSID_VIDEO,
-            PacketKind::Data { .. } => CSID_DATA,
+            WireForm::RtmpChunks => 0,
         }
     }
 }
 
-/// One audio, video or data message of a stream. Cloning copies two `Bytes` handles, never
-/// the media.
+/// One audio, video or data message of a stream. Cloning copies `Bytes` handles, never the
+/// media.
 #[derive(Debug, Clone)]
 pub struct Packet {
     pub kind: PacketKind,
@@ -49,11 +51,12 @@ pub struct Packet {
     pub keyframe: bool,
     /// An AAC/AVC/HEVC sequence header: players need the latest one before any frame.
     pub sequence_header: bool,
+    /// The FLV tag body: the one canonical form of the media.
     pub payload: Bytes,
-    /// `payload` cut into chunks of the server's outgoing chunk size, with format 3 headers
-    /// between them: what every RTMP player is sent after its own message header. Built on
-    /// first use, so a stream nobody watches (or a cached GOP) holds no second copy.
-    chunked: OnceCell<Bytes>,
+    /// Wire forms built on first use, so a stream nobody watches (or a cached GOP) holds no
+    /// second copy.
+    wire_forms: [OnceCell<Bytes>; WireForm::COUNT],
+    /// The size RTMP chunks are cut to, so the footprint counts that copy before it exists.
     chunk_size: u32,
 }
 
@@ -78,30 +81,27 @@ impl Packet {
             }
             PacketKind::Data { .. } => (false, false),
         };
-        Ok(Packet { kind, timestamp, keyframe, sequence_header, payload, chunked: OnceCell::new(), chunk_size })
+        Ok(Packet { kind, timestamp, keyframe, sequence_header, payload, wire_forms: Default::default(), chunk_size })
     }
 
-    /// The chunked form, built once (the first caller pays). A payload that fits one chunk
-    /// needs no copy: its chunked form is itself.
-    pub fn chunked(&self) -> &Bytes {
-        self.chunked.get_or_init(|| {
-            if self.payload.len() <= self.chunk_size as usize {
-                self.payload.clone()
-            } else {
-                chunk::chunked_payload(self.kind.csid(), &self.payload, self.chunk_size)
-            }
-        })
+    /// The packet's `form`, built by `build` on first use and shared from then on.
+    pub fn wire_form(&self, form: WireForm, build: impl FnOnce(&Packet) -> Bytes) -> &Bytes {
+        self.wire_forms[form.slot()].get_or_init(|| build(self))
+    }
+
+    /// The outgoing RTMP chunk size this packet's chunked form is cut to.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
     }
 
     /// Bytes this packet holds once a player has it: the payload and, when it spans several
-    /// chunks, its chunked copy (counted whether or not built yet, as any player builds it).
+    /// chunks, RTMP's chunked copy (counted whether or not built yet, as any player builds
+    /// it): the payload plus a one-byte header per further chunk (the media chunk streams are
+    /// below 64). `session::rtmp_out` checks this against the copy it builds.
     pub fn footprint(&self) -> usize {
         let len = self.payload.len();
-        if len <= self.chunk_size as usize {
-            len
-        } else {
-            len + chunk::chunked_payload_len(self.kind.csid(), len, self.chunk_size, false)
-        }
+        let chunk = self.chunk_size.max(1) as usize;
+        if len <= chunk { len } else { 2 * len + (len - 1) / chunk }
     }
 
     pub fn is_metadata(&self) -> bool {

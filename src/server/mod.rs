@@ -24,6 +24,7 @@ use crate::api::{self, ApiOptions, ApiState};
 use crate::config::Config;
 use crate::hooks::callback_lane::CallbackLane;
 use crate::hooks::dispatch::{self, DispatchLimits, Dispatcher};
+use crate::hooks::event::Protocol as MediaProtocol;
 use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
@@ -188,6 +189,7 @@ impl Server {
         })?;
         let hub_settings = HubSettings {
             chunk_size: config.chunk_size,
+            prepare: session::rtmp_out::prepare,
             player_queue: config.player_queue,
             player_queue_bytes: config.player_queue_bytes,
             player_max_drops: config.player_max_drops,
@@ -234,7 +236,9 @@ impl Server {
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
-        for (shard, (listener, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
+        // Each shard gets one listener per protocol (only RTMP exists yet).
+        for (shard, (rtmp, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
+            let listeners = vec![Listener { protocol: MediaProtocol::Rtmp, socket: rtmp }];
             let shared = shared.clone();
             let shutdown_rx = shutdown_rx.clone();
             let started_tx = started_tx.clone();
@@ -244,7 +248,7 @@ impl Server {
                 .spawn(move || {
                     tokio_uring::start(async move {
                         let _ = started_tx.send(shard);
-                        run_shard(shard, listener, inbox, admin, shared, shutdown_rx).await
+                        run_shard(shard, listeners, inbox, admin, shared, shutdown_rx).await
                     })
                 })
                 .map_err(|source| ServerError::Shard { shard, source })?;
@@ -436,9 +440,15 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<StdListener> {
     Ok(socket.into())
 }
 
+/// A bound listening socket and the protocol its connections speak.
+struct Listener {
+    protocol: MediaProtocol,
+    socket: StdListener,
+}
+
 async fn run_shard(
     shard: usize,
-    listener: StdListener,
+    listeners: Vec<Listener>,
     mut inbox: mpsc::Receiver<ShardMessage>,
     admin: Option<mpsc::Receiver<AdminRequest>>,
     shared: Arc<Shared>,
@@ -453,8 +463,6 @@ async fn run_shard(
     );
     callbacks.start_sweeping();
     let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), callbacks, shared.settings, seed);
-    let listener = tokio_uring::net::TcpListener::from_std(listener);
-
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {
@@ -485,19 +493,27 @@ async fn run_shard(
         }
     });
 
-    let listener = Rc::new(listener);
-    let acceptors: Vec<_> = (0..ACCEPTORS)
-        .map(|_| {
-            let (listener, context, shared, shutdown_rx) =
-                (listener.clone(), context.clone(), shared.clone(), shutdown_rx.clone());
-            tokio::task::spawn_local(accept_loop(shard, listener, context, shared, shutdown_rx))
-        })
-        .collect();
+    let mut acceptors = Vec::with_capacity(listeners.len() * ACCEPTORS);
+    for Listener { protocol, socket } in listeners {
+        let socket = Rc::new(tokio_uring::net::TcpListener::from_std(socket));
+        for _ in 0..ACCEPTORS {
+            let (socket, context, shared, shutdown_rx) =
+                (socket.clone(), context.clone(), shared.clone(), shutdown_rx.clone());
+            acceptors.push(tokio::task::spawn_local(accept_loop(
+                shard,
+                protocol,
+                socket,
+                context,
+                shared,
+                shutdown_rx,
+            )));
+        }
+    }
+    // The last acceptor of a listener drops it: no new connection once shutdown begins.
     for acceptor in acceptors {
         let _ = acceptor.await;
     }
 
-    drop(listener);
     let deadline = shutdown_rx.borrow().unwrap_or_else(Instant::now);
     context.shutdown.trigger();
     let drained = tokio::time::timeout_at(deadline.into(), wait_sessions(&context)).await;
@@ -508,9 +524,10 @@ async fn run_shard(
     context.callbacks.drain(deadline).await
 }
 
-/// Accepts connections and starts their sessions until shutdown.
+/// Accepts connections and hands each to its protocol's driver, until shutdown.
 async fn accept_loop(
     shard: usize,
+    protocol: MediaProtocol,
     listener: Rc<tokio_uring::net::TcpListener>,
     context: Rc<ShardContext>,
     shared: Arc<Shared>,
@@ -541,9 +558,26 @@ async fn accept_loop(
         let context = context.clone();
         let shared = shared.clone();
         tokio::task::spawn_local(async move {
-            session::rtmp::run(socket, peer, conn_id, context).await;
+            drive(protocol, socket, peer, conn_id, context).await;
             shared.connections.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Runs one accepted connection with its protocol's driver until it closes.
+async fn drive(
+    protocol: MediaProtocol,
+    socket: tokio_uring::net::TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    context: Rc<ShardContext>,
+) {
+    match protocol {
+        MediaProtocol::Rtmp => session::rtmp::run(socket, peer, conn_id, context).await,
+        // No listener of these is bound until their drivers exist.
+        MediaProtocol::HttpFlv | MediaProtocol::Rtsp => {
+            error!(%peer, protocol = protocol.as_str(), "no driver for this protocol; closing the connection")
+        }
     }
 }
 

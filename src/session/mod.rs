@@ -1,12 +1,25 @@
-//! Per-protocol IO glue: drives a sans-IO protocol state machine over an io_uring socket,
-//! talks to the hub, and (later) asks hooks for decisions.
+//! Connections, from accept to close.
+//!
+//! - `lifecycle.rs`: what every protocol's connection does with hooks and the hub (identity,
+//!   callbacks, publish/play, events, the update timer), with no socket and no wire format.
+//! - `rtmp.rs`: the RTMP driver: drives `protocol::rtmp::server` over an io_uring socket and
+//!   maps its requests to the lifecycle and the lifecycle's answers to RTMP replies.
+//! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
+//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
+//!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
+//!   player's timestamps.
+//! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
 //!
 //! A session is the only place where a protocol error becomes a closed connection: the
 //! error ends that session's task and nothing else.
 
+pub mod flv_out;
 pub mod io;
+pub mod lifecycle;
+pub mod player_writer;
 pub mod rtmp;
 pub mod rtmp_out;
+pub mod timeline;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -17,6 +30,7 @@ use tokio::sync::Notify;
 
 use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
+use crate::hooks::event::Protocol;
 use crate::hub::ShardHub;
 use crate::protocol::rtmp::chunk::PartialBudget;
 use crate::protocol::rtmp::server::ServerSettings;
@@ -155,15 +169,35 @@ impl ShardContext {
     }
 }
 
+/// What a connection does with a stream. It keeps its last role after the publish or play
+/// ended: `connection_close` reports what the connection was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    None,
+    Publisher,
+    Player,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Publisher => "publisher",
+            Role::Player => "player",
+        }
+    }
+}
+
 /// What the admin API shows of a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClientSummary {
     pub conn_id: u64,
     pub shard: usize,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub addr: String,
-    /// publisher, player or none.
-    pub role: &'static str,
+    pub role: Role,
     /// `app/name` once publishing or playing, else empty.
     pub stream: String,
     pub connected_at_ms: u64,
@@ -174,9 +208,9 @@ pub struct ClientSummary {
 pub struct SessionEntry {
     pub conn_id: u64,
     pub peer: std::net::SocketAddr,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub connected_at_ms: u64,
-    pub role: Cell<&'static str>,
+    pub role: Cell<Role>,
     pub stream: std::cell::RefCell<String>,
     kicked: Cell<bool>,
     kick: Notify,
@@ -230,7 +264,7 @@ impl SessionGuard {
         context: &Rc<ShardContext>,
         conn_id: u64,
         peer: std::net::SocketAddr,
-        protocol: &'static str,
+        protocol: Protocol,
     ) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
         let entry = Rc::new(SessionEntry {
@@ -238,7 +272,7 @@ impl SessionGuard {
             peer,
             protocol,
             connected_at_ms: crate::hooks::now_ms(),
-            role: Cell::new("none"),
+            role: Cell::new(Role::None),
             stream: std::cell::RefCell::new(String::new()),
             kicked: Cell::new(false),
             kick: Notify::new(),
@@ -256,6 +290,18 @@ impl Drop for SessionGuard {
         context.active_sessions.set(left);
         if left == 0 {
             context.sessions_done.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn roles_serialize_as_the_api_and_events_name_them() {
+        for role in [Role::None, Role::Publisher, Role::Player] {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
         }
     }
 }

@@ -1,0 +1,166 @@
+//! The data of each event type (the per-event fields of docs/hooks.md), one type per event.
+//!
+//! A session builds one of these; `Hooks::emit` turns it into the event's JSON `data` only
+//! when some sink wants that type. The field names are the wire contract: every sink
+//! format (JSON bodies, script environments, stdio lines) reads them from that `data`.
+
+use serde::{Serialize, Serializer};
+
+use super::event::EventType;
+
+/// The data of one event type.
+pub trait EventPayload: Serialize {
+    const TYPE: EventType;
+}
+
+/// A client's query arguments as a JSON object of strings (a repeated name keeps its last value).
+fn args_object<S: Serializer>(args: &[(String, String)], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(args.iter().map(|(name, value)| (name, value)))
+}
+
+macro_rules! payload {
+    ($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+        pub struct $name { $($(#[$field_doc])* pub $field: $ty),* }
+
+        impl EventPayload for $name {
+            const TYPE: EventType = EventType::$name;
+        }
+    };
+}
+
+payload!(
+    /// A TCP connection was accepted.
+    ConnectionAccept { remote_addr: String, protocol: &'static str }
+);
+payload!(
+    /// The protocol's handshake finished.
+    HandshakeComplete {}
+);
+payload!(
+    /// The client asked to connect to an application. The RTMP-only fields are empty for
+    /// other protocols.
+    Connect {
+        app: String,
+        tcurl: String,
+        flashver: String,
+        swfurl: String,
+        pageurl: String,
+        #[serde(serialize_with = "args_object")]
+        args: Vec<(String, String)>,
+    }
+);
+payload!(
+    /// A callback refused a connect, publish or play.
+    AuthFailed { action: &'static str, error: String }
+);
+payload!(
+    /// The stream entered the registry (first publisher or player).
+    StreamCreate {}
+);
+payload!(
+    /// The stream left the registry (no publisher and no player left).
+    StreamDelete {}
+);
+payload!(
+    /// A player joined a stream nobody publishes.
+    StreamUnavailable {}
+);
+payload!(
+    /// The last player of a live stream left.
+    NoViewers {}
+);
+payload!(
+    PublishStart {
+        #[serde(serialize_with = "args_object")]
+        args: Vec<(String, String)>,
+    }
+);
+payload!(
+    PlayStart {
+        #[serde(serialize_with = "args_object")]
+        args: Vec<(String, String)>,
+    }
+);
+payload!(
+    /// Players of the stream, server-wide, after one joined or left.
+    SubscriberCount { count: usize }
+);
+payload!(
+    /// The first sequence header of a kind named its codec; both slots as known so far.
+    CodecDetected {
+        audio_codec: Option<&'static str>,
+        video_codec: Option<&'static str>,
+        width: Option<u32>,
+        height: Option<u32>,
+        sample_rate: Option<u32>,
+        channels: Option<u8>,
+        profile: Option<&'static str>,
+    }
+);
+payload!(PublishUpdate {
+    /// Whole seconds since the publish started, rounded.
+    time: u64,
+    /// The publisher's last media timestamp, in milliseconds.
+    timestamp: u32,
+    bytes_in: u64,
+    bitrate_kbps: f64,
+});
+payload!(PlayUpdate {
+    /// Whole seconds since the play started, rounded.
+    time: u64,
+    /// Milliseconds since the play started.
+    timestamp: u64,
+    bytes_out: u64,
+});
+payload!(
+    PublishStop {
+        audio_packets: u64,
+        video_packets: u64,
+        /// Media payload bytes received.
+        total_bytes: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+        audio_codec: Option<&'static str>,
+        video_codec: Option<&'static str>,
+        duration_sec: f64,
+    }
+);
+payload!(PlayStop { bytes_out: u64, duration_sec: f64, dropped_packets: u64 });
+payload!(
+    /// The connection ended; `role` is what it was last (publisher, player or none).
+    ConnectionClose { role: &'static str, duration_sec: f64, bytes_in: u64, bytes_out: u64, reason: String }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payloads_serialize_to_the_documented_fields() {
+        let connect = Connect {
+            app: "live".into(),
+            tcurl: "rtmp://h/live".into(),
+            flashver: "FMLE".into(),
+            swfurl: String::new(),
+            pageurl: String::new(),
+            args: vec![("token".into(), "a".into()), ("token".into(), "b".into())],
+        };
+        assert_eq!(
+            serde_json::to_value(&connect).unwrap(),
+            json!({"app": "live", "tcurl": "rtmp://h/live", "flashver": "FMLE", "swfurl": "", "pageurl": "", "args": {"token": "b"}})
+        );
+        assert_eq!(serde_json::to_value(StreamCreate {}).unwrap(), json!({}));
+        let stop = PlayStop { bytes_out: 5, duration_sec: 1.25, dropped_packets: 0 };
+        assert_eq!(
+            serde_json::to_value(stop).unwrap(),
+            json!({"bytes_out": 5, "duration_sec": 1.25, "dropped_packets": 0})
+        );
+        assert_eq!(
+            serde_json::to_value(PublishUpdate { time: 3, timestamp: 7, bytes_in: 9, bitrate_kbps: 0.0 }).unwrap(),
+            json!({"time": 3, "timestamp": 7, "bytes_in": 9, "bitrate_kbps": 0.0})
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The life of one connection as hooks and the hub see it, whatever its protocol: who the
+//! client is, what it asked for, what its callbacks decided, what it publishes or plays, the
+//! events that tell the operator, and the periodic updates.
+//!
+//! A [`Lifecycle`] owns no socket and knows no wire format. A protocol driver (`rtmp.rs`)
+//! reads its socket, turns requests into calls here (`admit_connect`, `admit_publish`,
+//! `admit_play`, `media`, `end_publish`, `end_play`, `finish`), and maps each answer to its
+//! own wire form: an [`Admission::Refused`] becomes RTMP's `_error`/onStatus, and later an
+//! HTTP or RTSP status.
+//!
+//! The update timer works like a sans-IO state machine's: [`Lifecycle::poll_timeout`] says
+//! when it next needs the clock, [`Lifecycle::handle_timeout`] is given the time. The driver
+//! sleeps beside its pending read; a test hands it any instant.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use super::{Role, SessionEntry, SessionGuard, ShardContext};
+use crate::hooks::Origin;
+use crate::hooks::callback::{Call, ClientInfo, Decision};
+use crate::hooks::event::{EventType, Protocol};
+use crate::hooks::payload::{
+    AuthFailed, CodecDetected, Connect, ConnectionAccept, ConnectionClose, EventPayload, HandshakeComplete, NoViewers,
+    PlayStart, PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete,
+    StreamUnavailable, SubscriberCount,
+};
+use crate::hub::{PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
+use crate::protocol::flv::{self, MediaKind};
+
+/// A client's query arguments, in the order it sent them.
+pub type Args = Vec<(String, String)>;
+
+/// What a client sent to connect to an application. The RTMP-only fields (`tc_url`,
+/// `flash_ver`, `swf_url`, `page_url`) stay empty for other protocols.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectRequest {
+    pub app: String,
+    /// The URL the client connected to; a stream's URL is this plus `/name?query`.
+    pub url: String,
+    pub tc_url: String,
+    pub flash_ver: String,
+    pub swf_url: String,
+    pub page_url: String,
+    pub args: Args,
+}
+
+/// A request to publish or play `name` in the connected application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamRequest {
+    pub name: String,
+    pub args: Args,
+    /// Protocol-specific callback fields (RTMP: a publish's `type`; a play's `start`,
+    /// `duration` and `reset`).
+    pub callback_fields: Vec<(&'static str, String)>,
+}
+
+/// The answer to a connect, publish or play.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Admission {
+    Admitted,
+    Refused(Refusal),
+}
+
+/// Why a request was refused; each protocol maps it to its own error reply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// The callback answered no, or failed and `on_error` denies (its reason says which).
+    #[error("on_{} callback refused: {reason}", call.as_str())]
+    Denied { call: Call, reason: String },
+    /// Someone else publishes the stream.
+    #[error("{0}")]
+    StreamBusy(String),
+}
+
+/// Why a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    PeerClosed,
+    Shutdown,
+    /// A player stayed behind its stream after dropping to keyframes (`player_max_drops`).
+    TooSlow,
+    /// An operator kicked it over the admin API.
+    AdminKick,
+}
+
+impl CloseReason {
+    /// How `connection_close` words it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "closed by client",
+            CloseReason::Shutdown => "server shutdown",
+            CloseReason::TooSlow => "player too slow",
+            CloseReason::AdminKick => "kicked by operator",
+        }
+    }
+}
+
+/// What a publishing connection counts for its events and callbacks.
+struct Publishing {
+    handle: PublisherHandle,
+    name: String,
+    args: Args,
+    since: Instant,
+    bytes_in_at_start: u64,
+    last_timestamp: u32,
+    /// The publish_stop event as it accumulates: packets, media bytes and codecs so far.
+    totals: PublishStop,
+}
+
+struct Playing {
+    handle: PlayerHandle,
+    name: String,
+    args: Args,
+    since: Instant,
+    bytes_out_at_start: u64,
+}
+
+/// One connection's identity, role and counters, and its hub handle once it publishes or
+/// plays.
+pub struct Lifecycle {
+    context: Rc<ShardContext>,
+    /// Lists the connection in its shard's registry for as long as it lives.
+    guard: SessionGuard,
+    protocol: Protocol,
+    addr: SocketAddr,
+    conn_id: u64,
+    /// Set once the client asked to connect (before its callback answered).
+    connect: Option<ConnectRequest>,
+    /// Boxed: most connections play or idle, and their futures stay smaller without it.
+    publishing: Option<Box<Publishing>>,
+    playing: Option<Playing>,
+    started: Instant,
+    bytes_in: u64,
+    /// Shared with a player's writer, which does most of the writing.
+    bytes_out: Rc<Cell<u64>>,
+    /// `update_interval` when a callback or sink wants updates; `None` never wakes.
+    update_period: Option<Duration>,
+    /// When the next publish_update/play_update (and on_update) is due: `update_interval`
+    /// after the publish or play started, then every `update_interval`.
+    next_update: Instant,
+    /// An `on_update` reply awaited under `update_strict`.
+    pending_update: Option<oneshot::Receiver<Decision>>,
+}
+
+impl Lifecycle {
+    /// Registers an accepted connection and says so (connection_accept).
+    pub fn new(context: &Rc<ShardContext>, protocol: Protocol, addr: SocketAddr, conn_id: u64) -> Lifecycle {
+        let guard = SessionGuard::new(context, conn_id, addr, protocol);
+        let hooks = &context.hooks;
+        let wants_updates = hooks.update_interval().is_some()
+            || hooks.wants(EventType::PublishUpdate)
+            || hooks.wants(EventType::PlayUpdate);
+        let now = Instant::now();
+        let lifecycle = Lifecycle {
+            context: context.clone(),
+            guard,
+            protocol,
+            addr,
+            conn_id,
+            connect: None,
+            publishing: None,
+            playing: None,
+            started: now,
+            bytes_in: 0,
+            bytes_out: Rc::new(Cell::new(0)),
+            update_period: wants_updates.then_some(context.settings.update_interval),
+            next_update: now,
+            pending_update: None,
+        };
+        lifecycle.context.hooks.emit(&lifecycle.origin(), || ConnectionAccept {
+            remote_addr: addr.to_string(),
+            protocol: protocol.as_str(),
+        });
+        lifecycle
+    }
+
+    /// This connection in its shard's registry (admin API listing and kicks).
+    pub fn entry(&self) -> &Rc<SessionEntry> {
+        &self.guard.entry
+    }
+
+    pub fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// When the connection was accepted: the zero of its protocol's clock.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether the client asked to connect yet.
+    pub fn has_connect(&self) -> bool {
+        self.connect.is_some()
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
+    /// The player's queue, while playing.
+    pub fn player(&self) -> Option<&Rc<Player>> {
+        self.playing.as_ref().map(|p| p.handle.player())
+    }
+
+    /// The name of the stream being played, as admitted (after any 3xx rename).
+    pub fn playing_name(&self) -> Option<&str> {
+        self.playing.as_ref().map(|p| p.name.as_str())
+    }
+
+    /// Counts bytes read from the client.
+    pub fn count_in(&mut self, bytes: usize) {
+        self.bytes_in += bytes as u64;
+    }
+
+    /// Bytes written to the client, shared with whoever writes them.
+    pub fn bytes_out(&self) -> &Rc<Cell<u64>> {
+        &self.bytes_out
+    }
+
+    /// The protocol's handshake finished.
+    pub fn handshake_complete(&self) {
+        self.emit(|| HandshakeComplete {});
+    }
+
+    /// A client asks to connect: tells the sinks (connect), then asks `on_connect`.
+    pub async fn admit_connect(&mut self, request: ConnectRequest) -> Admission {
+        debug!(conn_id = self.conn_id, app = %request.app, url = %request.url, "connect");
+        self.emit(|| Connect {
+            app: request.app.clone(),
+            tcurl: request.tc_url.clone(),
+            flashver: request.flash_ver.clone(),
+            swfurl: request.swf_url.clone(),
+            pageurl: request.page_url.clone(),
+            args: request.args.clone(),
+        });
+        self.connect = Some(request);
+        let client = self.client_info("", &[]);
+        match self.context.callbacks.decide(Call::Connect, &client, &[]).await {
+            Decision::Allow | Decision::Rename(_) => Admission::Admitted,
+            Decision::Deny { reason } => self.refuse(Call::Connect, reason, ""),
+        }
+    }
+
+    /// A client asks to publish: asks `on_publish` (a 3xx renames the stream), then takes the
+    /// stream in the hub. Admitted, it is the stream's publisher until [`Self::end_publish`].
+    pub async fn admit_publish(&mut self, request: StreamRequest) -> Admission {
+        let (name, args) = match self.ask(Call::Publish, request).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let key = self.stream_key(&name);
+        let (handle, change) = match self.context.hub.publish(&key) {
+            Ok(taken) => taken,
+            Err(error) => {
+                warn!(conn_id = self.conn_id, peer = %self.addr, stream = %key, "publish refused: {error}");
+                return Admission::Refused(Refusal::StreamBusy(error.to_string()));
+            }
+        };
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.addr, stream = %key, "publish start");
+        let now = Instant::now();
+        self.next_update = now + self.context.settings.update_interval;
+        self.entry().role.set(Role::Publisher);
+        *self.entry().stream.borrow_mut() = key;
+        self.publishing = Some(Box::new(Publishing {
+            handle,
+            name,
+            args,
+            since: now,
+            bytes_in_at_start: self.bytes_in,
+            last_timestamp: 0,
+            totals: PublishStop::default(),
+        }));
+        if change.created {
+            self.emit(|| StreamCreate {});
+        }
+        self.emit(|| PublishStart { args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default() });
+        Admission::Admitted
+    }
+
+    /// A client asks to play: asks `on_play` (a 3xx renames the stream), then joins the
+    /// stream's players, live or not yet. Admitted, [`Self::player`] is its queue.
+    pub async fn admit_play(&mut self, request: StreamRequest) -> Admission {
+        let (name, args) = match self.ask(Call::Play, request).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let key = self.stream_key(&name);
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.addr, stream = %key, "play start");
+        let (handle, change) = self.context.hub.play(&key, self.conn_id);
+        let now = Instant::now();
+        self.next_update = now + self.context.settings.update_interval;
+        self.entry().role.set(Role::Player);
+        *self.entry().stream.borrow_mut() = key;
+        self.playing = Some(Playing { handle, name, args, since: now, bytes_out_at_start: self.bytes_out.get() });
+        if change.created {
+            self.emit(|| StreamCreate {});
+        }
+        if !change.live {
+            self.emit(|| StreamUnavailable {});
+        }
+        self.emit(|| PlayStart { args: self.playing.as_ref().map(|p| p.args.clone()).unwrap_or_default() });
+        self.emit(|| SubscriberCount { count: change.players });
+        Admission::Admitted
+    }
+
+    /// Asks `call`'s callback about a publish or play: the stream name to use (after any 3xx
+    /// rename) and the client's arguments, or the refusal.
+    async fn ask(&self, call: Call, request: StreamRequest) -> Result<(String, Args), Admission> {
+        let StreamRequest { mut name, args, callback_fields } = request;
+        let client = self.client_info(&name, &args);
+        match self.context.callbacks.decide(call, &client, &callback_fields).await {
+            Decision::Allow => {}
+            Decision::Rename(renamed) => name = renamed,
+            Decision::Deny { reason } => return Err(self.refuse(call, reason, &self.stream_key(&name))),
+        }
+        Ok((name, args))
+    }
+
+    /// A denied callback: the operator gets `auth_failed`; the driver tells the client.
+    /// `stream` is the stream the client asked for (`app/name`), empty for connect.
+    fn refuse(&self, call: Call, reason: String, stream: &str) -> Admission {
+        let action = call.as_str();
+        warn!(conn_id = self.conn_id, peer = %self.addr, action, %reason, "denied by callback");
+        let origin = Origin { stream_key: stream.to_owned(), ..self.origin() };
+        self.context.hooks.emit(&origin, || AuthFailed { action, error: reason.clone() });
+        Admission::Refused(Refusal::Denied { call, reason })
+    }
+
+    /// A media message from the publisher: counted, handed to the hub, and its codec named
+    /// (codec_detected) by the first sequence header of each kind. Ignored when not
+    /// publishing.
+    pub fn media(&mut self, kind: PacketKind, timestamp: u32, payload: Bytes) {
+        let Some(publishing) = self.publishing.as_mut() else {
+            return;
+        };
+        publishing.last_timestamp = timestamp;
+        let totals = &mut publishing.totals;
+        totals.total_bytes += payload.len() as u64;
+        match kind {
+            PacketKind::Audio => totals.audio_packets += 1,
+            PacketKind::Video => totals.video_packets += 1,
+            PacketKind::Data { .. } => {}
+        }
+        let packet = match publishing.handle.push(kind, timestamp, payload) {
+            Ok(packet) => packet,
+            Err(error) => {
+                // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
+                debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+                return;
+            }
+        };
+        // The hub has already classified the packet, so only a new sequence header is parsed.
+        let (media_kind, slot) = match kind {
+            PacketKind::Audio => (MediaKind::Audio, &mut publishing.totals.audio_codec),
+            PacketKind::Video => (MediaKind::Video, &mut publishing.totals.video_codec),
+            PacketKind::Data { .. } => return,
+        };
+        if !packet.sequence_header || slot.is_some() {
+            return;
+        }
+        let Ok(info) = flv::parse_codec_info(media_kind, &packet.payload) else { return };
+        *slot = Some(info.codec.name());
+        let (audio_codec, video_codec) = (publishing.totals.audio_codec, publishing.totals.video_codec);
+        self.emit(|| CodecDetected {
+            audio_codec,
+            video_codec,
+            width: info.width,
+            height: info.height,
+            sample_rate: info.sample_rate,
+            channels: info.channels,
+            profile: info.profile,
+        });
+    }
+
+    /// When the update timer next wants [`Self::handle_timeout`]: `None` while nothing is
+    /// published or played, or nobody wants updates.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.update_period?;
+        (self.publishing.is_some() || self.playing.is_some()).then_some(self.next_update)
+    }
+
+    /// Sends the updates due at `now` (publish_update/play_update, on_update) and sets the
+    /// next deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(period) = self.update_period else { return };
+        if self.poll_timeout().is_none_or(|due| now < due) {
+            return;
+        }
+        self.next_update = now + period;
+        self.send_updates(now);
+    }
+
+    fn send_updates(&mut self, now: Instant) {
+        let origin = self.origin();
+        let hooks = &self.context.hooks;
+        if let Some(p) = &self.publishing {
+            let secs = now.saturating_duration_since(p.since).as_secs_f64();
+            let bytes_in = self.bytes_in - p.bytes_in_at_start;
+            let bitrate_kbps = if secs > 0.0 { (bytes_in as f64 * 8.0 / 1000.0 / secs).round() } else { 0.0 };
+            let timestamp = p.last_timestamp;
+            hooks.emit(&origin, || PublishUpdate { time: secs.round() as u64, timestamp, bytes_in, bitrate_kbps });
+            let client = self.client_info(&p.name, &p.args);
+            let fields = [("time", (secs as u64).to_string()), ("timestamp", timestamp.to_string())];
+            if let Some(receiver) = self.context.callbacks.update(true, &client, &fields) {
+                self.pending_update = Some(receiver);
+            }
+        }
+        if let Some(p) = &self.playing {
+            let secs = now.saturating_duration_since(p.since).as_secs_f64();
+            let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
+            let millis = (secs * 1000.0) as u64;
+            hooks.emit(&origin, || PlayUpdate { time: secs.round() as u64, timestamp: millis, bytes_out });
+            let client = self.client_info(&p.name, &p.args);
+            let fields = [("time", (secs as u64).to_string()), ("timestamp", millis.to_string())];
+            if let Some(receiver) = self.context.callbacks.update(false, &client, &fields) {
+                self.pending_update = Some(receiver);
+            }
+        }
+    }
+
+    /// Resolves when an `on_update` reply awaited under `update_strict` arrives; with its
+    /// reason when it denies, which ends the connection. Pending forever without one.
+    pub async fn update_verdict(&mut self) -> Option<String> {
+        let Some(receiver) = self.pending_update.as_mut() else {
+            return std::future::pending().await;
+        };
+        let decision = receiver.await.ok();
+        self.pending_update = None;
+        match decision {
+            Some(Decision::Deny { reason }) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The publisher stopped (or left): frees the stream, tells the sinks (publish_stop)
+    /// and `on_publish_done`. Does nothing when not publishing.
+    pub fn end_publish(&mut self) {
+        let origin = self.origin();
+        let Some(p) = self.publishing.take() else {
+            return;
+        };
+        let change = p.handle.unpublish();
+        info!(conn_id = self.conn_id, stream = %origin.stream_key, "publish stop");
+        let duration = p.since.elapsed().as_secs_f64();
+        let bytes_in = self.bytes_in - p.bytes_in_at_start;
+        let bytes_out = self.bytes_out.get();
+        let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), ..p.totals };
+        self.context.hooks.emit(&origin, || stop);
+        let client = self.client_info(&p.name, &p.args);
+        let fields = [
+            ("bytes_in", bytes_in.to_string()),
+            ("bytes_out", bytes_out.to_string()),
+            ("duration", (duration as u64).to_string()),
+        ];
+        self.context.callbacks.tell_done(true, &client, &fields);
+        self.stream_left(&origin, change);
+    }
+
+    /// The player stopped (or left): leaves the stream (which ends its writer), tells the
+    /// sinks (play_stop, subscriber_count, no_viewers) and `on_play_done`. Does nothing when
+    /// not playing.
+    pub fn end_play(&mut self) {
+        let origin = self.origin();
+        let Some(p) = self.playing.take() else {
+            return;
+        };
+        let dropped = p.handle.player().dropped_packets();
+        debug!(conn_id = self.conn_id, stream = %p.handle.key(), dropped, "play stop");
+        let change = p.handle.leave();
+        let duration = p.since.elapsed().as_secs_f64();
+        let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
+        let hooks = &self.context.hooks;
+        hooks.emit(&origin, || PlayStop { bytes_out, duration_sec: round_ms(duration), dropped_packets: dropped });
+        hooks.emit(&origin, || SubscriberCount { count: change.players });
+        if change.players == 0 && change.live {
+            hooks.emit(&origin, || NoViewers {});
+        }
+        let client = self.client_info(&p.name, &p.args);
+        let fields = [
+            ("bytes_in", self.bytes_in.to_string()),
+            ("bytes_out", bytes_out.to_string()),
+            ("duration", (duration as u64).to_string()),
+        ];
+        self.context.callbacks.tell_done(false, &client, &fields);
+        self.stream_left(&origin, change);
+    }
+
+    fn stream_left(&self, origin: &Origin, change: StreamChange) {
+        if change.deleted {
+            self.context.hooks.emit(origin, || StreamDelete {});
+        }
+    }
+
+    /// Ends whatever the connection still does and says goodbye (connection_close).
+    pub fn finish(&mut self, reason: &str) {
+        // The role it had (kept after the publish or play ended).
+        let role = self.entry().role.get().as_str();
+        self.end_publish();
+        self.end_play();
+        let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out.get());
+        let duration_sec = round_ms(self.started.elapsed().as_secs_f64());
+        self.emit(|| ConnectionClose { role, duration_sec, bytes_in, bytes_out, reason: reason.to_owned() });
+    }
+
+    /// The stream this connection publishes or plays, if any.
+    fn current_stream(&self) -> String {
+        if let Some(p) = &self.publishing {
+            p.handle.key().to_owned()
+        } else if let Some(p) = &self.playing {
+            p.handle.key().to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        Origin { conn_id: self.conn_id, protocol: self.protocol, addr: self.addr, stream_key: self.current_stream() }
+    }
+
+    fn emit<P: EventPayload>(&self, build: impl FnOnce() -> P) {
+        self.context.hooks.emit(&self.origin(), build);
+    }
+
+    /// What a callback is told of the client asking for `name` (empty for connect).
+    fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
+        let connect = self.connect.clone().unwrap_or_default();
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
+        let url = if name.is_empty() {
+            connect.url.clone()
+        } else if query.is_empty() {
+            format!("{}/{name}", connect.url)
+        } else {
+            format!("{}/{name}?{query}", connect.url)
+        };
+        let mut all_args = connect.args;
+        all_args.extend(args.iter().cloned());
+        ClientInfo {
+            protocol: Some(self.protocol),
+            addr: Some(self.addr),
+            conn_id: self.conn_id,
+            app: connect.app,
+            name: name.to_owned(),
+            url,
+            tc_url: connect.tc_url,
+            flash_ver: connect.flash_ver,
+            swf_url: connect.swf_url,
+            page_url: connect.page_url,
+            args: all_args,
+        }
+    }
+
+    /// `app/name`: the stream key every layer uses.
+    fn stream_key(&self, name: &str) -> String {
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
+        format!("{app}/{name}")
+    }
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,102 @@
+//! A player's writer task, the same for every protocol: the only writer of its socket once
+//! play starts. It waits for the hub to queue packets (for up to `merge_write_ms` after its
+//! previous write, so one `writev` carries several), frames them, and writes them with
+//! `send_timeout` and the connection's [`PendingOutput`] backpressure; the hub's queue bound
+//! (drop to the next keyframe, then kick) lives in `hub::Player`.
+//!
+//! What differs per protocol is its [`Framing`]: the small per-player buffer before each
+//! packet's shared wire form (RTMP's chunk header, FLV's tag header, RTSP's interleaved
+//! header), and the protocol's own output and stream notices. The writer is generic over it,
+//! so framing a packet is a static call.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio_uring::net::TcpStream;
+use tracing::debug;
+
+use super::io::{PendingOutput, write_all_vectored};
+use crate::hub::{Packet, Player, PlayerItem};
+
+/// How one protocol puts a player's packets and notices on the wire.
+pub trait Framing {
+    /// Appends the protocol's own pending output (replies to the client's commands), which
+    /// goes out before the media of the same write.
+    fn take_output(&mut self, bufs: &mut Vec<Bytes>);
+    /// Appends one packet: its per-player header, split off `headers` (no allocation per
+    /// packet), then the packet's shared wire form.
+    fn append_packet(&mut self, bufs: &mut Vec<Bytes>, headers: &mut BytesMut, packet: &Packet);
+    /// The publisher left; the player stays attached.
+    fn unpublished(&mut self, bufs: &mut Vec<Bytes>);
+    /// A publisher (re)started: its timestamps start afresh.
+    fn published(&mut self, bufs: &mut Vec<Bytes>);
+}
+
+/// The writer task of a player.
+pub struct PlayerWriter<F> {
+    pub socket: Rc<TcpStream>,
+    pub player: Rc<Player>,
+    pub framing: F,
+    pub bytes_out: Rc<Cell<u64>>,
+    /// `merge_write_ms`: how long packets may gather before a write; `None` writes at once.
+    pub merge_write: Option<Duration>,
+    pub send_timeout: Duration,
+    /// Shared with the session's reader, which stops reading while too much is unsent.
+    pub output: Rc<PendingOutput>,
+}
+
+impl<F: Framing> PlayerWriter<F> {
+    /// Writes until the player is kicked or leaves, or a write fails; then shuts the socket
+    /// down so the session's pending read ends too.
+    pub async fn run(mut self) {
+        if let Err(error) = self.write_loop().await {
+            debug!(conn_id = self.player.conn_id, %error, "player writer stopped");
+            // The session reports it when its read ends (the shutdown below ends it).
+            self.output.fail(error);
+        }
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+
+    async fn write_loop(&mut self) -> io::Result<()> {
+        let mut items = Vec::new();
+        let mut headers = BytesMut::new();
+        let mut last_write: Option<tokio::time::Instant> = None;
+        loop {
+            self.player.ready().await;
+            if let (Some(window), Some(last)) = (self.merge_write, last_write) {
+                // Merged writes: fewer syscalls and TCP segments for the same media.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(last + window) => {}
+                    _ = self.player.kicked() => return Ok(()),
+                }
+            }
+            if self.player.is_kicked() {
+                return Ok(());
+            }
+            items.clear();
+            self.player.take(&mut items);
+            let mut bufs: Vec<Bytes> = Vec::with_capacity(items.len() * 2 + 1);
+            self.framing.take_output(&mut bufs);
+            for item in items.drain(..) {
+                match item {
+                    PlayerItem::Packet(packet) => self.framing.append_packet(&mut bufs, &mut headers, &packet),
+                    PlayerItem::Unpublished => self.framing.unpublished(&mut bufs),
+                    PlayerItem::Published => self.framing.published(&mut bufs),
+                }
+            }
+            // The write may block on a player that stopped reading: give up on it when the
+            // hub kicks the player, instead of waiting forever.
+            tokio::select! {
+                result = write_all_vectored(&self.socket, bufs, self.send_timeout, &self.output) => {
+                    let written = result?;
+                    self.bytes_out.set(self.bytes_out.get() + written as u64);
+                    last_write = Some(tokio::time::Instant::now());
+                }
+                _ = self.player.kicked() => return Ok(()),
+            }
+        }
+    }
+}
