@@ -266,11 +266,14 @@ impl Session {
                 conn.handle_input(&[])?;
                 continue;
             };
+            // The admissions await callbacks and hold a request meanwhile: boxed, they cost an
+            // allocation per connect, publish or play instead of a larger future for every
+            // connection, idle ones included (mimalloc rounds a task up to its size class).
             match event {
                 Event::HandshakeComplete => self.lifecycle.handshake_complete(),
-                Event::Connect(info) => self.on_connect(*info).await,
-                Event::Publish(request) => self.on_publish(*request).await,
-                Event::Play(request) => self.on_play(*request).await,
+                Event::Connect(info) => Box::pin(self.on_connect(*info)).await,
+                Event::Publish(request) => Box::pin(self.on_publish(*request)).await,
+                Event::Play(request) => Box::pin(self.on_play(*request)).await,
                 Event::Audio { timestamp, payload } => self.lifecycle.media(PacketKind::Audio, timestamp, payload),
                 Event::Video { timestamp, payload } => self.lifecycle.media(PacketKind::Video, timestamp, payload),
                 Event::Data { timestamp, payload, metadata } => {
