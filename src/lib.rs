@@ -3,10 +3,9 @@
 //!
 //! # Layout
 //!
-//! Listed from the top: each layer imports only layers listed after it (see ARCHITECTURE.md),
-//! with one exception, `config::Config::connection_limits`, which builds the
-//! `session::ConnectionLimits` each shard applies. So the hub knows nothing of hooks, sessions
-//! or the configuration; hooks know nothing of sessions or the hub; `protocol` and `redact`
+//! Listed from the top: each layer imports only layers listed after it (see ARCHITECTURE.md;
+//! `tests/layering.rs` checks it). So the hub knows nothing of hooks, sessions or the
+//! configuration; hooks know nothing of sessions or the hub; `protocol` and `redact`
 //! import nothing of the crate.
 //!
 //! - [`server`]: one tokio-uring runtime per shard thread, SO_REUSEPORT listeners, accept

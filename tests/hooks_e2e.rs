@@ -1556,7 +1556,7 @@ fn stdio_env_prints_key_value_lines() {
 }
 
 /// `--hook-script publish_start=PATH` runs a real /bin/sh script once per publish, with the
-/// event in its environment (seed-001 names).
+/// event in its environment (go-rtmp style names: RTMP_EVENT_TYPE, RTMP_<FIELD>...).
 #[test]
 fn a_hook_script_gets_the_event_in_its_environment() {
     let output = TempFile::new("hook-script-env", "txt");

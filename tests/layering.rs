@@ -1,7 +1,7 @@
 //! Checks the layering invariants of ARCHITECTURE.md on the source text (an import that
 //! breaks one compiles fine): `protocol/` never touches a socket, a clock or a runtime; the
 //! hub knows no wire format; a connection's lifecycle owns no socket and knows no wire
-//! format.
+//! format; each layer imports only the layers below it.
 
 use std::fs;
 use std::path::Path;
@@ -80,4 +80,26 @@ fn protocol_imports_no_runtime_socket_or_clock() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
     assert!(files.len() >= 5, "expected the protocol sources under {root:?}");
     assert!(offences.is_empty(), "protocol/ must stay sans-IO:\n{}", offences.join("\n"));
+}
+
+/// The crate's layers from the top; each may import only layers after it (`src/lib.rs`).
+/// `protocol`, `redact` and `logging` are leaves.
+const LAYERS: &[&str] = &["server", "api", "session", "hooks", "hub", "config", "protocol", "redact", "logging"];
+
+#[test]
+fn layers_import_only_the_layers_below_them() {
+    let mut found = Vec::new();
+    for (index, layer) in LAYERS.iter().enumerate() {
+        let source = if Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(layer).is_dir() {
+            layer.to_string()
+        } else {
+            format!("{layer}.rs")
+        };
+        let above: Vec<String> = LAYERS[..index].iter().map(|upper| format!("crate::{upper}")).collect();
+        let above: Vec<&str> = above.iter().map(String::as_str).collect();
+        let (files, offences) = offences(&source, &above);
+        assert!(!files.is_empty(), "no sources for layer {layer}");
+        found.extend(offences);
+    }
+    assert!(found.is_empty(), "a layer imports one above it (src/lib.rs lists the order):\n{}", found.join("\n"));
 }

@@ -155,9 +155,6 @@ choice! {
     }
 }
 
-/// Smallest share of `partial_message_budget` a shard gets: twice the largest RTMP message.
-const MIN_PARTIAL_BUDGET_PER_SHARD: usize = 32 << 20;
-
 /// Whole-number limits, shared by the TOML reader and the flags so the two cannot disagree.
 mod limits {
     pub const SHARDS: (u64, u64) = (1, 1024);
@@ -509,18 +506,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Per-connection bounds as each shard applies them.
-    pub fn connection_limits(&self) -> crate::session::ConnectionLimits {
-        crate::session::ConnectionLimits {
-            send_timeout: self.send_timeout,
-            max_pending_output: self.max_pending_output,
-            // One message of the largest size must always fit a shard that holds nothing else:
-            // the budget refuses a draw leaving less than the drawer holds (chunk::PartialBudget).
-            partial_budget: (self.partial_message_budget / self.shards.max(1)).max(MIN_PARTIAL_BUDGET_PER_SHARD),
-            partial_message_timeout: self.partial_message_timeout,
-        }
     }
 
     /// The merged-write window, `None` when merging is off.

@@ -1013,15 +1013,8 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
 }
 
 #[test]
-fn connection_limits_split_the_partial_budget_across_shards_with_a_floor() {
+fn gop_cache_bytes_must_fit_a_player_queue() {
     let path = Path::new("t.toml");
-    let c = Config::from_toml("shards = 4\npartial_message_budget = 536870912\nsend_timeout = \"5s\"\n", path).unwrap();
-    let limits = c.connection_limits();
-    assert_eq!(limits.partial_budget, 128 << 20);
-    assert_eq!(limits.send_timeout, Duration::from_secs(5));
-    let c = Config::from_toml("shards = 64\n", path).unwrap();
-    // 256 MiB over 64 shards is 4 MiB: raised so a 16 MiB message always fits a shard.
-    assert_eq!(c.connection_limits().partial_budget, 32 << 20);
     let error = Config::from_toml("gop_cache_bytes = 68719476736\n", path).unwrap_err().to_string();
     assert!(error.contains("key 'gop_cache_bytes': must not exceed player_queue_bytes (33554432)"), "{error}");
 }

@@ -204,7 +204,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
             merge_write: config.merge_write(),
-            limits: config.connection_limits(),
+            limits: session::ConnectionLimits::from_config(config),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;

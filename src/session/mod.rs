@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
 use crate::hooks::event::Protocol;
@@ -69,6 +70,23 @@ pub struct ConnectionLimits {
     pub partial_budget: usize,
     /// A message still incomplete after this long closes its connection (slow body).
     pub partial_message_timeout: Duration,
+}
+
+/// Smallest share of `partial_message_budget` a shard gets: twice the largest RTMP message.
+const MIN_PARTIAL_BUDGET_PER_SHARD: usize = 32 << 20;
+
+impl ConnectionLimits {
+    /// The bounds each shard applies, from the config.
+    pub fn from_config(config: &Config) -> ConnectionLimits {
+        ConnectionLimits {
+            send_timeout: config.send_timeout,
+            max_pending_output: config.max_pending_output,
+            // One message of the largest size must always fit a shard that holds nothing else:
+            // the budget refuses a draw leaving less than the drawer holds (chunk::PartialBudget).
+            partial_budget: (config.partial_message_budget / config.shards.max(1)).max(MIN_PARTIAL_BUDGET_PER_SHARD),
+            partial_message_timeout: config.partial_message_timeout,
+        }
+    }
 }
 
 impl Default for ConnectionLimits {
@@ -296,12 +314,29 @@ impl Drop for SessionGuard {
 
 #[cfg(test)]
 mod tests {
-    use super::Role;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::{ConnectionLimits, Role};
+    use crate::config::Config;
 
     #[test]
     fn roles_serialize_as_the_api_and_events_name_them() {
         for role in [Role::None, Role::Publisher, Role::Player] {
             assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
         }
+    }
+
+    #[test]
+    fn connection_limits_split_the_partial_budget_across_shards_with_a_floor() {
+        let path = Path::new("t.toml");
+        let c =
+            Config::from_toml("shards = 4\npartial_message_budget = 536870912\nsend_timeout = \"5s\"\n", path).unwrap();
+        let limits = ConnectionLimits::from_config(&c);
+        assert_eq!(limits.partial_budget, 128 << 20);
+        assert_eq!(limits.send_timeout, Duration::from_secs(5));
+        let c = Config::from_toml("shards = 64\n", path).unwrap();
+        // 256 MiB over 64 shards is 4 MiB: raised so a 16 MiB message always fits a shard.
+        assert_eq!(ConnectionLimits::from_config(&c).partial_budget, 32 << 20);
     }
 }
