@@ -254,6 +254,14 @@ fanout_run() {
     result[$key.join.secs]=$(json "$file" join.secs)
     result[$key.join.kb]=$(awk -v b="$(json "$file" join.bytes_per_player)" 'BEGIN { printf "%.0f", b / 1000 }')
     result[$key.join.ms]=$(json "$file" join.server_cpu_ms_per_player)
+    # What a join costs beyond streaming: the join phase less the steady rate over it, taken
+    # at half the players (a linear ramp has half of them connected on average).
+    read -r result[$key.join.extra_kb] result[$key.join.extra_ms] < <(awk \
+        -v jb="$(json "$file" join.bytes)" -v jc="$(json "$file" join.server_cpu_s)" -v js="$(json "$file" join.secs)" \
+        -v n="$(json "$file" join.players)" -v sb="$(json "$file" steady.bytes)" \
+        -v sc="$(json "$file" steady.server_cpu_s)" -v ss="$(json "$file" steady.secs)" 'BEGIN {
+            if (n > 0 && ss > 0) printf "%.0f %.3f\n", (jb - sb / ss * js / 2) / n / 1000, (jc - sc / ss * js / 2) * 1000 / n
+            else print "n/a n/a" }')
     playing=$(json "$file" play.playing)
     drops=$(json "$file" play.with_drops)
     gone=$(json "$file" play.disconnected)
@@ -363,6 +371,8 @@ for scenario in "${fanout_scenarios[@]}"; do
     row "$scenario: join: seconds (ramp 200/s)" "${result[$r.join.secs]}" "${result[$n.join.secs]}"
     row "$scenario: join: kB per joining player" "${result[$r.join.kb]}" "${result[$n.join.kb]}"
     row "$scenario: join: server CPU ms per player" "${result[$r.join.ms]}" "${result[$n.join.ms]}"
+    row "$scenario: join: kB per player above steady" "${result[$r.join.extra_kb]}" "${result[$n.join.extra_kb]}"
+    row "$scenario: join: CPU ms per player above steady" "${result[$r.join.extra_ms]}" "${result[$n.join.extra_ms]}"
     row "$scenario: whole run (join incl.): Gbit/CPU-s" "${result[$r.gbit_per_cpu]}" "${result[$n.gbit_per_cpu]}"
     row "$scenario: players held without drops" "${result[$r.clean]}" "${result[$n.clean]}"
     row "$scenario: lag p99 (ms)" "${result[$r.lag99]}" "${result[$n.lag99]}"
