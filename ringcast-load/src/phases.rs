@@ -48,13 +48,14 @@ pub struct Join {
 impl Join {
     pub fn between(start: Mark, end: Mark, players: usize) -> Join {
         let cpu = cpu_between(start, end);
+        let bytes = bytes_between(start, end);
         let per = players.max(1);
         Join {
             secs: round3(end.at.duration_since(start.at).as_secs_f64()),
             players,
-            bytes: end.bytes - start.bytes.min(end.bytes),
+            bytes,
             server_cpu_s: cpu.map(round3),
-            bytes_per_player: (end.bytes - start.bytes.min(end.bytes)) / per as u64,
+            bytes_per_player: bytes / per as u64,
             server_cpu_ms_per_player: cpu.map(|c| round3(c * 1000.0 / per as f64)),
         }
     }
@@ -83,7 +84,7 @@ pub struct Steady {
 impl Steady {
     pub fn between(start: Mark, end: Mark) -> Steady {
         let secs = end.at.duration_since(start.at).as_secs_f64();
-        let bytes = end.bytes - start.bytes.min(end.bytes);
+        let bytes = bytes_between(start, end);
         let gbit = bytes as f64 * 8.0 / 1e9;
         let cpu = cpu_between(start, end);
         Steady {
@@ -103,6 +104,10 @@ impl Steady {
         line.push('\n');
         line
     }
+}
+
+fn bytes_between(start: Mark, end: Mark) -> u64 {
+    end.bytes.saturating_sub(start.bytes)
 }
 
 fn cpu_between(start: Mark, end: Mark) -> Option<f64> {
