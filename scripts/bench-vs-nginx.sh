@@ -357,7 +357,8 @@ if [[ $only == *storm* ]]; then
     done
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+# A ratio of two figures; none where one is negative (a join below the steady rate).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "== ringcast (merge_write_ms = ${merge_ms:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
