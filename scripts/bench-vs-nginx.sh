@@ -4,10 +4,21 @@
 # `return 200`, optionally after a delay). Prints each server's numbers and the ratios.
 #
 # Usage: scripts/bench-vs-nginx.sh [--players N] [--seconds S] [--idle C] [--storm K]
-#                                  [--callback-delay-ms MS] [--only fanout,idle,storm]
+#                                  [--channels SxP] [--callback-delay-ms MS]
+#                                  [--only fanout,channels,idle,storm]
 #                                  [--merge-write-ms MS]   (ringcast's merge_write_ms; default: its own, 50)
+#                                  [--merge-sweep MS,MS,...] (fan-out scenarios once per ringcast
+#                                                             merge_write_ms, nginx-rtmp once)
 #                                  [--storm-runs N]        (storms per server, interleaved; the median is shown)
-#   defaults: 2000 players for 10 s, 15000 idle connections, a storm of 2000 players
+#   defaults: fanout 1 stream (2.2 Mbit/s) -> 2000 players, channels 100 streams x 20 players
+#   (~1 Mbit/s each), a steady window of 10 s, 15000 idle connections, a storm of 2000 players
+#
+# The fan-out scenarios (fanout, channels) are measured in two phases: the join (players
+# ramped in at 200/s; bytes and server CPU per joining player) and then, 3 s after the last
+# player started, a steady window of S seconds (bytes the players read, server CPU from
+# /proc/PID/stat over the same window). The steady window is the fan-out figure: the join mixes
+# in each ringcast player's cached GOP (one large, cheap write) that nginx-rtmp, without a GOP
+# cache, never sends. The whole run (join included) is printed too, labelled as such.
 #
 # Both servers get one core's worth: ringcast `--shards 1`, nginx `worker_processes 1`.
 # Installs nginx and libnginx-mod-rtmp (and, for --callback-delay-ms, the echo module) when
@@ -24,8 +35,10 @@ seconds=10
 idle=15000
 storm=2000
 delay_ms=0
-only=fanout,idle,storm
+only=fanout,channels,idle,storm
+channels=100x20
 merge_ms=
+merge_sweep=
 storm_runs=1
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -36,11 +49,24 @@ while [[ $# -gt 0 ]]; do
         --callback-delay-ms) delay_ms=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --merge-write-ms) merge_ms=$2; shift 2 ;;
+        --merge-sweep) merge_sweep=$2; shift 2 ;;
+        --channels) channels=$2; shift 2 ;;
         --storm-runs) storm_runs=$2; shift 2 ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
 done
+
+if [[ ! $channels =~ ^([0-9]+)x([0-9]+)$ ]]; then
+    echo "bench-vs-nginx: --channels wants STREAMSxPLAYERS, e.g. 100x20" >&2
+    exit 2
+fi
+channel_streams=${BASH_REMATCH[1]}
+channel_players=${BASH_REMATCH[2]}
+if [[ -n $merge_ms && -n $merge_sweep ]]; then
+    echo "bench-vs-nginx: --merge-write-ms and --merge-sweep exclude each other" >&2
+    exit 2
+fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -113,16 +139,17 @@ nginx -p "$work/hook" -c "$work/hook/nginx.conf" 2>"$work/hook/stderr" &
 pids+=($!)
 hook_url=http://127.0.0.1:$hook_port/on_play
 
-# Starts a server; sets server_pid (the process doing the work) and server_port.
+# Starts a server; sets server_pid (the process doing the work) and server_port. A third
+# argument overrides ringcast's merge_write_ms.
 start_server() {
-    local kind=$1 callbacks=$2
+    local kind=$1 callbacks=$2 merge=${3:-$merge_ms}
     server_port=$(free_port)
     if [[ $kind == ringcast ]]; then
         local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen 127.0.0.1:0
             --rtsp-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --log-level warn)
         [[ $callbacks == yes ]] && args+=(--on-play "$hook_url")
-        if [[ -n $merge_ms ]]; then
-            printf 'merge_write_ms = %d\n' "$merge_ms" >"$work/ringcast.toml"
+        if [[ -n $merge ]]; then
+            printf 'merge_write_ms = %d\n' "$merge" >"$work/ringcast.toml"
             args+=(--config "$work/ringcast.toml")
         fi
         "$root/target/release/ringcast" "${args[@]}" 2>"$work/ringcast.log" &
@@ -160,9 +187,11 @@ EOF
     fi
     for _ in $(seq 1 50); do
         (exec 3<>"/dev/tcp/127.0.0.1/$server_port") 2>/dev/null && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
     done
-    echo "bench-vs-nginx: $kind did not start" >&2
+    echo "bench-vs-nginx: $kind did not start:" >&2
+    [[ $kind == ringcast ]] && tail -n 3 "$work/ringcast.log" >&2
     return 1
 }
 
@@ -181,7 +210,7 @@ run_load() {
     local before rss0 after rss1
     before=$(cpu_ticks "$server_pid")
     rss0=$(rss_kib "$server_pid")
-    "$load" --url "rtmp://127.0.0.1:$server_port/live/bench" --json-out "$work/$name.json" "$@" >"$work/$name.txt" 2>&1 || true
+    "$load" --url "rtmp://127.0.0.1:$server_port/live/bench" --server-pid "$server_pid" --json-out "$work/$name.json" "$@" >"$work/$name.txt" 2>&1 || true
     after=$(cpu_ticks "$server_pid")
     rss1=$(hwm_kib "$server_pid")
     awk -v a="$after" -v b="$before" -v hz="$hz" 'BEGIN { printf "%.2f", (a - b) / hz }'
@@ -197,22 +226,92 @@ for key in sys.argv[2].split("."):
     d = d.get(key) if isinstance(d, dict) else None
 print("" if d is None else d)' "$1" "$2"; }
 
+# The fan-out scenarios: name, then ringcast-load's play arguments. ~1 Mbit/s per channel:
+# 900 kbit/s of video and 96 of audio.
+declare -A scenario_args scenario_label
+scenario_args[fanout]="-n $players --publish"
+scenario_label[fanout]="1 stream (2.2 Mbit/s) -> $players players"
+scenario_args[channels]="-n $((channel_streams * channel_players)) --streams $channel_streams --publish --bitrate 900 --audio-bitrate 96"
+scenario_label[channels]="$channel_streams streams x $channel_players players (~1 Mbit/s)"
+fanout_scenarios=()
+for scenario in fanout channels; do
+    [[ ,$only, == *,$scenario,* ]] && fanout_scenarios+=("$scenario")
+done
+
+# One fan-out run against the current server, its figures stored under result[KEY.*].
 declare -A result
-for kind in ringcast nginx; do
-    if [[ $only == *fanout* ]]; then
-        start_server "$kind" no
-        read -r cpu _ _ file < <(run_load "$kind-fanout" play -n "$players" --duration "$seconds" --publish --threads 2)
-        bytes=$(json "$file" play.bytes)
-        result[$kind.fanout.cpu]=$cpu
-        result[$kind.fanout.gbit]=$(awk -v b="${bytes:-0}" 'BEGIN { printf "%.2f", b * 8 / 1e9 }')
-        result[$kind.fanout.gbit_per_cpu]=$(awk -v b="${bytes:-0}" -v c="$cpu" 'BEGIN { printf "%.2f", (c > 0 ? b * 8 / 1e9 / c : 0) }')
-        playing=$(json "$file" play.playing)
-        drops=$(json "$file" play.with_drops)
-        gone=$(json "$file" play.disconnected)
-        result[$kind.fanout.clean]=$(( ${playing:-0} - ${drops:-0} - ${gone:-0} ))
-        result[$kind.fanout.lag99]=$(json "$file" play.lag.p99_ms)
+fanout_run() {
+    local key=$1 scenario=$2 cpu file bytes playing drops gone
+    # shellcheck disable=SC2086 # one word per argument
+    read -r cpu _ _ file < <(run_load "${key//./-}" play ${scenario_args[$scenario]} --window "$seconds" --threads 2)
+    bytes=$(json "$file" play.bytes)
+    result[$key.cpu]=$cpu
+    result[$key.gbit]=$(awk -v b="${bytes:-0}" 'BEGIN { printf "%.2f", b * 8 / 1e9 }')
+    result[$key.gbit_per_cpu]=$(awk -v b="${bytes:-0}" -v c="$cpu" 'BEGIN { printf "%.2f", (c > 0 ? b * 8 / 1e9 / c : 0) }')
+    result[$key.steady.cpu]=$(json "$file" steady.server_cpu_s)
+    result[$key.steady.gbit]=$(awk -v b="$(json "$file" steady.bytes)" 'BEGIN { printf "%.2f", b * 8 / 1e9 }')
+    result[$key.steady.gbit_per_cpu]=$(json "$file" steady.gbit_per_server_cpu_s)
+    result[$key.join.secs]=$(json "$file" join.secs)
+    result[$key.join.kb]=$(awk -v b="$(json "$file" join.bytes_per_player)" 'BEGIN { printf "%.0f", b / 1000 }')
+    result[$key.join.ms]=$(json "$file" join.server_cpu_ms_per_player)
+    # What a join costs beyond streaming: the join phase less the steady rate over it, taken
+    # at half the players (a linear ramp has half of them connected on average).
+    read -r result[$key.join.extra_kb] result[$key.join.extra_ms] < <(awk \
+        -v jb="$(json "$file" join.bytes)" -v jc="$(json "$file" join.server_cpu_s)" -v js="$(json "$file" join.secs)" \
+        -v n="$(json "$file" join.players)" -v sb="$(json "$file" steady.bytes)" \
+        -v sc="$(json "$file" steady.server_cpu_s)" -v ss="$(json "$file" steady.secs)" 'BEGIN {
+            if (n > 0 && ss > 0) printf "%.0f %.3f\n", (jb - sb / ss * js / 2) / n / 1000, (jc - sc / ss * js / 2) * 1000 / n
+            else print "n/a n/a" }')
+    playing=$(json "$file" play.playing)
+    drops=$(json "$file" play.with_drops)
+    gone=$(json "$file" play.disconnected)
+    result[$key.clean]=$((${playing:-0} - ${drops:-0} - ${gone:-0}))
+    result[$key.lag99]=$(json "$file" play.lag.p99_ms)
+}
+
+# --merge-sweep: ringcast once per merge window (values the server refuses are shown as such),
+# nginx-rtmp once, per fan-out scenario.
+if [[ -n $merge_sweep ]]; then
+    IFS=, read -r -a sweep <<<"$merge_sweep"
+    for scenario in "${fanout_scenarios[@]}"; do
+        for ms in "${sweep[@]}"; do
+            if start_server ringcast no "$ms"; then
+                fanout_run "ringcast.$scenario.m$ms" "$scenario"
+            else
+                result[ringcast.$scenario.m$ms.refused]=yes
+            fi
+            stop_server
+        done
+        start_server nginx no
+        fanout_run "nginx.$scenario" "$scenario"
         stop_server
-    fi
+    done
+    echo
+    echo "== merge window: ringcast (one shard) vs nginx-rtmp (one worker), steady window ${seconds}s, $(nproc) CPUs shared with the load client =="
+    printf '%-44s %-16s %12s %12s %10s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx"
+    for scenario in "${fanout_scenarios[@]}"; do
+        for ms in "${sweep[@]}"; do
+            if [[ -n ${result[ringcast.$scenario.m$ms.refused]:-} ]]; then
+                printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" "refused" "(config range)" ""
+                continue
+            fi
+            printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
+                "${result[ringcast.$scenario.m$ms.lag99]}" "${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" \
+                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')"
+        done
+        printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
+            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00"
+    done
+    echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP)"
+    exit 0
+fi
+
+for kind in ringcast nginx; do
+    for scenario in "${fanout_scenarios[@]}"; do
+        start_server "$kind" no
+        fanout_run "$kind.$scenario" "$scenario"
+        stop_server
+    done
     if [[ $only == *idle* ]]; then
         start_server "$kind" no
         read -r _ rss0 rss1 file < <(run_load "$kind-idle" idle -c "$idle" --duration 5)
@@ -258,18 +357,27 @@ if [[ $only == *storm* ]]; then
     done
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+# A ratio of two figures; none where one is negative (a join below the steady rate).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "== ringcast (merge_write_ms = ${merge_ms:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
 row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
-if [[ $only == *fanout* ]]; then
-    row "fanout: server CPU-s ($players players, ${seconds}s)" "${result[ringcast.fanout.cpu]}" "${result[nginx.fanout.cpu]}"
-    row "fanout: Gbit delivered" "${result[ringcast.fanout.gbit]}" "${result[nginx.fanout.gbit]}"
-    row "fanout: Gbit per server CPU-second" "${result[ringcast.fanout.gbit_per_cpu]}" "${result[nginx.fanout.gbit_per_cpu]}"
-    row "fanout: players held without drops" "${result[ringcast.fanout.clean]}" "${result[nginx.fanout.clean]}"
-    row "fanout: lag p99 (ms)" "${result[ringcast.fanout.lag99]}" "${result[nginx.fanout.lag99]}"
-fi
+for scenario in "${fanout_scenarios[@]}"; do
+    r=ringcast.$scenario n=nginx.$scenario
+    echo "-- $scenario: ${scenario_label[$scenario]}; steady window ${seconds}s after every player joined --"
+    row "$scenario: steady server CPU-s" "${result[$r.steady.cpu]}" "${result[$n.steady.cpu]}"
+    row "$scenario: steady Gbit delivered" "${result[$r.steady.gbit]}" "${result[$n.steady.gbit]}"
+    row "$scenario: steady Gbit per server CPU-second" "${result[$r.steady.gbit_per_cpu]}" "${result[$n.steady.gbit_per_cpu]}"
+    row "$scenario: join: seconds (ramp 200/s)" "${result[$r.join.secs]}" "${result[$n.join.secs]}"
+    row "$scenario: join: kB per joining player" "${result[$r.join.kb]}" "${result[$n.join.kb]}"
+    row "$scenario: join: server CPU ms per player" "${result[$r.join.ms]}" "${result[$n.join.ms]}"
+    row "$scenario: join: kB per player above steady" "${result[$r.join.extra_kb]}" "${result[$n.join.extra_kb]}"
+    row "$scenario: join: CPU ms per player above steady" "${result[$r.join.extra_ms]}" "${result[$n.join.extra_ms]}"
+    row "$scenario: whole run (join incl.): Gbit/CPU-s" "${result[$r.gbit_per_cpu]}" "${result[$n.gbit_per_cpu]}"
+    row "$scenario: players held without drops" "${result[$r.clean]}" "${result[$n.clean]}"
+    row "$scenario: lag p99 (ms)" "${result[$r.lag99]}" "${result[$n.lag99]}"
+done
 if [[ $only == *idle* ]]; then
     row "idle: KiB RSS per connection (${result[ringcast.idle.held]:-?} held)" "${result[ringcast.idle.kib]}" "${result[nginx.idle.kib]}"
 fi

@@ -5,7 +5,10 @@
 #
 # Usage: scripts/loadtest.sh SCENARIO [NUMBERS...] [ringcast-load options...]
 #
-#   fanout  [PLAYERS=200] [SECONDS=10]  1 generated publisher + PLAYERS players, ramped
+#   fanout  [PLAYERS=200] [SECONDS=10]  1 generated publisher + PLAYERS players, ramped in;
+#                                        then, 3 s after the last joined, a steady window of SECONDS
+#   channels [STREAMS=100] [PLAYERS=20] [SECONDS=10]  STREAMS publishers (~1 Mbit/s each) with
+#                                        PLAYERS players each; the same join + steady window
 #   publish [PUBLISHERS=10] [SECONDS=10] real-time generated publishers (live/load, load-1, ...)
 #   idle    [CONNECTIONS=2000] [SECONDS=10]  handshaken, connected, idle RTMP connections
 #   storm   [CONNECTIONS=1000]           connection storm: handshake + connect, as fast as possible
@@ -20,9 +23,11 @@
 #
 # On a small machine the load client and the server share the CPUs: the numbers that describe
 # the server are its CPU seconds (and Gbit delivered per server CPU-second), not wall-clock
-# rates. Open files are capped per process (often 20000 here): the script raises the soft
-# limit to the hard one, and scenarios must fit it (an idle run needs one descriptor per
-# connection in each process).
+# rates. The fan-out scenarios report the join (bytes and server CPU per joining player) and the
+# steady window (Gbit per server CPU-second with every player joined) apart; the summary below
+# them is the whole run, join included. Open files are capped per process (often 20000 here):
+# the script raises the soft limit to the hard one, and scenarios must fit it (an idle run
+# needs one descriptor per connection in each process).
 
 set -euo pipefail
 
@@ -57,7 +62,14 @@ case $scenario in
     fanout)
         players=${numbers[0]:-200}
         secs=${numbers[1]:-10}
-        load_args=(play -n "$players" --duration "$secs" --publish)
+        load_args=(play -n "$players" --window "$secs" --publish)
+        ;;
+    channels)
+        streams=${numbers[0]:-100}
+        players=${numbers[1]:-20}
+        secs=${numbers[2]:-10}
+        load_args=(play -n "$((streams * players))" --streams "$streams" --window "$secs" --publish
+            --bitrate 900 --audio-bitrate 96)
         ;;
     publish)
         publishers=${numbers[0]:-10}
@@ -79,7 +91,7 @@ case $scenario in
         ;;
     -h | --help | help) usage ;;
     *)
-        echo "loadtest: unknown scenario '$scenario' (fanout, publish, idle, storm, storm-play)" >&2
+        echo "loadtest: unknown scenario '$scenario' (fanout, channels, publish, idle, storm, storm-play)" >&2
         exit 2
         ;;
 esac
@@ -191,7 +203,7 @@ awk -v before="$cpu_before" -v after="$cpu_after" -v hz="$ticks_per_sec" \
     -v scenario="$scenario" 'BEGIN {
     cpu = (after - before) / hz
     wall = t1 - t0
-    printf "== loadtest %s: server (pid %d, %d shards) ==\n", scenario, pid, shards
+    printf "== loadtest %s: server (pid %d, %d shards), whole run ==\n", scenario, pid, shards
     printf "  server CPU-seconds        %.2f over %.1f s of load (%.2f cores)\n", cpu, wall, (wall > 0 ? cpu / wall : 0)
     printf "  server RSS                %.1f MiB before, %.1f MiB after, %.1f MiB peak (VmHWM)\n", rss0 / 1024, rss1 / 1024, hwm / 1024
     if (bytes != "" && bytes > 0) {

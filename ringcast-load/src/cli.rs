@@ -99,6 +99,18 @@ pub struct PlayArgs {
     #[arg(long, default_value_t = 1)]
     pub streams: usize,
 
+    /// Measure steady state: once every player has started, wait --settle, then measure this
+    /// long (bytes read, server CPU) and stop; --duration is then not used. The join before
+    /// it is reported on its own
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+
+    /// With --window: time between the last player's start and the window, so every player
+    /// is past its join burst (a server without a GOP cache starts a player at the next
+    /// keyframe)
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub settle: Duration,
+
     /// Also publish the stream(s) from this process (generated media or --flv), so lag is
     /// measured against the publisher's own send clock
     #[arg(long)]

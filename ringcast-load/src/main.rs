@@ -14,6 +14,7 @@ mod cli;
 mod http_flv;
 mod idle;
 mod media;
+mod phases;
 mod play;
 mod publish;
 mod rtmp;
@@ -367,8 +368,15 @@ struct PlayResult {
     play: play::PlaySummary,
     /// Average over the seconds after every player had started.
     steady_gbit_per_s: Option<f64>,
-    /// Gbit delivered to players per CPU-second the server spent.
+    /// Gbit delivered to players per CPU-second the server spent, over the whole run (the
+    /// join included).
     server_gbit_per_cpu_s: Option<f64>,
+    /// With `--window`: the players' start, measured on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join: Option<phases::Join>,
+    /// With `--window`: every player joined, nobody joining.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steady: Option<phases::Steady>,
     #[serde(skip_serializing_if = "Option::is_none")]
     publish: Option<publish::PublishSummary>,
 }
@@ -419,11 +427,19 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
     }
     let mut secs = 0.0;
     let (mut client, mut server) = (None, None);
+    let (mut join, mut steady) = (None, None);
     if started {
         monitor.start_window();
         let go = Instant::now();
         shared.go(go);
-        monitor.wait(Some(go + args.duration), |s| s.finished.load(Ordering::Relaxed) >= players);
+        match args.window {
+            None => {
+                monitor.wait(Some(go + args.duration), |s| s.finished.load(Ordering::Relaxed) >= players);
+            }
+            Some(window) => {
+                (join, steady) = measure_phases(&mut monitor, &shared, cli.server_pid, players, window, args.settle);
+            }
+        }
         (secs, client, server) = monitor.finish();
     }
     shared.stop();
@@ -440,14 +456,14 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
     }
     let summary = play::PlaySummary::new(players, records, &lag, secs);
     let ramp_secs = if ramp > 0.0 { players as f64 / ramp } else { 0.0 };
-    let steady: Vec<f64> = monitor.timeline.iter().skip(ramp_secs.ceil() as usize + 1).copied().collect();
+    let after_ramp: Vec<f64> = monitor.timeline.iter().skip(ramp_secs.ceil() as usize + 1).copied().collect();
     let steady_gbit_per_s =
-        (!steady.is_empty()).then(|| round3(steady.iter().sum::<f64>() / steady.len() as f64 / 1000.0));
+        (!after_ramp.is_empty()).then(|| round3(after_ramp.iter().sum::<f64>() / after_ramp.len() as f64 / 1000.0));
     let server_gbit_per_cpu_s =
         server.filter(|s: &ProcUsage| s.cpu_s > 0.0).map(|s| round3(summary.bytes as f64 * 8.0 / 1e9 / s.cpu_s));
     let publish = publish_setup.map(|p| publish::PublishSummary::new(&p.plan, publishers, secs));
     let mut notes: Vec<String> = shared_cpu_note(cli).into_iter().collect();
-    if ramp_secs > args.duration.as_secs_f64() {
+    if args.window.is_none() && ramp_secs > args.duration.as_secs_f64() {
         notes.push(format!(
             "the ramp ({ramp_secs:.1} s for {players} players at {ramp}/s) is longer than --duration: not every player started"
         ));
@@ -458,11 +474,17 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
         );
     }
     let mut body = summary.table(secs);
-    if let Some(steady) = steady_gbit_per_s {
-        body.push_str(&format!("  steady state (after the ramp): {steady} Gbit/s\n"));
+    if let Some(rate) = steady_gbit_per_s {
+        body.push_str(&format!("  after the ramp: {rate} Gbit/s\n"));
     }
     if let Some(g) = server_gbit_per_cpu_s {
-        body.push_str(&format!("  server efficiency: {g} Gbit delivered per server CPU-second\n"));
+        body.push_str(&format!("  whole run (join included): {g} Gbit delivered per server CPU-second\n"));
+    }
+    if let Some(j) = &join {
+        body.push_str(&j.line());
+    }
+    if let Some(s) = &steady {
+        body.push_str(&s.line());
     }
     if let Some(p) = &publish {
         body.push_str(&p.table("in-process publishers"));
@@ -474,9 +496,39 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
         threads,
         &monitor,
         measured,
-        PlayResult { play: summary, steady_gbit_per_s, server_gbit_per_cpu_s, publish },
+        PlayResult { play: summary, steady_gbit_per_s, server_gbit_per_cpu_s, join, steady, publish },
     );
     Ok(Report { notes, errors, ..report }.finish(cli, body))
+}
+
+/// The join (until every player has started or failed), then `settle`, then the steady
+/// window; `None`s when the run was interrupted or the players never all started in time.
+fn measure_phases(
+    monitor: &mut Monitor,
+    shared: &Shared,
+    server_pid: Option<u32>,
+    players: usize,
+    window: Duration,
+    settle: Duration,
+) -> (Option<phases::Join>, Option<phases::Steady>) {
+    let bytes = || shared.bytes_in.load(Ordering::Relaxed);
+    let start = phases::Mark::now(bytes(), server_pid);
+    let all_started = |s: &Shared| s.established.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed) >= players;
+    // A ramp still going after an hour is stuck, not slow: measure what there is.
+    if !monitor.wait(Some(Instant::now() + Duration::from_secs(3600)), all_started) {
+        return (None, None);
+    }
+    let joined = phases::Mark::now(bytes(), server_pid);
+    let join = phases::Join::between(start, joined, players);
+    if !monitor.wait(Some(Instant::now() + settle), |_| false) {
+        return (Some(join), None);
+    }
+    let from = phases::Mark::now(bytes(), server_pid);
+    if !monitor.wait(Some(Instant::now() + window), |_| false) {
+        return (Some(join), None);
+    }
+    let to = phases::Mark::now(bytes(), server_pid);
+    (Some(join), Some(phases::Steady::between(from, to)))
 }
 
 #[derive(Serialize)]
