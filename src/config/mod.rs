@@ -162,7 +162,7 @@ mod limits {
     pub const PLAYER_QUEUE: (u64, u64) = (16, 1 << 20);
     pub const PLAYER_MAX_DROPS: (u64, u64) = (1, 1_000_000);
     pub const MAX_CONNECTIONS: (u64, u64) = (1, 10_000_000);
-    pub const MERGE_WRITE_MS: (u64, u64) = (0, 100);
+    pub const MERGE_WRITE_MS: (u64, u64) = (0, 1000);
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
     pub const HOOK_QUEUE_BYTES: (u64, u64) = (64 * 1024, 1 << 40);

@@ -523,7 +523,7 @@ fn bad_root_values_name_the_key() {
         ("player_max_drops = 0", "key 'player_max_drops': must be at least 1, got 0"),
         ("gop_cache = 1", "key 'gop_cache': expected true or false, got an integer"),
         ("max_connections = 0", "key 'max_connections': must be at least 1, got 0"),
-        ("merge_write_ms = 101", "key 'merge_write_ms': must be at most 100, got 101"),
+        ("merge_write_ms = 1001", "key 'merge_write_ms': must be at most 1000, got 1001"),
         ("send_timeout = \"0s\"", "key 'send_timeout': must be at least 1ms, got 0s"),
         ("max_pending_output = 4095", "key 'max_pending_output': must be at least 4096, got 4095"),
         ("partial_message_budget = 1000", "key 'partial_message_budget': must be at least 1048576, got 1000"),
