@@ -732,6 +732,51 @@ fn a_callback_that_times_out_closes_its_connection() {
     );
 }
 
+/// A session suspended on its callback still answers an operator's kick at once: the admin
+/// API's DELETE ends it (and the callback's connection) without waiting for the callback's
+/// 30 s timeout.
+#[test]
+fn a_session_waiting_for_its_callback_can_be_kicked() {
+    let hole = BlackHole::start();
+    let toml = format!("[notify]\ntimeout = \"30s\"\non_publish = \"{}\"\n", hole.url("/on_publish"));
+    let server = TestServer::start_with_config(&toml, &[]);
+    let addr = server.rtmp_addr();
+    let client = thread::spawn(move || {
+        let mut client = RtmpClient::connect(addr, "live", Goal::Publish("waiting".into())).expect("connect");
+        let started = Instant::now();
+        // The kick closes the connection: no answer comes, the read ends.
+        while let Ok(Some(_)) = client.next_event(Duration::from_secs(20)) {}
+        started.elapsed()
+    });
+    assert!(eventually(Duration::from_secs(5), || (hole.accepted() == 1).then_some(())).is_some(), "on_publish asked");
+    let api = server.api_addr();
+    let clients = api_request(api, "GET", "/api/clients");
+    let conn_id = serde_json::from_str::<Value>(&clients).expect("JSON clients")["clients"][0]["conn_id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("one client listed: {clients}"));
+    let kicked_at = Instant::now();
+    let answer = api_request(api, "DELETE", &format!("/api/clients/{conn_id}"));
+    assert!(answer.contains("\"kicked\":true"), "{answer}");
+    let waited = client.join().expect("client thread");
+    assert!(kicked_at.elapsed() < Duration::from_secs(5), "the kick took {:?}", kicked_at.elapsed());
+    assert!(waited < Duration::from_secs(10), "the client waited {waited:?} for its connection to close");
+    let closed = eventually(Duration::from_secs(5), || (hole.open_connections() == 0).then_some(()));
+    assert!(closed.is_some(), "the abandoned callback's connection is still open");
+}
+
+/// One request to the admin API (no token); the body of its answer.
+fn api_request(addr: SocketAddr, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the admin API");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: ringcast\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send the request");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the answer");
+    reply.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or(reply)
+}
+
 /// With `on_error = "allow"` the same timeout admits the publisher.
 #[test]
 fn on_error_allow_admits_when_the_callback_times_out() {

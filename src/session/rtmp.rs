@@ -9,8 +9,10 @@
 //! ([`PlayerWriter`] with the RTMP framing of `rtmp_out.rs`).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -204,7 +206,9 @@ impl Session {
                 // The handshake's large messages are done; idle from here on costs little.
                 reader.shrink();
             }
-            self.handle_events().await?;
+            if let Some(reason) = self.handle_events().await? {
+                return Ok(reason);
+            }
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
                 return Err(SessionError::Refused(reason));
@@ -253,7 +257,11 @@ impl Session {
         }
     }
 
-    async fn handle_events(&mut self) -> Result<(), SessionError> {
+    /// Acts on what the protocol produced. `Some` when the session must end meanwhile: an
+    /// admission awaits its callback (up to the callback's timeout), and shutdown or an
+    /// operator's kick do not wait for it; the dropped callback shuts its own socket.
+    async fn handle_events(&mut self) -> Result<Option<CloseReason>, SessionError> {
+        let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
         loop {
             // Take the event in its own statement: acting on it borrows the connection again.
             let event = self.conn.borrow_mut().poll_event();
@@ -261,7 +269,7 @@ impl Session {
                 // Input that arrived while a decision was pending is processed once it is made.
                 let mut conn = self.conn.borrow_mut();
                 if conn.is_pending() || !conn.has_deferred_input() || self.closing.is_some() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 conn.handle_input(&[])?;
                 continue;
@@ -269,29 +277,48 @@ impl Session {
             // The admissions await callbacks and hold a request meanwhile: boxed, they cost an
             // allocation per connect, publish or play instead of a larger future for every
             // connection, idle ones included (mimalloc rounds a task up to its size class).
-            match event {
-                Event::HandshakeComplete => self.lifecycle.handshake_complete(),
-                Event::Connect(info) => Box::pin(self.on_connect(*info)).await,
-                Event::Publish(request) => Box::pin(self.on_publish(*request)).await,
-                Event::Play(request) => Box::pin(self.on_play(*request)).await,
-                Event::Audio { timestamp, payload } => self.lifecycle.media(PacketKind::Audio, timestamp, payload),
-                Event::Video { timestamp, payload } => self.lifecycle.media(PacketKind::Video, timestamp, payload),
-                Event::Data { timestamp, payload, metadata } => {
-                    self.lifecycle.media(PacketKind::Data { metadata }, timestamp, payload)
+            let admission: Pin<Box<dyn Future<Output = ()> + '_>> = match event {
+                Event::Connect(info) => Box::pin(self.on_connect(*info)),
+                Event::Publish(request) => Box::pin(self.on_publish(*request)),
+                Event::Play(request) => Box::pin(self.on_play(*request)),
+                other => {
+                    self.handle_event(other);
+                    if self.closing.is_some() {
+                        return Ok(None);
+                    }
+                    continue;
                 }
-                Event::Unpublish { .. } => self.lifecycle.end_publish(),
-                Event::StopPlay { .. } => {
-                    self.lifecycle.end_play();
-                    self.output = None;
-                }
-                Event::Refused(refusal) => {
-                    // The client has its error reply queued; it goes out before the close.
-                    self.context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
-                    self.closing = Some(format!("refused: {refusal}"));
-                }
+            };
+            tokio::select! {
+                () = admission => {}
+                _ = context.shutdown.wait() => return Ok(Some(CloseReason::Shutdown)),
+                _ = entry.kicked() => return Ok(Some(CloseReason::AdminKick)),
             }
             if self.closing.is_some() {
-                return Ok(());
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Every event but the admissions: nothing to wait for.
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::HandshakeComplete => self.lifecycle.handshake_complete(),
+            Event::Connect(_) | Event::Publish(_) | Event::Play(_) => {}
+            Event::Audio { timestamp, payload } => self.lifecycle.media(PacketKind::Audio, timestamp, payload),
+            Event::Video { timestamp, payload } => self.lifecycle.media(PacketKind::Video, timestamp, payload),
+            Event::Data { timestamp, payload, metadata } => {
+                self.lifecycle.media(PacketKind::Data { metadata }, timestamp, payload)
+            }
+            Event::Unpublish { .. } => self.lifecycle.end_publish(),
+            Event::StopPlay { .. } => {
+                self.lifecycle.end_play();
+                self.output = None;
+            }
+            Event::Refused(refusal) => {
+                // The client has its error reply queued; it goes out before the close.
+                self.context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
+                self.closing = Some(format!("refused: {refusal}"));
             }
         }
     }
