@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::cli::Target;
 use crate::rtmp::{self, Conn, Until};
-use crate::runtime::{self, LocalStop, Shared, Worker};
+use crate::runtime::{LocalStop, Shared, Worker};
 use crate::stats::{Dist, Reasons, Table};
 
 /// What a held connection reads into (and discards).
@@ -42,22 +42,12 @@ pub struct IdlePart {
 
 pub fn spawn(worker: &Worker, setup: Arc<IdleSetup>) -> Rc<RefCell<IdlePart>> {
     let part: Rc<RefCell<IdlePart>> = Rc::default();
-    let shared = worker.shared.clone();
-    let stop = worker.stop.clone();
-    let tasks = worker.tasks.clone();
-    let (index, threads) = (worker.index, worker.threads);
-    let launcher_part = part.clone();
-    worker.tasks.spawn(async move {
-        let Some(go) = shared.wait_go().await else {
-            return;
-        };
-        let go = Instant::from_std(go);
-        for id in (index..setup.connections).step_by(threads) {
-            if !runtime::wait_turn(go, id, setup.ramp, &stop).await {
-                return;
-            }
-            tasks.spawn(one(setup.clone(), id, launcher_part.clone(), shared.clone(), stop.clone()));
-        }
+    let (shared, stop, tasks) = (worker.shared.clone(), worker.stop.clone(), worker.tasks.clone());
+    let launched = part.clone();
+    let (count, ramp) = (setup.connections, setup.ramp);
+    worker.launch_share(count, ramp, move |id, _go| {
+        tasks.spawn(one(setup.clone(), id, launched.clone(), shared.clone(), stop.clone()));
+        std::future::ready(true)
     });
     part
 }

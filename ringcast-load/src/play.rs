@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use crate::cli::{Protocol, Target};
 use crate::media::{TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO, find_probe, wall_us};
 use crate::rtmp::{self, Failure, Until};
-use crate::runtime::{self, LocalStop, Shared, Worker};
+use crate::runtime::{LocalStop, Shared, Worker};
 use crate::stats::{Dist, Grid, Histogram, Reasons, Table, gbit_per_s, round2, us_to_ms};
 
 /// Lag samples of one worker's players, merged into the report.
@@ -534,33 +534,22 @@ pub fn spawn_launcher(
 ) -> (Records, Rc<RefCell<LagHistograms>>) {
     let records: Records = Rc::default();
     let lag: Rc<RefCell<LagHistograms>> = Rc::default();
-    let (index, threads) = (worker.index, worker.threads);
-    let shared = worker.shared.clone();
-    let stop = worker.stop.clone();
-    let tasks = worker.tasks.clone();
+    let (shared, stop, tasks) = (worker.shared.clone(), worker.stop.clone(), worker.tasks.clone());
     let launched = records.clone();
     let lag_for_players = lag.clone();
-    worker.tasks.spawn(async move {
-        let Some(go) = shared.wait_go().await else {
-            return;
-        };
-        let go = Instant::from_std(go);
-        for id in (index..count).step_by(threads) {
-            if !runtime::wait_turn(go, id, ramp, &stop).await {
-                return;
-            }
-            let record = Rc::new(RefCell::new(PlayerRecord::default()));
-            launched.borrow_mut().push(record.clone());
-            tasks.spawn(run_player(
-                setup.clone(),
-                id,
-                id % streams.max(1),
-                record,
-                lag_for_players.clone(),
-                shared.clone(),
-                stop.clone(),
-            ));
-        }
+    worker.launch_share(count, ramp, move |id, _go| {
+        let record = Rc::new(RefCell::new(PlayerRecord::default()));
+        launched.borrow_mut().push(record.clone());
+        tasks.spawn(run_player(
+            setup.clone(),
+            id,
+            id % streams.max(1),
+            record,
+            lag_for_players.clone(),
+            shared.clone(),
+            stop.clone(),
+        ));
+        std::future::ready(true)
     });
     (records, lag)
 }

@@ -208,6 +208,30 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Starts this worker's share of `count` launches (ids `index`, `index + threads`, ...),
+    /// paced at `rate` a second from the go signal (all at once when 0): `launch(id, go)` for
+    /// each in turn, which may wait (a concurrency limit) and returns false to launch no more.
+    pub fn launch_share<L, F>(&self, count: usize, rate: f64, mut launch: L)
+    where
+        L: FnMut(usize, tokio::time::Instant) -> F + 'static,
+        F: Future<Output = bool>,
+    {
+        let shared = self.shared.clone();
+        let stop = self.stop.clone();
+        let (index, threads) = (self.index, self.threads);
+        self.tasks.spawn(async move {
+            let Some(go) = shared.wait_go().await else {
+                return;
+            };
+            let go = tokio::time::Instant::from_std(go);
+            for id in (index..count).step_by(threads) {
+                if !wait_turn(go, id, rate, &stop).await || !launch(id, go).await {
+                    return;
+                }
+            }
+        });
+    }
+
     /// Waits for the stop, then for the tasks to finish (bounded by a grace period).
     /// Returns the tasks still running when the grace ran out.
     pub async fn finish(&self) -> usize {

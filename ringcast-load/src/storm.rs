@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Target, Then};
 use crate::rtmp::{self, Failure, Until};
-use crate::runtime::{self, Shared, Worker};
+use crate::runtime::{Shared, Worker};
 use crate::stats::{Dist, Reasons, Table, round2};
 
 pub struct StormSetup {
@@ -53,36 +53,26 @@ pub struct StormPart {
 /// Starts this worker's share of the storm (once the main thread says go).
 pub fn spawn(worker: &Worker, setup: Arc<StormSetup>) -> Rc<RefCell<StormPart>> {
     let part: Rc<RefCell<StormPart>> = Rc::default();
-    let shared = worker.shared.clone();
-    let stop = worker.stop.clone();
-    let tasks = worker.tasks.clone();
-    let (index, threads) = (worker.index, worker.threads);
-    let launcher_part = part.clone();
-    worker.tasks.spawn(async move {
-        let Some(go) = shared.wait_go().await else {
-            return;
-        };
-        let go = Instant::from_std(go);
-        // The limit is split evenly: each worker runs 1/threads of the connections.
-        let permits = match setup.concurrency {
-            0 => Semaphore::MAX_PERMITS,
-            n => n.div_ceil(threads).max(1),
-        };
-        let limit = Arc::new(Semaphore::new(permits));
-        for id in (index..setup.connections).step_by(threads) {
-            if !runtime::wait_turn(go, id, setup.rate, &stop).await {
-                return;
-            }
+    let (shared, stop, tasks) = (worker.shared.clone(), worker.stop.clone(), worker.tasks.clone());
+    let launched = part.clone();
+    // The limit is split evenly: each worker runs 1/threads of the connections.
+    let permits = match setup.concurrency {
+        0 => Semaphore::MAX_PERMITS,
+        n => n.div_ceil(worker.threads).max(1),
+    };
+    let limit = Arc::new(Semaphore::new(permits));
+    let (count, rate) = (setup.connections, setup.rate);
+    worker.launch_share(count, rate, move |id, go| {
+        let (limit, stop, tasks) = (limit.clone(), stop.clone(), tasks.clone());
+        let (setup, part, shared) = (setup.clone(), launched.clone(), shared.clone());
+        async move {
             let permit = tokio::select! {
-                permit = limit.clone().acquire_owned() => permit,
-                _ = stop.wait() => return,
+                permit = limit.acquire_owned() => permit,
+                _ = stop.wait() => return false,
             };
             let Ok(permit) = permit else {
-                return;
+                return false;
             };
-            let setup = setup.clone();
-            let part = launcher_part.clone();
-            let shared = shared.clone();
             tasks.spawn(async move {
                 let (record, failure) = one(&setup, id, go).await;
                 drop(permit);
@@ -99,6 +89,7 @@ pub fn spawn(worker: &Worker, setup: Arc<StormSetup>) -> Rc<RefCell<StormPart>> 
                 }
                 shared.finished.fetch_add(1, Ordering::Relaxed);
             });
+            true
         }
     });
     part

@@ -127,10 +127,8 @@ struct Playing {
 pub struct Lifecycle {
     context: Rc<ShardContext>,
     /// Lists the connection in its shard's registry for as long as it lives.
+    /// Also where the connection's id, address and protocol are kept.
     guard: SessionGuard,
-    protocol: Protocol,
-    addr: SocketAddr,
-    conn_id: u64,
     /// Set once the client asked to connect (before its callback answered).
     connect: Option<ConnectRequest>,
     /// Boxed: most connections play or idle, and their futures stay smaller without it.
@@ -161,9 +159,6 @@ impl Lifecycle {
         let lifecycle = Lifecycle {
             context: context.clone(),
             guard,
-            protocol,
-            addr,
-            conn_id,
             connect: None,
             publishing: None,
             playing: None,
@@ -187,11 +182,11 @@ impl Lifecycle {
     }
 
     pub fn conn_id(&self) -> u64 {
-        self.conn_id
+        self.guard.entry.conn_id
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.guard.entry.peer
     }
 
     /// When the connection was accepted: the zero of its protocol's clock.
@@ -235,7 +230,7 @@ impl Lifecycle {
 
     /// A client asks to connect: tells the sinks (connect), then asks `on_connect`.
     pub async fn admit_connect(&mut self, request: ConnectRequest) -> Admission {
-        debug!(conn_id = self.conn_id, app = %request.app, url = %request.url, "connect");
+        debug!(conn_id = self.conn_id(), app = %request.app, url = %request.url, "connect");
         self.emit(|| Connect {
             app: request.app.clone(),
             tcurl: request.tc_url.clone(),
@@ -263,11 +258,11 @@ impl Lifecycle {
         let (handle, change) = match self.context.hub.publish(&key) {
             Ok(taken) => taken,
             Err(error) => {
-                warn!(conn_id = self.conn_id, peer = %self.addr, stream = %key, "publish refused: {error}");
+                warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
         };
-        info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.addr, stream = %key, "publish start");
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish start");
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         self.entry().role.set(Role::Publisher);
@@ -296,8 +291,8 @@ impl Lifecycle {
             Err(refused) => return refused,
         };
         let key = self.stream_key(&name);
-        info!(shard = self.context.hub.shard(), conn_id = self.conn_id, peer = %self.addr, stream = %key, "play start");
-        let (handle, change) = self.context.hub.play(&key, self.conn_id);
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
+        let (handle, change) = self.context.hub.play(&key, self.conn_id());
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         self.entry().role.set(Role::Player);
@@ -331,7 +326,7 @@ impl Lifecycle {
     /// `stream` is the stream the client asked for (`app/name`), empty for connect.
     fn refuse(&self, call: Call, reason: String, stream: &str) -> Admission {
         let action = call.as_str();
-        warn!(conn_id = self.conn_id, peer = %self.addr, action, %reason, "denied by callback");
+        warn!(conn_id = self.conn_id(), peer = %self.addr(), action, %reason, "denied by callback");
         let origin = Origin { stream_key: stream.to_owned(), ..self.origin() };
         self.context.hooks.emit(&origin, || AuthFailed { action, error: reason.clone() });
         Admission::Refused(Refusal::Denied { call, reason })
@@ -356,7 +351,7 @@ impl Lifecycle {
             Ok(packet) => packet,
             Err(error) => {
                 // Counted in the hub's stats; one bad frame is no reason to drop a publisher.
-                debug!(conn_id = self.conn_id, %error, "dropped malformed media message");
+                debug!(conn_id = self.conn_id(), %error, "dropped malformed media message");
                 return;
             }
         };
@@ -451,7 +446,7 @@ impl Lifecycle {
             return;
         };
         let change = p.handle.unpublish();
-        info!(conn_id = self.conn_id, stream = %origin.stream_key, "publish stop");
+        info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
@@ -476,7 +471,7 @@ impl Lifecycle {
             return;
         };
         let dropped = p.handle.player().dropped_packets();
-        debug!(conn_id = self.conn_id, stream = %p.handle.key(), dropped, "play stop");
+        debug!(conn_id = self.conn_id(), stream = %p.handle.key(), dropped, "play stop");
         let change = p.handle.leave();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
@@ -525,7 +520,12 @@ impl Lifecycle {
     }
 
     fn origin(&self) -> Origin {
-        Origin { conn_id: self.conn_id, protocol: self.protocol, addr: self.addr, stream_key: self.current_stream() }
+        Origin {
+            conn_id: self.conn_id(),
+            protocol: self.guard.entry.protocol,
+            addr: self.addr(),
+            stream_key: self.current_stream(),
+        }
     }
 
     fn emit<P: EventPayload>(&self, build: impl FnOnce() -> P) {
@@ -546,9 +546,9 @@ impl Lifecycle {
         let mut all_args = connect.args;
         all_args.extend(args.iter().cloned());
         ClientInfo {
-            protocol: Some(self.protocol),
-            addr: Some(self.addr),
-            conn_id: self.conn_id,
+            protocol: Some(self.guard.entry.protocol),
+            addr: Some(self.addr()),
+            conn_id: self.conn_id(),
             app: connect.app,
             name: name.to_owned(),
             url,

@@ -274,25 +274,12 @@ impl Session {
                 conn.handle_input(&[])?;
                 continue;
             };
-            // The admissions await callbacks and hold a request meanwhile: boxed, they cost an
-            // allocation per connect, publish or play instead of a larger future for every
-            // connection, idle ones included (mimalloc rounds a task up to its size class).
-            let admission: Pin<Box<dyn Future<Output = ()> + '_>> = match event {
-                Event::Connect(info) => Box::pin(self.on_connect(*info)),
-                Event::Publish(request) => Box::pin(self.on_publish(*request)),
-                Event::Play(request) => Box::pin(self.on_play(*request)),
-                other => {
-                    self.handle_event(other);
-                    if self.closing.is_some() {
-                        return Ok(None);
-                    }
-                    continue;
+            if let Some(admission) = self.act(event) {
+                tokio::select! {
+                    () = admission => {}
+                    _ = context.shutdown.wait() => return Ok(Some(CloseReason::Shutdown)),
+                    _ = entry.kicked() => return Ok(Some(CloseReason::AdminKick)),
                 }
-            };
-            tokio::select! {
-                () = admission => {}
-                _ = context.shutdown.wait() => return Ok(Some(CloseReason::Shutdown)),
-                _ = entry.kicked() => return Ok(Some(CloseReason::AdminKick)),
             }
             if self.closing.is_some() {
                 return Ok(None);
@@ -300,11 +287,16 @@ impl Session {
         }
     }
 
-    /// Every event but the admissions: nothing to wait for.
-    fn handle_event(&mut self, event: Event) {
+    /// Acts on one event. A connect, publish or play is returned as the admission to await
+    /// (it asks a callback); everything else is done at once. The admissions hold a request
+    /// while they wait: boxed, they cost an allocation per request instead of a larger future
+    /// for every connection, idle ones included (mimalloc rounds a task up to its size class).
+    fn act(&mut self, event: Event) -> Option<Pin<Box<dyn Future<Output = ()> + '_>>> {
         match event {
+            Event::Connect(info) => return Some(Box::pin(self.on_connect(*info))),
+            Event::Publish(request) => return Some(Box::pin(self.on_publish(*request))),
+            Event::Play(request) => return Some(Box::pin(self.on_play(*request))),
             Event::HandshakeComplete => self.lifecycle.handshake_complete(),
-            Event::Connect(_) | Event::Publish(_) | Event::Play(_) => {}
             Event::Audio { timestamp, payload } => self.lifecycle.media(PacketKind::Audio, timestamp, payload),
             Event::Video { timestamp, payload } => self.lifecycle.media(PacketKind::Video, timestamp, payload),
             Event::Data { timestamp, payload, metadata } => {
@@ -321,6 +313,7 @@ impl Session {
                 self.closing = Some(format!("refused: {refusal}"));
             }
         }
+        None
     }
 
     async fn on_connect(&mut self, info: ConnectInfo) {
