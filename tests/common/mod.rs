@@ -16,11 +16,14 @@
 //!   replies, standing in for callback and webhook endpoints.
 //! - [`hook_peers`]: endpoints that never answer or are not there, and readers for the text
 //!   forms hooks arrive in.
+//! - [`http_flv_client`]: HTTP-FLV players over plain HTTP and WebSocket that parse what they
+//!   receive tag by tag, and raw HTTP exchanges.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
 
 pub mod hook_peers;
+pub mod http_flv_client;
 pub mod http_receiver;
 pub mod rtmp_client;
 
