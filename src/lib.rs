@@ -1,4 +1,4 @@
-//! ringcast: a live media server (RTMP now; RTSP and HTTP-FLV next) on io_uring shards,
+//! ringcast: a live media server (RTMP, HTTP-FLV and WebSocket-FLV now; RTSP next) on io_uring shards,
 //! whose operators' own web services decide who may connect, publish and play.
 //!
 //! # Layout
@@ -23,7 +23,8 @@
 //!   Imports `redact`.
 //! - [`protocol`]: sans-IO codecs: codec records (AVC, HEVC, AAC...), AMF0, FLV tags and
 //!   files, RTMP (handshake, chunks, messages, the server and client connection state
-//!   machines), the hook client's HTTP. No sockets, no clock, no runtime.
+//!   machines), the hook client's HTTP, HTTP-FLV's request heads and WebSocket frames. No
+//!   sockets, no clock, no runtime.
 //! - [`redact`]: what of a hook URL or header may be printed (logs, metrics, API answers,
 //!   config errors); used by every layer that prints one.
 

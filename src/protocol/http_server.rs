@@ -288,6 +288,7 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::fixtures::xorshift;
 
     const PLAYER: &[u8] = b"GET /live/cam1.flv?token=abc&x=1 HTTP/1.1\r\n\
 Host: 127.0.0.1:8080\r\nUser-Agent: Lavf/59.27.100\r\nAccept: */*\r\nRange: bytes=0-\r\n\
@@ -395,6 +396,25 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
         assert!(matches!(parse(&long), Err(TargetError::Invalid(_))));
         let many: Vec<String> = (0..=caps::ARGS).map(|i| format!("a{i}=1")).collect();
         assert!(matches!(StreamTarget::parse("/live/x.flv", &many.join("&")), Err(TargetError::Invalid(_))));
+    }
+
+    #[test]
+    fn mutated_heads_never_panic() {
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let mut head = if xorshift(&mut state) % 2 == 0 { PLAYER.to_vec() } else { BROWSER_WS.to_vec() };
+            for _ in 0..(xorshift(&mut state) % 8) {
+                let at = (xorshift(&mut state) as usize) % head.len();
+                head[at] = xorshift(&mut state) as u8;
+            }
+            head.truncate((xorshift(&mut state) as usize) % (head.len() + 1));
+            if let Ok(len) = check(&head) {
+                assert!(len <= head.len());
+                if let Ok(parsed) = RequestHead::parse(&head[..len]) {
+                    let _ = StreamTarget::parse(&parsed.path, &parsed.query);
+                }
+            }
+        }
     }
 
     #[test]

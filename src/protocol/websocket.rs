@@ -191,6 +191,7 @@ fn unmask(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::fixtures::xorshift;
 
     #[test]
     fn accept_key_of_the_rfc_example() {
@@ -248,6 +249,22 @@ mod tests {
         let huge = [0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
         assert_eq!(decode(&huge), Err(FrameError::TooBig(0x7FFF_FFFF_FFFF_FFFF)));
         assert_eq!(FrameError::TooBig(1).close_code(), CLOSE_TOO_BIG);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_nor_take_more_than_given() {
+        let mut state = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            let len = (xorshift(&mut state) % 40) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| xorshift(&mut state) as u8).collect();
+            if let Some(second) = bytes.get_mut(1) {
+                // Mostly masked and short, so the decoder gets past the header checks.
+                *second = (*second | 0x80) & 0x8F;
+            }
+            if let Ok((_, used)) = decode(&bytes) {
+                assert!(used > 0 && used <= bytes.len());
+            }
+        }
     }
 
     #[test]
