@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::http_flv_client::{
-    FlvPlayer, Tag, WS_ACCEPT, exchange, flv_url, header, http_addr, read_until_closed, status_and_head,
+    FlvPlayer, Tag, WS_ACCEPT, exchange, flv_url, header, read_until_closed, status_and_head,
 };
 use common::http_receiver::{HttpReceiver, Reply, Request};
 use common::{Client, TestServer, assert_h264_aac, eventually, ffmpeg_publish, ffprobe_json};
@@ -86,7 +86,7 @@ fn real_players_read_the_published_stream() {
     let frames: u64 = counted["streams"][0]["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!((80..=100).contains(&frames), "ffprobe decoded {frames} frames in 3 s of a 30 fps stream");
 
-    let mut player = FlvPlayer::get(http_addr(&server), "/live/x.flv", ANSWER);
+    let mut player = FlvPlayer::get(server.http_addr(), "/live/x.flv", ANSWER);
     assert_eq!(player.status, 200, "{}\n{}", player.head, context());
     assert_eq!(header(&player.head, "Content-Type"), Some("video/x-flv"));
     assert_eq!(header(&player.head, "Access-Control-Allow-Origin"), Some("*"));
@@ -107,7 +107,7 @@ fn real_players_read_the_published_stream() {
     assert_eq!(&curl.stdout[..3], b"FLV");
     assert!(curl.stdout.len() > 20_000, "curl got {} bytes in 2 s", curl.stdout.len());
 
-    let (head, closed) = exchange(http_addr(&server), b"HEAD /live/x.flv HTTP/1.1\r\nHost: x\r\n\r\n", ANSWER);
+    let (head, closed) = exchange(server.http_addr(), b"HEAD /live/x.flv HTTP/1.1\r\nHost: x\r\n\r\n", ANSWER);
     let (status, text) = status_and_head(&head);
     assert_eq!((status, closed), (200, true), "{text}");
     assert_eq!(header(&text, "Content-Type"), Some("video/x-flv"));
@@ -122,7 +122,7 @@ fn real_players_read_the_published_stream() {
 fn websocket_players_get_flv_in_binary_frames() {
     let server = TestServer::start();
     let mut publisher = publish(&server, "live/ws", 40, 1);
-    let addr = http_addr(&server);
+    let addr = server.http_addr();
     let mut player = FlvPlayer::websocket(addr, "/live/ws.flv", ANSWER);
     assert_eq!(player.status, 101, "{}\n{}", player.head, server.log());
     assert_eq!(header(&player.head, "Sec-WebSocket-Accept"), Some(WS_ACCEPT));
@@ -181,7 +181,7 @@ fn callbacks_admit_and_refuse_http_flv_players() {
     let args: Vec<&str> = flags.iter().flat_map(|(flag, value)| [*flag, value.as_str()]).collect();
     let server = TestServer::start_with(&args);
     let _publisher = publish(&server, "live/cam", 40, 1);
-    let addr = http_addr(&server);
+    let addr = server.http_addr();
 
     let denied = FlvPlayer::get(addr, "/live/cam.flv?token=bad", ANSWER);
     assert_eq!(denied.status, 403, "{}\n{}", denied.head, server.log());
@@ -237,7 +237,7 @@ fn form_of(request: &Request) -> Vec<(String, String)> {
 #[test]
 fn bad_requests_get_their_status_and_touch_nothing_else() {
     let server = TestServer::start_with_config("handshake_timeout = \"2s\"\n", &[]);
-    let addr = http_addr(&server);
+    let addr = server.http_addr();
     // A player that stays connected through all of it (waiting in its head).
     let mut bystander = TcpStream::connect(addr).expect("connect");
     std::io::Write::write_all(&mut bystander, b"GET /live/x.flv HTTP/1.1\r\n").expect("send");
@@ -306,7 +306,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
 fn the_response_ends_with_the_stream_and_at_shutdown() {
     let server = TestServer::start();
     let mut publisher = publish(&server, "live/short", 3, 1);
-    let addr = http_addr(&server);
+    let addr = server.http_addr();
     let mut plain = FlvPlayer::get(addr, "/live/short.flv", ANSWER);
     let mut ws = FlvPlayer::websocket(addr, "/live/short.flv", ANSWER);
     assert_eq!((plain.status, ws.status), (200, 101), "{}\n{}", plain.head, server.log());

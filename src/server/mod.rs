@@ -172,28 +172,16 @@ impl Server {
     pub fn start_with(config: &Config, heartbeats: Option<Arc<systemd::Heartbeats>>) -> Result<Server, ServerError> {
         let shard_count = config.shards.max(1);
         let rtmp_listeners = bind_reuseport("rtmp_listen", config.rtmp_listen, shard_count)?;
-        let rtmp_addr = rtmp_listeners[0].local_addr().map_err(|source| ServerError::Bind {
-            key: "rtmp_listen",
-            addr: config.rtmp_listen,
-            source,
-        })?;
+        let rtmp_addr = bound_addr("rtmp_listen", config.rtmp_listen, &rtmp_listeners[0])?;
         let http_listeners = bind_reuseport("http_listen", config.http_listen, shard_count)?;
-        let http_addr = http_listeners[0].local_addr().map_err(|source| ServerError::Bind {
-            key: "http_listen",
-            addr: config.http_listen,
-            source,
-        })?;
+        let http_addr = bound_addr("http_listen", config.http_listen, &http_listeners[0])?;
         // Bound here with the other listeners, so a busy API port fails before anything runs.
         let api_listener = StdListener::bind(config.api_listen).map_err(|source| ServerError::Bind {
             key: "api_listen",
             addr: config.api_listen,
             source,
         })?;
-        let api_addr = api_listener.local_addr().map_err(|source| ServerError::Bind {
-            key: "api_listen",
-            addr: config.api_listen,
-            source,
-        })?;
+        let api_addr = bound_addr("api_listen", config.api_listen, &api_listener)?;
         let hub_settings = HubSettings {
             chunk_size: config.chunk_size,
             prepare: session::rtmp_out::prepare,
@@ -434,6 +422,11 @@ fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<V
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// The address `listener` (bound for config key `key`) listens on: the port chosen for port 0.
+fn bound_addr(key: &'static str, addr: SocketAddr, listener: &StdListener) -> Result<SocketAddr, ServerError> {
+    listener.local_addr().map_err(|source| ServerError::Bind { key, addr, source })
 }
 
 fn probe_free(addr: SocketAddr) -> std::io::Result<()> {

@@ -25,14 +25,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_uring::net::TcpStream;
-use tracing::{debug, info};
 
-use super::ShardContext;
 use super::http_flv_out::{HttpFlvFraming, OutputShared};
 use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
+use super::{SessionEnd, SessionFailure, ShardContext};
 use crate::hooks::event::Protocol;
 use crate::hub::HubStats;
 use crate::protocol::http_server::{self, HeadError, Method, RequestHead, ResponseHead, StreamTarget, TargetError};
@@ -58,8 +57,7 @@ pub enum HttpFlvError {
     UpdateDenied(String),
 }
 
-impl HttpFlvError {
-    /// Counts the errors that mean "this connection hit a time bound".
+impl SessionFailure for HttpFlvError {
     fn count(&self, stats: &HubStats) {
         if let HttpFlvError::Io(error) = self
             && error.kind() == io::ErrorKind::TimedOut
@@ -82,13 +80,17 @@ enum Ending {
     StreamEnded,
 }
 
-impl Ending {
+impl SessionEnd for Ending {
     fn describe(&self) -> String {
         match self {
             Ending::Closed(reason) => reason.describe().to_owned(),
             Ending::Answered { status, why } => format!("answered {status}: {why}"),
             Ending::StreamEnded => "stream ended".to_owned(),
         }
+    }
+
+    fn too_slow(&self) -> bool {
+        matches!(self, Ending::Closed(CloseReason::TooSlow))
     }
 }
 
@@ -99,23 +101,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let lifecycle = Lifecycle::new(&context, Protocol::HttpFlv, peer, conn_id);
     let mut session = Session { socket: socket.clone(), context, lifecycle, output: None, shared: Rc::default() };
     let result = session.run().await;
-    let reason = match &result {
-        Ok(ending) => ending.describe(),
-        Err(error) => {
-            error.count(session.context.hub.stats());
-            error.to_string()
-        }
-    };
-    session.lifecycle.finish(&reason);
-    match result {
-        Ok(Ending::Closed(CloseReason::TooSlow)) => {
-            info!(conn_id, %peer, "player kicked: it stayed behind the stream after dropping to keyframes")
-        }
-        Ok(ending) => debug!(conn_id, %peer, reason = %ending.describe(), "http-flv session closed"),
-        Err(error) => info!(conn_id, %peer, %error, "http-flv session closed"),
-    }
-    // Make sure a writer task blocked on this socket sees the end too.
-    let _ = socket.shutdown(std::net::Shutdown::Both);
+    super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
 }
 
 struct Session {
@@ -321,18 +307,10 @@ impl Session {
                     }
                 }
             };
-            // A kicked player's writer shuts the socket down, which ends this read too.
-            if self.lifecycle.player().is_some_and(|player| player.is_kicked()) {
-                return Ok(Ending::Closed(CloseReason::TooSlow));
-            }
-            if let Some(error) = self.output.as_ref().and_then(|output| output.take_failure()) {
-                return Err(error.into());
-            }
-            let input = input?;
-            if input.is_empty() {
-                return Ok(Ending::Closed(CloseReason::PeerClosed));
-            }
-            self.lifecycle.count_in(input.len());
+            let input = match super::read_result(&mut self.lifecycle, self.output.as_ref(), input)? {
+                Ok(input) => input,
+                Err(reason) => return Ok(Ending::Closed(reason)),
+            };
             // A plain HTTP client has nothing more to say; what it sends is read and dropped.
             if websocket {
                 pending.extend_from_slice(input);

@@ -119,6 +119,82 @@ impl Default for SessionSettings {
     }
 }
 
+/// What a session's read ended with, once what ended the session meanwhile is ruled out: a
+/// kicked player's writer shuts the socket down, which ends the read too (`TooSlow`), and a
+/// writer that failed first (a send timeout) is the error, not the shutdown the read saw.
+/// `Ok(Ok(input))` is counted in; `Ok(Err(PeerClosed))` is the peer's close.
+pub(crate) fn read_result<'a, E: From<std::io::Error>>(
+    lifecycle: &mut lifecycle::Lifecycle,
+    output: Option<&Rc<io::PendingOutput>>,
+    input: Result<&'a [u8], E>,
+) -> Result<Result<&'a [u8], lifecycle::CloseReason>, E> {
+    if lifecycle.player().is_some_and(|player| player.is_kicked()) {
+        return Ok(Err(lifecycle::CloseReason::TooSlow));
+    }
+    if let Some(error) = output.and_then(|output| output.take_failure()) {
+        return Err(error.into());
+    }
+    let input = input?;
+    if input.is_empty() {
+        return Ok(Err(lifecycle::CloseReason::PeerClosed));
+    }
+    lifecycle.count_in(input.len());
+    Ok(Ok(input))
+}
+
+/// How a driver's session ended without an error.
+pub(crate) trait SessionEnd {
+    /// How `connection_close` words it.
+    fn describe(&self) -> String;
+    /// A player kicked for staying behind its stream.
+    fn too_slow(&self) -> bool;
+}
+
+impl SessionEnd for lifecycle::CloseReason {
+    fn describe(&self) -> String {
+        lifecycle::CloseReason::describe(*self).to_owned()
+    }
+
+    fn too_slow(&self) -> bool {
+        *self == lifecycle::CloseReason::TooSlow
+    }
+}
+
+/// The error that ended a driver's session.
+pub(crate) trait SessionFailure: std::fmt::Display {
+    /// Counts the errors that mean "this connection hit a memory or time bound".
+    fn count(&self, stats: &crate::hub::HubStats);
+}
+
+/// Ends a session's connection: says goodbye through its lifecycle, logs how it ended (a
+/// player kicked as too slow and an error at INFO, a clean end at DEBUG), and shuts the socket
+/// down so a writer task blocked on it sees the end too.
+pub(crate) fn end_session(
+    lifecycle: &mut lifecycle::Lifecycle,
+    socket: &tokio_uring::net::TcpStream,
+    stats: &crate::hub::HubStats,
+    result: Result<impl SessionEnd, impl SessionFailure>,
+) {
+    let (conn_id, peer, protocol) = (lifecycle.conn_id(), lifecycle.addr(), lifecycle.entry().protocol.as_str());
+    match result {
+        Ok(end) => {
+            let reason = end.describe();
+            lifecycle.finish(&reason);
+            if end.too_slow() {
+                tracing::info!(conn_id, %peer, "player kicked: it stayed behind the stream after dropping to keyframes")
+            } else {
+                tracing::debug!(conn_id, %peer, %reason, "{protocol} session closed")
+            }
+        }
+        Err(error) => {
+            error.count(stats);
+            lifecycle.finish(&error.to_string());
+            tracing::info!(conn_id, %peer, %error, "{protocol} session closed")
+        }
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+}
+
 /// A shard-wide "stop now" that every session can await without a per-session allocation.
 #[derive(Debug, Default)]
 pub struct Shutdown {

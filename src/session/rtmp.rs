@@ -18,13 +18,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_uring::net::TcpStream;
-use tracing::{debug, info};
 
-use super::ShardContext;
 use super::io::{PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
 use super::player_writer::PlayerWriter;
 use super::rtmp_out::RtmpFraming;
+use super::{SessionFailure, ShardContext};
 use crate::hooks::event::Protocol;
 use crate::hub::{HubStats, PacketKind};
 use crate::protocol::rtmp::chunk::ChunkError;
@@ -48,8 +47,7 @@ pub enum SessionError {
     OutputFull { limit: usize, waited: Duration },
 }
 
-impl SessionError {
-    /// Counts the errors that mean "this connection hit a memory or time bound".
+impl SessionFailure for SessionError {
     fn count(&self, stats: &HubStats) {
         let counter = match self {
             SessionError::Io(error) if error.kind() == io::ErrorKind::TimedOut => &stats.send_timeouts,
@@ -71,23 +69,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let lifecycle = Lifecycle::new(&context, Protocol::Rtmp, peer, conn_id);
     let mut session = Session::new(socket.clone(), context, lifecycle);
     let result = session.run().await;
-    let reason = match &result {
-        Ok(reason) => reason.describe().to_owned(),
-        Err(error) => {
-            error.count(session.context.hub.stats());
-            error.to_string()
-        }
-    };
-    session.lifecycle.finish(&reason);
-    match result {
-        Ok(CloseReason::TooSlow) => {
-            info!(conn_id, %peer, "player kicked: it stayed behind the stream after dropping to keyframes")
-        }
-        Ok(reason) => debug!(conn_id, %peer, ?reason, "rtmp session closed"),
-        Err(error) => info!(conn_id, %peer, %error, "rtmp session closed"),
-    }
-    // Make sure a writer task blocked on this socket sees the end too.
-    let _ = socket.shutdown(std::net::Shutdown::Both);
+    super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
 }
 
 struct Session {
@@ -183,19 +165,10 @@ impl Session {
                     }
                 }
             };
-            // A kicked player's writer shuts the socket down, which ends this read too.
-            if self.lifecycle.player().is_some_and(|player| player.is_kicked()) {
-                return Ok(CloseReason::TooSlow);
-            }
-            if let Some(error) = self.output.as_ref().and_then(|output| output.take_failure()) {
-                // The writer failed first (a send timeout); the read only saw the shutdown.
-                return Err(error.into());
-            }
-            let input = input?;
-            if input.is_empty() {
-                return Ok(CloseReason::PeerClosed);
-            }
-            self.lifecycle.count_in(input.len());
+            let input = match super::read_result(&mut self.lifecycle, self.output.as_ref(), input)? {
+                Ok(input) => input,
+                Err(reason) => return Ok(reason),
+            };
             let now_ms = self.now_ms();
             {
                 let mut conn = self.conn.borrow_mut();

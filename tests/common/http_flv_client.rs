@@ -15,21 +15,9 @@ use super::TestServer;
 pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// The HTTP-FLV address, from the `ready: ... http=IP:PORT` line.
-pub fn http_addr(server: &TestServer) -> SocketAddr {
-    let log = server.log();
-    log.lines()
-        .filter(|line| line.contains("ready"))
-        .find_map(|line| {
-            let token = line.split_whitespace().find_map(|t| t.strip_prefix("http="))?;
-            token.trim_matches(|c: char| c == '"' || c == ',' || c == ';').parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no `http=` in the ready line\n--- log ---\n{log}"))
-}
-
 /// `http://IP:PORT/{key}.flv`.
 pub fn flv_url(server: &TestServer, key: &str) -> String {
-    format!("http://{}/{key}.flv", http_addr(server))
+    format!("http://{}/{key}.flv", server.http_addr())
 }
 
 /// Sends `bytes` and reads until the server closes or `timeout` passes. Returns what was read

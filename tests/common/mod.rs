@@ -366,14 +366,25 @@ impl TestServer {
 
     /// The admin API's address, from the first `ready: ... api=IP:PORT` line.
     pub fn api_addr(&self) -> SocketAddr {
+        self.ready_addr("api")
+    }
+
+    /// The HTTP-FLV address, from the first `ready: ... http=IP:PORT` line.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.ready_addr("http")
+    }
+
+    /// The `listener=IP:PORT` address of the first `ready` line.
+    fn ready_addr(&self, listener: &str) -> SocketAddr {
         let log = self.log();
+        let prefix = format!("{listener}=");
         log.lines()
             .filter(|line| line.contains("ready"))
             .find_map(|line| {
-                let token = line.split_whitespace().find_map(|t| t.strip_prefix("api="))?;
+                let token = line.split_whitespace().find_map(|t| t.strip_prefix(prefix.as_str()))?;
                 token.trim_matches(|c: char| c == '"' || c == ',' || c == ';').parse().ok()
             })
-            .unwrap_or_else(|| panic!("no `api=` in the ready line\n--- log ---\n{log}"))
+            .unwrap_or_else(|| panic!("no `{prefix}` in the ready line\n--- log ---\n{log}"))
     }
 
     /// The admin API's `/metrics` text (the test servers have no `api_token`).
