@@ -141,7 +141,7 @@ fi
 # is logged at info: per-session log lines would be server CPU the test did not ask for.
 # shellcheck disable=SC2086
 RUST_LOG=${RUST_LOG:-warn,ringcast::server=info} \
-    "$root/target/release/ringcast" --rtmp-listen 127.0.0.1:0 --shards "$shards" \
+    "$root/target/release/ringcast" --rtmp-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --shards "$shards" \
     "${config_args[@]}" ${SERVER_ARGS:-} 2>"$log" &
 server_pid=$!
 

@@ -402,7 +402,7 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
     fn mutated_heads_never_panic() {
         let mut state = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {
-            let mut head = if xorshift(&mut state) % 2 == 0 { PLAYER.to_vec() } else { BROWSER_WS.to_vec() };
+            let mut head = if xorshift(&mut state).is_multiple_of(2) { PLAYER.to_vec() } else { BROWSER_WS.to_vec() };
             for _ in 0..(xorshift(&mut state) % 8) {
                 let at = (xorshift(&mut state) as usize) % head.len();
                 head[at] = xorshift(&mut state) as u8;
