@@ -200,7 +200,7 @@ impl Session {
     /// publishes the stream. `Some` when the session ends here instead of playing.
     async fn admit(&mut self, head: &RequestHead, target: StreamTarget) -> Option<Ending> {
         let scheme = if head.upgrade.is_some() { "ws" } else { "http" };
-        // HTTP/1.0 may omit Host; the URL then names no server.
+        // HTTP/1.0 may omit Host; the URL then says `localhost`.
         let host = if head.host.is_empty() { "localhost" } else { head.host.as_str() };
         let tc_url = format!("{scheme}://{host}/{}", target.app);
         let connect = ConnectRequest {
