@@ -108,8 +108,8 @@ struct Session {
     socket: Rc<TcpStream>,
     context: Rc<ShardContext>,
     lifecycle: Lifecycle,
-    /// While playing: output handed to the player's writer and not yet sent; also how the
-    /// writer says why it stopped.
+    /// The writer's unsent bytes, drained before the session ends on its own, and why the
+    /// writer stopped if it failed. `None` until the stream starts.
     output: Option<Rc<PendingOutput>>,
     /// Shared with the writer's framing: the stream's end, WebSocket control frames.
     shared: Rc<OutputShared>,
