@@ -1379,7 +1379,8 @@ fn dolby_style_bodies_provision_dolby_hooks() {
     for request in &requests {
         let mut mac = Hmac::<Sha1>::new_from_slice(&key).unwrap();
         mac.update(&request.body);
-        let expected = format!("sha1={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let expected =
+            format!("sha1={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
         assert_eq!(request.header("X-Millicast-Signature"), Some(expected.as_str()));
         let hook: Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(hook["data"]["streamId"], "live/cam1", "{hook}");
