@@ -357,6 +357,11 @@ impl ShardHub {
         &self.hub.stats
     }
 
+    /// Whether anyone, on any shard, publishes `key` now.
+    pub fn is_published(&self, key: &str) -> bool {
+        self.hub.lock().get(key).is_some_and(|entry| entry.publisher.is_some())
+    }
+
     pub fn stream(&self, key: &str) -> Option<Rc<LocalStream>> {
         self.streams.borrow().get(key).cloned()
     }

@@ -10,4 +10,6 @@ pub(crate) mod cursor;
 mod fixtures;
 pub mod flv;
 pub mod http;
+pub mod http_server;
 pub mod rtmp;
+pub mod websocket;

@@ -168,6 +168,7 @@ type Abandoned = Vec<(&'static str, usize)>;
 /// A running server: its bound addresses, and the handle that stops it.
 pub struct Server {
     pub rtmp_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub control: Arc<ServerControl>,
@@ -193,6 +194,12 @@ impl Server {
         let rtmp_addr = rtmp_listeners[0].local_addr().map_err(|source| ServerError::Bind {
             key: "rtmp_listen",
             addr: config.rtmp_listen,
+            source,
+        })?;
+        let http_listeners = bind_reuseport("http_listen", config.http_listen, shard_count)?;
+        let http_addr = http_listeners[0].local_addr().map_err(|source| ServerError::Bind {
+            key: "http_listen",
+            addr: config.http_listen,
             source,
         })?;
         // Bound here with the other listeners, so a busy API port fails before anything runs.
@@ -256,9 +263,13 @@ impl Server {
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
-        // Each shard gets one listener per protocol (only RTMP exists yet).
-        for (shard, (rtmp, inbox)) in rtmp_listeners.into_iter().zip(receivers).enumerate() {
-            let listeners = vec![Listener { protocol: MediaProtocol::Rtmp, socket: rtmp }];
+        // Each shard gets one listener per protocol (RTSP has no driver yet).
+        let per_shard = rtmp_listeners.into_iter().zip(http_listeners).zip(receivers);
+        for (shard, ((rtmp, http), inbox)) in per_shard.enumerate() {
+            let listeners = vec![
+                Listener { protocol: MediaProtocol::Rtmp, socket: rtmp },
+                Listener { protocol: MediaProtocol::HttpFlv, socket: http },
+            ];
             let shared = shared.clone();
             let shutdown_rx = shutdown_rx.clone();
             let started_tx = started_tx.clone();
@@ -291,9 +302,10 @@ impl Server {
                 return Err(ServerError::Api(error));
             }
         };
-        info!("ready: rtmp={rtmp_addr} api={api_addr} shards={shard_count}");
+        info!("ready: rtmp={rtmp_addr} api={api_addr} http={http_addr} shards={shard_count}");
         Ok(Server {
             rtmp_addr,
+            http_addr,
             api_addr,
             hub: shared.hub.clone(),
             control,
@@ -595,8 +607,9 @@ async fn drive(
 ) {
     match protocol {
         MediaProtocol::Rtmp => session::rtmp::run(socket, peer, conn_id, context).await,
-        // No listener of these is bound until their drivers exist.
-        MediaProtocol::HttpFlv | MediaProtocol::Rtsp => {
+        MediaProtocol::HttpFlv => session::http_flv::run(socket, peer, conn_id, context).await,
+        // No listener of it is bound until its driver exists.
+        MediaProtocol::Rtsp => {
             error!(%peer, protocol = protocol.as_str(), "no driver for this protocol; closing the connection")
         }
     }

@@ -556,7 +556,11 @@ impl Lifecycle {
             format!("{}/{name}?{query}", connect.url)
         };
         let mut all_args = connect.args;
-        all_args.extend(args.iter().cloned());
+        // An HTTP-FLV request is its connect and its play at once: its one query is given to
+        // both, and passed once. RTMP passes both queries, whatever they hold.
+        if self.guard.entry.protocol == Protocol::Rtmp || all_args != args {
+            all_args.extend(args.iter().cloned());
+        }
         ClientInfo {
             protocol: Some(self.guard.entry.protocol),
             addr: Some(self.addr()),

@@ -4,6 +4,10 @@
 //!   callbacks, publish/play, events, the update timer), with no socket and no wire format.
 //! - `rtmp.rs`: the RTMP driver: drives `protocol::rtmp::server` over an io_uring socket and
 //!   maps its requests to the lifecycle and the lifecycle's answers to RTMP replies.
+//! - `http_flv.rs`: the HTTP-FLV driver (plain HTTP and WebSocket): reads one request head
+//!   (`protocol::http_server`), admits it through the lifecycle as an RTMP connect and play,
+//!   and answers with a status or the stream; `http_flv_out.rs` is its framing (the FLV file
+//!   header, WebSocket frames, the stream's end) around `flv_out.rs`.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
 //!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
 //!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
@@ -17,6 +21,8 @@
 
 pub mod activity;
 pub mod flv_out;
+pub mod http_flv;
+pub mod http_flv_out;
 pub mod io;
 pub mod lifecycle;
 pub mod player_writer;

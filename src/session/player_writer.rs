@@ -33,6 +33,8 @@ pub trait Framing {
     fn unpublished(&mut self, bufs: &mut Vec<Bytes>);
     /// A publisher (re)started: its timestamps start afresh.
     fn published(&mut self, bufs: &mut Vec<Bytes>);
+    /// Ends a write whose buffers start at `start` (a WebSocket frame header goes before them).
+    fn end_write(&mut self, _bufs: &mut Vec<Bytes>, _start: usize) {}
 }
 
 /// The writer task of a player.
@@ -87,6 +89,7 @@ impl<F: Framing> PlayerWriter<F> {
                     PlayerItem::Published => self.framing.published(&mut bufs),
                 }
             }
+            self.framing.end_write(&mut bufs, 0);
             // The write may block on a player that stopped reading: give up on it when the
             // hub kicks the player, instead of waiting forever.
             tokio::select! {
