@@ -254,7 +254,7 @@ impl Server {
         let api_state =
             ApiState::new(shared.hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
                 .with_control(control.clone())
-                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: None });
+                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
         if let Err(error) = api_state.load_persisted() {

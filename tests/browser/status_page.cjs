@@ -105,7 +105,10 @@ async function main() {
       const later = await page.evaluate(() => document.getElementById("player").currentTime);
       report("playing", { first: start.t, later, width: start.w, height: start.h });
       const png = await page.locator("#player").screenshot({ timeout: STEP_TIMEOUT });
-      if (options.screenshot) require("fs").writeFileSync(options.screenshot, png);
+      if (options.screenshot) {
+        require("fs").writeFileSync(options.screenshot, png);
+        await page.screenshot({ path: options.screenshot.replace(/\.png$/, "-page.png"), timeout: STEP_TIMEOUT });
+      }
       report("screenshot", await pixelStats(page, png));
       // The page's players count shows this browser as an HTTP-FLV player.
       await page.waitForFunction(
