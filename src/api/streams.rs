@@ -35,7 +35,7 @@ pub struct Listeners {
 pub fn render(streams: Vec<StreamInfo>, activity: &[StreamActivity], now_ms: u64) -> Value {
     let mut by_stream: HashMap<&str, Vec<&StreamActivity>> = HashMap::new();
     for session in activity {
-        by_stream.entry(session.stream.as_str()).or_default().push(session);
+        by_stream.entry(session.client.stream.as_str()).or_default().push(session);
     }
     let streams: Vec<Value> = streams
         .into_iter()
@@ -48,11 +48,11 @@ pub fn render(streams: Vec<StreamInfo>, activity: &[StreamActivity], now_ms: u64
 }
 
 fn describe(stream: StreamInfo, sessions: &[&StreamActivity], now_ms: u64) -> Value {
-    let publisher = sessions.iter().find(|s| s.role == Role::Publisher);
+    let publisher = sessions.iter().find(|s| s.client.role == Role::Publisher);
     let mut players: serde_json::Map<String, Value> =
         PLAYER_PROTOCOLS.iter().map(|p| (p.as_str().to_owned(), Value::from(0))).collect();
-    for session in sessions.iter().filter(|s| s.role == Role::Player) {
-        if let Some(count) = players.get_mut(session.protocol.as_str()) {
+    for session in sessions.iter().filter(|s| s.client.role == Role::Player) {
+        if let Some(count) = players.get_mut(session.client.protocol.as_str()) {
             *count = Value::from(count.as_u64().unwrap_or(0) + 1);
         }
     }
@@ -66,10 +66,10 @@ fn describe(stream: StreamInfo, sessions: &[&StreamActivity], now_ms: u64) -> Va
         "app": app,
         "name": name,
         "publisher": publisher.map(|p| json!({
-            "conn_id": p.conn_id,
-            "protocol": p.protocol.as_str(),
-            "addr": p.addr,
-            "shard": p.shard,
+            "conn_id": p.client.conn_id,
+            "protocol": p.client.protocol.as_str(),
+            "addr": p.client.addr,
+            "shard": p.client.shard,
         })),
         "uptime_sec": publisher.map(|p| round_tenths(now_ms.saturating_sub(p.since_ms) as f64 / 1000.0)),
         "video": media.and_then(|m| m.video.as_ref()).map(|v| json!({
@@ -117,19 +117,20 @@ fn round_tenths(value: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::protocol::codec::Codec;
+    use crate::session::ClientSummary;
     use crate::session::activity::MediaSummary;
 
     fn session(conn_id: u64, protocol: Protocol, role: Role, stream: &str) -> StreamActivity {
-        StreamActivity {
+        let client = ClientSummary {
             conn_id,
             shard: 0,
             protocol,
             addr: format!("127.0.0.1:{}", 40000 + conn_id),
             role,
             stream: stream.to_owned(),
-            since_ms: 1_000,
-            media: None,
-        }
+            connected_at_ms: 500,
+        };
+        StreamActivity { client, since_ms: 1_000, media: None }
     }
 
     #[test]

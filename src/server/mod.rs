@@ -97,7 +97,7 @@ impl ServerControl {
     /// What every session publishes or plays now, by connection id.
     pub fn activity(&self) -> Vec<StreamActivity> {
         let mut activity = self.gather(AdminRequest::Activity);
-        activity.sort_by_key(|a| a.conn_id);
+        activity.sort_by_key(|a| a.client.conn_id);
         activity
     }
 

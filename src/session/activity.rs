@@ -8,11 +8,10 @@
 
 use std::time::Instant;
 
-use crate::hooks::event::Protocol;
 use crate::hub::PacketKind;
 use crate::protocol::codec::CodecInfo;
 
-use super::Role;
+use super::ClientSummary;
 
 /// Seconds of history kept for the bitrate and frame rate; the rate is taken over the complete
 /// seconds among them, so it moves smoothly yet follows a change within a few seconds.
@@ -100,13 +99,8 @@ impl MediaMeter {
 /// One session's activity as the admin API receives it from a shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamActivity {
-    pub conn_id: u64,
-    pub shard: usize,
-    pub protocol: Protocol,
-    pub addr: String,
-    pub role: Role,
-    /// `app/name`.
-    pub stream: String,
+    /// Who: its role and stream (`app/name`) say what it does.
+    pub client: ClientSummary,
     pub since_ms: u64,
     /// A publisher's media; `None` for a player.
     pub media: Option<MediaSummary>,

@@ -246,6 +246,19 @@ pub struct SessionEntry {
 }
 
 impl SessionEntry {
+    /// What the admin API shows of it.
+    fn summary(&self, shard: usize) -> ClientSummary {
+        ClientSummary {
+            conn_id: self.conn_id,
+            shard,
+            protocol: self.protocol,
+            addr: self.peer.to_string(),
+            role: self.role.get(),
+            stream: self.stream.borrow().clone(),
+            connected_at_ms: self.connected_at_ms,
+        }
+    }
+
     /// Resolves once an operator kicked the session.
     pub async fn kicked(&self) {
         while !self.kicked.get() {
@@ -258,19 +271,7 @@ impl ShardContext {
     /// Lists this shard's sessions.
     pub fn clients(&self) -> Vec<ClientSummary> {
         let shard = self.hub.shard();
-        self.sessions
-            .borrow()
-            .values()
-            .map(|entry| ClientSummary {
-                conn_id: entry.conn_id,
-                shard,
-                protocol: entry.protocol,
-                addr: entry.peer.to_string(),
-                role: entry.role.get(),
-                stream: entry.stream.borrow().clone(),
-                connected_at_ms: entry.connected_at_ms,
-            })
-            .collect()
+        self.sessions.borrow().values().map(|entry| entry.summary(shard)).collect()
     }
 
     /// What this shard's sessions publish and play now, for the admin API's stream details.
@@ -284,12 +285,7 @@ impl ShardContext {
                 let activity = entry.activity.borrow();
                 let activity = activity.as_ref()?;
                 Some(activity::StreamActivity {
-                    conn_id: entry.conn_id,
-                    shard,
-                    protocol: entry.protocol,
-                    addr: entry.peer.to_string(),
-                    role: entry.role.get(),
-                    stream: entry.stream.borrow().clone(),
+                    client: entry.summary(shard),
                     since_ms: activity.since_ms,
                     media: activity.media.as_ref().map(|meter| meter.summary(now)),
                 })
