@@ -25,7 +25,7 @@
 //! | `GET /`, `GET /ui/{file}` | the status page and its files (`page.rs`); never need the token (they hold no data) |
 //! | `GET /metrics` | Prometheus text (see `metrics.rs`) |
 //! | `GET /api/server` | `{version, uptime_sec, rtmp: {port}, http_flv: {port}}` (`streams.rs`) |
-//! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players, app, name, publisher, video, audio, bitrate_kbps, players_by_protocol, uptime_sec, play}]}` (`streams.rs`) |
+//! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players, app, name, publisher, video, audio, bitrate_kbps, players_by_protocol, uptime_sec, play}]}` (`streams.rs`; the details need the shards behind the API, [`ApiState::with_control`]) |
 //! | `GET /api/clients` | `{"clients":[{conn_id, shard, protocol, addr, role, stream, connected_at_ms}]}` |
 //! | `DELETE /api/clients/{conn_id}` | kicks the session: `{"id", "kicked": true}`, or 404 |
 //! | `GET /api/webhooks` | `{"webhooks":[...]}`, config-file ones too (`"origin": "config"`) |
@@ -285,8 +285,8 @@ impl ApiState {
     }
 
     fn streams(&self) -> serde_json::Value {
-        let activity = self.control.as_ref().map(|control| control.activity()).unwrap_or_default();
-        streams::render(self.hub.streams(), &activity, now_ms())
+        let activity = self.control.as_ref().map(|control| control.activity());
+        streams::render(self.hub.streams(), activity.as_deref(), now_ms())
     }
 
     fn clients(&self) -> Result<serde_json::Value, Response> {

@@ -31,8 +31,13 @@ pub struct Listeners {
 }
 
 /// `{"streams": [...]}`: each registry stream with its details. `activity` is every session's,
-/// in any order; `now_ms` is Unix milliseconds.
-pub fn render(streams: Vec<StreamInfo>, activity: &[StreamActivity], now_ms: u64) -> Value {
+/// in any order; `None` where the API cannot ask the sessions (an API without the server's
+/// shards behind it), which lists the registry's keys only. `now_ms` is Unix milliseconds.
+pub fn render(streams: Vec<StreamInfo>, activity: Option<&[StreamActivity]>, now_ms: u64) -> Value {
+    let Some(activity) = activity else {
+        let streams: Vec<Value> = streams.into_iter().map(registry_keys).collect();
+        return json!({ "streams": streams });
+    };
     let mut by_stream: HashMap<&str, Vec<&StreamActivity>> = HashMap::new();
     for session in activity {
         by_stream.entry(session.client.stream.as_str()).or_default().push(session);
@@ -47,6 +52,16 @@ pub fn render(streams: Vec<StreamInfo>, activity: &[StreamActivity], now_ms: u64
     json!({ "streams": streams })
 }
 
+/// What the registry alone knows of a stream.
+fn registry_keys(stream: StreamInfo) -> Value {
+    json!({
+        "key": stream.key,
+        "live": stream.publisher_shard.is_some(),
+        "publisher_shard": stream.publisher_shard,
+        "players": stream.players,
+    })
+}
+
 fn describe(stream: StreamInfo, sessions: &[&StreamActivity], now_ms: u64) -> Value {
     let publisher = sessions.iter().find(|s| s.client.role == Role::Publisher);
     let mut players: serde_json::Map<String, Value> =
@@ -57,12 +72,9 @@ fn describe(stream: StreamInfo, sessions: &[&StreamActivity], now_ms: u64) -> Va
         }
     }
     let (app, name) = stream.key.split_once('/').unwrap_or(("", &stream.key));
+    let (app, name) = (app.to_owned(), name.to_owned());
     let media = publisher.and_then(|p| p.media.as_ref());
-    json!({
-        "key": stream.key,
-        "live": stream.publisher_shard.is_some(),
-        "publisher_shard": stream.publisher_shard,
-        "players": stream.players,
+    let details = json!({
         "app": app,
         "name": name,
         "publisher": publisher.map(|p| json!({
@@ -86,7 +98,12 @@ fn describe(stream: StreamInfo, sessions: &[&StreamActivity], now_ms: u64) -> Va
             "http_flv": format!("/{app}/{name}.flv"),
             "rtmp": format!("/{app}/{name}"),
         },
-    })
+    });
+    let mut all = registry_keys(stream);
+    if let (Value::Object(all), Value::Object(details)) = (&mut all, details) {
+        all.extend(details);
+    }
+    all
 }
 
 fn audio(info: &CodecInfo) -> Value {
@@ -153,7 +170,7 @@ mod tests {
             StreamInfo { key: "live/cam1".into(), publisher_shard: Some(0), players: 3 },
             StreamInfo { key: "live/waiting".into(), publisher_shard: None, players: 0 },
         ];
-        let answer = render(streams, &activity, 13_500);
+        let answer = render(streams.clone(), Some(&activity), 13_500);
         let cam = &answer["streams"][0];
         assert_eq!(cam["publisher"], json!({"conn_id": 1, "protocol": "rtmp", "addr": "127.0.0.1:40001", "shard": 0}));
         assert_eq!(
@@ -171,6 +188,12 @@ mod tests {
         let waiting = &answer["streams"][1];
         assert!(waiting["publisher"].is_null() && waiting["video"].is_null() && waiting["uptime_sec"].is_null());
         assert_eq!(waiting["live"], false);
+        // Without the sessions, the registry's keys only.
+        let bare = render(streams, None, 0);
+        assert_eq!(
+            bare["streams"][1],
+            json!({"key": "live/waiting", "live": false, "publisher_shard": null, "players": 0})
+        );
     }
 
     #[test]
