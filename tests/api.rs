@@ -1325,3 +1325,80 @@ fn api_created_webhooks_are_capped() {
     let reply = closed.call("POST", "/api/webhooks", Some(json!({ "url": "http://127.0.0.1:9/a" })));
     assert_eq!(reply.status, 409, "{}", reply.text());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dolby.io-style provisioning
+// ---------------------------------------------------------------------------------------------
+
+/// A provisioning script written for Dolby.io's `POST /api/webhooks` gets Dolby's answer, and
+/// its receiver gets Dolby-shaped hooks that verify as Dolby's sample verifies them
+/// (`X-Millicast-Signature: sha1=<hex HMAC-SHA1(base64-decoded secret, body)>`).
+#[test]
+fn dolby_style_bodies_provision_dolby_hooks() {
+    use ringcast::hooks::payload::{NoViewers, PublishStart, StreamUnavailable};
+    use sha1::Sha1;
+
+    let receiver = HttpReceiver::start();
+    let api = Api::start(Setup::new("dolby"));
+    let body = json!({
+        "url": receiver.url("/dolby"),
+        "isFeedHooks": true,
+        "isViewerConnectionHooks": true,
+        "isRecordingHooks": true,
+        "isThumbnailHooks": false,
+        "isTranscoderHooks": true,
+    });
+    let reply = api.call("POST", "/api/webhooks", Some(body));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json();
+    assert_eq!(answer["status"], "success", "{answer}");
+    let data = &answer["data"];
+    let (id, secret) = (data["id"].as_str().unwrap(), data["secret"].as_str().unwrap());
+    assert_eq!(data["url"], receiver.url("/dolby"));
+    assert_eq!((data["isFeedHooks"].as_bool(), data["isViewerConnectionHooks"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(data["isRecordingHooks"], false);
+    assert_eq!(data["unsupported"], json!(["isRecordingHooks", "isTranscoderHooks"]));
+    let key = BASE64.decode(secret).expect("Dolby's receivers decode the secret as plain base64");
+    assert!(key.len() >= 24);
+    // Managed like any API webhook afterwards.
+    let shown = api.get(&format!("/api/webhooks/{id}")).json();
+    assert_eq!((shown["format"].as_str(), shown["signature"].as_str()), (Some("dolby"), Some("sha1")));
+
+    let origin = |conn_id| Origin {
+        conn_id,
+        protocol: Protocol::Rtmp,
+        addr: "192.0.2.1:50000".parse().unwrap(),
+        stream_key: "live/cam1".into(),
+    };
+    api.hooks.emit(&origin(7), || PublishStart { args: vec![] });
+    api.emit_accept(8);
+    api.hooks.emit(&origin(9), || StreamUnavailable {});
+    api.hooks.emit(&origin(9), || NoViewers {});
+    let requests = receiver.wait_for(3, WAIT);
+    let mut seen = Vec::new();
+    for request in &requests {
+        let mut mac = Hmac::<Sha1>::new_from_slice(&key).unwrap();
+        mac.update(&request.body);
+        let expected =
+            format!("sha1={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(request.header("X-Millicast-Signature"), Some(expected.as_str()));
+        let hook: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(hook["data"]["streamId"], "live/cam1", "{hook}");
+        assert!(hook["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        seen.push(format!("{}/{}", hook["type"].as_str().unwrap(), hook["event"].as_str().unwrap()));
+    }
+    seen.sort();
+    assert_eq!(seen, ["feeds/started", "viewerConnection/noActiveViewers", "viewerConnection/viewerAttempt"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.requests().len(), 3, "connection_accept is no Dolby hook");
+
+    // Feed hooks alone: no viewer hooks. Recording alone: nothing ringcast could send, refused.
+    let feeds = api.call("POST", "/api/webhooks", Some(json!({ "url": receiver.url("/f"), "isFeedHooks": true })));
+    assert_eq!(feeds.json()["data"]["events"], json!(["publish_start", "publish_stop"]));
+    let nothing =
+        api.call("POST", "/api/webhooks", Some(json!({ "url": receiver.url("/r"), "isRecordingHooks": true })));
+    assert_eq!(nothing.status, 400);
+    assert!(nothing.error().contains("isFeedHooks or isViewerConnectionHooks"), "{}", nothing.error());
+    let typo = api.call("POST", "/api/webhooks", Some(json!({ "url": receiver.url("/t"), "isFeedHooks": 1 })));
+    assert_eq!((typo.status, typo.error().as_str()), (400, "key 'isFeedHooks': expected true or false"));
+}

@@ -22,12 +22,14 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `GET /healthz` | `{"status":"ok"}`; never needs the token (load balancers, systemd checks) |
+//! | `GET /`, `GET /ui/{file}` | the status page and its files (`page.rs`); never need the token (they hold no data) |
 //! | `GET /metrics` | Prometheus text (see `metrics.rs`) |
-//! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players}]}` |
+//! | `GET /api/server` | `{version, uptime_sec, rtmp: {port}, http_flv: {port}}` (`streams.rs`) |
+//! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players, app, name, publisher, video, audio, bitrate_kbps, players_by_protocol, uptime_sec, play}]}` (`streams.rs`; the details need the shards behind the API, [`ApiState::with_control`]) |
 //! | `GET /api/clients` | `{"clients":[{conn_id, shard, protocol, addr, role, stream, connected_at_ms}]}` |
 //! | `DELETE /api/clients/{conn_id}` | kicks the session: `{"id", "kicked": true}`, or 404 |
 //! | `GET /api/webhooks` | `{"webhooks":[...]}`, config-file ones too (`"origin": "config"`) |
-//! | `POST /api/webhooks` | 201, the webhook with its `secret` (generated when not given) |
+//! | `POST /api/webhooks` | 201, the webhook with its `secret` (generated when not given); a Dolby.io-style body gets Dolby's answer (`dolby.rs`) |
 //! | `GET /api/webhooks/{id}` | the webhook, secret masked (`secret_hint`), stats, `disabled` |
 //! | `PATCH /api/webhooks/{id}` | changes the keys given (`null`: back to the default); re-enables |
 //! | `DELETE /api/webhooks/{id}` | `{"id", "deleted": true}` |
@@ -51,10 +53,13 @@
 //! re-creates them at start-up with the same ids (the API's own ids, mapped to the
 //! dispatcher's sink numbers) and any secret rotation still in its grace period.
 
+mod dolby;
 mod http;
 mod metrics;
+mod page;
 mod slots;
 mod store;
+mod streams;
 mod webhooks;
 
 use std::io::{self, Read};
@@ -74,7 +79,9 @@ use crate::hooks::dispatch::Dispatcher;
 use crate::hooks::{Hooks, now_ms};
 use crate::hub::Hub;
 use crate::session::ClientSummary;
+use crate::session::activity::StreamActivity;
 use http::{Connection, Next, Request, Response};
+pub use streams::Listeners;
 use webhooks::Registry;
 
 /// Connections open at once. A further one takes the slot of the connection that has waited
@@ -101,6 +108,10 @@ pub trait SessionControl: Send + Sync {
     fn clients(&self) -> Vec<ClientSummary>;
     /// Closes session `conn_id`; false if no shard has it.
     fn kick(&self, conn_id: u64) -> bool;
+    /// What every session publishes or plays now (stream details); none by default.
+    fn activity(&self) -> Vec<StreamActivity> {
+        Vec::new()
+    }
 }
 
 /// What the API takes from the configuration.
@@ -146,6 +157,8 @@ pub struct ApiState {
     control: Option<Arc<dyn SessionControl>>,
     token: Option<ApiToken>,
     started: Instant,
+    /// Where players connect, for `/api/server` and the page's player URLs.
+    listeners: Listeners,
     webhooks: Registry,
     /// The connection slots and what they did under pressure.
     slots: Arc<slots::Slots>,
@@ -160,6 +173,7 @@ impl ApiState {
             control: None,
             token: options.token,
             started: Instant::now(),
+            listeners: Listeners::default(),
             webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
             slots: slots::Slots::new(options.max_connections),
         }
@@ -168,6 +182,12 @@ impl ApiState {
     /// Enables `/api/clients` (without it those routes answer 503).
     pub fn with_control(mut self, control: Arc<dyn SessionControl>) -> ApiState {
         self.control = Some(control);
+        self
+    }
+
+    /// Tells `/api/server` (and so the page) where the media listeners are bound.
+    pub fn with_listeners(mut self, listeners: Listeners) -> ApiState {
+        self.listeners = listeners;
         self
     }
 
@@ -196,6 +216,12 @@ impl ApiState {
                 _ => method_not_allowed(request, &["GET", "HEAD"]),
             };
         }
+        if page::is_asset(&request.path) {
+            return match request.method.as_str() {
+                "GET" | "HEAD" => page::serve(&request.path),
+                _ => method_not_allowed(request, &["GET", "HEAD"]),
+            };
+        }
         if let Err(response) = self.authorize(request) {
             return response;
         }
@@ -218,14 +244,18 @@ impl ApiState {
                 return Response::text(200, http::PROMETHEUS, metrics::render(self));
             }
             (Route::Streams, _) => Ok(self.streams()),
+            (Route::Server, _) => {
+                Ok(streams::server(self.listeners, env!("CARGO_PKG_VERSION"), self.started.elapsed().as_secs_f64()))
+            }
             (Route::Clients, _) => self.clients(),
             (Route::Client(id), _) => self.kick(id),
             (Route::Webhooks, "POST") => {
                 return match self.webhooks.create(dispatcher, &request.body) {
-                    Ok(view) => {
+                    Ok(webhooks::Created::Webhook(view)) => {
                         let location = format!("/api/webhooks/{}", view["id"].as_str().unwrap_or_default());
                         Response::json(201, &view).header("Location", location)
                     }
+                    Ok(webhooks::Created::Dolby(answer)) => Response::json(200, &answer),
                     Err(response) => response,
                 };
             }
@@ -255,20 +285,8 @@ impl ApiState {
     }
 
     fn streams(&self) -> serde_json::Value {
-        let streams: Vec<_> = self
-            .hub
-            .streams()
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "key": s.key,
-                    "live": s.publisher_shard.is_some(),
-                    "publisher_shard": s.publisher_shard,
-                    "players": s.players,
-                })
-            })
-            .collect();
-        json!({ "streams": streams })
+        let activity = self.control.as_ref().map(|control| control.activity());
+        streams::render(self.hub.streams(), activity.as_deref(), now_ms())
     }
 
     fn clients(&self) -> Result<serde_json::Value, Response> {
@@ -292,6 +310,7 @@ impl ApiState {
 #[derive(Clone, Copy)]
 enum Route<'a> {
     Metrics,
+    Server,
     Streams,
     Clients,
     Client(&'a str),
@@ -304,6 +323,7 @@ impl<'a> Route<'a> {
     fn parse(segments: &[&'a str]) -> Option<Route<'a>> {
         Some(match segments {
             ["metrics"] => Route::Metrics,
+            ["api", "server"] => Route::Server,
             ["api", "streams"] => Route::Streams,
             ["api", "clients"] => Route::Clients,
             ["api", "clients", id] => Route::Client(id),
@@ -316,7 +336,7 @@ impl<'a> Route<'a> {
 
     fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Metrics | Route::Streams | Route::Clients => &["GET", "HEAD"],
+            Route::Metrics | Route::Server | Route::Streams | Route::Clients => &["GET", "HEAD"],
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],

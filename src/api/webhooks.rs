@@ -31,6 +31,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use tracing::{error, info, warn};
 
+use super::dolby::{self, DolbyRequest};
 use super::http::Response;
 use super::store::{self, StateFile, StoredWebhook};
 use super::{ApiError, rfc3339};
@@ -115,6 +116,14 @@ enum Target {
 
 type Result<T> = std::result::Result<T, Response>;
 
+/// A webhook created by `POST /api/webhooks`, answered in the form its body was written in.
+pub enum Created {
+    /// ringcast's own: 201 with the webhook's view, secret shown.
+    Webhook(Value),
+    /// A Dolby.io-style body: 200 with Dolby's answer.
+    Dolby(Value),
+}
+
 impl Registry {
     pub fn new(state_dir: PathBuf, rotation_grace: Duration, max_webhooks: usize) -> Registry {
         Registry { state_dir, rotation_grace, max_webhooks, entries: Mutex::new(Vec::new()) }
@@ -170,8 +179,17 @@ impl Registry {
     }
 
     /// `POST /api/webhooks`: validates, saves, starts delivering; the view with the secret.
-    pub fn create(&self, dispatcher: &Dispatcher, body: &[u8]) -> Result<Value> {
+    /// A Dolby.io-style body (`dolby.rs`) gets Dolby's answer instead, with status 200.
+    pub fn create(&self, dispatcher: &Dispatcher, body: &[u8]) -> Result<Created> {
         let map = body_object(body, false)?;
+        if dolby::is_dolby_body(&map) {
+            let request = DolbyRequest::parse(&map).map_err(bad_request)?;
+            // Dolby's receivers decode the secret as base64 (`Buffer.from(secret, 'base64')`),
+            // which a `whsec_` prefix would corrupt.
+            let secret = generate_secret("")?;
+            let (entry, _) = self.insert(dispatcher, request.config(secret.clone()))?;
+            return Ok(Created::Dolby(request.answer(&entry.id, &secret)));
+        }
         let fields = parse_fields(&map, WEBHOOK_KEYS).map_err(bad_request)?;
         let Some(url) = fields.url.clone() else {
             return Err(bad_request("missing required key 'url'".to_owned()));
@@ -180,9 +198,17 @@ impl Registry {
         // An API webhook is always signed: without a secret of its own it gets one now, before
         // the rules that want a secret (`signature`, `signature_header`) are checked.
         if fields.secret.is_none() {
-            config.secret = Some(generate_secret()?);
+            config.secret = Some(generate_secret("whsec_")?);
         }
         apply(&fields, &mut config).map_err(bad_request)?;
+        let (entry, sink) = self.insert(dispatcher, config)?;
+        let mut out = view(&entry.id, "api", &entry.config, &sink, Some(&entry));
+        reveal_secret(&mut out, &entry.config);
+        Ok(Created::Webhook(out))
+    }
+
+    /// Adds a validated webhook: saved, then handed to the dispatcher.
+    fn insert(&self, dispatcher: &Dispatcher, config: WebhookConfig) -> Result<(Entry, Arc<Sink>)> {
         let mut entries = self.lock();
         if entries.len() >= self.max_webhooks {
             return Err(Response::error(
@@ -207,10 +233,8 @@ impl Registry {
         let sink = dispatcher.add_webhook(entry.config.clone(), SinkOrigin::Api);
         entry.sink_id = sink.id;
         info!(webhook = %entry.id, url = %redact::url(&entry.config.url), "webhook created over the admin API");
-        let mut out = view(&entry.id, "api", &entry.config, &sink, Some(&entry));
-        reveal_secret(&mut out, &entry.config);
-        entries.push(entry);
-        Ok(out)
+        entries.push(entry.clone());
+        Ok((entry, sink))
     }
 
     /// `PATCH /api/webhooks/{id}`: changes the keys given (`null` resets one to its default),
@@ -264,7 +288,7 @@ impl Registry {
         let mut entry = entries[index].clone();
         let secret = match fields.secret {
             Some(secret) => secret,
-            None => generate_secret()?,
+            None => generate_secret("whsec_")?,
         };
         let previous = entry.config.secret.replace(secret.clone());
         if previous.as_ref().is_some_and(|p| p.key() == secret.key()) {
@@ -661,8 +685,9 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 }
 
 /// `whsec_` and the base64 of 32 random bytes (the Standard Webhooks form).
-fn generate_secret() -> Result<Secret> {
-    let text = format!("whsec_{}", BASE64.encode(random::<GENERATED_SECRET_BYTES>()?));
+/// A new secret: `prefix` (`whsec_`, or none for Dolby's receivers) + base64 of random bytes.
+fn generate_secret(prefix: &str) -> Result<Secret> {
+    let text = format!("{prefix}{}", BASE64.encode(random::<GENERATED_SECRET_BYTES>()?));
     Secret::parse(&text).map_err(|e| Response::error(500, format!("generated secret refused: {e}")))
 }
 

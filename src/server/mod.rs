@@ -29,6 +29,7 @@ use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
+use crate::session::activity::StreamActivity;
 use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 
 /// Accepts in flight per shard listener. One accept loop takes one connection per turn of the
@@ -72,6 +73,7 @@ struct Shared {
 /// A request from the admin API to one shard.
 enum AdminRequest {
     Clients(std::sync::mpsc::Sender<Vec<ClientSummary>>),
+    Activity(std::sync::mpsc::Sender<Vec<StreamActivity>>),
     Kick(u64, std::sync::mpsc::Sender<bool>),
 }
 
@@ -87,18 +89,31 @@ pub struct ServerControl {
 impl ServerControl {
     /// Every session on every shard, by connection id.
     pub fn clients(&self) -> Vec<ClientSummary> {
+        let mut clients = self.gather(AdminRequest::Clients);
+        clients.sort_by_key(|c| c.conn_id);
+        clients
+    }
+
+    /// What every session publishes or plays now, by connection id.
+    pub fn activity(&self) -> Vec<StreamActivity> {
+        let mut activity = self.gather(AdminRequest::Activity);
+        activity.sort_by_key(|a| a.client.conn_id);
+        activity
+    }
+
+    /// Asks every shard for its list and joins the answers that come within the timeout.
+    fn gather<T>(&self, ask: fn(std::sync::mpsc::Sender<Vec<T>>) -> AdminRequest) -> Vec<T> {
         let (reply, replies) = std::sync::mpsc::channel();
-        let asked = self.shards.iter().filter(|s| s.try_send(AdminRequest::Clients(reply.clone())).is_ok()).count();
+        let asked = self.shards.iter().filter(|s| s.try_send(ask(reply.clone())).is_ok()).count();
         drop(reply);
-        let mut clients = Vec::new();
+        let mut all = Vec::new();
         for _ in 0..asked {
             match replies.recv_timeout(ADMIN_REPLY_TIMEOUT) {
-                Ok(list) => clients.extend(list),
+                Ok(list) => all.extend(list),
                 Err(_) => break,
             }
         }
-        clients.sort_by_key(|c| c.conn_id);
-        clients
+        all
     }
 
     /// Closes session `conn_id`; false if no shard has it.
@@ -118,6 +133,10 @@ impl api::SessionControl for ServerControl {
 
     fn kick(&self, conn_id: u64) -> bool {
         ServerControl::kick(self, conn_id)
+    }
+
+    fn activity(&self) -> Vec<StreamActivity> {
+        ServerControl::activity(self)
     }
 }
 
@@ -222,7 +241,8 @@ impl Server {
         let control = Arc::new(ServerControl { shards: admin_senders });
         let api_state =
             ApiState::new(shared.hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
-                .with_control(control.clone());
+                .with_control(control.clone())
+                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
         if let Err(error) = api_state.load_persisted() {
@@ -484,6 +504,7 @@ async fn run_shard(
                 // A reply nobody waits for any more (timed out) is simply dropped.
                 match request {
                     AdminRequest::Clients(reply) => drop(reply.send(context.clients())),
+                    AdminRequest::Activity(reply) => drop(reply.send(context.activity())),
                     AdminRequest::Kick(conn_id, reply) => drop(reply.send(context.kick(conn_id))),
                 }
             }

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use super::activity::{Activity, MediaMeter};
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
-use crate::hooks::Origin;
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::payload::{
@@ -30,6 +30,7 @@ use crate::hooks::payload::{
     PlayStart, PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete,
     StreamUnavailable, SubscriberCount,
 };
+use crate::hooks::{Origin, now_ms};
 use crate::hub::{PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
 
@@ -267,6 +268,8 @@ impl Lifecycle {
         self.next_update = now + self.context.settings.update_interval;
         self.entry().role.set(Role::Publisher);
         *self.entry().stream.borrow_mut() = key;
+        *self.entry().activity.borrow_mut() =
+            Some(Activity { since_ms: now_ms(), media: Some(Box::new(MediaMeter::new(now))) });
         self.publishing = Some(Box::new(Publishing {
             handle,
             name,
@@ -297,6 +300,7 @@ impl Lifecycle {
         self.next_update = now + self.context.settings.update_interval;
         self.entry().role.set(Role::Player);
         *self.entry().stream.borrow_mut() = key;
+        *self.entry().activity.borrow_mut() = Some(Activity { since_ms: now_ms(), media: None });
         self.playing = Some(Playing { handle, name, args, since: now, bytes_out_at_start: self.bytes_out.get() });
         if change.created {
             self.emit(|| StreamCreate {});
@@ -355,6 +359,9 @@ impl Lifecycle {
                 return;
             }
         };
+        if let Some(meter) = self.guard.entry.activity.borrow_mut().as_mut().and_then(|a| a.media.as_mut()) {
+            meter.count(Instant::now(), kind, packet.payload.len(), !packet.sequence_header);
+        }
         // The hub has already classified the packet, so only a new sequence header is parsed.
         let (media_kind, slot) = match kind {
             PacketKind::Audio => (MediaKind::Audio, &mut publishing.totals.audio_codec),
@@ -366,6 +373,9 @@ impl Lifecycle {
         }
         let Ok(info) = flv::parse_codec_info(media_kind, &packet.payload) else { return };
         *slot = Some(info.codec.name());
+        if let Some(meter) = self.guard.entry.activity.borrow_mut().as_mut().and_then(|a| a.media.as_mut()) {
+            meter.describe(info.clone(), kind);
+        }
         let (audio_codec, video_codec) = (publishing.totals.audio_codec, publishing.totals.video_codec);
         self.emit(|| CodecDetected {
             audio_codec,
@@ -446,6 +456,7 @@ impl Lifecycle {
             return;
         };
         let change = p.handle.unpublish();
+        self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
@@ -473,6 +484,7 @@ impl Lifecycle {
         let dropped = p.handle.player().dropped_packets();
         debug!(conn_id = self.conn_id(), stream = %p.handle.key(), dropped, "play stop");
         let change = p.handle.leave();
+        self.entry().activity.take();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
         let hooks = &self.context.hooks;

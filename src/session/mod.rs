@@ -13,10 +13,13 @@
 //!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
 //!   player's timestamps.
 //! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
+//! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
+//!   when), kept in its registry entry for the admin API's stream details.
 //!
 //! A session is the only place where a protocol error becomes a closed connection: the
 //! error ends that session's task and nothing else.
 
+pub mod activity;
 pub mod flv_out;
 pub mod http_flv;
 pub mod http_flv_out;
@@ -312,11 +315,26 @@ pub struct SessionEntry {
     pub connected_at_ms: u64,
     pub role: Cell<Role>,
     pub stream: std::cell::RefCell<String>,
+    /// While publishing or playing: since when, and a publisher's media (`activity.rs`).
+    pub activity: std::cell::RefCell<Option<activity::Activity>>,
     kicked: Cell<bool>,
     kick: Notify,
 }
 
 impl SessionEntry {
+    /// What the admin API shows of it.
+    fn summary(&self, shard: usize) -> ClientSummary {
+        ClientSummary {
+            conn_id: self.conn_id,
+            shard,
+            protocol: self.protocol,
+            addr: self.peer.to_string(),
+            role: self.role.get(),
+            stream: self.stream.borrow().clone(),
+            connected_at_ms: self.connected_at_ms,
+        }
+    }
+
     /// Resolves once an operator kicked the session.
     pub async fn kicked(&self) {
         while !self.kicked.get() {
@@ -329,17 +347,24 @@ impl ShardContext {
     /// Lists this shard's sessions.
     pub fn clients(&self) -> Vec<ClientSummary> {
         let shard = self.hub.shard();
+        self.sessions.borrow().values().map(|entry| entry.summary(shard)).collect()
+    }
+
+    /// What this shard's sessions publish and play now, for the admin API's stream details.
+    pub fn activity(&self) -> Vec<activity::StreamActivity> {
+        let shard = self.hub.shard();
+        let now = std::time::Instant::now();
         self.sessions
             .borrow()
             .values()
-            .map(|entry| ClientSummary {
-                conn_id: entry.conn_id,
-                shard,
-                protocol: entry.protocol,
-                addr: entry.peer.to_string(),
-                role: entry.role.get(),
-                stream: entry.stream.borrow().clone(),
-                connected_at_ms: entry.connected_at_ms,
+            .filter_map(|entry| {
+                let activity = entry.activity.borrow();
+                let activity = activity.as_ref()?;
+                Some(activity::StreamActivity {
+                    client: entry.summary(shard),
+                    since_ms: activity.since_ms,
+                    media: activity.media.as_ref().map(|meter| meter.summary(now)),
+                })
             })
             .collect()
     }
@@ -374,6 +399,7 @@ impl SessionGuard {
             connected_at_ms: crate::hooks::now_ms(),
             role: Cell::new(Role::None),
             stream: std::cell::RefCell::new(String::new()),
+            activity: std::cell::RefCell::new(None),
             kicked: Cell::new(false),
             kick: Notify::new(),
         });
