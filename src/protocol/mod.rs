@@ -11,3 +11,4 @@ mod fixtures;
 pub mod flv;
 pub mod http;
 pub mod rtmp;
+pub mod rtp;
