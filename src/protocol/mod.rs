@@ -12,3 +12,4 @@ pub mod flv;
 pub mod http;
 pub mod rtmp;
 pub mod rtp;
+pub mod sdp;
