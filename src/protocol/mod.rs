@@ -12,4 +12,5 @@ pub mod flv;
 pub mod http;
 pub mod rtmp;
 pub mod rtp;
+pub mod rtsp;
 pub mod sdp;
