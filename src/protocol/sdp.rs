@@ -268,7 +268,8 @@ fn decode_sets(sets: &str) -> Result<Vec<Vec<u8>>, base64::DecodeError> {
 
 /// `sprop-parameter-sets`: base64 SPS and PPS, split by type. `None` when it holds no SPS.
 fn avc_from_sprop(sets: &str) -> Result<Option<AvcDecoderConfig>, CodecError> {
-    let decoded = decode_sets(sets).map_err(|_| CodecError::Malformed { what: "sprop-parameter-sets", reason: "not base64" })?;
+    let decoded =
+        decode_sets(sets).map_err(|_| CodecError::Malformed { what: "sprop-parameter-sets", reason: "not base64" })?;
     let (mut sps, mut pps) = (Vec::new(), Vec::new());
     for set in decoded {
         match set.first().map(|header| header & 0x1f) {
@@ -284,7 +285,7 @@ fn avc_from_sprop(sets: &str) -> Result<Option<AvcDecoderConfig>, CodecError> {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len()).step_by(2).map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok()).collect()
@@ -325,7 +326,10 @@ a=control:streamid=1\r\n";
         let header = video.codec.sequence_header().unwrap();
         assert_eq!(RtpCodec::from_flv(MediaKind::Video, &header).unwrap().as_ref(), Some(&video.codec));
         let RtpCodec::Aac(aac) = &audio.codec else { panic!("{audio:?}") };
-        assert_eq!((aac.clock_rate, aac.channels, aac.config.as_slice()), (44_100, 2, &[0x12, 0x10, 0x56, 0xe5, 0][..]));
+        assert_eq!(
+            (aac.clock_rate, aac.channels, aac.config.as_slice()),
+            (44_100, 2, &[0x12, 0x10, 0x56, 0xe5, 0][..])
+        );
         assert_eq!(audio.codec.sequence_header().unwrap()[..2], [0xaf, 0]);
     }
 
@@ -344,7 +348,10 @@ a=control:streamid=1\r\n";
             assert_eq!(parse(sdp.as_bytes()).unwrap().tracks, tracks, "{sdp}");
         }
         let sdp = build(&[Track::new(avc, 0)], "x", 1, "::1");
-        assert!(sdp.contains("a=fmtp:96 packetization-mode=1;profile-level-id=64001F;sprop-parameter-sets=Z2QA"), "{sdp}");
+        assert!(
+            sdp.contains("a=fmtp:96 packetization-mode=1;profile-level-id=64001F;sprop-parameter-sets=Z2QA"),
+            "{sdp}"
+        );
         assert!(sdp.contains("c=IN IP6 ::\r\n"), "{sdp}");
     }
 
@@ -355,7 +362,10 @@ m=audio 0 RTP/AVP 98\r\na=rtpmap:98 opus/48000/2\r\n\
 m=audio 0 RTP/AVP 0\r\n\
 m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 sprop-parameter-sets=!!!\r\n";
         let announced = parse(sdp.as_bytes()).unwrap();
-        assert_eq!(announced.tracks, [Track { codec: RtpCodec::Pcmu { channels: 1 }, payload_type: 0, control: "trackID=1".into() }]);
+        assert_eq!(
+            announced.tracks,
+            [Track { codec: RtpCodec::Pcmu { channels: 1 }, payload_type: 0, control: "trackID=1".into() }]
+        );
         assert_eq!(announced.skipped.len(), 2, "{:?}", announced.skipped);
         assert_eq!(parse(b"v=0\r\nm=audio 0 RTP/AVP 98\r\n"), Err(SdpError::NoTracks));
         assert!(matches!(parse(b"garbage"), Err(SdpError::Syntax(_)) | Err(SdpError::NoTracks)));

@@ -72,15 +72,14 @@ impl AacPacketizer {
 /// The RTP time of a frame at `timestamp_ms`: the previous frame's plus its duration when that
 /// is within 1.5 frames of the millisecond timestamp (the rounding FLV's milliseconds cause),
 /// else the millisecond timestamp's own (the stream jumped).
-pub(crate) fn smooth_timestamp(
-    next: &mut Option<u32>,
-    clock: &RtpClock,
-    timestamp_ms: u32,
-    samples: u32,
-) -> u32 {
+pub(crate) fn smooth_timestamp(next: &mut Option<u32>, clock: &RtpClock, timestamp_ms: u32, samples: u32) -> u32 {
     let exact = clock.rtp_time(i64::from(timestamp_ms));
     let timestamp = match *next {
-        Some(expected) if (exact.wrapping_sub(expected) as i32).unsigned_abs() <= samples + samples / 2 => expected,
+        Some(expected)
+            if (exact.wrapping_sub(expected) as i32).unsigned_abs() <= samples.saturating_add(samples / 2) =>
+        {
+            expected
+        }
         _ => exact,
     };
     *next = Some(timestamp.wrapping_add(samples));
@@ -179,8 +178,9 @@ impl AacDepacketizer {
         let mut read = 0usize;
         let first_len = (self.size_length + self.index_length) as usize;
         let next_len = (self.size_length + self.index_delta_length) as usize;
-        if first_len == 0 {
-            return Err(payload_error(WHAT, "AU headers without sizes"));
+        // Zero-width headers would never advance; over 16 bits is no mode RFC 3640 defines.
+        if self.size_length == 0 || self.size_length > 16 || self.index_length > 16 || self.index_delta_length > 16 {
+            return Err(payload_error(WHAT, "AU header field lengths out of range"));
         }
         while read < headers_bits {
             let index_bits = if sizes.is_empty() { self.index_length } else { self.index_delta_length };

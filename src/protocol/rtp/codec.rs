@@ -64,7 +64,8 @@ fn core_sample_rate(config: &[u8]) -> Option<u32> {
     let index = ((bits >> (40 - at - 4)) & 0x0f) as usize;
     if index == 15 {
         let explicit = config.get(..6)?;
-        let wide = u64::from_be_bytes([0, 0, explicit[0], explicit[1], explicit[2], explicit[3], explicit[4], explicit[5]]);
+        let wide =
+            u64::from_be_bytes([0, 0, explicit[0], explicit[1], explicit[2], explicit[3], explicit[4], explicit[5]]);
         return Some(((wide >> (48 - at - 4 - 24)) & 0xff_ffff) as u32);
     }
     RATES.get(index).copied()
@@ -74,14 +75,22 @@ fn core_sample_rate(config: &[u8]) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtpCodec {
     /// RFC 6184. `config` is absent when SDP gave no `sprop-parameter-sets` (they come in band).
-    H264 { config: Option<AvcDecoderConfig> },
+    H264 {
+        config: Option<AvcDecoderConfig>,
+    },
     /// RFC 7798, without DONL (`sprop-max-don-diff` 0, as every camera and encoder sends).
-    H265 { config: Option<HevcDecoderConfig> },
+    H265 {
+        config: Option<HevcDecoderConfig>,
+    },
     /// RFC 3640 `AAC-hbr`.
     Aac(AacTrack),
     /// G.711 A-law and mu-law at 8 kHz (RFC 3551, static payload types 8 and 0).
-    Pcma { channels: u8 },
-    Pcmu { channels: u8 },
+    Pcma {
+        channels: u8,
+    },
+    Pcmu {
+        channels: u8,
+    },
 }
 
 impl RtpCodec {
@@ -120,7 +129,9 @@ impl RtpCodec {
                 let tag = flv::parse_audio_tag(body)?;
                 let channels = tag.legacy_format.map_or(1, |format| format.channels);
                 Ok(match (tag.codec, tag.packet_type) {
-                    (Codec::Aac, PacketType::SequenceHeader) => Some(RtpCodec::Aac(AacTrack::from_config(tag.payload)?)),
+                    (Codec::Aac, PacketType::SequenceHeader) => {
+                        Some(RtpCodec::Aac(AacTrack::from_config(tag.payload)?))
+                    }
                     (Codec::PcmAlaw, _) => Some(RtpCodec::Pcma { channels }),
                     (Codec::PcmMulaw, _) => Some(RtpCodec::Pcmu { channels }),
                     _ => None,

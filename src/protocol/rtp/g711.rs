@@ -44,7 +44,7 @@ impl G711Packetizer {
         let frames = u32::try_from(samples.len() / channels).unwrap_or(u32::MAX);
         let mut timestamp = smooth_timestamp(&mut self.next_timestamp, clock, timestamp_ms, frames);
         // Cut at whole sample frames so every packet's timestamp counts samples exactly.
-        let max_payload = (self.mtu - RtpHeader::LEN) / channels * channels;
+        let max_payload = ((self.mtu - RtpHeader::LEN) / channels * channels).max(channels);
         for chunk in samples.chunks(max_payload) {
             sequencer.push(out, false, timestamp, &[chunk]);
             timestamp = timestamp.wrapping_add((chunk.len() / channels) as u32);

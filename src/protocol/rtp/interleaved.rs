@@ -36,7 +36,9 @@ impl Frame {
 /// against [`Frame::total_len`].
 pub fn check(buf: &[u8]) -> Option<Frame> {
     match buf {
-        [MAGIC, channel, high, low, ..] => Some(Frame { channel: *channel, len: usize::from(u16::from_be_bytes([*high, *low])) }),
+        [MAGIC, channel, high, low, ..] => {
+            Some(Frame { channel: *channel, len: usize::from(u16::from_be_bytes([*high, *low])) })
+        }
         _ => None,
     }
 }

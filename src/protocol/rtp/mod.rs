@@ -143,8 +143,13 @@ impl Sequencer {
         // Packetizers bound every payload by the MTU, itself far below 64 KiB.
         let len = u16::try_from(RtpHeader::LEN + payload_len).unwrap_or(u16::MAX);
         out.extend_from_slice(&len.to_be_bytes());
-        let header =
-            RtpHeader { marker, payload_type: self.payload_type, sequence: self.next_sequence, timestamp, ssrc: self.ssrc };
+        let header = RtpHeader {
+            marker,
+            payload_type: self.payload_type,
+            sequence: self.next_sequence,
+            timestamp,
+            ssrc: self.ssrc,
+        };
         header.write(out);
         for part in parts {
             out.extend_from_slice(part);
@@ -203,9 +208,13 @@ impl Packetizer {
     pub fn packetize(&mut self, timestamp_ms: u32, body: &[u8], out: &mut Vec<u8>) -> Result<usize, RtpError> {
         let before = self.sequencer.next_sequence;
         match &mut self.format {
-            PacketizerFormat::Video(video) => video.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?,
+            PacketizerFormat::Video(video) => {
+                video.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?
+            }
             PacketizerFormat::Aac(aac) => aac.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?,
-            PacketizerFormat::G711(g711) => g711.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?,
+            PacketizerFormat::G711(g711) => {
+                g711.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?
+            }
         }
         Ok(usize::from(self.sequencer.next_sequence.wrapping_sub(before)))
     }
@@ -252,13 +261,22 @@ impl Depacketizer {
     /// `max_frame` bounds what one access unit or audio frame may grow to.
     pub fn new(codec: &RtpCodec, max_frame: usize) -> Self {
         let format = match codec {
-            RtpCodec::H264 { config } => DepacketizerFormat::Video(video::VideoDepacketizer::h264(config.as_ref(), max_frame)),
-            RtpCodec::H265 { config } => DepacketizerFormat::Video(video::VideoDepacketizer::h265(config.as_ref(), max_frame)),
+            RtpCodec::H264 { config } => {
+                DepacketizerFormat::Video(video::VideoDepacketizer::h264(config.as_ref(), max_frame))
+            }
+            RtpCodec::H265 { config } => {
+                DepacketizerFormat::Video(video::VideoDepacketizer::h265(config.as_ref(), max_frame))
+            }
             RtpCodec::Aac(config) => DepacketizerFormat::Aac(aac::AacDepacketizer::new(config, max_frame)),
             RtpCodec::Pcma { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(true, *channels)),
             RtpCodec::Pcmu { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(false, *channels)),
         };
-        Depacketizer { unwrap: clock::Unwrapper::new(codec.clock_rate()), offset_ms: 0, expected_sequence: None, format }
+        Depacketizer {
+            unwrap: clock::Unwrapper::new(codec.clock_rate()),
+            offset_ms: 0,
+            expected_sequence: None,
+            format,
+        }
     }
 
     /// Milliseconds added to every timestamp: where this track's first packet falls on the

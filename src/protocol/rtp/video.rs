@@ -130,7 +130,9 @@ fn split_length_prefixed(mut data: &[u8], length_size: usize) -> Result<Vec<&[u8
     while !data.is_empty() {
         let prefix = data.get(..length_size).ok_or(payload_error("length-prefixed frame", "truncated length"))?;
         let len = prefix.iter().fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
-        let unit = data.get(length_size..length_size + len).ok_or(payload_error("length-prefixed frame", "NAL unit past the end"))?;
+        let unit = data
+            .get(length_size..length_size + len)
+            .ok_or(payload_error("length-prefixed frame", "NAL unit past the end"))?;
         units.push(unit);
         data = &data[length_size + len..];
     }
@@ -207,7 +209,8 @@ pub struct VideoPacketizer {
 
 impl VideoPacketizer {
     pub fn h264(config: Option<&AvcDecoderConfig>, mtu: usize) -> Self {
-        let mut packetizer = VideoPacketizer { format: NalFormat::H264, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
+        let mut packetizer =
+            VideoPacketizer { format: NalFormat::H264, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
         if let Some(config) = config {
             packetizer.parameter_sets = ParameterSets::from_avc(config);
             packetizer.nal_length_size = usize::from(config.nal_length_size());
@@ -216,7 +219,8 @@ impl VideoPacketizer {
     }
 
     pub fn h265(config: Option<&HevcDecoderConfig>, mtu: usize) -> Self {
-        let mut packetizer = VideoPacketizer { format: NalFormat::H265, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
+        let mut packetizer =
+            VideoPacketizer { format: NalFormat::H265, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
         if let Some(config) = config {
             packetizer.parameter_sets = ParameterSets::from_hevc(config);
             packetizer.nal_length_size = usize::from(config.nal_length_size());
@@ -259,7 +263,8 @@ impl VideoPacketizer {
             return Ok(());
         }
         let timestamp = clock.rtp_time(i64::from(timestamp_ms) + i64::from(tag.composition_time_ms));
-        let has_keyframe = units.iter().any(|unit| self.format.nal_type(unit).is_some_and(|t| self.format.is_keyframe(t)));
+        let has_keyframe =
+            units.iter().any(|unit| self.format.nal_type(unit).is_some_and(|t| self.format.is_keyframe(t)));
         let carries_sets =
             units.iter().any(|unit| self.format.nal_type(unit).is_some_and(|t| self.format.parameter_set(t).is_some()));
         if has_keyframe && !carries_sets && !self.parameter_sets.is_empty() {
@@ -294,7 +299,14 @@ impl VideoPacketizer {
     }
 
     /// One NAL unit as a single packet, or as fragments when it does not fit.
-    fn push_unit(&self, sequencer: &mut Sequencer, timestamp: u32, unit: &[u8], last_of_frame: bool, out: &mut Vec<u8>) {
+    fn push_unit(
+        &self,
+        sequencer: &mut Sequencer,
+        timestamp: u32,
+        unit: &[u8],
+        last_of_frame: bool,
+        out: &mut Vec<u8>,
+    ) {
         let max_payload = self.mtu - RtpHeader::LEN;
         if unit.len() <= max_payload {
             sequencer.push(out, last_of_frame, timestamp, &[unit]);
@@ -706,7 +718,10 @@ mod tests {
         }
         assert_eq!(frames.len(), 1);
         let tag = flv::parse_video_tag(&frames[0].body).unwrap();
-        assert_eq!((tag.codec, tag.frame_type, tag.packet_type), (crate::protocol::codec::Codec::Hevc, flv::VideoFrameType::Key, PacketType::CodedFrames));
+        assert_eq!(
+            (tag.codec, tag.frame_type, tag.packet_type),
+            (crate::protocol::codec::Codec::Hevc, flv::VideoFrameType::Key, PacketType::CodedFrames)
+        );
         assert_eq!(split_length_prefixed(tag.payload, 4).unwrap(), vec![&idr[..], &[2, 1, 9]]);
     }
 }

@@ -104,7 +104,8 @@ impl DigestCredentials {
         let expected = digest_response(self, method, password);
         // Constant-time comparison: the response is a secret-derived value.
         let given = self.response.to_ascii_lowercase();
-        expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+        expected.len() == given.len()
+            && expected.bytes().zip(given.bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 }
 

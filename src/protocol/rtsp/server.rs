@@ -357,11 +357,7 @@ impl ServerConnection {
         let url = request.request_uri().map(|url| url.as_str().to_owned()).unwrap_or_default();
         let method = request.method().clone();
         let controls: Vec<String> = self.tracks.iter().map(|track| track.control.clone()).collect();
-        let target = if url.is_empty() {
-            Ok(Target::default())
-        } else {
-            url::parse(&url, &controls)
-        };
+        let target = if url.is_empty() { Ok(Target::default()) } else { url::parse(&url, &controls) };
         let target = match target {
             Ok(target) => target,
             Err(error @ (UrlError::TooLong { .. } | UrlError::TooManyArgs { .. })) => {
@@ -403,7 +399,8 @@ impl ServerConnection {
                 if self.state != State::Init || self.mode != Mode::None || self.session_created {
                     return self.reply(Response::new(Status::METHOD_NOT_VALID_IN_THIS_STATE, cseq));
                 }
-                let is_sdp = header(&headers::CONTENT_TYPE).is_some_and(|value| value.eq_ignore_ascii_case("application/sdp"));
+                let is_sdp =
+                    header(&headers::CONTENT_TYPE).is_some_and(|value| value.eq_ignore_ascii_case("application/sdp"));
                 if !is_sdp {
                     return self.reply(Response::new(Status::UNSUPPORTED_MEDIA_TYPE, cseq));
                 }
@@ -656,7 +653,8 @@ mod tests {
         vec![Track::new(video, 0), Track::new(audio, 1)]
     }
 
-    const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:streamid=0\r\n";
+    const SDP: &str =
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:streamid=0\r\n";
 
     #[test]
     fn options_lists_the_methods() {
@@ -665,7 +663,9 @@ mod tests {
         assert_eq!(reply, format!("RTSP/1.0 200 OK\r\nCSeq: 1\r\nServer: ringcast\r\nPublic: {PUBLIC}\r\n\r\n"));
         assert_eq!(conn.poll_event(), None);
         // `OPTIONS *` too.
-        assert!(exchange(&mut conn, "OPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n").starts_with("RTSP/1.0 200 OK\r\nCSeq: 2\r\n"));
+        assert!(
+            exchange(&mut conn, "OPTIONS * RTSP/1.0\r\nCSeq: 2\r\n\r\n").starts_with("RTSP/1.0 200 OK\r\nCSeq: 2\r\n")
+        );
     }
 
     #[test]
@@ -673,7 +673,10 @@ mod tests {
         let mut conn = connection();
         conn.handle_input(b"DESCRIBE rtsp://h:8554/live/cam1?token=x RTSP/1.0\r\nCSeq: 2\r\nUser-Agent: t\r\n\r\n");
         let Some(Event::Describe(info)) = conn.poll_event() else { panic!() };
-        assert_eq!((info.target.stream.as_str(), info.cseq, info.user_agent.as_deref()), ("live/cam1", Some(2), Some("t")));
+        assert_eq!(
+            (info.target.stream.as_str(), info.cseq, info.user_agent.as_deref()),
+            ("live/cam1", Some(2), Some("t"))
+        );
         assert_eq!(info.target.args, [("token".to_owned(), "x".to_owned())]);
         // Pending: a request that arrives now waits.
         conn.handle_input(b"OPTIONS * RTSP/1.0\r\nCSeq: 3\r\n\r\n");
@@ -702,21 +705,31 @@ mod tests {
         conn.handle_input(b"PLAY rtsp://h:8554/live/cam1?token=x/ RTSP/1.0\r\nCSeq: 6\r\nSession: 000000000000FEED\r\nRange: npt=0.000-\r\n\r\n");
         let Some(Event::Play { range, .. }) = conn.poll_event() else { panic!() };
         assert_eq!(range.as_deref(), Some("npt=0.000-"));
-        conn.accept_play(&[RtpInfo { track: 0, sequence: 10, rtp_time: 900 }, RtpInfo { track: 1, sequence: 3, rtp_time: 48 }]);
+        conn.accept_play(&[
+            RtpInfo { track: 0, sequence: 10, rtp_time: 900 },
+            RtpInfo { track: 1, sequence: 3, rtp_time: 48 },
+        ]);
         let reply = transmitted(&mut conn);
         assert!(reply.contains("RTP-Info: url=rtsp://h:8554/live/cam1?token=x/trackID=0;seq=10;rtptime=900,url=rtsp://h:8554/live/cam1?token=x/trackID=1;seq=3;rtptime=48\r\n"), "{reply}");
         assert_eq!(conn.state(), State::Playing);
 
         // A receiver report from the player, interleaved, then a keep-alive.
         conn.handle_input(&[b'$', 1, 0, 2, 0x81, 201]);
-        assert_eq!(conn.poll_event(), Some(Event::Interleaved { channel: 1, payload: Bytes::from_static(&[0x81, 201]) }));
-        conn.handle_input(b"GET_PARAMETER rtsp://h:8554/live/cam1 RTSP/1.0\r\nCSeq: 7\r\nSession: 000000000000FEED\r\n\r\n");
+        assert_eq!(
+            conn.poll_event(),
+            Some(Event::Interleaved { channel: 1, payload: Bytes::from_static(&[0x81, 201]) })
+        );
+        conn.handle_input(
+            b"GET_PARAMETER rtsp://h:8554/live/cam1 RTSP/1.0\r\nCSeq: 7\r\nSession: 000000000000FEED\r\n\r\n",
+        );
         assert_eq!(conn.poll_event(), Some(Event::KeepAlive));
         assert!(transmitted(&mut conn).contains("Session: 000000000000FEED\r\n"));
         // Another session's id is not this one.
-        let reply = exchange(&mut conn, "GET_PARAMETER rtsp://h/live/cam1 RTSP/1.0\r\nCSeq: 8\r\nSession: 1234\r\n\r\n");
+        let reply =
+            exchange(&mut conn, "GET_PARAMETER rtsp://h/live/cam1 RTSP/1.0\r\nCSeq: 8\r\nSession: 1234\r\n\r\n");
         assert!(reply.starts_with("RTSP/1.0 454 Session Not Found\r\n"), "{reply}");
-        let reply = exchange(&mut conn, "TEARDOWN rtsp://h/live/cam1 RTSP/1.0\r\nCSeq: 9\r\nSession: 000000000000FEED\r\n\r\n");
+        let reply =
+            exchange(&mut conn, "TEARDOWN rtsp://h/live/cam1 RTSP/1.0\r\nCSeq: 9\r\nSession: 000000000000FEED\r\n\r\n");
         assert!(reply.starts_with("RTSP/1.0 200 OK\r\nCSeq: 9\r\n"), "{reply}");
         assert_eq!(conn.poll_event(), Some(Event::Teardown));
         // Input after TEARDOWN is ignored.
@@ -747,7 +760,10 @@ mod tests {
         assert_eq!(transport, TransportRequest { lower: Lower::Udp { client_port: (5000, 5001) }, record: true });
         conn.accept_setup(SetupAnswer { server_port: Some((30000, 30001)), ssrc: None });
         let reply = transmitted(&mut conn);
-        assert!(reply.contains("Transport: RTP/AVP;unicast;client_port=5000-5001;server_port=30000-30001;mode=record\r\n"), "{reply}");
+        assert!(
+            reply.contains("Transport: RTP/AVP;unicast;client_port=5000-5001;server_port=30000-30001;mode=record\r\n"),
+            "{reply}"
+        );
         conn.handle_input(b"RECORD rtsp://h/live/cam1 RTSP/1.0\r\nCSeq: 4\r\nSession: 000000000000FEED\r\n\r\n");
         assert!(matches!(conn.poll_event(), Some(Event::Record(_))));
         conn.accept();
@@ -764,7 +780,10 @@ mod tests {
         assert!(reply.starts_with("RTSP/1.0 501 Not Implemented\r\nCSeq: 1\r\n"), "{reply}");
         let reply = exchange(&mut conn, "PLAY rtsp://h/live/a RTSP/1.0\r\nCSeq: 2\r\n\r\n");
         assert!(reply.starts_with("RTSP/1.0 455 "), "{reply}");
-        let reply = exchange(&mut conn, "SETUP rtsp://h/live/a/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP\r\n\r\n");
+        let reply = exchange(
+            &mut conn,
+            "SETUP rtsp://h/live/a/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP\r\n\r\n",
+        );
         assert!(reply.starts_with("RTSP/1.0 455 "), "SETUP before DESCRIBE: {reply}");
         let reply = exchange(&mut conn, "DESCRIBE rtsp://h/live/a RTSP/1.0\r\n\r\n");
         assert!(reply.starts_with("RTSP/1.0 400 "), "no CSeq: {reply}");
@@ -783,9 +802,15 @@ mod tests {
         conn.poll_event();
         conn.accept_describe(stream_tracks(), 1);
         transmitted(&mut conn);
-        let reply = exchange(&mut conn, "SETUP rtsp://h/live/a/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP;multicast\r\n\r\n");
+        let reply = exchange(
+            &mut conn,
+            "SETUP rtsp://h/live/a/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP;multicast\r\n\r\n",
+        );
         assert!(reply.starts_with("RTSP/1.0 461 "), "{reply}");
-        let reply = exchange(&mut conn, "SETUP rtsp://h/live/a/trackID=7 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP/TCP\r\n\r\n");
+        let reply = exchange(
+            &mut conn,
+            "SETUP rtsp://h/live/a/trackID=7 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP/TCP\r\n\r\n",
+        );
         assert!(reply.starts_with("RTSP/1.0 404 "), "{reply}");
         // The wrong accept for the pending request is a 500, not a panic.
         conn.handle_input(b"SETUP rtsp://h/live/a/trackID=0 RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP/TCP\r\n\r\n");

@@ -124,7 +124,13 @@ mod tests {
 
     #[test]
     fn unsupported_transports() {
-        for header in ["RTP/AVP;multicast", "RAW/RAW/UDP;unicast;client_port=1-2", "RTP/AVP;unicast", "RTP/AVP/TCP;interleaved=300-301", ""] {
+        for header in [
+            "RTP/AVP;multicast",
+            "RAW/RAW/UDP;unicast;client_port=1-2",
+            "RTP/AVP;unicast",
+            "RTP/AVP/TCP;interleaved=300-301",
+            "",
+        ] {
             assert_eq!(parse(header), None, "{header}");
         }
         assert_eq!(parse("RTP/AVP;unicast;client_port=65535"), None);
@@ -132,7 +138,12 @@ mod tests {
 
     #[test]
     fn reply_headers() {
-        let tcp = TransportReply { lower: Lower::Tcp { interleaved: Some((0, 1)) }, record: true, server_port: None, ssrc: None };
+        let tcp = TransportReply {
+            lower: Lower::Tcp { interleaved: Some((0, 1)) },
+            record: true,
+            server_port: None,
+            ssrc: None,
+        };
         assert_eq!(tcp.header(), "RTP/AVP/TCP;unicast;interleaved=0-1;mode=record");
         let udp = TransportReply {
             lower: Lower::Udp { client_port: (5000, 5001) },
