@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::clock::RtpClock;
 use super::codec::{AacTrack, FLV_AAC_FLAGS};
-use super::{FrameTiming, MediaFrame, RtpError, RtpHeader, RtpPacket, Sequencer, payload_error};
+use super::{Arrival, MediaFrame, Outgoing, RtpError, RtpHeader, payload_error};
 use crate::protocol::codec::CodecError;
 use crate::protocol::codec::bits::BitReader;
 use crate::protocol::flv::{self, MediaKind, PacketType};
@@ -39,14 +39,8 @@ impl AacPacketizer {
         AacPacketizer { mtu, next_timestamp: None }
     }
 
-    pub(crate) fn packetize(
-        &mut self,
-        sequencer: &mut Sequencer,
-        clock: &RtpClock,
-        timestamp_ms: u32,
-        body: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn packetize(&mut self, to: Outgoing<'_>, timestamp_ms: u32, body: &[u8]) -> Result<(), RtpError> {
+        let Outgoing { sequencer, clock, out } = to;
         let tag = flv::parse_audio_tag(body)?;
         if tag.packet_type != PacketType::CodedFrames || tag.payload.is_empty() {
             return Ok(());
@@ -113,14 +107,8 @@ impl AacDepacketizer {
         }
     }
 
-    pub(crate) fn depacketize(
-        &mut self,
-        packet: &RtpPacket<'_>,
-        ticks: i64,
-        lost: bool,
-        timing: &FrameTiming,
-        out: &mut Vec<MediaFrame>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn depacketize(&mut self, arrival: &Arrival<'_, '_>, out: &mut Vec<MediaFrame>) -> Result<(), RtpError> {
+        let &Arrival { packet, ticks, lost, ref timing } = arrival;
         if lost {
             self.fragment = None;
             self.at_boundary = false;
@@ -202,7 +190,7 @@ fn aac_frame(timestamp: u32, frame: &[u8]) -> MediaFrame {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec};
+    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec, RtpPacket};
     use super::*;
 
     fn track() -> AacTrack {

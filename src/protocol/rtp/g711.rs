@@ -4,8 +4,7 @@
 use bytes::Bytes;
 
 use super::aac::smooth_timestamp;
-use super::clock::RtpClock;
-use super::{FrameTiming, MediaFrame, RtpError, RtpHeader, RtpPacket, Sequencer};
+use super::{Arrival, MediaFrame, Outgoing, RtpError, RtpHeader};
 use crate::protocol::flv::{self, MediaKind};
 
 /// FLV audio flags: SoundFormat 7 (A-law) or 8 (mu-law), 16-bit, mono or stereo. The rate
@@ -27,14 +26,8 @@ impl G711Packetizer {
         G711Packetizer { mtu, next_timestamp: None }
     }
 
-    pub(crate) fn packetize(
-        &mut self,
-        sequencer: &mut Sequencer,
-        clock: &RtpClock,
-        timestamp_ms: u32,
-        body: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn packetize(&mut self, to: Outgoing<'_>, timestamp_ms: u32, body: &[u8]) -> Result<(), RtpError> {
+        let Outgoing { sequencer, clock, out } = to;
         let tag = flv::parse_audio_tag(body)?;
         let channels = tag.legacy_format.map_or(1, |format| usize::from(format.channels.max(1)));
         let samples = tag.payload;
@@ -64,13 +57,8 @@ impl G711Depacketizer {
         G711Depacketizer { flags: flv_flags(alaw, channels) }
     }
 
-    pub(crate) fn depacketize(
-        &mut self,
-        packet: &RtpPacket<'_>,
-        ticks: i64,
-        timing: &FrameTiming,
-        out: &mut Vec<MediaFrame>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn depacketize(&mut self, arrival: &Arrival<'_, '_>, out: &mut Vec<MediaFrame>) -> Result<(), RtpError> {
+        let &Arrival { packet, ticks, ref timing, .. } = arrival;
         if packet.payload.is_empty() {
             return Ok(());
         }
@@ -84,7 +72,7 @@ impl G711Depacketizer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec};
+    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec, RtpPacket};
     use super::*;
 
     #[test]

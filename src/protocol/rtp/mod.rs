@@ -207,14 +207,11 @@ impl Packetizer {
     /// [`PacketList`]; returns how many. A sequence header yields none (it is remembered).
     pub fn packetize(&mut self, timestamp_ms: u32, body: &[u8], out: &mut Vec<u8>) -> Result<usize, RtpError> {
         let before = self.sequencer.next_sequence;
+        let to = Outgoing { sequencer: &mut self.sequencer, clock: &self.clock, out };
         match &mut self.format {
-            PacketizerFormat::Video(video) => {
-                video.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?
-            }
-            PacketizerFormat::Aac(aac) => aac.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?,
-            PacketizerFormat::G711(g711) => {
-                g711.packetize(&mut self.sequencer, &self.clock, timestamp_ms, body, out)?
-            }
+            PacketizerFormat::Video(video) => video.packetize(to, timestamp_ms, body)?,
+            PacketizerFormat::Aac(aac) => aac.packetize(to, timestamp_ms, body)?,
+            PacketizerFormat::G711(g711) => g711.packetize(to, timestamp_ms, body)?,
         }
         Ok(usize::from(self.sequencer.next_sequence.wrapping_sub(before)))
     }
@@ -298,13 +295,31 @@ impl Depacketizer {
         let lost = self.expected_sequence.is_some_and(|expected| expected != sequence);
         self.expected_sequence = Some(sequence.wrapping_add(1));
         let ticks = self.unwrap.ticks(packet.header.timestamp);
-        let timing = FrameTiming { unwrap: self.unwrap, offset_ms: self.offset_ms };
+        let arrival =
+            Arrival { packet, ticks, lost, timing: FrameTiming { unwrap: self.unwrap, offset_ms: self.offset_ms } };
         match &mut self.format {
-            DepacketizerFormat::Video(video) => video.depacketize(packet, ticks, lost, &timing, out),
-            DepacketizerFormat::Aac(aac) => aac.depacketize(packet, ticks, lost, &timing, out),
-            DepacketizerFormat::G711(g711) => g711.depacketize(packet, ticks, &timing, out),
+            DepacketizerFormat::Video(video) => video.depacketize(&arrival, out),
+            DepacketizerFormat::Aac(aac) => aac.depacketize(&arrival, out),
+            DepacketizerFormat::G711(g711) => g711.depacketize(&arrival, out),
         }
     }
+}
+
+/// Where a codec's packetizer writes: the stream's numbering and clock, and the list being
+/// built.
+pub(crate) struct Outgoing<'a> {
+    sequencer: &'a mut Sequencer,
+    clock: &'a clock::RtpClock,
+    out: &'a mut Vec<u8>,
+}
+
+/// One packet as a codec's depacketizer gets it: its clock ticks since the track's first
+/// packet, and whether packets were lost just before it.
+pub(crate) struct Arrival<'p, 'a> {
+    packet: &'p RtpPacket<'a>,
+    ticks: i64,
+    lost: bool,
+    timing: FrameTiming,
 }
 
 /// Ticks to a frame's millisecond timestamp, for the codec depacketizers.

@@ -17,9 +17,8 @@
 
 use bytes::Bytes;
 
-use super::clock::RtpClock;
 use super::codec::{self, FLV_AVC_INTER, FLV_AVC_KEY, FLV_EX_CODED_FRAMES_X, FLV_EX_HEADER, FOURCC_HEVC};
-use super::{FrameTiming, MediaFrame, RtpError, RtpHeader, RtpPacket, Sequencer, payload_error};
+use super::{Arrival, FrameTiming, MediaFrame, Outgoing, RtpError, RtpHeader, Sequencer, payload_error};
 use crate::protocol::codec::{AvcDecoderConfig, HevcDecoderConfig};
 use crate::protocol::flv::{self, MediaKind, PacketType};
 
@@ -228,14 +227,8 @@ impl VideoPacketizer {
         packetizer
     }
 
-    pub(crate) fn packetize(
-        &mut self,
-        sequencer: &mut Sequencer,
-        clock: &RtpClock,
-        timestamp_ms: u32,
-        body: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn packetize(&mut self, to: Outgoing<'_>, timestamp_ms: u32, body: &[u8]) -> Result<(), RtpError> {
+        let Outgoing { sequencer, clock, out } = to;
         let tag = flv::parse_video_tag(body)?;
         match tag.packet_type {
             PacketType::SequenceHeader => {
@@ -384,14 +377,8 @@ impl VideoDepacketizer {
         }
     }
 
-    pub(crate) fn depacketize(
-        &mut self,
-        packet: &RtpPacket<'_>,
-        ticks: i64,
-        lost: bool,
-        timing: &FrameTiming,
-        out: &mut Vec<MediaFrame>,
-    ) -> Result<(), RtpError> {
+    pub(crate) fn depacketize(&mut self, arrival: &Arrival<'_, '_>, out: &mut Vec<MediaFrame>) -> Result<(), RtpError> {
+        let &Arrival { packet, ticks, lost, ref timing } = arrival;
         if lost {
             // Whatever was lost belonged to the unit in progress or to this packet's: neither
             // is whole. A fragment in progress can never be completed.
@@ -532,7 +519,7 @@ impl VideoDepacketizer {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec};
+    use super::super::{Depacketizer, PacketList, Packetizer, PacketizerSettings, RtpCodec, RtpPacket};
     use super::*;
     use crate::protocol::fixtures::*;
 
