@@ -61,13 +61,9 @@ fn codecs() -> (RtpCodec, RtpCodec) {
 
 /// One second of media: (video?, timestamp, body), in timestamp order.
 fn one_second() -> Vec<(bool, u32, Vec<u8>)> {
-    let mut media = Vec::new();
-    for i in 0..30u32 {
-        media.push((true, i * 1000 / 30, video_frame(i == 0, VIDEO_FRAME_LEN)));
-    }
-    for i in 0..43u32 {
-        media.push((false, i * 1024 * 1000 / 44_100, audio_frame(AUDIO_FRAME_LEN)));
-    }
+    let video = (0..30u32).map(|i| (true, i * 1000 / 30, video_frame(i == 0, VIDEO_FRAME_LEN)));
+    let audio = (0..43u32).map(|i| (false, i * 1024 * 1000 / 44_100, audio_frame(AUDIO_FRAME_LEN)));
+    let mut media: Vec<_> = video.chain(audio).collect();
     media.sort_by_key(|(_, ts, _)| *ts);
     media
 }

@@ -59,6 +59,7 @@ pub use header::{RtpHeader, RtpPacket};
 
 use crate::protocol::codec::CodecError;
 use crate::protocol::flv::{FlvError, MediaKind};
+use video::{Configuration, NalFormat, VideoDepacketizer, VideoPacketizer};
 
 /// The default largest RTP packet, header included: fits a 1500-byte Ethernet MTU with IP, UDP
 /// (or TCP and the interleaved header) and room for tunnels.
@@ -191,8 +192,16 @@ impl Packetizer {
     pub fn new(codec: &RtpCodec, settings: PacketizerSettings) -> Self {
         let mtu = settings.mtu.max(MIN_MTU);
         let format = match codec {
-            RtpCodec::H264 { config } => PacketizerFormat::Video(video::VideoPacketizer::h264(config.as_ref(), mtu)),
-            RtpCodec::H265 { config } => PacketizerFormat::Video(video::VideoPacketizer::h265(config.as_ref(), mtu)),
+            RtpCodec::H264 { config } => PacketizerFormat::Video(VideoPacketizer::new(
+                NalFormat::H264,
+                config.as_ref().map(Configuration::avc),
+                mtu,
+            )),
+            RtpCodec::H265 { config } => PacketizerFormat::Video(VideoPacketizer::new(
+                NalFormat::H265,
+                config.as_ref().map(Configuration::hevc),
+                mtu,
+            )),
             RtpCodec::Aac(_) => PacketizerFormat::Aac(aac::AacPacketizer::new(mtu)),
             RtpCodec::Pcma { .. } | RtpCodec::Pcmu { .. } => PacketizerFormat::G711(g711::G711Packetizer::new(mtu)),
         };
@@ -258,12 +267,16 @@ impl Depacketizer {
     /// `max_frame` bounds what one access unit or audio frame may grow to.
     pub fn new(codec: &RtpCodec, max_frame: usize) -> Self {
         let format = match codec {
-            RtpCodec::H264 { config } => {
-                DepacketizerFormat::Video(video::VideoDepacketizer::h264(config.as_ref(), max_frame))
-            }
-            RtpCodec::H265 { config } => {
-                DepacketizerFormat::Video(video::VideoDepacketizer::h265(config.as_ref(), max_frame))
-            }
+            RtpCodec::H264 { config } => DepacketizerFormat::Video(VideoDepacketizer::new(
+                NalFormat::H264,
+                config.as_ref().map(Configuration::avc),
+                max_frame,
+            )),
+            RtpCodec::H265 { config } => DepacketizerFormat::Video(VideoDepacketizer::new(
+                NalFormat::H265,
+                config.as_ref().map(Configuration::hevc),
+                max_frame,
+            )),
             RtpCodec::Aac(config) => DepacketizerFormat::Aac(aac::AacDepacketizer::new(config, max_frame)),
             RtpCodec::Pcma { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(true, *channels)),
             RtpCodec::Pcmu { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(false, *channels)),

@@ -14,6 +14,11 @@
 //! lost is never glued onto another. Parameter sets are taken out of the access unit; when
 //! they differ from the configuration in force, a new sequence header is emitted before the
 //! frame. Frames before any configuration is known are dropped: no player could decode them.
+//!
+//! Timestamps: RTP carries presentation times only, so a frame's FLV timestamp is its
+//! presentation time and its composition offset 0. A publisher that sends B-frames therefore
+//! yields decode times that are not monotonic; deriving them (from the slices' picture order
+//! counts) is not done here.
 
 use bytes::Bytes;
 
@@ -196,35 +201,53 @@ impl ParameterSets {
     }
 }
 
+/// What a configuration record (SDP's, or a sequence header's) gives a packetizer or
+/// depacketizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Configuration {
+    parameter_sets: ParameterSets,
+    /// The length prefix of NAL units in the stream's FLV frames.
+    nal_length_size: usize,
+}
+
+impl Configuration {
+    pub(crate) fn avc(config: &AvcDecoderConfig) -> Self {
+        Configuration {
+            parameter_sets: ParameterSets::from_avc(config),
+            nal_length_size: config.nal_length_size().into(),
+        }
+    }
+
+    pub(crate) fn hevc(config: &HevcDecoderConfig) -> Self {
+        Configuration {
+            parameter_sets: ParameterSets::from_hevc(config),
+            nal_length_size: config.nal_length_size().into(),
+        }
+    }
+
+    fn parse(format: NalFormat, record: &[u8]) -> Result<Self, RtpError> {
+        Ok(match format {
+            NalFormat::H264 => Self::avc(&AvcDecoderConfig::parse(record)?),
+            NalFormat::H265 => Self::hevc(&HevcDecoderConfig::parse(record)?),
+        })
+    }
+}
+
 /// Hub packets of one H.264 or H.265 track to RTP.
 #[derive(Debug, Clone)]
 pub struct VideoPacketizer {
     format: NalFormat,
     mtu: usize,
-    /// From the latest sequence header: sent before keyframes that lack them.
-    parameter_sets: ParameterSets,
-    nal_length_size: usize,
+    /// From the latest sequence header: its parameter sets are sent before keyframes that
+    /// lack them. Before any, frames are taken as 4-byte length-prefixed.
+    configuration: Configuration,
 }
 
 impl VideoPacketizer {
-    pub fn h264(config: Option<&AvcDecoderConfig>, mtu: usize) -> Self {
-        let mut packetizer =
-            VideoPacketizer { format: NalFormat::H264, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
-        if let Some(config) = config {
-            packetizer.parameter_sets = ParameterSets::from_avc(config);
-            packetizer.nal_length_size = usize::from(config.nal_length_size());
-        }
-        packetizer
-    }
-
-    pub fn h265(config: Option<&HevcDecoderConfig>, mtu: usize) -> Self {
-        let mut packetizer =
-            VideoPacketizer { format: NalFormat::H265, mtu, parameter_sets: Default::default(), nal_length_size: 4 };
-        if let Some(config) = config {
-            packetizer.parameter_sets = ParameterSets::from_hevc(config);
-            packetizer.nal_length_size = usize::from(config.nal_length_size());
-        }
-        packetizer
+    pub(crate) fn new(format: NalFormat, configuration: Option<Configuration>, mtu: usize) -> Self {
+        let configuration =
+            configuration.unwrap_or(Configuration { parameter_sets: ParameterSets::default(), nal_length_size: 4 });
+        VideoPacketizer { format, mtu, configuration }
     }
 
     pub(crate) fn packetize(&mut self, to: Outgoing<'_>, timestamp_ms: u32, body: &[u8]) -> Result<(), RtpError> {
@@ -232,25 +255,14 @@ impl VideoPacketizer {
         let tag = flv::parse_video_tag(body)?;
         match tag.packet_type {
             PacketType::SequenceHeader => {
-                match self.format {
-                    NalFormat::H264 => {
-                        let config = AvcDecoderConfig::parse(tag.payload)?;
-                        self.parameter_sets = ParameterSets::from_avc(&config);
-                        self.nal_length_size = usize::from(config.nal_length_size());
-                    }
-                    NalFormat::H265 => {
-                        let config = HevcDecoderConfig::parse(tag.payload)?;
-                        self.parameter_sets = ParameterSets::from_hevc(&config);
-                        self.nal_length_size = usize::from(config.nal_length_size());
-                    }
-                }
+                self.configuration = Configuration::parse(self.format, tag.payload)?;
                 return Ok(());
             }
             PacketType::CodedFrames => {}
             // End of sequence, metadata, commands: nothing a player of RTP decodes.
             _ => return Ok(()),
         }
-        let units = split_length_prefixed(tag.payload, self.nal_length_size)?;
+        let units = split_length_prefixed(tag.payload, self.configuration.nal_length_size)?;
         let units: Vec<&[u8]> = units.into_iter().filter(|unit| unit.len() > self.format.header_len()).collect();
         if units.is_empty() {
             return Ok(());
@@ -260,7 +272,7 @@ impl VideoPacketizer {
             units.iter().any(|unit| self.format.nal_type(unit).is_some_and(|t| self.format.is_keyframe(t)));
         let carries_sets =
             units.iter().any(|unit| self.format.nal_type(unit).is_some_and(|t| self.format.parameter_set(t).is_some()));
-        if has_keyframe && !carries_sets && !self.parameter_sets.is_empty() {
+        if has_keyframe && !carries_sets && !self.configuration.parameter_sets.is_empty() {
             self.push_parameter_sets(sequencer, timestamp, out);
         }
         let last = units.len() - 1;
@@ -274,18 +286,19 @@ impl VideoPacketizer {
     fn push_parameter_sets(&self, sequencer: &mut Sequencer, timestamp: u32, out: &mut Vec<u8>) {
         let max_payload = self.mtu - RtpHeader::LEN;
         let header_len = self.format.header_len();
-        let aggregated: usize = header_len + self.parameter_sets.all().map(|set| 2 + set.len()).sum::<usize>();
+        let aggregated: usize =
+            header_len + self.configuration.parameter_sets.all().map(|set| 2 + set.len()).sum::<usize>();
         if aggregated <= max_payload {
-            let first = self.parameter_sets.all().next().map(Vec::as_slice).unwrap_or_default();
+            let first = self.configuration.parameter_sets.all().next().map(Vec::as_slice).unwrap_or_default();
             let mut payload = self.format.payload_header(first, self.format.aggregation_type())[..header_len].to_vec();
-            for set in self.parameter_sets.all() {
+            for set in self.configuration.parameter_sets.all() {
                 // Each set fits a u16: the record's own length fields are 16 bits.
                 payload.extend_from_slice(&(set.len() as u16).to_be_bytes());
                 payload.extend_from_slice(set);
             }
             sequencer.push(out, false, timestamp, &[&payload]);
         } else {
-            for set in self.parameter_sets.all() {
+            for set in self.configuration.parameter_sets.all() {
                 self.push_unit(sequencer, timestamp, set, false, out);
             }
         }
@@ -344,25 +357,8 @@ pub struct VideoDepacketizer {
 }
 
 impl VideoDepacketizer {
-    pub fn h264(config: Option<&AvcDecoderConfig>, max_frame: usize) -> Self {
-        let mut depacketizer = Self::new(NalFormat::H264, max_frame);
-        if let Some(config) = config {
-            depacketizer.parameter_sets = ParameterSets::from_avc(config);
-            depacketizer.configured = true;
-        }
-        depacketizer
-    }
-
-    pub fn h265(config: Option<&HevcDecoderConfig>, max_frame: usize) -> Self {
-        let mut depacketizer = Self::new(NalFormat::H265, max_frame);
-        if let Some(config) = config {
-            depacketizer.parameter_sets = ParameterSets::from_hevc(config);
-            depacketizer.configured = true;
-        }
-        depacketizer
-    }
-
-    fn new(format: NalFormat, max_frame: usize) -> Self {
+    pub(crate) fn new(format: NalFormat, configuration: Option<Configuration>, max_frame: usize) -> Self {
+        let configured = configuration.is_some();
         VideoDepacketizer {
             format,
             max_frame,
@@ -371,9 +367,9 @@ impl VideoDepacketizer {
             unit_keyframe: false,
             unit_broken: false,
             fragment: None,
-            parameter_sets: ParameterSets::default(),
+            parameter_sets: configuration.map(|configuration| configuration.parameter_sets).unwrap_or_default(),
             parameter_sets_changed: false,
-            configured: false,
+            configured,
         }
     }
 
