@@ -27,8 +27,8 @@
 //! sent in band before every keyframe, so a player that joins at a keyframe can decode.
 //! `RTP-Info` for a player that starts at hub packet `p`: the sequence number of the first RTP
 //! packet of `p` and [`Packetizer::rtp_time`] of `p`'s timestamp. Every few seconds the driver
-//! sends each player [`rtcp::sender_report`] per track (NTP wall time from the driver's clock,
-//! RTP time from [`Packetizer::rtp_time`] of the matching media time).
+//! sends each player [`Packetizer::sender_report`] per track (NTP wall time from the driver's
+//! clock, and the media time the stream was at then).
 //!
 //! **Publishing** (RTSP publisher -> hub). Per track, one [`Depacketizer`] built from the
 //! ANNOUNCE's SDP. Each RTP packet (interleaved frame or UDP datagram) is parsed with
@@ -243,6 +243,14 @@ impl Packetizer {
     pub fn counts(&self) -> (u32, u32) {
         (self.sequencer.packets, self.sequencer.octets)
     }
+
+    /// Appends this track's RTCP sender report: `ntp` (wall time, [`rtcp::ntp_from_unix_micros`])
+    /// is the instant the stream was at `media_ms` (its millisecond timestamps), so a player
+    /// maps every track's RTP time onto one clock.
+    pub fn sender_report(&self, ntp: u64, media_ms: i64, out: &mut Vec<u8>) {
+        let (packets, octets) = self.counts();
+        rtcp::sender_report(self.ssrc(), ntp, self.rtp_time(media_ms), packets, octets, out);
+    }
 }
 
 /// Turns one track's RTP packets back into FLV tag bodies. One per published track.
@@ -350,6 +358,22 @@ impl FrameTiming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_report_states_the_stream_clock_and_counts() {
+        let codec = RtpCodec::Pcmu { channels: 1 };
+        let settings =
+            PacketizerSettings { payload_type: 0, ssrc: 77, first_sequence: 0, first_timestamp: 100, mtu: 200 };
+        let mut packetizer = Packetizer::new(&codec, settings);
+        packetizer.packetize(0, &[0x82, 1, 2, 3], &mut Vec::new()).unwrap();
+        let mut report = Vec::new();
+        packetizer.sender_report(0x0102_0304_0506_0708, 1000, &mut report);
+        let packets = rtcp::check_compound(&report).unwrap();
+        let body = packets[0].body;
+        assert_eq!(&body[..4], 77u32.to_be_bytes());
+        // RTP time of 1 s at 8 kHz from the first timestamp (8100), then 1 packet of 3 octets.
+        assert_eq!(&body[12..24], [0, 0, 0x1f, 0xa4, 0, 0, 0, 1, 0, 0, 0, 3]);
+    }
 
     #[test]
     fn packet_list_slices_each_packet() {
