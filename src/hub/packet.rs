@@ -22,20 +22,25 @@ pub enum PacketKind {
 
 /// A wire form of a packet that needs its own copy of the payload, shared by every player of
 /// its protocol. A form that is a per-player header before the payload itself (FLV tags)
-/// needs no slot. RTP packets get one with RTSP.
+/// needs no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireForm {
     /// RTMP: the payload cut into chunks of the server's one outgoing chunk size, with the
     /// one-byte headers between them.
     RtmpChunks,
+    /// RTSP: the packet's RTP packets, each behind its 16-bit length
+    /// (`protocol::rtp::PacketList`), numbered by the stream's packetizer; a player adds its
+    /// interleaved header or sends each to its UDP port.
+    RtpPackets,
 }
 
 impl WireForm {
-    const COUNT: usize = 1;
+    const COUNT: usize = 2;
 
     fn slot(self) -> usize {
         match self {
             WireForm::RtmpChunks => 0,
+            WireForm::RtpPackets => 1,
         }
     }
 }

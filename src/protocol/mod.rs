@@ -12,4 +12,7 @@ pub mod flv;
 pub mod http;
 pub mod http_server;
 pub mod rtmp;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
 pub mod websocket;
