@@ -27,6 +27,9 @@
 #
 # On a 2-core machine the load client and the server share the CPUs: the server numbers that
 # count are its CPU seconds, not wall-clock rates. Run it more than once: the machine is shared.
+#
+# RINGCAST_BIN=PATH runs that server binary instead of this tree's (before/after comparisons:
+# copy the earlier build aside first).
 
 set -euo pipefail
 
@@ -89,6 +92,8 @@ fi
 echo "bench-vs-nginx: cargo build --release --bins" >&2
 (cd "$root" && cargo build --release --bins --quiet)
 load=$root/target/release/ringcast-load
+# RINGCAST_BIN: another build of the server (a copy of an earlier commit's), for before/after.
+ringcast_bin=${RINGCAST_BIN:-$root/target/release/ringcast}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-vs-nginx.XXXXXX")
 pids=()
@@ -152,7 +157,7 @@ start_server() {
             printf 'merge_write_ms = %d\n' "$merge" >"$work/ringcast.toml"
             args+=(--config "$work/ringcast.toml")
         fi
-        "$root/target/release/ringcast" "${args[@]}" 2>"$work/ringcast.log" &
+        "$ringcast_bin" "${args[@]}" 2>"$work/ringcast.log" &
         server_pid=$!
         pids+=("$server_pid")
     else

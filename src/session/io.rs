@@ -157,14 +157,15 @@ fn send_timed_out(send_timeout: Duration) -> io::Error {
 }
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns
-/// the bytes written. Fails when they are not all written within `send_timeout`. `pending`
-/// counts what is not yet written.
+/// the bytes written and the emptied vector, for the caller's next write (a player's writer
+/// keeps one for its life). Fails when they are not all written within `send_timeout`.
+/// `pending` counts what is not yet written.
 pub async fn write_all_vectored(
     socket: &TcpStream,
     mut bufs: Vec<Bytes>,
     send_timeout: Duration,
     pending: &PendingOutput,
-) -> io::Result<usize> {
+) -> io::Result<(usize, Vec<Bytes>)> {
     bufs.retain(|b| !b.is_empty());
     let mut unsent = Unsent::count(pending, bufs.iter().map(Bytes::len).sum());
     let deadline = tokio::time::Instant::now() + send_timeout;
@@ -195,7 +196,7 @@ pub async fn write_all_vectored(
         bufs.drain(..done);
         bufs.extend(rest);
     }
-    Ok(total)
+    Ok((total, bufs))
 }
 
 /// Writes one buffer whole; fails when that takes longer than `send_timeout`.
