@@ -7,6 +7,7 @@
 #                                  [--channels SxP] [--callback-delay-ms MS]
 #                                  [--only fanout,channels,idle,storm]
 #                                  [--merge-write-ms MS]   (ringcast's merge_write_ms; default: its own, 50)
+#                                  [--merge-write-bytes B] (ringcast's merge_write_bytes; default: its own)
 #                                  [--merge-sweep MS,MS,...] (fan-out scenarios once per ringcast
 #                                                             merge_write_ms, nginx-rtmp once)
 #                                  [--storm-runs N]        (storms per server, interleaved; the median is shown)
@@ -41,6 +42,7 @@ delay_ms=0
 only=fanout,channels,idle,storm
 channels=100x20
 merge_ms=
+merge_bytes=
 merge_sweep=
 storm_runs=1
 while [[ $# -gt 0 ]]; do
@@ -52,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --callback-delay-ms) delay_ms=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --merge-write-ms) merge_ms=$2; shift 2 ;;
+        --merge-write-bytes) merge_bytes=$2; shift 2 ;;
         --merge-sweep) merge_sweep=$2; shift 2 ;;
         --channels) channels=$2; shift 2 ;;
         --storm-runs) storm_runs=$2; shift 2 ;;
@@ -153,10 +156,10 @@ start_server() {
         local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen 127.0.0.1:0
             --rtsp-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --log-level warn)
         [[ $callbacks == yes ]] && args+=(--on-play "$hook_url")
-        if [[ -n $merge ]]; then
-            printf 'merge_write_ms = %d\n' "$merge" >"$work/ringcast.toml"
-            args+=(--config "$work/ringcast.toml")
-        fi
+        : >"$work/ringcast.toml"
+        [[ -n $merge ]] && printf 'merge_write_ms = %d\n' "$merge" >>"$work/ringcast.toml"
+        [[ -n $merge_bytes ]] && printf 'merge_write_bytes = %d\n' "$merge_bytes" >>"$work/ringcast.toml"
+        [[ -s $work/ringcast.toml ]] && args+=(--config "$work/ringcast.toml")
         "$ringcast_bin" "${args[@]}" 2>"$work/ringcast.log" &
         server_pid=$!
         pids+=("$server_pid")
@@ -365,7 +368,7 @@ fi
 # A ratio of two figures; none where one is negative (a join below the steady rate).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
-echo "== ringcast (merge_write_ms = ${merge_ms:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
+echo "== ringcast (merge_write_ms = ${merge_ms:-default}, merge_write_bytes = ${merge_bytes:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
 row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 for scenario in "${fanout_scenarios[@]}"; do
