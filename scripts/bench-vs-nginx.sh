@@ -296,21 +296,23 @@ if [[ -n $merge_sweep ]]; then
     done
     echo
     echo "== merge window: ringcast (one shard) vs nginx-rtmp (one worker), steady window ${seconds}s, $(nproc) CPUs shared with the load client =="
-    printf '%-44s %-16s %12s %12s %10s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx"
+    printf '%-44s %-16s %12s %12s %10s %8s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx" "held"
     for scenario in "${fanout_scenarios[@]}"; do
         for ms in "${sweep[@]}"; do
             if [[ -n ${result[ringcast.$scenario.m$ms.refused]:-} ]]; then
                 printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" "refused" "(config range)" ""
                 continue
             fi
-            printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
+            printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
                 "${result[ringcast.$scenario.m$ms.lag99]}" "${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" \
-                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')"
+                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')" \
+                "${result[ringcast.$scenario.m$ms.clean]}"
         done
-        printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
-            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00"
+        printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
+            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00" "${result[nginx.$scenario.clean]}"
     done
-    echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP)"
+    echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP;"
+    echo " held: players that kept receiving without drops: a server that held fewer fell behind, and its figures are not comparable)"
     exit 0
 fi
 
