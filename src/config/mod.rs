@@ -236,7 +236,7 @@ pub struct Config {
     pub merge_write_ms: u64,
     /// Payload bytes that end a player's merge window early: a player that has gathered this
     /// much writes at once, so high-bitrate streams get large writes without waiting for the
-    /// window and low-bitrate ones still go out at its end. Default 32768; 0 = time only; at
+    /// window and low-bitrate ones still go out at its end. Default 65536; 0 = time only; at
     /// most 16 MiB.
     pub merge_write_bytes: usize,
     /// Time a client has to complete the protocol handshake; bounds connections that never speak.
@@ -335,7 +335,7 @@ impl Default for Config {
             gop_cache: true,
             max_connections: 100_000,
             merge_write_ms: 50,
-            merge_write_bytes: 32 << 10,
+            merge_write_bytes: 64 << 10,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(30),

@@ -1020,8 +1020,8 @@ fn gop_cache_bytes_must_fit_a_player_queue() {
 }
 
 #[test]
-fn merge_write_bytes_defaults_to_32_kib_and_is_bounded() {
-    assert_eq!(toml("").unwrap().merge_write_bytes, 32 << 10);
+fn merge_write_bytes_defaults_to_64_kib_and_is_bounded() {
+    assert_eq!(toml("").unwrap().merge_write_bytes, 64 << 10);
     assert_eq!(toml("merge_write_bytes = 65536\n").unwrap().merge_write_bytes, 65_536);
     assert_eq!(toml("merge_write_bytes = 0\n").unwrap().merge_write_bytes, 0);
     let error = toml("merge_write_bytes = 16777217\n").unwrap_err().to_string();

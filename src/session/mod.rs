@@ -113,7 +113,7 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(30),
             update_interval: Duration::from_secs(30),
             merge_write: None,
-            merge_write_bytes: 32 << 10,
+            merge_write_bytes: 64 << 10,
             limits: ConnectionLimits::default(),
         }
     }
