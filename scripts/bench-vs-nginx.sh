@@ -7,6 +7,7 @@
 #                                  [--channels SxP] [--callback-delay-ms MS]
 #                                  [--only fanout,channels,idle,storm]
 #                                  [--merge-write-ms MS]   (ringcast's merge_write_ms; default: its own, 50)
+#                                  [--merge-write-bytes B] (ringcast's merge_write_bytes; default: its own)
 #                                  [--merge-sweep MS,MS,...] (fan-out scenarios once per ringcast
 #                                                             merge_write_ms, nginx-rtmp once)
 #                                  [--storm-runs N]        (storms per server, interleaved; the median is shown)
@@ -27,6 +28,9 @@
 #
 # On a 2-core machine the load client and the server share the CPUs: the server numbers that
 # count are its CPU seconds, not wall-clock rates. Run it more than once: the machine is shared.
+#
+# RINGCAST_BIN=PATH runs that server binary instead of this tree's (before/after comparisons:
+# copy the earlier build aside first).
 
 set -euo pipefail
 
@@ -38,6 +42,7 @@ delay_ms=0
 only=fanout,channels,idle,storm
 channels=100x20
 merge_ms=
+merge_bytes=
 merge_sweep=
 storm_runs=1
 while [[ $# -gt 0 ]]; do
@@ -49,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --callback-delay-ms) delay_ms=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         --merge-write-ms) merge_ms=$2; shift 2 ;;
+        --merge-write-bytes) merge_bytes=$2; shift 2 ;;
         --merge-sweep) merge_sweep=$2; shift 2 ;;
         --channels) channels=$2; shift 2 ;;
         --storm-runs) storm_runs=$2; shift 2 ;;
@@ -89,6 +95,8 @@ fi
 echo "bench-vs-nginx: cargo build --release --bins" >&2
 (cd "$root" && cargo build --release --bins --quiet)
 load=$root/target/release/ringcast-load
+# RINGCAST_BIN: another build of the server (a copy of an earlier commit's), for before/after.
+ringcast_bin=${RINGCAST_BIN:-$root/target/release/ringcast}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-vs-nginx.XXXXXX")
 pids=()
@@ -148,11 +156,11 @@ start_server() {
         local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen 127.0.0.1:0
             --rtsp-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --log-level warn)
         [[ $callbacks == yes ]] && args+=(--on-play "$hook_url")
-        if [[ -n $merge ]]; then
-            printf 'merge_write_ms = %d\n' "$merge" >"$work/ringcast.toml"
-            args+=(--config "$work/ringcast.toml")
-        fi
-        "$root/target/release/ringcast" "${args[@]}" 2>"$work/ringcast.log" &
+        : >"$work/ringcast.toml"
+        [[ -n $merge ]] && printf 'merge_write_ms = %d\n' "$merge" >>"$work/ringcast.toml"
+        [[ -n $merge_bytes ]] && printf 'merge_write_bytes = %d\n' "$merge_bytes" >>"$work/ringcast.toml"
+        [[ -s $work/ringcast.toml ]] && args+=(--config "$work/ringcast.toml")
+        "$ringcast_bin" "${args[@]}" 2>"$work/ringcast.log" &
         server_pid=$!
         pids+=("$server_pid")
     else
@@ -288,21 +296,23 @@ if [[ -n $merge_sweep ]]; then
     done
     echo
     echo "== merge window: ringcast (one shard) vs nginx-rtmp (one worker), steady window ${seconds}s, $(nproc) CPUs shared with the load client =="
-    printf '%-44s %-16s %12s %12s %10s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx"
+    printf '%-44s %-16s %12s %12s %10s %8s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx" "held"
     for scenario in "${fanout_scenarios[@]}"; do
         for ms in "${sweep[@]}"; do
             if [[ -n ${result[ringcast.$scenario.m$ms.refused]:-} ]]; then
                 printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" "refused" "(config range)" ""
                 continue
             fi
-            printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
+            printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
                 "${result[ringcast.$scenario.m$ms.lag99]}" "${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" \
-                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')"
+                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')" \
+                "${result[ringcast.$scenario.m$ms.clean]}"
         done
-        printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
-            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00"
+        printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
+            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00" "${result[nginx.$scenario.clean]}"
     done
-    echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP)"
+    echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP;"
+    echo " held: players that kept receiving without drops: a server that held fewer fell behind, and its figures are not comparable)"
     exit 0
 fi
 
@@ -360,7 +370,7 @@ fi
 # A ratio of two figures; none where one is negative (a join below the steady rate).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
-echo "== ringcast (merge_write_ms = ${merge_ms:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
+echo "== ringcast (merge_write_ms = ${merge_ms:-default}, merge_write_bytes = ${merge_bytes:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
 row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 for scenario in "${fanout_scenarios[@]}"; do

@@ -34,6 +34,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "gop_cache",
     "max_connections",
     "merge_write_ms",
+    "merge_write_bytes",
     "handshake_timeout",
     "idle_timeout",
     "send_timeout",
@@ -137,6 +138,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("merge_write_ms") {
         config.merge_write_ms = item.integer(limits::MERGE_WRITE_MS)?;
+    }
+    if let Some(item) = root.get("merge_write_bytes") {
+        config.merge_write_bytes = item.integer(limits::MERGE_WRITE_BYTES)?;
     }
     if let Some(item) = root.get("handshake_timeout") {
         config.handshake_timeout = item.duration(floors::TIMEOUT)?;

@@ -163,6 +163,7 @@ mod limits {
     pub const PLAYER_MAX_DROPS: (u64, u64) = (1, 1_000_000);
     pub const MAX_CONNECTIONS: (u64, u64) = (1, 10_000_000);
     pub const MERGE_WRITE_MS: (u64, u64) = (0, 1000);
+    pub const MERGE_WRITE_BYTES: (u64, u64) = (0, 16 << 20);
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
     pub const HOOK_QUEUE_BYTES: (u64, u64) = (64 * 1024, 1 << 40);
@@ -233,6 +234,11 @@ pub struct Config {
     /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
     /// (0 = off); at most 100, which stays under what players buffer anyway.
     pub merge_write_ms: u64,
+    /// Payload bytes that end a player's merge window early: a player that has gathered this
+    /// much writes at once, so high-bitrate streams get large writes without waiting for the
+    /// window and low-bitrate ones still go out at its end. Default 65536; 0 = time only; at
+    /// most 16 MiB.
+    pub merge_write_bytes: usize,
     /// Time a client has to complete the protocol handshake; bounds connections that never speak.
     /// Default 10s.
     pub handshake_timeout: Duration,
@@ -329,6 +335,7 @@ impl Default for Config {
             gop_cache: true,
             max_connections: 100_000,
             merge_write_ms: 50,
+            merge_write_bytes: 64 << 10,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             send_timeout: Duration::from_secs(30),

@@ -1018,3 +1018,14 @@ fn gop_cache_bytes_must_fit_a_player_queue() {
     let error = Config::from_toml("gop_cache_bytes = 68719476736\n", path).unwrap_err().to_string();
     assert!(error.contains("key 'gop_cache_bytes': must not exceed player_queue_bytes (33554432)"), "{error}");
 }
+
+#[test]
+fn merge_write_bytes_defaults_to_64_kib_and_is_bounded() {
+    assert_eq!(toml("").unwrap().merge_write_bytes, 64 << 10);
+    assert_eq!(toml("merge_write_bytes = 65536\n").unwrap().merge_write_bytes, 65_536);
+    assert_eq!(toml("merge_write_bytes = 0\n").unwrap().merge_write_bytes, 0);
+    let error = toml("merge_write_bytes = 16777217\n").unwrap_err().to_string();
+    assert!(error.contains("key 'merge_write_bytes': must be at most 16777216, got 16777217"), "{error}");
+    let error = toml("merge_write_bytes = \"32k\"\n").unwrap_err().to_string();
+    assert!(error.contains("key 'merge_write_bytes': expected an integer, got a string"), "{error}");
+}

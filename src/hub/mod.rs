@@ -29,7 +29,7 @@ use tracing::warn;
 
 pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind, WireForm};
-pub use player::{Offer, Player, PlayerItem};
+pub use player::{FlushQueue, Offer, Player, PlayerItem};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {

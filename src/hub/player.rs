@@ -5,6 +5,12 @@
 //! queue is emptied and the player skips to the next keyframe (it would otherwise fall ever
 //! further behind). A player that has to skip `max_drops` times without ever catching up
 //! is kicked, so one stalled viewer costs neither memory nor anyone else's latency.
+//!
+//! When its writer is woken is decided here too. Without a merge window, every queued packet
+//! wakes it. With one, a packet only puts the player on its shard's [`FlushQueue`] (once per
+//! window, whatever the packet count); the shard's flush tick wakes every player on it when the
+//! window ends, and a player that gathered `merge_write_bytes` is woken at once. So a writer
+//! wakes once per write, not once per packet, and no player keeps a timer of its own.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -35,21 +41,90 @@ pub enum Offer {
     Kicked,
 }
 
+/// One shard's players whose queues got something since the shard's last flush tick: the
+/// merge window's bookkeeping, kept per shard so that a window costs one timer for all of
+/// them. The tick itself (the timer) is the session layer's.
+#[derive(Debug)]
+pub struct FlushQueue {
+    players: RefCell<Vec<Rc<Player>>>,
+    /// Wakes the tick when the list stops being empty: an idle shard keeps no timer running.
+    filled: Notify,
+    /// Gathered payload bytes that make a player write before the window ends
+    /// (`merge_write_bytes`; `usize::MAX` when only the window counts).
+    merge_bytes: usize,
+}
+
+impl FlushQueue {
+    /// `merge_bytes` 0: only the window's end flushes.
+    pub fn new(merge_bytes: usize) -> Rc<FlushQueue> {
+        let merge_bytes = if merge_bytes == 0 { usize::MAX } else { merge_bytes };
+        Rc::new(FlushQueue { players: RefCell::new(Vec::new()), filled: Notify::new(), merge_bytes })
+    }
+
+    fn schedule(&self, player: &Rc<Player>) {
+        let mut players = self.players.borrow_mut();
+        if players.is_empty() {
+            self.filled.notify_one();
+        }
+        players.push(player.clone());
+    }
+
+    /// Waits until some player has something waiting.
+    pub async fn filled(&self) {
+        while self.players.borrow().is_empty() {
+            self.filled.notified().await;
+        }
+    }
+
+    /// The window ended: wakes the writer of every player on the list, and empties it into
+    /// `spare` (a vector kept by the caller, so the tick allocates nothing).
+    pub fn flush(&self, spare: &mut Vec<Rc<Player>>) {
+        std::mem::swap(&mut *self.players.borrow_mut(), spare);
+        for player in spare.drain(..) {
+            player.scheduled.set(false);
+            player.flush_now();
+        }
+    }
+
+    /// Players waiting for the tick.
+    pub fn len(&self) -> usize {
+        self.players.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.players.borrow().is_empty()
+    }
+
+    /// Forgets every waiting player (the tick ended with its shard): the list holds players
+    /// and they hold the list.
+    pub fn clear(&self) {
+        self.players.borrow_mut().clear();
+    }
+}
+
 #[derive(Debug)]
 pub struct Player {
     pub conn_id: u64,
     queue: RefCell<VecDeque<PlayerItem>>,
-    /// Wakes the player's writer when its queue gets something (or it is kicked).
+    /// Wakes the player's writer when it is due to write (or is kicked).
     notify: Notify,
+    /// Set when the writer should take the queue now: the window ended, enough bytes
+    /// gathered, the session has replies to send, or there is no merge window. Starts set, so
+    /// a new player's first write (the cached GOP and the play replies) goes out at once.
+    due: Cell<bool>,
+    /// On its shard's flush list, waiting for the window's end.
+    scheduled: Cell<bool>,
+    /// The shard's merge window, once the writer is started with one; without it every
+    /// queued packet makes the player due.
+    flush: RefCell<Option<Rc<FlushQueue>>>,
+    /// Payload bytes queued since the last take, against the flush queue's `merge_bytes`.
+    gathered: Cell<usize>,
     /// True after a drop until the next keyframe: a decoder cannot start mid-GOP.
     waiting_keyframe: Cell<bool>,
     /// Drops since the player last emptied its queue.
     drops: Cell<u32>,
     dropped_packets: Cell<u64>,
     kicked: Cell<bool>,
-    /// Set when the session has its own bytes to send (a command reply): wakes the writer
-    /// with an empty queue.
-    poked: Cell<bool>,
     limit: usize,
     /// Footprint of the queued packets, bounded by `byte_limit` as the count is by `limit`:
     /// a few hundred 4 MiB keyframes are within any packet count.
@@ -67,11 +142,14 @@ impl Player {
             conn_id,
             queue: RefCell::new(VecDeque::new()),
             notify: Notify::new(),
+            due: Cell::new(true),
+            scheduled: Cell::new(false),
+            flush: RefCell::new(None),
+            gathered: Cell::new(0),
             waiting_keyframe: Cell::new(true),
             drops: Cell::new(0),
             dropped_packets: Cell::new(0),
             kicked: Cell::new(false),
-            poked: Cell::new(false),
             limit: limit.max(1),
             queued_bytes: Cell::new(0),
             byte_limit,
@@ -98,7 +176,7 @@ impl Player {
     /// Queues a packet, or skips it while waiting for a keyframe. `has_video` says whether the
     /// stream has video at all: an audio-only stream can start on any audio frame. A queue
     /// that is full by count or by bytes drops to the next keyframe (counted in `drops`).
-    pub fn offer(&self, packet: &Rc<Packet>, has_video: bool, drops: &AtomicU64) -> Offer {
+    pub fn offer(self: &Rc<Self>, packet: &Rc<Packet>, has_video: bool, drops: &AtomicU64) -> Offer {
         if self.kicked.get() {
             return Offer::Kicked;
         }
@@ -127,6 +205,7 @@ impl Player {
             self.dropped_packets.set(self.dropped_packets.get() + queue.len() as u64 + 1);
             queue.clear();
             self.queued_bytes.set(0);
+            self.gathered.set(0);
             self.waiting_keyframe.set(!packet.keyframe);
             self.drops.set(self.drops.get() + 1);
             if self.drops.get() >= self.max_drops {
@@ -141,16 +220,51 @@ impl Player {
         queue.push_back(PlayerItem::Packet(packet.clone()));
         self.queued_bytes.set(self.queued_bytes.get() + footprint);
         drop(queue);
-        self.notify.notify_one();
+        self.schedule_write(packet.payload.len());
         Offer::Queued
     }
 
     /// Queues a stream notice (publisher left or came back).
-    pub fn notice(&self, item: PlayerItem) {
+    pub fn notice(self: &Rc<Self>, item: PlayerItem) {
         // Either way the next stream starts at its own keyframe.
         self.waiting_keyframe.set(true);
         self.queue.borrow_mut().push_back(item);
-        self.notify.notify_one();
+        self.schedule_write(0);
+    }
+
+    /// Something was queued: makes the writer due now, or schedules it for the window's end.
+    fn schedule_write(self: &Rc<Self>, bytes: usize) {
+        if self.due.get() {
+            // Its writer takes this with what it is about to take anyway.
+            return;
+        }
+        let flush = self.flush.borrow();
+        let Some(flush) = flush.as_ref() else {
+            return self.flush_now();
+        };
+        let gathered = self.gathered.get() + bytes;
+        self.gathered.set(gathered);
+        if gathered >= flush.merge_bytes {
+            // Enough for an efficient write: waiting longer would only add latency. The
+            // player stays on the list; the tick finds it with less, or nothing, queued.
+            self.flush_now();
+        } else if !self.scheduled.replace(true) {
+            flush.schedule(self);
+        }
+    }
+
+    /// Merges this player's writes over its shard's window (`FlushQueue`): from now on a
+    /// packet waits for the window's end or for `merge_bytes` to gather.
+    pub fn merge_writes(&self, flush: Rc<FlushQueue>) {
+        *self.flush.borrow_mut() = Some(flush);
+    }
+
+    /// Makes the writer due and wakes it, if anything waits for it.
+    fn flush_now(&self) {
+        if !self.due.get() && !self.queue.borrow().is_empty() {
+            self.due.set(true);
+            self.notify.notify_one();
+        }
     }
 
     /// Moves everything queued into `out`. Emptying the queue counts as catching up.
@@ -158,15 +272,21 @@ impl Player {
         let mut queue = self.queue.borrow_mut();
         out.extend(queue.drain(..));
         self.queued_bytes.set(0);
+        self.gathered.set(0);
         self.drops.set(0);
-        self.poked.set(false);
+        self.due.set(false);
     }
 
-    /// Waits until the queue has something, the player was poked or kicked.
+    /// Waits until the writer is due to write (see `due`) or the player was kicked.
     pub async fn ready(&self) {
-        while self.queue.borrow().is_empty() && !self.kicked.get() && !self.poked.get() {
+        while !self.due.get() && !self.kicked.get() {
             self.notify.notified().await;
         }
+    }
+
+    /// Whether the writer is due to write now.
+    pub fn is_due(&self) -> bool {
+        self.due.get()
     }
 
     /// Waits until the player is kicked.
@@ -176,9 +296,10 @@ impl Player {
         }
     }
 
-    /// Wakes the writer although nothing was queued.
+    /// Wakes the writer although nothing was queued: the session has replies of its own to
+    /// send, which do not wait for the window.
     pub fn poke(&self) {
-        self.poked.set(true);
+        self.due.set(true);
         self.notify.notify_one();
     }
 
@@ -228,7 +349,7 @@ mod tests {
 
     #[test]
     fn starts_on_a_keyframe() {
-        let player = Player::new(1, 10, usize::MAX, 3);
+        let player = Rc::new(Player::new(1, 10, usize::MAX, 3));
         assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Skipped);
         assert_eq!(player.offer(&video(true), true, &DROPS), Offer::Queued);
         assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Queued);
@@ -237,7 +358,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_to_the_next_keyframe_then_kicks() {
-        let player = Player::new(1, 4, usize::MAX, 2);
+        let player = Rc::new(Player::new(1, 4, usize::MAX, 2));
         assert_eq!(player.offer(&video(true), true, &DROPS), Offer::Queued);
         for _ in 0..3 {
             assert_eq!(player.offer(&video(false), true, &DROPS), Offer::Queued);
@@ -258,7 +379,7 @@ mod tests {
 
     #[test]
     fn catching_up_forgives_earlier_drops() {
-        let player = Player::new(1, 2, usize::MAX, 2);
+        let player = Rc::new(Player::new(1, 2, usize::MAX, 2));
         let mut out = Vec::new();
         for _ in 0..5 {
             player.offer(&video(true), true, &DROPS);
@@ -300,7 +421,7 @@ mod tests {
         assert!(footprint > 20_000, "payload and chunked copy: {footprint}");
         let drops = AtomicU64::new(0);
         // Room for three packets by bytes, a thousand by count.
-        let player = Player::new(1, 1000, 3 * footprint, 10);
+        let player = Rc::new(Player::new(1, 1000, 3 * footprint, 10));
         assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
         assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
         assert_eq!(player.offer(&big(false), true, &drops), Offer::Queued);
@@ -309,7 +430,7 @@ mod tests {
         assert_eq!((player.queued(), player.queued_bytes(), drops.load(Ordering::Relaxed)), (0, 0, 1));
         assert_eq!(player.offer(&big(true), true, &drops), Offer::Queued);
         // One packet larger than the whole bound still goes to an empty queue.
-        let tiny = Player::new(2, 1000, 100, 10);
+        let tiny = Rc::new(Player::new(2, 1000, 100, 10));
         assert_eq!(tiny.offer(&big(true), true, &drops), Offer::Queued);
     }
 }

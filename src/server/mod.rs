@@ -218,6 +218,7 @@ impl Server {
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
             merge_write: config.merge_write(),
+            merge_write_bytes: config.merge_write_bytes,
             limits: session::ConnectionLimits::from_config(config),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.

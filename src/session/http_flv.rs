@@ -261,11 +261,10 @@ impl Session {
             player,
             framing: HttpFlvFraming::new(self.shared.clone(), websocket),
             bytes_out: self.lifecycle.bytes_out().clone(),
-            merge_write: settings.merge_write,
             send_timeout: settings.limits.send_timeout,
             output: output.clone(),
         };
-        tokio::task::spawn_local(writer.run());
+        writer.spawn(&self.context.flush);
         self.output = Some(output);
     }
 

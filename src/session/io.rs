@@ -86,6 +86,9 @@ pub struct PendingOutput {
     unsent: Cell<usize>,
     /// Signalled whenever the socket accepts bytes, and when the writer stops.
     drained: Notify,
+    /// Readers waiting on `drained`: almost always none, and then a write signals nobody
+    /// (a `notify_waiters` takes a lock, twice per write of every player).
+    waiting: Cell<usize>,
     /// Why the writer stopped, if it failed: the reader reports it as the session's end.
     failure: RefCell<Option<io::Error>>,
 }
@@ -97,6 +100,7 @@ impl PendingOutput {
 
     /// Waits until the socket accepted bytes or the writer stopped.
     pub async fn drained(&self) {
+        let _waiting = Waiting::count(&self.waiting);
         self.drained.notified().await;
     }
 
@@ -106,7 +110,9 @@ impl PendingOutput {
 
     fn sent(&self, n: usize) {
         self.unsent.set(self.unsent.get().saturating_sub(n));
-        self.drained.notify_waiters();
+        if self.waiting.get() > 0 {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Records why the writer stopped and wakes a reader waiting for room.
@@ -117,6 +123,23 @@ impl PendingOutput {
 
     pub fn take_failure(&self) -> Option<io::Error> {
         self.failure.borrow_mut().take()
+    }
+}
+
+/// One reader counted in `PendingOutput::waiting` for as long as its wait lasts (a dropped
+/// wait included).
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a Cell<usize>) -> Waiting<'a> {
+        waiting.set(waiting.get() + 1);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -157,14 +180,15 @@ fn send_timed_out(send_timeout: Duration) -> io::Error {
 }
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns
-/// the bytes written. Fails when they are not all written within `send_timeout`. `pending`
-/// counts what is not yet written.
+/// the bytes written and the emptied vector, for the caller's next write (a player's writer
+/// keeps one for its life). Fails when they are not all written within `send_timeout`.
+/// `pending` counts what is not yet written.
 pub async fn write_all_vectored(
     socket: &TcpStream,
     mut bufs: Vec<Bytes>,
     send_timeout: Duration,
     pending: &PendingOutput,
-) -> io::Result<usize> {
+) -> io::Result<(usize, Vec<Bytes>)> {
     bufs.retain(|b| !b.is_empty());
     let mut unsent = Unsent::count(pending, bufs.iter().map(Bytes::len).sum());
     let deadline = tokio::time::Instant::now() + send_timeout;
@@ -195,7 +219,7 @@ pub async fn write_all_vectored(
         bufs.drain(..done);
         bufs.extend(rest);
     }
-    Ok(total)
+    Ok((total, bufs))
 }
 
 /// Writes one buffer whole; fails when that takes longer than `send_timeout`.

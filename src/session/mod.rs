@@ -8,6 +8,7 @@
 //!   (`protocol::http_server`), admits it through the lifecycle as an RTMP connect and play,
 //!   and answers with a status or the stream; `http_flv_out.rs` is its framing (the FLV file
 //!   header, WebSocket frames, the stream's end) around `flv_out.rs`.
+//! - `flush.rs`: the shard's flush tick, one timer for every player's merge window.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
 //!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
 //!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
@@ -20,6 +21,7 @@
 //! error ends that session's task and nothing else.
 
 pub mod activity;
+pub mod flush;
 pub mod flv_out;
 pub mod http_flv;
 pub mod http_flv_out;
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use self::flush::ShardFlush;
 use crate::config::Config;
 use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
@@ -58,6 +61,8 @@ pub struct SessionSettings {
     pub update_interval: Duration,
     /// How long a player's packets may gather before they are written together.
     pub merge_write: Option<Duration>,
+    /// Payload bytes whose gathering ends a player's window early (`merge_write_bytes`).
+    pub merge_write_bytes: usize,
     /// Output bounds, per connection and per shard.
     pub limits: ConnectionLimits,
 }
@@ -117,6 +122,7 @@ impl Default for SessionSettings {
             idle_timeout: Duration::from_secs(30),
             update_interval: Duration::from_secs(30),
             merge_write: None,
+            merge_write_bytes: 64 << 10,
             limits: ConnectionLimits::default(),
         }
     }
@@ -233,6 +239,8 @@ pub struct ShardContext {
     pub sessions: std::cell::RefCell<std::collections::HashMap<u64, Rc<SessionEntry>>>,
     /// What incomplete incoming messages of this shard's connections may still reserve.
     pub partial_budget: Arc<PartialBudget>,
+    /// The merge window of this shard's players.
+    pub flush: ShardFlush,
     random: Cell<u64>,
 }
 
@@ -254,6 +262,7 @@ impl ShardContext {
             sessions_done: Notify::new(),
             sessions: Default::default(),
             partial_budget: PartialBudget::new(settings.limits.partial_budget),
+            flush: ShardFlush::new(settings.merge_write, settings.merge_write_bytes),
             random: Cell::new(seed | 1),
         })
     }

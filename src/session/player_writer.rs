@@ -1,8 +1,9 @@
 //! A player's writer task, the same for every protocol: the only writer of its socket once
-//! play starts. It waits for the hub to queue packets (for up to `merge_write_ms` after its
-//! previous write, so one `writev` carries several), frames them, and writes them with
-//! `send_timeout` and the connection's [`PendingOutput`] backpressure; the hub's queue bound
-//! (drop to the next keyframe, then kick) lives in `hub::Player`.
+//! play starts. It sleeps until its player is due to write (the hub's `Player` decides: at
+//! once without a merge window; with one, when the shard's flush tick ends the window or
+//! `merge_write_bytes` have gathered, see `flush.rs`), frames what is queued, and writes it in
+//! one `writev` with `send_timeout` and the connection's [`PendingOutput`] backpressure; the
+//! hub's queue bound (drop to the next keyframe, then kick) lives in `hub::Player` too.
 //!
 //! What differs per protocol is its [`Framing`]: the small per-player buffer before each
 //! packet's shared wire form (RTMP's chunk header, FLV's tag header, RTSP's interleaved
@@ -18,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio_uring::net::TcpStream;
 use tracing::debug;
 
+use super::flush::ShardFlush;
 use super::io::{PendingOutput, write_all_vectored};
 use crate::hub::{Packet, Player, PlayerItem};
 
@@ -43,14 +45,19 @@ pub struct PlayerWriter<F> {
     pub player: Rc<Player>,
     pub framing: F,
     pub bytes_out: Rc<Cell<u64>>,
-    /// `merge_write_ms`: how long packets may gather before a write; `None` writes at once.
-    pub merge_write: Option<Duration>,
     pub send_timeout: Duration,
     /// Shared with the session's reader, which stops reading while too much is unsent.
     pub output: Rc<PendingOutput>,
 }
 
-impl<F: Framing> PlayerWriter<F> {
+impl<F: Framing + 'static> PlayerWriter<F> {
+    /// Starts the writer task on this shard, its writes merged over the shard's window
+    /// (`flush`). The one way a driver starts a player's writer.
+    pub fn spawn(self, flush: &ShardFlush) {
+        flush.attach(&self.player);
+        tokio::task::spawn_local(self.run());
+    }
+
     /// Writes until the player is kicked or leaves, or a write fails; then shuts the socket
     /// down so the session's pending read ends too.
     pub async fn run(mut self) {
@@ -65,22 +72,17 @@ impl<F: Framing> PlayerWriter<F> {
     async fn write_loop(&mut self) -> io::Result<()> {
         let mut items = Vec::new();
         let mut headers = BytesMut::new();
-        let mut last_write: Option<tokio::time::Instant> = None;
+        // Handed to every writev and handed back by it: one allocation for the writer's life.
+        let mut bufs: Vec<Bytes> = Vec::new();
         loop {
             self.player.ready().await;
-            if let (Some(window), Some(last)) = (self.merge_write, last_write) {
-                // Merged writes: fewer syscalls and TCP segments for the same media.
-                tokio::select! {
-                    _ = tokio::time::sleep_until(last + window) => {}
-                    _ = self.player.kicked() => return Ok(()),
-                }
-            }
             if self.player.is_kicked() {
                 return Ok(());
             }
             items.clear();
             self.player.take(&mut items);
-            let mut bufs: Vec<Bytes> = Vec::with_capacity(items.len() * 2 + 1);
+            bufs.clear();
+            bufs.reserve(items.len() * 2 + 1);
             self.framing.take_output(&mut bufs);
             for item in items.drain(..) {
                 match item {
@@ -93,10 +95,10 @@ impl<F: Framing> PlayerWriter<F> {
             // The write may block on a player that stopped reading: give up on it when the
             // hub kicks the player, instead of waiting forever.
             tokio::select! {
-                result = write_all_vectored(&self.socket, bufs, self.send_timeout, &self.output) => {
-                    let written = result?;
+                result = write_all_vectored(&self.socket, std::mem::take(&mut bufs), self.send_timeout, &self.output) => {
+                    let (written, emptied) = result?;
+                    bufs = emptied;
                     self.bytes_out.set(self.bytes_out.get() + written as u64);
-                    last_write = Some(tokio::time::Instant::now());
                 }
                 _ = self.player.kicked() => return Ok(()),
             }

@@ -344,11 +344,10 @@ impl Session {
             player,
             framing: RtmpFraming::new(self.conn.clone(), name, stream_id, settings.rtmp.chunk_size),
             bytes_out: self.lifecycle.bytes_out().clone(),
-            merge_write: settings.merge_write,
             send_timeout: settings.limits.send_timeout,
             output: output.clone(),
         };
-        tokio::task::spawn_local(writer.run());
+        writer.spawn(&self.context.flush);
         self.output = Some(output);
     }
 

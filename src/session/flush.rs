@@ -1,0 +1,205 @@
+//! The shard's flush tick: one timer per shard for every player's merge window, instead of
+//! one per player.
+//!
+//! A player with packets waiting is on its shard's [`FlushQueue`] (the hub puts it there on
+//! its first packet since its last write). When the window that started with the first such
+//! player ends, the tick wakes the writer of every player on the list at once, and their
+//! writes reach the ring together. A player that gathers `merge_write_bytes` before the
+//! window ends is woken by the hub straight away. So no packet waits longer than the window,
+//! and a shard with thousands of players runs one timer, not thousands.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::hub::{FlushQueue, Player};
+
+/// A shard's merge window and the players waiting for its end.
+#[derive(Debug)]
+pub struct ShardFlush {
+    /// `merge_write_ms`; `None` writes every packet at once and keeps no list.
+    window: Option<Duration>,
+    queue: Rc<FlushQueue>,
+    /// The tick task is started with the shard's first merging player, so a shard (or a
+    /// test) that never plays runs no timer.
+    ticking: Rc<Cell<bool>>,
+}
+
+impl ShardFlush {
+    /// `merge_bytes`: gathered payload bytes that make a player write before the window ends.
+    pub fn new(window: Option<Duration>, merge_bytes: usize) -> ShardFlush {
+        ShardFlush { window, queue: FlushQueue::new(merge_bytes), ticking: Rc::new(Cell::new(false)) }
+    }
+
+    /// Puts a player's writes on this shard's window (if it has one), starting the tick if it
+    /// is not running. Call from the shard's runtime.
+    pub fn attach(&self, player: &Player) {
+        let Some(window) = self.window else {
+            return;
+        };
+        player.merge_writes(self.queue.clone());
+        if !self.ticking.replace(true) {
+            tokio::task::spawn_local(tick(self.queue.clone(), window, self.ticking.clone()));
+        }
+    }
+
+    /// Players waiting for the window's end.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// Clears the flush list and the `ticking` mark when the tick task ends (its runtime is
+/// dropped): waiting players and the list would otherwise hold each other.
+struct TickGuard {
+    queue: Rc<FlushQueue>,
+    ticking: Rc<Cell<bool>>,
+}
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        self.ticking.set(false);
+        self.queue.clear();
+    }
+}
+
+async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) {
+    let _guard = TickGuard { queue: queue.clone(), ticking };
+    let mut spare: Vec<Rc<Player>> = Vec::new();
+    loop {
+        queue.filled().await;
+        // The window starts with the first player put on the list since the last tick: it
+        // is the one that has waited longest.
+        tokio::time::sleep(window).await;
+        queue.flush(&mut spare);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
+
+    use bytes::{Bytes, BytesMut};
+
+    use super::ShardFlush;
+    use crate::hub::packet::test_video_frame;
+    use crate::hub::{Packet, Player};
+    use crate::session::io::PendingOutput;
+    use crate::session::player_writer::{Framing, PlayerWriter};
+
+    static DROPS: AtomicU64 = AtomicU64::new(0);
+
+    /// A player attached to `flush`, its first write (due at once) already taken.
+    fn merging_player(flush: &ShardFlush) -> Rc<Player> {
+        let player = Rc::new(Player::new(1, 1000, usize::MAX, 3));
+        flush.attach(&player);
+        player.offer(&test_video_frame(true, 100), true, &DROPS);
+        assert!(player.is_due(), "a new player's first write goes out at once");
+        player.take(&mut Vec::new());
+        player
+    }
+
+    #[test]
+    fn a_players_packets_go_out_when_the_window_ends() {
+        tokio_uring::start(async {
+            let window = Duration::from_millis(40);
+            let flush = ShardFlush::new(Some(window), 1 << 20);
+            let player = merging_player(&flush);
+            let queued = Instant::now();
+            player.offer(&test_video_frame(false, 100), true, &DROPS);
+            player.offer(&test_video_frame(false, 100), true, &DROPS);
+            assert!(!player.is_due(), "packets wait for the window");
+            assert_eq!(flush.waiting(), 1, "on the list once, whatever the packet count");
+            tokio::time::timeout(window * 5, player.ready()).await.expect("due when the window ends");
+            let waited = queued.elapsed();
+            assert!(waited >= window, "written after {waited:?}, before the window ended");
+            assert!(waited < window * 3, "written after {waited:?}, far past the window");
+            let mut items = Vec::new();
+            player.take(&mut items);
+            assert_eq!(items.len(), 2, "one write takes both packets");
+            assert_eq!(flush.waiting(), 0);
+        });
+    }
+
+    #[test]
+    fn gathering_merge_write_bytes_writes_before_the_window_ends() {
+        tokio_uring::start(async {
+            let flush = ShardFlush::new(Some(Duration::from_secs(60)), 2000);
+            let player = merging_player(&flush);
+            player.offer(&test_video_frame(false, 1200), true, &DROPS);
+            assert!(!player.is_due(), "1200 of 2000 bytes gathered");
+            player.offer(&test_video_frame(false, 1200), true, &DROPS);
+            assert!(player.is_due(), "2400 bytes gathered: due without waiting for the window");
+            tokio::time::timeout(Duration::from_millis(100), player.ready()).await.expect("woken at once");
+            let mut items = Vec::new();
+            player.take(&mut items);
+            assert_eq!(items.len(), 2);
+            // The count starts again after the write.
+            player.offer(&test_video_frame(false, 1200), true, &DROPS);
+            assert!(!player.is_due());
+        });
+    }
+
+    #[test]
+    fn without_a_window_every_packet_is_due_at_once() {
+        let flush = ShardFlush::new(None, 2000);
+        let player = merging_player(&flush);
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        assert!(player.is_due());
+        assert_eq!(flush.waiting(), 0);
+    }
+
+    /// Frames nothing of its own: the packet's payload only.
+    struct PayloadOnly;
+
+    impl Framing for PayloadOnly {
+        fn take_output(&mut self, _: &mut Vec<Bytes>) {}
+        fn append_packet(&mut self, bufs: &mut Vec<Bytes>, _: &mut BytesMut, packet: &Packet) {
+            bufs.push(packet.payload.clone());
+        }
+        fn unpublished(&mut self, _: &mut Vec<Bytes>) {}
+        fn published(&mut self, _: &mut Vec<Bytes>) {}
+    }
+
+    #[test]
+    fn a_kicked_players_writer_ends_and_leaves_the_list() {
+        tokio_uring::start(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("address");
+            let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut peer, _) = listener.accept().expect("accept");
+            let flush = ShardFlush::new(Some(Duration::from_millis(20)), 1 << 20);
+            let player = Rc::new(Player::new(7, 1000, usize::MAX, 3));
+            player.offer(&test_video_frame(true, 500), true, &DROPS);
+            let bytes_out = Rc::new(Cell::new(0));
+            let writer = PlayerWriter {
+                socket: Rc::new(socket),
+                player: player.clone(),
+                framing: PayloadOnly,
+                bytes_out: bytes_out.clone(),
+                send_timeout: Duration::from_secs(30),
+                output: Rc::new(PendingOutput::default()),
+            };
+            flush.attach(&writer.player);
+            let run = tokio::task::spawn_local(writer.run());
+            // The first write (the keyframe) goes out at once; then one packet waits for
+            // the window, and the player is kicked before it ends.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(bytes_out.get(), 500);
+            player.offer(&test_video_frame(false, 300), true, &DROPS);
+            assert_eq!(flush.waiting(), 1);
+            player.kick();
+            tokio::time::timeout(Duration::from_secs(1), run).await.expect("the writer ends").expect("no panic");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            assert_eq!(flush.waiting(), 0, "the tick dropped the kicked player");
+            assert_eq!(bytes_out.get(), 500, "nothing written after the kick");
+            // The writer shut the socket down: the peer reads the keyframe, then the end.
+            let mut received = Vec::new();
+            std::io::Read::read_to_end(&mut peer, &mut received).expect("read");
+            assert_eq!(received.len(), 500);
+        });
+    }
+}
