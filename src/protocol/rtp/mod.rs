@@ -11,6 +11,8 @@
 //!   skipped.
 //! - [`codec`]: [`RtpCodec`], a track's codec with the parameters SDP states (parameter sets,
 //!   `AudioSpecificConfig`), and the FLV tag bodies the depacketizers emit.
+//! - [`dts`]: decode times rebuilt from the presentation times RTP carries, for video with
+//!   B-frames.
 //! - [`video`]: H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) and H.265 (RFC 7798: single,
 //!   AP, FU), both ways; one implementation with the two NAL header formats as a parameter.
 //! - [`aac`]: AAC, RFC 3640 `mpeg4-generic` in `AAC-hbr` mode, both ways.
@@ -46,6 +48,7 @@
 pub mod aac;
 pub mod clock;
 pub mod codec;
+pub mod dts;
 pub mod g711;
 pub mod header;
 pub mod interleaved;

@@ -15,16 +15,23 @@
 //! they differ from the configuration in force, a new sequence header is emitted before the
 //! frame. Frames before any configuration is known are dropped: no player could decode them.
 //!
-//! Timestamps: RTP carries presentation times only, so a frame's FLV timestamp is its
-//! presentation time and its composition offset 0. A publisher that sends B-frames therefore
-//! yields decode times that are not monotonic; deriving them (from the slices' picture order
-//! counts) is not done here.
+//! Timestamps: RTP carries presentation times only; FLV wants decode times and a composition
+//! offset. The depacketizer rebuilds decode times with a [`DtsExtractor`] sized by the reorder
+//! depth the SPS declares (see [`super::dts`]), and emits each frame at its decode time with
+//! `presentation - decode` as the composition offset: the packets an RTMP publisher of the same
+//! stream sends. A stream without B-frames gets offsets of 0. The packetizer does the reverse:
+//! RTP time = timestamp + composition offset.
 
 use bytes::Bytes;
 
-use super::codec::{self, FLV_AVC_INTER, FLV_AVC_KEY, FLV_EX_CODED_FRAMES_X, FLV_EX_HEADER, FOURCC_HEVC};
+use super::codec::{
+    self, FLV_AVC_INTER, FLV_AVC_KEY, FLV_EX_CODED_FRAMES, FLV_EX_CODED_FRAMES_X, FLV_EX_HEADER, FOURCC_HEVC,
+};
+use super::dts::DtsExtractor;
 use super::{Arrival, FrameTiming, MediaFrame, Outgoing, RtpError, RtpHeader, Sequencer, payload_error};
-use crate::protocol::codec::{AvcDecoderConfig, HevcDecoderConfig};
+use crate::protocol::codec::hevc::HevcPps;
+use crate::protocol::codec::poc::PictureOrder;
+use crate::protocol::codec::{AvcDecoderConfig, H264Sps, HevcDecoderConfig, HevcSps};
 use crate::protocol::flv::{self, MediaKind, PacketType};
 
 /// What differs between H.264 and H.265 on RTP.
@@ -79,6 +86,22 @@ impl NalFormat {
         match self {
             NalFormat::H264 => nal_type == 5,
             NalFormat::H265 => (16..=21).contains(&nal_type),
+        }
+    }
+
+    /// A coded slice (VCL NAL unit): H.264 types 1-5, H.265 types 0-31.
+    fn is_slice(self, nal_type: u8) -> bool {
+        match self {
+            NalFormat::H264 => (1..=5).contains(&nal_type),
+            NalFormat::H265 => nal_type < 32,
+        }
+    }
+
+    /// POC units per frame: H.264 counts fields (libx264 and cameras step by 2), H.265 frames.
+    fn poc_per_frame(self) -> i64 {
+        match self {
+            NalFormat::H264 => 2,
+            NalFormat::H265 => 1,
         }
     }
 
@@ -143,6 +166,20 @@ fn split_length_prefixed(mut data: &[u8], length_size: usize) -> Result<Vec<&[u8
     Ok(units)
 }
 
+/// The first coded slice of an access unit gathered with 4-byte length prefixes: the one
+/// whose header states the picture's order.
+fn first_slice(format: NalFormat, mut unit: &[u8]) -> Option<&[u8]> {
+    while let Some(prefix) = unit.get(..4) {
+        let len = usize::try_from(u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])).ok()?;
+        let nal = unit.get(4..4 + len)?;
+        if format.nal_type(nal).is_some_and(|nal_type| format.is_slice(nal_type)) {
+            return Some(nal);
+        }
+        unit = &unit[4 + len..];
+    }
+    None
+}
+
 /// The parameter sets a stream's configuration record holds, in the order they are sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct ParameterSets {
@@ -180,6 +217,49 @@ impl ParameterSets {
         }
         *slot = vec![nal.to_vec()];
         true
+    }
+
+    /// The reorder depth the first SPS declares; `None` without a readable SPS.
+    ///
+    /// H.264 states it only in the VUI's `bitstream_restriction`. Without it: POC type 2 and
+    /// the Baseline profile cannot reorder (0); otherwise the number of reference frames, the
+    /// most pictures an encoder that sized its buffer by its references holds back (H.264
+    /// would infer the whole DPB, up to 16, which costs players that much latency).
+    fn reorder_depth(&self, format: NalFormat) -> Option<usize> {
+        let sps = self.sps.first()?;
+        let depth = match format {
+            NalFormat::H264 => {
+                let sps = H264Sps::parse(sps).ok()?;
+                match sps.max_num_reorder_frames {
+                    Some(depth) => depth,
+                    None if sps.pic_order_cnt_type == 2 || sps.profile_idc == 66 => 0,
+                    None => sps.max_num_ref_frames,
+                }
+            }
+            NalFormat::H265 => HevcSps::parse(sps).ok()?.max_num_reorder_pics.unwrap_or(0),
+        };
+        Some(usize::try_from(depth).unwrap_or(usize::MAX))
+    }
+
+    /// Slice headers are read with the first SPS (and PPS): a stream in band sends one of
+    /// each, and an SDP that lists several rarely uses the others.
+    fn picture_order(&self, format: NalFormat) -> PictureOrder {
+        let mut order = PictureOrder::default();
+        let sps = self.sps.first().map(Vec::as_slice).unwrap_or_default();
+        match format {
+            NalFormat::H264 => {
+                if let Ok(sps) = H264Sps::parse(sps) {
+                    order.set_h264(sps);
+                }
+            }
+            NalFormat::H265 => {
+                let pps = self.pps.first().map(Vec::as_slice).unwrap_or_default();
+                if let (Ok(sps), Ok(pps)) = (HevcSps::parse(sps), HevcPps::parse(pps)) {
+                    order.set_h265(sps, pps);
+                }
+            }
+        }
+        order
     }
 
     /// The FLV sequence header these sets make, if they are complete and valid.
@@ -354,11 +434,19 @@ pub struct VideoDepacketizer {
     parameter_sets_changed: bool,
     /// A configuration is known (from SDP or in band): frames may be emitted.
     configured: bool,
+    /// Decode times from the access units' presentation times.
+    dts: DtsExtractor,
+    /// Picture order counts from the slice headers, which the decode times start from.
+    order: PictureOrder,
 }
 
 impl VideoDepacketizer {
     pub(crate) fn new(format: NalFormat, configuration: Option<Configuration>, max_frame: usize) -> Self {
         let configured = configuration.is_some();
+        let parameter_sets: ParameterSets =
+            configuration.map(|configuration| configuration.parameter_sets).unwrap_or_default();
+        let dts = DtsExtractor::new(parameter_sets.reorder_depth(format).unwrap_or(0), format.poc_per_frame());
+        let order = parameter_sets.picture_order(format);
         VideoDepacketizer {
             format,
             max_frame,
@@ -367,9 +455,11 @@ impl VideoDepacketizer {
             unit_keyframe: false,
             unit_broken: false,
             fragment: None,
-            parameter_sets: configuration.map(|configuration| configuration.parameter_sets).unwrap_or_default(),
+            parameter_sets,
             parameter_sets_changed: false,
             configured,
+            dts,
+            order,
         }
     }
 
@@ -487,24 +577,46 @@ impl VideoDepacketizer {
         let unit = std::mem::take(&mut self.unit);
         let keyframe = std::mem::replace(&mut self.unit_keyframe, false);
         let broken = std::mem::replace(&mut self.unit_broken, false);
-        let Some(ticks) = self.unit_ticks.take() else { return };
-        let timestamp = timing.ms(ticks);
-        if self.parameter_sets_changed
-            && let Some(body) = self.parameter_sets.sequence_header(self.format)
-        {
+        let Some(pts_ticks) = self.unit_ticks.take() else { return };
+        let pts = timing.ms(pts_ticks);
+        let sequence_header =
+            if self.parameter_sets_changed { self.parameter_sets.sequence_header(self.format) } else { None };
+        if sequence_header.is_some() {
             self.parameter_sets_changed = false;
             self.configured = true;
+            if let Some(depth) = self.parameter_sets.reorder_depth(self.format) {
+                self.dts.set_depth(depth);
+            }
+            self.order = self.parameter_sets.picture_order(self.format);
+        }
+        let frame = !unit.is_empty() && !broken && self.configured;
+        // Only frames that are emitted take a place in the decode order.
+        let timestamp = if frame {
+            let poc = first_slice(self.format, &unit).and_then(|slice| self.order.position(slice)).map(|at| at.poc);
+            timing.ms(self.dts.decode_time(pts_ticks, keyframe, poc))
+        } else {
+            pts
+        };
+        if let Some(body) = sequence_header {
             out.push(MediaFrame { kind: MediaKind::Video, timestamp, body: Bytes::from(body) });
         }
-        if unit.is_empty() || broken || !self.configured {
+        if !frame {
             return;
         }
+        // Non-negative unless the stream reordered deeper than it declared (then 0: the frame is
+        // shown when decoded); an SI24 holds over two hours of it.
+        let composition_ms = (pts.wrapping_sub(timestamp) as i32).clamp(0, 0x7f_ffff);
+        let cts = composition_ms.to_be_bytes();
         let mut body = match self.format {
-            NalFormat::H264 => vec![if keyframe { FLV_AVC_KEY } else { FLV_AVC_INTER }, 1, 0, 0, 0],
+            NalFormat::H264 => vec![if keyframe { FLV_AVC_KEY } else { FLV_AVC_INTER }, 1, cts[1], cts[2], cts[3]],
             NalFormat::H265 => {
                 let frame_type = if keyframe { 1 } else { 2 };
-                let mut header = vec![FLV_EX_HEADER | (frame_type << 4) | FLV_EX_CODED_FRAMES_X];
+                let packet_type = if composition_ms == 0 { FLV_EX_CODED_FRAMES_X } else { FLV_EX_CODED_FRAMES };
+                let mut header = vec![FLV_EX_HEADER | (frame_type << 4) | packet_type];
                 header.extend_from_slice(FOURCC_HEVC);
+                if composition_ms != 0 {
+                    header.extend_from_slice(&cts[1..]);
+                }
                 header
             }
         };
