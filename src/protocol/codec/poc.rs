@@ -39,6 +39,10 @@ pub struct PicturePosition {
     /// The POC starts over here: the picture is an IDR (or an H.265 IRAP that begins a
     /// sequence), and no later picture is output before an earlier one.
     pub restart: bool,
+    /// An intra picture (H.264: its first slice is I or SI; H.265: an IRAP): decoding can
+    /// start here, though pictures decoded after it and shown before it may refer to earlier
+    /// ones (an open GOP).
+    pub intra: bool,
 }
 
 impl PictureOrder {
@@ -78,7 +82,8 @@ impl PictureOrder {
         if header.reference {
             (self.prev_lsb, self.prev_msb) = (lsb, msb);
         }
-        Some(PicturePosition { poc: msb.saturating_add(lsb), restart: header.idr })
+        let intra = matches!(header.slice_type % 5, 2 | 4);
+        Some(PicturePosition { poc: msb.saturating_add(lsb), restart: header.idr, intra })
     }
 
     fn h265(&mut self, slice: &[u8], sps: &HevcSps, pps: &HevcPps) -> Option<PicturePosition> {
@@ -94,7 +99,7 @@ impl PictureOrder {
         if header.temporal_id == 0 && !leading && !sub_layer_non_reference {
             (self.prev_lsb, self.prev_msb) = (lsb, msb);
         }
-        Some(PicturePosition { poc: msb.saturating_add(lsb), restart })
+        Some(PicturePosition { poc: msb.saturating_add(lsb), restart, intra: (16..=23).contains(&nal_type) })
     }
 
     /// The POC msb of a picture with `lsb`: the previous msb, moved by a wrap of the lsb

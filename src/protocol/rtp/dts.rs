@@ -46,9 +46,14 @@ pub struct DtsExtractor {
     /// `depth` between frames.
     pending: Vec<i64>,
     last_dts: Option<i64>,
-    /// A keyframe started the time line. Frames before it (a stream joined mid-GOP) get
-    /// their presentation time, kept monotonic, and teach nothing about the depth.
+    /// A sync point (keyframe or intra picture) started the time line. Frames before it (a
+    /// stream joined mid-GOP) get their presentation time, kept monotonic, and teach nothing
+    /// about the depth.
     synced: bool,
+    /// The POC of the sync point the time line started at, until the next sync point: frames
+    /// shown before it are leading pictures of an open GOP that refer to pictures before the
+    /// join, which no player has.
+    joined_at: Option<i64>,
     /// While the buffer fills: the POC of the keyframe and of the frames since, to tell a
     /// frame that is next in output order from one that frames still to come precede.
     filling: Vec<i64>,
@@ -66,6 +71,7 @@ impl DtsExtractor {
             pending: Vec::with_capacity(MAX_DEPTH + 1),
             last_dts: None,
             synced: false,
+            joined_at: None,
             filling: Vec::with_capacity(MAX_DEPTH + 1),
             learned: false,
         }
@@ -82,26 +88,33 @@ impl DtsExtractor {
     }
 
     /// The decode time of the next access unit in decode order, presented at `pts`;
-    /// `keyframe` for an IDR or IRAP picture, `poc` its picture order count if known. It is
-    /// never below the previous decode time and, unless the stream reorders deeper than its
-    /// depth or was joined mid-GOP, never above `pts`.
-    pub fn decode_time(&mut self, pts: i64, keyframe: bool, poc: Option<i64>) -> i64 {
+    /// `sync_point` for a keyframe (IDR, IRAP) or intra picture, `poc` its picture order count
+    /// if known. It is never below the previous decode time and, unless the stream reorders
+    /// deeper than its depth or was joined mid-GOP, never above `pts`. `None`: a leading
+    /// picture of the open GOP the stream was joined at, which refers to pictures before the
+    /// join; decoders skip it, and so should the caller.
+    pub fn decode_time(&mut self, pts: i64, sync_point: bool, poc: Option<i64>) -> Option<i64> {
         if self.last_dts.is_some_and(|last| pts < last.saturating_sub(RESTART_GAP)) {
             self.last_dts = None;
             self.synced = false;
         }
-        if keyframe && !self.synced {
+        if sync_point {
+            self.joined_at = if self.synced { None } else { poc };
+            if !self.synced {
+                // Whatever was pending belongs to a time line no longer followed.
+                self.pending.clear();
+            }
             self.synced = true;
-            self.pending.clear();
             self.filling.clear();
+        } else if let (Some(joined_at), Some(poc)) = (self.joined_at, poc)
+            && poc < joined_at
+        {
+            return None;
         }
         if !self.synced {
             let dts = self.last_dts.map_or(pts, |last| pts.max(last));
             self.last_dts = Some(dts);
-            return dts;
-        }
-        if keyframe {
-            self.filling.clear();
+            return Some(dts);
         }
         let at = self.pending.partition_point(|&pending| pending <= pts);
         self.pending.insert(at, pts);
@@ -117,7 +130,7 @@ impl DtsExtractor {
             let dts = released.unwrap_or(pts);
             self.remember_filling(poc);
             self.last_dts = Some(dts);
-            return dts;
+            return Some(dts);
         };
         let candidate = match released {
             Some(released) => released,
@@ -136,7 +149,7 @@ impl DtsExtractor {
             self.learned = true;
         }
         self.last_dts = Some(dts);
-        dts
+        Some(dts)
     }
 
     fn remember_filling(&mut self, poc: Option<i64>) {
@@ -177,7 +190,7 @@ mod tests {
         pts_frames
             .iter()
             .enumerate()
-            .map(|(i, &frame)| extractor.decode_time(frame * 3600, i == 0, Some(frame)))
+            .map(|(i, &frame)| extractor.decode_time(frame * 3600, i == 0, Some(frame)).expect("no join"))
             .collect()
     }
 
@@ -230,8 +243,11 @@ mod tests {
         // Declared 0, reorders 1 deep: one frame is late, then the depth is right.
         let pts = [0, 2, 1, 4, 3, 6, 5];
         let mut extractor = DtsExtractor::new(0, 1);
-        let dts: Vec<i64> =
-            pts.iter().enumerate().map(|(i, frame)| extractor.decode_time(frame * 3600, i == 0, None)).collect();
+        let dts: Vec<i64> = pts
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| extractor.decode_time(frame * 3600, i == 0, None).unwrap())
+            .collect();
         assert_eq!(extractor.depth(), 1);
         assert!(dts.windows(2).all(|pair| pair[0] <= pair[1]));
         let late: Vec<usize> = (0..pts.len()).filter(|&i| dts[i] > pts[i] * 3600).collect();
@@ -250,10 +266,25 @@ mod tests {
         let dts: Vec<i64> = group
             .iter()
             .enumerate()
-            .map(|(i, &pts)| extractor.decode_time(pts * 3600, i == 0, Some(pts - 9)))
+            .map(|(i, &pts)| extractor.decode_time(pts * 3600, i == 0, Some(pts - 9)).unwrap())
             .collect();
         assert_valid(&group, &dts);
         assert_eq!(frames(&dts[2..]), [9, 10, 11, 12, 13, 14, 15]);
+    }
+
+    #[test]
+    fn leading_pictures_of_the_open_gop_joined_at_are_skipped() {
+        // Joined at a CRA (POC 8) whose RASL pictures (POC 6, 7) refer to the GOP before.
+        let mut extractor = DtsExtractor::new(2, 1);
+        assert_eq!(extractor.decode_time(8 * 3600, true, Some(8)), Some(8 * 3600));
+        assert_eq!(extractor.decode_time(6 * 3600, false, Some(6)), None);
+        assert_eq!(extractor.decode_time(7 * 3600, false, Some(7)), None);
+        let after: Vec<i64> =
+            [12, 10, 9, 11].iter().map(|&pts| extractor.decode_time(pts * 3600, false, Some(pts)).unwrap()).collect();
+        assert_valid(&[12, 10, 9, 11], &after);
+        // The next CRA's leading pictures refer to this GOP, which the player has.
+        extractor.decode_time(16 * 3600, true, Some(16));
+        assert!(extractor.decode_time(14 * 3600, false, Some(14)).is_some());
     }
 
     #[test]
@@ -262,7 +293,7 @@ mod tests {
         for pts in [900_000, 907_200, 903_600] {
             extractor.decode_time(pts, pts == 900_000, None);
         }
-        assert_eq!(extractor.decode_time(0, true, Some(0)), 0);
+        assert_eq!(extractor.decode_time(0, true, Some(0)), Some(0));
         // Hostile times and counts: no overflow, no panic.
         for (pts, poc) in [(i64::MAX, i64::MIN), (i64::MIN, i64::MAX), (0, 0), (i64::MAX, i64::MAX)] {
             extractor.decode_time(pts, poc == 0, Some(poc));

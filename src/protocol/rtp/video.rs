@@ -589,14 +589,18 @@ impl VideoDepacketizer {
             }
             self.order = self.parameter_sets.picture_order(self.format);
         }
-        let frame = !unit.is_empty() && !broken && self.configured;
+        let mut frame = !unit.is_empty() && !broken && self.configured;
         // Only frames that are emitted take a place in the decode order.
-        let timestamp = if frame {
-            let poc = first_slice(self.format, &unit).and_then(|slice| self.order.position(slice)).map(|at| at.poc);
-            timing.ms(self.dts.decode_time(pts_ticks, keyframe, poc))
-        } else {
-            pts
-        };
+        let mut timestamp = pts;
+        if frame {
+            let position = first_slice(self.format, &unit).and_then(|slice| self.order.position(slice));
+            let sync_point = keyframe || position.is_some_and(|at| at.intra);
+            match self.dts.decode_time(pts_ticks, sync_point, position.map(|at| at.poc)) {
+                Some(dts) => timestamp = timing.ms(dts),
+                // A leading picture of the open GOP the stream was joined at: undecodable.
+                None => frame = false,
+            }
+        }
         if let Some(body) = sequence_header {
             out.push(MediaFrame { kind: MediaKind::Video, timestamp, body: Bytes::from(body) });
         }
