@@ -551,6 +551,20 @@ mod tests {
     }
 
     #[test]
+    fn reorder_depth_and_picture_order_fields() {
+        // libx264 states its B-frame depth in the VUI: 2 with B-pyramid, 0 for Baseline.
+        let high = *record(AVC_720P_HIGH).sps_info();
+        assert_eq!((high.max_num_reorder_frames, high.pic_order_cnt_type, high.max_num_ref_frames), (Some(2), 0, 4));
+        assert_eq!((high.log2_max_frame_num, high.log2_max_pic_order_cnt_lsb), (4, 6));
+        let baseline = *record(AVC_240P_BASELINE).sps_info();
+        assert_eq!((baseline.max_num_reorder_frames, baseline.pic_order_cnt_type), (Some(0), 2));
+        // An SPS without VUI states no depth.
+        let bit_string = "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011 0";
+        let sps = H264Sps::parse(&sps_from_bits([0x67, 100, 0, 30], bit_string)).expect("parses");
+        assert_eq!((sps.max_num_reorder_frames, sps.pic_order_cnt_type), (None, 1));
+    }
+
+    #[test]
     fn parameter_sets_that_cannot_make_a_record() {
         let sps = record(AVC_720P_HIGH).sps().to_vec();
         assert!(AvcDecoderConfig::from_parameter_sets(Vec::new(), vec![vec![0x68]]).is_err());

@@ -417,6 +417,9 @@ mod tests {
         assert_eq!(config.sps_info.level(), "3.1");
         assert_eq!((config.sps_info.width, config.sps_info.height), (1280, 720));
 
+        // libx265's default: B-pyramid, two pictures reordered; POC lsb of 8 bits.
+        assert_eq!((config.sps_info.max_num_reorder_pics, config.sps_info.log2_max_pic_order_cnt_lsb), (Some(2), 8));
+
         let config = HevcDecoderConfig::parse(&hex(HVCC_1080P_MAIN10)).expect("parses");
         assert_eq!(config.sps_info.profile_name(), "Main 10");
         assert_eq!(config.sps_info.bit_depth_luma, 10);

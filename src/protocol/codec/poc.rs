@@ -116,3 +116,88 @@ impl PictureOrder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::fixtures::hex;
+
+    /// libx264 `-bf 2` (B-pyramid), 64x48: the SPS and the first 12 bytes of the first slice
+    /// of six frames in decode order. ffprobe shows them at 0, 120, 40, 80, 200 and 160 ms.
+    const X264_SPS: &str = "6764000aacd9447b011000000300100000030320f1225960";
+    const X264_SLICES: [&str; 6] = [
+        "6588840067ccff9e30df03ef",
+        "419a236c421fccd478bf941d",
+        "419e417884bff814d5",
+        "019e626a42dff85c6c",
+        "419a6549a84168994c14f0b7",
+        "019e846a42df7bc1",
+    ];
+    /// libx265 `bframes=3`, 64x48: SPS, PPS and slice starts; shown at 0, 80, 40, 200, 160
+    /// and 120 ms.
+    const X265_SPS: &str = "42010101600000030090000003000003001ea020831659596e4caf016808000003000800000300c840";
+    const X265_PPS: &str = "4401c173d089";
+    const X265_SLICES: [&str; 6] = [
+        "2801af1d80627e12e67953b6",
+        "0201d0115784318e40b6a717",
+        "0001e024bf8614c08a7e80",
+        "0201d029dd7d44306390fe60",
+        "0201e086957f5184b0f68fff",
+        "0001e066f5ff48b0a2f68fff",
+    ];
+
+    #[test]
+    fn libx264_pictures_are_ordered_as_ffprobe_shows_them() {
+        let sps = H264Sps::parse(&hex(X264_SPS)).unwrap();
+        assert_eq!((sps.pic_order_cnt_type, sps.max_num_reorder_frames), (0, Some(2)));
+        let mut order = PictureOrder::default();
+        order.set_h264(sps);
+        let positions: Vec<PicturePosition> =
+            X264_SLICES.iter().map(|slice| order.position(&hex(slice)).unwrap()).collect();
+        // Two POC units per frame: 0, 120, 40, 80, 200, 160 ms are frames 0, 3, 1, 2, 5, 4.
+        assert_eq!(positions.iter().map(|at| at.poc).collect::<Vec<_>>(), [0, 6, 2, 4, 10, 8]);
+        assert!(positions[0].restart && positions[0].intra);
+        assert!(positions[1..].iter().all(|at| !at.restart && !at.intra));
+    }
+
+    #[test]
+    fn libx265_pictures_are_ordered_as_ffprobe_shows_them() {
+        let sps = HevcSps::parse(&hex(X265_SPS)).unwrap();
+        assert!(sps.max_num_reorder_pics.is_some_and(|depth| depth >= 1), "{sps:?}");
+        let mut order = PictureOrder::default();
+        order.set_h265(sps, HevcPps::parse(&hex(X265_PPS)).unwrap());
+        let positions: Vec<PicturePosition> =
+            X265_SLICES.iter().map(|slice| order.position(&hex(slice)).unwrap()).collect();
+        assert_eq!(positions.iter().map(|at| at.poc).collect::<Vec<_>>(), [0, 2, 1, 5, 4, 3]);
+        assert!(positions[0].restart && positions[0].intra);
+    }
+
+    #[test]
+    fn the_lsb_wraps_into_the_msb() {
+        // POC type 0 with a 4-bit lsb (log2_max_pic_order_cnt_lsb_minus4 = 0): lsb 14 then 2
+        // is 18, not 2. Slices are P (type 0), frame_num 4 bits, made bit by bit: first_mb
+        // ue(0) = 1, slice_type ue(0) = 1, pps_id ue(0) = 1, frame_num, lsb.
+        let mut sps = H264Sps::parse(&hex(X264_SPS)).unwrap();
+        (sps.log2_max_frame_num, sps.log2_max_pic_order_cnt_lsb) = (4, 4);
+        let slice = |lsb: u16| {
+            let bits: u16 = (0b111 << 13) | (0b0001 << 9) | (lsb << 5) | (1 << 4);
+            [&[0x41][..], &bits.to_be_bytes()].concat()
+        };
+        let mut order = PictureOrder::default();
+        order.set_h264(sps);
+        let pocs: Vec<i64> = [6, 14, 2, 10, 2].iter().map(|&lsb| order.position(&slice(lsb)).unwrap().poc).collect();
+        assert_eq!(pocs, [6, 14, 18, 26, 34]);
+    }
+
+    #[test]
+    fn unreadable_slices_have_no_position() {
+        let mut order = PictureOrder::default();
+        assert_eq!(order.position(&hex(X264_SLICES[0])), None);
+        order.set_h264(H264Sps::parse(&hex(X264_SPS)).unwrap());
+        for slice in [&[][..], &[0x65], &[0x67, 0, 0], &[0x41, 0x00, 0x00]] {
+            assert_eq!(order.position(slice), None, "{slice:02x?}");
+        }
+        order.clear();
+        assert_eq!(order.position(&hex(X264_SLICES[1])), None);
+    }
+}
