@@ -33,7 +33,7 @@ const ONE_MS: i64 = 90;
 
 /// How far a presentation time may fall behind the last decode time and still be the same
 /// time line (a frame presented before its decoding is a stream error, not a restart).
-const RESTART_GAP: i64 = 90_000;
+pub const RESTART_GAP: i64 = 90_000;
 
 /// Rebuilds decode times from presentation times, for one video track (90 kHz ticks).
 #[derive(Debug, Clone)]
@@ -97,6 +97,7 @@ impl DtsExtractor {
         if self.last_dts.is_some_and(|last| pts < last.saturating_sub(RESTART_GAP)) {
             self.last_dts = None;
             self.synced = false;
+            self.joined_at = None;
         }
         if sync_point {
             self.joined_at = if self.synced { None } else { poc };
