@@ -15,13 +15,25 @@
 //! without reordering (depth 0) gets its presentation times back. It needs no frame rate and
 //! survives lost frames: a missing picture only makes the buffer release the next one sooner.
 //!
-//! While the buffer fills (the first `depth` frames of a stream), encoders start decode times
-//! before the first presentation time, which the track's time line cannot go below: those
-//! frames get decode times one millisecond apart from the previous one, capped at their
-//! presentation time. A stream that reorders deeper than it declared shows up as a
-//! presentation time below a decode time already given out; that frame's decode time stays
-//! the previous one (its composition offset is clamped to 0 by the caller) and the depth grows
-//! by one, up to [`MAX_DEPTH`]. A presentation time more than a second before the last decode
+//! While the buffer fills (the first `depth` frames of a time line), encoders start decode
+//! times before the first presentation time, which the track's time line cannot go below. The
+//! picture order count (POC, [`crate::protocol::codec::poc`]) tells these frames apart: one
+//! whose POC is the next after those seen since the keyframe is decoded when presented; one
+//! with gaps below it (pictures still to come are shown before it) gets a decode time one
+//! millisecond after the previous one, leaving room for them. A frame of unknown POC counts as
+//! next.
+//!
+//! A stream that reorders deeper than it declared (or than the fallback guessed, for an H.264
+//! SPS without `bitstream_restriction`) shows up as a presentation time below a decode time
+//! already given out: that frame's decode time stays the previous one (the caller clamps its
+//! composition offset to 0) and the depth grows by one, up to [`MAX_DEPTH`].
+//!
+//! Joins: the time line starts at the first sync point (an IDR or IRAP picture, or an H.264
+//! intra picture, the random access point of an open GOP). Frames before it get their
+//! presentation time, kept monotonic: no player can decode them anyway. Frames after it that
+//! are shown before it (the leading pictures of an open GOP, by their POC) refer to pictures
+//! before the join: they are reported as undecodable, for the caller to drop, as decoders do
+//! (RASL pictures, H.265 8.1.3). A presentation time more than a second before the last decode
 //! time is a new time line (the publisher restarted its clock): the buffer starts over.
 
 /// The largest reorder depth: H.264 and H.265 bound the decoded picture buffer to 16.
