@@ -771,6 +771,95 @@ mod tests {
         assert_eq!(frames.last().unwrap().body.as_ref(), avc_frame(false, 0, &[&[0x41, 3]]));
     }
 
+    /// A NAL unit of `header` then `bit_string` ('0' and '1', others ignored), padded with
+    /// a stop bit and zeros.
+    fn nal_from_bits(header: &[u8], bit_string: &str) -> Vec<u8> {
+        let mut bits: Vec<u8> = bit_string.bytes().filter(|b| *b == b'0' || *b == b'1').map(|b| b - b'0').collect();
+        bits.push(1);
+        let mut nal = header.to_vec();
+        nal.extend(
+            bits.chunks(8).map(|chunk| chunk.iter().enumerate().fold(0, |byte, (i, bit)| byte | (bit << (7 - i)))),
+        );
+        nal
+    }
+
+    #[test]
+    fn b_frames_come_out_at_decode_times_with_composition_offsets() {
+        // The 720p SPS declares two frames of reordering, 4-bit frame_num and 6-bit POC lsb.
+        // Slices: first_mb 0, slice_type (I 7, P 5, B 6), pps 0, frame_num, [idr_pic_id 0],
+        // POC lsb. Decode order I0 P3 B1 B2 P6 at 40 ms a frame (POC 2 a frame).
+        let frames = [
+            (&[0x65][..], "1 0001000 1 0000 1 000000", 0u32),
+            (&[0x41][..], "1 00110 1 0001 000110", 3),
+            (&[0x01][..], "1 00111 1 0010 000010", 1),
+            (&[0x01][..], "1 00111 1 0010 000100", 2),
+            (&[0x41][..], "1 00110 1 0010 001100", 6),
+        ];
+        let codec = RtpCodec::H264 { config: Some(avc_config()) };
+        let mut depacketizer = Depacketizer::new(&codec, 1 << 20);
+        let mut out = Vec::new();
+        for (sequence, (header, bits, frame)) in frames.iter().enumerate() {
+            let mut packet = Vec::new();
+            let header_fields = RtpHeader {
+                marker: true,
+                payload_type: 96,
+                sequence: sequence as u16,
+                timestamp: frame * 3600,
+                ssrc: 1,
+            };
+            header_fields.write(&mut packet);
+            packet.extend_from_slice(&nal_from_bits(header, bits));
+            depacketizer.depacketize(&RtpPacket::parse(&packet).unwrap(), &mut out).unwrap();
+        }
+        let times: Vec<(u32, i32)> = out
+            .iter()
+            .map(|frame| (frame.timestamp, flv::parse_video_tag(&frame.body).unwrap().composition_time_ms))
+            .collect();
+        // I0 at 0; P3 leaves room for the two frames shown before it; then the buffer is
+        // full and releases 0, 40, 80: decode times trail by two frames, as libx264's do.
+        assert_eq!(times, [(0, 0), (1, 119), (2, 38), (40, 40), (80, 160)]);
+    }
+
+    #[test]
+    fn hevc_frames_shown_later_carry_their_offset_in_coded_frames() {
+        let config = HevcDecoderConfig::parse(&hex(HVCC_720P_MAIN)).unwrap();
+        let codec = RtpCodec::H265 { config: Some(config) };
+        let mut depacketizer = Depacketizer::new(&codec, 1 << 20);
+        let mut out = Vec::new();
+        // IDR_W_RADL (first slice, no_output_of_prior_pics 0, pps 0, I) then TRAIL_R (first
+        // slice, pps 0, P, 8-bit POC lsb 2) shown two frames later: one frame is still to
+        // come before it, so it is decoded a millisecond after the IDR, 79 ms before shown.
+        let slices =
+            [(nal_from_bits(&[19 << 1, 1], "1 0 1 011"), 0u32), (nal_from_bits(&[1 << 1, 1], "1 1 010 00000010"), 2)];
+        for (sequence, (slice, frame)) in slices.iter().enumerate() {
+            let mut packet = Vec::new();
+            RtpHeader { marker: true, payload_type: 96, sequence: sequence as u16, timestamp: frame * 3600, ssrc: 1 }
+                .write(&mut packet);
+            packet.extend_from_slice(slice);
+            depacketizer.depacketize(&RtpPacket::parse(&packet).unwrap(), &mut out).unwrap();
+        }
+        // CodedFramesX (3) without an offset, CodedFrames (1) with its SI24 after the FourCC.
+        assert_eq!(out[0].body[0] & 0x0f, FLV_EX_CODED_FRAMES_X);
+        assert_eq!(out[1].body[0] & 0x0f, FLV_EX_CODED_FRAMES);
+        let tag = flv::parse_video_tag(&out[1].body).unwrap();
+        assert_eq!((out[1].timestamp, tag.composition_time_ms), (1, 79));
+        assert_eq!(split_length_prefixed(tag.payload, 4).unwrap(), [&slices[1].0[..]]);
+    }
+
+    #[test]
+    fn reorder_depth_without_bitstream_restriction() {
+        let sets = |sps: Vec<u8>| ParameterSets { sps: vec![sps], ..ParameterSets::default() };
+        // libx264 states it: 2 for the 720p High encode, 0 for Baseline.
+        assert_eq!(sets(avc_config().sps()[0].clone()).reorder_depth(NalFormat::H264), Some(2));
+        // High profile, POC type 1, one reference frame, no VUI: the references bound it.
+        let no_vui = "1 010 1 1 0 0 1 010 1 1 1 010 1 010 0 00100 011 1 1 0 0";
+        assert_eq!(sets(nal_from_bits(&[0x67, 100, 0, 30], no_vui)).reorder_depth(NalFormat::H264), Some(1));
+        // The same as POC type 2: output order is decode order.
+        let poc_type_2 = "1 010 1 1 0 0 1 011 010 0 00100 011 1 1 0 0";
+        assert_eq!(sets(nal_from_bits(&[0x67, 100, 0, 30], poc_type_2)).reorder_depth(NalFormat::H264), Some(0));
+        assert_eq!(ParameterSets::default().reorder_depth(NalFormat::H265), None);
+    }
+
     #[test]
     fn a_frame_past_the_cap_is_dropped() {
         let codec = RtpCodec::H264 { config: Some(avc_config()) };
