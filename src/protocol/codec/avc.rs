@@ -173,6 +173,21 @@ pub struct H264Sps {
     pub width: u32,
     /// Displayed frame height, after cropping.
     pub height: u32,
+    /// `separate_colour_plane_flag`: slice headers then carry a `colour_plane_id`.
+    pub separate_colour_plane: bool,
+    /// `log2_max_frame_num_minus4` + 4: the width of a slice header's `frame_num`.
+    pub log2_max_frame_num: u8,
+    /// `pic_order_cnt_type`: 0 for a POC in every slice header, 1 for one derived from
+    /// `frame_num` and offsets, 2 for output order = decode order (no reordering).
+    pub pic_order_cnt_type: u8,
+    /// `log2_max_pic_order_cnt_lsb_minus4` + 4 (POC type 0; else 0): the width of a slice
+    /// header's `pic_order_cnt_lsb`.
+    pub log2_max_pic_order_cnt_lsb: u8,
+    /// `max_num_ref_frames`.
+    pub max_num_ref_frames: u32,
+    /// VUI `max_num_reorder_frames`, when the SPS has `bitstream_restriction`: how many frames
+    /// at most precede a frame in decode order and follow it in output order.
+    pub max_num_reorder_frames: Option<u32>,
 }
 
 impl H264Sps {
@@ -217,10 +232,12 @@ impl H264Sps {
             }
         }
 
-        let _log2_max_frame_num_minus4 = bits.ue()?;
-        match bits.ue()? {
+        let log2_max_frame_num = bits.ue()?.saturating_add(4);
+        let pic_order_cnt_type = bits.ue()?;
+        let mut log2_max_pic_order_cnt_lsb = 0;
+        match pic_order_cnt_type {
             0 => {
-                let _log2_max_pic_order_cnt_lsb_minus4 = bits.ue()?;
+                log2_max_pic_order_cnt_lsb = bits.ue()?.saturating_add(4);
             }
             1 => {
                 let _delta_pic_order_always_zero = bits.flag()?;
@@ -237,7 +254,7 @@ impl H264Sps {
             2 => {}
             _ => return Err(malformed(Self::WHAT, "pic_order_cnt_type above 2")),
         }
-        let _max_num_ref_frames = bits.ue()?;
+        let max_num_ref_frames = bits.ue()?;
         let _gaps_in_frame_num_allowed = bits.flag()?;
         let width_in_mbs = u64::from(bits.ue()?) + 1;
         let height_in_map_units = u64::from(bits.ue()?) + 1;
@@ -247,6 +264,9 @@ impl H264Sps {
         }
         let _direct_8x8_inference = bits.flag()?;
         let crop = CropWindow::read(&mut bits)?;
+        // A truncated or odd VUI costs only the reorder depth, never the picture size.
+        let max_num_reorder_frames =
+            if bits.flag().unwrap_or(false) { read_vui_reorder_depth(&mut bits).ok().flatten() } else { None };
 
         // Equations 7-18 to 7-22: cropping counts in chroma samples, and in field rows for
         // interlaced coding.
@@ -275,6 +295,12 @@ impl H264Sps {
             frame_mbs_only,
             width,
             height,
+            separate_colour_plane,
+            log2_max_frame_num: u8::try_from(log2_max_frame_num).unwrap_or(u8::MAX),
+            pic_order_cnt_type: u8::try_from(pic_order_cnt_type).unwrap_or(u8::MAX),
+            log2_max_pic_order_cnt_lsb: u8::try_from(log2_max_pic_order_cnt_lsb).unwrap_or(u8::MAX),
+            max_num_ref_frames,
+            max_num_reorder_frames,
         })
     }
 
@@ -316,6 +342,147 @@ impl H264Sps {
         }
         format_level(u32::from(self.level_idc / 10), u32::from(self.level_idc % 10))
     }
+}
+
+/// The fields of an H.264 slice header (7.3.3) that order pictures, up to
+/// `pic_order_cnt_lsb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264SliceHeader {
+    /// `nal_ref_idc` is not 0: the picture is a reference, and POC derivation (8.2.1.1)
+    /// continues from it.
+    pub reference: bool,
+    /// An IDR picture: POC and frame numbering start over.
+    pub idr: bool,
+    pub slice_type: u32,
+    pub frame_num: u32,
+    /// A field (half a frame) rather than a frame.
+    pub field_pic: bool,
+    /// POC type 0 only.
+    pub pic_order_cnt_lsb: Option<u32>,
+}
+
+impl H264SliceHeader {
+    const WHAT: &'static str = "H.264 slice header";
+    /// Enough of the slice for the fields read: a few exp-Golomb codes and two fields of at
+    /// most 16 bits. Only this much is unescaped, not the whole slice.
+    const HEAD_BYTES: usize = 32;
+
+    /// Parses the start of a coded slice NAL unit (type 1 or 5), header byte included, with
+    /// the SPS it refers to.
+    pub fn parse(nal: &[u8], sps: &H264Sps) -> Result<Self, CodecError> {
+        let truncated = malformed(Self::WHAT, "truncated");
+        let nal_header = *nal.first().ok_or(truncated)?;
+        let nal_type = nal_header & 0x1f;
+        if !matches!(nal_type, 1 | 5) {
+            return Err(malformed(Self::WHAT, "not a coded slice"));
+        }
+        if sps.log2_max_frame_num > 16 || sps.log2_max_pic_order_cnt_lsb > 16 {
+            return Err(malformed(H264Sps::WHAT, "frame number or POC wider than 16 bits"));
+        }
+        let head = &nal[1..nal.len().min(1 + Self::HEAD_BYTES)];
+        let rbsp = remove_emulation_prevention(head);
+        let mut bits = BitReader::new(&rbsp, truncated);
+        let _first_mb_in_slice = bits.ue()?;
+        let slice_type = bits.ue()?;
+        let _pic_parameter_set_id = bits.ue()?;
+        if sps.separate_colour_plane {
+            let _colour_plane_id = bits.bits(2)?;
+        }
+        let frame_num = bits.bits(u32::from(sps.log2_max_frame_num))?;
+        let mut field_pic = false;
+        if !sps.frame_mbs_only {
+            field_pic = bits.flag()?;
+            if field_pic {
+                let _bottom_field = bits.flag()?;
+            }
+        }
+        let idr = nal_type == 5;
+        if idr {
+            let _idr_pic_id = bits.ue()?;
+        }
+        let pic_order_cnt_lsb = if sps.pic_order_cnt_type == 0 {
+            Some(bits.bits(u32::from(sps.log2_max_pic_order_cnt_lsb))?)
+        } else {
+            None
+        };
+        Ok(H264SliceHeader {
+            reference: nal_header & 0x60 != 0,
+            idr,
+            slice_type,
+            frame_num,
+            field_pic,
+            pic_order_cnt_lsb,
+        })
+    }
+}
+
+/// Reads `vui_parameters()` (H.264 E.1.1) up to `bitstream_restriction`, returning its
+/// `max_num_reorder_frames` if the VUI states it.
+fn read_vui_reorder_depth(bits: &mut BitReader<'_>) -> Result<Option<u32>, CodecError> {
+    if bits.flag()? {
+        // aspect_ratio_idc; 255 is Extended_SAR with explicit width and height.
+        if bits.u8()? == 255 {
+            bits.skip(32)?;
+        }
+    }
+    if bits.flag()? {
+        let _overscan_appropriate = bits.flag()?;
+    }
+    if bits.flag()? {
+        // video_format, video_full_range_flag, then colour description's three bytes.
+        bits.skip(4)?;
+        if bits.flag()? {
+            bits.skip(24)?;
+        }
+    }
+    if bits.flag()? {
+        let _chroma_sample_loc_type_top = bits.ue()?;
+        let _chroma_sample_loc_type_bottom = bits.ue()?;
+    }
+    if bits.flag()? {
+        // num_units_in_tick, time_scale, fixed_frame_rate_flag.
+        bits.skip(65)?;
+    }
+    let nal_hrd = bits.flag()?;
+    if nal_hrd {
+        skip_hrd_parameters(bits)?;
+    }
+    let vcl_hrd = bits.flag()?;
+    if vcl_hrd {
+        skip_hrd_parameters(bits)?;
+    }
+    if nal_hrd || vcl_hrd {
+        let _low_delay_hrd = bits.flag()?;
+    }
+    let _pic_struct_present = bits.flag()?;
+    if !bits.flag()? {
+        return Ok(None);
+    }
+    let _motion_vectors_over_pic_boundaries = bits.flag()?;
+    let _max_bytes_per_pic_denom = bits.ue()?;
+    let _max_bits_per_mb_denom = bits.ue()?;
+    let _log2_max_mv_length_horizontal = bits.ue()?;
+    let _log2_max_mv_length_vertical = bits.ue()?;
+    let max_num_reorder_frames = bits.ue()?;
+    let _max_dec_frame_buffering = bits.ue()?;
+    Ok(Some(max_num_reorder_frames))
+}
+
+/// Reads past `hrd_parameters()` (H.264 E.1.2).
+fn skip_hrd_parameters(bits: &mut BitReader<'_>) -> Result<(), CodecError> {
+    let cpb_count = bits.ue()?.saturating_add(1);
+    if cpb_count > 32 {
+        return Err(malformed(H264Sps::WHAT, "more than 32 CPB specifications"));
+    }
+    // bit_rate_scale, cpb_size_scale.
+    bits.skip(8)?;
+    for _ in 0..cpb_count {
+        let _bit_rate_value_minus1 = bits.ue()?;
+        let _cpb_size_value_minus1 = bits.ue()?;
+        let _cbr = bits.flag()?;
+    }
+    // Four 5-bit delay and length fields.
+    bits.skip(20)
 }
 
 /// Profiles whose SPS carries chroma format, bit depths and scaling matrices (7.3.2.1.1), and
@@ -381,6 +548,20 @@ mod tests {
             built.write(&mut rebuilt);
             assert_eq!(rebuilt, ffmpeg_record);
         }
+    }
+
+    #[test]
+    fn reorder_depth_and_picture_order_fields() {
+        // libx264 states its B-frame depth in the VUI: 2 with B-pyramid, 0 for Baseline.
+        let high = *record(AVC_720P_HIGH).sps_info();
+        assert_eq!((high.max_num_reorder_frames, high.pic_order_cnt_type, high.max_num_ref_frames), (Some(2), 0, 4));
+        assert_eq!((high.log2_max_frame_num, high.log2_max_pic_order_cnt_lsb), (4, 6));
+        let baseline = *record(AVC_240P_BASELINE).sps_info();
+        assert_eq!((baseline.max_num_reorder_frames, baseline.pic_order_cnt_type), (Some(0), 2));
+        // An SPS without VUI states no depth.
+        let bit_string = "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011 0";
+        let sps = H264Sps::parse(&sps_from_bits([0x67, 100, 0, 30], bit_string)).expect("parses");
+        assert_eq!((sps.max_num_reorder_frames, sps.pic_order_cnt_type), (None, 1));
     }
 
     #[test]

@@ -177,6 +177,15 @@ pub struct HevcSps {
     pub width: u32,
     /// Displayed height, after the conformance window.
     pub height: u32,
+    /// `separate_colour_plane_flag`: slice headers then carry a `colour_plane_id`.
+    pub separate_colour_plane: bool,
+    /// `log2_max_pic_order_cnt_lsb_minus4` + 4: the width of a slice header's
+    /// `slice_pic_order_cnt_lsb`; 0 when the SPS ends before stating it.
+    pub log2_max_pic_order_cnt_lsb: u8,
+    /// `sps_max_num_reorder_pics` of the highest temporal layer: how many pictures at most
+    /// precede a picture in decode order and follow it in output order. `None` when the SPS
+    /// ends before stating it.
+    pub max_num_reorder_pics: Option<u32>,
 }
 
 impl HevcSps {
@@ -233,6 +242,11 @@ impl HevcSps {
             return Err(malformed(Self::WHAT, "bit depth above 16"));
         }
         let bit_depth_chroma_minus8 = bits.ue()?;
+        let (log2_max_pic_order_cnt_lsb, max_num_reorder_pics) =
+            match read_picture_order(&mut bits, max_sub_layers_minus1) {
+                Ok((log2, depth)) => (log2, Some(depth)),
+                Err(_) => (0, None),
+            };
 
         // The conformance window counts chroma samples (H.265 table 6-1, equation 7-1).
         let (sub_width, sub_height) = match (chroma_format_idc, separate_colour_plane) {
@@ -260,6 +274,9 @@ impl HevcSps {
             general_profile_tier_level,
             width,
             height,
+            separate_colour_plane,
+            log2_max_pic_order_cnt_lsb,
+            max_num_reorder_pics,
         })
     }
 
@@ -283,6 +300,108 @@ impl HevcSps {
     }
 }
 
+/// Reads `log2_max_pic_order_cnt_lsb_minus4` and the sub-layer ordering info (H.265
+/// 7.3.2.2.1), returning the POC lsb width and `sps_max_num_reorder_pics` of the highest
+/// sub-layer: the one that bounds the whole stream.
+fn read_picture_order(bits: &mut BitReader<'_>, max_sub_layers_minus1: u32) -> Result<(u8, u32), CodecError> {
+    let log2_max_pic_order_cnt_lsb_minus4 = bits.ue()?;
+    if log2_max_pic_order_cnt_lsb_minus4 > 12 {
+        return Err(malformed(HevcSps::WHAT, "log2_max_pic_order_cnt_lsb above 16"));
+    }
+    let per_sub_layer = bits.flag()?;
+    let first = if per_sub_layer { 0 } else { max_sub_layers_minus1 };
+    let mut max_num_reorder_pics = 0;
+    for _ in first..=max_sub_layers_minus1 {
+        let _max_dec_pic_buffering_minus1 = bits.ue()?;
+        max_num_reorder_pics = bits.ue()?;
+        let _max_latency_increase_plus1 = bits.ue()?;
+    }
+    // At most 12 + 4.
+    Ok((log2_max_pic_order_cnt_lsb_minus4 as u8 + 4, max_num_reorder_pics))
+}
+
+/// The fields of an HEVC picture parameter set (H.265 7.3.2.3.1) that a slice header's layout
+/// depends on, up to the POC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HevcPps {
+    /// Slice headers carry a `pic_output_flag`.
+    pub output_flag_present: bool,
+    /// Bits a slice header reserves before its `slice_type`.
+    pub num_extra_slice_header_bits: u8,
+}
+
+impl HevcPps {
+    const WHAT: &'static str = "HEVC PPS";
+
+    /// Parses a PPS NAL unit, two-byte header included.
+    pub fn parse(nal: &[u8]) -> Result<Self, CodecError> {
+        let truncated = malformed(Self::WHAT, "truncated");
+        let head = nal.get(2..).ok_or(truncated)?;
+        let rbsp = remove_emulation_prevention(&head[..head.len().min(16)]);
+        let mut bits = BitReader::new(&rbsp, truncated);
+        let _pps_id = bits.ue()?;
+        let _sps_id = bits.ue()?;
+        let _dependent_slice_segments_enabled = bits.flag()?;
+        let output_flag_present = bits.flag()?;
+        // Three bits: at most 7.
+        let num_extra_slice_header_bits = bits.bits(3)? as u8;
+        Ok(HevcPps { output_flag_present, num_extra_slice_header_bits })
+    }
+}
+
+/// The fields of an HEVC slice segment header (H.265 7.3.6.1) that order pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HevcSliceHeader {
+    pub nal_unit_type: u8,
+    /// `nuh_temporal_id_plus1` - 1.
+    pub temporal_id: u8,
+    /// `slice_pic_order_cnt_lsb`; 0 for IDR pictures, which do not carry it.
+    pub pic_order_cnt_lsb: u32,
+}
+
+impl HevcSliceHeader {
+    const WHAT: &'static str = "HEVC slice header";
+    /// Enough of the segment for the fields read (a few flags, two exp-Golomb codes, seven
+    /// extra bits and a POC of at most 16 bits).
+    const HEAD_BYTES: usize = 32;
+
+    /// Parses the start of the first slice segment of a picture (VCL NAL types 0-21), header
+    /// included. Later segments need the picture size to be read and are refused.
+    pub fn parse(nal: &[u8], sps: &HevcSps, pps: &HevcPps) -> Result<Self, CodecError> {
+        let truncated = malformed(Self::WHAT, "truncated");
+        let header = nal.get(..2).ok_or(truncated)?;
+        let nal_unit_type = (header[0] >> 1) & 0x3f;
+        let temporal_id = (header[1] & 0x07).saturating_sub(1);
+        if nal_unit_type > 21 {
+            return Err(malformed(Self::WHAT, "not a coded slice"));
+        }
+        if sps.log2_max_pic_order_cnt_lsb == 0 {
+            return Err(malformed(HevcSps::WHAT, "no POC width"));
+        }
+        let head = &nal[2..nal.len().min(2 + Self::HEAD_BYTES)];
+        let rbsp = remove_emulation_prevention(head);
+        let mut bits = BitReader::new(&rbsp, truncated);
+        if !bits.flag()? {
+            return Err(malformed(Self::WHAT, "not the first slice segment of its picture"));
+        }
+        if (16..=23).contains(&nal_unit_type) {
+            let _no_output_of_prior_pics = bits.flag()?;
+        }
+        let _slice_pic_parameter_set_id = bits.ue()?;
+        bits.skip(u32::from(pps.num_extra_slice_header_bits))?;
+        let _slice_type = bits.ue()?;
+        if pps.output_flag_present {
+            let _pic_output = bits.flag()?;
+        }
+        if sps.separate_colour_plane {
+            let _colour_plane_id = bits.bits(2)?;
+        }
+        let idr = matches!(nal_unit_type, 19 | 20);
+        let pic_order_cnt_lsb = if idr { 0 } else { bits.bits(u32::from(sps.log2_max_pic_order_cnt_lsb))? };
+        Ok(HevcSliceHeader { nal_unit_type, temporal_id, pic_order_cnt_lsb })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +416,9 @@ mod tests {
         assert_eq!(config.sps_info.profile_name(), "Main");
         assert_eq!(config.sps_info.level(), "3.1");
         assert_eq!((config.sps_info.width, config.sps_info.height), (1280, 720));
+
+        // libx265's default: B-pyramid, two pictures reordered; POC lsb of 8 bits.
+        assert_eq!((config.sps_info.max_num_reorder_pics, config.sps_info.log2_max_pic_order_cnt_lsb), (Some(2), 8));
 
         let config = HevcDecoderConfig::parse(&hex(HVCC_1080P_MAIN10)).expect("parses");
         assert_eq!(config.sps_info.profile_name(), "Main 10");

@@ -19,6 +19,8 @@
 //! - [`aac`]: the AAC `AudioSpecificConfig`.
 //! - [`av1`], [`vp9`], [`opus`], [`mpeg_audio`]: the few bytes of `av1C`, `vpcC`, `OpusHead`
 //!   and an MPEG audio frame header that name a profile, level, rate or channel count.
+//! - [`poc`]: picture order counts from H.264 and H.265 slice headers: the output order of
+//!   pictures that arrive in decode order.
 //! - `crop`: the window H.264 and H.265 crop the coded picture by.
 //! - [`bits`]: the MSB-first bit reader with exp-Golomb codes, and emulation-prevention
 //!   removal, that the parameter sets and the `AudioSpecificConfig` are read with.
@@ -26,7 +28,8 @@
 //! The other way, [`AvcDecoderConfig`] and [`HevcDecoderConfig`] are built from bare parameter
 //! sets (what an RTP source gives) and written to the bytes FLV, RTMP and MP4 carry.
 //!
-//! Parsing runs once per stream and may allocate. Nothing here panics on any input: every
+//! Parsing records runs once per stream and may allocate; slice headers ([`poc`]) are read
+//! per frame, from their first few bytes only. Nothing here panics on any input: every
 //! read is bounds-checked and arithmetic on input-derived numbers is checked.
 
 pub mod aac;
@@ -38,6 +41,7 @@ pub mod hevc;
 pub mod info;
 pub mod mpeg_audio;
 pub mod opus;
+pub mod poc;
 pub mod vp9;
 
 pub use aac::AacConfig;

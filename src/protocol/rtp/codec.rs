@@ -16,7 +16,10 @@ pub(crate) const FLV_AVC_INTER: u8 = 0x27;
 /// E-RTMP: the extended-header bit, packet types and the FourCC HEVC is sent under.
 pub(crate) const FLV_EX_HEADER: u8 = 0x80;
 pub(crate) const FLV_EX_SEQUENCE_START: u8 = 0;
-/// Coded frames without a composition time (zero): RTP carries presentation times only.
+/// Coded frames with a composition time (SI24 after the FourCC), for frames decoded before
+/// they are presented.
+pub(crate) const FLV_EX_CODED_FRAMES: u8 = 1;
+/// Coded frames without a composition time (zero): frames presented when decoded.
 pub(crate) const FLV_EX_CODED_FRAMES_X: u8 = 3;
 pub(crate) const FOURCC_HEVC: &[u8; 4] = b"hvc1";
 

@@ -11,6 +11,8 @@
 //!   skipped.
 //! - [`codec`]: [`RtpCodec`], a track's codec with the parameters SDP states (parameter sets,
 //!   `AudioSpecificConfig`), and the FLV tag bodies the depacketizers emit.
+//! - [`dts`]: decode times rebuilt from the presentation times RTP carries, for video with
+//!   B-frames.
 //! - [`video`]: H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) and H.265 (RFC 7798: single,
 //!   AP, FU), both ways; one implementation with the two NAL header formats as a parameter.
 //! - [`aac`]: AAC, RFC 3640 `mpeg4-generic` in `AAC-hbr` mode, both ways.
@@ -46,6 +48,7 @@
 pub mod aac;
 pub mod clock;
 pub mod codec;
+pub mod dts;
 pub mod g711;
 pub mod header;
 pub mod interleaved;
@@ -96,7 +99,8 @@ pub(crate) fn payload_error(what: &'static str, reason: &'static str) -> RtpErro
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaFrame {
     pub kind: MediaKind,
-    /// Milliseconds since the track's first RTP packet, plus the depacketizer's offset.
+    /// Milliseconds since the track's first RTP packet, plus the depacketizer's offset: for
+    /// video the decode time, rebuilt from the RTP presentation times ([`dts`]).
     pub timestamp: u32,
     /// The FLV tag body: a sequence header, or a frame.
     pub body: Bytes,
@@ -266,7 +270,8 @@ pub struct Depacketizer {
 
 #[derive(Debug, Clone)]
 enum DepacketizerFormat {
-    Video(video::VideoDepacketizer),
+    /// Boxed: with its reorder buffer and picture order state it is several times the others.
+    Video(Box<video::VideoDepacketizer>),
     Aac(aac::AacDepacketizer),
     G711(g711::G711Depacketizer),
 }
@@ -275,16 +280,16 @@ impl Depacketizer {
     /// `max_frame` bounds what one access unit or audio frame may grow to.
     pub fn new(codec: &RtpCodec, max_frame: usize) -> Self {
         let format = match codec {
-            RtpCodec::H264 { config } => DepacketizerFormat::Video(VideoDepacketizer::new(
+            RtpCodec::H264 { config } => DepacketizerFormat::Video(Box::new(VideoDepacketizer::new(
                 NalFormat::H264,
                 config.as_ref().map(Configuration::avc),
                 max_frame,
-            )),
-            RtpCodec::H265 { config } => DepacketizerFormat::Video(VideoDepacketizer::new(
+            ))),
+            RtpCodec::H265 { config } => DepacketizerFormat::Video(Box::new(VideoDepacketizer::new(
                 NalFormat::H265,
                 config.as_ref().map(Configuration::hevc),
                 max_frame,
-            )),
+            ))),
             RtpCodec::Aac(config) => DepacketizerFormat::Aac(aac::AacDepacketizer::new(config, max_frame)),
             RtpCodec::Pcma { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(true, *channels)),
             RtpCodec::Pcmu { channels } => DepacketizerFormat::G711(g711::G711Depacketizer::new(false, *channels)),

@@ -15,16 +15,23 @@
 //! they differ from the configuration in force, a new sequence header is emitted before the
 //! frame. Frames before any configuration is known are dropped: no player could decode them.
 //!
-//! Timestamps: RTP carries presentation times only, so a frame's FLV timestamp is its
-//! presentation time and its composition offset 0. A publisher that sends B-frames therefore
-//! yields decode times that are not monotonic; deriving them (from the slices' picture order
-//! counts) is not done here.
+//! Timestamps: RTP carries presentation times only; FLV wants decode times and a composition
+//! offset. The depacketizer rebuilds decode times with a [`DtsExtractor`] sized by the reorder
+//! depth the SPS declares (see [`super::dts`]), and emits each frame at its decode time with
+//! `presentation - decode` as the composition offset: the packets an RTMP publisher of the same
+//! stream sends. A stream without B-frames gets offsets of 0. The packetizer does the reverse:
+//! RTP time = timestamp + composition offset.
 
 use bytes::Bytes;
 
-use super::codec::{self, FLV_AVC_INTER, FLV_AVC_KEY, FLV_EX_CODED_FRAMES_X, FLV_EX_HEADER, FOURCC_HEVC};
+use super::codec::{
+    self, FLV_AVC_INTER, FLV_AVC_KEY, FLV_EX_CODED_FRAMES, FLV_EX_CODED_FRAMES_X, FLV_EX_HEADER, FOURCC_HEVC,
+};
+use super::dts::DtsExtractor;
 use super::{Arrival, FrameTiming, MediaFrame, Outgoing, RtpError, RtpHeader, Sequencer, payload_error};
-use crate::protocol::codec::{AvcDecoderConfig, HevcDecoderConfig};
+use crate::protocol::codec::hevc::HevcPps;
+use crate::protocol::codec::poc::PictureOrder;
+use crate::protocol::codec::{AvcDecoderConfig, H264Sps, HevcDecoderConfig, HevcSps};
 use crate::protocol::flv::{self, MediaKind, PacketType};
 
 /// What differs between H.264 and H.265 on RTP.
@@ -79,6 +86,22 @@ impl NalFormat {
         match self {
             NalFormat::H264 => nal_type == 5,
             NalFormat::H265 => (16..=21).contains(&nal_type),
+        }
+    }
+
+    /// A coded slice (VCL NAL unit): H.264 types 1-5, H.265 types 0-31.
+    fn is_slice(self, nal_type: u8) -> bool {
+        match self {
+            NalFormat::H264 => (1..=5).contains(&nal_type),
+            NalFormat::H265 => nal_type < 32,
+        }
+    }
+
+    /// POC units per frame: H.264 counts fields (libx264 and cameras step by 2), H.265 frames.
+    fn poc_per_frame(self) -> i64 {
+        match self {
+            NalFormat::H264 => 2,
+            NalFormat::H265 => 1,
         }
     }
 
@@ -143,6 +166,20 @@ fn split_length_prefixed(mut data: &[u8], length_size: usize) -> Result<Vec<&[u8
     Ok(units)
 }
 
+/// The first coded slice of an access unit gathered with 4-byte length prefixes: the one
+/// whose header states the picture's order.
+fn first_slice(format: NalFormat, mut unit: &[u8]) -> Option<&[u8]> {
+    while let Some(prefix) = unit.get(..4) {
+        let len = usize::try_from(u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]])).ok()?;
+        let nal = unit.get(4..4 + len)?;
+        if format.nal_type(nal).is_some_and(|nal_type| format.is_slice(nal_type)) {
+            return Some(nal);
+        }
+        unit = &unit[4 + len..];
+    }
+    None
+}
+
 /// The parameter sets a stream's configuration record holds, in the order they are sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct ParameterSets {
@@ -180,6 +217,49 @@ impl ParameterSets {
         }
         *slot = vec![nal.to_vec()];
         true
+    }
+
+    /// The reorder depth the first SPS declares; `None` without a readable SPS.
+    ///
+    /// H.264 states it only in the VUI's `bitstream_restriction`. Without it: POC type 2 and
+    /// the Baseline profile cannot reorder (0); otherwise the number of reference frames, the
+    /// most pictures an encoder that sized its buffer by its references holds back (H.264
+    /// would infer the whole DPB, up to 16, which costs players that much latency).
+    fn reorder_depth(&self, format: NalFormat) -> Option<usize> {
+        let sps = self.sps.first()?;
+        let depth = match format {
+            NalFormat::H264 => {
+                let sps = H264Sps::parse(sps).ok()?;
+                match sps.max_num_reorder_frames {
+                    Some(depth) => depth,
+                    None if sps.pic_order_cnt_type == 2 || sps.profile_idc == 66 => 0,
+                    None => sps.max_num_ref_frames,
+                }
+            }
+            NalFormat::H265 => HevcSps::parse(sps).ok()?.max_num_reorder_pics.unwrap_or(0),
+        };
+        Some(usize::try_from(depth).unwrap_or(usize::MAX))
+    }
+
+    /// Slice headers are read with the first SPS (and PPS): a stream in band sends one of
+    /// each, and an SDP that lists several rarely uses the others.
+    fn picture_order(&self, format: NalFormat) -> PictureOrder {
+        let mut order = PictureOrder::default();
+        let sps = self.sps.first().map(Vec::as_slice).unwrap_or_default();
+        match format {
+            NalFormat::H264 => {
+                if let Ok(sps) = H264Sps::parse(sps) {
+                    order.set_h264(sps);
+                }
+            }
+            NalFormat::H265 => {
+                let pps = self.pps.first().map(Vec::as_slice).unwrap_or_default();
+                if let (Ok(sps), Ok(pps)) = (HevcSps::parse(sps), HevcPps::parse(pps)) {
+                    order.set_h265(sps, pps);
+                }
+            }
+        }
+        order
     }
 
     /// The FLV sequence header these sets make, if they are complete and valid.
@@ -354,11 +434,19 @@ pub struct VideoDepacketizer {
     parameter_sets_changed: bool,
     /// A configuration is known (from SDP or in band): frames may be emitted.
     configured: bool,
+    /// Decode times from the access units' presentation times.
+    dts: DtsExtractor,
+    /// Picture order counts from the slice headers, which the decode times start from.
+    order: PictureOrder,
 }
 
 impl VideoDepacketizer {
     pub(crate) fn new(format: NalFormat, configuration: Option<Configuration>, max_frame: usize) -> Self {
         let configured = configuration.is_some();
+        let parameter_sets: ParameterSets =
+            configuration.map(|configuration| configuration.parameter_sets).unwrap_or_default();
+        let dts = DtsExtractor::new(parameter_sets.reorder_depth(format).unwrap_or(0), format.poc_per_frame());
+        let order = parameter_sets.picture_order(format);
         VideoDepacketizer {
             format,
             max_frame,
@@ -367,9 +455,11 @@ impl VideoDepacketizer {
             unit_keyframe: false,
             unit_broken: false,
             fragment: None,
-            parameter_sets: configuration.map(|configuration| configuration.parameter_sets).unwrap_or_default(),
+            parameter_sets,
             parameter_sets_changed: false,
             configured,
+            dts,
+            order,
         }
     }
 
@@ -487,24 +577,50 @@ impl VideoDepacketizer {
         let unit = std::mem::take(&mut self.unit);
         let keyframe = std::mem::replace(&mut self.unit_keyframe, false);
         let broken = std::mem::replace(&mut self.unit_broken, false);
-        let Some(ticks) = self.unit_ticks.take() else { return };
-        let timestamp = timing.ms(ticks);
-        if self.parameter_sets_changed
-            && let Some(body) = self.parameter_sets.sequence_header(self.format)
-        {
+        let Some(pts_ticks) = self.unit_ticks.take() else { return };
+        let pts = timing.ms(pts_ticks);
+        let sequence_header =
+            if self.parameter_sets_changed { self.parameter_sets.sequence_header(self.format) } else { None };
+        if sequence_header.is_some() {
             self.parameter_sets_changed = false;
             self.configured = true;
+            if let Some(depth) = self.parameter_sets.reorder_depth(self.format) {
+                self.dts.set_depth(depth);
+            }
+            self.order = self.parameter_sets.picture_order(self.format);
+        }
+        let mut frame = !unit.is_empty() && !broken && self.configured;
+        // Only frames that are emitted take a place in the decode order.
+        let mut timestamp = pts;
+        if frame {
+            let position = first_slice(self.format, &unit).and_then(|slice| self.order.position(slice));
+            let sync_point = keyframe || position.is_some_and(|at| at.intra);
+            match self.dts.decode_time(pts_ticks, sync_point, position.map(|at| at.poc)) {
+                Some(dts) => timestamp = timing.ms(dts),
+                // A leading picture of the open GOP the stream was joined at: undecodable.
+                None => frame = false,
+            }
+        }
+        if let Some(body) = sequence_header {
             out.push(MediaFrame { kind: MediaKind::Video, timestamp, body: Bytes::from(body) });
         }
-        if unit.is_empty() || broken || !self.configured {
+        if !frame {
             return;
         }
+        // Non-negative unless the stream reordered deeper than it declared (then 0: the frame is
+        // shown when decoded); an SI24 holds over two hours of it.
+        let composition_ms = (pts.wrapping_sub(timestamp) as i32).clamp(0, 0x7f_ffff);
+        let cts = composition_ms.to_be_bytes();
         let mut body = match self.format {
-            NalFormat::H264 => vec![if keyframe { FLV_AVC_KEY } else { FLV_AVC_INTER }, 1, 0, 0, 0],
+            NalFormat::H264 => vec![if keyframe { FLV_AVC_KEY } else { FLV_AVC_INTER }, 1, cts[1], cts[2], cts[3]],
             NalFormat::H265 => {
                 let frame_type = if keyframe { 1 } else { 2 };
-                let mut header = vec![FLV_EX_HEADER | (frame_type << 4) | FLV_EX_CODED_FRAMES_X];
+                let packet_type = if composition_ms == 0 { FLV_EX_CODED_FRAMES_X } else { FLV_EX_CODED_FRAMES };
+                let mut header = vec![FLV_EX_HEADER | (frame_type << 4) | packet_type];
                 header.extend_from_slice(FOURCC_HEVC);
+                if composition_ms != 0 {
+                    header.extend_from_slice(&cts[1..]);
+                }
                 header
             }
         };
@@ -653,6 +769,95 @@ mod tests {
         let next = rtp(5, 21000, true, &[0x41, 3]);
         depacketizer.depacketize(&RtpPacket::parse(&next).unwrap(), &mut frames).unwrap();
         assert_eq!(frames.last().unwrap().body.as_ref(), avc_frame(false, 0, &[&[0x41, 3]]));
+    }
+
+    /// A NAL unit of `header` then `bit_string` ('0' and '1', others ignored), padded with
+    /// a stop bit and zeros.
+    fn nal_from_bits(header: &[u8], bit_string: &str) -> Vec<u8> {
+        let mut bits: Vec<u8> = bit_string.bytes().filter(|b| *b == b'0' || *b == b'1').map(|b| b - b'0').collect();
+        bits.push(1);
+        let mut nal = header.to_vec();
+        nal.extend(
+            bits.chunks(8).map(|chunk| chunk.iter().enumerate().fold(0, |byte, (i, bit)| byte | (bit << (7 - i)))),
+        );
+        nal
+    }
+
+    #[test]
+    fn b_frames_come_out_at_decode_times_with_composition_offsets() {
+        // The 720p SPS declares two frames of reordering, 4-bit frame_num and 6-bit POC lsb.
+        // Slices: first_mb 0, slice_type (I 7, P 5, B 6), pps 0, frame_num, [idr_pic_id 0],
+        // POC lsb. Decode order I0 P3 B1 B2 P6 at 40 ms a frame (POC 2 a frame).
+        let frames = [
+            (&[0x65][..], "1 0001000 1 0000 1 000000", 0u32),
+            (&[0x41][..], "1 00110 1 0001 000110", 3),
+            (&[0x01][..], "1 00111 1 0010 000010", 1),
+            (&[0x01][..], "1 00111 1 0010 000100", 2),
+            (&[0x41][..], "1 00110 1 0010 001100", 6),
+        ];
+        let codec = RtpCodec::H264 { config: Some(avc_config()) };
+        let mut depacketizer = Depacketizer::new(&codec, 1 << 20);
+        let mut out = Vec::new();
+        for (sequence, (header, bits, frame)) in frames.iter().enumerate() {
+            let mut packet = Vec::new();
+            let header_fields = RtpHeader {
+                marker: true,
+                payload_type: 96,
+                sequence: sequence as u16,
+                timestamp: frame * 3600,
+                ssrc: 1,
+            };
+            header_fields.write(&mut packet);
+            packet.extend_from_slice(&nal_from_bits(header, bits));
+            depacketizer.depacketize(&RtpPacket::parse(&packet).unwrap(), &mut out).unwrap();
+        }
+        let times: Vec<(u32, i32)> = out
+            .iter()
+            .map(|frame| (frame.timestamp, flv::parse_video_tag(&frame.body).unwrap().composition_time_ms))
+            .collect();
+        // I0 at 0; P3 leaves room for the two frames shown before it; then the buffer is
+        // full and releases 0, 40, 80: decode times trail by two frames, as libx264's do.
+        assert_eq!(times, [(0, 0), (1, 119), (2, 38), (40, 40), (80, 160)]);
+    }
+
+    #[test]
+    fn hevc_frames_shown_later_carry_their_offset_in_coded_frames() {
+        let config = HevcDecoderConfig::parse(&hex(HVCC_720P_MAIN)).unwrap();
+        let codec = RtpCodec::H265 { config: Some(config) };
+        let mut depacketizer = Depacketizer::new(&codec, 1 << 20);
+        let mut out = Vec::new();
+        // IDR_W_RADL (first slice, no_output_of_prior_pics 0, pps 0, I) then TRAIL_R (first
+        // slice, pps 0, P, 8-bit POC lsb 2) shown two frames later: one frame is still to
+        // come before it, so it is decoded a millisecond after the IDR, 79 ms before shown.
+        let slices =
+            [(nal_from_bits(&[19 << 1, 1], "1 0 1 011"), 0u32), (nal_from_bits(&[1 << 1, 1], "1 1 010 00000010"), 2)];
+        for (sequence, (slice, frame)) in slices.iter().enumerate() {
+            let mut packet = Vec::new();
+            RtpHeader { marker: true, payload_type: 96, sequence: sequence as u16, timestamp: frame * 3600, ssrc: 1 }
+                .write(&mut packet);
+            packet.extend_from_slice(slice);
+            depacketizer.depacketize(&RtpPacket::parse(&packet).unwrap(), &mut out).unwrap();
+        }
+        // CodedFramesX (3) without an offset, CodedFrames (1) with its SI24 after the FourCC.
+        assert_eq!(out[0].body[0] & 0x0f, FLV_EX_CODED_FRAMES_X);
+        assert_eq!(out[1].body[0] & 0x0f, FLV_EX_CODED_FRAMES);
+        let tag = flv::parse_video_tag(&out[1].body).unwrap();
+        assert_eq!((out[1].timestamp, tag.composition_time_ms), (1, 79));
+        assert_eq!(split_length_prefixed(tag.payload, 4).unwrap(), [&slices[1].0[..]]);
+    }
+
+    #[test]
+    fn reorder_depth_without_bitstream_restriction() {
+        let sets = |sps: Vec<u8>| ParameterSets { sps: vec![sps], ..ParameterSets::default() };
+        // libx264 states it: 2 for the 720p High encode, 0 for Baseline.
+        assert_eq!(sets(avc_config().sps()[0].clone()).reorder_depth(NalFormat::H264), Some(2));
+        // High profile, POC type 1, one reference frame, no VUI: the references bound it.
+        let no_vui = "1 010 1 1 0 0 1 010 1 1 1 010 1 010 0 00100 011 1 1 0 0";
+        assert_eq!(sets(nal_from_bits(&[0x67, 100, 0, 30], no_vui)).reorder_depth(NalFormat::H264), Some(1));
+        // The same as POC type 2: output order is decode order.
+        let poc_type_2 = "1 010 1 1 0 0 1 011 010 0 00100 011 1 1 0 0";
+        assert_eq!(sets(nal_from_bits(&[0x67, 100, 0, 30], poc_type_2)).reorder_depth(NalFormat::H264), Some(0));
+        assert_eq!(ParameterSets::default().reorder_depth(NalFormat::H265), None);
     }
 
     #[test]
