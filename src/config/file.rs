@@ -40,6 +40,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "max_pending_output",
     "partial_message_budget",
     "partial_message_timeout",
+    "rtsp_session_timeout",
     "player_queue_bytes",
     "gop_cache_bytes",
     "state_dir",
@@ -155,6 +156,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("partial_message_timeout") {
         config.partial_message_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("rtsp_session_timeout") {
+        config.rtsp_session_timeout = item.duration(floors::TIMEOUT)?;
     }
     if let Some(item) = root.get("player_queue_bytes") {
         config.player_queue_bytes = item.integer(limits::PLAYER_QUEUE_BYTES)?;

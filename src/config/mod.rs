@@ -254,6 +254,9 @@ pub struct Config {
     pub partial_message_budget: usize,
     /// A message still incomplete after this long closes its connection (slow body). Default 10s.
     pub partial_message_timeout: Duration,
+    /// An RTSP session that sends nothing (no request, media or RTCP) for this long is closed;
+    /// announced to clients as `Session: id;timeout=N`. Default 60s.
+    pub rtsp_session_timeout: Duration,
     /// Bytes (payload and chunked form) queued per player before it is skipped ahead to the next
     /// keyframe, beside the `player_queue` packet count. Default 32 MiB; at least 64 KiB and at
     /// least `gop_cache_bytes`, so a new player's cached start fits.
@@ -335,6 +338,7 @@ impl Default for Config {
             max_pending_output: 1 << 20,
             partial_message_budget: 256 << 20,
             partial_message_timeout: Duration::from_secs(10),
+            rtsp_session_timeout: Duration::from_secs(60),
             player_queue_bytes: 32 << 20,
             gop_cache_bytes: 32 << 20,
             state_dir: PathBuf::from("/var/lib/ringcast"),

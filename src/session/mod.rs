@@ -28,6 +28,8 @@ pub mod lifecycle;
 pub mod player_writer;
 pub mod rtmp;
 pub mod rtmp_out;
+pub mod rtsp;
+pub mod rtsp_out;
 pub mod timeline;
 
 use std::cell::Cell;
@@ -60,6 +62,9 @@ pub struct SessionSettings {
     pub merge_write: Option<Duration>,
     /// Output bounds, per connection and per shard.
     pub limits: ConnectionLimits,
+    /// An RTSP session silent (no request, no media, no RTCP) for this long is closed: how a
+    /// vanished client, UDP especially, is cleaned up. Announced in `Session: ;timeout=`.
+    pub rtsp_session_timeout: Duration,
 }
 
 /// What one connection may hold in memory and for how long: bounded by bytes and time, not
@@ -118,6 +123,7 @@ impl Default for SessionSettings {
             update_interval: Duration::from_secs(30),
             merge_write: None,
             limits: ConnectionLimits::default(),
+            rtsp_session_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -233,6 +239,8 @@ pub struct ShardContext {
     pub sessions: std::cell::RefCell<std::collections::HashMap<u64, Rc<SessionEntry>>>,
     /// What incomplete incoming messages of this shard's connections may still reserve.
     pub partial_budget: Arc<PartialBudget>,
+    /// Each stream's RTP numbering, shared by its RTSP players on this shard.
+    pub rtp_streams: rtsp_out::RtpStreams,
     random: Cell<u64>,
 }
 
@@ -254,6 +262,7 @@ impl ShardContext {
             sessions_done: Notify::new(),
             sessions: Default::default(),
             partial_budget: PartialBudget::new(settings.limits.partial_budget),
+            rtp_streams: Default::default(),
             random: Cell::new(seed | 1),
         })
     }
