@@ -257,6 +257,9 @@ pub struct Config {
     /// An RTSP session that sends nothing (no request, media or RTCP) for this long is closed;
     /// announced to clients as `Session: id;timeout=N`. Default 60s.
     pub rtsp_session_timeout: Duration,
+    /// `rtsp_udp_ports = "30000-39999"`: the UDP ports RTSP sessions take their RTP/RTCP pairs
+    /// from (an even first port, at least one pair).
+    pub rtsp_udp_ports: (u16, u16),
     /// Bytes (payload and chunked form) queued per player before it is skipped ahead to the next
     /// keyframe, beside the `player_queue` packet count. Default 32 MiB; at least 64 KiB and at
     /// least `gop_cache_bytes`, so a new player's cached start fits.
@@ -339,6 +342,7 @@ impl Default for Config {
             partial_message_budget: 256 << 20,
             partial_message_timeout: Duration::from_secs(10),
             rtsp_session_timeout: Duration::from_secs(60),
+            rtsp_udp_ports: (30000, 39999),
             player_queue_bytes: 32 << 20,
             gop_cache_bytes: 32 << 20,
             state_dir: PathBuf::from("/var/lib/ringcast"),

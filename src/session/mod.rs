@@ -30,6 +30,7 @@ pub mod rtmp;
 pub mod rtmp_out;
 pub mod rtsp;
 pub mod rtsp_out;
+pub mod rtsp_udp;
 pub mod timeline;
 
 use std::cell::Cell;
@@ -65,6 +66,8 @@ pub struct SessionSettings {
     /// An RTSP session silent (no request, no media, no RTCP) for this long is closed: how a
     /// vanished client, UDP especially, is cleaned up. Announced in `Session: ;timeout=`.
     pub rtsp_session_timeout: Duration,
+    /// The UDP ports RTSP sessions take their RTP/RTCP pairs from (`rtsp_udp.rs`).
+    pub rtsp_udp_ports: (u16, u16),
 }
 
 /// What one connection may hold in memory and for how long: bounded by bytes and time, not
@@ -124,6 +127,7 @@ impl Default for SessionSettings {
             merge_write: None,
             limits: ConnectionLimits::default(),
             rtsp_session_timeout: Duration::from_secs(60),
+            rtsp_udp_ports: rtsp_udp::DEFAULT_PORTS,
         }
     }
 }
@@ -241,6 +245,8 @@ pub struct ShardContext {
     pub partial_budget: Arc<PartialBudget>,
     /// Each stream's RTP numbering, shared by its RTSP players on this shard.
     pub rtp_streams: rtsp_out::RtpStreams,
+    /// Where this shard's RTSP sessions look for a free UDP port pair.
+    pub udp_ports: rtsp_udp::PortRange,
     random: Cell<u64>,
 }
 
@@ -263,6 +269,7 @@ impl ShardContext {
             sessions: Default::default(),
             partial_budget: PartialBudget::new(settings.limits.partial_budget),
             rtp_streams: Default::default(),
+            udp_ports: rtsp_udp::PortRange::new(settings.rtsp_udp_ports, seed),
             random: Cell::new(seed | 1),
         })
     }

@@ -27,8 +27,9 @@
 //! - **Timeout.** A session that sends nothing for `ServerSettings::session_timeout_secs` is
 //!   closed: that is how a vanished client is cleaned up.
 //!
-//! Transports: RTP over the RTSP connection (interleaved). A UDP SETUP is answered `461`, so
-//! clients that try UDP first (ffmpeg, GStreamer) fall back to TCP.
+//! Transports: RTP over the RTSP connection (interleaved), or over UDP to and from a port
+//! pair of the session's own (`rtsp_udp.rs`: how ports are allocated and received). When no
+//! pair is free the SETUP is answered `461`, and clients fall back to TCP.
 
 use std::cell::RefCell;
 use std::io;
@@ -45,6 +46,7 @@ use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusa
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
 use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, stream_tracks};
+use super::rtsp_udp::{UdpInbox, UdpPair, UdpPlayerWriter};
 use super::{SessionEnd, SessionFailure, ShardContext};
 use crate::hooks::event::Protocol;
 use crate::hub::{HubStats, PacketKind};
@@ -126,8 +128,12 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
         publishing: None,
         output: None,
         shared: Rc::default(),
+        udp: None,
     };
     let result = session.run().await;
+    if let Some(udp) = &session.udp {
+        udp.close();
+    }
     super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
 }
 
@@ -161,6 +167,8 @@ struct Session {
     /// The writer's unsent bytes and failure, once the writer runs.
     output: Option<Rc<PendingOutput>>,
     shared: Rc<RtspOutput>,
+    /// The session's UDP port pair, once a track is set up over UDP.
+    udp: Option<UdpPair>,
 }
 
 impl Session {
@@ -171,15 +179,21 @@ impl Session {
         let socket = self.socket.clone();
         self.lifecycle.handshake_complete();
         loop {
-            let deadline = tokio::time::Instant::now() + timeout;
+            let mut deadline = tokio::time::Instant::now() + timeout;
             // The read must never be dropped while in flight: timers are handled beside it.
             let input = {
                 let read = reader.read(&socket);
                 tokio::pin!(read);
                 loop {
                     let update_due = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
+                    let inbox = self.udp.as_ref().map(|udp| udp.inbox.clone());
                     tokio::select! {
                         input = &mut read => break input,
+                        _ = udp_ready(inbox.as_deref()) => {
+                            // Any datagram from the client keeps the session alive.
+                            deadline = tokio::time::Instant::now() + timeout;
+                            self.datagrams();
+                        }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
                         _ = tokio::time::sleep_until(deadline) => return Err(RtspError::SessionTimeout(timeout)),
@@ -221,7 +235,7 @@ impl Session {
                 Event::Describe(info) => self.describe(info).await,
                 Event::Announce { info, announced } => self.announce(info, announced).await,
                 Event::Setup { info: _, track, transport } => {
-                    self.setup(track, transport);
+                    self.setup(track, transport).await;
                     None
                 }
                 Event::Play { .. } => {
@@ -387,13 +401,23 @@ impl Session {
         None
     }
 
-    fn setup(&mut self, track: usize, transport: TransportRequest) {
+    async fn setup(&mut self, track: usize, transport: TransportRequest) {
+        let mut server_port = None;
         if let Lower::Udp { .. } = transport.lower {
-            self.connection.reject(Status::UNSUPPORTED_TRANSPORT);
-            return;
+            if self.udp.is_none() {
+                match UdpPair::bind(&self.context.udp_ports, self.lifecycle.addr().ip()).await {
+                    Ok(pair) => self.udp = Some(pair),
+                    Err(error) => {
+                        tracing::warn!(conn_id = self.lifecycle.conn_id(), %error, "no UDP port pair for RTSP; answering 461");
+                        self.connection.reject(Status::UNSUPPORTED_TRANSPORT);
+                        return;
+                    }
+                }
+            }
+            server_port = self.udp.as_ref().map(|udp| udp.ports);
         }
         let ssrc = self.playing.as_ref().and_then(|playing| playing.rtp.borrow().ssrc(track));
-        self.connection.accept_setup(SetupAnswer { server_port: None, ssrc });
+        self.connection.accept_setup(SetupAnswer { server_port, ssrc });
     }
 
     /// Answers PLAY, then hands the socket's writing to the player's writer.
@@ -409,9 +433,21 @@ impl Session {
         let rtp = playing.rtp.clone();
         let track_count = rtp.borrow().tracks().len();
         let mut channels = vec![None; track_count];
+        let mut destinations = vec![None; track_count];
+        let client = self.lifecycle.addr().ip();
         for setup in self.connection.setups() {
-            if let (Lower::Tcp { interleaved: Some(pair) }, Some(slot)) = (setup.lower, channels.get_mut(setup.track)) {
-                *slot = Some(pair);
+            match setup.lower {
+                Lower::Tcp { interleaved: Some(pair) } => {
+                    if let Some(slot) = channels.get_mut(setup.track) {
+                        *slot = Some(pair);
+                    }
+                }
+                Lower::Udp { client_port: (rtp_port, rtcp_port) } => {
+                    if let Some(slot) = destinations.get_mut(setup.track) {
+                        *slot = Some((SocketAddr::new(client, rtp_port), SocketAddr::new(client, rtcp_port)));
+                    }
+                }
+                Lower::Tcp { interleaved: None } => {}
             }
         }
         playing.started = true;
@@ -419,6 +455,21 @@ impl Session {
         // before this PLAY; clients take the numbers of the first packet they receive.
         self.connection.accept_play(&[]);
         self.flush().await?;
+        if let Some(udp) = &self.udp
+            && destinations.iter().any(Option::is_some)
+        {
+            let writer = UdpPlayerWriter {
+                rtp_socket: udp.rtp.clone(),
+                rtcp_socket: udp.rtcp.clone(),
+                player,
+                rtp,
+                destinations,
+                bytes_out: self.lifecycle.bytes_out().clone(),
+                shared: self.shared.clone(),
+            };
+            tokio::task::spawn_local(writer.run());
+            return Ok(());
+        }
         let output = Rc::new(PendingOutput::default());
         let settings = &self.context.settings;
         let writer = PlayerWriter {
@@ -463,8 +514,29 @@ impl Session {
             let _ = rtp::rtcp::check_compound(&payload);
             return;
         }
+        self.rtp_in(track, &payload);
+    }
+
+    /// The datagrams that arrived on the session's UDP pair: each goes to the track whose
+    /// client port sent it.
+    fn datagrams(&mut self) {
+        let Some(inbox) = self.udp.as_ref().map(|udp| udp.inbox.clone()) else { return };
+        while let Some(datagram) = inbox.pop() {
+            let port = datagram.from.port();
+            let track = self.connection.setups().iter().find_map(|setup| match setup.lower {
+                Lower::Udp { client_port: (rtp_port, _) } if rtp_port == port && !datagram.rtcp => Some(setup.track),
+                _ => None,
+            });
+            if let Some(track) = track {
+                self.rtp_in(track, &datagram.data);
+            }
+        }
+    }
+
+    /// One RTP packet of a published track: depacketized into hub packets.
+    fn rtp_in(&mut self, track: usize, payload: &[u8]) {
         let Some(publishing) = self.publishing.as_mut().filter(|publishing| publishing.recording) else { return };
-        let Ok(packet) = RtpPacket::parse(&payload) else {
+        let Ok(packet) = RtpPacket::parse(payload) else {
             self.context.hub.stats().malformed_packets.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -530,6 +602,14 @@ impl Session {
         let mut bytes = [0u8; 8];
         self.context.fill_random(&mut bytes);
         u64::from_le_bytes(bytes)
+    }
+}
+
+/// Resolves when `inbox` has a datagram; never without one.
+async fn udp_ready(inbox: Option<&UdpInbox>) {
+    match inbox {
+        Some(inbox) => inbox.ready().await,
+        None => std::future::pending().await,
     }
 }
 

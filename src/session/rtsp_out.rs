@@ -86,7 +86,7 @@ impl StreamRtp {
 
     /// The RTP packets of `packet` (a `PacketList`); empty for a packet no track carries or
     /// one the packetizer refuses (a malformed frame is skipped, not sent).
-    fn build(&mut self, packet: &Packet) -> Bytes {
+    pub(super) fn build(&mut self, packet: &Packet) -> Bytes {
         let Some(track) = self.track_of(packet.kind) else { return Bytes::new() };
         let mut out = Vec::with_capacity(packet.payload.len() + packet.payload.len() / 64 + 32);
         match self.packetizers[track].packetize(packet.timestamp, &packet.payload, &mut out) {
@@ -103,16 +103,23 @@ impl StreamRtp {
         }
     }
 
-    /// Appends each track's sender report (an RTCP compound of one SR), interleaved on its
-    /// channel, as of `now` (wall clock).
-    fn sender_reports(&self, channels: &[Option<(u8, u8)>], now: SystemTime, out: &mut Vec<u8>) {
-        let Some(last_ms) = self.last_ms else { return };
+    /// Appends track `track`'s sender report (an RTCP compound of one SR) as of `now` (wall
+    /// clock); nothing before the stream's first media.
+    pub(super) fn sender_report(&self, track: usize, now: SystemTime, out: &mut Vec<u8>) {
+        let (Some(last_ms), Some(packetizer)) = (self.last_ms, self.packetizers.get(track)) else { return };
         let micros = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64);
-        let ntp = rtcp::ntp_from_unix_micros(micros);
-        for (packetizer, channel) in self.packetizers.iter().zip(channels) {
+        packetizer.sender_report(rtcp::ntp_from_unix_micros(micros), i64::from(last_ms), out);
+    }
+
+    /// Appends each set-up track's sender report, interleaved on its RTCP channel.
+    fn sender_reports(&self, channels: &[Option<(u8, u8)>], now: SystemTime, out: &mut Vec<u8>) {
+        for (track, channel) in channels.iter().enumerate() {
             let Some((_, rtcp_channel)) = channel else { continue };
             let mut report = Vec::with_capacity(28);
-            packetizer.sender_report(ntp, i64::from(last_ms), &mut report);
+            self.sender_report(track, now, &mut report);
+            if report.is_empty() {
+                continue;
+            }
             let len = u16::try_from(report.len()).unwrap_or(u16::MAX);
             out.extend_from_slice(&interleaved::header(*rtcp_channel, len));
             out.extend_from_slice(&report);
@@ -188,6 +195,12 @@ impl RtspOutput {
     pub fn is_ended(&self) -> bool {
         self.ended.get()
     }
+
+    /// The publisher left: the session ends.
+    pub fn end(&self) {
+        self.ended.set(true);
+        self.stream_ended.notify_one();
+    }
 }
 
 /// An RTSP player over TCP: interleaved RTP and RTCP beside its replies.
@@ -234,8 +247,7 @@ impl Framing for RtspFraming {
 
     fn unpublished(&mut self, _bufs: &mut Vec<Bytes>) {
         // RTSP has no in-band end of stream a player acts on: the session ends instead.
-        self.shared.ended.set(true);
-        self.shared.stream_ended.notify_one();
+        self.shared.end();
     }
 
     fn published(&mut self, _bufs: &mut Vec<Bytes>) {}
