@@ -42,6 +42,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "partial_message_timeout",
     "rtsp_session_timeout",
     "rtsp_udp_ports",
+    "rtsp_auth",
     "player_queue_bytes",
     "gop_cache_bytes",
     "state_dir",
@@ -163,6 +164,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("rtsp_udp_ports") {
         config.rtsp_udp_ports = item.parse(parse_port_range)?;
+    }
+    if let Some(item) = root.get("rtsp_auth") {
+        config.rtsp_auth = item.parse(str::parse)?;
     }
     if let Some(item) = root.get("player_queue_bytes") {
         config.player_queue_bytes = item.integer(limits::PLAYER_QUEUE_BYTES)?;

@@ -224,6 +224,7 @@ impl Server {
             limits: session::ConnectionLimits::from_config(config),
             rtsp_session_timeout: config.rtsp_session_timeout,
             rtsp_udp_ports: config.rtsp_udp_ports,
+            rtsp_auth: config.rtsp_auth,
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;

@@ -68,6 +68,8 @@ pub struct SessionSettings {
     pub rtsp_session_timeout: Duration,
     /// The UDP ports RTSP sessions take their RTP/RTCP pairs from (`rtsp_udp.rs`).
     pub rtsp_udp_ports: (u16, u16),
+    /// When RTSP clients are asked for credentials.
+    pub rtsp_auth: crate::config::RtspAuth,
 }
 
 /// What one connection may hold in memory and for how long: bounded by bytes and time, not
@@ -128,6 +130,7 @@ impl Default for SessionSettings {
             limits: ConnectionLimits::default(),
             rtsp_session_timeout: Duration::from_secs(60),
             rtsp_udp_ports: rtsp_udp::DEFAULT_PORTS,
+            rtsp_auth: crate::config::RtspAuth::None,
         }
     }
 }

@@ -48,11 +48,13 @@ use super::rtmp::sleep_until_some;
 use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, stream_tracks};
 use super::rtsp_udp::{UdpInbox, UdpPair, UdpPlayerWriter};
 use super::{SessionEnd, SessionFailure, ShardContext};
+use crate::config::RtspAuth;
 use crate::hooks::event::Protocol;
 use crate::hub::{HubStats, PacketKind};
 use crate::protocol::flv::MediaKind;
 use crate::protocol::rtp::{self, Depacketizer, MediaFrame, RtpPacket};
 use crate::protocol::rtsp::Status;
+use crate::protocol::rtsp::auth::{Challenge, Credentials};
 use crate::protocol::rtsp::server::{Event, RequestInfo, ServerConnection, ServerSettings, SetupAnswer};
 use crate::protocol::rtsp::transport::{Lower, TransportRequest};
 use crate::protocol::sdp::{Announced, Track};
@@ -129,12 +131,53 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
         output: None,
         shared: Rc::default(),
         udp: None,
+        nonce: None,
     };
     let result = session.run().await;
     if let Some(udp) = &session.udp {
         udp.close();
     }
     super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
+}
+
+/// The realm of the 401 challenge.
+const REALM: &str = "ringcast";
+
+/// What admission decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Admitted,
+    Refused(Status),
+    /// Answered 401 with a challenge: no credentials, or bad ones.
+    Unauthorized,
+}
+
+/// What `on_play` and `on_publish` get of the client's credentials: `user` and `pass` (the
+/// URL's or Basic's). A Digest answer carries no password: `pass` is empty, and the Digest
+/// fields come as `digest_*` (with `method`), so the auth service recomputes the response
+/// from the password it keeps (RFC 2617) and answers 2xx or 401.
+fn credential_fields(info: &RequestInfo, method: &str) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    let (user, pass) = info.user_pass();
+    let Some(user) = user else { return fields };
+    fields.push(("user", user.to_owned()));
+    fields.push(("pass", pass.unwrap_or_default().to_owned()));
+    if info.target.user.is_none()
+        && let Some(Credentials::Digest(digest)) = &info.credentials
+    {
+        fields.push(("digest_realm", digest.realm.clone()));
+        fields.push(("digest_nonce", digest.nonce.clone()));
+        fields.push(("digest_uri", digest.uri.clone()));
+        fields.push(("digest_response", digest.response.clone()));
+        fields.push(("digest_method", method.to_owned()));
+        for (name, value) in [("digest_qop", &digest.qop), ("digest_nc", &digest.nc), ("digest_cnonce", &digest.cnonce)]
+        {
+            if let Some(value) = value {
+                fields.push((name, value.clone()));
+            }
+        }
+    }
+    fields
 }
 
 /// A player's stream state between DESCRIBE and PLAY.
@@ -169,6 +212,8 @@ struct Session {
     shared: Rc<RtspOutput>,
     /// The session's UDP port pair, once a track is set up over UDP.
     udp: Option<UdpPair>,
+    /// The nonce of the last Digest challenge: a Digest answer must carry it.
+    nonce: Option<String>,
 }
 
 impl Session {
@@ -266,9 +311,18 @@ impl Session {
         Ok(None)
     }
 
-    /// Asks `on_connect` (once per connection) and then `request` of `on_play` or
-    /// `on_publish`, beside shutdown and kicks. `Err` ends the session.
-    async fn admit(&mut self, info: &RequestInfo, publish: bool) -> Result<Result<(), Refusal>, Ending> {
+    /// Asks for credentials when `rtsp_auth` wants them and the request has none (or a
+    /// Digest answer to another nonce); else asks `on_connect` (once per connection) and
+    /// `on_play` or `on_publish`, beside shutdown and kicks. `Err` ends the session.
+    async fn admit(&mut self, info: &RequestInfo, publish: bool) -> Result<Verdict, Ending> {
+        let auth = self.context.settings.rtsp_auth;
+        let digest_nonce_ok = match &info.credentials {
+            Some(Credentials::Digest(digest)) => self.nonce.as_deref() == Some(digest.nonce.as_str()),
+            _ => true,
+        };
+        if !digest_nonce_ok || (auth != RtspAuth::None && info.user_pass().0.is_none()) {
+            return Ok(Verdict::Unauthorized);
+        }
         let (app, name) = match info.target.stream.split_once('/') {
             Some((app, name)) => (app.to_owned(), name.to_owned()),
             None => (String::new(), info.target.stream.clone()),
@@ -284,13 +338,9 @@ impl Session {
             args: info.target.args.clone(),
             ..ConnectRequest::default()
         };
-        let mut callback_fields = Vec::new();
-        let (user, pass) = info.user_pass();
-        if let Some(user) = user {
-            callback_fields.push(("user", user.to_owned()));
-            callback_fields.push(("pass", pass.unwrap_or_default().to_owned()));
-        }
-        let request = StreamRequest { name, args: info.target.args.clone(), callback_fields };
+        let method = if publish { "ANNOUNCE" } else { "DESCRIBE" };
+        let request =
+            StreamRequest { name, args: info.target.args.clone(), callback_fields: credential_fields(info, method) };
         let connected = self.connected;
         let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
         let lifecycle = &mut self.lifecycle;
@@ -311,20 +361,40 @@ impl Session {
             _ = context.shutdown.wait() => return Err(Ending::Closed(CloseReason::Shutdown)),
             _ = entry.kicked() => return Err(Ending::Closed(CloseReason::AdminKick)),
         };
-        if result.is_ok() {
-            self.connected = true;
-        } else {
-            context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(result)
+        let refusal = match result {
+            Ok(()) => {
+                self.connected = true;
+                return Ok(Verdict::Admitted);
+            }
+            Err(refusal) => refusal,
+        };
+        context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
+        Ok(match refusal {
+            // The auth service's own "bad credentials": the client may try others.
+            Refusal::Denied { reason, .. } if reason.ends_with("answered 401") => Verdict::Unauthorized,
+            Refusal::Denied { .. } => Verdict::Refused(Status::FORBIDDEN),
+            Refusal::StreamBusy(_) => Verdict::Refused(Status::NOT_ENOUGH_BANDWIDTH),
+        })
     }
 
-    fn reject(&mut self, refusal: &Refusal) {
-        let status = match refusal {
-            Refusal::Denied { .. } => Status::FORBIDDEN,
-            Refusal::StreamBusy(_) => Status::NOT_ENOUGH_BANDWIDTH,
-        };
-        self.connection.reject(status);
+    /// Answers the pending request as `verdict` says; `true` when admitted.
+    fn answer_refusal(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Admitted => return true,
+            Verdict::Refused(status) => self.connection.reject(status),
+            Verdict::Unauthorized => {
+                let nonce = format!("{:016x}", self.random());
+                let challenge = Challenge {
+                    realm: REALM.to_owned(),
+                    nonce: nonce.clone(),
+                    digest: self.context.settings.rtsp_auth != RtspAuth::Basic,
+                    basic: true,
+                };
+                self.nonce = Some(nonce);
+                self.connection.reject_unauthorized(&challenge);
+            }
+        }
+        false
     }
 
     async fn describe(&mut self, info: Box<RequestInfo>) -> Option<Ending> {
@@ -336,11 +406,8 @@ impl Session {
         }
         match self.admit(&info, false).await {
             Err(ending) => return Some(ending),
-            Ok(Err(refusal)) => {
-                self.reject(&refusal);
-                return None;
-            }
-            Ok(Ok(())) => {}
+            Ok(verdict) if !self.answer_refusal(verdict) => return None,
+            Ok(_) => {}
         }
         let key = self.lifecycle.entry().stream.borrow().clone();
         let tracks = self.wait_tracks(&key).await;
@@ -382,11 +449,8 @@ impl Session {
         }
         match self.admit(&info, true).await {
             Err(ending) => return Some(ending),
-            Ok(Err(refusal)) => {
-                self.reject(&refusal);
-                return None;
-            }
-            Ok(Ok(())) => {}
+            Ok(verdict) if !self.answer_refusal(verdict) => return None,
+            Ok(_) => {}
         }
         let depacketizers =
             announced.tracks.iter().map(|track| Depacketizer::new(&track.codec, rtp::DEFAULT_MAX_FRAME)).collect();

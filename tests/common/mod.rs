@@ -18,6 +18,8 @@
 //!   forms hooks arrive in.
 //! - [`http_flv_client`]: HTTP-FLV players over plain HTTP and WebSocket that parse what they
 //!   receive tag by tag, and raw HTTP exchanges.
+//! - [`rtsp_client`]: ffmpeg and GStreamer publishing and playing over RTSP, ffprobe frame
+//!   counts, and raw RTSP exchanges.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -26,6 +28,7 @@ pub mod hook_peers;
 pub mod http_flv_client;
 pub mod http_receiver;
 pub mod rtmp_client;
+pub mod rtsp_client;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -372,6 +375,16 @@ impl TestServer {
     /// The HTTP-FLV address, from the first `ready: ... http=IP:PORT` line.
     pub fn http_addr(&self) -> SocketAddr {
         self.ready_addr("http")
+    }
+
+    /// The RTSP address, from the first `ready: ... rtsp=IP:PORT` line.
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.ready_addr("rtsp")
+    }
+
+    /// `rtsp://IP:PORT/app/name` for a stream key `app/name`.
+    pub fn rtsp_url(&self, key: &str) -> String {
+        format!("rtsp://{}/{}", self.rtsp_addr(), key.trim_start_matches('/'))
     }
 
     /// The `listener=IP:PORT` address of the first `ready` line.

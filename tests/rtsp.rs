@@ -1,0 +1,212 @@
+//! RTSP end to end against the real `ringcast` binary with real clients: ffmpeg publishes over
+//! RTMP and RTSP (TCP and UDP), GStreamer publishes with `rtspclientsink`; ffprobe counts what
+//! it plays over RTSP (TCP and UDP), RTMP and HTTP-FLV, GStreamer's `rtspsrc` plays over TCP
+//! and UDP. Hooks are checked with real HTTP receivers; errors with raw sockets. Needs ffmpeg
+//! and GStreamer (`bash .ci/run` installs them).
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
+use common::rtsp_client::{RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, gst_play, gst_publish};
+use common::{Client, TestServer, eventually, ffmpeg_publish};
+
+const PUBLISH_START: Duration = Duration::from_secs(15);
+const PROBE: Duration = Duration::from_secs(30);
+const ANSWER: Duration = Duration::from_secs(10);
+const SMALL: (u32, u32) = (320, 240);
+/// ffprobe reads this many seconds of media: at 30 fps and 44.1 kHz AAC (43 frames a second)
+/// at least the minimums below, whatever the GOP cache adds at the start.
+const READ_SECONDS: u32 = 3;
+const MIN_VIDEO_FRAMES: u64 = 60;
+const MIN_AUDIO_FRAMES: u64 = 80;
+
+/// Waits until the server logged its `n`-th publish start.
+fn wait_publishing(server: &TestServer, publisher: &mut Client, n: usize) {
+    if !server.wait_for_log_count("publish start", n, PUBLISH_START) {
+        panic!("{}\n--- server log ---\n{}", publisher.report("no publish start"), server.log());
+    }
+}
+
+#[test]
+fn ffprobe_and_gstreamer_play_an_rtmp_stream_over_rtsp_tcp_and_udp() {
+    let server = TestServer::start();
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let url = server.rtsp_url("live/cam?token=x");
+    for transport in ["tcp", "udp"] {
+        let counted = count_frames(&url, Some(transport), READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n--- server log ---\n{}", server.log()));
+        let context = format!("ffprobe over RTSP/{transport}");
+        assert_counted(&counted, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &context);
+    }
+    for protocols in ["tcp", "udp"] {
+        gst_play(&url, protocols, SMALL, 60, PROBE)
+            .unwrap_or_else(|e| panic!("rtspsrc over {protocols}: {e}\n--- server log ---\n{}", server.log()));
+    }
+}
+
+#[test]
+fn ffmpeg_publishes_over_rtsp_and_rtmp_http_flv_and_rtsp_players_get_it() {
+    let server = TestServer::start();
+    for (n, transport) in ["tcp", "udp"].into_iter().enumerate() {
+        let key = format!("live/{transport}");
+        let mut publisher = ffmpeg_publish_rtsp(&server.rtsp_url(&key), transport, 30, SMALL);
+        wait_publishing(&server, &mut publisher, n + 1);
+        let context = format!("published over RTSP/{transport}");
+        let rtmp = count_frames(&server.rtmp_url(&key), None, READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report(&context), server.log()));
+        assert_counted(&rtmp, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &format!("RTMP play, {context}"));
+        let flv = format!("http://{}/{key}.flv", server.http_addr());
+        let flv = count_frames(&flv, None, READ_SECONDS, PROBE).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_counted(&flv, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &format!("HTTP-FLV play, {context}"));
+        let rtsp = count_frames(&server.rtsp_url(&key), Some("tcp"), READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_counted(&rtsp, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &format!("RTSP play, {context}"));
+        drop(publisher);
+    }
+}
+
+#[test]
+fn gstreamer_publishes_with_rtspclientsink() {
+    let server = TestServer::start();
+    for (n, protocols) in ["tcp", "udp"].into_iter().enumerate() {
+        let key = format!("live/gst-{protocols}");
+        let mut publisher = gst_publish(&server.rtsp_url(&key), protocols, 30);
+        wait_publishing(&server, &mut publisher, n + 1);
+        let counted = count_frames(&server.rtmp_url(&key), None, READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report("rtspclientsink"), server.log()));
+        assert_counted(&counted, SMALL, MIN_VIDEO_FRAMES, None, &format!("rtspclientsink over {protocols}"));
+    }
+}
+
+/// The form of a callback request as (name, value) pairs.
+fn form_of(request: &Request) -> Vec<(String, String)> {
+    common::hook_peers::parse_form(&request.body)
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+}
+
+const BASIC_CAM_PW: &str = "Basic Y2FtOnB3"; // cam:pw
+
+#[test]
+fn hooks_see_rtsp_clients_and_their_credentials() {
+    let on_connect = HttpReceiver::start();
+    let on_play = HttpReceiver::start();
+    on_play.reply(HookReply::status(401)); // bad credentials
+    on_play.reply(HookReply::status(403)); // denied
+    let on_publish = HttpReceiver::start();
+    let sink = HttpReceiver::start();
+    let flags = [
+        ("--on-connect", on_connect.url("/connect")),
+        ("--on-play", on_play.url("/play")),
+        ("--on-publish", on_publish.url("/publish")),
+        ("--hook-webhook", format!("*={}", sink.url("/events"))),
+    ];
+    let args: Vec<&str> = flags.iter().flat_map(|(flag, value)| [*flag, value.as_str()]).collect();
+    let server = TestServer::start_with_config("rtsp_auth = \"basic\"\n", &args);
+    let addr = server.rtsp_addr();
+    let mut publisher = ffmpeg_publish_rtsp(&format!("rtsp://enc:secret@{addr}/live/cam"), "tcp", 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let publish = form_of(&on_publish.wait_for(1, ANSWER)[0]);
+    assert_eq!(field(&publish, "protocol"), "rtsp", "{publish:?}");
+    assert_eq!(field(&publish, "call"), "publish");
+    assert_eq!((field(&publish, "user"), field(&publish, "pass")), ("enc", "secret"), "ffmpeg answered the 401");
+
+    let url = format!("rtsp://{addr}/live/cam?token=t");
+    let mut rtsp = RtspConnection::connect(addr);
+    let challenged = rtsp.request("DESCRIBE", &url, &[], "");
+    assert_eq!(challenged.status, 401, "{}", challenged.head);
+    assert!(challenged.header("WWW-Authenticate").is_some_and(|v| v.starts_with("Basic")), "{}", challenged.head);
+    assert_eq!(on_play.requests().len(), 0, "no callback before credentials");
+    let bad = rtsp.request("DESCRIBE", &url, &[("Authorization", BASIC_CAM_PW)], "");
+    assert_eq!(bad.status, 401, "the callback's 401 is bad credentials: {}", bad.head);
+    let denied = rtsp.request("DESCRIBE", &url, &[("Authorization", BASIC_CAM_PW)], "");
+    assert_eq!(denied.status, 403, "another refusal is a denial: {}", denied.head);
+    let described = rtsp.request("DESCRIBE", &url, &[("Authorization", BASIC_CAM_PW)], "");
+    assert_eq!(described.status, 200, "{}\n{}", described.head, server.log());
+    assert!(described.body.contains("m=video") && described.body.contains("H264/90000"), "{}", described.body);
+    assert!(described.body.contains("m=audio") && described.body.contains("MPEG4-GENERIC"), "{}", described.body);
+
+    let plays = on_play.wait_for(3, ANSWER);
+    let form = form_of(&plays[2]);
+    assert_eq!(field(&form, "protocol"), "rtsp");
+    assert_eq!(field(&form, "call"), "play");
+    assert_eq!(field(&form, "url"), url);
+    assert_eq!((field(&form, "app"), field(&form, "name")), ("live", "cam"));
+    assert_eq!((field(&form, "user"), field(&form, "pass")), ("cam", "pw"));
+    assert_eq!(field(&form, "token"), "t");
+    assert!(field(&form, "addr").starts_with("127.0.0.1"), "{form:?}");
+    assert!(!field(&form, "clientid").is_empty(), "{form:?}");
+    let connect = form_of(&on_connect.wait_for(2, ANSWER)[1]);
+    assert_eq!(field(&connect, "protocol"), "rtsp", "{connect:?}");
+
+    let events = eventually(ANSWER, || {
+        let events: Vec<Value> = sink.requests().iter().filter_map(|r| serde_json::from_slice(&r.body).ok()).collect();
+        let has = |kind: &str| events.iter().any(|e| e["type"] == kind && e["protocol"] == "rtsp");
+        (has("publish_start") && has("play_start") && has("auth_failed") && has("connect")).then_some(events)
+    })
+    .unwrap_or_else(|| panic!("events missing: {} received\n{}", sink.requests().len(), server.log()));
+    assert!(events.iter().any(|e| e["type"] == "play_start" && e["stream_key"] == "live/cam"), "{events:?}");
+}
+
+/// Sets a raw connection up to play `url` over TCP: DESCRIBE, SETUP of track 0, PLAY.
+fn play_over_tcp(rtsp: &mut RtspConnection, url: &str) -> String {
+    let described = rtsp.request("DESCRIBE", url, &[], "");
+    assert_eq!(described.status, 200, "{}", described.head);
+    let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/AVP/TCP;interleaved=0-1")], "");
+    assert_eq!(setup.status, 200, "{}", setup.head);
+    let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+    let played = rtsp.request("PLAY", url, &[("Session", &session)], "");
+    assert_eq!(played.status, 200, "{}", played.head);
+    session
+}
+
+#[test]
+fn errors_get_their_status_over_raw_sockets() {
+    let server = TestServer::start_with_config("rtsp_session_timeout = \"2s\"\n", &[]);
+    let addr = server.rtsp_addr();
+    let url = format!("rtsp://{addr}/live/cam");
+
+    let mut rtsp = RtspConnection::connect(addr);
+    let options = rtsp.request("OPTIONS", &url, &[], "");
+    assert_eq!(options.status, 200);
+    assert!(options.header("Public").is_some_and(|p| p.contains("ANNOUNCE")), "{}", options.head);
+    assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 404, "nobody publishes it");
+    assert_eq!(rtsp.request("FLY", &url, &[], "").status, 501);
+    assert_eq!(rtsp.request("PLAY", &url, &[], "").status, 455, "PLAY before SETUP");
+    rtsp.send_raw(b"DESCRIBE rtsp://x/live/cam HTTP/1.1\r\nCSeq: 9\r\n\r\n");
+    let malformed = rtsp.reply(ANSWER).expect("a reply to a malformed request");
+    assert_eq!(malformed.status, 400, "{}", malformed.head);
+
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let mut rtsp = RtspConnection::connect(addr);
+    assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 200);
+    let multicast = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/AVP;multicast")], "");
+    assert_eq!(multicast.status, 461, "{}", multicast.head);
+
+    // A second publisher of a published stream.
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:streamid=0\r\n";
+    let mut second = RtspConnection::connect(addr);
+    let busy = second.request("ANNOUNCE", &url, &[("Content-Type", "application/sdp")], sdp);
+    assert_eq!(busy.status, 453, "{}", busy.head);
+
+    // A player gets interleaved media on its channels, then goes silent past the session
+    // timeout and is closed.
+    let mut player = RtspConnection::connect(addr);
+    play_over_tcp(&mut player, &url);
+    let frames = player.read_frames(Duration::from_secs(1));
+    assert!(frames.iter().filter(|(channel, _)| *channel == 0).count() > 10, "RTP on channel 0: {frames:?}");
+    assert!(frames.iter().all(|(channel, _)| *channel <= 1), "only the set-up track's channels: {frames:?}");
+    assert!(
+        server.wait_for_log("no request or media for 2s (session timeout)", Duration::from_secs(10)),
+        "a silent session is closed\n{}",
+        server.log()
+    );
+}
