@@ -3,7 +3,7 @@
 //!
 //! What a player measures does not depend on how it gets the stream: [`PlayerStats::on_media`]
 //! takes one FLV-style media message at a time, from the RTMP reader here or from the
-//! HTTP-FLV reader in `http_flv.rs`.
+//! HTTP-FLV reader in `http_flv.rs`, or the RTSP reader in `rtsp.rs`.
 //!
 //! Lag and gaps, two ways:
 //! - frames made by a ringcast-load publisher carry a probe (publisher id, sequence number,
@@ -269,6 +269,7 @@ pub async fn run_player(
     let result = match setup.target.protocol {
         Protocol::Rtmp => play_rtmp(&setup, id, stream, &record, &lag, &shared, &stop).await,
         Protocol::HttpFlv => crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
+        Protocol::Rtsp => crate::rtsp::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
     };
     let mut r = record.borrow_mut();
     r.finish();
