@@ -8,9 +8,14 @@
 //!   (`protocol::http_server`), admits it through the lifecycle as an RTMP connect and play,
 //!   and answers with a status or the stream; `http_flv_out.rs` is its framing (the FLV file
 //!   header, WebSocket frames, the stream's end) around `flv_out.rs`.
+//! - `rtsp.rs`: the RTSP driver: drives `protocol::rtsp::server` over an io_uring socket,
+//!   admits DESCRIBE and ANNOUNCE through the lifecycle, depacketizes a publisher's RTP into
+//!   hub packets; `rtsp_out.rs` is each stream's shared RTP form and a TCP player's framing,
+//!   `rtsp_udp.rs` the UDP port pairs and the UDP player's writer.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
-//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
-//!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
+//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form),
+//!   `flv_out.rs` (FLV tag headers before the shared payload) and `rtsp_out.rs` (interleaved
+//!   bytes before the shared RTP packets); `timeline.rs` rebases a
 //!   player's timestamps.
 //! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since

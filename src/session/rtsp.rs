@@ -180,6 +180,12 @@ fn credential_fields(info: &RequestInfo, method: &str) -> Vec<(&'static str, Str
     fields
 }
 
+/// The request's query arguments, without any that would pass for the credential fields.
+fn client_args(info: &RequestInfo) -> Vec<(String, String)> {
+    let credential = |name: &str| name == "user" || name == "pass" || name.starts_with("digest_");
+    info.target.args.iter().filter(|(name, _)| !credential(name)).cloned().collect()
+}
+
 /// A player's stream state between DESCRIBE and PLAY.
 struct Playing {
     rtp: Rc<RefCell<StreamRtp>>,
@@ -335,7 +341,7 @@ impl Session {
             url: app_url.clone(),
             tc_url: app_url,
             flash_ver: info.user_agent.clone().unwrap_or_default(),
-            args: info.target.args.clone(),
+            args: client_args(info),
             ..ConnectRequest::default()
         };
         let method = if publish { "ANNOUNCE" } else { "DESCRIBE" };
