@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use ringcast::protocol::rtsp::auth::{DigestCredentials, digest_response};
 use serde_json::Value;
 
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
@@ -209,4 +210,70 @@ fn errors_get_their_status_over_raw_sockets() {
         "a silent session is closed\n{}",
         server.log()
     );
+}
+
+/// The Digest answer as an auth service gets it, checked the way it would check it.
+fn digest_checks_out(form: &[(String, String)], password: &str) -> bool {
+    let fields = DigestCredentials {
+        user: field(form, "user").to_owned(),
+        realm: field(form, "digest_realm").to_owned(),
+        nonce: field(form, "digest_nonce").to_owned(),
+        uri: field(form, "digest_uri").to_owned(),
+        response: field(form, "digest_response").to_owned(),
+        qop: Some(field(form, "digest_qop").to_owned()).filter(|v| !v.is_empty()),
+        nc: Some(field(form, "digest_nc").to_owned()).filter(|v| !v.is_empty()),
+        cnonce: Some(field(form, "digest_cnonce").to_owned()).filter(|v| !v.is_empty()),
+    };
+    fields.verify(field(form, "digest_method"), password)
+}
+
+#[test]
+fn digest_answers_reach_the_callbacks_to_check() {
+    let on_play = HttpReceiver::start();
+    let on_publish = HttpReceiver::start();
+    let flags = [("--on-play", on_play.url("/play")), ("--on-publish", on_publish.url("/publish"))];
+    let args: Vec<&str> = flags.iter().flat_map(|(flag, value)| [*flag, value.as_str()]).collect();
+    let server = TestServer::start_with_config("rtsp_auth = \"digest\"\n", &args);
+    let addr = server.rtsp_addr();
+    let mut publisher = ffmpeg_publish_rtsp(&format!("rtsp://enc:secret@{addr}/live/cam"), "tcp", 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let publish = form_of(&on_publish.wait_for(1, ANSWER)[0]);
+    assert_eq!((field(&publish, "user"), field(&publish, "pass")), ("enc", ""), "{publish:?}");
+    assert_eq!(field(&publish, "digest_method"), "ANNOUNCE");
+    assert!(digest_checks_out(&publish, "secret"), "ffmpeg's Digest answer: {publish:?}");
+    assert!(!digest_checks_out(&publish, "guess"));
+
+    let url = format!("rtsp://{addr}/live/cam");
+    let mut rtsp = RtspConnection::connect(addr);
+    let challenged = rtsp.request("DESCRIBE", &url, &[], "");
+    assert_eq!(challenged.status, 401);
+    let offer = challenged.header("WWW-Authenticate").unwrap_or_default().to_owned();
+    assert!(offer.starts_with("Digest realm=\"ringcast\""), "Digest first: {}", challenged.head);
+    let nonce = offer.split("nonce=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default();
+    let answer = |nonce: &str| {
+        let fields = DigestCredentials {
+            user: "cam".into(),
+            realm: "ringcast".into(),
+            nonce: nonce.into(),
+            uri: url.clone(),
+            ..Default::default()
+        };
+        let response = digest_response(&fields, "DESCRIBE", "pw");
+        format!(
+            "Digest username=\"cam\", realm=\"ringcast\", nonce=\"{nonce}\", uri=\"{url}\", response=\"{response}\""
+        )
+    };
+    let stale = rtsp.request("DESCRIBE", &url, &[("Authorization", &answer("not-issued"))], "");
+    assert_eq!(stale.status, 401, "a nonce this connection was not given");
+    assert_eq!(on_play.requests().len(), 0);
+    let challenged = rtsp.request("DESCRIBE", &url, &[], "");
+    let offer = challenged.header("WWW-Authenticate").unwrap_or_default().to_owned();
+    let nonce2 = offer.split("nonce=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or_default();
+    assert_ne!(nonce, nonce2, "a fresh nonce per challenge");
+    let described = rtsp.request("DESCRIBE", &url, &[("Authorization", &answer(nonce2))], "");
+    assert_eq!(described.status, 200, "{}\n{}", described.head, server.log());
+    let play = form_of(&on_play.wait_for(1, ANSWER)[0]);
+    assert_eq!(field(&play, "protocol"), "rtsp");
+    assert_eq!(field(&play, "digest_method"), "DESCRIBE");
+    assert!(digest_checks_out(&play, "pw"), "{play:?}");
 }

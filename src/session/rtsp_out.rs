@@ -265,3 +265,90 @@ impl Framing for RtspFraming {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::rtp::RtpPacket;
+
+    const PCMU_FRAME: &[u8] = &[0x82, 1, 2, 3];
+
+    fn pcmu() -> Vec<Track> {
+        vec![Track::new(RtpCodec::Pcmu { channels: 1 }, 0)]
+    }
+
+    fn counter() -> impl FnMut() -> u64 {
+        let mut state = 0x0102_0304_0506_0708u64;
+        move || {
+            state = state.rotate_left(13) ^ 0x9e37_79b9;
+            state
+        }
+    }
+
+    #[test]
+    fn tcp_players_share_each_rtp_packet_behind_their_own_channel() {
+        let streams = RtpStreams::default();
+        let mut random = counter();
+        let rtp = streams.get("live/a", pcmu(), &mut random, |_| true);
+        assert!(Rc::ptr_eq(&rtp, &streams.get("live/a", pcmu(), &mut random, |_| true)), "one numbering per stream");
+        let shared = Rc::new(RtspOutput::default());
+        let mut first = RtspFraming::new(rtp.clone(), vec![Some((4, 5))], shared.clone());
+        let mut second = RtspFraming::new(rtp.clone(), vec![Some((0, 1))], Rc::default());
+        let packet = Packet::new(PacketKind::Audio, 20, Bytes::from_static(PCMU_FRAME), 4096).expect("G.711 frame");
+
+        shared.reply(b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n");
+        let (mut bufs, mut headers) = (Vec::new(), BytesMut::new());
+        first.take_output(&mut bufs);
+        first.append_packet(&mut bufs, &mut headers, &packet);
+        assert_eq!(bufs.len(), 3, "{bufs:?}");
+        assert_eq!(&bufs[0][..], b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n");
+        // `$`, the channel, then the shared packet: its 16-bit length (12-byte header and the
+        // 3 samples), then the packet.
+        assert_eq!(&bufs[1][..], [b'$', 4]);
+        assert_eq!(&bufs[2][..2], [0, 15]);
+        let sent = RtpPacket::parse(&bufs[2][2..]).expect("an RTP packet");
+        assert_eq!((sent.header.payload_type, sent.payload), (0, &PCMU_FRAME[1..]));
+        assert_eq!(Some(sent.header.ssrc), rtp.borrow().ssrc(0));
+
+        let mut other = Vec::new();
+        second.append_packet(&mut other, &mut headers, &packet);
+        assert_eq!(&other[0][..], [b'$', 0]);
+        assert_eq!(other[1].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
+
+        // Data and tracks the player did not set up send nothing.
+        let metadata =
+            Packet::new(PacketKind::Data { metadata: true }, 0, Bytes::from_static(b"x"), 4096).expect("data");
+        let mut none = Vec::new();
+        first.append_packet(&mut none, &mut headers, &metadata);
+        RtspFraming::new(rtp.clone(), vec![None], Rc::default()).append_packet(&mut none, &mut headers, &packet);
+        assert!(none.is_empty(), "{none:?}");
+
+        // A sender report on the track's RTCP channel once due.
+        first.next_report = Instant::now();
+        let mut reports = Vec::new();
+        first.end_write(&mut reports, 0);
+        let report = &reports[0];
+        assert_eq!(&report[..2], [b'$', 5]);
+        assert_eq!(usize::from(u16::from_be_bytes([report[2], report[3]])), report.len() - 4);
+        assert_eq!(report[5], 200, "RTCP SR");
+        let mut again = Vec::new();
+        first.end_write(&mut again, 0);
+        assert!(again.is_empty(), "one report per interval");
+    }
+
+    #[test]
+    fn a_stream_gets_new_numbering_when_its_tracks_change_and_unused_ones_are_dropped() {
+        let streams = RtpStreams::default();
+        let mut random = counter();
+        let old = streams.get("live/a", pcmu(), &mut random, |_| true);
+        let changed = vec![Track::new(RtpCodec::Pcma { channels: 1 }, 0)];
+        let new = streams.get("live/a", changed, &mut random, |_| true);
+        assert!(!Rc::ptr_eq(&old, &new));
+        assert_ne!(old.borrow().ssrc(0), new.borrow().ssrc(0));
+        drop((old, new));
+        // Nobody holds it and the stream left the shard: dropped at the next lookup.
+        streams.get("live/b", pcmu(), &mut random, |key| key != "live/a");
+        assert_eq!(streams.streams.borrow().len(), 1);
+        assert!(streams.streams.borrow().contains_key("live/b"));
+    }
+}

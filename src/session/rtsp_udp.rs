@@ -253,3 +253,18 @@ impl UdpPlayerWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_pairs_are_even_and_wrap_around_the_range() {
+        let range = PortRange::new((30000, 30005), 4);
+        // Three pairs: 30000, 30002, 30004; seed 4 starts at the second.
+        let taken: Vec<u16> = (0..4).map(|_| range.take()).collect();
+        assert_eq!(taken, [30002, 30004, 30000, 30002]);
+        let single = PortRange::new((40000, 40001), 99);
+        assert_eq!((single.take(), single.take()), (40000, 40000));
+    }
+}
