@@ -277,3 +277,56 @@ fn digest_answers_reach_the_callbacks_to_check() {
     assert_eq!(field(&play, "digest_method"), "DESCRIBE");
     assert!(digest_checks_out(&play, "pw"), "{play:?}");
 }
+
+const PCMU_SDP: &str =
+    "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\na=control:streamid=0\r\n";
+
+/// A publisher over UDP whose media arrives, then goes silent: its session ends at
+/// `rtsp_session_timeout`, its stream is free again, and what it sent was counted.
+#[test]
+fn a_silent_udp_publisher_is_cleaned_up_by_the_session_timeout() {
+    let sink = HttpReceiver::start();
+    let webhook = format!("*={}", sink.url("/events"));
+    let server = TestServer::start_with_config("rtsp_session_timeout = \"2s\"\n", &["--hook-webhook", &webhook]);
+    let addr = server.rtsp_addr();
+    let url = format!("rtsp://{addr}/live/mic");
+    let mut rtsp = RtspConnection::connect(addr);
+    assert_eq!(rtsp.request("ANNOUNCE", &url, &[("Content-Type", "application/sdp")], PCMU_SDP).status, 200);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    let port = udp.local_addr().expect("local addr").port();
+    let transport = format!("RTP/AVP;unicast;client_port={port}-{};mode=record", port + 1);
+    let setup = rtsp.request("SETUP", &format!("{url}/streamid=0"), &[("Transport", &transport)], "");
+    assert_eq!(setup.status, 200, "{}", setup.head);
+    let answered = setup.header("Transport").unwrap_or_default().to_owned();
+    let server_port: u16 = answered
+        .split("server_port=")
+        .nth(1)
+        .and_then(|ports| ports.split('-').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no server_port: {answered}"));
+    let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+    assert_eq!(rtsp.request("RECORD", &url, &[("Session", &session)], "").status, 200);
+    for sequence in 0..50u16 {
+        let mut packet = vec![0x80, 0, 0, 0];
+        packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(sequence) * 160).to_be_bytes());
+        packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        udp.send_to(&packet, ("127.0.0.1", server_port)).expect("send RTP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Silent from here on, with the connection open.
+    let stop = eventually(Duration::from_secs(15), || {
+        sink.requests()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .find(|e| e["type"] == "publish_stop" && e["stream_key"] == "live/mic")
+    })
+    .unwrap_or_else(|| panic!("no publish_stop\n{}", server.log()));
+    assert_eq!(stop["protocol"], "rtsp");
+    assert!(stop["data"]["audio_packets"].as_u64().unwrap_or(0) >= 40, "the UDP media was taken: {stop}");
+    assert!(stop["data"]["bytes_in"].as_u64().unwrap_or(0) >= 40 * 172, "{stop}");
+    assert!(server.log().contains("session timeout"), "{}", server.log());
+    let mut next = RtspConnection::connect(addr);
+    assert_eq!(next.request("ANNOUNCE", &url, &[("Content-Type", "application/sdp")], PCMU_SDP).status, 200);
+}

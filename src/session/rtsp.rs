@@ -592,6 +592,7 @@ impl Session {
     fn datagrams(&mut self) {
         let Some(inbox) = self.udp.as_ref().map(|udp| udp.inbox.clone()) else { return };
         while let Some(datagram) = inbox.pop() {
+            self.lifecycle.count_in(datagram.data.len());
             let port = datagram.from.port();
             let track = self.connection.setups().iter().find_map(|setup| match setup.lower {
                 Lower::Udp { client_port: (rtp_port, _) } if rtp_port == port && !datagram.rtcp => Some(setup.track),
