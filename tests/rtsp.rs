@@ -11,6 +11,7 @@ use std::time::Duration;
 use ringcast::protocol::rtsp::auth::{DigestCredentials, digest_response};
 use serde_json::Value;
 
+use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
 use common::rtsp_client::{RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, gst_play, gst_publish};
 use common::{Client, TestServer, eventually, ffmpeg_publish};
@@ -329,4 +330,38 @@ fn a_silent_udp_publisher_is_cleaned_up_by_the_session_timeout() {
     assert!(server.log().contains("session timeout"), "{}", server.log());
     let mut next = RtspConnection::connect(addr);
     assert_eq!(next.request("ANNOUNCE", &url, &[("Content-Type", "application/sdp")], PCMU_SDP).status, 200);
+}
+
+fn api_json(server: &TestServer, method: &str, path: &str) -> Value {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (response, _) = exchange(server.api_addr(), request.as_bytes(), ANSWER);
+    let (_, head) = status_and_head(&response);
+    serde_json::from_slice(&response[head.len()..]).unwrap_or(Value::Null)
+}
+
+/// An operator's kick ends an RTSP player, and so does its publisher leaving.
+#[test]
+fn kicks_and_the_publishers_end_close_rtsp_players() {
+    let server = TestServer::start();
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let url = server.rtsp_url("live/cam");
+    let mut kicked = RtspConnection::connect(server.rtsp_addr());
+    play_over_tcp(&mut kicked, &url);
+    let listed = eventually(ANSWER, || {
+        let clients = api_json(&server, "GET", "/api/clients")["clients"].as_array().cloned()?;
+        clients.into_iter().find(|c| c["protocol"] == "rtsp" && c["role"] == "player")
+    })
+    .unwrap_or_else(|| panic!("no rtsp player listed: {}", api_json(&server, "GET", "/api/clients")));
+    assert_eq!(listed["stream"], "live/cam", "{listed}");
+    let conn_id = listed["conn_id"].as_u64().expect("conn_id");
+    assert!(!kicked.read_frames(Duration::from_millis(300)).is_empty(), "playing before the kick");
+    assert_eq!(api_json(&server, "DELETE", &format!("/api/clients/{conn_id}"))["kicked"], true);
+    assert!(kicked.closed_within(ANSWER), "the kicked player's connection stays open\n{}", server.log());
+
+    let mut orphan = RtspConnection::connect(server.rtsp_addr());
+    play_over_tcp(&mut orphan, &url);
+    assert!(!orphan.read_frames(Duration::from_millis(300)).is_empty());
+    publisher.kill();
+    assert!(orphan.closed_within(ANSWER), "the player outlived its publisher\n{}", server.log());
 }

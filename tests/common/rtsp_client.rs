@@ -311,4 +311,20 @@ impl RtspConnection {
         }
         frames
     }
+
+    /// Reads (and drops) whatever comes until the server closes the connection: `true`, or
+    /// `false` when it is still open after `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
 }
