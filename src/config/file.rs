@@ -517,7 +517,7 @@ fn parse_port_range(text: &str) -> std::result::Result<(u16, u16), String> {
     let (first, last) = text.split_once('-').ok_or_else(invalid)?;
     let first: u16 = first.trim().parse().map_err(|_| invalid())?;
     let last: u16 = last.trim().parse().map_err(|_| invalid())?;
-    if first == 0 || first % 2 != 0 || last <= first {
+    if first == 0 || !first.is_multiple_of(2) || last <= first {
         return Err(format!("'{text}': the first port must be even and not 0, and the last above it"));
     }
     Ok((first, last))
