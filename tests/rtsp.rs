@@ -33,11 +33,17 @@ fn wait_publishing(server: &TestServer, publisher: &mut Client, n: usize) {
     }
 }
 
-#[test]
-fn ffprobe_and_gstreamer_play_an_rtmp_stream_over_rtsp_tcp_and_udp() {
+/// A server with ffmpeg publishing `live/cam` over RTMP for a minute.
+fn serve_rtmp_stream() -> (TestServer, Client) {
     let server = TestServer::start();
     let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
     wait_publishing(&server, &mut publisher, 1);
+    (server, publisher)
+}
+
+#[test]
+fn ffprobe_and_gstreamer_play_an_rtmp_stream_over_rtsp_tcp_and_udp() {
+    let (server, _publisher) = serve_rtmp_stream();
     let url = server.rtsp_url("live/cam?token=x");
     for transport in ["tcp", "udp"] {
         let counted = count_frames(&url, Some(transport), READ_SECONDS, PROBE)
@@ -46,8 +52,12 @@ fn ffprobe_and_gstreamer_play_an_rtmp_stream_over_rtsp_tcp_and_udp() {
         assert_counted(&counted, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &context);
     }
     for protocols in ["tcp", "udp"] {
-        gst_play(&url, protocols, SMALL, 60, PROBE)
+        let played = gst_play(&url, protocols, Duration::from_secs(u64::from(READ_SECONDS) + 2))
             .unwrap_or_else(|e| panic!("rtspsrc over {protocols}: {e}\n--- server log ---\n{}", server.log()));
+        let context = format!("rtspsrc over {protocols}: {played:?}");
+        assert!(played.video_caps.contains("width=(int)320, height=(int)240"), "{context}");
+        // Two seconds or more of each track, whatever the start took.
+        assert!(played.video_frames >= 40 && played.audio_frames >= 60, "{context}");
     }
 }
 
@@ -157,16 +167,20 @@ fn hooks_see_rtsp_clients_and_their_credentials() {
     assert!(events.iter().any(|e| e["type"] == "play_start" && e["stream_key"] == "live/cam"), "{events:?}");
 }
 
-/// Sets a raw connection up to play `url` over TCP: DESCRIBE, SETUP of track 0, PLAY.
-fn play_over_tcp(rtsp: &mut RtspConnection, url: &str) -> String {
+/// Sets a raw connection up to play `url` over TCP: DESCRIBE, SETUP of track 0, PLAY. Returns
+/// the session and the SSRC the SETUP announced.
+fn play_over_tcp(rtsp: &mut RtspConnection, url: &str) -> (String, u32) {
     let described = rtsp.request("DESCRIBE", url, &[], "");
     assert_eq!(described.status, 200, "{}", described.head);
     let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/AVP/TCP;interleaved=0-1")], "");
     assert_eq!(setup.status, 200, "{}", setup.head);
     let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+    let transport = setup.header("Transport").unwrap_or_default();
+    let ssrc = transport.split("ssrc=").nth(1).and_then(|hex| u32::from_str_radix(hex.trim(), 16).ok());
+    let ssrc = ssrc.unwrap_or_else(|| panic!("no ssrc in {transport}"));
     let played = rtsp.request("PLAY", url, &[("Session", &session)], "");
     assert_eq!(played.status, 200, "{}", played.head);
-    session
+    (session, ssrc)
 }
 
 #[test]
@@ -204,8 +218,9 @@ fn errors_get_their_status_over_raw_sockets() {
     let mut player = RtspConnection::connect(addr);
     play_over_tcp(&mut player, &url);
     let frames = player.read_frames(Duration::from_secs(1));
-    assert!(frames.iter().filter(|(channel, _)| *channel == 0).count() > 10, "RTP on channel 0: {frames:?}");
-    assert!(frames.iter().all(|(channel, _)| *channel <= 1), "only the set-up track's channels: {frames:?}");
+    let channels: Vec<u8> = frames.iter().map(|(channel, _)| *channel).collect();
+    assert!(channels.iter().filter(|channel| **channel == 0).count() > 10, "RTP on channel 0: {channels:?}");
+    assert!(channels.iter().all(|channel| *channel <= 1), "only the set-up track's channels: {channels:?}");
     assert!(
         server.wait_for_log("no request or media for 2s (session timeout)", Duration::from_secs(10)),
         "a silent session is closed\n{}",
@@ -342,9 +357,7 @@ fn api_json(server: &TestServer, method: &str, path: &str) -> Value {
 /// An operator's kick ends an RTSP player, and so does its publisher leaving.
 #[test]
 fn kicks_and_the_publishers_end_close_rtsp_players() {
-    let server = TestServer::start();
-    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
-    wait_publishing(&server, &mut publisher, 1);
+    let (server, mut publisher) = serve_rtmp_stream();
     let url = server.rtsp_url("live/cam");
     let mut kicked = RtspConnection::connect(server.rtsp_addr());
     play_over_tcp(&mut kicked, &url);
@@ -364,4 +377,30 @@ fn kicks_and_the_publishers_end_close_rtsp_players() {
     assert!(!orphan.read_frames(Duration::from_millis(300)).is_empty());
     publisher.kill();
     assert!(orphan.closed_within(ANSWER), "the player outlived its publisher\n{}", server.log());
+}
+
+/// RTP numbering is the stream's on each shard: whichever shard a player lands on (a stream
+/// relayed from the publisher's shard too), it sees the SSRC its SETUP announced and sequence
+/// numbers without a gap or a jump, also after other players came and went.
+#[test]
+fn every_rtsp_player_sees_one_numbering_whichever_shard_it_lands_on() {
+    let (server, _publisher) = serve_rtmp_stream();
+    let url = server.rtsp_url("live/cam");
+    for n in 0..6 {
+        let mut player = RtspConnection::connect(server.rtsp_addr());
+        let (_, announced) = play_over_tcp(&mut player, &url);
+        let rtp: Vec<(u32, u16)> = player
+            .read_frames(Duration::from_millis(700))
+            .iter()
+            .filter(|(channel, packet)| *channel == 0 && packet.len() >= 12)
+            .map(|(_, packet)| {
+                let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+                (ssrc, u16::from_be_bytes([packet[2], packet[3]]))
+            })
+            .collect();
+        assert!(rtp.len() > 10, "player {n} got video: {rtp:?}");
+        assert!(rtp.iter().all(|(ssrc, _)| *ssrc == announced), "player {n}: SSRC {announced:08X} only: {rtp:?}");
+        let consecutive = rtp.windows(2).all(|pair| pair[1].1 == pair[0].1.wrapping_add(1));
+        assert!(consecutive, "player {n}: sequence numbers in order, no gap: {rtp:?}");
+    }
 }

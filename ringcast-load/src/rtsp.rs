@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::media::{TYPE_AUDIO, TYPE_VIDEO, wall_us};
 use crate::play::{LagHistograms, Outcome, PlaySetup, PlayerRecord};
-use crate::rtmp::{Conn, Failure, ReadBuf};
+use crate::rtmp::{Failure, ReadBuf};
 use crate::runtime::{LocalStop, Shared};
 
 /// Input buffered while a reply or frame is incomplete: a reply head and SDP, or one frame.
@@ -115,14 +115,7 @@ pub async fn play(
     record.borrow_mut().begin(began);
     let limit = setup.timeout;
     let target = &setup.target;
-    let connect = tokio::select! {
-        conn = tokio::time::timeout(limit, Conn::open(target.addr, target.source_for(id))) => conn,
-        _ = stop.wait() => return Ok(()),
-    };
-    let conn = match connect {
-        Ok(conn) => conn.map_err(Outcome::Failed)?,
-        Err(_) => return Err(Outcome::Failed(Failure::timeout("tcp connect", limit))),
-    };
+    let Some(conn) = crate::play::connect(setup, id, stop).await? else { return Ok(()) };
     let url = format!("rtsp://{}/{}/{}{}", target.authority, target.app, target.stream(stream), target.query);
     let mut reader = ReadBuf::new(crate::rtmp::HANDSHAKE_READ_BUFFER);
     let mut incoming = Incoming::default();

@@ -163,6 +163,14 @@ pub(crate) fn read_result<'a, E: From<std::io::Error>>(
     Ok(Ok(input))
 }
 
+/// Counts an IO error that is a write not taken within `send_timeout`: the one IO failure
+/// that means "this connection hit a time bound".
+pub(crate) fn count_send_timeout(error: &std::io::Error, stats: &crate::hub::HubStats) {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        stats.send_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// How a driver's session ended without an error.
 pub(crate) trait SessionEnd {
     /// How `connection_close` words it.

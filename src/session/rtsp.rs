@@ -79,10 +79,8 @@ pub enum RtspError {
 
 impl SessionFailure for RtspError {
     fn count(&self, stats: &HubStats) {
-        if let RtspError::Io(error) = self
-            && error.kind() == io::ErrorKind::TimedOut
-        {
-            stats.send_timeouts.fetch_add(1, Ordering::Relaxed);
+        if let RtspError::Io(error) = self {
+            super::count_send_timeout(error, stats);
         }
     }
 }

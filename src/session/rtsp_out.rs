@@ -6,7 +6,8 @@
 //!   that sends it and cached in the packet (`WireForm::RtpPackets`), so sequence numbers,
 //!   SSRC and RTP times are the stream's, the same for every player.
 //! - [`RtpStreams`]: the shard's `StreamRtp`s by stream, so players that join later reuse the
-//!   numbering the cached packets already carry.
+//!   numbering the cached packets already carry. Numbering is per shard: a packet relayed from
+//!   another shard arrives without its RTP form (`hub::Packet`'s `Clone`) and is numbered here.
 //! - [`RtspFraming`]: a player over TCP: before each shared RTP packet (which starts with its
 //!   16-bit length), its two own bytes `$` and the track's channel; the connection's RTSP
 //!   replies (keep-alives, TEARDOWN) before the media of a write; an RTCP sender report per

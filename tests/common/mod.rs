@@ -655,9 +655,17 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// Publishes a test pattern (H.264 + AAC, a keyframe every second, in real time) to `url` for
 /// `seconds`, as an encoder like OBS would.
 pub fn ffmpeg_publish(url: &str, seconds: u32, size: (u32, u32)) -> Client {
+    let mut args = test_pattern_args(seconds, size);
+    args.extend(["-f", "flv", url].map(str::to_owned));
+    Client::spawn("ffmpeg", &args, format!("publisher of {url}"))
+}
+
+/// ffmpeg's input and encoding arguments for a test pattern: H.264 (no B-frames: `zerolatency`)
+/// and AAC, a keyframe every second, in real time, for `seconds`; the caller adds the output.
+pub fn test_pattern_args(seconds: u32, size: (u32, u32)) -> Vec<String> {
     require_ffmpeg();
     let (width, height) = size;
-    let args: Vec<String> = [
+    [
         "-hide_banner",
         "-nostdin",
         "-nostats",
@@ -690,14 +698,10 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, size: (u32, u32)) -> Client {
         "aac",
         "-b:a",
         "64k",
-        "-f",
-        "flv",
-        url,
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    Client::spawn("ffmpeg", &args, format!("publisher of {url}"))
+    .collect()
 }
 
 /// Plays `url` with ffprobe and returns its `-show_streams` JSON, or why it failed. ffprobe is

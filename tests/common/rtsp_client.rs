@@ -10,53 +10,12 @@ use std::time::{Duration, Instant};
 use super::{Client, describe_status, die_with_parent, drain, kill_and_reap, require_ffmpeg, wait_child};
 
 /// Publishes a test pattern (H.264 + AAC, a keyframe a second, in real time) to `url` over
-/// RTSP, with `-rtsp_transport transport` (`tcp` or `udp`).
+/// RTSP, with `-rtsp_transport transport` (`tcp` or `udp`). Without B-frames (`zerolatency`):
+/// the RTP depacketizer gives presentation times (composition offset 0) until decode
+/// timestamps are derived from the stream.
 pub fn ffmpeg_publish_rtsp(url: &str, transport: &str, seconds: u32, size: (u32, u32)) -> Client {
-    require_ffmpeg();
-    let (width, height) = size;
-    let args: Vec<String> = [
-        "-hide_banner",
-        "-nostdin",
-        "-nostats",
-        "-loglevel",
-        "info",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={width}x{height}:rate=30"),
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-t",
-        &seconds.to_string(),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        // No B-frames: the RTP depacketizer gives presentation times (composition offset 0)
-        // until decode timestamps are derived from the stream.
-        "-bf",
-        "0",
-        "-g",
-        "30",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
-        "-rtsp_transport",
-        transport,
-        "-f",
-        "rtsp",
-        url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = super::test_pattern_args(seconds, size);
+    args.extend(["-rtsp_transport", transport, "-f", "rtsp", url].map(str::to_owned));
     Client::spawn("ffmpeg", &args, format!("RTSP ({transport}) publisher of {url}"))
 }
 
@@ -90,20 +49,51 @@ fn require_tool_gst() {
     );
 }
 
-/// Plays `url` with GStreamer's `rtspsrc` over `protocols` until `buffers` H.264 frames of
-/// `size` and as many AAC frames went through, then ends; `Err` with its output when it fails
-/// or takes longer than `timeout`. Both tracks are linked: over TCP one unlinked track stops
-/// them all.
-pub fn gst_play(url: &str, protocols: &str, size: (u32, u32), buffers: u32, timeout: Duration) -> Result<(), String> {
+/// What `rtspsrc` played: buffers through each track's parser, and the video caps.
+#[derive(Debug, Clone, Default)]
+pub struct GstPlayed {
+    pub video_frames: usize,
+    pub audio_frames: usize,
+    /// The H.264 parser's output caps as gst-launch printed them (`width=(int)320, ...`).
+    pub video_caps: String,
+}
+
+/// Plays `url` with GStreamer's `rtspsrc` over `protocols` for `duration`, both tracks linked
+/// (over TCP one unlinked track stops them all), and counts what went through each parser.
+/// It plays until stopped, so ending it is not a failure; ending early is.
+pub fn gst_play(url: &str, protocols: &str, duration: Duration) -> Result<GstPlayed, String> {
     require_tool_gst();
-    let (width, height) = size;
     let pipeline = format!(
         "rtspsrc location={url} protocols={protocols} name=src \
-         src. ! rtph264depay ! h264parse ! video/x-h264,width={width},height={height} ! identity eos-after={buffers} ! fakesink \
-         src. ! rtpmp4gdepay ! aacparse ! identity eos-after={buffers} ! fakesink"
+         src. ! rtph264depay ! h264parse ! identity name=video silent=false ! fakesink \
+         src. ! rtpmp4gdepay ! aacparse ! identity name=audio silent=false ! fakesink"
     );
-    let args: Vec<String> = pipeline.split_whitespace().map(str::to_owned).collect();
-    run_tool("gst-launch-1.0", &args, timeout).map(drop)
+    let args: Vec<String> =
+        std::iter::once("-v".to_owned()).chain(pipeline.split_whitespace().map(str::to_owned)).collect();
+    let mut command = Command::new("gst-launch-1.0");
+    command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = die_with_parent(&mut command).spawn().map_err(|e| format!("cannot start gst-launch-1.0: {e}"))?;
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let early = wait_child(&mut child, duration);
+    kill_and_reap(&mut child);
+    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    if let Some(status) = early {
+        return Err(format!(
+            "gst-launch-1.0 {} ended early ({})\nstderr: {stderr}\nstdout: {stdout}",
+            args.join(" "),
+            describe_status(status)
+        ));
+    }
+    let count = |name: &str| {
+        stdout.lines().filter(|line| line.contains(&format!("GstIdentity:{name}: last-message = chain"))).count()
+    };
+    let video_caps = stdout
+        .lines()
+        .find(|line| line.contains("GstH264Parse") && line.contains(".GstPad:src: caps = video/x-h264"))
+        .unwrap_or_default()
+        .to_owned();
+    Ok(GstPlayed { video_frames: count("video"), audio_frames: count("audio"), video_caps })
 }
 
 /// What ffprobe counted of one stream.
@@ -288,8 +278,8 @@ impl RtspConnection {
         }
     }
 
-    /// Reads for `duration` and returns the interleaved frames' (channel, length) seen.
-    pub fn read_frames(&mut self, duration: Duration) -> Vec<(u8, usize)> {
+    /// Reads for `duration` and returns the interleaved frames seen: (channel, payload).
+    pub fn read_frames(&mut self, duration: Duration) -> Vec<(u8, Vec<u8>)> {
         let deadline = Instant::now() + duration;
         let mut frames = Vec::new();
         while Instant::now() < deadline {
@@ -305,7 +295,7 @@ impl RtspConnection {
                 if self.buffered.len() < 4 + len {
                     break;
                 }
-                frames.push((self.buffered[1], len));
+                frames.push((self.buffered[1], self.buffered[4..4 + len].to_vec()));
                 self.buffered.drain(..4 + len);
             }
         }
