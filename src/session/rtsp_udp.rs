@@ -122,6 +122,8 @@ pub struct UdpPair {
     pub rtcp: Rc<UdpSocket>,
     pub ports: (u16, u16),
     pub inbox: Rc<UdpInbox>,
+    /// Bound on the IPv6 wildcard: its own wake-up goes to `::1`.
+    v6: bool,
 }
 
 impl UdpPair {
@@ -148,8 +150,13 @@ impl UdpPair {
                     continue;
                 }
             };
-            let pair =
-                UdpPair { rtp: Rc::new(rtp), rtcp: Rc::new(rtcp), ports: (port, port + 1), inbox: Rc::default() };
+            let pair = UdpPair {
+                rtp: Rc::new(rtp),
+                rtcp: Rc::new(rtcp),
+                ports: (port, port + 1),
+                inbox: Rc::default(),
+                v6: client.is_ipv6(),
+            };
             for (socket, rtcp) in [(pair.rtp.clone(), false), (pair.rtcp.clone(), true)] {
                 tokio::task::spawn_local(receive(socket, client, rtcp, pair.inbox.clone()));
             }
@@ -164,8 +171,9 @@ impl UdpPair {
     pub fn close(&self) {
         self.inbox.closed.set(true);
         let (rtp, rtcp, ports) = (self.rtp.clone(), self.rtcp.clone(), self.ports);
+        let loopback = if self.v6 { IpAddr::V6(Ipv6Addr::LOCALHOST) } else { IpAddr::V4(Ipv4Addr::LOCALHOST) };
         tokio::task::spawn_local(async move {
-            let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+            let loopback = |port| SocketAddr::new(loopback, port);
             let _ = rtcp.send_to(Vec::<u8>::new(), loopback(ports.0)).await;
             let _ = rtp.send_to(Vec::<u8>::new(), loopback(ports.1)).await;
         });

@@ -54,7 +54,7 @@ fn require_tool_gst() {
 pub struct GstPlayed {
     pub video_frames: usize,
     pub audio_frames: usize,
-    /// The H.264 parser's output caps as gst-launch printed them (`width=(int)320, ...`).
+    /// The first H.264 caps with a picture size gst-launch printed (`width=(int)320, ...`).
     pub video_caps: String,
 }
 
@@ -76,6 +76,11 @@ pub fn gst_play(url: &str, protocols: &str, duration: Duration) -> Result<GstPla
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
     let early = wait_child(&mut child, duration);
+    if early.is_none() {
+        // SIGINT: gst-launch stops the pipeline and exits, its output flushed.
+        super::signal(&child, libc::SIGINT);
+        wait_child(&mut child, Duration::from_secs(5));
+    }
     kill_and_reap(&mut child);
     let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
     if let Some(status) = early {
@@ -90,7 +95,7 @@ pub fn gst_play(url: &str, protocols: &str, duration: Duration) -> Result<GstPla
     };
     let video_caps = stdout
         .lines()
-        .find(|line| line.contains("GstH264Parse") && line.contains(".GstPad:src: caps = video/x-h264"))
+        .find(|line| line.contains("caps = video/x-h264") && line.contains("width=(int)"))
         .unwrap_or_default()
         .to_owned();
     Ok(GstPlayed { video_frames: count("video"), audio_frames: count("audio"), video_caps })
