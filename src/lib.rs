@@ -1,4 +1,4 @@
-//! ringcast: a live media server (RTMP, HTTP-FLV and WebSocket-FLV now; RTSP next) on io_uring shards,
+//! ringcast: a live media server (RTMP, RTSP, HTTP-FLV and WebSocket-FLV) on io_uring shards,
 //! whose operators' own web services decide who may connect, publish and play.
 //!
 //! # Layout

@@ -220,6 +220,8 @@ pub struct MediaArgs {
 pub enum Protocol {
     Rtmp,
     HttpFlv,
+    /// RTSP with RTP over the TCP connection (interleaved).
+    Rtsp,
 }
 
 /// The server and stream a URL names.
@@ -244,9 +246,12 @@ impl Target {
             (Protocol::Rtmp, rest, 1935)
         } else if let Some(rest) = url.strip_prefix("http://") {
             (Protocol::HttpFlv, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("rtsp://") {
+            (Protocol::Rtsp, rest, 554)
         } else {
             return Err(format!(
-                "--url {url:?}: expected rtmp://host[:port]/app/name or http://host[:port]/app/name.flv"
+                "--url {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv \
+                 or rtsp://host[:port]/app/name"
             ));
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -270,7 +275,7 @@ impl Target {
         let (app, name) =
             path.split_once('/').ok_or_else(|| format!("--url {url:?}: expected /app/name after the host"))?;
         let name = match protocol {
-            Protocol::Rtmp => name,
+            Protocol::Rtmp | Protocol::Rtsp => name,
             Protocol::HttpFlv => name.strip_suffix(".flv").unwrap_or(name),
         };
         if app.is_empty() || name.is_empty() {
@@ -323,6 +328,7 @@ impl Target {
         match self.protocol {
             Protocol::Rtmp => format!("rtmp://{}/{}/{}", self.authority, self.app, self.name),
             Protocol::HttpFlv => format!("http://{}/{}/{}.flv", self.authority, self.app, self.name),
+            Protocol::Rtsp => format!("rtsp://{}/{}/{}", self.authority, self.app, self.name),
         }
     }
 }
@@ -375,6 +381,12 @@ mod tests {
         assert_eq!(t.addr.port(), 1935);
         let t = Target::parse("http://127.0.0.1:8080/live/cam.flv").expect("valid");
         assert_eq!((t.protocol, t.name.as_str()), (Protocol::HttpFlv, "cam"));
+        let t = Target::parse("rtsp://127.0.0.1:8554/live/cam?k=v").expect("valid");
+        assert_eq!(
+            (t.protocol, t.app.as_str(), t.name.as_str(), t.query.as_str()),
+            (Protocol::Rtsp, "live", "cam", "?k=v")
+        );
+        assert_eq!(t.url(), "rtsp://127.0.0.1:8554/live/cam");
         assert!(Target::parse("rtmp://127.0.0.1/live").is_err());
         assert!(Target::parse("srt://127.0.0.1/live/x").is_err());
     }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::media::wall_us;
 use crate::play::{LagHistograms, Outcome, PlaySetup, PlayerRecord};
-use crate::rtmp::{Conn, Failure, ReadBuf};
+use crate::rtmp::{Failure, ReadBuf};
 use crate::runtime::{LocalStop, Shared};
 
 /// Body bytes buffered while a tag is incomplete: two maximal FLV tags.
@@ -33,14 +33,7 @@ pub async fn play(
     record.borrow_mut().begin(began);
     let limit = setup.timeout;
     let target = &setup.target;
-    let connect = tokio::select! {
-        conn = tokio::time::timeout(limit, Conn::open(target.addr, target.source_for(id))) => conn,
-        _ = stop.wait() => return Ok(()),
-    };
-    let conn = match connect {
-        Ok(conn) => conn.map_err(Outcome::Failed)?,
-        Err(_) => return Err(Outcome::Failed(Failure::timeout("tcp connect", limit))),
-    };
+    let Some(conn) = crate::play::connect(setup, id, stop).await? else { return Ok(()) };
     let path = format!("/{}/{}.flv{}", target.app, target.stream(stream), target.query);
     let headers = [("User-Agent", "ringcast-load"), ("Accept", "*/*"), ("Connection", "close")]
         .map(|(name, value)| (name.to_owned(), value.to_owned()));

@@ -18,6 +18,7 @@ mod phases;
 mod play;
 mod publish;
 mod rtmp;
+mod rtsp;
 mod runtime;
 mod stats;
 mod storm;
@@ -386,10 +387,10 @@ fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool)
         return Err(RunError::Usage("play: -n must be at least 1".into()));
     }
     let streams = args.streams.max(1);
-    if args.publish && target.protocol == Protocol::HttpFlv {
+    if args.publish && target.protocol != Protocol::Rtmp {
         return Err(RunError::Usage(
-            "play --publish publishes over RTMP: give an rtmp:// URL (the HTTP-FLV side can \
-             be played from a second ringcast-load)"
+            "play --publish publishes over RTMP: give an rtmp:// URL (the HTTP-FLV or RTSP side \
+             can be played from a second ringcast-load)"
                 .into(),
         ));
     }

@@ -3,7 +3,7 @@
 //!
 //! What a player measures does not depend on how it gets the stream: [`PlayerStats::on_media`]
 //! takes one FLV-style media message at a time, from the RTMP reader here or from the
-//! HTTP-FLV reader in `http_flv.rs`.
+//! HTTP-FLV reader in `http_flv.rs`, or the RTSP reader in `rtsp.rs`.
 //!
 //! Lag and gaps, two ways:
 //! - frames made by a ringcast-load publisher carry a probe (publisher id, sequence number,
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::cli::{Protocol, Target};
 use crate::media::{TYPE_AUDIO, TYPE_DATA, TYPE_VIDEO, find_probe, wall_us};
-use crate::rtmp::{self, Failure, Until};
+use crate::rtmp::{self, Conn, Failure, Until};
 use crate::runtime::{LocalStop, Shared, Worker};
 use crate::stats::{Dist, Grid, Histogram, Reasons, Table, gbit_per_s, round2, us_to_ms};
 
@@ -269,6 +269,7 @@ pub async fn run_player(
     let result = match setup.target.protocol {
         Protocol::Rtmp => play_rtmp(&setup, id, stream, &record, &lag, &shared, &stop).await,
         Protocol::HttpFlv => crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
+        Protocol::Rtsp => crate::rtsp::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
     };
     let mut r = record.borrow_mut();
     r.finish();
@@ -294,6 +295,20 @@ pub enum Outcome {
     Failed(Failure),
     /// After.
     Ended(Failure),
+}
+
+/// Opens player `id`'s TCP connection within the step's time limit: `None` when the run
+/// stopped first.
+pub async fn connect(setup: &PlaySetup, id: usize, stop: &LocalStop) -> Result<Option<Conn>, Outcome> {
+    let (limit, target) = (setup.timeout, &setup.target);
+    let connect = tokio::select! {
+        conn = tokio::time::timeout(limit, Conn::open(target.addr, target.source_for(id))) => conn,
+        _ = stop.wait() => return Ok(None),
+    };
+    match connect {
+        Ok(conn) => conn.map(Some).map_err(Outcome::Failed),
+        Err(_) => Err(Outcome::Failed(Failure::timeout("tcp connect", limit))),
+    }
 }
 
 async fn play_rtmp(

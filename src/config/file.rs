@@ -41,6 +41,9 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "max_pending_output",
     "partial_message_budget",
     "partial_message_timeout",
+    "rtsp_session_timeout",
+    "rtsp_udp_ports",
+    "rtsp_auth",
     "player_queue_bytes",
     "gop_cache_bytes",
     "state_dir",
@@ -159,6 +162,15 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("partial_message_timeout") {
         config.partial_message_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("rtsp_session_timeout") {
+        config.rtsp_session_timeout = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("rtsp_udp_ports") {
+        config.rtsp_udp_ports = item.parse(parse_port_range)?;
+    }
+    if let Some(item) = root.get("rtsp_auth") {
+        config.rtsp_auth = item.parse(str::parse)?;
     }
     if let Some(item) = root.get("player_queue_bytes") {
         config.player_queue_bytes = item.integer(limits::PLAYER_QUEUE_BYTES)?;
@@ -500,4 +512,17 @@ impl<'a> Item<'a> {
             _ => self.array(),
         }
     }
+}
+
+/// `"first-last"`: an even first port (RTP takes the even port of a pair) and room for one
+/// pair at least.
+fn parse_port_range(text: &str) -> std::result::Result<(u16, u16), String> {
+    let invalid = || format!("expected \"first-last\" UDP ports, like \"30000-39999\", got '{text}'");
+    let (first, last) = text.split_once('-').ok_or_else(invalid)?;
+    let first: u16 = first.trim().parse().map_err(|_| invalid())?;
+    let last: u16 = last.trim().parse().map_err(|_| invalid())?;
+    if first == 0 || !first.is_multiple_of(2) || last <= first {
+        return Err(format!("'{text}': the first port must be even and not 0, and the last above it"));
+    }
+    Ok((first, last))
 }

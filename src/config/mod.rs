@@ -107,6 +107,21 @@ mod hooks;
 mod tests;
 mod webhook;
 
+choice! {
+    /// When the RTSP server asks a client for credentials (`rtsp_auth`, docs/rtsp.md).
+    #[derive(Default)]
+    pub enum RtspAuth {
+        /// Never asks first: a client's credentials reach the callbacks when it sends them
+        /// unasked, and a callback answering 401 makes the client ask again.
+        #[default]
+        None = "none",
+        /// A DESCRIBE or ANNOUNCE without credentials gets a 401 offering Basic.
+        Basic = "basic",
+        /// As `basic`, offering Digest first (the password never crosses the network).
+        Digest = "digest",
+    }
+}
+
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
@@ -260,6 +275,14 @@ pub struct Config {
     pub partial_message_budget: usize,
     /// A message still incomplete after this long closes its connection (slow body). Default 10s.
     pub partial_message_timeout: Duration,
+    /// An RTSP session that sends nothing (no request, media or RTCP) for this long is closed;
+    /// announced to clients as `Session: id;timeout=N`. Default 60s.
+    pub rtsp_session_timeout: Duration,
+    /// `rtsp_udp_ports = "30000-39999"`: the UDP ports RTSP sessions take their RTP/RTCP pairs
+    /// from (an even first port, at least one pair).
+    pub rtsp_udp_ports: (u16, u16),
+    /// `rtsp_auth`: when RTSP clients are asked for credentials. Default `none`.
+    pub rtsp_auth: RtspAuth,
     /// Bytes (payload and chunked form) queued per player before it is skipped ahead to the next
     /// keyframe, beside the `player_queue` packet count. Default 32 MiB; at least 64 KiB and at
     /// least `gop_cache_bytes`, so a new player's cached start fits.
@@ -342,6 +365,9 @@ impl Default for Config {
             max_pending_output: 1 << 20,
             partial_message_budget: 256 << 20,
             partial_message_timeout: Duration::from_secs(10),
+            rtsp_session_timeout: Duration::from_secs(60),
+            rtsp_udp_ports: (30000, 39999),
+            rtsp_auth: RtspAuth::None,
             player_queue_bytes: 32 << 20,
             gop_cache_bytes: 32 << 20,
             state_dir: PathBuf::from("/var/lib/ringcast"),

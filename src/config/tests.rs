@@ -72,6 +72,8 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.rtmp_listen, addr("0.0.0.0:1935"));
     assert_eq!(c.http_listen, addr("0.0.0.0:8080"));
     assert_eq!(c.rtsp_listen, addr("0.0.0.0:8554"));
+    assert_eq!((c.rtsp_udp_ports, c.rtsp_auth), ((30000, 39999), crate::config::RtspAuth::None));
+    assert_eq!(c.rtsp_session_timeout, Duration::from_secs(60));
     assert_eq!(c.api_listen, addr("127.0.0.1:8081"));
     assert_eq!(c.api_token, None);
     assert_eq!(c.api_max_webhooks, 100);
@@ -528,6 +530,11 @@ fn bad_root_values_name_the_key() {
         ("max_pending_output = 4095", "key 'max_pending_output': must be at least 4096, got 4095"),
         ("partial_message_budget = 1000", "key 'partial_message_budget': must be at least 1048576, got 1000"),
         ("partial_message_timeout = \"x\"", "key 'partial_message_timeout': invalid duration 'x'"),
+        ("rtsp_session_timeout = \"0s\"", "key 'rtsp_session_timeout': must be at least 1ms, got 0s"),
+        ("rtsp_udp_ports = \"30001-30010\"", "key 'rtsp_udp_ports': '30001-30010': the first port must be even"),
+        ("rtsp_udp_ports = \"30000\"", "key 'rtsp_udp_ports': expected \"first-last\" UDP ports"),
+        ("rtsp_udp_ports = \"30000-30000\"", "key 'rtsp_udp_ports': '30000-30000': the first port must be even"),
+        ("rtsp_auth = \"always\"", "key 'rtsp_auth':"),
         ("player_queue_bytes = 1", "key 'player_queue_bytes': must be at least 65536, got 1"),
         ("gop_cache_bytes = 1", "key 'gop_cache_bytes': must be at least 65536, got 1"),
         ("merge_write_ms = \"10ms\"", "key 'merge_write_ms': expected an integer, got a string"),
@@ -1028,4 +1035,12 @@ fn merge_write_bytes_defaults_to_64_kib_and_is_bounded() {
     assert!(error.contains("key 'merge_write_bytes': must be at most 16777216, got 16777217"), "{error}");
     let error = toml("merge_write_bytes = \"32k\"\n").unwrap_err().to_string();
     assert!(error.contains("key 'merge_write_bytes': expected an integer, got a string"), "{error}");
+}
+
+#[test]
+fn rtsp_keys_are_read() {
+    let toml = "rtsp_udp_ports = \"40000-40099\"\nrtsp_auth = \"digest\"\nrtsp_session_timeout = \"15s\"\n";
+    let c = Config::from_toml(toml, Path::new("t.toml")).unwrap();
+    assert_eq!((c.rtsp_udp_ports, c.rtsp_auth), ((40000, 40099), crate::config::RtspAuth::Digest));
+    assert_eq!(c.rtsp_session_timeout, Duration::from_secs(15));
 }

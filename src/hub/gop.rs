@@ -40,6 +40,11 @@ impl GopCache {
         self.has_video
     }
 
+    /// The latest video and audio sequence headers: what an RTSP description is built from.
+    pub fn sequence_headers(&self) -> (Option<Rc<Packet>>, Option<Rc<Packet>>) {
+        (self.video_header.clone(), self.audio_header.clone())
+    }
+
     /// Caches what a new player needs of `packet`. Returns `Overflowed` when the current GOP
     /// outgrew the cache: it is dropped and the cache stays empty until the next keyframe, so
     /// players joining meanwhile wait for it.

@@ -324,6 +324,11 @@ impl LocalStream {
     pub fn is_live(&self) -> bool {
         self.live.get()
     }
+
+    /// The stream's latest video and audio sequence headers, as cached here.
+    pub fn sequence_headers(&self) -> (Option<Rc<Packet>>, Option<Rc<Packet>>) {
+        self.cache.borrow().sequence_headers()
+    }
 }
 
 /// One shard's part of the hub.

@@ -46,8 +46,9 @@ impl WireForm {
 }
 
 /// One audio, video or data message of a stream. Cloning copies `Bytes` handles, never the
-/// media.
-#[derive(Debug, Clone)]
+/// media; a clone is what crosses to another shard, so it leaves behind the forms numbered by
+/// the shard that built them (see the `Clone` impl).
+#[derive(Debug)]
 pub struct Packet {
     pub kind: PacketKind,
     /// The publisher's timestamp, in milliseconds.
@@ -69,6 +70,27 @@ pub struct Packet {
 pub enum PacketError {
     #[error("malformed {kind} tag: {source}")]
     Malformed { kind: &'static str, source: flv::FlvError },
+}
+
+/// Packets are cloned only to cross shards (relay, snapshots). RTMP chunks are the same on
+/// every shard and go along; RTP packets carry the sequence numbers and SSRC of the shard's own
+/// packetizer for the stream, so they stay behind and the receiving shard numbers the packet
+/// in its own sequence (a player must never see two numberings).
+impl Clone for Packet {
+    fn clone(&self) -> Self {
+        let wire_forms = std::array::from_fn(|slot| {
+            if slot == WireForm::RtpPackets.slot() { OnceCell::new() } else { self.wire_forms[slot].clone() }
+        });
+        Packet {
+            kind: self.kind,
+            timestamp: self.timestamp,
+            keyframe: self.keyframe,
+            sequence_header: self.sequence_header,
+            payload: self.payload.clone(),
+            wire_forms,
+            chunk_size: self.chunk_size,
+        }
+    }
 }
 
 impl Packet {
@@ -120,4 +142,21 @@ pub(crate) fn test_video_frame(keyframe: bool, size: usize) -> std::rc::Rc<Packe
     let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
     body.resize(size, 0);
     std::rc::Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).expect("a valid frame"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_for_another_shard_keeps_rtmp_chunks_and_leaves_rtp_numbering_behind() {
+        let packet = test_video_frame(true, 10_000);
+        packet.wire_form(WireForm::RtmpChunks, |_| Bytes::from_static(b"chunks"));
+        packet.wire_form(WireForm::RtpPackets, |_| Bytes::from_static(b"numbered here"));
+        let copy = (*packet).clone();
+        assert_eq!(copy.payload.as_ptr(), packet.payload.as_ptr(), "the media is shared, not copied");
+        assert_eq!(&copy.wire_form(WireForm::RtmpChunks, |_| Bytes::new())[..], b"chunks");
+        assert_eq!(&copy.wire_form(WireForm::RtpPackets, |_| Bytes::from_static(b"renumbered"))[..], b"renumbered");
+        assert_eq!((copy.kind, copy.keyframe, copy.chunk_size()), (packet.kind, packet.keyframe, packet.chunk_size()));
+    }
 }

@@ -169,6 +169,7 @@ type Abandoned = Vec<(&'static str, usize)>;
 pub struct Server {
     pub rtmp_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub rtsp_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub control: Arc<ServerControl>,
@@ -194,6 +195,8 @@ impl Server {
         let rtmp_addr = bound_addr("rtmp_listen", config.rtmp_listen, &rtmp_listeners[0])?;
         let http_listeners = bind_reuseport("http_listen", config.http_listen, shard_count)?;
         let http_addr = bound_addr("http_listen", config.http_listen, &http_listeners[0])?;
+        let rtsp_listeners = bind_reuseport("rtsp_listen", config.rtsp_listen, shard_count)?;
+        let rtsp_addr = bound_addr("rtsp_listen", config.rtsp_listen, &rtsp_listeners[0])?;
         // Bound here with the other listeners, so a busy API port fails before anything runs.
         let api_listener = StdListener::bind(config.api_listen).map_err(|source| ServerError::Bind {
             key: "api_listen",
@@ -220,6 +223,9 @@ impl Server {
             merge_write: config.merge_write(),
             merge_write_bytes: config.merge_write_bytes,
             limits: session::ConnectionLimits::from_config(config),
+            rtsp_session_timeout: config.rtsp_session_timeout,
+            rtsp_udp_ports: config.rtsp_udp_ports,
+            rtsp_auth: config.rtsp_auth,
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
@@ -252,12 +258,13 @@ impl Server {
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
-        // Each shard gets one listener per protocol (RTSP has no driver yet).
-        let per_shard = rtmp_listeners.into_iter().zip(http_listeners).zip(receivers);
-        for (shard, ((rtmp, http), inbox)) in per_shard.enumerate() {
+        // Each shard gets one listener per protocol.
+        let per_shard = rtmp_listeners.into_iter().zip(http_listeners).zip(rtsp_listeners).zip(receivers);
+        for (shard, (((rtmp, http), rtsp), inbox)) in per_shard.enumerate() {
             let listeners = vec![
                 Listener { protocol: MediaProtocol::Rtmp, socket: rtmp },
                 Listener { protocol: MediaProtocol::HttpFlv, socket: http },
+                Listener { protocol: MediaProtocol::Rtsp, socket: rtsp },
             ];
             let shared = shared.clone();
             let shutdown_rx = shutdown_rx.clone();
@@ -291,10 +298,11 @@ impl Server {
                 return Err(ServerError::Api(error));
             }
         };
-        info!("ready: rtmp={rtmp_addr} api={api_addr} http={http_addr} shards={shard_count}");
+        info!("ready: rtmp={rtmp_addr} api={api_addr} http={http_addr} rtsp={rtsp_addr} shards={shard_count}");
         Ok(Server {
             rtmp_addr,
             http_addr,
+            rtsp_addr,
             api_addr,
             hub: shared.hub.clone(),
             control,
@@ -602,10 +610,7 @@ async fn drive(
     match protocol {
         MediaProtocol::Rtmp => session::rtmp::run(socket, peer, conn_id, context).await,
         MediaProtocol::HttpFlv => session::http_flv::run(socket, peer, conn_id, context).await,
-        // No listener of it is bound until its driver exists.
-        MediaProtocol::Rtsp => {
-            error!(%peer, protocol = protocol.as_str(), "no driver for this protocol; closing the connection")
-        }
+        MediaProtocol::Rtsp => session::rtsp::run(socket, peer, conn_id, context).await,
     }
 }
 

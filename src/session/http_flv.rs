@@ -59,10 +59,8 @@ pub enum HttpFlvError {
 
 impl SessionFailure for HttpFlvError {
     fn count(&self, stats: &HubStats) {
-        if let HttpFlvError::Io(error) = self
-            && error.kind() == io::ErrorKind::TimedOut
-        {
-            stats.send_timeouts.fetch_add(1, Ordering::Relaxed);
+        if let HttpFlvError::Io(error) = self {
+            super::count_send_timeout(error, stats);
         }
     }
 }

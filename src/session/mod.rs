@@ -9,9 +9,14 @@
 //!   and answers with a status or the stream; `http_flv_out.rs` is its framing (the FLV file
 //!   header, WebSocket frames, the stream's end) around `flv_out.rs`.
 //! - `flush.rs`: the shard's flush tick, one timer for every player's merge window.
+//! - `rtsp.rs`: the RTSP driver: drives `protocol::rtsp::server` over an io_uring socket,
+//!   admits DESCRIBE and ANNOUNCE through the lifecycle, depacketizes a publisher's RTP into
+//!   hub packets; `rtsp_out.rs` is each stream's shared RTP form and a TCP player's framing,
+//!   `rtsp_udp.rs` the UDP port pairs and the UDP player's writer.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
-//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form) and
-//!   `flv_out.rs` (FLV tag headers before the shared payload); `timeline.rs` rebases a
+//!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form),
+//!   `flv_out.rs` (FLV tag headers before the shared payload) and `rtsp_out.rs` (interleaved
+//!   bytes before the shared RTP packets); `timeline.rs` rebases a
 //!   player's timestamps.
 //! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
@@ -30,6 +35,9 @@ pub mod lifecycle;
 pub mod player_writer;
 pub mod rtmp;
 pub mod rtmp_out;
+pub mod rtsp;
+pub mod rtsp_out;
+pub mod rtsp_udp;
 pub mod timeline;
 
 use std::cell::Cell;
@@ -65,6 +73,13 @@ pub struct SessionSettings {
     pub merge_write_bytes: usize,
     /// Output bounds, per connection and per shard.
     pub limits: ConnectionLimits,
+    /// An RTSP session silent (no request, no media, no RTCP) for this long is closed: how a
+    /// vanished client, UDP especially, is cleaned up. Announced in `Session: ;timeout=`.
+    pub rtsp_session_timeout: Duration,
+    /// The UDP ports RTSP sessions take their RTP/RTCP pairs from (`rtsp_udp.rs`).
+    pub rtsp_udp_ports: (u16, u16),
+    /// When RTSP clients are asked for credentials.
+    pub rtsp_auth: crate::config::RtspAuth,
 }
 
 /// What one connection may hold in memory and for how long: bounded by bytes and time, not
@@ -124,6 +139,9 @@ impl Default for SessionSettings {
             merge_write: None,
             merge_write_bytes: 64 << 10,
             limits: ConnectionLimits::default(),
+            rtsp_session_timeout: Duration::from_secs(60),
+            rtsp_udp_ports: rtsp_udp::DEFAULT_PORTS,
+            rtsp_auth: crate::config::RtspAuth::None,
         }
     }
 }
@@ -149,6 +167,14 @@ pub(crate) fn read_result<'a, E: From<std::io::Error>>(
     }
     lifecycle.count_in(input.len());
     Ok(Ok(input))
+}
+
+/// Counts an IO error that is a write not taken within `send_timeout`: the one IO failure
+/// that means "this connection hit a time bound".
+pub(crate) fn count_send_timeout(error: &std::io::Error, stats: &crate::hub::HubStats) {
+    if error.kind() == std::io::ErrorKind::TimedOut {
+        stats.send_timeouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How a driver's session ended without an error.
@@ -241,6 +267,10 @@ pub struct ShardContext {
     pub partial_budget: Arc<PartialBudget>,
     /// The merge window of this shard's players.
     pub flush: ShardFlush,
+    /// Each stream's RTP numbering, shared by its RTSP players on this shard.
+    pub rtp_streams: rtsp_out::RtpStreams,
+    /// Where this shard's RTSP sessions look for a free UDP port pair.
+    pub udp_ports: rtsp_udp::PortRange,
     random: Cell<u64>,
 }
 
@@ -263,6 +293,8 @@ impl ShardContext {
             sessions: Default::default(),
             partial_budget: PartialBudget::new(settings.limits.partial_budget),
             flush: ShardFlush::new(settings.merge_write, settings.merge_write_bytes),
+            rtp_streams: Default::default(),
+            udp_ports: rtsp_udp::PortRange::new(settings.rtsp_udp_ports, seed),
             random: Cell::new(seed | 1),
         })
     }

@@ -18,6 +18,8 @@
 //!   forms hooks arrive in.
 //! - [`http_flv_client`]: HTTP-FLV players over plain HTTP and WebSocket that parse what they
 //!   receive tag by tag, and raw HTTP exchanges.
+//! - [`rtsp_client`]: ffmpeg and GStreamer publishing and playing over RTSP, ffprobe frame
+//!   counts, and raw RTSP exchanges.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -26,6 +28,7 @@ pub mod hook_peers;
 pub mod http_flv_client;
 pub mod http_receiver;
 pub mod rtmp_client;
+pub mod rtsp_client;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -374,6 +377,16 @@ impl TestServer {
         self.ready_addr("http")
     }
 
+    /// The RTSP address, from the first `ready: ... rtsp=IP:PORT` line.
+    pub fn rtsp_addr(&self) -> SocketAddr {
+        self.ready_addr("rtsp")
+    }
+
+    /// `rtsp://IP:PORT/app/name` for a stream key `app/name`.
+    pub fn rtsp_url(&self, key: &str) -> String {
+        format!("rtsp://{}/{}", self.rtsp_addr(), key.trim_start_matches('/'))
+    }
+
     /// The `listener=IP:PORT` address of the first `ready` line.
     fn ready_addr(&self, listener: &str) -> SocketAddr {
         let log = self.log();
@@ -642,9 +655,17 @@ pub fn describe_status(status: ExitStatus) -> String {
 /// Publishes a test pattern (H.264 + AAC, a keyframe every second, in real time) to `url` for
 /// `seconds`, as an encoder like OBS would.
 pub fn ffmpeg_publish(url: &str, seconds: u32, size: (u32, u32)) -> Client {
+    let mut args = test_pattern_args(seconds, size);
+    args.extend(["-f", "flv", url].map(str::to_owned));
+    Client::spawn("ffmpeg", &args, format!("publisher of {url}"))
+}
+
+/// ffmpeg's input and encoding arguments for a test pattern: H.264 (no B-frames: `zerolatency`)
+/// and AAC, a keyframe every second, in real time, for `seconds`; the caller adds the output.
+pub fn test_pattern_args(seconds: u32, size: (u32, u32)) -> Vec<String> {
     require_ffmpeg();
     let (width, height) = size;
-    let args: Vec<String> = [
+    [
         "-hide_banner",
         "-nostdin",
         "-nostats",
@@ -677,14 +698,10 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, size: (u32, u32)) -> Client {
         "aac",
         "-b:a",
         "64k",
-        "-f",
-        "flv",
-        url,
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect();
-    Client::spawn("ffmpeg", &args, format!("publisher of {url}"))
+    .collect()
 }
 
 /// Plays `url` with ffprobe and returns its `-show_streams` JSON, or why it failed. ffprobe is

@@ -1,0 +1,690 @@
+//! An RTSP session: one accepted connection on `rtsp_listen`, driven through
+//! `protocol::rtsp::ServerConnection` and the connection's [`Lifecycle`], as RTMP and HTTP-FLV
+//! connections are.
+//!
+//! Loop: read (beside shutdown, kicks, the session timeout and the update timer) ->
+//! `handle_input` -> act on each event (asking hooks, joining the hub) -> write the replies.
+//! While an event waits for a callback nothing more is read: the state machine holds further
+//! input, and the session does not read until the decision is made.
+//!
+//! - **Admission.** DESCRIBE is a player's connect and play, ANNOUNCE a publisher's connect
+//!   and publish: `on_connect` then `on_play` / `on_publish`, with `protocol=rtsp`, the request
+//!   URL and the stream `app/name` (`rtsp://host:8554/live/cam1?token=x` is stream `live/cam1`,
+//!   args `token=x`, the same stream RTMP and HTTP-FLV see). The credentials the client sent
+//!   (`rtsp://user:pass@` or an `Authorization` header) go to `on_play` / `on_publish` as
+//!   `user` and `pass`; how and when the server asks for them is `rtsp_auth` (docs/rtsp.md).
+//!   A refusal by a callback answers `403` (`401` when the request carried credentials and
+//!   `rtsp_auth` challenges: bad credentials); a stream nobody publishes `404`; a stream
+//!   someone else publishes `453`.
+//! - **Play.** The description is built from the stream's cached sequence headers (waiting up
+//!   to [`DESCRIBE_WAIT`] for them on a stream just published or relayed from another shard).
+//!   At PLAY the player's writer takes over the socket, with [`RtspFraming`]: the stream's
+//!   shared RTP packets behind this player's interleaved bytes, and its replies between them.
+//!   The session keeps reading (keep-alives, RTCP receiver reports, TEARDOWN). The publisher
+//!   leaving ends the session.
+//! - **Publish.** ANNOUNCE's tracks give a depacketizer each and the sequence headers the hub
+//!   gets at RECORD; interleaved RTP then becomes hub packets (`Lifecycle::media`).
+//! - **Timeout.** A session that sends nothing for `ServerSettings::session_timeout_secs` is
+//!   closed: that is how a vanished client is cleaned up.
+//!
+//! Transports: RTP over the RTSP connection (interleaved), or over UDP to and from a port
+//! pair of the session's own (`rtsp_udp.rs`: how ports are allocated and received). When no
+//! pair is free the SETUP is answered `461`, and clients fall back to TCP.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_uring::net::TcpStream;
+
+use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
+use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
+use super::player_writer::PlayerWriter;
+use super::rtmp::sleep_until_some;
+use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, stream_tracks};
+use super::rtsp_udp::{UdpInbox, UdpPair, UdpPlayerWriter};
+use super::{SessionEnd, SessionFailure, ShardContext};
+use crate::config::RtspAuth;
+use crate::hooks::event::Protocol;
+use crate::hub::{HubStats, PacketKind};
+use crate::protocol::flv::MediaKind;
+use crate::protocol::rtp::{self, Depacketizer, MediaFrame, RtpPacket};
+use crate::protocol::rtsp::Status;
+use crate::protocol::rtsp::auth::{Challenge, Credentials};
+use crate::protocol::rtsp::server::{Event, RequestInfo, ServerConnection, ServerSettings, SetupAnswer};
+use crate::protocol::rtsp::transport::{Lower, TransportRequest};
+use crate::protocol::sdp::{Announced, Track};
+
+/// How long a DESCRIBE waits for a published stream's sequence headers: a stream published
+/// a moment ago, or relayed from another shard, may not have them here yet.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(3);
+/// Largest read: an interleaved frame is at most 64 KiB plus its header.
+const MAX_READ: usize = 64 * 1024 + 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RtspError {
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+    #[error("no request or media for {0:?} (session timeout)")]
+    SessionTimeout(Duration),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("on_update (update_strict): {0}")]
+    UpdateDenied(String),
+}
+
+impl SessionFailure for RtspError {
+    fn count(&self, stats: &HubStats) {
+        if let RtspError::Io(error) = self {
+            super::count_send_timeout(error, stats);
+        }
+    }
+}
+
+/// How a session ended without an error.
+#[derive(Debug)]
+enum Ending {
+    Closed(CloseReason),
+    Teardown,
+    StreamEnded,
+}
+
+impl SessionEnd for Ending {
+    fn describe(&self) -> String {
+        match self {
+            Ending::Closed(reason) => reason.describe().to_owned(),
+            Ending::Teardown => "teardown".to_owned(),
+            Ending::StreamEnded => "stream ended".to_owned(),
+        }
+    }
+
+    fn too_slow(&self) -> bool {
+        matches!(self, Ending::Closed(CloseReason::TooSlow))
+    }
+}
+
+/// Runs one RTSP connection until it closes; logs how it ended.
+pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<ShardContext>) {
+    let _ = socket.set_nodelay(true);
+    let socket = Rc::new(socket);
+    let lifecycle = Lifecycle::new(&context, Protocol::Rtsp, peer, conn_id);
+    let mut seed = [0u8; 8];
+    context.fill_random(&mut seed);
+    let settings = ServerSettings {
+        session_timeout_secs: context.settings.rtsp_session_timeout.as_secs().max(1) as u32,
+        ..ServerSettings::default()
+    };
+    let mut session = Session {
+        socket: socket.clone(),
+        connection: ServerConnection::new(settings, u64::from_le_bytes(seed)),
+        context,
+        lifecycle,
+        connected: false,
+        playing: None,
+        publishing: None,
+        output: None,
+        shared: Rc::default(),
+        udp: None,
+        nonce: None,
+    };
+    let result = session.run().await;
+    if let Some(udp) = &session.udp {
+        udp.close();
+    }
+    super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
+}
+
+/// The realm of the 401 challenge.
+const REALM: &str = "ringcast";
+
+/// What admission decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Admitted,
+    Refused(Status),
+    /// Answered 401 with a challenge: no credentials, or bad ones.
+    Unauthorized,
+}
+
+/// What `on_play` and `on_publish` get of the client's credentials: `user` and `pass` (the
+/// URL's or Basic's). A Digest answer carries no password: `pass` is empty, and the Digest
+/// fields come as `digest_*` (with `method`), so the auth service recomputes the response
+/// from the password it keeps (RFC 2617) and answers 2xx or 401.
+fn credential_fields(info: &RequestInfo, method: &str) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    let (user, pass) = info.user_pass();
+    let Some(user) = user else { return fields };
+    fields.push(("user", user.to_owned()));
+    fields.push(("pass", pass.unwrap_or_default().to_owned()));
+    if info.target.user.is_none()
+        && let Some(Credentials::Digest(digest)) = &info.credentials
+    {
+        fields.push(("digest_realm", digest.realm.clone()));
+        fields.push(("digest_nonce", digest.nonce.clone()));
+        fields.push(("digest_uri", digest.uri.clone()));
+        fields.push(("digest_response", digest.response.clone()));
+        fields.push(("digest_method", method.to_owned()));
+        for (name, value) in [("digest_qop", &digest.qop), ("digest_nc", &digest.nc), ("digest_cnonce", &digest.cnonce)]
+        {
+            if let Some(value) = value {
+                fields.push((name, value.clone()));
+            }
+        }
+    }
+    fields
+}
+
+/// The request's query arguments, without any that would pass for the credential fields.
+fn client_args(info: &RequestInfo) -> Vec<(String, String)> {
+    let credential = |name: &str| name == "user" || name == "pass" || name.starts_with("digest_");
+    info.target.args.iter().filter(|(name, _)| !credential(name)).cloned().collect()
+}
+
+/// A player's stream state between DESCRIBE and PLAY.
+struct Playing {
+    rtp: Rc<RefCell<StreamRtp>>,
+    /// The player's writer runs.
+    started: bool,
+}
+
+/// A publisher's tracks.
+struct Publishing {
+    tracks: Vec<Track>,
+    depacketizers: Vec<Depacketizer>,
+    /// When the session's first RTP packet arrived: each track's time line starts where its
+    /// own first packet falls after it.
+    first_packet: Option<Instant>,
+    frames: Vec<MediaFrame>,
+    recording: bool,
+}
+
+struct Session {
+    socket: Rc<TcpStream>,
+    connection: ServerConnection,
+    context: Rc<ShardContext>,
+    lifecycle: Lifecycle,
+    /// `on_connect` allowed this connection.
+    connected: bool,
+    playing: Option<Playing>,
+    publishing: Option<Box<Publishing>>,
+    /// The writer's unsent bytes and failure, once the writer runs.
+    output: Option<Rc<PendingOutput>>,
+    shared: Rc<RtspOutput>,
+    /// The session's UDP port pair, once a track is set up over UDP.
+    udp: Option<UdpPair>,
+    /// The nonce of the last Digest challenge: a Digest answer must carry it.
+    nonce: Option<String>,
+}
+
+impl Session {
+    async fn run(&mut self) -> Result<Ending, RtspError> {
+        let timeout = self.context.settings.rtsp_session_timeout;
+        let entry = self.lifecycle.entry().clone();
+        let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 2, MAX_READ);
+        let socket = self.socket.clone();
+        self.lifecycle.handshake_complete();
+        loop {
+            let mut deadline = tokio::time::Instant::now() + timeout;
+            // The read must never be dropped while in flight: timers are handled beside it.
+            let input = {
+                let read = reader.read(&socket);
+                tokio::pin!(read);
+                loop {
+                    let update_due = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
+                    let inbox = self.udp.as_ref().map(|udp| udp.inbox.clone());
+                    tokio::select! {
+                        input = &mut read => break input,
+                        _ = udp_ready(inbox.as_deref()) => {
+                            // Any datagram from the client keeps the session alive.
+                            deadline = tokio::time::Instant::now() + timeout;
+                            self.datagrams();
+                        }
+                        _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
+                        _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
+                        _ = tokio::time::sleep_until(deadline) => return Err(RtspError::SessionTimeout(timeout)),
+                        _ = self.shared.stream_ended.notified() => return Ok(Ending::StreamEnded),
+                        _ = sleep_until_some(update_due) => {
+                            self.lifecycle.handle_timeout(Instant::now());
+                        }
+                        denied = self.lifecycle.update_verdict() => {
+                            if let Some(reason) = denied {
+                                return Err(RtspError::UpdateDenied(reason));
+                            }
+                        }
+                    }
+                }
+            };
+            if self.shared.is_ended() {
+                return Ok(Ending::StreamEnded);
+            }
+            let input = match super::read_result(&mut self.lifecycle, self.output.as_ref(), input)? {
+                Ok(input) => input,
+                Err(reason) => return Ok(Ending::Closed(reason)),
+            };
+            self.connection.handle_input(input);
+            if let Some(ending) = self.handle_events().await? {
+                return Ok(ending);
+            }
+        }
+    }
+
+    /// Acts on every event the input produced, answering as it goes. `Some` ends the session.
+    async fn handle_events(&mut self) -> Result<Option<Ending>, RtspError> {
+        while let Some(event) = self.connection.poll_event() {
+            let ending = match event {
+                Event::Interleaved { channel, payload } => {
+                    self.interleaved(channel, payload);
+                    None
+                }
+                Event::KeepAlive => None,
+                Event::Describe(info) => self.describe(info).await,
+                Event::Announce { info, announced } => self.announce(info, announced).await,
+                Event::Setup { info: _, track, transport } => {
+                    self.setup(track, transport).await;
+                    None
+                }
+                Event::Play { .. } => {
+                    self.play().await?;
+                    None
+                }
+                Event::Record(_) => {
+                    self.record();
+                    None
+                }
+                Event::Pause(_) => {
+                    self.connection.accept();
+                    None
+                }
+                Event::Teardown => Some(Ending::Teardown),
+                Event::Refused(refusal) => {
+                    self.flush().await?;
+                    return Err(RtspError::Refused(refusal.to_string()));
+                }
+            };
+            self.flush().await?;
+            if let Some(ending) = ending {
+                self.drain().await;
+                return Ok(Some(ending));
+            }
+        }
+        self.flush().await?;
+        Ok(None)
+    }
+
+    /// Asks for credentials when `rtsp_auth` wants them and the request has none (or a
+    /// Digest answer to another nonce); else asks `on_connect` (once per connection) and
+    /// `on_play` or `on_publish`, beside shutdown and kicks. `Err` ends the session.
+    async fn admit(&mut self, info: &RequestInfo, publish: bool) -> Result<Verdict, Ending> {
+        let auth = self.context.settings.rtsp_auth;
+        let digest_nonce_ok = match &info.credentials {
+            Some(Credentials::Digest(digest)) => self.nonce.as_deref() == Some(digest.nonce.as_str()),
+            _ => true,
+        };
+        if !digest_nonce_ok || (auth != RtspAuth::None && info.user_pass().0.is_none()) {
+            return Ok(Verdict::Unauthorized);
+        }
+        let (app, name) = match info.target.stream.split_once('/') {
+            Some((app, name)) => (app.to_owned(), name.to_owned()),
+            None => (String::new(), info.target.stream.clone()),
+        };
+        let base = info.url.split('?').next().unwrap_or_default();
+        let base = base.trim_end_matches('/');
+        let app_url = base.strip_suffix(&format!("/{name}")).unwrap_or(base).to_owned();
+        let connect = ConnectRequest {
+            app,
+            url: app_url.clone(),
+            tc_url: app_url,
+            flash_ver: info.user_agent.clone().unwrap_or_default(),
+            args: client_args(info),
+            ..ConnectRequest::default()
+        };
+        let method = if publish { "ANNOUNCE" } else { "DESCRIBE" };
+        let request =
+            StreamRequest { name, args: info.target.args.clone(), callback_fields: credential_fields(info, method) };
+        let connected = self.connected;
+        let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
+        let lifecycle = &mut self.lifecycle;
+        let admitted = async {
+            if !connected && let Admission::Refused(refusal) = lifecycle.admit_connect(connect).await {
+                return Err(refusal);
+            }
+            let admission =
+                if publish { lifecycle.admit_publish(request).await } else { lifecycle.admit_play(request).await };
+            match admission {
+                Admission::Admitted => Ok(()),
+                Admission::Refused(refusal) => Err(refusal),
+            }
+        };
+        // A callback can take its whole timeout; shutdown and kicks do not wait for it.
+        let result = tokio::select! {
+            result = admitted => result,
+            _ = context.shutdown.wait() => return Err(Ending::Closed(CloseReason::Shutdown)),
+            _ = entry.kicked() => return Err(Ending::Closed(CloseReason::AdminKick)),
+        };
+        let refusal = match result {
+            Ok(()) => {
+                self.connected = true;
+                return Ok(Verdict::Admitted);
+            }
+            Err(refusal) => refusal,
+        };
+        context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
+        Ok(match refusal {
+            // The auth service's own "bad credentials": the client may try others.
+            Refusal::Denied { reason, .. } if reason.ends_with("answered 401") => Verdict::Unauthorized,
+            Refusal::Denied { .. } => Verdict::Refused(Status::FORBIDDEN),
+            Refusal::StreamBusy(_) => Verdict::Refused(Status::NOT_ENOUGH_BANDWIDTH),
+        })
+    }
+
+    /// Answers the pending request as `verdict` says; `true` when admitted.
+    fn answer_refusal(&mut self, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Admitted => return true,
+            Verdict::Refused(status) => self.connection.reject(status),
+            Verdict::Unauthorized => {
+                let nonce = format!("{:016x}", self.random());
+                let challenge = Challenge {
+                    realm: REALM.to_owned(),
+                    nonce: nonce.clone(),
+                    digest: self.context.settings.rtsp_auth != RtspAuth::Basic,
+                    basic: true,
+                };
+                self.nonce = Some(nonce);
+                self.connection.reject_unauthorized(&challenge);
+            }
+        }
+        false
+    }
+
+    async fn describe(&mut self, info: Box<RequestInfo>) -> Option<Ending> {
+        if self.lifecycle.is_playing() || self.publishing.is_some() {
+            // A second DESCRIBE on a connection that plays: the description of what it plays.
+            let tracks = self.playing.as_ref().map(|p| p.rtp.borrow().tracks().to_vec()).unwrap_or_default();
+            self.connection.accept_describe(tracks, self.random());
+            return None;
+        }
+        match self.admit(&info, false).await {
+            Err(ending) => return Some(ending),
+            Ok(verdict) if !self.answer_refusal(verdict) => return None,
+            Ok(_) => {}
+        }
+        let key = self.lifecycle.entry().stream.borrow().clone();
+        let tracks = self.wait_tracks(&key).await;
+        if tracks.is_empty() {
+            // Not published (or nothing RTSP carries): the player leaves the stream again.
+            self.lifecycle.end_play();
+            self.connection.reject(Status::NOT_FOUND);
+            return None;
+        }
+        let hub = self.context.hub.clone();
+        let mut random = || self.context_random();
+        let rtp = self.context.rtp_streams.get(&key, tracks.clone(), &mut random, |key| hub.stream(key).is_some());
+        self.playing = Some(Playing { rtp, started: false });
+        let id = self.random();
+        self.connection.accept_describe(tracks, id);
+        None
+    }
+
+    /// The stream's tracks once its sequence headers are here, within [`DESCRIBE_WAIT`];
+    /// empty when nobody publishes it.
+    async fn wait_tracks(&self, key: &str) -> Vec<Track> {
+        let deadline = Instant::now() + DESCRIBE_WAIT;
+        loop {
+            if !self.context.hub.is_published(key) {
+                return Vec::new();
+            }
+            let tracks = self.context.hub.stream(key).map(|stream| stream_tracks(&stream)).unwrap_or_default();
+            // Video and audio, or whatever arrived by the deadline.
+            if tracks.len() >= 2 || (!tracks.is_empty() && Instant::now() >= deadline) || Instant::now() >= deadline {
+                return tracks;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn announce(&mut self, info: Box<RequestInfo>, announced: Announced) -> Option<Ending> {
+        for skipped in &announced.skipped {
+            tracing::info!(conn_id = self.lifecycle.conn_id(), "{skipped}");
+        }
+        match self.admit(&info, true).await {
+            Err(ending) => return Some(ending),
+            Ok(verdict) if !self.answer_refusal(verdict) => return None,
+            Ok(_) => {}
+        }
+        let depacketizers =
+            announced.tracks.iter().map(|track| Depacketizer::new(&track.codec, rtp::DEFAULT_MAX_FRAME)).collect();
+        self.publishing = Some(Box::new(Publishing {
+            tracks: announced.tracks,
+            depacketizers,
+            first_packet: None,
+            frames: Vec::new(),
+            recording: false,
+        }));
+        self.connection.accept();
+        None
+    }
+
+    async fn setup(&mut self, track: usize, transport: TransportRequest) {
+        let mut server_port = None;
+        if let Lower::Udp { .. } = transport.lower {
+            if self.udp.is_none() {
+                match UdpPair::bind(&self.context.udp_ports, self.lifecycle.addr().ip()).await {
+                    Ok(pair) => self.udp = Some(pair),
+                    Err(error) => {
+                        tracing::warn!(conn_id = self.lifecycle.conn_id(), %error, "no UDP port pair for RTSP; answering 461");
+                        self.connection.reject(Status::UNSUPPORTED_TRANSPORT);
+                        return;
+                    }
+                }
+            }
+            server_port = self.udp.as_ref().map(|udp| udp.ports);
+        }
+        let ssrc = self.playing.as_ref().and_then(|playing| playing.rtp.borrow().ssrc(track));
+        self.connection.accept_setup(SetupAnswer { server_port, ssrc });
+    }
+
+    /// Answers PLAY, then hands the socket's writing to the player's writer.
+    async fn play(&mut self) -> Result<(), RtspError> {
+        let (Some(playing), Some(player)) = (self.playing.as_mut(), self.lifecycle.player().cloned()) else {
+            self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
+            return Ok(());
+        };
+        if playing.started {
+            self.connection.accept_play(&[]);
+            return Ok(());
+        }
+        let rtp = playing.rtp.clone();
+        let track_count = rtp.borrow().tracks().len();
+        let mut channels = vec![None; track_count];
+        let mut destinations = vec![None; track_count];
+        let client = self.lifecycle.addr().ip();
+        for setup in self.connection.setups() {
+            match setup.lower {
+                Lower::Tcp { interleaved: Some(pair) } => {
+                    if let Some(slot) = channels.get_mut(setup.track) {
+                        *slot = Some(pair);
+                    }
+                }
+                Lower::Udp { client_port: (rtp_port, rtcp_port) } => {
+                    if let Some(slot) = destinations.get_mut(setup.track) {
+                        *slot = Some((SocketAddr::new(client, rtp_port), SocketAddr::new(client, rtcp_port)));
+                    }
+                }
+                Lower::Tcp { interleaved: None } => {}
+            }
+        }
+        playing.started = true;
+        // No RTP-Info: the first packets this player gets are the cached GOP's, numbered
+        // before this PLAY; clients take the numbers of the first packet they receive.
+        self.connection.accept_play(&[]);
+        self.flush().await?;
+        if let Some(udp) = &self.udp
+            && destinations.iter().any(Option::is_some)
+        {
+            let writer = UdpPlayerWriter {
+                rtp_socket: udp.rtp.clone(),
+                rtcp_socket: udp.rtcp.clone(),
+                player,
+                rtp,
+                destinations,
+                bytes_out: self.lifecycle.bytes_out().clone(),
+                shared: self.shared.clone(),
+            };
+            tokio::task::spawn_local(writer.run());
+            return Ok(());
+        }
+        let output = Rc::new(PendingOutput::default());
+        let settings = &self.context.settings;
+        let writer = PlayerWriter {
+            socket: self.socket.clone(),
+            player,
+            framing: RtspFraming::new(rtp, channels, self.shared.clone()),
+            bytes_out: self.lifecycle.bytes_out().clone(),
+            send_timeout: settings.limits.send_timeout,
+            output: output.clone(),
+        };
+        writer.spawn(&self.context.flush);
+        self.output = Some(output);
+        Ok(())
+    }
+
+    /// RECORD: the hub gets the announced sequence headers first.
+    fn record(&mut self) {
+        let Some(publishing) = self.publishing.as_mut() else {
+            self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
+            return;
+        };
+        if !publishing.recording {
+            publishing.recording = true;
+            let headers: Vec<(PacketKind, Vec<u8>)> = publishing
+                .tracks
+                .iter()
+                .filter_map(|track| Some((packet_kind(track.codec.kind()), track.codec.sequence_header()?)))
+                .collect();
+            for (kind, header) in headers {
+                self.lifecycle.media(kind, 0, Bytes::from(header));
+            }
+        }
+        self.connection.accept();
+    }
+
+    /// An interleaved frame: a publisher's RTP becomes hub packets; RTCP (receiver reports
+    /// from players, sender reports from publishers) is checked and otherwise ignored.
+    fn interleaved(&mut self, channel: u8, payload: Bytes) {
+        let Some((track, is_rtcp)) = self.connection.track_of_channel(channel) else { return };
+        if is_rtcp {
+            let _ = rtp::rtcp::check_compound(&payload);
+            return;
+        }
+        self.rtp_in(track, &payload);
+    }
+
+    /// The datagrams that arrived on the session's UDP pair: each goes to the track whose
+    /// client port sent it.
+    fn datagrams(&mut self) {
+        let Some(inbox) = self.udp.as_ref().map(|udp| udp.inbox.clone()) else { return };
+        while let Some(datagram) = inbox.pop() {
+            self.lifecycle.count_in(datagram.data.len());
+            let port = datagram.from.port();
+            let track = self.connection.setups().iter().find_map(|setup| match setup.lower {
+                Lower::Udp { client_port: (rtp_port, _) } if rtp_port == port && !datagram.rtcp => Some(setup.track),
+                _ => None,
+            });
+            if let Some(track) = track {
+                self.rtp_in(track, &datagram.data);
+            }
+        }
+    }
+
+    /// One RTP packet of a published track: depacketized into hub packets.
+    fn rtp_in(&mut self, track: usize, payload: &[u8]) {
+        let Some(publishing) = self.publishing.as_mut().filter(|publishing| publishing.recording) else { return };
+        let Ok(packet) = RtpPacket::parse(payload) else {
+            self.context.hub.stats().malformed_packets.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(depacketizer) = publishing.depacketizers.get_mut(track) else { return };
+        let now = Instant::now();
+        let first = *publishing.first_packet.get_or_insert(now);
+        if !depacketizer.started() {
+            depacketizer.set_offset_ms(now.duration_since(first).as_millis() as u32);
+        }
+        if let Err(error) = depacketizer.depacketize(&packet, &mut publishing.frames) {
+            tracing::debug!(conn_id = self.lifecycle.conn_id(), %error, "RTP packet dropped");
+            self.context.hub.stats().malformed_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        let frames = std::mem::take(&mut publishing.frames);
+        for frame in frames.iter() {
+            self.lifecycle.media(packet_kind(frame.kind), frame.timestamp, frame.body.clone());
+        }
+        if let Some(publishing) = self.publishing.as_mut() {
+            publishing.frames = frames;
+            publishing.frames.clear();
+        }
+    }
+
+    /// Sends the connection's replies: written here before the writer runs, handed to the
+    /// writer after.
+    async fn flush(&mut self) -> Result<(), RtspError> {
+        if !self.connection.has_transmit() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        self.connection.poll_transmit(&mut out);
+        if self.output.is_some()
+            && let Some(player) = self.lifecycle.player()
+        {
+            self.shared.reply(&out);
+            player.poke();
+            return Ok(());
+        }
+        let bytes_out = self.lifecycle.bytes_out();
+        bytes_out.set(bytes_out.get() + out.len() as u64);
+        write_all(&self.socket, out, self.context.settings.limits.send_timeout).await?;
+        Ok(())
+    }
+
+    /// Waits (at most `send_timeout`) until the writer sent the last replies.
+    async fn drain(&self) {
+        let Some(output) = &self.output else { return };
+        let deadline = tokio::time::Instant::now() + self.context.settings.limits.send_timeout;
+        let player = self.lifecycle.player();
+        while (self.shared.has_replies() || output.unsent() > 0)
+            && !player.is_some_and(|player| player.is_kicked())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn random(&self) -> u64 {
+        self.context_random()
+    }
+
+    fn context_random(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.context.fill_random(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+}
+
+/// Resolves when `inbox` has a datagram; never without one.
+async fn udp_ready(inbox: Option<&UdpInbox>) {
+    match inbox {
+        Some(inbox) => inbox.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn packet_kind(kind: MediaKind) -> PacketKind {
+    match kind {
+        MediaKind::Audio => PacketKind::Audio,
+        MediaKind::Video => PacketKind::Video,
+        MediaKind::Data => PacketKind::Data { metadata: false },
+    }
+}

@@ -1,0 +1,355 @@
+//! What RTSP players are sent: each stream's RTP form, built once per stream on this shard
+//! and shared by every RTSP player of it, and a player's [`Framing`] around it.
+//!
+//! - [`StreamRtp`]: one stream's tracks (from its sequence headers) and a
+//!   [`Packetizer`] per track. A hub packet's RTP packets are built by the first RTSP player
+//!   that sends it and cached in the packet (`WireForm::RtpPackets`), so sequence numbers,
+//!   SSRC and RTP times are the stream's, the same for every player.
+//! - [`RtpStreams`]: the shard's `StreamRtp`s by stream, so players that join later reuse the
+//!   numbering the cached packets already carry. Numbering is per shard: a packet relayed from
+//!   another shard arrives without its RTP form (`hub::Packet`'s `Clone`) and is numbered here.
+//! - [`RtspFraming`]: a player over TCP: before each shared RTP packet (which starts with its
+//!   16-bit length), its two own bytes `$` and the track's channel; the connection's RTSP
+//!   replies (keep-alives, TEARDOWN) before the media of a write; an RTCP sender report per
+//!   track every [`SENDER_REPORT_INTERVAL`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use super::player_writer::Framing;
+use crate::hub::{LocalStream, Packet, PacketKind, WireForm};
+use crate::protocol::flv::MediaKind;
+use crate::protocol::rtp::{self, Packetizer, PacketizerSettings, RtpCodec, interleaved, rtcp};
+use crate::protocol::sdp::Track;
+
+/// How often a player gets sender reports, so it can map every track onto one clock (RFC
+/// 3550 suggests about 5 s for a session this small).
+pub const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One stream's tracks and their packetizers, shared by its RTSP players on this shard.
+#[derive(Debug)]
+pub struct StreamRtp {
+    tracks: Vec<Track>,
+    packetizers: Vec<Packetizer>,
+    /// The media time (ms) of the last packet packetized, for sender reports.
+    last_ms: Option<u32>,
+}
+
+impl StreamRtp {
+    /// `random` draws the SSRCs and first numbers (RFC 3550, 5.1: they should be random).
+    fn new(tracks: Vec<Track>, random: &mut dyn FnMut() -> u64) -> StreamRtp {
+        let packetizers = tracks
+            .iter()
+            .map(|track| {
+                let draw = random();
+                let settings = PacketizerSettings {
+                    payload_type: track.payload_type,
+                    ssrc: draw as u32,
+                    first_sequence: (draw >> 32) as u16,
+                    first_timestamp: (draw >> 48) as u32 * 65_536,
+                    mtu: rtp::DEFAULT_MTU,
+                };
+                Packetizer::new(&track.codec, settings)
+            })
+            .collect();
+        StreamRtp { tracks, packetizers, last_ms: None }
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// The track that carries packets of `kind`.
+    pub fn track_of(&self, kind: PacketKind) -> Option<usize> {
+        let kind = match kind {
+            PacketKind::Audio => MediaKind::Audio,
+            PacketKind::Video => MediaKind::Video,
+            PacketKind::Data { .. } => return None,
+        };
+        self.tracks.iter().position(|track| track.codec.kind() == kind)
+    }
+
+    pub fn ssrc(&self, track: usize) -> Option<u32> {
+        self.packetizers.get(track).map(Packetizer::ssrc)
+    }
+
+    /// Where track `track` stands now: the next sequence number and the RTP time of the last
+    /// media time packetized (`RTP-Info`).
+    pub fn position(&self, track: usize) -> Option<(u16, u32)> {
+        let packetizer = self.packetizers.get(track)?;
+        Some((packetizer.next_sequence(), packetizer.rtp_time(i64::from(self.last_ms.unwrap_or(0)))))
+    }
+
+    /// The RTP packets of `packet` (a `PacketList`); empty for a packet no track carries or
+    /// one the packetizer refuses (a malformed frame is skipped, not sent).
+    pub(super) fn build(&mut self, packet: &Packet) -> Bytes {
+        let Some(track) = self.track_of(packet.kind) else { return Bytes::new() };
+        let mut out = Vec::with_capacity(packet.payload.len() + packet.payload.len() / 64 + 32);
+        match self.packetizers[track].packetize(packet.timestamp, &packet.payload, &mut out) {
+            Ok(_) => {
+                if !packet.sequence_header {
+                    self.last_ms = Some(packet.timestamp);
+                }
+                Bytes::from(out)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "packet not packetized for RTSP");
+                Bytes::new()
+            }
+        }
+    }
+
+    /// Appends track `track`'s sender report (an RTCP compound of one SR) as of `now` (wall
+    /// clock); nothing before the stream's first media.
+    pub(super) fn sender_report(&self, track: usize, now: SystemTime, out: &mut Vec<u8>) {
+        let (Some(last_ms), Some(packetizer)) = (self.last_ms, self.packetizers.get(track)) else { return };
+        let micros = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64);
+        packetizer.sender_report(rtcp::ntp_from_unix_micros(micros), i64::from(last_ms), out);
+    }
+
+    /// Appends each set-up track's sender report, interleaved on its RTCP channel.
+    fn sender_reports(&self, channels: &[Option<(u8, u8)>], now: SystemTime, out: &mut Vec<u8>) {
+        for (track, channel) in channels.iter().enumerate() {
+            let Some((_, rtcp_channel)) = channel else { continue };
+            let mut report = Vec::with_capacity(28);
+            self.sender_report(track, now, &mut report);
+            if report.is_empty() {
+                continue;
+            }
+            let len = u16::try_from(report.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&interleaved::header(*rtcp_channel, len));
+            out.extend_from_slice(&report);
+        }
+    }
+}
+
+/// The tracks an RTSP description of a stream offers, from its cached sequence headers
+/// (video first). Empty while it has none RTSP can carry.
+pub fn stream_tracks(stream: &LocalStream) -> Vec<Track> {
+    let (video, audio) = stream.sequence_headers();
+    let mut codecs = Vec::new();
+    for (kind, header) in [(MediaKind::Video, video), (MediaKind::Audio, audio)] {
+        if let Some(header) = header
+            && let Ok(Some(codec)) = RtpCodec::from_flv(kind, &header.payload)
+        {
+            codecs.push(codec);
+        }
+    }
+    codecs.into_iter().enumerate().map(|(index, codec)| Track::new(codec, index)).collect()
+}
+
+/// The shard's [`StreamRtp`]s, by stream.
+#[derive(Debug, Default)]
+pub struct RtpStreams {
+    streams: RefCell<HashMap<String, Rc<RefCell<StreamRtp>>>>,
+}
+
+impl RtpStreams {
+    /// The RTP state of stream `key` with `tracks`: the existing one when its tracks are
+    /// these (the cached packets carry its numbering), else a new one (the publisher
+    /// changed codecs, or nobody played it over RTSP here yet). `alive` says whether a
+    /// stream still exists on this shard: the others' states are dropped.
+    pub fn get(
+        &self,
+        key: &str,
+        tracks: Vec<Track>,
+        random: &mut dyn FnMut() -> u64,
+        alive: impl Fn(&str) -> bool,
+    ) -> Rc<RefCell<StreamRtp>> {
+        let mut streams = self.streams.borrow_mut();
+        streams.retain(|stream, rtp| Rc::strong_count(rtp) > 1 || alive(stream));
+        if let Some(rtp) = streams.get(key)
+            && rtp.borrow().tracks == tracks
+        {
+            return rtp.clone();
+        }
+        let rtp = Rc::new(RefCell::new(StreamRtp::new(tracks, random)));
+        streams.insert(key.to_owned(), rtp.clone());
+        rtp
+    }
+}
+
+/// What a player's session and its writer share: the RTSP replies waiting to go out, and
+/// the stream's end.
+#[derive(Debug, Default)]
+pub struct RtspOutput {
+    replies: RefCell<Vec<u8>>,
+    pub stream_ended: Notify,
+    ended: Cell<bool>,
+}
+
+impl RtspOutput {
+    /// Queues a reply; the caller pokes the writer.
+    pub fn reply(&self, bytes: &[u8]) {
+        self.replies.borrow_mut().extend_from_slice(bytes);
+    }
+
+    pub fn has_replies(&self) -> bool {
+        !self.replies.borrow().is_empty()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.get()
+    }
+
+    /// The publisher left: the session ends.
+    pub fn end(&self) {
+        self.ended.set(true);
+        self.stream_ended.notify_one();
+    }
+}
+
+/// An RTSP player over TCP: interleaved RTP and RTCP beside its replies.
+pub struct RtspFraming {
+    rtp: Rc<RefCell<StreamRtp>>,
+    /// Per stream track: its interleaved (RTP, RTCP) channels, `None` when not set up.
+    channels: Vec<Option<(u8, u8)>>,
+    shared: Rc<RtspOutput>,
+    next_report: Instant,
+}
+
+impl RtspFraming {
+    pub fn new(rtp: Rc<RefCell<StreamRtp>>, channels: Vec<Option<(u8, u8)>>, shared: Rc<RtspOutput>) -> Self {
+        RtspFraming { rtp, channels, shared, next_report: Instant::now() + Duration::from_millis(500) }
+    }
+}
+
+impl Framing for RtspFraming {
+    fn take_output(&mut self, bufs: &mut Vec<Bytes>) {
+        let replies = std::mem::take(&mut *self.shared.replies.borrow_mut());
+        if !replies.is_empty() {
+            bufs.push(Bytes::from(replies));
+        }
+    }
+
+    fn append_packet(&mut self, bufs: &mut Vec<Bytes>, headers: &mut BytesMut, packet: &Packet) {
+        let Some(track) = self.rtp.borrow().track_of(packet.kind) else { return };
+        let Some(Some((channel, _))) = self.channels.get(track) else { return };
+        let list = packet.wire_form(WireForm::RtpPackets, |packet| self.rtp.borrow_mut().build(packet));
+        // Each packet of the list starts with its length: the interleaved header's last two
+        // bytes. This player's own bytes are the first two.
+        let mut at = 0;
+        while let Some(len) = list.get(at..at + 2).map(|len| usize::from(u16::from_be_bytes([len[0], len[1]]))) {
+            let end = at + 2 + len;
+            if end > list.len() {
+                break;
+            }
+            headers.extend_from_slice(&[interleaved::MAGIC, *channel]);
+            bufs.push(headers.split().freeze());
+            bufs.push(list.slice(at..end));
+            at = end;
+        }
+    }
+
+    fn unpublished(&mut self, _bufs: &mut Vec<Bytes>) {
+        // RTSP has no in-band end of stream a player acts on: the session ends instead.
+        self.shared.end();
+    }
+
+    fn published(&mut self, _bufs: &mut Vec<Bytes>) {}
+
+    fn end_write(&mut self, bufs: &mut Vec<Bytes>, _start: usize) {
+        let now = Instant::now();
+        if now < self.next_report {
+            return;
+        }
+        self.next_report = now + SENDER_REPORT_INTERVAL;
+        let mut reports = Vec::new();
+        self.rtp.borrow().sender_reports(&self.channels, SystemTime::now(), &mut reports);
+        if !reports.is_empty() {
+            bufs.push(Bytes::from(reports));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::rtp::RtpPacket;
+
+    const PCMU_FRAME: &[u8] = &[0x82, 1, 2, 3];
+
+    fn pcmu() -> Vec<Track> {
+        vec![Track::new(RtpCodec::Pcmu { channels: 1 }, 0)]
+    }
+
+    fn counter() -> impl FnMut() -> u64 {
+        let mut state = 0x0102_0304_0506_0708u64;
+        move || {
+            state = state.rotate_left(13) ^ 0x9e37_79b9;
+            state
+        }
+    }
+
+    #[test]
+    fn tcp_players_share_each_rtp_packet_behind_their_own_channel() {
+        let streams = RtpStreams::default();
+        let mut random = counter();
+        let rtp = streams.get("live/a", pcmu(), &mut random, |_| true);
+        assert!(Rc::ptr_eq(&rtp, &streams.get("live/a", pcmu(), &mut random, |_| true)), "one numbering per stream");
+        let shared = Rc::new(RtspOutput::default());
+        let mut first = RtspFraming::new(rtp.clone(), vec![Some((4, 5))], shared.clone());
+        let mut second = RtspFraming::new(rtp.clone(), vec![Some((0, 1))], Rc::default());
+        let packet = Packet::new(PacketKind::Audio, 20, Bytes::from_static(PCMU_FRAME), 4096).expect("G.711 frame");
+
+        shared.reply(b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n");
+        let (mut bufs, mut headers) = (Vec::new(), BytesMut::new());
+        first.take_output(&mut bufs);
+        first.append_packet(&mut bufs, &mut headers, &packet);
+        assert_eq!(bufs.len(), 3, "{bufs:?}");
+        assert_eq!(&bufs[0][..], b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n");
+        // `$`, the channel, then the shared packet: its 16-bit length (12-byte header and the
+        // 3 samples), then the packet.
+        assert_eq!(&bufs[1][..], [b'$', 4]);
+        assert_eq!(&bufs[2][..2], [0, 15]);
+        let sent = RtpPacket::parse(&bufs[2][2..]).expect("an RTP packet");
+        assert_eq!((sent.header.payload_type, sent.payload), (0, &PCMU_FRAME[1..]));
+        assert_eq!(Some(sent.header.ssrc), rtp.borrow().ssrc(0));
+
+        let mut other = Vec::new();
+        second.append_packet(&mut other, &mut headers, &packet);
+        assert_eq!(&other[0][..], [b'$', 0]);
+        assert_eq!(other[1].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
+
+        // Data and tracks the player did not set up send nothing.
+        let metadata =
+            Packet::new(PacketKind::Data { metadata: true }, 0, Bytes::from_static(b"x"), 4096).expect("data");
+        let mut none = Vec::new();
+        first.append_packet(&mut none, &mut headers, &metadata);
+        RtspFraming::new(rtp.clone(), vec![None], Rc::default()).append_packet(&mut none, &mut headers, &packet);
+        assert!(none.is_empty(), "{none:?}");
+
+        // A sender report on the track's RTCP channel once due.
+        first.next_report = Instant::now();
+        let mut reports = Vec::new();
+        first.end_write(&mut reports, 0);
+        let report = &reports[0];
+        assert_eq!(&report[..2], [b'$', 5]);
+        assert_eq!(usize::from(u16::from_be_bytes([report[2], report[3]])), report.len() - 4);
+        assert_eq!(report[5], 200, "RTCP SR");
+        let mut again = Vec::new();
+        first.end_write(&mut again, 0);
+        assert!(again.is_empty(), "one report per interval");
+    }
+
+    #[test]
+    fn a_stream_gets_new_numbering_when_its_tracks_change_and_unused_ones_are_dropped() {
+        let streams = RtpStreams::default();
+        let mut random = counter();
+        let old = streams.get("live/a", pcmu(), &mut random, |_| true);
+        let changed = vec![Track::new(RtpCodec::Pcma { channels: 1 }, 0)];
+        let new = streams.get("live/a", changed, &mut random, |_| true);
+        assert!(!Rc::ptr_eq(&old, &new));
+        assert_ne!(old.borrow().ssrc(0), new.borrow().ssrc(0));
+        drop((old, new));
+        // Nobody holds it and the stream left the shard: dropped at the next lookup.
+        streams.get("live/b", pcmu(), &mut random, |key| key != "live/a");
+        assert_eq!(streams.streams.borrow().len(), 1);
+        assert!(streams.streams.borrow().contains_key("live/b"));
+    }
+}
