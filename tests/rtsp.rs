@@ -13,7 +13,10 @@ use serde_json::Value;
 
 use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
-use common::rtsp_client::{RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, gst_play, gst_publish};
+use common::rtsp_client::{
+    RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_with_b_frames, gst_play,
+    gst_publish, video_packet_times,
+};
 use common::{Client, TestServer, eventually, ffmpeg_publish};
 
 const PUBLISH_START: Duration = Duration::from_secs(15);
@@ -80,6 +83,27 @@ fn ffmpeg_publishes_over_rtsp_and_rtmp_http_flv_and_rtsp_players_get_it() {
         assert_counted(&rtsp, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &format!("RTSP play, {context}"));
         drop(publisher);
     }
+}
+
+/// RTP carries presentation times only: a publisher's B-frames must reach RTMP and HTTP-FLV
+/// players at decode times with composition offsets, as an RTMP publisher would send them.
+#[test]
+fn b_frames_published_over_rtsp_reach_flv_players_in_decode_order() {
+    let server = TestServer::start();
+    let key = "live/bframes";
+    let mut publisher = ffmpeg_publish_rtsp_with_b_frames(&server.rtsp_url(key), "tcp", 30, SMALL, 2);
+    wait_publishing(&server, &mut publisher, 1);
+    for url in [server.rtmp_url(key), format!("http://{}/{key}.flv", server.http_addr())] {
+        let counted = count_frames(&url, None, READ_SECONDS, PROBE).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_counted(&counted, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &format!("B-frames, {url}"));
+        let times = video_packet_times(&url, READ_SECONDS, PROBE).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert!(times.len() as u64 >= MIN_VIDEO_FRAMES, "{url}: {} packets", times.len());
+        assert!(times.windows(2).all(|w| w[0].1 <= w[1].1), "{url}: decode times go back: {times:?}");
+        assert!(times.iter().all(|(pts, dts)| dts <= pts), "{url}: a frame decoded after it is shown: {times:?}");
+        let reordered = times.iter().filter(|(pts, dts)| pts > dts).count();
+        assert!(reordered * 4 >= times.len(), "{url}: only {reordered} of {} frames carry an offset", times.len());
+    }
+    drop(publisher);
 }
 
 #[test]

@@ -19,6 +19,37 @@ pub fn ffmpeg_publish_rtsp(url: &str, transport: &str, seconds: u32, size: (u32,
     Client::spawn("ffmpeg", &args, format!("RTSP ({transport}) publisher of {url}"))
 }
 
+/// Publishes as [`ffmpeg_publish_rtsp`] does, but with `b_frames` B-frames between references
+/// (libx264's habit outside `-tune zerolatency`): RTP then carries frames out of decode order.
+pub fn ffmpeg_publish_rtsp_with_b_frames(
+    url: &str,
+    transport: &str,
+    seconds: u32,
+    size: (u32, u32),
+    b_frames: u32,
+) -> Client {
+    let mut args = super::test_pattern_args(seconds, size);
+    let tune = args.iter().position(|a| a == "-tune").expect("the test pattern sets -tune");
+    args.splice(tune..tune + 2, ["-bf".to_owned(), b_frames.to_string()]);
+    args.extend(["-rtsp_transport", transport, "-f", "rtsp", url].map(str::to_owned));
+    Client::spawn("ffmpeg", &args, format!("RTSP ({transport}) publisher with B-frames of {url}"))
+}
+
+/// The video packets ffprobe reads from `url` in `seconds`: (pts, dts) in the stream's time
+/// base, in the order they arrived.
+pub fn video_packet_times(url: &str, seconds: u32, timeout: Duration) -> Result<Vec<(i64, i64)>, String> {
+    require_ffmpeg();
+    let args: Vec<String> = ["-v", "error", "-select_streams", "v", "-show_packets", "-of", "json", "-read_intervals"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("%+{seconds}"), url.to_owned()])
+        .collect();
+    let stdout = run_tool("ffprobe", &args, timeout)?;
+    let json: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| format!("ffprobe JSON: {e}: {stdout}"))?;
+    let packets = json["packets"].as_array().ok_or_else(|| format!("no packets: {json}"))?;
+    Ok(packets.iter().filter_map(|p| Some((p["pts"].as_i64()?, p["dts"].as_i64()?))).collect())
+}
+
 /// Publishes a test pattern (H.264 only) with GStreamer's `rtspclientsink` over `protocols`
 /// (`tcp` or `udp`) for about `seconds`.
 pub fn gst_publish(url: &str, protocols: &str, seconds: u32) -> Client {
