@@ -386,6 +386,7 @@ idle_play_run() {
         --fps 1 --gop 1 --bitrate 8 --audio-bitrate 0 --ramp 3000 --window 2 --settle 2 --threads 2)
     held=$(json "$file" play.playing)
     result[$key.idle_play.held]=${held:-0}
+    result[$key.idle_play.lag99]=$(json "$file" play.lag.p99_ms)
     result[$key.idle_play.kib]=$(awk -v a="$rss1" -v b="$rss0" -v n="${held:-0}" 'BEGIN { printf "%.2f", (n > 0 ? (a - b) / n : 0) }')
     stop_server
 }
@@ -485,8 +486,8 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "== ringcast (merge_write_ms = ${merge_ms:-default}, merge_write_bytes = ${merge_bytes:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
-printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
-row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+printf '%-56s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
+row() { printf '%-56s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 for scenario in "${fanout_scenarios[@]}"; do
     r=ringcast.$scenario n=nginx.$scenario
     echo "-- $scenario: ${scenario_label[$scenario]}; steady window ${seconds}s after every player joined --"
@@ -527,6 +528,12 @@ if [[ ,$only, == *,idle-play,* ]]; then
         p=$(ringcast_key "$protocol")
         row "idle-play: $(protocol_label "$protocol") KiB/player (${result[$p.idle_play.held]} held)" \
             "${result[$p.idle_play.kib]}" "${result[nginx.idle_play.kib]}"
+    done
+    # A frame a second makes a write's last frame wait for the next one wherever a player can
+    # only take a frame once more bytes follow it: this row shows it.
+    for protocol in "${protocol_list[@]}"; do
+        p=$(ringcast_key "$protocol")
+        row "idle-play: $(protocol_label "$protocol") lag p99 (ms)" "${result[$p.idle_play.lag99]}" "${result[nginx.idle_play.lag99]}"
     done
 fi
 if [[ ,$only, == *,idle-head,* ]]; then
