@@ -290,12 +290,22 @@ mod tests {
     use super::*;
     use ringcast::protocol::flv::{write_file_header, write_tag};
 
-    #[test]
-    fn reads_tags_from_a_chunked_flv_body() {
+    /// An FLV stream: a keyframe at 0 and an audio frame at 23, then `more` (a 300-byte
+    /// inter frame at 33).
+    fn flv_stream(more: bool) -> Vec<u8> {
         let mut flv = Vec::new();
         write_file_header(true, true, &mut flv);
         write_tag(9, 0, &[0x17, 0, 0, 0, 0, 1, 2, 3], &mut flv).expect("tag");
         write_tag(8, 23, &[0xaf, 1, 9, 9], &mut flv).expect("tag");
+        if more {
+            write_tag(9, 33, &[0x27; 300], &mut flv).expect("tag");
+        }
+        flv
+    }
+
+    #[test]
+    fn reads_tags_from_a_chunked_flv_body() {
+        let flv = flv_stream(false);
         let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for piece in flv.chunks(7) {
             wire.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
@@ -304,23 +314,24 @@ mod tests {
         }
         for step in [1, 5, wire.len()] {
             let mut response = FlvResponse::new();
-            let mut tags = Vec::new();
-            for piece in wire.chunks(step) {
-                response.feed(piece).expect("valid");
-                response.take_tags(|t, ts, _| tags.push((t, ts))).expect("valid");
-            }
+            assert_eq!(feed_in_pieces(&mut response, &wire, step), vec![(9, 0), (8, 23)], "step {step}");
             assert_eq!(response.status(), Some(200));
-            assert_eq!(tags, vec![(9, 0), (8, 23)], "step {step}");
         }
+    }
+
+    /// Feeds `wire` `step` bytes at a time; the (type, timestamp) of every tag read.
+    fn feed_in_pieces(response: &mut FlvResponse, wire: &[u8], step: usize) -> Vec<(u8, u32)> {
+        let mut tags = Vec::new();
+        for piece in wire.chunks(step) {
+            response.feed(piece).expect("valid");
+            response.take_tags(|t, ts, _| tags.push((t, ts))).expect("valid");
+        }
+        tags
     }
 
     #[test]
     fn reads_tags_from_websocket_frames_after_the_upgrade() {
-        let mut flv = Vec::new();
-        write_file_header(true, true, &mut flv);
-        write_tag(9, 0, &[0x17, 0, 0, 0, 0, 1, 2, 3], &mut flv).expect("tag");
-        write_tag(8, 23, &[0xaf, 1, 9, 9], &mut flv).expect("tag");
-        write_tag(9, 33, &[0x27; 300], &mut flv).expect("tag");
+        let flv = flv_stream(true);
         let mut wire = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
         // A ping among the data frames, and one frame long enough for a 16-bit length.
         let (head, tail) = flv.split_at(30);
@@ -331,13 +342,9 @@ mod tests {
         wire.extend_from_slice(tail);
         for step in [1, 3, wire.len()] {
             let mut response = FlvResponse::websocket();
-            let mut tags = Vec::new();
-            for piece in wire.chunks(step) {
-                response.feed(piece).expect("valid");
-                response.take_tags(|t, ts, _| tags.push((t, ts))).expect("valid");
-            }
-            assert_eq!(response.status(), Some(101));
+            let tags = feed_in_pieces(&mut response, &wire, step);
             assert_eq!(tags, vec![(9, 0), (8, 23), (9, 33)], "step {step}");
+            assert_eq!(response.status(), Some(101));
             assert!(!response.ended());
             response.feed(&[0x88, 0]).expect("a close");
             assert!(response.ended(), "step {step}");
