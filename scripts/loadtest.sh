@@ -180,8 +180,10 @@ publish_url=()
 case ${PROTOCOL:-rtmp} in
     rtmp) ;;
     http-flv | ws-flv)
-        [[ ${PROTOCOL} == http-flv ]] && url=http://$http_addr/live/load.flv || url=ws://$http_addr/live/load.flv
-        [[ ${load_args[0]} == play && " ${load_args[*]} " == *" --publish "* ]] && publish_url=(--publish-url "rtmp://$addr/live/load")
+        url=${PROTOCOL%-flv}://$http_addr/live/load.flv
+        if [[ ${load_args[0]} == play && " ${load_args[*]} " == *" --publish "* ]]; then
+            publish_url=(--publish-url "rtmp://$addr/live/load")
+        fi
         ;;
     *) echo "loadtest: PROTOCOL is rtmp, http-flv or ws-flv, not $PROTOCOL" >&2; exit 2 ;;
 esac
