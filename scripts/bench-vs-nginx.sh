@@ -11,8 +11,21 @@
 #                                  [--merge-sweep MS,MS,...] (fan-out scenarios once per ringcast
 #                                                             merge_write_ms, nginx-rtmp once)
 #                                  [--storm-runs N]        (storms per server, interleaved; the median is shown)
+#                                  [--protocols rtmp,http-flv,ws-flv] (ringcast's players in the
+#                                                             fan-out scenarios, each its own run
+#                                                             against ringcast's RTMP; default rtmp)
+#                                  [--idle-players C]      (the idle-play scenario's players)
 #   defaults: fanout 1 stream (2.2 Mbit/s) -> 2000 players, channels 100 streams x 20 players
 #   (~1 Mbit/s each), a steady window of 10 s, 15000 idle connections, a storm of 2000 players
+#
+# idle-play (not in the default --only): C players (default 15000) of one stream with rare
+# frames (1 a second, ~1 kB, a GOP of one frame), once per --protocols entry on ringcast and
+# over RTMP on nginx-rtmp: the server's peak RSS less its RSS before, per player held. What a
+# connected player costs when no media flows, beside `idle` (connections that never play).
+# idle-head (not in the default --only either): C connections (--idle, at most 12000 so all
+# are open within ringcast's 10 s handshake_timeout) to ringcast's HTTP-FLV port, each having
+# sent part of a request head and then nothing, held 3 s: peak RSS less RSS before, per
+# connection.
 #
 # The fan-out scenarios (fanout, channels) are measured in two phases: the join (players
 # ramped in at 200/s; bytes and server CPU per joining player) and then, 3 s after the last
@@ -45,6 +58,8 @@ merge_ms=
 merge_bytes=
 merge_sweep=
 storm_runs=1
+protocols=rtmp
+idle_players=15000
 while [[ $# -gt 0 ]]; do
     case $1 in
         --players) players=$2; shift 2 ;;
@@ -58,6 +73,8 @@ while [[ $# -gt 0 ]]; do
         --merge-sweep) merge_sweep=$2; shift 2 ;;
         --channels) channels=$2; shift 2 ;;
         --storm-runs) storm_runs=$2; shift 2 ;;
+        --protocols) protocols=$2; shift 2 ;;
+        --idle-players) idle_players=$2; shift 2 ;;
         -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
@@ -69,6 +86,13 @@ if [[ ! $channels =~ ^([0-9]+)x([0-9]+)$ ]]; then
 fi
 channel_streams=${BASH_REMATCH[1]}
 channel_players=${BASH_REMATCH[2]}
+IFS=, read -r -a protocol_list <<<"$protocols"
+for protocol in "${protocol_list[@]}"; do
+    case $protocol in
+        rtmp | http-flv | ws-flv) ;;
+        *) echo "bench-vs-nginx: --protocols takes rtmp, http-flv, ws-flv; not $protocol" >&2; exit 2 ;;
+    esac
+done
 if [[ -n $merge_ms && -n $merge_sweep ]]; then
     echo "bench-vs-nginx: --merge-write-ms and --merge-sweep exclude each other" >&2
     exit 2
@@ -153,7 +177,8 @@ start_server() {
     local kind=$1 callbacks=$2 merge=${3:-$merge_ms}
     server_port=$(free_port)
     if [[ $kind == ringcast ]]; then
-        local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen 127.0.0.1:0
+        http_port=$(free_port)
+        local args=(--rtmp-listen "127.0.0.1:$server_port" --shards 1 --http-listen "127.0.0.1:$http_port"
             --rtsp-listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --log-level warn)
         [[ $callbacks == yes ]] && args+=(--on-play "$hook_url")
         : >"$work/ringcast.toml"
@@ -211,14 +236,30 @@ stop_server() {
     sleep 0.5
 }
 
+# The URL a player of PROTOCOL plays on the current server.
+player_url() {
+    case $1 in
+        rtmp) echo "rtmp://127.0.0.1:$server_port/live/bench" ;;
+        http-flv) echo "http://127.0.0.1:$http_port/live/bench.flv" ;;
+        ws-flv) echo "ws://127.0.0.1:$http_port/live/bench.flv" ;;
+    esac
+}
+
 # Runs ringcast-load against the current server; prints "cpu_s rss0_kib peak_kib json_path".
+# Players play over $load_protocol (rtmp unless set); a publisher always sends RTMP.
+load_protocol=rtmp
 run_load() {
     local name=$1
     shift
-    local before rss0 after rss1
+    local before rss0 after rss1 url
+    url=$(player_url "$load_protocol")
+    local publish_url=()
+    if [[ $load_protocol != rtmp && " $* " == *" --publish "* ]]; then
+        publish_url=(--publish-url "$(player_url rtmp)")
+    fi
     before=$(cpu_ticks "$server_pid")
     rss0=$(rss_kib "$server_pid")
-    "$load" --url "rtmp://127.0.0.1:$server_port/live/bench" --server-pid "$server_pid" --json-out "$work/$name.json" "$@" >"$work/$name.txt" 2>&1 || true
+    "$load" --url "$url" --server-pid "$server_pid" --json-out "$work/$name.json" "$@" "${publish_url[@]}" >"$work/$name.txt" 2>&1 || true
     after=$(cpu_ticks "$server_pid")
     rss1=$(hwm_kib "$server_pid")
     awk -v a="$after" -v b="$before" -v hz="$hz" 'BEGIN { printf "%.2f", (a - b) / hz }'
@@ -316,13 +357,87 @@ if [[ -n $merge_sweep ]]; then
     exit 0
 fi
 
-for kind in ringcast nginx; do
-    for scenario in "${fanout_scenarios[@]}"; do
-        start_server "$kind" no
-        fanout_run "$kind.$scenario" "$scenario"
+# Where a ringcast run's figures go: ringcast.* for RTMP players (the keys nginx-rtmp's are
+# compared with), ringcast-PROTOCOL.* for the others.
+ringcast_key() { if [[ $1 == rtmp ]]; then echo ringcast; else echo "ringcast-$1"; fi; }
+protocol_label() { case $1 in rtmp) echo RTMP ;; http-flv) echo HTTP-FLV ;; ws-flv) echo WebSocket-FLV ;; esac; }
+
+# Per scenario, ringcast once per player protocol and then nginx-rtmp, back to back: the
+# figures compared are taken minutes apart at most, on a machine whose load drifts.
+for scenario in "${fanout_scenarios[@]}"; do
+    for protocol in "${protocol_list[@]}"; do
+        load_protocol=$protocol
+        start_server ringcast no
+        fanout_run "$(ringcast_key "$protocol").$scenario" "$scenario"
         stop_server
     done
-    if [[ $only == *idle* ]]; then
+    load_protocol=rtmp
+    start_server nginx no
+    fanout_run "nginx.$scenario" "$scenario"
+    stop_server
+done
+
+# idle-play: players that joined a stream and then wait, the publisher sending a ~1 kB
+# keyframe a second (a GOP of one frame, so a join replays one frame).
+idle_play_run() {
+    local kind=$1 key=$2 file
+    start_server "$kind" no
+    read -r _ rss0 rss1 file < <(run_load "${key//./-}-idle-play" play -n "$idle_players" --publish \
+        --fps 1 --gop 1 --bitrate 8 --audio-bitrate 0 --ramp 3000 --window 2 --settle 2 --threads 2)
+    held=$(json "$file" play.playing)
+    result[$key.idle_play.held]=${held:-0}
+    result[$key.idle_play.lag99]=$(json "$file" play.lag.p99_ms)
+    result[$key.idle_play.kib]=$(awk -v a="$rss1" -v b="$rss0" -v n="${held:-0}" 'BEGIN { printf "%.2f", (n > 0 ? (a - b) / n : 0) }')
+    stop_server
+}
+if [[ ,$only, == *,idle-play,* ]]; then
+    for protocol in "${protocol_list[@]}"; do
+        load_protocol=$protocol
+        idle_play_run ringcast "$(ringcast_key "$protocol")"
+    done
+    load_protocol=rtmp
+    idle_play_run nginx nginx
+fi
+
+if [[ ,$only, == *,idle-head,* ]]; then
+    start_server ringcast no
+    head_conns=$((idle < 12000 ? idle : 12000))
+    rss0=$(rss_kib "$server_pid")
+    held=$(python3 - "$http_port" "$head_conns" <<'PY'
+import socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for i in range(count):
+    s = socket.socket()
+    s.bind(("127.0.0.%d" % (2 + i % 16), 0))  # spread over source addresses, as ringcast-load does
+    try:
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /live/bench.flv HTTP/1.1\r\nHost: x\r\n")
+        held.append(s)
+    except OSError:
+        s.close()
+time.sleep(3)
+# Those the server still holds: a closed one reads as EOF (nothing else is sent to them).
+open_now = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        open_now += s.recv(1) != b""
+    except BlockingIOError:
+        open_now += 1
+    except OSError:
+        pass
+print(open_now)
+PY
+)
+    rss1=$(hwm_kib "$server_pid")
+    result[ringcast.idle_head.held]=$held
+    result[ringcast.idle_head.kib]=$(awk -v a="$rss1" -v b="$rss0" -v n="$held" 'BEGIN { printf "%.2f", (n > 0 ? (a - b) / n : 0) }')
+    stop_server
+fi
+
+for kind in ringcast nginx; do
+    if [[ ,$only, == *,idle,* ]]; then
         start_server "$kind" no
         read -r _ rss0 rss1 file < <(run_load "$kind-idle" idle -c "$idle" --duration 5)
         held=$(json "$file" idle.held)
@@ -371,8 +486,8 @@ fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "== ringcast (merge_write_ms = ${merge_ms:-default}, merge_write_bytes = ${merge_bytes:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
-printf '%-44s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
-row() { printf '%-44s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+printf '%-56s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
+row() { printf '%-56s %14s %14s %10s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
 for scenario in "${fanout_scenarios[@]}"; do
     r=ringcast.$scenario n=nginx.$scenario
     echo "-- $scenario: ${scenario_label[$scenario]}; steady window ${seconds}s after every player joined --"
@@ -388,7 +503,43 @@ for scenario in "${fanout_scenarios[@]}"; do
     row "$scenario: players held without drops" "${result[$r.clean]}" "${result[$n.clean]}"
     row "$scenario: lag p99 (ms)" "${result[$r.lag99]}" "${result[$n.lag99]}"
 done
-if [[ $only == *idle* ]]; then
+# The other player protocols against ringcast's own RTMP players (the same server, publisher
+# and media; only how the players read differs).
+for protocol in "${protocol_list[@]}"; do
+    [[ $protocol == rtmp ]] && continue
+    p=$(ringcast_key "$protocol")
+    label=$(protocol_label "$protocol")
+    for scenario in "${fanout_scenarios[@]}"; do
+        echo "-- $scenario: ringcast, $label players vs RTMP players (columns: $label, RTMP, ratio) --"
+        row "$scenario: steady server CPU-s" "${result[$p.$scenario.steady.cpu]}" "${result[ringcast.$scenario.steady.cpu]:-}"
+        row "$scenario: steady Gbit delivered" "${result[$p.$scenario.steady.gbit]}" "${result[ringcast.$scenario.steady.gbit]:-}"
+        row "$scenario: steady Gbit per server CPU-second" "${result[$p.$scenario.steady.gbit_per_cpu]}" "${result[ringcast.$scenario.steady.gbit_per_cpu]:-}"
+        row "$scenario: join: kB per joining player" "${result[$p.$scenario.join.kb]}" "${result[ringcast.$scenario.join.kb]:-}"
+        row "$scenario: join: server CPU ms per player" "${result[$p.$scenario.join.ms]}" "${result[ringcast.$scenario.join.ms]:-}"
+        row "$scenario: whole run (join incl.): Gbit/CPU-s" "${result[$p.$scenario.gbit_per_cpu]}" "${result[ringcast.$scenario.gbit_per_cpu]:-}"
+        row "$scenario: players held without drops" "${result[$p.$scenario.clean]}" "${result[ringcast.$scenario.clean]:-}"
+        row "$scenario: lag p99 (ms)" "${result[$p.$scenario.lag99]}" "${result[ringcast.$scenario.lag99]:-}"
+    done
+done
+if [[ ,$only, == *,idle-play,* ]]; then
+    echo "-- idle-play: $idle_players players of a stream with 1 frame a second (~1 kB); RSS peak less RSS before, per player held;"
+    echo "   columns: ringcast's players of each protocol, nginx-rtmp's RTMP players (${result[nginx.idle_play.held]} held), ratio --"
+    for protocol in "${protocol_list[@]}"; do
+        p=$(ringcast_key "$protocol")
+        row "idle-play: $(protocol_label "$protocol") KiB/player (${result[$p.idle_play.held]} held)" \
+            "${result[$p.idle_play.kib]}" "${result[nginx.idle_play.kib]}"
+    done
+    # A frame a second makes a write's last frame wait for the next one wherever a player can
+    # only take a frame once more bytes follow it: this row shows it.
+    for protocol in "${protocol_list[@]}"; do
+        p=$(ringcast_key "$protocol")
+        row "idle-play: $(protocol_label "$protocol") lag p99 (ms)" "${result[$p.idle_play.lag99]}" "${result[nginx.idle_play.lag99]}"
+    done
+fi
+if [[ ,$only, == *,idle-head,* ]]; then
+    row "idle-head: KiB RSS per HTTP connection (${result[ringcast.idle_head.held]} held)" "${result[ringcast.idle_head.kib]}" ""
+fi
+if [[ ,$only, == *,idle,* ]]; then
     row "idle: KiB RSS per connection (${result[ringcast.idle.held]:-?} held)" "${result[ringcast.idle.kib]}" "${result[nginx.idle.kib]}"
 fi
 if [[ $only == *storm* ]]; then

@@ -17,6 +17,8 @@
 # Options after the numbers go to ringcast-load as they are (--threads 2, --json, --ramp 500,
 # --flv FILE, --bitrate 4000, --progress...). Environment:
 #   SHARDS=N        server shards (default: number of CPUs)
+#   PROTOCOL=P      how the players read: rtmp (default), http-flv or ws-flv (WebSocket-FLV);
+#                   a publisher (--publish) always sends RTMP
 #   MERGE_WRITE_MS=N  the server's merged-write window (merge_write_ms; default: its own)
 #   SERVER_ARGS=... more ringcast flags (e.g. "--config my.toml")
 #   KEEP_LOG=1      keep the server log (its path is printed)
@@ -148,6 +150,7 @@ server_pid=$!
 addr=
 for _ in $(seq 1 100); do
     addr=$(sed -n 's/.*ready: rtmp=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+    http_addr=$(sed -n 's/.*ready: .* http=\([^ ]*\).*/\1/p' "$log" | head -n 1)
     [[ -n $addr ]] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "loadtest: ringcast exited before it was ready:" >&2
@@ -171,10 +174,24 @@ cpu_before=$(cpu_ticks "$server_pid")
 rss_before=$(status_kib "$server_pid" VmRSS)
 started=$(date +%s.%N)
 
+# The players' URL; a publisher in the same run sends RTMP (--publish-url).
+url=rtmp://$addr/live/load
+publish_url=()
+case ${PROTOCOL:-rtmp} in
+    rtmp) ;;
+    http-flv | ws-flv)
+        url=${PROTOCOL%-flv}://$http_addr/live/load.flv
+        if [[ ${load_args[0]} == play && " ${load_args[*]} " == *" --publish "* ]]; then
+            publish_url=(--publish-url "rtmp://$addr/live/load")
+        fi
+        ;;
+    *) echo "loadtest: PROTOCOL is rtmp, http-flv or ws-flv, not $PROTOCOL" >&2; exit 2 ;;
+esac
+
 json=$work/result.json
 set +e
-"$root/target/release/ringcast-load" --url "rtmp://$addr/live/load" --server-pid "$server_pid" \
-    --json-out "$json" "${load_args[@]}" "${extra[@]}"
+"$root/target/release/ringcast-load" --url "$url" --server-pid "$server_pid" \
+    --json-out "$json" "${load_args[@]}" "${publish_url[@]}" "${extra[@]}"
 load_status=$?
 set -e
 

@@ -43,7 +43,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
 
-    /// Stream URL: rtmp://host[:port]/app/name (or http://host[:port]/app/name.flv to play)
+    /// Stream URL: rtmp://host[:port]/app/name (or http://host[:port]/app/name.flv, HTTP-FLV,
+    /// or ws://host[:port]/app/name.flv, WebSocket-FLV, to play)
     #[arg(long, global = true, default_value = "rtmp://127.0.0.1:1935/live/load")]
     pub url: String,
 
@@ -115,6 +116,11 @@ pub struct PlayArgs {
     /// measured against the publisher's own send clock
     #[arg(long)]
     pub publish: bool,
+
+    /// With --publish and an http:// or ws:// --url: the RTMP URL to publish to (the same
+    /// app and stream name; a server takes RTMP on a port of its own)
+    #[arg(long, value_name = "URL")]
+    pub publish_url: Option<String>,
 
     #[command(flatten)]
     pub media: MediaArgs,
@@ -222,6 +228,8 @@ pub enum Protocol {
     HttpFlv,
     /// RTSP with RTP over the TCP connection (interleaved).
     Rtsp,
+    /// HTTP-FLV's stream in WebSocket binary frames (the same path, upgraded).
+    WsFlv,
 }
 
 /// The server and stream a URL names.
@@ -246,12 +254,14 @@ impl Target {
             (Protocol::Rtmp, rest, 1935)
         } else if let Some(rest) = url.strip_prefix("http://") {
             (Protocol::HttpFlv, rest, 80)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (Protocol::WsFlv, rest, 80)
         } else if let Some(rest) = url.strip_prefix("rtsp://") {
             (Protocol::Rtsp, rest, 554)
         } else {
             return Err(format!(
-                "--url {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv \
-                 or rtsp://host[:port]/app/name"
+                "--url {url:?}: expected rtmp://host[:port]/app/name, http://host[:port]/app/name.flv, \
+                 ws://host[:port]/app/name.flv or rtsp://host[:port]/app/name"
             ));
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -276,7 +286,7 @@ impl Target {
             path.split_once('/').ok_or_else(|| format!("--url {url:?}: expected /app/name after the host"))?;
         let name = match protocol {
             Protocol::Rtmp | Protocol::Rtsp => name,
-            Protocol::HttpFlv => name.strip_suffix(".flv").unwrap_or(name),
+            Protocol::HttpFlv | Protocol::WsFlv => name.strip_suffix(".flv").unwrap_or(name),
         };
         if app.is_empty() || name.is_empty() {
             return Err(format!("--url {url:?}: expected /app/name after the host (both non-empty)"));
@@ -329,6 +339,7 @@ impl Target {
             Protocol::Rtmp => format!("rtmp://{}/{}/{}", self.authority, self.app, self.name),
             Protocol::HttpFlv => format!("http://{}/{}/{}.flv", self.authority, self.app, self.name),
             Protocol::Rtsp => format!("rtsp://{}/{}/{}", self.authority, self.app, self.name),
+            Protocol::WsFlv => format!("ws://{}/{}/{}.flv", self.authority, self.app, self.name),
         }
     }
 }
@@ -387,6 +398,9 @@ mod tests {
             (Protocol::Rtsp, "live", "cam", "?k=v")
         );
         assert_eq!(t.url(), "rtsp://127.0.0.1:8554/live/cam");
+        let t = Target::parse("ws://127.0.0.1:8080/live/cam.flv?k=v").expect("valid");
+        assert_eq!((t.protocol, t.name.as_str(), t.query.as_str()), (Protocol::WsFlv, "cam", "?k=v"));
+        assert_eq!(t.url(), "ws://127.0.0.1:8080/live/cam.flv");
         assert!(Target::parse("rtmp://127.0.0.1/live").is_err());
         assert!(Target::parse("srt://127.0.0.1/live/x").is_err());
     }

@@ -382,24 +382,48 @@ struct PlayResult {
     publish: Option<publish::PublishSummary>,
 }
 
+/// Where `play --publish` publishes: the players' own URL for RTMP; for HTTP-FLV and
+/// WebSocket-FLV players, `--publish-url`, which must name the same stream.
+fn publish_target(target: &Target, args: &PlayArgs) -> Result<Target, RunError> {
+    match (target.protocol, &args.publish_url) {
+        (Protocol::Rtmp, None) => Ok(target.clone()),
+        (Protocol::Rtmp, Some(_)) => Err(RunError::Usage(
+            "play --publish-url is for http://, ws:// and rtsp:// players; --url is RTMP already".into(),
+        )),
+        (_, None) => Err(RunError::Usage(
+            "play --publish with an http://, ws:// or rtsp:// --url publishes over RTMP: give --publish-url \
+             rtmp://HOST:PORT/app/name"
+                .into(),
+        )),
+        (_, Some(url)) => {
+            let publish = Target::parse(url).map_err(RunError::Usage)?.with_source_ips(Some(0));
+            if publish.protocol != Protocol::Rtmp {
+                return Err(RunError::Usage(format!("--publish-url {url:?}: expected rtmp://")));
+            }
+            if (&publish.app, &publish.name) != (&target.app, &target.name) {
+                return Err(RunError::Usage(format!(
+                    "--publish-url {url:?} names {}/{}, the players play {}/{}",
+                    publish.app, publish.name, target.app, target.name
+                )));
+            }
+            Ok(publish)
+        }
+    }
+}
+
 fn run_play(cli: &Cli, target: Target, args: &PlayArgs) -> Result<(String, bool), RunError> {
     if args.players == 0 {
         return Err(RunError::Usage("play: -n must be at least 1".into()));
     }
     let streams = args.streams.max(1);
-    if args.publish && target.protocol != Protocol::Rtmp {
-        return Err(RunError::Usage(
-            "play --publish publishes over RTMP: give an rtmp:// URL (the HTTP-FLV or RTSP side \
-             can be played from a second ringcast-load)"
-                .into(),
-        ));
-    }
+    let publish_target = if args.publish { Some(publish_target(&target, args)?) } else { None };
     let plan = if args.publish { Some(MediaPlan::new(&args.media).map_err(RunError::Usage)?) } else { None };
     let threads = usize::from(cli.threads);
     let shared = Shared::new();
     let setup = Arc::new(play::PlaySetup { target: target.clone(), timeout: cli.timeout });
-    let publish_setup =
-        plan.map(|plan| Arc::new(publish::PublishSetup { target: target.clone(), timeout: cli.timeout, plan }));
+    let publish_setup = plan
+        .zip(publish_target)
+        .map(|(plan, target)| Arc::new(publish::PublishSetup { target, timeout: cli.timeout, plan }));
     let (players, ramp) = (args.players, args.ramp);
     let worker_publish = publish_setup.clone();
     let handles = runtime::spawn_workers(threads, &shared, move |worker| {

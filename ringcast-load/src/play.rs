@@ -268,7 +268,9 @@ pub async fn run_player(
     }
     let result = match setup.target.protocol {
         Protocol::Rtmp => play_rtmp(&setup, id, stream, &record, &lag, &shared, &stop).await,
-        Protocol::HttpFlv => crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
+        Protocol::HttpFlv | Protocol::WsFlv => {
+            crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await
+        }
         Protocol::Rtsp => crate::rtsp::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
     };
     let mut r = record.borrow_mut();

@@ -4,8 +4,12 @@
 //! The per-player part is 15 bytes: the PreviousTagSize of the tag before (0 before the
 //! first tag, as the FLV file format wants after its header) and the 11-byte tag header with
 //! the timestamp on the player's timeline. Carrying each PreviousTagSize with the next tag
-//! keeps the body shared; the stream's driver sends the 9-byte FLV file header first, and
-//! the last tag's PreviousTagSize when it ends cleanly ([`FlvFraming::trailer`]).
+//! keeps the body shared; the stream's driver sends the 9-byte FLV file header first.
+//!
+//! Every write ends with its last tag's PreviousTagSize ([`FlvFraming::take_trailer`]), so the
+//! next write's first tag goes without one: flv.js and mpegts.js (and ffmpeg's reader) take a
+//! tag only once its PreviousTagSize is in, and a size left for the next write would hold each
+//! write's last frame back until the next one (a whole second on a stream of one frame a second).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -15,17 +19,32 @@ use crate::hub::{Packet, PacketKind};
 use crate::protocol::flv::{TAG_HEADER_LEN, TAG_TYPE_AUDIO, TAG_TYPE_SCRIPT_DATA, TAG_TYPE_VIDEO};
 
 /// An FLV player's framing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlvFraming {
     timeline: Timeline,
-    /// Size of the last tag sent, header included: the next tag's PreviousTagSize.
-    previous_tag_size: u32,
+    /// The PreviousTagSize not sent yet: PreviousTagSize0 (0) before the first tag, then the
+    /// last tag's size (header included) until its write ends; `None` once it is sent.
+    unsent_size: Option<u32>,
+}
+
+impl Default for FlvFraming {
+    fn default() -> FlvFraming {
+        FlvFraming { timeline: Timeline::default(), unsent_size: Some(0) }
+    }
 }
 
 impl FlvFraming {
-    /// The PreviousTagSize that closes the last tag sent.
-    pub fn trailer(&self) -> Bytes {
-        Bytes::copy_from_slice(&self.previous_tag_size.to_be_bytes())
+    /// The PreviousTagSize that closes the last tag sent, unless it went out already (or no
+    /// tag did).
+    pub fn take_trailer(&mut self) -> Option<Bytes> {
+        match self.unsent_size {
+            // A tag is at least its 11-byte header: 0 is PreviousTagSize0, before any tag.
+            Some(size) if size > 0 => {
+                self.unsent_size = None;
+                Some(Bytes::copy_from_slice(&size.to_be_bytes()))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -46,7 +65,9 @@ impl Framing for FlvFraming {
         // RTMP's own 24-bit length allows.
         let size = (packet.payload.len() as u32) & 0x00FF_FFFF;
         headers.reserve(4 + TAG_HEADER_LEN);
-        headers.put_u32(self.previous_tag_size);
+        if let Some(previous) = self.unsent_size {
+            headers.put_u32(previous);
+        }
         headers.put_u8(tag_type(packet.kind));
         headers.put_uint(u64::from(size), 3);
         headers.put_uint(u64::from(timestamp & 0x00FF_FFFF), 3);
@@ -54,13 +75,17 @@ impl Framing for FlvFraming {
         headers.put_uint(0, 3);
         bufs.push(headers.split().freeze());
         bufs.push(packet.payload.clone());
-        self.previous_tag_size = TAG_HEADER_LEN as u32 + size;
+        self.unsent_size = Some(TAG_HEADER_LEN as u32 + size);
     }
 
     fn unpublished(&mut self, _bufs: &mut Vec<Bytes>) {}
 
     fn published(&mut self, _bufs: &mut Vec<Bytes>) {
         self.timeline.restart();
+    }
+
+    fn end_write(&mut self, bufs: &mut Vec<Bytes>, _start: usize) {
+        bufs.extend(self.take_trailer());
     }
 }
 
@@ -89,7 +114,34 @@ mod tests {
         assert_eq!(bufs[1].as_ptr(), header.payload.as_ptr(), "the body is the shared payload");
         assert_eq!(&bufs[2][..], &[0, 0, 0, 17, 9, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&bufs[4][..], &[0, 0, 0, 18, 8, 0, 0, 3, 0, 0, 40, 0, 0, 0, 0]);
-        assert_eq!(&framing.trailer()[..], &[0, 0, 0, 14]);
+        assert_eq!(framing.take_trailer().as_deref(), Some(&[0, 0, 0, 14][..]));
+        assert_eq!(framing.take_trailer(), None, "sent once");
+    }
+
+    #[test]
+    fn a_write_ends_with_its_last_tag_size_so_players_can_take_that_tag() {
+        let mut framing = FlvFraming::default();
+        let (mut bufs, mut headers) = (Vec::new(), BytesMut::new());
+        framing.end_write(&mut bufs, 0);
+        assert!(bufs.is_empty(), "no tag yet: nothing to close");
+        let audio = packet(PacketKind::Audio, 0, &[0xAF, 1, 3]);
+        framing.append_packet(&mut bufs, &mut headers, &audio);
+        framing.end_write(&mut bufs, 0);
+        let first = bufs.concat();
+        // PreviousTagSize0, the tag, and its own size: a reader that wants the size after
+        // each tag (flv.js, mpegts.js, ringcast's own FlvReader) has the whole tag now.
+        assert_eq!(first.len(), 4 + 11 + 3 + 4);
+        assert_eq!(&first[first.len() - 4..], &[0, 0, 0, 14]);
+        let mut reader = crate::protocol::flv::FlvReader::new();
+        let mut stream = b"FLV\x01\x04\x00\x00\x00\x09".to_vec();
+        stream.extend_from_slice(&first);
+        let mut rest = &stream[..];
+        let tag = reader.read_tag(&mut rest).expect("a valid tag").expect("the tag is whole");
+        assert_eq!((tag.tag_type, tag.body), (8, &[0xAF, 1, 3][..]));
+        bufs.clear();
+        framing.append_packet(&mut bufs, &mut headers, &audio);
+        framing.end_write(&mut bufs, 0);
+        assert_eq!(bufs.concat(), [&[8, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0xAF, 1, 3][..], &[0, 0, 0, 14]].concat());
     }
 
     #[test]

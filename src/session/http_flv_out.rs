@@ -138,9 +138,7 @@ impl Framing for HttpFlvFraming {
             return;
         }
         self.ended = true;
-        if self.header_sent || self.saw_audio || self.saw_video {
-            bufs.push(self.flv.trailer());
-        }
+        bufs.extend(self.flv.take_trailer());
         if self.websocket {
             self.shared.close(websocket::close_frame(websocket::CLOSE_NORMAL, "stream ended"));
         }
@@ -155,6 +153,8 @@ impl Framing for HttpFlvFraming {
 
     fn end_write(&mut self, bufs: &mut Vec<Bytes>, start: usize) {
         let media_start = (start + std::mem::take(&mut self.control_bufs)).min(bufs.len());
+        // The last tag's PreviousTagSize, inside the WebSocket frame with the tags.
+        self.flv.end_write(bufs, media_start);
         if !self.header_sent && bufs.len() > media_start {
             let header = self.file_header();
             bufs.insert(media_start, header);
@@ -206,8 +206,9 @@ mod tests {
         assert_eq!(&first[..9], b"FLV\x01\x01\x00\x00\x00\x09");
         assert_eq!(&first[9..13], &[0, 0, 0, 0]);
         assert_eq!(first[13], 9);
+        assert_eq!(&first[first.len() - 4..], &[0, 0, 0, 17], "the write ends with its tag's size");
         let second = write(&mut framing, &[&packet(PacketKind::Audio, 40, &[0xAF, 1, 3])]);
-        assert_eq!(&second[..4], &[0, 0, 0, 17], "no second file header: the previous tag's size");
+        assert_eq!(second[0], 8, "no second file header, no size before the tag: it went out already");
     }
 
     #[test]
@@ -226,9 +227,10 @@ mod tests {
         let audio = packet(PacketKind::Audio, 0, &[0xAF, 1, 3]);
         let out = write(&mut framing, &[&audio, &audio]);
         assert_eq!(&out[..4], &[0x8A, 2, b'h', b'i']);
-        // 9 (file header) + 2 x (15 + 3) = 45 bytes of media in one frame.
-        assert_eq!(&out[4..6], &[0x82, 45]);
-        assert_eq!(out.len(), 6 + 45);
+        // 9 (file header) + 2 x (15 + 3) + 4 (the last tag's size) = 49 bytes of media in one
+        // frame.
+        assert_eq!(&out[4..6], &[0x82, 49]);
+        assert_eq!(out.len(), 6 + 49);
         assert_eq!(&out[6..11], b"FLV\x01\x04");
     }
 
@@ -244,9 +246,9 @@ mod tests {
         framing.append_packet(&mut bufs, &mut headers, &audio);
         framing.end_write(&mut bufs, 0);
         let out = bufs.concat();
-        assert_eq!(&out[..6], &[0x82, 4, 0, 0, 0, 14], "the trailer in its own frame, nothing after it");
-        assert_eq!(&out[6..10], &[0x88, 14, 0x03, 0xE8]);
-        assert_eq!(out.len(), 6 + 16);
+        // The first write ended with its tag's size: only the close, nothing after it.
+        assert_eq!(&out[..4], &[0x88, 14, 0x03, 0xE8]);
+        assert_eq!(out.len(), 16);
         // The session was told; a permit waits for it.
         let ended = shared.stream_ended.notified();
         tokio::pin!(ended);
