@@ -592,26 +592,24 @@ async fn accept_loop(
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let context = context.clone();
         let shared = shared.clone();
-        tokio::task::spawn_local(async move {
-            drive(protocol, socket, peer, conn_id, context).await;
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
-        });
+        // One task type per protocol, not one future matching on the protocol: a task is as
+        // large as its future, and an idle RTMP connection must not carry the larger state of
+        // an RTSP session (an idle connection's whole cost is this task and its buffers).
+        match protocol {
+            MediaProtocol::Rtmp => spawn_session(session::rtmp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::HttpFlv => spawn_session(session::http_flv::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtsp => spawn_session(session::rtsp::run(socket, peer, conn_id, context), shared),
+        }
     }
 }
 
-/// Runs one accepted connection with its protocol's driver until it closes.
-async fn drive(
-    protocol: MediaProtocol,
-    socket: tokio_uring::net::TcpStream,
-    peer: SocketAddr,
-    conn_id: u64,
-    context: Rc<ShardContext>,
-) {
-    match protocol {
-        MediaProtocol::Rtmp => session::rtmp::run(socket, peer, conn_id, context).await,
-        MediaProtocol::HttpFlv => session::http_flv::run(socket, peer, conn_id, context).await,
-        MediaProtocol::Rtsp => session::rtsp::run(socket, peer, conn_id, context).await,
-    }
+/// Runs one accepted connection's driver as a task of its own, and counts the connection
+/// closed when it ends.
+fn spawn_session(driver: impl Future<Output = ()> + 'static, shared: Arc<Shared>) {
+    tokio::task::spawn_local(async move {
+        driver.await;
+        shared.connections.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 async fn wait_sessions(context: &Rc<ShardContext>) {
