@@ -596,18 +596,22 @@ async fn accept_loop(
         // large as its future, and an idle RTMP connection must not carry the larger state of
         // an RTSP session (an idle connection's whole cost is this task and its buffers).
         match protocol {
-            MediaProtocol::Rtmp => spawn_session(session::rtmp::run(socket, peer, conn_id, context), shared),
-            MediaProtocol::HttpFlv => spawn_session(session::http_flv::run(socket, peer, conn_id, context), shared),
-            MediaProtocol::Rtsp => spawn_session(session::rtsp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtmp => spawn_session(move || session::rtmp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::HttpFlv => {
+                spawn_session(move || session::http_flv::run(socket, peer, conn_id, context), shared)
+            }
+            MediaProtocol::Rtsp => spawn_session(move || session::rtsp::run(socket, peer, conn_id, context), shared),
         }
     }
 }
 
 /// Runs one accepted connection's driver as a task of its own, and counts the connection
-/// closed when it ends.
-fn spawn_session(driver: impl Future<Output = ()> + 'static, shared: Arc<Shared>) {
+/// closed when it ends. The driver's future is made inside the task from `start`: a future
+/// passed in whole would be stored twice in the task (once as the task's capture, once where
+/// it is awaited), doubling what every idle connection holds.
+fn spawn_session<F: Future<Output = ()>>(start: impl FnOnce() -> F + 'static, shared: Arc<Shared>) {
     tokio::task::spawn_local(async move {
-        driver.await;
+        start().await;
         shared.connections.fetch_sub(1, Ordering::Relaxed);
     });
 }
