@@ -37,11 +37,15 @@ impl FlvFraming {
     /// The PreviousTagSize that closes the last tag sent, unless it went out already (or no
     /// tag did).
     pub fn take_trailer(&mut self) -> Option<Bytes> {
+        self.take_unsent_size().map(|size| Bytes::copy_from_slice(&size.to_be_bytes()))
+    }
+
+    fn take_unsent_size(&mut self) -> Option<u32> {
         match self.unsent_size {
             // A tag is at least its 11-byte header: 0 is PreviousTagSize0, before any tag.
             Some(size) if size > 0 => {
                 self.unsent_size = None;
-                Some(Bytes::copy_from_slice(&size.to_be_bytes()))
+                Some(size)
             }
             _ => None,
         }
@@ -84,8 +88,11 @@ impl Framing for FlvFraming {
         self.timeline.restart();
     }
 
-    fn end_write(&mut self, bufs: &mut Vec<Bytes>, _start: usize) {
-        bufs.extend(self.take_trailer());
+    fn end_write(&mut self, bufs: &mut Vec<Bytes>, headers: &mut BytesMut, _start: usize) {
+        if let Some(size) = self.take_unsent_size() {
+            headers.put_u32(size);
+            bufs.push(headers.split().freeze());
+        }
     }
 }
 
@@ -122,11 +129,11 @@ mod tests {
     fn a_write_ends_with_its_last_tag_size_so_players_can_take_that_tag() {
         let mut framing = FlvFraming::default();
         let (mut bufs, mut headers) = (Vec::new(), BytesMut::new());
-        framing.end_write(&mut bufs, 0);
+        framing.end_write(&mut bufs, &mut headers, 0);
         assert!(bufs.is_empty(), "no tag yet: nothing to close");
         let audio = packet(PacketKind::Audio, 0, &[0xAF, 1, 3]);
         framing.append_packet(&mut bufs, &mut headers, &audio);
-        framing.end_write(&mut bufs, 0);
+        framing.end_write(&mut bufs, &mut headers, 0);
         let first = bufs.concat();
         // PreviousTagSize0, the tag, and its own size: a reader that wants the size after
         // each tag (flv.js, mpegts.js, ringcast's own FlvReader) has the whole tag now.
@@ -140,7 +147,7 @@ mod tests {
         assert_eq!((tag.tag_type, tag.body), (8, &[0xAF, 1, 3][..]));
         bufs.clear();
         framing.append_packet(&mut bufs, &mut headers, &audio);
-        framing.end_write(&mut bufs, 0);
+        framing.end_write(&mut bufs, &mut headers, 0);
         assert_eq!(bufs.concat(), [&[8, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0xAF, 1, 3][..], &[0, 0, 0, 14]].concat());
     }
 

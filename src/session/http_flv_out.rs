@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::flv_out::FlvFraming;
@@ -79,8 +79,6 @@ pub struct HttpFlvFraming {
     control_bufs: usize,
     /// The stream ended or a close frame went out: nothing more is sent.
     ended: bool,
-    /// Where the per-write headers (file header, frame header) are split from.
-    headers: BytesMut,
 }
 
 impl HttpFlvFraming {
@@ -94,7 +92,6 @@ impl HttpFlvFraming {
             saw_video: false,
             control_bufs: 0,
             ended: false,
-            headers: BytesMut::new(),
         }
     }
 
@@ -151,10 +148,10 @@ impl Framing for HttpFlvFraming {
         }
     }
 
-    fn end_write(&mut self, bufs: &mut Vec<Bytes>, start: usize) {
+    fn end_write(&mut self, bufs: &mut Vec<Bytes>, headers: &mut BytesMut, start: usize) {
         let media_start = (start + std::mem::take(&mut self.control_bufs)).min(bufs.len());
         // The last tag's PreviousTagSize, inside the WebSocket frame with the tags.
-        self.flv.end_write(bufs, media_start);
+        self.flv.end_write(bufs, headers, media_start);
         if !self.header_sent && bufs.len() > media_start {
             let header = self.file_header();
             bufs.insert(media_start, header);
@@ -163,11 +160,9 @@ impl Framing for HttpFlvFraming {
         if self.websocket {
             let len: usize = bufs[media_start..].iter().map(Bytes::len).sum();
             if len > 0 {
-                self.headers.reserve(websocket::MAX_HEADER_LEN);
-                let mut header = Vec::with_capacity(websocket::MAX_HEADER_LEN);
-                websocket::encode_header(OPCODE_BINARY, len as u64, &mut header);
-                self.headers.put_slice(&header);
-                bufs.insert(media_start, self.headers.split().freeze());
+                headers.reserve(websocket::MAX_HEADER_LEN);
+                websocket::encode_header(OPCODE_BINARY, len as u64, headers);
+                bufs.insert(media_start, headers.split().freeze());
             }
             if let Some(close) = self.shared.control.borrow_mut().close.take() {
                 bufs.push(close);
@@ -192,7 +187,7 @@ mod tests {
         for p in packets {
             framing.append_packet(&mut bufs, &mut headers, p);
         }
-        framing.end_write(&mut bufs, 0);
+        framing.end_write(&mut bufs, &mut headers, 0);
         bufs.concat()
     }
 
@@ -244,7 +239,7 @@ mod tests {
         framing.unpublished(&mut bufs);
         framing.published(&mut bufs);
         framing.append_packet(&mut bufs, &mut headers, &audio);
-        framing.end_write(&mut bufs, 0);
+        framing.end_write(&mut bufs, &mut headers, 0);
         let out = bufs.concat();
         // The first write ended with its tag's size: only the close, nothing after it.
         assert_eq!(&out[..4], &[0x88, 14, 0x03, 0xE8]);

@@ -35,8 +35,10 @@ pub trait Framing {
     fn unpublished(&mut self, bufs: &mut Vec<Bytes>);
     /// A publisher (re)started: its timestamps start afresh.
     fn published(&mut self, bufs: &mut Vec<Bytes>);
-    /// Ends a write whose buffers start at `start` (a WebSocket frame header goes before them).
-    fn end_write(&mut self, _bufs: &mut Vec<Bytes>, _start: usize) {}
+    /// Ends a write whose buffers start at `start` (a WebSocket frame header goes before them,
+    /// FLV's last PreviousTagSize after them). What it adds is split off `headers`, like the
+    /// packets' headers: no allocation per write.
+    fn end_write(&mut self, _bufs: &mut Vec<Bytes>, _headers: &mut BytesMut, _start: usize) {}
 }
 
 /// The writer task of a player.
@@ -91,7 +93,7 @@ impl<F: Framing + 'static> PlayerWriter<F> {
                     PlayerItem::Published => self.framing.published(&mut bufs),
                 }
             }
-            self.framing.end_write(&mut bufs, 0);
+            self.framing.end_write(&mut bufs, &mut headers, 0);
             // The write may block on a player that stopped reading: give up on it when the
             // hub kicks the player, instead of waiting forever.
             tokio::select! {

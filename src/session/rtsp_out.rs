@@ -253,7 +253,7 @@ impl Framing for RtspFraming {
 
     fn published(&mut self, _bufs: &mut Vec<Bytes>) {}
 
-    fn end_write(&mut self, bufs: &mut Vec<Bytes>, _start: usize) {
+    fn end_write(&mut self, bufs: &mut Vec<Bytes>, _headers: &mut BytesMut, _start: usize) {
         let now = Instant::now();
         if now < self.next_report {
             return;
@@ -327,13 +327,13 @@ mod tests {
         // A sender report on the track's RTCP channel once due.
         first.next_report = Instant::now();
         let mut reports = Vec::new();
-        first.end_write(&mut reports, 0);
+        first.end_write(&mut reports, &mut headers, 0);
         let report = &reports[0];
         assert_eq!(&report[..2], [b'$', 5]);
         assert_eq!(usize::from(u16::from_be_bytes([report[2], report[3]])), report.len() - 4);
         assert_eq!(report[5], 200, "RTCP SR");
         let mut again = Vec::new();
-        first.end_write(&mut again, 0);
+        first.end_write(&mut again, &mut headers, 0);
         assert!(again.is_empty(), "one report per interval");
     }
 
