@@ -689,6 +689,13 @@ impl Core {
             if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
                 continue;
             }
+            // Room first, then the delivery: `/metrics` reads the queued bytes from another
+            // thread at any moment, and must never see them past the bound, even in between.
+            while self.order.len() >= self.limits.queue || self.queued_bytes + bytes > self.limits.queue_bytes {
+                if !self.drop_oldest() {
+                    break;
+                }
+            }
             let number = self.next_number;
             self.next_number += 1;
             self.order.insert(number, (sink.id, key.clone()));
@@ -881,6 +888,12 @@ impl Core {
                 let number = self.next_number;
                 self.next_number += 1;
                 self.retries.push(Reverse((Instant::now() + wait, number)));
+                // Room first, as in `enqueue`: the metric never passes the bound.
+                while self.queued_bytes + job.bytes > self.limits.queue_bytes {
+                    if !self.drop_oldest() {
+                        break;
+                    }
+                }
                 // Waiting, it holds its event again: counted until it goes or is dropped.
                 self.queued_bytes += job.bytes;
                 sink.stats.queued_bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
