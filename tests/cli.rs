@@ -1,10 +1,17 @@
 //! The command line as users meet it: the real binary, its exit status and its output.
 //!
-//! Every run here ends before the server starts (`--help`, `--version`, `--check`, or an error),
-//! so these tests open no sockets.
+//! Most runs here end before the server starts (`--help`, `--version`, `--check`, or an error),
+//! so they open no sockets; go-rtmp's command line is run for real, with a receiver.
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::http_receiver::HttpReceiver;
+use common::rtmp_client::RtmpClient;
+use common::{TempFile, TestServer};
 
 fn ringcast(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ringcast")).args(args).output().expect("run the ringcast binary")
@@ -197,4 +204,49 @@ fn readme_setup_commands_work_as_written() {
         .filter_map(|p| p["default_run"].as_str())
         .collect();
     assert!(other_default_runs.is_empty(), "only the server names a default-run: {other_default_runs:?}");
+}
+
+/// go-rtmp's own "Combining Hooks" command line (docs/hooks.md), flag for flag, with the
+/// receiver's URLs and a real script: ringcast starts (clap does not read `-hook-webhook` as
+/// `-h`), a publish reaches the `publish_start` webhook, the script runs on
+/// `connection_accept` and stdio prints JSON lines. The file only moves the listeners go-rtmp
+/// does not have onto ephemeral ports.
+#[test]
+fn go_rtmp_command_line_runs_unchanged() {
+    let receiver = HttpReceiver::start();
+    let ran = TempFile::new("go-rtmp-script", "log");
+    let script = TempFile::with_contents(
+        "go-rtmp-on-connect",
+        "sh",
+        &format!("#!/bin/sh\necho \"$RTMP_EVENT_TYPE $RTMP_CONN_ID\" >> {}\n", ran.path().display()),
+    );
+    std::fs::set_permissions(script.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let publish_url = format!("publish_start={}", receiver.url("/on-publish"));
+    let auth_url = format!("auth_failed={}", receiver.url("/auth"));
+    let script_spec = format!("connection_accept={}", script.path().display());
+    let toml = "http_listen = \"127.0.0.1:0\"\nrtsp_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nshards = 1\n";
+    #[rustfmt::skip]
+    let server = TestServer::start_exact(toml, &[
+        "-listen", ":0",
+        "-hook-stdio-format", "json",
+        "-hook-webhook", &publish_url,
+        "-hook-webhook", &auth_url,
+        "-hook-script", &script_spec,
+        "-hook-timeout", "30s",
+        "-hook-concurrency", "10",
+    ]);
+    let rtmp = std::net::SocketAddr::from(([127, 0, 0, 1], server.rtmp_addr().port()));
+    let _publisher = RtmpClient::publisher(rtmp, "test");
+
+    let requests = receiver.wait_for(1, Duration::from_secs(10));
+    assert_eq!(requests.len(), 1, "one publish_start webhook");
+    assert_eq!(requests[0].path, "/on-publish");
+    let event: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("a JSON event");
+    assert_eq!(event["type"], "publish_start");
+    assert_eq!(event["stream_key"], "live/test");
+    assert!(server.wait_for_log("{\"id\":\"evt_", Duration::from_secs(5)), "stdio prints JSON events");
+    let script_ran = common::eventually(Duration::from_secs(10), || {
+        ran.read().starts_with("connection_accept ").then_some(())
+    });
+    assert!(script_ran.is_some(), "the connection_accept script ran: {:?}", ran.read());
 }

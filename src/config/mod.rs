@@ -42,6 +42,7 @@
 //! - `file`: the TOML reader. It walks the parsed document by hand instead of using serde derive
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
+//! - `go_flags`: go-rtmp's single-dash flags, rewritten to ringcast's before clap reads them.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -102,6 +103,7 @@ macro_rules! choice {
 mod cli;
 mod duration;
 mod file;
+mod go_flags;
 mod hooks;
 #[cfg(test)]
 mod tests;
@@ -473,7 +475,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = match cli::Cli::parse_args(args)? {
+        let cli = match cli::Cli::parse_args(go_flags::rewrite(args))? {
             cli::Parsed::Flags(cli) => cli,
             cli::Parsed::Exit(message) => return Ok(Loaded::Exit { message, code: 0 }),
         };

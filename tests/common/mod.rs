@@ -248,17 +248,25 @@ impl TestServer {
     /// Starts the server with `extra` flags after the defaults. A flag given in `extra` replaces
     /// the default one (clap refuses a flag given twice).
     pub fn start_with(extra: &[&str]) -> TestServer {
-        TestServer::spawn(extra, None)
+        TestServer::spawn(extra, None, true)
     }
 
     /// Starts the server with `toml` as its `--config` file. Some settings (handshake_timeout)
     /// exist only in the file; the listen flags still override whatever the file says.
     pub fn start_with_config(toml: &str, extra: &[&str]) -> TestServer {
         let file = TempFile::with_contents("ringcast-config", "toml", toml);
-        TestServer::spawn(extra, Some(file))
+        TestServer::spawn(extra, Some(file), true)
     }
 
-    fn spawn(extra: &[&str], config: Option<TempFile>) -> TestServer {
+    /// Starts the server with `toml` as its `--config` file and exactly `args` after it: no
+    /// default flags, so the file must set every listener (to `127.0.0.1:0`) that `args` does
+    /// not. For a command line that must be run as its users write it.
+    pub fn start_exact(toml: &str, args: &[&str]) -> TestServer {
+        let file = TempFile::with_contents("ringcast-config", "toml", toml);
+        TestServer::spawn(args, Some(file), false)
+    }
+
+    fn spawn(extra: &[&str], config: Option<TempFile>, defaults: bool) -> TestServer {
         const DEFAULTS: &[(&str, &str)] = &[
             ("--rtmp-listen", "127.0.0.1:0"),
             ("--http-listen", "127.0.0.1:0"),
@@ -273,7 +281,7 @@ impl TestServer {
             args.push("--config".into());
             args.push(file.path().display().to_string());
         }
-        for (flag, value) in DEFAULTS {
+        for (flag, value) in DEFAULTS.iter().filter(|_| defaults) {
             let overridden = extra.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
             if !overridden {
                 args.push((*flag).into());
