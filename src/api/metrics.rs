@@ -192,6 +192,22 @@ pub fn render(state: &ApiState) -> String {
         &[],
         read(|s| s.in_flight.load(Relaxed)),
     );
+    out.counter(
+        "ringcast_callback_cache_hits_total",
+        "Callback decisions taken from the cache (a reply's Cache-Control: max-age), no request sent.",
+        read(|s| s.cache_hits.load(Relaxed)),
+    );
+    out.counter(
+        "ringcast_callback_cache_misses_total",
+        "Connect, publish and play callbacks not found in the cache, asked of the endpoint.",
+        read(|s| s.cache_misses.load(Relaxed)),
+    );
+    out.gauge(
+        "ringcast_callback_cache_entries",
+        "Callback decisions held in the cache.",
+        &[],
+        state.hooks.callbacks().map_or(0, |callbacks| callbacks.cache.len() as u64),
+    );
     let latency = callbacks.map(|s| &s.latency).unwrap_or(&empty);
     out.histogram(
         "ringcast_callback_duration_seconds",

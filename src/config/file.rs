@@ -11,7 +11,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::hooks::{EventFilter, ScriptConfig, WebhookConfig, parse_header_name};
+use super::hooks::{Dialect, EventFilter, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -77,6 +77,8 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "secret",
     "signature",
     "max_in_flight",
+    "dialect",
+    "cache_entries",
 ];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
@@ -271,6 +273,15 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     }
     if let Some(item) = table.get("max_in_flight") {
         notify.max_in_flight = item.integer(limits::CALLBACKS_IN_FLIGHT)?;
+    }
+    if let Some(item) = table.get("cache_entries") {
+        notify.cache_entries = item.integer(limits::CALLBACK_CACHE_ENTRIES)?;
+    }
+    if let Some(item) = table.get("dialect") {
+        notify.dialect = item.parse(str::parse)?;
+        if notify.dialect != Dialect::Nginx && notify.method == NotifyMethod::Get {
+            return Err(item.error(format!("the {} dialect sends a JSON body, so 'method' must be post", notify.dialect)));
+        }
     }
     if let Some(item) = table.get("secret") {
         notify.secret = Some(item.parse(Secret::parse)?);

@@ -117,6 +117,23 @@ choice! {
 }
 
 choice! {
+    /// Whose callback contract a callback set speaks: the request body and how the answer
+    /// reads (docs/hooks.md, "Dialects").
+    #[derive(Default)]
+    pub enum Dialect {
+        /// nginx-rtmp's form fields; 2xx allows, 3xx renames.
+        #[default]
+        Nginx = "nginx",
+        /// SRS's `http_hooks` JSON; `0` or `{"code":0}` allows.
+        Srs = "srs",
+        /// MediaMTX's external authentication JSON; 2xx allows.
+        Mediamtx = "mediamtx",
+        /// ZLMediaKit's `on_publish`/`on_play` JSON; `{"code":0}` allows.
+        Zlmediakit = "zlmediakit",
+    }
+}
+
+choice! {
     /// What a callback decides when its endpoint times out or cannot be reached.
     #[derive(Default)]
     pub enum OnError {
@@ -210,6 +227,12 @@ pub struct NotifyConfig {
     /// wait. A storm of players each waiting on a 50 ms endpoint needs as many in flight as
     /// the endpoint can take: 2000 x 50 ms at 10 in flight would be 10 s.
     pub max_in_flight: usize,
+    /// Whose contract the callbacks speak; a property of the callback set, so every set
+    /// (`[notify]` today) can talk to a different kind of endpoint.
+    pub dialect: Dialect,
+    /// Decisions remembered for their reply's `Cache-Control: max-age`, at most this many;
+    /// 0 turns the cache off. Bounded because clients choose what the keys hold.
+    pub cache_entries: usize,
 }
 
 impl Default for NotifyConfig {
@@ -230,6 +253,8 @@ impl Default for NotifyConfig {
             secret: None,
             signature: Signature::Standard,
             max_in_flight: 4096,
+            dialect: Dialect::Nginx,
+            cache_entries: 10_000,
         }
     }
 }

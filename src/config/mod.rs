@@ -126,7 +126,7 @@ choice! {
 
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
-    DEFAULT_SIGNATURE_HEADER, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
+    DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
     NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
     parse_event, parse_header_name, parse_url,
 };
@@ -185,6 +185,7 @@ mod limits {
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
     pub const HOOK_QUEUE_BYTES: (u64, u64) = (64 * 1024, 1 << 40);
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
+    pub const CALLBACK_CACHE_ENTRIES: (u64, u64) = (0, 10_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
     pub const API_MAX_WEBHOOKS: (u64, u64) = (0, 10_000);
     // Memory bounds of connections and streams, in bytes.

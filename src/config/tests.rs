@@ -1044,3 +1044,15 @@ fn rtsp_keys_are_read() {
     assert_eq!((c.rtsp_udp_ports, c.rtsp_auth), ((40000, 40099), crate::config::RtspAuth::Digest));
     assert_eq!(c.rtsp_session_timeout, Duration::from_secs(15));
 }
+
+#[test]
+fn notify_dialect_and_cache_entries() {
+    let config = toml("[notify]\ndialect = \"srs\"\ncache_entries = 0\n").unwrap();
+    assert_eq!((config.notify.dialect, config.notify.cache_entries), (crate::config::Dialect::Srs, 0));
+    assert_eq!(Config::default().notify.dialect, crate::config::Dialect::Nginx);
+    let error = toml_err("[notify]\ndialect = \"red5\"\n");
+    assert!(error.contains("'notify.dialect'") && error.contains("mediamtx"), "{error}");
+    let error = toml_err("[notify]\nmethod = \"get\"\ndialect = \"zlmediakit\"\n");
+    assert!(error.contains("'notify.dialect'") && error.contains("must be post"), "{error}");
+    assert!(toml("[notify]\nmethod = \"get\"\ndialect = \"nginx\"\n").is_ok());
+}

@@ -22,6 +22,7 @@ use std::time::Instant;
 use tracing::{debug, error};
 
 use super::agent::USER_AGENT;
+use super::callback_cache::DecisionCache;
 use super::clock;
 use super::event::Protocol;
 use super::metrics::Histogram;
@@ -141,7 +142,29 @@ fn last_path_segment(location: &str) -> Option<String> {
 pub struct CallbackRequest {
     pub call: Call,
     pub url: String,
+    /// The nginx-rtmp form: the body in the `nginx` dialect, and what the decision cache keys
+    /// on in every dialect.
     pub fields: Vec<(String, String)>,
+    /// The JSON body of the other dialects ([`super::dialect`]); sent instead of the form.
+    pub json: Option<serde_json::Value>,
+}
+
+impl CallbackRequest {
+    /// What makes two requests ask the same question: the endpoint and every field but the
+    /// connection id (a reconnecting client gets a new one, and must still hit the cache).
+    /// So the call, the stream, the client's arguments, its credentials (`user`/`pass` and
+    /// the Digest fields ride in the form) and its address are all in it.
+    pub fn cache_key(&self) -> String {
+        let mut key = self.url.clone();
+        for (name, value) in self.fields.iter().filter(|(name, _)| name != "clientid") {
+            // NUL cannot occur in a URL or an encoded field, so the parts cannot run together.
+            key.push('\0');
+            key.push_str(name);
+            key.push('\0');
+            key.push_str(value);
+        }
+        key
+    }
 }
 
 /// A callback ready for the wire: signed, its fields in the body (POST) or the URL (GET).
@@ -153,8 +176,23 @@ pub struct Prepared {
     pub body: Vec<u8>,
 }
 
-/// What came back: the status and `Location`, or why nothing usable did.
-pub type Outcome = Result<(u16, Option<String>), String>;
+/// Reply bytes kept for the dialects that read the body (SRS, ZLMediaKit answer `{"code":0}`);
+/// the rest of a longer body is read past and dropped.
+pub const MAX_ANSWER_BODY: usize = 4096;
+
+/// What an endpoint answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    /// `Cache-Control: max-age`, in seconds: how long the decision may be reused.
+    pub max_age: Option<u64>,
+    /// At most [`MAX_ANSWER_BODY`] bytes of the body.
+    pub body: Vec<u8>,
+}
+
+/// What came back: the answer, or why nothing usable did.
+pub type Outcome = Result<Answer, String>;
 
 /// Counters of the callbacks.
 #[derive(Debug, Default)]
@@ -168,19 +206,36 @@ pub struct CallbackStats {
     pub in_flight: AtomicU64,
     /// Time from a session asking to its answer, queueing included.
     pub latency: Histogram,
+    /// Decisions taken from the cache, no request sent.
+    pub cache_hits: AtomicU64,
+    /// Decisions the cache could have held and did not: asked of the endpoint.
+    pub cache_misses: AtomicU64,
 }
 
 /// The server's callback configuration and counters, shared by every shard's lane.
 pub struct Callbacks {
     pub notify: NotifyConfig,
     pub stats: CallbackStats,
+    /// Decisions whose reply said `Cache-Control: max-age`, shared by every shard: a
+    /// reconnect storm lands on every shard (SO_REUSEPORT hashes each new connection), and a
+    /// per-shard cache would ask the endpoint once per shard.
+    pub cache: DecisionCache<Decision>,
+    /// This server in the dialects that name it (SRS `server_id`, ZLMediaKit
+    /// `mediaServerId`): fixed for the process's life.
+    pub server_id: String,
     /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
     signed: AtomicU64,
 }
 
 impl Callbacks {
     pub fn new(notify: &NotifyConfig) -> Arc<Callbacks> {
-        Arc::new(Callbacks { notify: notify.clone(), stats: CallbackStats::default(), signed: AtomicU64::new(0) })
+        Arc::new(Callbacks {
+            notify: notify.clone(),
+            stats: CallbackStats::default(),
+            cache: DecisionCache::new(notify.cache_entries),
+            server_id: format!("ringcast-{:x}", clock::now_ms()),
+            signed: AtomicU64::new(0),
+        })
     }
 
     /// The configured endpoint of `call`.
@@ -201,14 +256,17 @@ impl Callbacks {
     /// The request for `call`, if an endpoint is configured for it.
     pub fn request(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Option<CallbackRequest> {
         let url = self.url(call)?;
-        Some(CallbackRequest { call, url: url.to_owned(), fields: form_fields(call, client, extra) })
+        Some(CallbackRequest { call, url: url.to_owned(), fields: form_fields(call, client, extra), json: None })
     }
 
     /// Encodes the form and signs it like a webhook when `[notify] secret` is set; the
     /// signature covers the form (the body for POST, the query string for GET, which carries
     /// the same fields).
     pub fn prepare(&self, request: &CallbackRequest) -> Prepared {
-        let encoded = form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish();
+        let encoded = match &request.json {
+            Some(json) => json.to_string(),
+            None => form_urlencoded::Serializer::new(String::new()).extend_pairs(&request.fields).finish(),
+        };
         let mut headers = match &self.notify.secret {
             Some(secret) => {
                 let id = format!("cb_{:x}_{}", clock::now_ms(), self.signed.fetch_add(1, Ordering::Relaxed));
@@ -225,6 +283,11 @@ impl Callbacks {
             None => Vec::new(),
         };
         headers.push(("User-Agent".to_owned(), USER_AGENT.to_owned()));
+        if request.json.is_some() {
+            // Config refuses `method = "get"` with a JSON dialect: a body it must be.
+            headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+            return Prepared { method: "POST", url: request.url.clone(), headers, body: encoded.into_bytes() };
+        }
         match self.notify.method {
             NotifyMethod::Post => {
                 headers.push(("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()));
@@ -242,19 +305,26 @@ impl Callbacks {
         }
     }
 
-    /// Turns what came back into the decision: logs, counts, and lets `on_error` decide
-    /// failures.
-    pub fn settle(&self, request: &CallbackRequest, outcome: Outcome, asked_at: Instant) -> Decision {
+    /// Turns what came back into the decision (`read` says what an answer means, per
+    /// dialect): logs, counts, and lets `on_error` decide failures.
+    pub fn settle(
+        &self,
+        request: &CallbackRequest,
+        outcome: &Outcome,
+        read: impl FnOnce(&Answer) -> Decision,
+        asked_at: Instant,
+    ) -> Decision {
         let call = request.call;
         let decision = match outcome {
-            Ok((status, location)) => {
-                let decision = interpret(status, location.as_deref());
+            Ok(answer) => {
+                let decision = read(answer);
+                let status = answer.status;
                 debug!(call = call.as_str(), url = %redact::url(&request.url), status, ?decision, "callback answered");
                 decision
             }
             Err(reason) => {
                 // An HTTP client's error may quote the URL, `?key=` secret and all.
-                let reason = redact::in_text(&reason, &request.url);
+                let reason = redact::in_text(reason, &request.url);
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let on_error = self.notify.on_error;
                 error!(call = call.as_str(), url = %redact::url(&request.url), error = %reason, %on_error, "callback failed");

@@ -24,8 +24,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
 use tokio_uring::net::TcpStream;
 
-use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, Decision, Outcome, Prepared};
+use tracing::debug;
+
+use super::callback::{Answer, Call, CallbackRequest, Callbacks, ClientInfo, Decision, MAX_ANSWER_BODY, Outcome, Prepared};
 use super::callback_pool::CallbackPool;
+use super::dialect;
 use crate::protocol::http::{Request, ResponseReader};
 
 /// Idle keep-alive connections kept per endpoint on one shard.
@@ -146,14 +149,23 @@ impl CallbackLane {
         })
     }
 
-    /// Asks the callback for `call`, if one is configured; no callback allows.
+    /// Asks the callback for `call`, if one is configured; no callback allows. A decision
+    /// remembered from an earlier reply's `Cache-Control: max-age` answers without a request.
     pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
-        match self.callbacks.as_ref().and_then(|c| c.request(call, client, extra)) {
-            // Boxed: the request's state (connection, buffers, timers) would otherwise be part
-            // of every session's future, asking or not: +1 KiB per idle connection, measured.
-            Some(request) => Box::pin(self.call(request)).await,
-            None => Decision::Allow,
+        let Some(callbacks) = &self.callbacks else { return Decision::Allow };
+        let Some(request) = dialect::request(callbacks, call, client, extra) else { return Decision::Allow };
+        let cache_key = callbacks.cache.is_enabled().then(|| request.cache_key());
+        if let Some(key) = &cache_key {
+            if let Some(decision) = callbacks.cache.get(key, Instant::now()) {
+                callbacks.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                debug!(call = call.as_str(), ?decision, "callback decision from the cache");
+                return decision;
+            }
+            callbacks.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         }
+        // Boxed: the request's state (connection, buffers, timers) would otherwise be part
+        // of every session's future, asking or not: +1 KiB per idle connection, measured.
+        Box::pin(self.call(request, cache_key)).await
     }
 
     /// Tells the done callbacks that a publish or play ended.
@@ -166,7 +178,7 @@ impl CallbackLane {
 
     /// Sends a callback whose reply is not awaited.
     pub fn tell(self: &Rc<Self>, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
-        if let Some(request) = self.callbacks.as_ref().and_then(|c| c.request(call, client, extra)) {
+        if let Some(request) = self.callbacks.as_ref().and_then(|c| dialect::request(c, call, client, extra)) {
             self.spawn(request, None);
         }
     }
@@ -180,7 +192,7 @@ impl CallbackLane {
     ) -> Option<oneshot::Receiver<Decision>> {
         let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
         let callbacks = self.callbacks.as_ref()?;
-        let request = callbacks.request(call, client, extra)?;
+        let request = dialect::request(callbacks, call, client, extra)?;
         if callbacks.notify.update_strict {
             let (reply, receiver) = oneshot::channel();
             self.spawn(request, Some(reply));
@@ -209,7 +221,7 @@ impl CallbackLane {
         let call = request.call.as_str();
         *self.telling.borrow_mut().entry(call).or_default() += 1;
         tokio::task::spawn_local(async move {
-            let decision = lane.call(request).await;
+            let decision = lane.call(request, None).await;
             if let Some(reply) = reply {
                 // The session may be gone; its answer no longer matters.
                 let _ = reply.send(decision);
@@ -221,7 +233,9 @@ impl CallbackLane {
         });
     }
 
-    async fn call(&self, request: CallbackRequest) -> Decision {
+    /// Sends `request` and reads its answer; with a `cache_key`, a decision whose reply
+    /// allows it is remembered for the reply's `max-age`.
+    async fn call(&self, request: CallbackRequest, cache_key: Option<String>) -> Decision {
         let Some(callbacks) = &self.callbacks else { return Decision::Allow };
         let asked_at = Instant::now();
         callbacks.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +252,12 @@ impl CallbackLane {
             // The pool's agent holds the same timeout; a dropped reply means it stopped.
             self.https_pool.ask(prepared).await.unwrap_or_else(|_| Err("callback pool stopped".to_owned()))
         };
-        callbacks.settle(&request, outcome, asked_at)
+        let dialect = callbacks.notify.dialect;
+        let decision = callbacks.settle(&request, &outcome, |answer| dialect::decide(dialect, answer), asked_at);
+        if let (Some(key), Ok(Answer { max_age: Some(seconds), .. })) = (cache_key, &outcome) {
+            callbacks.cache.insert(key, decision.clone(), Duration::from_secs(*seconds), Instant::now());
+        }
+        decision
     }
 
     /// One plain-HTTP request and its reply, on a kept connection when there is one.
@@ -266,11 +285,11 @@ impl CallbackLane {
             std::mem::forget(abandoned);
             wire = back;
             match result {
-                Ok((status, location, reusable)) => {
+                Ok((answer, reusable)) => {
                     if reusable {
                         self.keep_idle(&endpoint.authority, stream);
                     }
-                    return Ok((status, location));
+                    return Ok(answer);
                 }
                 Err(Failure::Stale) if reused => continue,
                 Err(Failure::Stale) => return Err("connection closed before a reply".to_owned()),
@@ -371,13 +390,9 @@ impl CallbackLane {
     }
 }
 
-/// Writes the request and reads its reply: (status, Location, whether the connection can be
-/// reused). Hands the request bytes back for a retry.
-async fn round_trip(
-    stream: &TcpStream,
-    wire: Vec<u8>,
-    method: &str,
-) -> (Result<(u16, Option<String>, bool), Failure>, Vec<u8>) {
+/// Writes the request and reads its reply: the answer, and whether the connection can be
+/// reused. Hands the request bytes back for a retry.
+async fn round_trip(stream: &TcpStream, wire: Vec<u8>, method: &str) -> (Result<(Answer, bool), Failure>, Vec<u8>) {
     let (written, wire) = stream.write_all(wire).await;
     if let Err(error) = written {
         let failure = match error.kind() {
@@ -389,8 +404,9 @@ async fn round_trip(
     (read_reply(stream, method).await, wire)
 }
 
-async fn read_reply(stream: &TcpStream, method: &str) -> Result<(u16, Option<String>, bool), Failure> {
+async fn read_reply(stream: &TcpStream, method: &str) -> Result<(Answer, bool), Failure> {
     let mut reader = ResponseReader::new(method);
+    let mut body = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut received = 0;
@@ -413,14 +429,25 @@ async fn read_reply(stream: &TcpStream, method: &str) -> Result<(u16, Option<Str
         } else {
             received += n;
             pending.extend_from_slice(&buf[..n]);
-            let used = reader.handle_input(&pending).map_err(|e| Failure::Other(e.to_string()))?;
+            let used = reader
+                .handle_input_with_body(&pending, |data| {
+                    let room = MAX_ANSWER_BODY - body.len();
+                    body.extend_from_slice(&data[..data.len().min(room)]);
+                })
+                .map_err(|e| Failure::Other(e.to_string()))?;
             pending.drain(..used);
         }
         if let Some(response) = reader.response() {
             // Bytes past the reply mean the endpoint is out of step with us: do not reuse. (A
             // reply ended by the close is never reusable: the reader says so.)
             let reusable = response.reusable && pending.is_empty();
-            return Ok((response.status, response.location.clone(), reusable));
+            let answer = Answer {
+                status: response.status,
+                location: response.location.clone(),
+                max_age: response.max_age,
+                body,
+            };
+            return Ok((answer, reusable));
         }
     }
 }

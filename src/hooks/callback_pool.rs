@@ -9,6 +9,7 @@
 //! plain HTTP runs no callback threads at all.
 
 use std::collections::VecDeque;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -20,7 +21,8 @@ use tracing::{error, warn};
 use ureq::tls::RootCerts;
 
 use super::agent;
-use super::callback::{Outcome, Prepared};
+use super::callback::{Answer, MAX_ANSWER_BODY, Outcome, Prepared};
+use crate::protocol::http::cache_max_age;
 
 /// Workers kept alive when idle: enough for steady traffic without a thread spawn per call.
 const MIN_WORKERS: usize = 8;
@@ -194,10 +196,16 @@ impl Workers {
             builder.call()
         };
         match response {
-            Ok(response) => {
+            Ok(mut response) => {
+                let headers = response.headers();
+                let location = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let max_age = cache_max_age(headers.get_all("cache-control").iter().filter_map(|v| v.to_str().ok()));
                 let status = response.status().as_u16();
-                let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
-                Ok((status, location))
+                let mut body = Vec::new();
+                // A body that fails halfway still decided by its status; the dialects that
+                // read it refuse what they cannot parse.
+                let _ = response.body_mut().as_reader().take(MAX_ANSWER_BODY as u64).read_to_end(&mut body);
+                Ok(Answer { status, location, max_age, body })
             }
             Err(error) => Err(error.to_string()),
         }

@@ -24,17 +24,20 @@
 //!   -> `callback`, `callback_pool`, `payload`, `event`, `clock`.
 //! - [`payload`]: one data type per event, serialized here, never built as JSON in sessions
 //!   -> `event`.
-//! - [`callback_lane`]: one shard's callbacks, plain HTTP on its ring -> `callback`,
-//!   `callback_pool` (handed to it: one pool per server).
+//! - [`callback_lane`]: one shard's callbacks, plain HTTP on its ring, and the decision
+//!   cache's lookups -> `dialect`, `callback`, `callback_pool` (handed to it: one pool per
+//!   server).
+//! - [`dialect`]: a callback's body and the meaning of its answer in each dialect (nginx,
+//!   SRS, MediaMTX, ZLMediaKit) -> `callback`, `event`.
 //! - [`callback_pool`]: blocking workers for `https://` callbacks -> `callback`, `agent`.
 //! - [`callback`]: the form, the reply's meaning, signing, `on_error`, counters -> `reserved`,
-//!   `agent` (its `User-Agent`), `sign`, `metrics`, `event`, `clock`.
+//!   `agent` (its `User-Agent`), `callback_cache`, `sign`, `metrics`, `event`, `clock`.
 //! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`.
 //! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
 //! - [`format`]: an event's body in each format -> `reserved`, `event`.
 //! - [`drop_log`]: the drop counts logged once a second -> `event`.
 //! - [`agent`]: the HTTP agent blocking requests share (`User-Agent`, TLS trust) -> `resolver`.
-//! - Leaves: [`event`] (the event model), [`reserved`] (field names a client may not set),
+//! - Leaves: [`callback_cache`] (decisions kept for their `max-age`), [`event`] (the event model), [`reserved`] (field names a client may not set),
 //!   [`sign`], [`resolver`], [`metrics`] (latency histogram), [`clock`].
 //!
 //! Outside `hooks/`, this layer imports `config` (the hook settings), `protocol::http` (the
@@ -42,9 +45,11 @@
 
 pub mod agent;
 pub mod callback;
+pub mod callback_cache;
 pub mod callback_lane;
 pub mod callback_pool;
 pub mod clock;
+pub mod dialect;
 pub mod dispatch;
 pub mod drop_log;
 pub mod event;

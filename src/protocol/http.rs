@@ -68,8 +68,28 @@ impl Request<'_> {
 pub struct Response {
     pub status: u16,
     pub location: Option<String>,
+    /// How long the answer may be reused, from `Cache-Control: max-age=N`; `None` when the
+    /// header is absent or says `no-store`/`no-cache` (a callback is then asked every time).
+    pub max_age: Option<u64>,
     /// Whether the connection may carry another request.
     pub reusable: bool,
+}
+
+/// What `Cache-Control` header values (all of a response's, in order) allow: seconds from
+/// `max-age`, unless a `no-store` or `no-cache` forbids reuse.
+pub fn cache_max_age<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<u64> {
+    let mut max_age = None;
+    for directive in values.into_iter().flat_map(|value| value.split(',')).map(str::trim) {
+        let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            max_age = argument.trim().trim_matches('"').parse::<u64>().ok();
+        }
+    }
+    max_age.filter(|&seconds| seconds > 0)
 }
 
 /// Where the body ends.
@@ -208,6 +228,7 @@ impl ResponseReader {
         }
         let http10 = parsed.version == Some(0);
         let (mut length, mut chunked, mut close, mut keep_alive, mut location) = (None, false, http10, false, None);
+        let mut cache_control = Vec::new();
         for header in parsed.headers.iter() {
             let value = String::from_utf8_lossy(header.value);
             let value = value.trim();
@@ -226,8 +247,11 @@ impl ResponseReader {
                 }
             } else if header.name.eq_ignore_ascii_case("location") {
                 location = Some(value.to_owned());
+            } else if header.name.eq_ignore_ascii_case("cache-control") {
+                cache_control.push(value.to_owned());
             }
         }
+        let max_age = cache_max_age(cache_control.iter().map(String::as_str));
         let no_body = self.head_request || status == 204 || status == 304 || (100..200).contains(&status);
         let body = if no_body {
             Body::Length(0)
@@ -239,7 +263,7 @@ impl ResponseReader {
             Body::UntilClose
         };
         let reusable = !(close && !(http10 && keep_alive)) && body != Body::UntilClose && status != 101;
-        Ok(Some((len, Some((Response { status, location, reusable }, body)))))
+        Ok(Some((len, Some((Response { status, location, max_age, reusable }, body)))))
     }
 }
 
@@ -402,6 +426,19 @@ mod tests {
             let response = response.unwrap().unwrap();
             assert_eq!((response.status, response.reusable, left), (200, true, 0), "step {step}");
         }
+    }
+
+    #[test]
+    fn reads_how_long_an_answer_may_be_reused() {
+        let (response, _) = read(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=30\r\nContent-Length: 0\r\n\r\n", 7);
+        assert_eq!(response.unwrap().unwrap().max_age, Some(30));
+        let (response, _) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 7);
+        assert_eq!(response.unwrap().unwrap().max_age, None);
+        assert_eq!(cache_max_age(["max-age=30", "no-store"]), None);
+        assert_eq!(cache_max_age(["no-cache, max-age=30"]), None);
+        assert_eq!(cache_max_age(["MAX-AGE = \"12\""]), Some(12));
+        assert_eq!(cache_max_age(["max-age=0"]), None);
+        assert_eq!(cache_max_age(["max-age=soon"]), None);
     }
 
     #[test]
