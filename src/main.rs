@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // `ringcast hooks test ...` tries a receiver and exits; it starts no server.
+    if std::env::args_os().nth(1).is_some_and(|command| command == "hooks") {
+        return ExitCode::from(ringcast::hooks::tester::run(std::env::args_os().skip(1)));
+    }
     let config = match Config::from_args(std::env::args_os()) {
         Ok(Loaded::Run(config)) => config,
         Ok(Loaded::Exit { message, code }) => {

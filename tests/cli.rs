@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::http_receiver::HttpReceiver;
+use common::http_receiver::{HttpReceiver, Reply};
 use common::rtmp_client::RtmpClient;
 use common::{TempFile, TestServer};
 
@@ -224,7 +224,8 @@ fn go_rtmp_command_line_runs_unchanged() {
     let publish_url = format!("publish_start={}", receiver.url("/on-publish"));
     let auth_url = format!("auth_failed={}", receiver.url("/auth"));
     let script_spec = format!("connection_accept={}", script.path().display());
-    let toml = "http_listen = \"127.0.0.1:0\"\nrtsp_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nshards = 1\n";
+    let toml =
+        "http_listen = \"127.0.0.1:0\"\nrtsp_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nshards = 1\n";
     #[rustfmt::skip]
     let server = TestServer::start_exact(toml, &[
         "-listen", ":0",
@@ -245,8 +246,44 @@ fn go_rtmp_command_line_runs_unchanged() {
     assert_eq!(event["type"], "publish_start");
     assert_eq!(event["stream_key"], "live/test");
     assert!(server.wait_for_log("{\"id\":\"evt_", Duration::from_secs(5)), "stdio prints JSON events");
-    let script_ran = common::eventually(Duration::from_secs(10), || {
-        ran.read().starts_with("connection_accept ").then_some(())
-    });
+    let script_ran =
+        common::eventually(Duration::from_secs(10), || ran.read().starts_with("connection_accept ").then_some(()));
     assert!(script_ran.is_some(), "the connection_accept script ran: {:?}", ran.read());
+}
+
+/// `ringcast hooks test` sends one signed sample event to a real receiver and says what
+/// ringcast would make of the answer; with `--callback` it asks in a dialect and reads the
+/// answer that dialect's way, allowing (exit 0) and refusing (exit 1).
+#[test]
+fn hooks_test_sends_a_sample_and_reads_the_answer() {
+    let receiver = HttpReceiver::start();
+    let url = receiver.url("/events");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let output = ringcast(&["hooks", "test", &url, "--event", "publish_start", "--secret", secret]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("ringcast would: count it delivered"), "{}", stdout(&output));
+    let requests = receiver.wait_for(1, Duration::from_secs(5));
+    let event: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!((event["type"].as_str(), event["stream_key"].as_str()), (Some("publish_start"), Some("live/test")));
+    assert!(requests[0].header("webhook-signature").is_some_and(|s| s.starts_with("v1,")), "{:?}", requests[0]);
+
+    receiver.reply(Reply::status(200).header("Cache-Control", "max-age=30").body("{\"code\":0}"));
+    let output = ringcast(&["hooks", "test", &url, "--callback", "play", "--dialect", "srs"]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert!(stdout(&output).contains("ringcast would: allow, and remember it for 30 s"), "{}", stdout(&output));
+    let asked: serde_json::Value =
+        serde_json::from_slice(&receiver.wait_for(2, Duration::from_secs(5))[1].body).unwrap();
+    assert_eq!(asked["action"], "on_play");
+
+    receiver.reply(Reply::status(200).body("{\"code\":1}"));
+    let output = ringcast(&["hooks", "test", &url, "--callback", "play", "--dialect", "srs"]);
+    assert_eq!(output.status.code(), Some(1), "{}{}", stdout(&output), stderr(&output));
+    assert!(
+        stdout(&output).contains("ringcast would: deny (callback answered 200 with code 1)"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = ringcast(&["hooks", "test", &url]);
+    assert_eq!(output.status.code(), Some(2), "neither --event nor --callback");
 }

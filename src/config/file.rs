@@ -280,7 +280,9 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     if let Some(item) = table.get("dialect") {
         notify.dialect = item.parse(str::parse)?;
         if notify.dialect != Dialect::Nginx && notify.method == NotifyMethod::Get {
-            return Err(item.error(format!("the {} dialect sends a JSON body, so 'method' must be post", notify.dialect)));
+            return Err(
+                item.error(format!("the {} dialect sends a JSON body, so 'method' must be post", notify.dialect))
+            );
         }
     }
     if let Some(item) = table.get("secret") {

@@ -26,7 +26,9 @@ use tokio_uring::net::TcpStream;
 
 use tracing::debug;
 
-use super::callback::{Answer, Call, CallbackRequest, Callbacks, ClientInfo, Decision, MAX_ANSWER_BODY, Outcome, Prepared};
+use super::callback::{
+    Answer, Call, CallbackRequest, Callbacks, ClientInfo, Decision, MAX_ANSWER_BODY, Outcome, Prepared,
+};
 use super::callback_pool::CallbackPool;
 use super::dialect;
 use crate::protocol::http::{Request, ResponseReader};

@@ -18,7 +18,12 @@ const DEFAULT_VHOST: &str = "__defaultVhost__";
 
 /// The request for `call` in the callback set's dialect, or `None` when it has no endpoint
 /// or the dialect no such callback.
-pub fn request(callbacks: &Callbacks, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Option<CallbackRequest> {
+pub fn request(
+    callbacks: &Callbacks,
+    call: Call,
+    client: &ClientInfo,
+    extra: &[(&str, String)],
+) -> Option<CallbackRequest> {
     let mut request = callbacks.request(call, client, extra)?;
     let dialect = callbacks.notify.dialect;
     if dialect != Dialect::Nginx {
@@ -57,7 +62,13 @@ pub fn decide(dialect: Dialect, answer: &Answer) -> Decision {
 
 /// The JSON body of `call` in `dialect` (not `nginx`), or `None` if the dialect has no such
 /// callback.
-fn json_body(dialect: Dialect, call: Call, client: &ClientInfo, extra: &[(&str, String)], server_id: &str) -> Option<Value> {
+fn json_body(
+    dialect: Dialect,
+    call: Call,
+    client: &ClientInfo,
+    extra: &[(&str, String)],
+    server_id: &str,
+) -> Option<Value> {
     match dialect {
         Dialect::Nginx => None,
         Dialect::Srs => srs(call, client, extra, server_id),

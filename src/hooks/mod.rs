@@ -17,6 +17,8 @@
 //! Each file imports only the ones listed after it (`a -> b`: `a` uses `b`); the graph has no
 //! cycle, so each file can be read knowing only what is below it.
 //!
+//! - [`tester`]: `ringcast hooks test`, one sample event or callback sent from the command
+//!   line -> `callback_pool`, `dialect`, `callback`, `webhook`, `format`, `event`, `clock`.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
 //!   (the [`EventSink`] it implements), `webhook`, `script`, `stdio`, `drop_log`, `event`,
 //!   `clock`.
@@ -61,6 +63,7 @@ pub mod resolver;
 pub mod script;
 pub mod sign;
 pub mod stdio;
+pub mod tester;
 pub mod webhook;
 
 use std::collections::HashMap;

@@ -430,7 +430,8 @@ mod tests {
 
     #[test]
     fn reads_how_long_an_answer_may_be_reused() {
-        let (response, _) = read(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=30\r\nContent-Length: 0\r\n\r\n", 7);
+        let (response, _) =
+            read(b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=30\r\nContent-Length: 0\r\n\r\n", 7);
         assert_eq!(response.unwrap().unwrap().max_age, Some(30));
         let (response, _) = read(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 7);
         assert_eq!(response.unwrap().unwrap().max_age, None);
