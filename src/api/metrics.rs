@@ -78,6 +78,11 @@ pub fn render(state: &ApiState) -> String {
             "Connections closed because a message stayed incomplete past partial_message_timeout.",
             &hub.slow_messages,
         ),
+        (
+            "ringcast_journal_dropped_total",
+            "Session journal records dropped because its writer fell behind (docs/operations.md).",
+            &hub.journal_dropped,
+        ),
     ] {
         out.counter(name, help, value.load(Relaxed));
     }

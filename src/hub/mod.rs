@@ -142,6 +142,8 @@ pub struct HubStats {
     pub partial_budget_refusals: AtomicU64,
     /// Connections closed because a message stayed incomplete past `partial_message_timeout`.
     pub slow_messages: AtomicU64,
+    /// Session journal records dropped because its writer fell behind.
+    pub journal_dropped: AtomicU64,
 }
 
 #[derive(Debug, Default)]

@@ -30,6 +30,7 @@ use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
 use crate::session::activity::StreamActivity;
+use crate::session::journal::Journal;
 use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 
 /// Accepts in flight per shard listener. One accept loop takes one connection per turn of the
@@ -66,6 +67,8 @@ struct Shared {
     hooks: Arc<Hooks>,
     settings: SessionSettings,
     next_conn_id: AtomicU64,
+    /// The session journal every shard's sessions write to, when kept.
+    journal: Option<Arc<Journal>>,
     connections: AtomicUsize,
     max_connections: usize,
 }
@@ -175,6 +178,7 @@ pub struct Server {
     pub control: Arc<ServerControl>,
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
+    journal: Option<Arc<Journal>>,
     shutdown: Shutdown,
     shards: Vec<thread::JoinHandle<Abandoned>>,
     api_shutdown: Arc<AtomicBool>,
@@ -214,6 +218,9 @@ impl Server {
             gop_cache_bytes: config.gop_cache_bytes,
             ..HubSettings::default()
         };
+        // Locked before anything runs: a second server on this state_dir must not take it.
+        let journal =
+            if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
             rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
@@ -233,7 +240,29 @@ impl Server {
         let dispatcher = Dispatcher::start(sinks, agent, DispatchLimits::from_config(config));
         let event_sink: Box<dyn EventSink> = Box::new(dispatcher.clone());
         let hooks = Hooks::new(config, Some(event_sink));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
+        let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
+        let mut admin_receivers = admin_receivers.into_iter();
+        let control = Arc::new(ServerControl { shards: admin_senders });
+        let api_state =
+            ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
+                .with_control(control.clone())
+                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
+        // Before the first connection, so its events reach the webhooks made over the API too.
+        // A bad state file is set aside and logged; media and config-file hooks do not need it.
+        if let Err(error) = api_state.load_persisted() {
+            error!("{error}");
+        }
+        // Before any shard accepts: the sessions a crash left open are ended first, so a
+        // receiver sees their stops before any new session's start.
+        let journal = journal.and_then(|(file, recovered)| {
+            if session::recovery::end_recovered(&recovered, &hooks, config.notify.timeout) > 0 {
+                wait_delivered(&dispatcher, config.shutdown_timeout);
+            }
+            file.start().map_err(|error| warn!("{error}; running without a session journal")).ok()
+        });
         let shared = Arc::new(Shared {
+            journal,
             hub,
             hooks: hooks.clone(),
             settings,
@@ -242,19 +271,6 @@ impl Server {
             max_connections: config.max_connections,
             heartbeats,
         });
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
-        let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
-        let mut admin_receivers = admin_receivers.into_iter();
-        let control = Arc::new(ServerControl { shards: admin_senders });
-        let api_state =
-            ApiState::new(shared.hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
-                .with_control(control.clone())
-                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
-        // Before the first connection, so its events reach the webhooks made over the API too.
-        // A bad state file is set aside and logged; media and config-file hooks do not need it.
-        if let Err(error) = api_state.load_persisted() {
-            error!("{error}");
-        }
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
@@ -308,6 +324,7 @@ impl Server {
             control,
             hooks,
             dispatcher,
+            journal: shared.journal.clone(),
             shutdown,
             shards,
             api_shutdown,
@@ -339,6 +356,11 @@ impl Server {
             }
         }
         let deadline = self.shutdown.deadline();
+        // Every session has ended (or was abandoned at the deadline, and stays journaled for
+        // the next start to end).
+        if let Some(journal) = &self.journal {
+            journal.close();
+        }
         // The API stops within its sweep interval; connections still open end on their own.
         self.api_shutdown.store(true, Ordering::SeqCst);
         if let Some(api) = self.api_thread {
@@ -349,6 +371,29 @@ impl Server {
         let undone = self.dispatcher.shutdown(deadline.saturating_duration_since(Instant::now()));
         log_left_undone(&undone, &abandoned);
         result
+    }
+}
+
+/// Waits, at most `limit`, until the dispatcher has nothing queued, waiting for a retry or in
+/// flight: the recovered sessions' stops reach their receivers before a new session starts.
+fn wait_delivered(dispatcher: &Dispatcher, limit: Duration) {
+    let idle = || {
+        dispatcher.stats.inbound_bytes.load(Ordering::Relaxed) == 0
+            && dispatcher.sinks().iter().all(|sink| {
+                let stats = &sink.stats;
+                stats.queued_bytes.load(Ordering::Relaxed) == 0 && stats.in_flight.load(Ordering::Relaxed) == 0
+            })
+    };
+    let deadline = Instant::now() + limit;
+    // Idle twice in a row: an event the dispatcher has taken from its channel but not queued
+    // yet looks idle for an instant.
+    let mut idle_checks = 0;
+    while idle_checks < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        idle_checks = if idle() { idle_checks + 1 } else { 0 };
+    }
+    if idle_checks < 2 {
+        warn!(waited = ?limit, "recovered sessions' events not all delivered yet; accepting clients anyway");
     }
 }
 
@@ -497,6 +542,9 @@ async fn run_shard(
     );
     callbacks.start_sweeping();
     let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), callbacks, shared.settings, seed);
+    if let Some(journal) = &shared.journal {
+        let _ = context.journal.set(journal.clone());
+    }
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

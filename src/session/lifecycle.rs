@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::activity::{Activity, MediaMeter};
+use super::journal::OpenSession;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
@@ -279,6 +280,9 @@ impl Lifecycle {
             last_timestamp: 0,
             totals: PublishStop::default(),
         }));
+        if let Some(p) = &self.publishing {
+            self.journal_started(true, &p.name, &p.args);
+        }
         if change.created {
             self.emit(|| StreamCreate {});
         }
@@ -301,6 +305,7 @@ impl Lifecycle {
         self.entry().role.set(Role::Player);
         *self.entry().stream.borrow_mut() = key;
         *self.entry().activity.borrow_mut() = Some(Activity { since_ms: now_ms(), media: None });
+        self.journal_started(false, &name, &args);
         self.playing = Some(Playing { handle, name, args, since: now, bytes_out_at_start: self.bytes_out.get() });
         if change.created {
             self.emit(|| StreamCreate {});
@@ -456,6 +461,7 @@ impl Lifecycle {
             return;
         };
         let change = p.handle.unpublish();
+        self.journal_stopped(true);
         self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         let duration = p.since.elapsed().as_secs_f64();
@@ -484,6 +490,7 @@ impl Lifecycle {
         let dropped = p.handle.player().dropped_packets();
         debug!(conn_id = self.conn_id(), stream = %p.handle.key(), dropped, "play stop");
         let change = p.handle.leave();
+        self.journal_stopped(false);
         self.entry().activity.take();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
@@ -547,32 +554,41 @@ impl Lifecycle {
     /// What a callback is told of the client asking for `name` (empty for connect).
     fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
         let connect = self.connect.clone().unwrap_or_default();
-        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
-        let url = if name.is_empty() {
-            connect.url.clone()
-        } else if query.is_empty() {
-            format!("{}/{name}", connect.url)
-        } else {
-            format!("{}/{name}?{query}", connect.url)
-        };
-        let mut all_args = connect.args;
-        // An HTTP-FLV request is its connect and its play at once: its one query is given to
-        // both, and passed once. RTMP passes both queries, whatever they hold.
-        if self.guard.entry.protocol == Protocol::Rtmp || all_args != args {
-            all_args.extend(args.iter().cloned());
-        }
-        ClientInfo {
-            protocol: Some(self.guard.entry.protocol),
-            addr: Some(self.addr()),
-            conn_id: self.conn_id(),
+        client_info(&connect, self.guard.entry.protocol, self.addr(), self.conn_id(), name, args)
+    }
+
+    /// Tells the journal a publish or play started, as callbacks would describe it.
+    fn journal_started(&self, publisher: bool, name: &str, args: &Args) {
+        let Some(journal) = self.context.journal.get() else { return };
+        let connect = self.connect.clone().unwrap_or_default();
+        let entry = self.entry();
+        let recorded = journal.started(OpenSession {
+            conn_id: entry.conn_id,
+            publisher,
+            protocol: entry.protocol.as_str().to_owned(),
+            addr: entry.peer,
+            stream: entry.stream.borrow().clone(),
             app: connect.app,
             name: name.to_owned(),
-            url,
+            url: connect.url,
             tc_url: connect.tc_url,
             flash_ver: connect.flash_ver,
             swf_url: connect.swf_url,
             page_url: connect.page_url,
-            args: all_args,
+            connect_args: connect.args,
+            args: args.clone(),
+            started_ms: now_ms(),
+        });
+        if !recorded {
+            self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn journal_stopped(&self, publisher: bool) {
+        if let Some(journal) = self.context.journal.get()
+            && !journal.stopped(self.conn_id(), publisher)
+        {
+            self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -580,6 +596,46 @@ impl Lifecycle {
     fn stream_key(&self, name: &str) -> String {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         format!("{app}/{name}")
+    }
+}
+
+/// What a callback is told of a client of `connect` asking for `name` (empty for connect):
+/// shared with the journal's recovery, which words a crashed session's done callbacks alike.
+pub(crate) fn client_info(
+    connect: &ConnectRequest,
+    protocol: Protocol,
+    addr: SocketAddr,
+    conn_id: u64,
+    name: &str,
+    args: &[(String, String)],
+) -> ClientInfo {
+    let connect = connect.clone();
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
+    let url = if name.is_empty() {
+        connect.url.clone()
+    } else if query.is_empty() {
+        format!("{}/{name}", connect.url)
+    } else {
+        format!("{}/{name}?{query}", connect.url)
+    };
+    let mut all_args = connect.args;
+    // An HTTP-FLV request is its connect and its play at once: its one query is given to
+    // both, and passed once. RTMP passes both queries, whatever they hold.
+    if protocol == Protocol::Rtmp || all_args != args {
+        all_args.extend(args.iter().cloned());
+    }
+    ClientInfo {
+        protocol: Some(protocol),
+        addr: Some(addr),
+        conn_id,
+        app: connect.app,
+        name: name.to_owned(),
+        url,
+        tc_url: connect.tc_url,
+        flash_ver: connect.flash_ver,
+        swf_url: connect.swf_url,
+        page_url: connect.page_url,
+        args: all_args,
     }
 }
 
