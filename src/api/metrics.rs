@@ -83,6 +83,41 @@ pub fn render(state: &ApiState) -> String {
             "Session journal records dropped because its writer fell behind (docs/operations.md).",
             &hub.journal_dropped,
         ),
+        (
+            "ringcast_refused_connections_total",
+            "Connections refused at accept: max_connections reached.",
+            &hub.refused_connections,
+        ),
+        (
+            "ringcast_refused_connections_per_ip_total",
+            "Connections refused at accept: max_connections_per_ip reached for their address.",
+            &hub.refused_connections_per_ip,
+        ),
+        (
+            "ringcast_refused_streams_total",
+            "Publishes and plays refused because they would create a stream past max_streams.",
+            &hub.refused_streams,
+        ),
+        (
+            "ringcast_refused_players_total",
+            "Plays refused: max_players_per_stream reached.",
+            &hub.refused_players,
+        ),
+        (
+            "ringcast_refused_publishers_per_ip_total",
+            "Publishes refused: max_publishers_per_ip reached for their address.",
+            &hub.refused_publishers_per_ip,
+        ),
+        (
+            "ringcast_handshake_timeouts_total",
+            "Connections closed for not finishing their handshake or first request within handshake_timeout.",
+            &hub.handshake_timeouts,
+        ),
+        (
+            "ringcast_idle_timeouts_total",
+            "Connections closed for sending nothing within idle_timeout (RTSP: rtsp_session_timeout).",
+            &hub.idle_timeouts,
+        ),
     ] {
         out.counter(name, help, value.load(Relaxed));
     }

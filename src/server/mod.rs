@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
 use crate::session::activity::StreamActivity;
 use crate::session::journal::Journal;
+use crate::session::limits::{Admission, ConnectionPermit};
 use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 
 /// Accepts in flight per shard listener. One accept loop takes one connection per turn of the
@@ -67,10 +68,10 @@ struct Shared {
     hooks: Arc<Hooks>,
     settings: SessionSettings,
     next_conn_id: AtomicU64,
+    /// Connection, stream and publisher limits, reloaded by SIGHUP.
+    admission: Arc<Admission>,
     /// The session journal every shard's sessions write to, when kept.
     journal: Option<Arc<Journal>>,
-    connections: AtomicUsize,
-    max_connections: usize,
 }
 
 /// A request from the admin API to one shard.
@@ -267,8 +268,7 @@ impl Server {
             hooks: hooks.clone(),
             settings,
             next_conn_id: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
-            max_connections: config.max_connections,
+            admission: Admission::new(config),
             heartbeats,
         });
         let (deadline, shutdown_rx) = watch::channel(None);
@@ -545,6 +545,7 @@ async fn run_shard(
     if let Some(journal) = &shared.journal {
         let _ = context.journal.set(journal.clone());
     }
+    let _ = context.admission.set(shared.admission.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {
@@ -630,25 +631,25 @@ async fn accept_loop(
                 continue;
             }
         };
-        let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        if open > shared.max_connections {
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
-            warn!(shard, %peer, max = shared.max_connections, "connection limit reached; closing new connection");
-            drop(socket);
-            continue;
-        }
+        let permit = match shared.admission.connect(peer.ip()) {
+            Ok(permit) => permit,
+            Err(kind) => {
+                shared.admission.refused(kind, &shared.hub.stats, &format!("{} connection from {peer}", protocol.as_str()));
+                refuse_at_accept(protocol, socket);
+                continue;
+            }
+        };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let context = context.clone();
-        let shared = shared.clone();
         // One task type per protocol, not one future matching on the protocol: a task is as
         // large as its future, and an idle RTMP connection must not carry the larger state of
         // an RTSP session (an idle connection's whole cost is this task and its buffers).
         match protocol {
-            MediaProtocol::Rtmp => spawn_session(move || session::rtmp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtmp => spawn_session(move || session::rtmp::run(socket, peer, conn_id, context), permit),
             MediaProtocol::HttpFlv => {
-                spawn_session(move || session::http_flv::run(socket, peer, conn_id, context), shared)
+                spawn_session(move || session::http_flv::run(socket, peer, conn_id, context), permit)
             }
-            MediaProtocol::Rtsp => spawn_session(move || session::rtsp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtsp => spawn_session(move || session::rtsp::run(socket, peer, conn_id, context), permit),
         }
     }
 }
@@ -657,10 +658,29 @@ async fn accept_loop(
 /// closed when it ends. The driver's future is made inside the task from `start`: a future
 /// passed in whole would be stored twice in the task (once as the task's capture, once where
 /// it is awaited), doubling what every idle connection holds.
-fn spawn_session<F: Future<Output = ()>>(start: impl FnOnce() -> F + 'static, shared: Arc<Shared>) {
+fn spawn_session<F: Future<Output = ()>>(start: impl FnOnce() -> F + 'static, permit: ConnectionPermit) {
     tokio::task::spawn_local(async move {
         start().await;
-        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// How long a refused HTTP client gets to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Closes a connection a limit refused at accept. HTTP gets its 503 first (it needs nothing of
+/// the request); RTMP and RTSP cannot be answered before their handshake or a request's
+/// `CSeq`, so they are closed.
+fn refuse_at_accept(protocol: MediaProtocol, socket: tokio_uring::net::TcpStream) {
+    if protocol != MediaProtocol::HttpFlv {
+        return;
+    }
+    tokio::task::spawn_local(async move {
+        let mut reply = Vec::with_capacity(160);
+        let headers = [("Content-Length", "0"), ("Retry-After", "5"), ("Connection", "close")];
+        crate::protocol::http_server::ResponseHead { status: 503, headers: &headers }.encode(&mut reply);
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, socket.write_all(reply)).await;
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     });
 }
 

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use super::activity::{Activity, MediaMeter};
 use super::journal::OpenSession;
+use super::limits::LimitKind;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
@@ -79,6 +80,9 @@ pub enum Refusal {
     /// Someone else publishes the stream.
     #[error("{0}")]
     StreamBusy(String),
+    /// A server limit (`max_streams`, `max_players_per_stream`, `max_publishers_per_ip`).
+    #[error("server limit reached: {}", .0.key())]
+    Limit(LimitKind),
 }
 
 /// Why a session ended without an error.
@@ -257,9 +261,15 @@ impl Lifecycle {
             Err(refused) => return refused,
         };
         let key = self.stream_key(&name);
+        if let Err(kind) = self.within_limits(&key, true) {
+            return self.refuse_over_limit(kind, "publish", &key);
+        }
         let (handle, change) = match self.context.hub.publish(&key) {
             Ok(taken) => taken,
             Err(error) => {
+                if let Some(admission) = self.context.admission.get() {
+                    admission.stop_publishing(self.addr().ip());
+                }
                 warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
@@ -298,6 +308,9 @@ impl Lifecycle {
             Err(refused) => return refused,
         };
         let key = self.stream_key(&name);
+        if let Err(kind) = self.within_limits(&key, false) {
+            return self.refuse_over_limit(kind, "play", &key);
+        }
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
         let (handle, change) = self.context.hub.play(&key, self.conn_id());
         let now = Instant::now();
@@ -329,6 +342,31 @@ impl Lifecycle {
             Decision::Deny { reason } => return Err(self.refuse(call, reason, &self.stream_key(&name))),
         }
         Ok((name, args))
+    }
+
+    /// Checks the server's stream limits for a publish or play of `key`; a publish within
+    /// them is counted for its address (given back by [`Self::end_publish`]).
+    fn within_limits(&self, key: &str, publisher: bool) -> Result<(), LimitKind> {
+        let Some(admission) = self.context.admission.get() else { return Ok(()) };
+        let (streams, players) = self.context.hub.stream_counts(key);
+        if players.is_none() && !admission.admits_new_stream(streams) {
+            return Err(LimitKind::Streams);
+        }
+        if !publisher && !admission.admits_player(players.unwrap_or(0)) {
+            return Err(LimitKind::PlayersPerStream);
+        }
+        if publisher && !admission.start_publishing(self.addr().ip()) {
+            return Err(LimitKind::PublishersPerIp);
+        }
+        Ok(())
+    }
+
+    fn refuse_over_limit(&self, kind: LimitKind, action: &str, stream: &str) -> Admission {
+        if let Some(admission) = self.context.admission.get() {
+            let what = format!("{action} of {stream} from {}", self.addr().ip());
+            admission.refused(kind, self.context.hub.stats(), &what);
+        }
+        Admission::Refused(Refusal::Limit(kind))
     }
 
     /// A denied callback: the operator gets `auth_failed`; the driver tells the client.
@@ -462,6 +500,9 @@ impl Lifecycle {
         };
         let change = p.handle.unpublish();
         self.journal_stopped(true);
+        if let Some(admission) = self.context.admission.get() {
+            admission.stop_publishing(self.addr().ip());
+        }
         self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         let duration = p.since.elapsed().as_secs_f64();
