@@ -16,7 +16,9 @@ use socket2::{Domain, Socket, Type};
 use common::http_flv_client::{FlvPlayer, status_and_head};
 use common::rtmp_client::RtmpClient;
 use common::rtsp_client::RtspConnection;
-use common::{TestServer, assert_plays_h264_aac, eventually, ffmpeg_publish, ffprobe_json, metric_total, require_ffmpeg};
+use common::{
+    TestServer, assert_plays_h264_aac, eventually, ffmpeg_publish, ffprobe_json, metric_total, require_ffmpeg,
+};
 use ringcast::protocol::rtmp::client::Goal;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -125,10 +127,8 @@ fn a_flood_of_half_open_and_slow_connections_leaves_real_clients_served() {
 
 #[test]
 fn stream_limits_are_answered_in_each_protocols_words() {
-    let server = TestServer::start_with_config(
-        "max_streams = 2\nmax_players_per_stream = 1\nmax_publishers_per_ip = 1\n",
-        &[],
-    );
+    let server =
+        TestServer::start_with_config("max_streams = 2\nmax_players_per_stream = 1\nmax_publishers_per_ip = 1\n", &[]);
     let addr = server.rtmp_addr();
     let _publisher = RtmpClient::publisher(addr, "a");
 

@@ -68,7 +68,8 @@ fn a_restart_after_sigkill_ends_the_open_sessions_before_accepting_a_client() {
 
     let mut server = TestServer::start_with_config(&toml, &[]);
     let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam?token=abc"), 120, (320, 240));
-    let publishing = eventually(WAIT, || events(&receiver).iter().any(|(_, e)| e["type"] == "publish_start").then_some(()));
+    let publishing =
+        eventually(WAIT, || events(&receiver).iter().any(|(_, e)| e["type"] == "publish_start").then_some(()));
     assert!(publishing.is_some(), "no publish_start\n{}", publisher.report("publisher"));
     let mut player = ffmpeg_play(&format!("http://{}/live/cam.flv?viewer=7", server.http_addr()));
     let started = eventually(WAIT, || {
@@ -118,8 +119,8 @@ fn a_restart_after_sigkill_ends_the_open_sessions_before_accepting_a_client() {
     });
     knocking.store(false, Ordering::Relaxed);
     knocker.join().unwrap();
-    let (publish_stop, play_stop, publisher_close, player_close, accepted) =
-        everything.unwrap_or_else(|| panic!("stops missing\n{:#?}\n--- log ---\n{}", events(&receiver), restarted.log()));
+    let (publish_stop, play_stop, publisher_close, player_close, accepted) = everything
+        .unwrap_or_else(|| panic!("stops missing\n{:#?}\n--- log ---\n{}", events(&receiver), restarted.log()));
 
     // The original sessions' identity.
     assert_eq!(publish_stop.1["stream_key"], "live/cam");
@@ -137,18 +138,23 @@ fn a_restart_after_sigkill_ends_the_open_sessions_before_accepting_a_client() {
     assert!(publish_stop.1["data"]["duration_sec"].as_f64().unwrap() >= 0.0);
 
     // Before the new server accepted anyone.
-    for (name, (index, _)) in
-        [("publish_stop", &publish_stop), ("play_stop", &play_stop), ("close", &publisher_close), ("close", &player_close)]
-    {
+    for (name, (index, _)) in [
+        ("publish_stop", &publish_stop),
+        ("play_stop", &play_stop),
+        ("close", &publisher_close),
+        ("close", &player_close),
+    ] {
         assert!(index < &accepted.0, "{name} arrived after the new server's first connection_accept");
     }
 
     // The done callbacks, with what the clients sent, also before the first accept.
     let requests = receiver.requests();
     let done_of = |path: &str, id: u64| {
-        requests.iter().enumerate().skip(before_restart).find(|(_, r)| {
-            r.path == path && field(&form(r), "clientid") == Some(id.to_string().as_str())
-        })
+        requests
+            .iter()
+            .enumerate()
+            .skip(before_restart)
+            .find(|(_, r)| r.path == path && field(&form(r), "clientid") == Some(id.to_string().as_str()))
     };
     let (index, publish_done) = done_of("/publish_done", publisher_id).expect("on_publish_done");
     assert!(index < accepted.0);

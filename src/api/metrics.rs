@@ -98,11 +98,7 @@ pub fn render(state: &ApiState) -> String {
             "Publishes and plays refused because they would create a stream past max_streams.",
             &hub.refused_streams,
         ),
-        (
-            "ringcast_refused_players_total",
-            "Plays refused: max_players_per_stream reached.",
-            &hub.refused_players,
-        ),
+        ("ringcast_refused_players_total", "Plays refused: max_players_per_stream reached.", &hub.refused_players),
         (
             "ringcast_refused_publishers_per_ip_total",
             "Publishes refused: max_publishers_per_ip reached for their address.",
@@ -216,7 +212,8 @@ pub fn render(state: &ApiState) -> String {
 
     // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
     let empty = Histogram::default();
-    let callbacks = state.hooks.callbacks().map(|callbacks| &callbacks.stats);
+    let current = state.hooks.callbacks();
+    let callbacks = current.as_ref().map(|callbacks| &*callbacks.stats);
     let read = |f: fn(&crate::hooks::callback::CallbackStats) -> u64| callbacks.map(f).unwrap_or(0);
     out.counter("ringcast_callback_requests_total", "Callbacks sent.", read(|s| s.requests.load(Relaxed)));
     out.counter("ringcast_callback_allowed_total", "Callbacks answered allow.", read(|s| s.allowed.load(Relaxed)));

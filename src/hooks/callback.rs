@@ -15,8 +15,8 @@
 //! never delays a decision.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tracing::{debug, error};
@@ -173,14 +173,19 @@ pub struct CallbackStats {
 /// The server's callback configuration and counters, shared by every shard's lane.
 pub struct Callbacks {
     pub notify: NotifyConfig,
-    pub stats: CallbackStats,
+    /// Shared with the callbacks a reload replaces these with, so the counters run on.
+    pub stats: Arc<CallbackStats>,
     /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
     signed: AtomicU64,
 }
 
 impl Callbacks {
     pub fn new(notify: &NotifyConfig) -> Arc<Callbacks> {
-        Arc::new(Callbacks { notify: notify.clone(), stats: CallbackStats::default(), signed: AtomicU64::new(0) })
+        Callbacks::with_stats(notify, Arc::default())
+    }
+
+    fn with_stats(notify: &NotifyConfig, stats: Arc<CallbackStats>) -> Arc<Callbacks> {
+        Arc::new(Callbacks { notify: notify.clone(), stats, signed: AtomicU64::new(0) })
     }
 
     /// The configured endpoint of `call`.
@@ -270,6 +275,39 @@ impl Callbacks {
         };
         self.stats.latency.record(asked_at.elapsed());
         decision
+    }
+}
+
+/// The server's callbacks as they are now: SIGHUP replaces them while sessions run. A
+/// session takes them once per callback (an `Arc` clone under a read lock held for no await).
+#[derive(Default)]
+pub struct CurrentCallbacks {
+    current: RwLock<Option<Arc<Callbacks>>>,
+    /// The counters every configuration in turn adds to.
+    stats: Arc<CallbackStats>,
+}
+
+impl CurrentCallbacks {
+    /// `notify`'s callbacks, or none when it configures no endpoint.
+    pub fn new(notify: &NotifyConfig) -> Arc<CurrentCallbacks> {
+        let current = CurrentCallbacks::default();
+        current.replace(notify);
+        Arc::new(current)
+    }
+
+    /// Fixed callbacks (a test's, a bench's): never replaced.
+    pub fn fixed(callbacks: Option<Arc<Callbacks>>) -> Arc<CurrentCallbacks> {
+        Arc::new(CurrentCallbacks { current: RwLock::new(callbacks), stats: Arc::default() })
+    }
+
+    pub fn get(&self) -> Option<Arc<Callbacks>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, `notify`'s callbacks; callbacks in flight finish under the old ones.
+    pub fn replace(&self, notify: &NotifyConfig) {
+        let callbacks = notify.is_enabled().then(|| Callbacks::with_stats(notify, self.stats.clone()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = callbacks;
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
 use tokio_uring::net::TcpStream;
 
-use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, Decision, Outcome, Prepared};
+use super::callback::{Call, CallbackRequest, Callbacks, ClientInfo, CurrentCallbacks, Decision, Outcome, Prepared};
 use super::callback_pool::CallbackPool;
 use crate::protocol::http::{Request, ResponseReader};
 
@@ -118,7 +118,8 @@ struct Lookup {
 }
 
 pub struct CallbackLane {
-    callbacks: Option<Arc<Callbacks>>,
+    /// Taken anew for each callback: a reload (SIGHUP) changes them while sessions run.
+    callbacks: Arc<CurrentCallbacks>,
     /// Where `https://` callbacks go: one pool per server, shared by every shard's lane.
     https_pool: Arc<CallbackPool>,
     /// Requests in flight on this shard.
@@ -134,7 +135,19 @@ pub struct CallbackLane {
 impl CallbackLane {
     /// The lane of one of `shards` shards.
     pub fn new(callbacks: Option<Arc<Callbacks>>, https_pool: Arc<CallbackPool>, shards: usize) -> Rc<CallbackLane> {
-        let in_flight = callbacks.as_ref().map_or(1, |c| c.notify.max_in_flight.div_ceil(shards.max(1)).max(1));
+        CallbackLane::following(CurrentCallbacks::fixed(callbacks), https_pool, shards)
+    }
+
+    /// The lane of one of `shards` shards, calling whatever `callbacks` are current. Its
+    /// share of `max_in_flight` is set here, from the callbacks current at start.
+    pub fn following(
+        callbacks: Arc<CurrentCallbacks>,
+        https_pool: Arc<CallbackPool>,
+        shards: usize,
+    ) -> Rc<CallbackLane> {
+        let max_in_flight =
+            callbacks.get().map_or(crate::config::NotifyConfig::default().max_in_flight, |c| c.notify.max_in_flight);
+        let in_flight = max_in_flight.div_ceil(shards.max(1)).max(1);
         Rc::new(CallbackLane {
             callbacks,
             https_pool,
@@ -148,7 +161,7 @@ impl CallbackLane {
 
     /// Asks the callback for `call`, if one is configured; no callback allows.
     pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
-        match self.callbacks.as_ref().and_then(|c| c.request(call, client, extra)) {
+        match self.callbacks.get().and_then(|c| c.request(call, client, extra)) {
             // Boxed: the request's state (connection, buffers, timers) would otherwise be part
             // of every session's future, asking or not: +1 KiB per idle connection, measured.
             Some(request) => Box::pin(self.call(request)).await,
@@ -166,7 +179,7 @@ impl CallbackLane {
 
     /// Sends a callback whose reply is not awaited.
     pub fn tell(self: &Rc<Self>, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
-        if let Some(request) = self.callbacks.as_ref().and_then(|c| c.request(call, client, extra)) {
+        if let Some(request) = self.callbacks.get().and_then(|c| c.request(call, client, extra)) {
             self.spawn(request, None);
         }
     }
@@ -179,7 +192,7 @@ impl CallbackLane {
         extra: &[(&str, String)],
     ) -> Option<oneshot::Receiver<Decision>> {
         let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
-        let callbacks = self.callbacks.as_ref()?;
+        let callbacks = self.callbacks.get()?;
         let request = callbacks.request(call, client, extra)?;
         if callbacks.notify.update_strict {
             let (reply, receiver) = oneshot::channel();
@@ -222,7 +235,7 @@ impl CallbackLane {
     }
 
     async fn call(&self, request: CallbackRequest) -> Decision {
-        let Some(callbacks) = &self.callbacks else { return Decision::Allow };
+        let Some(callbacks) = self.callbacks.get() else { return Decision::Allow };
         let asked_at = Instant::now();
         callbacks.stats.requests.fetch_add(1, Ordering::Relaxed);
         // A guard, not a decrement at the end: a session that goes away while it waits drops

@@ -180,6 +180,7 @@ pub struct Server {
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
     journal: Option<Arc<Journal>>,
+    admission: Arc<Admission>,
     shutdown: Shutdown,
     shards: Vec<thread::JoinHandle<Abandoned>>,
     api_shutdown: Arc<AtomicBool>,
@@ -220,8 +221,7 @@ impl Server {
             ..HubSettings::default()
         };
         // Locked before anything runs: a second server on this state_dir must not take it.
-        let journal =
-            if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
+        let journal = if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
             rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
@@ -245,10 +245,9 @@ impl Server {
         let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
         let mut admin_receivers = admin_receivers.into_iter();
         let control = Arc::new(ServerControl { shards: admin_senders });
-        let api_state =
-            ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
-                .with_control(control.clone())
-                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
+        let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
+            .with_control(control.clone())
+            .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
         if let Err(error) = api_state.load_persisted() {
@@ -325,6 +324,7 @@ impl Server {
             hooks,
             dispatcher,
             journal: shared.journal.clone(),
+            admission: shared.admission.clone(),
             shutdown,
             shards,
             api_shutdown,
@@ -436,14 +436,19 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
         }
     }
     let stop_notifier = notifier.clone();
-    let reload_dispatcher = server.dispatcher.clone();
+    let mut reloadable = Reloadable {
+        dispatcher: server.dispatcher.clone(),
+        hooks: server.hooks.clone(),
+        admission: server.admission.clone(),
+        config: config.clone(),
+    };
     let stopper = server.shutdown.clone();
     let signal_thread = thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    reload(&reload_dispatcher);
+                    reload(&mut reloadable);
                     continue;
                 }
                 info!(signal, "shutting down");
@@ -460,10 +465,22 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
     result
 }
 
-/// SIGHUP: reads the configuration again (same flags, same file) and replaces the event sinks
-/// it defines (`[[webhook]]`, `[[script]]`, `[stdio]`, `--hook-*`). Everything else (listeners,
-/// shards, callbacks, limits) needs a restart, which the log says. A bad file changes nothing.
-fn reload(dispatcher: &Arc<Dispatcher>) {
+/// What SIGHUP changes in a running server.
+struct Reloadable {
+    dispatcher: Arc<Dispatcher>,
+    hooks: Arc<Hooks>,
+    admission: Arc<Admission>,
+    /// The configuration in effect, to say which changes wait for a restart.
+    config: Config,
+}
+
+/// SIGHUP: reads the configuration again (same flags, same file) and applies what can change
+/// while sessions run: the event sinks (`[[webhook]]`, `[[script]]`, `[stdio]`, `--hook-*`),
+/// the callbacks (`[notify]`) and the admission limits (`max_connections`, `max_*_per_ip`,
+/// `max_streams`, `max_players_per_stream`). No session is dropped; a limit lowered below
+/// what is open refuses new clients only. Other changed keys wait for a restart, which the log
+/// says. A file that does not validate changes nothing: one line says why.
+fn reload(running: &mut Reloadable) {
     let config = match Config::from_args(std::env::args_os()) {
         Ok(crate::config::Loaded::Run(config)) => config,
         Ok(crate::config::Loaded::Exit { .. }) => return,
@@ -472,10 +489,58 @@ fn reload(dispatcher: &Arc<Dispatcher>) {
             return;
         }
     };
-    let sinks = dispatch::sinks_from_config(&config, &dispatcher.agent());
+    let sinks = dispatch::sinks_from_config(&config, &running.dispatcher.agent());
     let count = sinks.len();
-    dispatcher.replace_config_sinks(sinks);
-    info!(sinks = count, "reloaded event sinks from the configuration; other settings take effect at restart");
+    running.dispatcher.replace_config_sinks(sinks);
+    running.hooks.current_callbacks().replace(&config.notify);
+    running.admission.apply(&config);
+    let waiting = restart_only_changes(&running.config, &config);
+    if waiting.is_empty() {
+        info!(sinks = count, "reloaded the configuration: event sinks, callbacks and limits");
+    } else {
+        warn!(
+            sinks = count,
+            restart_needed = %waiting.join(","),
+            "reloaded the configuration: event sinks, callbacks and limits; the other changed keys take effect at restart"
+        );
+    }
+    running.config = config;
+}
+
+/// The keys that differ between `old` and `new` which a reload does not apply.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    // Everything SIGHUP applies taken from `old`: what still differs waits for a restart.
+    let applied = Config {
+        notify: old.notify.clone(),
+        webhooks: old.webhooks.clone(),
+        scripts: old.scripts.clone(),
+        stdio: old.stdio,
+        max_connections: old.max_connections,
+        max_connections_per_ip: old.max_connections_per_ip,
+        max_streams: old.max_streams,
+        max_players_per_stream: old.max_players_per_stream,
+        max_publishers_per_ip: old.max_publishers_per_ip,
+        ..new.clone()
+    };
+    if applied == *old {
+        return Vec::new();
+    }
+    let named: Vec<&'static str> = [
+        (applied.rtmp_listen == old.rtmp_listen, "rtmp_listen"),
+        (applied.http_listen == old.http_listen, "http_listen"),
+        (applied.rtsp_listen == old.rtsp_listen, "rtsp_listen"),
+        (applied.api_listen == old.api_listen, "api_listen"),
+        (applied.shards == old.shards, "shards"),
+        (applied.state_dir == old.state_dir, "state_dir"),
+        (applied.handshake_timeout == old.handshake_timeout, "handshake_timeout"),
+        (applied.idle_timeout == old.idle_timeout, "idle_timeout"),
+        (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
+        (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
+    ]
+    .into_iter()
+    .filter_map(|(same, key)| (!same).then_some(key))
+    .collect();
+    if named.is_empty() { vec!["others"] } else { named }
 }
 
 fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, ServerError> {
@@ -535,8 +600,8 @@ async fn run_shard(
 ) -> Abandoned {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let callbacks = CallbackLane::new(
-        shared.hooks.callbacks().cloned(),
+    let callbacks = CallbackLane::following(
+        shared.hooks.current_callbacks().clone(),
         shared.hooks.https_pool().clone(),
         shared.hub.shard_count(),
     );
@@ -634,7 +699,11 @@ async fn accept_loop(
         let permit = match shared.admission.connect(peer.ip()) {
             Ok(permit) => permit,
             Err(kind) => {
-                shared.admission.refused(kind, &shared.hub.stats, &format!("{} connection from {peer}", protocol.as_str()));
+                shared.admission.refused(
+                    kind,
+                    &shared.hub.stats,
+                    &format!("{} connection from {peer}", protocol.as_str()),
+                );
                 refuse_at_accept(protocol, socket);
                 continue;
             }

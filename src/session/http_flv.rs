@@ -240,9 +240,8 @@ impl Session {
             context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
             // A server limit is the server's state, not the client's fault: 503, as at accept.
             let status = if matches!(refusal, Refusal::Limit(_)) { 503 } else { 403 };
-            return Some(self.answer(status, &[], &refusal.to_string()).await.unwrap_or_else(|error| Ending::Answered {
-                status,
-                why: format!("{refusal} (answer not sent: {error})"),
+            return Some(self.answer(status, &[], &refusal.to_string()).await.unwrap_or_else(|error| {
+                Ending::Answered { status, why: format!("{refusal} (answer not sent: {error})") }
             }));
         }
         let stream = entry.stream.borrow().clone();

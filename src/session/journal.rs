@@ -160,19 +160,12 @@ impl JournalFile {
     pub fn start(self) -> Result<Arc<Journal>, JournalError> {
         let path = self.path.clone();
         let io_error = |source| JournalError::Io { path: path.clone(), source };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(io_error)?;
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path).map_err(io_error)?;
         file.set_len(0).and_then(|()| file.sync_all()).map_err(io_error)?;
         let (sender, receiver) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
         let writer = Writer { path: self.path, file, written: 0, live: HashMap::new(), unsynced: None };
-        let thread = thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(io_error)?;
+        let thread =
+            thread::Builder::new().name("journal".into()).spawn(move || writer.run(receiver)).map_err(io_error)?;
         Ok(Arc::new(Journal {
             sender,
             dropped: AtomicU64::new(0),

@@ -33,7 +33,8 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
         let ended_ms = recovered.last_alive_ms.max(session.started_ms);
         let duration_sec = (ended_ms - session.started_ms) as f64 / 1000.0;
         let protocol = protocol(&session.protocol);
-        let origin = Origin { conn_id: session.conn_id, protocol, addr: session.addr, stream_key: session.stream.clone() };
+        let origin =
+            Origin { conn_id: session.conn_id, protocol, addr: session.addr, stream_key: session.stream.clone() };
         if session.publisher {
             hooks.emit(&origin, || PublishStop { duration_sec, ..PublishStop::default() });
         } else {
@@ -41,8 +42,11 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
         }
         if let Some(callbacks) = hooks.callbacks() {
             let client = client_of(session, protocol);
-            let fields =
-                [("bytes_in", "0".to_owned()), ("bytes_out", "0".to_owned()), ("duration", (duration_sec as u64).to_string())];
+            let fields = [
+                ("bytes_in", "0".to_owned()),
+                ("bytes_out", "0".to_owned()),
+                ("duration", (duration_sec as u64).to_string()),
+            ];
             let specific = if session.publisher { Call::PublishDone } else { Call::PlayDone };
             for call in [specific, Call::Done] {
                 if let Some(request) = callbacks.request(call, &client, &fields) {
@@ -68,7 +72,7 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
         }
     }
     if let Some(callbacks) = hooks.callbacks() {
-        settle_all(callbacks, pending, Instant::now() + callback_wait);
+        settle_all(&callbacks, pending, Instant::now() + callback_wait);
     }
     let ended = recovered.sessions.len();
     if ended > 0 {
@@ -77,7 +81,8 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
     ended
 }
 
-type Pending = (crate::hooks::callback::CallbackRequest, tokio::sync::oneshot::Receiver<crate::hooks::callback::Outcome>, Instant);
+type Pending =
+    (crate::hooks::callback::CallbackRequest, tokio::sync::oneshot::Receiver<crate::hooks::callback::Outcome>, Instant);
 
 /// Waits for the done callbacks' replies until `deadline`, settling each (counted, failures
 /// logged); those still running then are logged and left to finish on their own.
@@ -99,7 +104,10 @@ fn settle_all(callbacks: &Callbacks, mut pending: Vec<Pending>, deadline: Instan
 }
 
 fn protocol(name: &str) -> Protocol {
-    [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv].into_iter().find(|p| p.as_str() == name).unwrap_or(Protocol::Rtmp)
+    [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+        .unwrap_or(Protocol::Rtmp)
 }
 
 /// The callbacks' view of a recovered session, as its lifecycle would have built it.
