@@ -122,7 +122,7 @@ fn a_flood_of_half_open_and_slow_connections_leaves_real_clients_served() {
     // Paced: far fewer lines than refusals.
     let lines = server.log_count("max_connections_per_ip reached");
     let refused = metric_total(&metrics, "ringcast_refused_connections_per_ip_total") as usize;
-    assert!(lines >= 1 && lines <= 10 && lines < refused, "{lines} lines for {refused} refusals");
+    assert!((1..=10).contains(&lines) && lines < refused, "{lines} lines for {refused} refusals");
 }
 
 #[test]

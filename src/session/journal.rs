@@ -96,8 +96,12 @@ pub struct OpenSession {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Record {
-    Start(OpenSession),
-    Stop { conn_id: u64, publisher: bool },
+    /// Boxed: the channel's slots are allocated up front, each the size of its largest message.
+    Start(Box<OpenSession>),
+    Stop {
+        conn_id: u64,
+        publisher: bool,
+    },
 }
 
 enum Message {
@@ -182,7 +186,7 @@ fn replay(bytes: &[u8]) -> Recovered {
     let mut skipped_lines = 0;
     for line in bytes.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
         match serde_json::from_slice::<Record>(line) {
-            Ok(Record::Start(session)) => open.push(session),
+            Ok(Record::Start(session)) => open.push(*session),
             Ok(Record::Stop { conn_id, publisher }) => {
                 open.retain(|s| !(s.conn_id == conn_id && s.publisher == publisher));
             }
@@ -210,7 +214,7 @@ pub struct Journal {
 impl Journal {
     /// A publish or play started; false when the record was dropped (the channel was full).
     pub fn started(&self, session: OpenSession) -> bool {
-        self.send(Message::Record(Record::Start(session)))
+        self.send(Message::Record(Record::Start(Box::new(session))))
     }
 
     /// A publish or play ended; false when the record was dropped.
@@ -299,7 +303,7 @@ impl Writer {
         };
         match &record {
             Record::Start(session) => {
-                self.live.insert((session.conn_id, session.publisher), session.clone());
+                self.live.insert((session.conn_id, session.publisher), (**session).clone());
             }
             Record::Stop { conn_id, publisher } => {
                 self.live.remove(&(*conn_id, *publisher));
@@ -344,7 +348,7 @@ impl Writer {
         let mut sessions: Vec<&OpenSession> = self.live.values().collect();
         sessions.sort_by_key(|s| (s.conn_id, s.publisher));
         for session in sessions {
-            serde_json::to_writer(&mut fresh, &Record::Start(session.clone()))?;
+            serde_json::to_writer(&mut fresh, &Record::Start(Box::new(session.clone())))?;
             fresh.push(b'\n');
         }
         let temporary = self.path.with_extension("journal.tmp");
@@ -421,9 +425,9 @@ mod tests {
     #[test]
     fn replay_keeps_what_started_and_never_stopped_and_skips_a_torn_tail() {
         let mut text = String::new();
-        text += &line(&Record::Start(session(1, true)));
-        text += &line(&Record::Start(session(2, false)));
-        text += &line(&Record::Start(session(3, false)));
+        text += &line(&Record::Start(Box::new(session(1, true))));
+        text += &line(&Record::Start(Box::new(session(2, false))));
+        text += &line(&Record::Start(Box::new(session(3, false))));
         text += &line(&Record::Stop { conn_id: 2, publisher: false });
         // The same connection's play stop does not end its publish.
         text += &line(&Record::Stop { conn_id: 1, publisher: false });
@@ -492,7 +496,7 @@ mod tests {
         let open: Vec<u64> = replay(&bytes).sessions.iter().map(|s| s.conn_id).collect();
         assert_eq!(open, [1]);
         // Everything written would be several times the threshold without compaction.
-        let appended = 9998 * (line(&Record::Start(session(2, false))).len() + 30);
+        let appended = 9998 * (line(&Record::Start(Box::new(session(2, false)))).len() + 30);
         assert!(appended as u64 > 2 * COMPACT_BYTES);
         assert!(bytes.len() as u64 <= COMPACT_BYTES, "size {}", bytes.len());
         let _ = fs::remove_dir_all(&dir);
