@@ -51,6 +51,7 @@ const FLAGS: &[&str] = &[
     "--rtsp-listen",
     "--api-listen",
     "--shards",
+    "--state-dir",
     "--log-level",
     "--log-format",
     "--hook-webhook",

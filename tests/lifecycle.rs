@@ -58,7 +58,7 @@ fn context(receiver: &HttpReceiver, recorder: &Recorder) -> Rc<ShardContext> {
     notify.on_update = Some(receiver.url("/update"));
     let hooks = Hooks::new(&config, Some(Box::new(recorder.clone())));
     let (hub, _inboxes) = Hub::new(1, HubSettings::default());
-    let callbacks = CallbackLane::new(hooks.callbacks().cloned(), hooks.https_pool().clone(), 1);
+    let callbacks = CallbackLane::new(hooks.callbacks(), hooks.https_pool().clone(), 1);
     let settings = SessionSettings { update_interval: Duration::from_secs(5), ..SessionSettings::default() };
     ShardContext::new(ShardHub::new(0, hub), hooks, callbacks, settings, 1)
 }

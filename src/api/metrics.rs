@@ -78,6 +78,42 @@ pub fn render(state: &ApiState) -> String {
             "Connections closed because a message stayed incomplete past partial_message_timeout.",
             &hub.slow_messages,
         ),
+        (
+            "ringcast_journal_dropped_total",
+            "Session journal records dropped because its writer fell behind (docs/operations.md).",
+            &hub.journal_dropped,
+        ),
+        (
+            "ringcast_refused_connections_total",
+            "Connections refused at accept: max_connections reached.",
+            &hub.refused_connections,
+        ),
+        (
+            "ringcast_refused_connections_per_ip_total",
+            "Connections refused at accept: max_connections_per_ip reached for their address.",
+            &hub.refused_connections_per_ip,
+        ),
+        (
+            "ringcast_refused_streams_total",
+            "Publishes and plays refused because they would create a stream past max_streams.",
+            &hub.refused_streams,
+        ),
+        ("ringcast_refused_players_total", "Plays refused: max_players_per_stream reached.", &hub.refused_players),
+        (
+            "ringcast_refused_publishers_per_ip_total",
+            "Publishes refused: max_publishers_per_ip reached for their address.",
+            &hub.refused_publishers_per_ip,
+        ),
+        (
+            "ringcast_handshake_timeouts_total",
+            "Connections closed for not finishing their handshake or first request within handshake_timeout.",
+            &hub.handshake_timeouts,
+        ),
+        (
+            "ringcast_idle_timeouts_total",
+            "Connections closed for sending nothing within idle_timeout (RTSP: rtsp_session_timeout).",
+            &hub.idle_timeouts,
+        ),
     ] {
         out.counter(name, help, value.load(Relaxed));
     }
@@ -176,7 +212,8 @@ pub fn render(state: &ApiState) -> String {
 
     // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
     let empty = Histogram::default();
-    let callbacks = state.hooks.callbacks().map(|callbacks| &callbacks.stats);
+    let current = state.hooks.callbacks();
+    let callbacks = current.as_ref().map(|callbacks| &*callbacks.stats);
     let read = |f: fn(&crate::hooks::callback::CallbackStats) -> u64| callbacks.map(f).unwrap_or(0);
     out.counter("ringcast_callback_requests_total", "Callbacks sent.", read(|s| s.requests.load(Relaxed)));
     out.counter("ringcast_callback_allowed_total", "Callbacks answered allow.", read(|s| s.allowed.load(Relaxed)));

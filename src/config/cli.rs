@@ -59,6 +59,11 @@ pub(super) struct Cli {
     #[arg(long, value_name = "N")]
     shards: Option<String>,
 
+    /// Where state that survives a restart lives (API webhooks, the session journal)
+    /// [default: /var/lib/ringcast]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<String>,
+
     /// Log verbosity: error, warn, info, debug or trace [default: info]
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -137,6 +142,9 @@ impl Cli {
         set(&self.rtsp_listen, "rtsp-listen", &mut config.rtsp_listen, parse_listen)?;
         set(&self.api_listen, "api-listen", &mut config.api_listen, parse_listen)?;
         set(&self.shards, "shards", &mut config.shards, |s| parse_number(s, limits::SHARDS))?;
+        set(&self.state_dir, "state-dir", &mut config.state_dir, |s| {
+            if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.into()) }
+        })?;
         set(&self.log_level, "log-level", &mut config.log_level, str::parse)?;
         set(&self.log_format, "log-format", &mut config.log_format, str::parse)?;
 

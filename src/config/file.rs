@@ -33,6 +33,11 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "player_max_drops",
     "gop_cache",
     "max_connections",
+    "max_connections_per_ip",
+    "max_streams",
+    "max_players_per_stream",
+    "max_publishers_per_ip",
+    "session_journal",
     "merge_write_ms",
     "merge_write_bytes",
     "handshake_timeout",
@@ -140,6 +145,19 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("max_connections") {
         config.max_connections = item.integer(limits::MAX_CONNECTIONS)?;
+    }
+    for (key, slot) in [
+        ("max_connections_per_ip", &mut config.max_connections_per_ip),
+        ("max_streams", &mut config.max_streams),
+        ("max_players_per_stream", &mut config.max_players_per_stream),
+        ("max_publishers_per_ip", &mut config.max_publishers_per_ip),
+    ] {
+        if let Some(item) = root.get(key) {
+            *slot = item.integer(limits::ADMISSION_LIMIT)?;
+        }
+    }
+    if let Some(item) = root.get("session_journal") {
+        config.session_journal = item.boolean()?;
     }
     if let Some(item) = root.get("merge_write_ms") {
         config.merge_write_ms = item.integer(limits::MERGE_WRITE_MS)?;

@@ -179,6 +179,8 @@ mod limits {
     pub const PLAYER_QUEUE: (u64, u64) = (16, 1 << 20);
     pub const PLAYER_MAX_DROPS: (u64, u64) = (1, 1_000_000);
     pub const MAX_CONNECTIONS: (u64, u64) = (1, 10_000_000);
+    /// The counted admission limits below the total; 0 turns one off.
+    pub const ADMISSION_LIMIT: (u64, u64) = (0, 10_000_000);
     pub const MERGE_WRITE_MS: (u64, u64) = (0, 1000);
     pub const MERGE_WRITE_BYTES: (u64, u64) = (0, 16 << 20);
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
@@ -248,6 +250,23 @@ pub struct Config {
     /// Simultaneous connections, all protocols and shards together; past it new ones are closed at
     /// accept. Default 100000; 1..=10000000. Bounds memory and file descriptors.
     pub max_connections: usize,
+    /// Simultaneous connections from one client IP address, all protocols together; past it
+    /// new ones from that address are refused at accept (HTTP gets a 503). Default 0 (no
+    /// limit: viewers behind one NAT, and load generators, share an address); 0..=10000000.
+    pub max_connections_per_ip: usize,
+    /// Streams in the registry (published, or awaited by players); a publish or play that would
+    /// create one more is refused. Default 10000; 0 = no limit. Bounds what clients naming
+    /// random streams can make the server hold.
+    pub max_streams: usize,
+    /// Players of one stream, server-wide; one more is refused. Default 0 (no limit).
+    pub max_players_per_stream: usize,
+    /// Streams one client IP address may publish at once; one more is refused. Default 0 (no
+    /// limit).
+    pub max_publishers_per_ip: usize,
+    /// Keep `state_dir/sessions.journal` of the sessions publishing or playing, so the start
+    /// after a crash sends their stop events and done callbacks (docs/operations.md). Default
+    /// true; without a usable `state_dir` the journal is off and a warning says so.
+    pub session_journal: bool,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
     /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
     /// (0 = off); at most 100, which stays under what players buffer anyway.
@@ -360,6 +379,11 @@ impl Default for Config {
             player_max_drops: 3,
             gop_cache: true,
             max_connections: 100_000,
+            max_connections_per_ip: 0,
+            max_streams: 10_000,
+            max_players_per_stream: 0,
+            max_publishers_per_ip: 0,
+            session_journal: true,
             merge_write_ms: 50,
             merge_write_bytes: 64 << 10,
             handshake_timeout: Duration::from_secs(10),

@@ -138,6 +138,7 @@ const FLAGS: &[&str] = &[
     "--rtsp-listen",
     "--api-listen",
     "--shards",
+    "--state-dir",
     "--log-level",
     "--log-format",
     "--hook-webhook",
@@ -1055,4 +1056,26 @@ fn notify_dialect_and_cache_entries() {
     let error = toml_err("[notify]\nmethod = \"get\"\ndialect = \"zlmediakit\"\n");
     assert!(error.contains("'notify.dialect'") && error.contains("must be post"), "{error}");
     assert!(toml("[notify]\nmethod = \"get\"\ndialect = \"nginx\"\n").is_ok());
+}
+
+#[test]
+fn admission_limits_and_the_journal_are_read_with_their_ranges_and_the_state_dir_flag_overrides() {
+    let defaults = Config::default();
+    assert_eq!((defaults.max_connections_per_ip, defaults.max_streams), (0, 10_000));
+    assert_eq!((defaults.max_players_per_stream, defaults.max_publishers_per_ip), (0, 0));
+    assert!(defaults.session_journal);
+    let c = toml(
+        "max_connections_per_ip = 5\nmax_streams = 0\nmax_players_per_stream = 7\nmax_publishers_per_ip = 2\nsession_journal = false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.max_connections_per_ip, c.max_streams, c.max_players_per_stream, c.max_publishers_per_ip),
+        (5, 0, 7, 2)
+    );
+    assert!(!c.session_journal);
+    assert!(toml_err("max_streams = -1\n").contains("max_streams"));
+    assert!(toml_err("session_journal = 1\n").contains("session_journal"));
+    let file = TempFile::new("state-dir", "state_dir = \"/from/file\"\n");
+    assert_eq!(run(&["--config", file.path(), "--state-dir", "/from/flag"]).state_dir, PathBuf::from("/from/flag"));
+    assert!(args_err(&["--state-dir", ""]).contains("--state-dir"));
 }

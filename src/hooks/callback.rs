@@ -15,8 +15,8 @@
 //! never delays a decision.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tracing::{debug, error};
@@ -215,13 +215,14 @@ pub struct CallbackStats {
 /// The server's callback configuration and counters, shared by every shard's lane.
 pub struct Callbacks {
     pub notify: NotifyConfig,
-    pub stats: CallbackStats,
+    /// Shared with the callbacks a reload replaces these with, so the counters run on.
+    pub stats: Arc<CallbackStats>,
     /// Decisions whose reply said `Cache-Control: max-age`, shared by every shard: a
     /// reconnect storm lands on every shard (SO_REUSEPORT hashes each new connection), and a
-    /// per-shard cache would ask the endpoint once per shard.
+    /// per-shard cache would ask the endpoint once per shard. A reload starts an empty one.
     pub cache: DecisionCache<Decision>,
     /// This server in the dialects that name it (SRS `server_id`, ZLMediaKit
-    /// `mediaServerId`): fixed for the process's life.
+    /// `mediaServerId`): fixed for the process's life, across reloads.
     pub server_id: String,
     /// Numbers the signed requests' ids (`webhook-id`), unique for the process's life.
     signed: AtomicU64,
@@ -229,11 +230,16 @@ pub struct Callbacks {
 
 impl Callbacks {
     pub fn new(notify: &NotifyConfig) -> Arc<Callbacks> {
+        Callbacks::with_stats(notify, Arc::default())
+    }
+
+    fn with_stats(notify: &NotifyConfig, stats: Arc<CallbackStats>) -> Arc<Callbacks> {
+        static SERVER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         Arc::new(Callbacks {
             notify: notify.clone(),
-            stats: CallbackStats::default(),
+            stats,
             cache: DecisionCache::new(notify.cache_entries),
-            server_id: format!("ringcast-{:x}", clock::now_ms()),
+            server_id: SERVER_ID.get_or_init(|| format!("ringcast-{:x}", clock::now_ms())).clone(),
             signed: AtomicU64::new(0),
         })
     }
@@ -340,6 +346,39 @@ impl Callbacks {
         };
         self.stats.latency.record(asked_at.elapsed());
         decision
+    }
+}
+
+/// The server's callbacks as they are now: SIGHUP replaces them while sessions run. A
+/// session takes them once per callback (an `Arc` clone under a read lock held for no await).
+#[derive(Default)]
+pub struct CurrentCallbacks {
+    current: RwLock<Option<Arc<Callbacks>>>,
+    /// The counters every configuration in turn adds to.
+    stats: Arc<CallbackStats>,
+}
+
+impl CurrentCallbacks {
+    /// `notify`'s callbacks, or none when it configures no endpoint.
+    pub fn new(notify: &NotifyConfig) -> Arc<CurrentCallbacks> {
+        let current = CurrentCallbacks::default();
+        current.replace(notify);
+        Arc::new(current)
+    }
+
+    /// Fixed callbacks (a test's, a bench's): never replaced.
+    pub fn fixed(callbacks: Option<Arc<Callbacks>>) -> Arc<CurrentCallbacks> {
+        Arc::new(CurrentCallbacks { current: RwLock::new(callbacks), stats: Arc::default() })
+    }
+
+    pub fn get(&self) -> Option<Arc<Callbacks>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, `notify`'s callbacks; callbacks in flight finish under the old ones.
+    pub fn replace(&self, notify: &NotifyConfig) {
+        let callbacks = notify.is_enabled().then(|| Callbacks::with_stats(notify, self.stats.clone()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = callbacks;
     }
 }
 

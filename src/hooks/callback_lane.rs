@@ -27,7 +27,8 @@ use tokio_uring::net::TcpStream;
 use tracing::debug;
 
 use super::callback::{
-    Answer, Call, CallbackRequest, Callbacks, ClientInfo, Decision, MAX_ANSWER_BODY, Outcome, Prepared,
+    Answer, Call, CallbackRequest, Callbacks, ClientInfo, CurrentCallbacks, Decision, MAX_ANSWER_BODY, Outcome,
+    Prepared,
 };
 use super::callback_pool::CallbackPool;
 use super::dialect;
@@ -123,7 +124,8 @@ struct Lookup {
 }
 
 pub struct CallbackLane {
-    callbacks: Option<Arc<Callbacks>>,
+    /// Taken anew for each callback: a reload (SIGHUP) changes them while sessions run.
+    callbacks: Arc<CurrentCallbacks>,
     /// Where `https://` callbacks go: one pool per server, shared by every shard's lane.
     https_pool: Arc<CallbackPool>,
     /// Requests in flight on this shard.
@@ -139,7 +141,19 @@ pub struct CallbackLane {
 impl CallbackLane {
     /// The lane of one of `shards` shards.
     pub fn new(callbacks: Option<Arc<Callbacks>>, https_pool: Arc<CallbackPool>, shards: usize) -> Rc<CallbackLane> {
-        let in_flight = callbacks.as_ref().map_or(1, |c| c.notify.max_in_flight.div_ceil(shards.max(1)).max(1));
+        CallbackLane::following(CurrentCallbacks::fixed(callbacks), https_pool, shards)
+    }
+
+    /// The lane of one of `shards` shards, calling whatever `callbacks` are current. Its
+    /// share of `max_in_flight` is set here, from the callbacks current at start.
+    pub fn following(
+        callbacks: Arc<CurrentCallbacks>,
+        https_pool: Arc<CallbackPool>,
+        shards: usize,
+    ) -> Rc<CallbackLane> {
+        let max_in_flight =
+            callbacks.get().map_or(crate::config::NotifyConfig::default().max_in_flight, |c| c.notify.max_in_flight);
+        let in_flight = max_in_flight.div_ceil(shards.max(1)).max(1);
         Rc::new(CallbackLane {
             callbacks,
             https_pool,
@@ -154,8 +168,8 @@ impl CallbackLane {
     /// Asks the callback for `call`, if one is configured; no callback allows. A decision
     /// remembered from an earlier reply's `Cache-Control: max-age` answers without a request.
     pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
-        let Some(callbacks) = &self.callbacks else { return Decision::Allow };
-        let Some(request) = dialect::request(callbacks, call, client, extra) else { return Decision::Allow };
+        let Some(callbacks) = self.callbacks.get() else { return Decision::Allow };
+        let Some(request) = dialect::request(&callbacks, call, client, extra) else { return Decision::Allow };
         let cache_key = callbacks.cache.is_enabled().then(|| request.cache_key());
         if let Some(key) = &cache_key {
             if let Some(decision) = callbacks.cache.get(key, Instant::now()) {
@@ -180,7 +194,7 @@ impl CallbackLane {
 
     /// Sends a callback whose reply is not awaited.
     pub fn tell(self: &Rc<Self>, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
-        if let Some(request) = self.callbacks.as_ref().and_then(|c| dialect::request(c, call, client, extra)) {
+        if let Some(request) = self.callbacks.get().and_then(|c| dialect::request(&c, call, client, extra)) {
             self.spawn(request, None);
         }
     }
@@ -193,8 +207,8 @@ impl CallbackLane {
         extra: &[(&str, String)],
     ) -> Option<oneshot::Receiver<Decision>> {
         let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
-        let callbacks = self.callbacks.as_ref()?;
-        let request = dialect::request(callbacks, call, client, extra)?;
+        let callbacks = self.callbacks.get()?;
+        let request = dialect::request(&callbacks, call, client, extra)?;
         if callbacks.notify.update_strict {
             let (reply, receiver) = oneshot::channel();
             self.spawn(request, Some(reply));
@@ -238,7 +252,7 @@ impl CallbackLane {
     /// Sends `request` and reads its answer; with a `cache_key`, a decision whose reply
     /// allows it is remembered for the reply's `max-age`.
     async fn call(&self, request: CallbackRequest, cache_key: Option<String>) -> Decision {
-        let Some(callbacks) = &self.callbacks else { return Decision::Allow };
+        let Some(callbacks) = self.callbacks.get() else { return Decision::Allow };
         let asked_at = Instant::now();
         callbacks.stats.requests.fetch_add(1, Ordering::Relaxed);
         // A guard, not a decrement at the end: a session that goes away while it waits drops

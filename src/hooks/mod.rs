@@ -73,7 +73,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use callback::Callbacks;
+use callback::{Callbacks, CurrentCallbacks};
 use callback_pool::CallbackPool;
 pub use clock::now_ms;
 use event::{Event, EventIds, EventType, Protocol};
@@ -98,7 +98,7 @@ pub trait EventSink: Send + Sync {
 
 /// The hooks of one server.
 pub struct Hooks {
-    callbacks: Option<Arc<Callbacks>>,
+    callbacks: Arc<CurrentCallbacks>,
     /// Where every shard's lane sends `https://` callbacks; starts no thread until one is made.
     https_pool: Arc<CallbackPool>,
     sink: Option<Box<dyn EventSink>>,
@@ -110,7 +110,7 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
-        let callbacks = config.notify.is_enabled().then(|| Callbacks::new(&config.notify));
+        let callbacks = CurrentCallbacks::new(&config.notify);
         let https_pool = CallbackPool::new(config.notify.timeout, config.tls_ca_file.as_deref());
         Arc::new(Hooks { callbacks, https_pool, sink, ids: EventIds::new(now_ms()), seqs: Mutex::new(HashMap::new()) })
     }
@@ -121,8 +121,13 @@ impl Hooks {
     }
 
     /// The callbacks' configuration and counters, when any callback is configured.
-    pub fn callbacks(&self) -> Option<&Arc<Callbacks>> {
-        self.callbacks.as_ref()
+    pub fn callbacks(&self) -> Option<Arc<Callbacks>> {
+        self.callbacks.get()
+    }
+
+    /// The callbacks as SIGHUP replaces them, for the shards' lanes to follow.
+    pub fn current_callbacks(&self) -> &Arc<CurrentCallbacks> {
+        &self.callbacks
     }
 
     /// The blocking pool `https://` callbacks go to, handed to each shard's lane.
@@ -132,8 +137,8 @@ impl Hooks {
 
     /// Whether `on_update` is configured, and how often it fires.
     pub fn update_interval(&self) -> Option<std::time::Duration> {
-        let notify = &self.callbacks.as_ref()?.notify;
-        notify.on_update.as_ref().map(|_| notify.update_interval)
+        let callbacks = self.callbacks.get()?;
+        callbacks.notify.on_update.as_ref().map(|_| callbacks.notify.update_interval)
     }
 
     /// Whether an event of this type would reach any sink.

@@ -142,6 +142,21 @@ pub struct HubStats {
     pub partial_budget_refusals: AtomicU64,
     /// Connections closed because a message stayed incomplete past `partial_message_timeout`.
     pub slow_messages: AtomicU64,
+    /// Session journal records dropped because its writer fell behind.
+    pub journal_dropped: AtomicU64,
+    /// Connections refused at accept by `max_connections`, and by `max_connections_per_ip`.
+    pub refused_connections: AtomicU64,
+    pub refused_connections_per_ip: AtomicU64,
+    /// Publishes and plays refused by `max_streams`, `max_players_per_stream` and
+    /// `max_publishers_per_ip`.
+    pub refused_streams: AtomicU64,
+    pub refused_players: AtomicU64,
+    pub refused_publishers_per_ip: AtomicU64,
+    /// Connections closed for not finishing their handshake (or first request) within
+    /// `handshake_timeout`, and for sending nothing within `idle_timeout` (or
+    /// `rtsp_session_timeout`).
+    pub handshake_timeouts: AtomicU64,
+    pub idle_timeouts: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -363,6 +378,13 @@ impl ShardHub {
     }
 
     /// Whether anyone, on any shard, publishes `key` now.
+    /// Streams in the registry (published, or awaited by players), and the players of `key`
+    /// when it is one of them: what `max_streams` and `max_players_per_stream` count.
+    pub fn stream_counts(&self, key: &str) -> (usize, Option<usize>) {
+        let streams = self.hub.lock();
+        (streams.len(), streams.get(key).map(|entry| entry.players))
+    }
+
     pub fn is_published(&self, key: &str) -> bool {
         self.hub.lock().get(key).is_some_and(|entry| entry.publisher.is_some())
     }

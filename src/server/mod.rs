@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
 use crate::protocol::rtmp::server::ServerSettings;
 use crate::session::activity::StreamActivity;
+use crate::session::journal::Journal;
+use crate::session::limits::{Admission, ConnectionPermit};
 use crate::session::{self, ClientSummary, SessionSettings, ShardContext};
 
 /// Accepts in flight per shard listener. One accept loop takes one connection per turn of the
@@ -66,8 +68,10 @@ struct Shared {
     hooks: Arc<Hooks>,
     settings: SessionSettings,
     next_conn_id: AtomicU64,
-    connections: AtomicUsize,
-    max_connections: usize,
+    /// Connection, stream and publisher limits, reloaded by SIGHUP.
+    admission: Arc<Admission>,
+    /// The session journal every shard's sessions write to, when kept.
+    journal: Option<Arc<Journal>>,
 }
 
 /// A request from the admin API to one shard.
@@ -175,6 +179,8 @@ pub struct Server {
     pub control: Arc<ServerControl>,
     pub hooks: Arc<Hooks>,
     pub dispatcher: Arc<Dispatcher>,
+    journal: Option<Arc<Journal>>,
+    admission: Arc<Admission>,
     shutdown: Shutdown,
     shards: Vec<thread::JoinHandle<Abandoned>>,
     api_shutdown: Arc<AtomicBool>,
@@ -214,6 +220,8 @@ impl Server {
             gop_cache_bytes: config.gop_cache_bytes,
             ..HubSettings::default()
         };
+        // Locked before anything runs: a second server on this state_dir must not take it.
+        let journal = if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
             rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
@@ -233,28 +241,35 @@ impl Server {
         let dispatcher = Dispatcher::start(sinks, agent, DispatchLimits::from_config(config));
         let event_sink: Box<dyn EventSink> = Box::new(dispatcher.clone());
         let hooks = Hooks::new(config, Some(event_sink));
-        let shared = Arc::new(Shared {
-            hub,
-            hooks: hooks.clone(),
-            settings,
-            next_conn_id: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
-            max_connections: config.max_connections,
-            heartbeats,
-        });
         let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();
         let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
         let mut admin_receivers = admin_receivers.into_iter();
         let control = Arc::new(ServerControl { shards: admin_senders });
-        let api_state =
-            ApiState::new(shared.hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
-                .with_control(control.clone())
-                .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
+        let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
+            .with_control(control.clone())
+            .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
         if let Err(error) = api_state.load_persisted() {
             error!("{error}");
         }
+        // Before any shard accepts: the sessions a crash left open are ended first, so a
+        // receiver sees their stops before any new session's start.
+        let journal = journal.and_then(|(file, recovered)| {
+            if session::recovery::end_recovered(&recovered, &hooks, config.notify.timeout) > 0 {
+                wait_delivered(&dispatcher, config.shutdown_timeout);
+            }
+            file.start().map_err(|error| warn!("{error}; running without a session journal")).ok()
+        });
+        let shared = Arc::new(Shared {
+            journal,
+            hub,
+            hooks: hooks.clone(),
+            settings,
+            next_conn_id: AtomicU64::new(1),
+            admission: Admission::new(config),
+            heartbeats,
+        });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
         let mut shards = Vec::with_capacity(shard_count);
@@ -308,6 +323,8 @@ impl Server {
             control,
             hooks,
             dispatcher,
+            journal: shared.journal.clone(),
+            admission: shared.admission.clone(),
             shutdown,
             shards,
             api_shutdown,
@@ -339,6 +356,11 @@ impl Server {
             }
         }
         let deadline = self.shutdown.deadline();
+        // Every session has ended (or was abandoned at the deadline, and stays journaled for
+        // the next start to end).
+        if let Some(journal) = &self.journal {
+            journal.close();
+        }
         // The API stops within its sweep interval; connections still open end on their own.
         self.api_shutdown.store(true, Ordering::SeqCst);
         if let Some(api) = self.api_thread {
@@ -349,6 +371,29 @@ impl Server {
         let undone = self.dispatcher.shutdown(deadline.saturating_duration_since(Instant::now()));
         log_left_undone(&undone, &abandoned);
         result
+    }
+}
+
+/// Waits, at most `limit`, until the dispatcher has nothing queued, waiting for a retry or in
+/// flight: the recovered sessions' stops reach their receivers before a new session starts.
+fn wait_delivered(dispatcher: &Dispatcher, limit: Duration) {
+    let idle = || {
+        dispatcher.stats.inbound_bytes.load(Ordering::Relaxed) == 0
+            && dispatcher.sinks().iter().all(|sink| {
+                let stats = &sink.stats;
+                stats.queued_bytes.load(Ordering::Relaxed) == 0 && stats.in_flight.load(Ordering::Relaxed) == 0
+            })
+    };
+    let deadline = Instant::now() + limit;
+    // Idle twice in a row: an event the dispatcher has taken from its channel but not queued
+    // yet looks idle for an instant.
+    let mut idle_checks = 0;
+    while idle_checks < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        idle_checks = if idle() { idle_checks + 1 } else { 0 };
+    }
+    if idle_checks < 2 {
+        warn!(waited = ?limit, "recovered sessions' events not all delivered yet; accepting clients anyway");
     }
 }
 
@@ -391,14 +436,19 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
         }
     }
     let stop_notifier = notifier.clone();
-    let reload_dispatcher = server.dispatcher.clone();
+    let mut reloadable = Reloadable {
+        dispatcher: server.dispatcher.clone(),
+        hooks: server.hooks.clone(),
+        admission: server.admission.clone(),
+        config: config.clone(),
+    };
     let stopper = server.shutdown.clone();
     let signal_thread = thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
                 if signal == SIGHUP {
-                    reload(&reload_dispatcher);
+                    reload(&mut reloadable);
                     continue;
                 }
                 info!(signal, "shutting down");
@@ -415,10 +465,22 @@ pub fn run(config: &Config, notifier: Option<systemd::Notifier>) -> Result<(), S
     result
 }
 
-/// SIGHUP: reads the configuration again (same flags, same file) and replaces the event sinks
-/// it defines (`[[webhook]]`, `[[script]]`, `[stdio]`, `--hook-*`). Everything else (listeners,
-/// shards, callbacks, limits) needs a restart, which the log says. A bad file changes nothing.
-fn reload(dispatcher: &Arc<Dispatcher>) {
+/// What SIGHUP changes in a running server.
+struct Reloadable {
+    dispatcher: Arc<Dispatcher>,
+    hooks: Arc<Hooks>,
+    admission: Arc<Admission>,
+    /// The configuration in effect, to say which changes wait for a restart.
+    config: Config,
+}
+
+/// SIGHUP: reads the configuration again (same flags, same file) and applies what can change
+/// while sessions run: the event sinks (`[[webhook]]`, `[[script]]`, `[stdio]`, `--hook-*`),
+/// the callbacks (`[notify]`) and the admission limits (`max_connections`, `max_*_per_ip`,
+/// `max_streams`, `max_players_per_stream`). No session is dropped; a limit lowered below
+/// what is open refuses new clients only. Other changed keys wait for a restart, which the log
+/// says. A file that does not validate changes nothing: one line says why.
+fn reload(running: &mut Reloadable) {
     let config = match Config::from_args(std::env::args_os()) {
         Ok(crate::config::Loaded::Run(config)) => config,
         Ok(crate::config::Loaded::Exit { .. }) => return,
@@ -427,10 +489,58 @@ fn reload(dispatcher: &Arc<Dispatcher>) {
             return;
         }
     };
-    let sinks = dispatch::sinks_from_config(&config, &dispatcher.agent());
+    let sinks = dispatch::sinks_from_config(&config, &running.dispatcher.agent());
     let count = sinks.len();
-    dispatcher.replace_config_sinks(sinks);
-    info!(sinks = count, "reloaded event sinks from the configuration; other settings take effect at restart");
+    running.dispatcher.replace_config_sinks(sinks);
+    running.hooks.current_callbacks().replace(&config.notify);
+    running.admission.apply(&config);
+    let waiting = restart_only_changes(&running.config, &config);
+    if waiting.is_empty() {
+        info!(sinks = count, "reloaded the configuration: event sinks, callbacks and limits");
+    } else {
+        warn!(
+            sinks = count,
+            restart_needed = %waiting.join(","),
+            "reloaded the configuration: event sinks, callbacks and limits; the other changed keys take effect at restart"
+        );
+    }
+    running.config = config;
+}
+
+/// The keys that differ between `old` and `new` which a reload does not apply.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    // Everything SIGHUP applies taken from `old`: what still differs waits for a restart.
+    let applied = Config {
+        notify: old.notify.clone(),
+        webhooks: old.webhooks.clone(),
+        scripts: old.scripts.clone(),
+        stdio: old.stdio,
+        max_connections: old.max_connections,
+        max_connections_per_ip: old.max_connections_per_ip,
+        max_streams: old.max_streams,
+        max_players_per_stream: old.max_players_per_stream,
+        max_publishers_per_ip: old.max_publishers_per_ip,
+        ..new.clone()
+    };
+    if applied == *old {
+        return Vec::new();
+    }
+    let named: Vec<&'static str> = [
+        (applied.rtmp_listen == old.rtmp_listen, "rtmp_listen"),
+        (applied.http_listen == old.http_listen, "http_listen"),
+        (applied.rtsp_listen == old.rtsp_listen, "rtsp_listen"),
+        (applied.api_listen == old.api_listen, "api_listen"),
+        (applied.shards == old.shards, "shards"),
+        (applied.state_dir == old.state_dir, "state_dir"),
+        (applied.handshake_timeout == old.handshake_timeout, "handshake_timeout"),
+        (applied.idle_timeout == old.idle_timeout, "idle_timeout"),
+        (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
+        (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
+    ]
+    .into_iter()
+    .filter_map(|(same, key)| (!same).then_some(key))
+    .collect();
+    if named.is_empty() { vec!["others"] } else { named }
 }
 
 fn bind_reuseport(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<StdListener>, ServerError> {
@@ -490,13 +600,17 @@ async fn run_shard(
 ) -> Abandoned {
     let shard_hub = ShardHub::new(shard, shared.hub.clone());
     let seed = (shard as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ std::process::id() as u64;
-    let callbacks = CallbackLane::new(
-        shared.hooks.callbacks().cloned(),
+    let callbacks = CallbackLane::following(
+        shared.hooks.current_callbacks().clone(),
         shared.hooks.https_pool().clone(),
         shared.hub.shard_count(),
     );
     callbacks.start_sweeping();
     let context = ShardContext::new(shard_hub.clone(), shared.hooks.clone(), callbacks, shared.settings, seed);
+    if let Some(journal) = &shared.journal {
+        let _ = context.journal.set(journal.clone());
+    }
+    let _ = context.admission.set(shared.admission.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {
@@ -582,25 +696,29 @@ async fn accept_loop(
                 continue;
             }
         };
-        let open = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        if open > shared.max_connections {
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
-            warn!(shard, %peer, max = shared.max_connections, "connection limit reached; closing new connection");
-            drop(socket);
-            continue;
-        }
+        let permit = match shared.admission.connect(peer.ip()) {
+            Ok(permit) => permit,
+            Err(kind) => {
+                shared.admission.refused(
+                    kind,
+                    &shared.hub.stats,
+                    &format!("{} connection from {peer}", protocol.as_str()),
+                );
+                refuse_at_accept(protocol, socket);
+                continue;
+            }
+        };
         let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let context = context.clone();
-        let shared = shared.clone();
         // One task type per protocol, not one future matching on the protocol: a task is as
         // large as its future, and an idle RTMP connection must not carry the larger state of
         // an RTSP session (an idle connection's whole cost is this task and its buffers).
         match protocol {
-            MediaProtocol::Rtmp => spawn_session(move || session::rtmp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtmp => spawn_session(move || session::rtmp::run(socket, peer, conn_id, context), permit),
             MediaProtocol::HttpFlv => {
-                spawn_session(move || session::http_flv::run(socket, peer, conn_id, context), shared)
+                spawn_session(move || session::http_flv::run(socket, peer, conn_id, context), permit)
             }
-            MediaProtocol::Rtsp => spawn_session(move || session::rtsp::run(socket, peer, conn_id, context), shared),
+            MediaProtocol::Rtsp => spawn_session(move || session::rtsp::run(socket, peer, conn_id, context), permit),
         }
     }
 }
@@ -609,10 +727,29 @@ async fn accept_loop(
 /// closed when it ends. The driver's future is made inside the task from `start`: a future
 /// passed in whole would be stored twice in the task (once as the task's capture, once where
 /// it is awaited), doubling what every idle connection holds.
-fn spawn_session<F: Future<Output = ()>>(start: impl FnOnce() -> F + 'static, shared: Arc<Shared>) {
+fn spawn_session<F: Future<Output = ()>>(start: impl FnOnce() -> F + 'static, permit: ConnectionPermit) {
     tokio::task::spawn_local(async move {
         start().await;
-        shared.connections.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+    });
+}
+
+/// How long a refused HTTP client gets to take its 503.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Closes a connection a limit refused at accept. HTTP gets its 503 first (it needs nothing of
+/// the request); RTMP and RTSP cannot be answered before their handshake or a request's
+/// `CSeq`, so they are closed.
+fn refuse_at_accept(protocol: MediaProtocol, socket: tokio_uring::net::TcpStream) {
+    if protocol != MediaProtocol::HttpFlv {
+        return;
+    }
+    tokio::task::spawn_local(async move {
+        let mut reply = Vec::with_capacity(160);
+        let headers = [("Content-Length", "0"), ("Retry-After", "5"), ("Connection", "close")];
+        crate::protocol::http_server::ResponseHead { status: 503, headers: &headers }.encode(&mut reply);
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, socket.write_all(reply)).await;
+        let _ = socket.shutdown(std::net::Shutdown::Both);
     });
 }
 

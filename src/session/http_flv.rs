@@ -28,7 +28,7 @@ use tokio_uring::net::TcpStream;
 
 use super::http_flv_out::{HttpFlvFraming, OutputShared};
 use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
-use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
+use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
 use super::{SessionEnd, SessionFailure, ShardContext};
@@ -59,8 +59,10 @@ pub enum HttpFlvError {
 
 impl SessionFailure for HttpFlvError {
     fn count(&self, stats: &HubStats) {
-        if let HttpFlvError::Io(error) = self {
-            super::count_send_timeout(error, stats);
+        match self {
+            HttpFlvError::Io(error) => super::count_send_timeout(error, stats),
+            HttpFlvError::HeadTimeout(_) => drop(stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed)),
+            _ => {}
         }
     }
 }
@@ -236,9 +238,10 @@ impl Session {
         };
         if let Some(refusal) = refused {
             context.hub.stats().requests_refused.fetch_add(1, Ordering::Relaxed);
-            return Some(self.answer(403, &[], &refusal.to_string()).await.unwrap_or_else(|error| Ending::Answered {
-                status: 403,
-                why: format!("{refusal} (answer not sent: {error})"),
+            // A server limit is the server's state, not the client's fault: 503, as at accept.
+            let status = if matches!(refusal, Refusal::Limit(_)) { 503 } else { 403 };
+            return Some(self.answer(status, &[], &refusal.to_string()).await.unwrap_or_else(|error| {
+                Ending::Answered { status, why: format!("{refusal} (answer not sent: {error})") }
             }));
         }
         let stream = entry.stream.borrow().clone();

@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::activity::{Activity, MediaMeter};
+use super::journal::OpenSession;
+use super::limits::LimitKind;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
@@ -78,6 +80,9 @@ pub enum Refusal {
     /// Someone else publishes the stream.
     #[error("{0}")]
     StreamBusy(String),
+    /// A server limit (`max_streams`, `max_players_per_stream`, `max_publishers_per_ip`).
+    #[error("server limit reached: {}", .0.key())]
+    Limit(LimitKind),
 }
 
 /// Why a session ended without an error.
@@ -256,9 +261,15 @@ impl Lifecycle {
             Err(refused) => return refused,
         };
         let key = self.stream_key(&name);
+        if let Err(kind) = self.within_limits(&key, true) {
+            return self.refuse_over_limit(kind, "publish", &key);
+        }
         let (handle, change) = match self.context.hub.publish(&key) {
             Ok(taken) => taken,
             Err(error) => {
+                if let Some(admission) = self.context.admission.get() {
+                    admission.stop_publishing(self.addr().ip());
+                }
                 warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
@@ -279,6 +290,9 @@ impl Lifecycle {
             last_timestamp: 0,
             totals: PublishStop::default(),
         }));
+        if let Some(p) = &self.publishing {
+            self.journal_started(true, &p.name, &p.args);
+        }
         if change.created {
             self.emit(|| StreamCreate {});
         }
@@ -294,6 +308,9 @@ impl Lifecycle {
             Err(refused) => return refused,
         };
         let key = self.stream_key(&name);
+        if let Err(kind) = self.within_limits(&key, false) {
+            return self.refuse_over_limit(kind, "play", &key);
+        }
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
         let (handle, change) = self.context.hub.play(&key, self.conn_id());
         let now = Instant::now();
@@ -301,6 +318,7 @@ impl Lifecycle {
         self.entry().role.set(Role::Player);
         *self.entry().stream.borrow_mut() = key;
         *self.entry().activity.borrow_mut() = Some(Activity { since_ms: now_ms(), media: None });
+        self.journal_started(false, &name, &args);
         self.playing = Some(Playing { handle, name, args, since: now, bytes_out_at_start: self.bytes_out.get() });
         if change.created {
             self.emit(|| StreamCreate {});
@@ -324,6 +342,31 @@ impl Lifecycle {
             Decision::Deny { reason } => return Err(self.refuse(call, reason, &self.stream_key(&name))),
         }
         Ok((name, args))
+    }
+
+    /// Checks the server's stream limits for a publish or play of `key`; a publish within
+    /// them is counted for its address (given back by [`Self::end_publish`]).
+    fn within_limits(&self, key: &str, publisher: bool) -> Result<(), LimitKind> {
+        let Some(admission) = self.context.admission.get() else { return Ok(()) };
+        let (streams, players) = self.context.hub.stream_counts(key);
+        if players.is_none() && !admission.admits_new_stream(streams) {
+            return Err(LimitKind::Streams);
+        }
+        if !publisher && !admission.admits_player(players.unwrap_or(0)) {
+            return Err(LimitKind::PlayersPerStream);
+        }
+        if publisher && !admission.start_publishing(self.addr().ip()) {
+            return Err(LimitKind::PublishersPerIp);
+        }
+        Ok(())
+    }
+
+    fn refuse_over_limit(&self, kind: LimitKind, action: &str, stream: &str) -> Admission {
+        if let Some(admission) = self.context.admission.get() {
+            let what = format!("{action} of {stream} from {}", self.addr().ip());
+            admission.refused(kind, self.context.hub.stats(), &what);
+        }
+        Admission::Refused(Refusal::Limit(kind))
     }
 
     /// A denied callback: the operator gets `auth_failed`; the driver tells the client.
@@ -456,6 +499,10 @@ impl Lifecycle {
             return;
         };
         let change = p.handle.unpublish();
+        self.journal_stopped(true);
+        if let Some(admission) = self.context.admission.get() {
+            admission.stop_publishing(self.addr().ip());
+        }
         self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         let duration = p.since.elapsed().as_secs_f64();
@@ -484,6 +531,7 @@ impl Lifecycle {
         let dropped = p.handle.player().dropped_packets();
         debug!(conn_id = self.conn_id(), stream = %p.handle.key(), dropped, "play stop");
         let change = p.handle.leave();
+        self.journal_stopped(false);
         self.entry().activity.take();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
@@ -547,32 +595,41 @@ impl Lifecycle {
     /// What a callback is told of the client asking for `name` (empty for connect).
     fn client_info(&self, name: &str, args: &[(String, String)]) -> ClientInfo {
         let connect = self.connect.clone().unwrap_or_default();
-        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
-        let url = if name.is_empty() {
-            connect.url.clone()
-        } else if query.is_empty() {
-            format!("{}/{name}", connect.url)
-        } else {
-            format!("{}/{name}?{query}", connect.url)
-        };
-        let mut all_args = connect.args;
-        // An HTTP-FLV request is its connect and its play at once: its one query is given to
-        // both, and passed once. RTMP passes both queries, whatever they hold.
-        if self.guard.entry.protocol == Protocol::Rtmp || all_args != args {
-            all_args.extend(args.iter().cloned());
-        }
-        ClientInfo {
-            protocol: Some(self.guard.entry.protocol),
-            addr: Some(self.addr()),
-            conn_id: self.conn_id(),
+        client_info(&connect, self.guard.entry.protocol, self.addr(), self.conn_id(), name, args)
+    }
+
+    /// Tells the journal a publish or play started, as callbacks would describe it.
+    fn journal_started(&self, publisher: bool, name: &str, args: &Args) {
+        let Some(journal) = self.context.journal.get() else { return };
+        let connect = self.connect.clone().unwrap_or_default();
+        let entry = self.entry();
+        let recorded = journal.started(OpenSession {
+            conn_id: entry.conn_id,
+            publisher,
+            protocol: entry.protocol.as_str().to_owned(),
+            addr: entry.peer,
+            stream: entry.stream.borrow().clone(),
             app: connect.app,
             name: name.to_owned(),
-            url,
+            url: connect.url,
             tc_url: connect.tc_url,
             flash_ver: connect.flash_ver,
             swf_url: connect.swf_url,
             page_url: connect.page_url,
-            args: all_args,
+            connect_args: connect.args,
+            args: args.clone(),
+            started_ms: now_ms(),
+        });
+        if !recorded {
+            self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn journal_stopped(&self, publisher: bool) {
+        if let Some(journal) = self.context.journal.get()
+            && !journal.stopped(self.conn_id(), publisher)
+        {
+            self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -580,6 +637,46 @@ impl Lifecycle {
     fn stream_key(&self, name: &str) -> String {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         format!("{app}/{name}")
+    }
+}
+
+/// What a callback is told of a client of `connect` asking for `name` (empty for connect):
+/// shared with the journal's recovery, which words a crashed session's done callbacks alike.
+pub(crate) fn client_info(
+    connect: &ConnectRequest,
+    protocol: Protocol,
+    addr: SocketAddr,
+    conn_id: u64,
+    name: &str,
+    args: &[(String, String)],
+) -> ClientInfo {
+    let connect = connect.clone();
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(args).finish();
+    let url = if name.is_empty() {
+        connect.url.clone()
+    } else if query.is_empty() {
+        format!("{}/{name}", connect.url)
+    } else {
+        format!("{}/{name}?{query}", connect.url)
+    };
+    let mut all_args = connect.args;
+    // An HTTP-FLV request is its connect and its play at once: its one query is given to
+    // both, and passed once. RTMP passes both queries, whatever they hold.
+    if protocol == Protocol::Rtmp || all_args != args {
+        all_args.extend(args.iter().cloned());
+    }
+    ClientInfo {
+        protocol: Some(protocol),
+        addr: Some(addr),
+        conn_id,
+        app: connect.app,
+        name: name.to_owned(),
+        url,
+        tc_url: connect.tc_url,
+        flash_ver: connect.flash_ver,
+        swf_url: connect.swf_url,
+        page_url: connect.page_url,
+        args: all_args,
     }
 }
 

@@ -19,6 +19,11 @@
 //!   bytes before the shared RTP packets); `timeline.rs` rebases a
 //!   player's timestamps.
 //! - `io.rs`: the adaptive read buffer, the vectored write loop and output backpressure.
+//! - `journal.rs`: the session journal in `state_dir` (which sessions publish or play now,
+//!   written by one thread off the shards); `recovery.rs` sends, at the next start after a
+//!   crash, the stop events and done callbacks of the sessions it still holds.
+//! - `limits.rs`: the counted admission limits all shards share (connections in total and
+//!   per address, streams, players per stream, publishers per address).
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -31,8 +36,11 @@ pub mod flv_out;
 pub mod http_flv;
 pub mod http_flv_out;
 pub mod io;
+pub mod journal;
 pub mod lifecycle;
+pub mod limits;
 pub mod player_writer;
+pub mod recovery;
 pub mod rtmp;
 pub mod rtmp_out;
 pub mod rtsp;
@@ -271,6 +279,10 @@ pub struct ShardContext {
     pub rtp_streams: rtsp_out::RtpStreams,
     /// Where this shard's RTSP sessions look for a free UDP port pair.
     pub udp_ports: rtsp_udp::PortRange,
+    /// The session journal, when the server keeps one (set once, before any session).
+    pub journal: std::cell::OnceCell<Arc<journal::Journal>>,
+    /// The server's admission limits (set once, before any session); unset: none.
+    pub admission: std::cell::OnceCell<Arc<limits::Admission>>,
     random: Cell<u64>,
 }
 
@@ -295,6 +307,8 @@ impl ShardContext {
             flush: ShardFlush::new(settings.merge_write, settings.merge_write_bytes),
             rtp_streams: Default::default(),
             udp_ports: rtsp_udp::PortRange::new(settings.rtsp_udp_ports, seed),
+            journal: std::cell::OnceCell::new(),
+            admission: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }

@@ -56,6 +56,8 @@ impl SessionFailure for SessionError {
                 &stats.partial_budget_refusals
             }
             SessionError::Protocol(server::Error::Chunk(ChunkError::SlowMessage { .. })) => &stats.slow_messages,
+            SessionError::HandshakeTimeout(_) => &stats.handshake_timeouts,
+            SessionError::IdleTimeout(_) => &stats.idle_timeouts,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -357,6 +359,7 @@ impl Session {
         let (rejection, closing) = match &refusal {
             Refusal::Denied { .. } => (Rejection::Denied, refusal.to_string()),
             Refusal::StreamBusy(error) => (Rejection::StreamBusy, format!("publish refused: {error}")),
+            Refusal::Limit(_) => (Rejection::Denied, refusal.to_string()),
         };
         self.conn.borrow_mut().reject(rejection, &refusal.to_string());
         self.closing = Some(closing);

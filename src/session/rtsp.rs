@@ -71,6 +71,8 @@ pub enum RtspError {
     Io(#[from] io::Error),
     #[error("no request or media for {0:?} (session timeout)")]
     SessionTimeout(Duration),
+    #[error("no request within {0:?} (handshake_timeout)")]
+    FirstRequestTimeout(Duration),
     #[error("refused: {0}")]
     Refused(String),
     #[error("on_update (update_strict): {0}")]
@@ -79,8 +81,11 @@ pub enum RtspError {
 
 impl SessionFailure for RtspError {
     fn count(&self, stats: &HubStats) {
-        if let RtspError::Io(error) = self {
-            super::count_send_timeout(error, stats);
+        match self {
+            RtspError::Io(error) => super::count_send_timeout(error, stats),
+            RtspError::SessionTimeout(_) => drop(stats.idle_timeouts.fetch_add(1, Ordering::Relaxed)),
+            RtspError::FirstRequestTimeout(_) => drop(stats.handshake_timeouts.fetch_add(1, Ordering::Relaxed)),
+            _ => {}
         }
     }
 }
@@ -227,8 +232,13 @@ impl Session {
         let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 2, MAX_READ);
         let socket = self.socket.clone();
         self.lifecycle.handshake_complete();
+        // A connection that never sends a request gets `handshake_timeout`, like every
+        // protocol's, not the session's whole timeout.
+        let first_request = self.context.settings.handshake_timeout.min(timeout);
+        let mut requested = false;
         loop {
-            let mut deadline = tokio::time::Instant::now() + timeout;
+            let silence = if requested { timeout } else { first_request };
+            let mut deadline = tokio::time::Instant::now() + silence;
             // The read must never be dropped while in flight: timers are handled beside it.
             let input = {
                 let read = reader.read(&socket);
@@ -245,7 +255,13 @@ impl Session {
                         }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
-                        _ = tokio::time::sleep_until(deadline) => return Err(RtspError::SessionTimeout(timeout)),
+                        _ = tokio::time::sleep_until(deadline) => {
+                            return Err(if requested {
+                                RtspError::SessionTimeout(timeout)
+                            } else {
+                                RtspError::FirstRequestTimeout(first_request)
+                            });
+                        }
                         _ = self.shared.stream_ended.notified() => return Ok(Ending::StreamEnded),
                         _ = sleep_until_some(update_due) => {
                             self.lifecycle.handle_timeout(Instant::now());
@@ -258,6 +274,7 @@ impl Session {
                     }
                 }
             };
+            requested = true;
             if self.shared.is_ended() {
                 return Ok(Ending::StreamEnded);
             }
@@ -378,6 +395,7 @@ impl Session {
             Refusal::Denied { reason, .. } if reason.ends_with("answered 401") => Verdict::Unauthorized,
             Refusal::Denied { .. } => Verdict::Refused(Status::FORBIDDEN),
             Refusal::StreamBusy(_) => Verdict::Refused(Status::NOT_ENOUGH_BANDWIDTH),
+            Refusal::Limit(_) => Verdict::Refused(Status::SERVICE_UNAVAILABLE),
         })
     }
 

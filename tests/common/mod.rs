@@ -238,6 +238,8 @@ pub struct TestServer {
     rtmp: SocketAddr,
     log: Arc<LogBuffer>,
     _config: Option<TempFile>,
+    /// The state directory the harness made for this server (removed with it).
+    own_state_dir: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -288,6 +290,17 @@ impl TestServer {
                 args.push((*value).into());
             }
         }
+        // Each server its own state directory (the session journal and API webhooks live
+        // there), unless the test chose one: servers sharing the default one would end each
+        // other's sessions after a kill.
+        let chose_state_dir = extra.iter().any(|a| a.starts_with("--state-dir"))
+            || config.as_ref().is_some_and(|file| file.read().contains("state_dir"));
+        let own_state_dir = (!chose_state_dir).then(|| {
+            let dir = TempFile::new("ringcast-state", "d").path().to_owned();
+            args.push("--state-dir".into());
+            args.push(dir.display().to_string());
+            dir
+        });
         args.extend(extra.iter().map(|a| a.to_string()));
 
         let mut command = Command::new(BIN);
@@ -336,7 +349,7 @@ impl TestServer {
             }
             log.wait_until(Duration::from_millis(100), |t| parse_ready(t).is_some());
         };
-        TestServer { child: Some(child), rtmp, log, _config: config }
+        TestServer { child: Some(child), rtmp, log, _config: config, own_state_dir }
     }
 
     pub fn rtmp_addr(&self) -> SocketAddr {
@@ -482,6 +495,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             kill_and_reap(child);
+        }
+        if let Some(dir) = &self.own_state_dir {
+            let _ = fs::remove_dir_all(dir);
         }
     }
 }
@@ -666,6 +682,14 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, size: (u32, u32)) -> Client {
     let mut args = test_pattern_args(seconds, size);
     args.extend(["-f", "flv", url].map(str::to_owned));
     Client::spawn("ffmpeg", &args, format!("publisher of {url}"))
+}
+
+/// Plays `url` (any protocol ffmpeg reads) with ffmpeg until killed or the stream ends,
+/// decoding nothing it does not need: a viewer that stays.
+pub fn ffmpeg_play(url: &str) -> Client {
+    require_ffmpeg();
+    let args = ["-hide_banner", "-loglevel", "error", "-i", url, "-c", "copy", "-f", "null", "-"].map(str::to_owned);
+    Client::spawn("ffmpeg", &args, format!("player of {url}"))
 }
 
 /// ffmpeg's input and encoding arguments for a test pattern: H.264 (no B-frames: `zerolatency`)
