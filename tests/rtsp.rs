@@ -428,3 +428,100 @@ fn every_rtsp_player_sees_one_numbering_whichever_shard_it_lands_on() {
         assert!(consecutive, "player {n}: sequence numbers in order, no gap: {rtp:?}");
     }
 }
+
+/// `RTP-Info` of a PLAY reply: per track (`trackID=N` of its URL), the sequence number and RTP
+/// time it states.
+fn rtp_info(reply: &common::rtsp_client::Reply) -> Vec<(usize, u16, u32)> {
+    let header = reply.header("RTP-Info").unwrap_or_else(|| panic!("no RTP-Info: {}", reply.head));
+    header
+        .split(',')
+        .map(|entry| {
+            let url = entry.split(';').next().unwrap_or_default();
+            let track = url.rsplit("trackID=").next().and_then(|n| n.parse().ok());
+            let value = |name: &str| entry.split(';').find_map(|field| field.trim().strip_prefix(name)?.parse::<u64>().ok());
+            let (Some(track), Some(seq), Some(rtptime)) = (track, value("seq="), value("rtptime=")) else {
+                panic!("RTP-Info entry {entry:?} of {header:?}");
+            };
+            (track, seq as u16, rtptime as u32)
+        })
+        .collect()
+}
+
+/// The (sequence number, RTP time) of each RTP packet on interleaved `channel`.
+fn rtp_on(frames: &[(u8, Vec<u8>)], channel: u8) -> Vec<(u16, u32, Vec<u8>)> {
+    frames
+        .iter()
+        .filter(|(on, packet)| *on == channel && packet.len() > 12)
+        .map(|(_, packet)| {
+            let seq = u16::from_be_bytes([packet[2], packet[3]]);
+            let time = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+            (seq, time, packet[12..].to_vec())
+        })
+        .collect()
+}
+
+/// Checks that the first packet of each track after a PLAY is the one its `RTP-Info` named.
+fn assert_rtp_info_names_the_first_packets(info: &[(usize, u16, u32)], frames: &[(u8, Vec<u8>)], context: &str) {
+    assert_eq!(info.iter().map(|(track, ..)| *track).collect::<Vec<_>>(), [0, 1], "{context}: {info:?}");
+    for (track, seq, rtptime) in info {
+        let packets = rtp_on(frames, 2 * *track as u8);
+        let first = packets.first().unwrap_or_else(|| panic!("{context}: nothing on track {track}"));
+        assert_eq!((first.0, first.1), (*seq, *rtptime), "{context}: track {track}'s first packet");
+    }
+}
+
+/// A video packet that starts a decode: H.264 parameter sets (alone or in a STAP-A), sent in
+/// band before every keyframe.
+fn starts_a_gop(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|header| matches!(header & 0x1f, 7 | 24))
+}
+
+/// PAUSE stops a player's media (nothing at all arrives, not even sender reports), PLAY
+/// resumes it with `RTP-Info` naming the first packet of each track, and a resumed player is
+/// sent nothing twice: after a short pause it continues with the next packet, after a long one
+/// it starts on a keyframe.
+#[test]
+fn pause_stops_media_and_play_resumes_where_rtp_info_says() {
+    let (server, _publisher) = serve_rtmp_stream();
+    let url = server.rtsp_url("live/cam");
+    let mut rtsp = RtspConnection::connect(server.rtsp_addr());
+    assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 200);
+    let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/AVP/TCP;interleaved=0-1")], "");
+    let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+    let setup = rtsp.request(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[("Transport", "RTP/AVP/TCP;interleaved=2-3"), ("Session", &session)],
+        "",
+    );
+    assert_eq!(setup.status, 200, "{}", setup.head);
+    let session = [("Session", session.as_str())];
+
+    let played = rtsp.request("PLAY", &url, &session, "");
+    assert_eq!(played.status, 200, "{}", played.head);
+    let frames = rtsp.read_frames(Duration::from_millis(1500));
+    assert_rtp_info_names_the_first_packets(&rtp_info(&played), &frames, "first PLAY");
+
+    let mut last_video = rtp_on(&frames, 0).last().map(|packet| packet.0).expect("video before the pause");
+    for (pause, name) in [(Duration::from_millis(1500), "long"), (Duration::ZERO, "short")] {
+        let paused = rtsp.request("PAUSE", &url, &session, "");
+        assert_eq!(paused.status, 200, "{}", paused.head);
+        // What the writer had taken before the PAUSE came before its reply; nothing after it.
+        let silent = rtsp.read_frames(pause.max(Duration::from_secs(1)));
+        assert!(silent.is_empty(), "{name} pause: {} interleaved frames while paused", silent.len());
+
+        let resumed = rtsp.request("PLAY", &url, &session, "");
+        assert_eq!(resumed.status, 200, "{}", resumed.head);
+        let frames = rtsp.read_frames(Duration::from_millis(1500));
+        let context = format!("PLAY after a {name} pause");
+        assert_rtp_info_names_the_first_packets(&rtp_info(&resumed), &frames, &context);
+        let video = rtp_on(&frames, 0);
+        assert!(video.len() > 20, "{context}: video again: {} packets", video.len());
+        assert!(rtp_on(&frames, 2).len() > 10, "{context}: audio again");
+        let first = &video[0];
+        let ahead = first.0.wrapping_sub(last_video);
+        assert!(ahead >= 1 && ahead < 0x8000, "{context}: nothing sent twice: {} after {last_video}", first.0);
+        assert!(ahead == 1 || starts_a_gop(&first.2), "{context}: the next packet, or a keyframe's: {first:?}");
+        last_video = video.last().map(|packet| packet.0).unwrap_or(last_video);
+    }
+}

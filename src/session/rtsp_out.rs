@@ -11,7 +11,9 @@
 //! - [`RtspFraming`]: a player over TCP: before each shared RTP packet (which starts with its
 //!   16-bit length), its two own bytes `$` and the track's channel; the connection's RTSP
 //!   replies (keep-alives, TEARDOWN) before the media of a write; an RTCP sender report per
-//!   track every [`SENDER_REPORT_INTERVAL`].
+//!   track every [`SENDER_REPORT_INTERVAL`], none while the player is paused.
+//! - [`rtp_info`]: where a player starts on each track (`RTP-Info`): the sequence number and
+//!   RTP time of the first RTP packet of that track in its queue, read from the packet itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,9 +24,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::player_writer::Framing;
-use crate::hub::{LocalStream, Packet, PacketKind, WireForm};
+use crate::hub::{LocalStream, Packet, PacketKind, Player, WireForm};
 use crate::protocol::flv::MediaKind;
-use crate::protocol::rtp::{self, Packetizer, PacketizerSettings, RtpCodec, interleaved, rtcp};
+use crate::protocol::rtp::{self, PacketList, Packetizer, PacketizerSettings, RtpCodec, RtpPacket, interleaved, rtcp};
+use crate::protocol::rtsp::RtpInfo;
 use crate::protocol::sdp::Track;
 
 /// How often a player gets sender reports, so it can map every track onto one clock (RFC
@@ -41,7 +44,9 @@ pub struct StreamRtp {
 }
 
 impl StreamRtp {
-    /// `random` draws the SSRCs and first numbers (RFC 3550, 5.1: they should be random).
+    /// `random` draws the SSRCs and first numbers (RFC 3550, 5.1: they should be random; the
+    /// driver draws them from the operating system, so one stream's numbers say nothing of
+    /// another's).
     fn new(tracks: Vec<Track>, random: &mut dyn FnMut() -> u64) -> StreamRtp {
         let packetizers = tracks
             .iter()
@@ -128,6 +133,36 @@ impl StreamRtp {
     }
 }
 
+/// `packet`'s RTP packets (a [`PacketList`]), built on first use and then shared by every RTSP
+/// player of the stream on this shard.
+pub fn rtp_packets(rtp: &RefCell<StreamRtp>, packet: &Packet) -> Bytes {
+    packet.wire_form(WireForm::RtpPackets, |packet| rtp.borrow_mut().build(packet)).clone()
+}
+
+/// `RTP-Info` for `player` on each track of `tracks`: the sequence number and RTP time of the
+/// first RTP packet of that track in its queue, which is the first one its writer sends. The
+/// queue's packets of the track are numbered up to it, in queue order (stream order). A track
+/// with nothing queued yet is left out: its first packet is not numbered yet.
+pub fn rtp_info(rtp: &RefCell<StreamRtp>, player: &Player, tracks: impl Iterator<Item = usize>) -> Vec<RtpInfo> {
+    tracks
+        .filter_map(|track| {
+            let mut first = None;
+            player.first_queued(|packet| {
+                if rtp.borrow().track_of(packet.kind) != Some(track) {
+                    return false;
+                }
+                let list = PacketList(rtp_packets(rtp, packet));
+                first = list.packets().next().and_then(|bytes| {
+                    RtpPacket::parse(&bytes).ok().map(|parsed| (parsed.header.sequence, parsed.header.timestamp))
+                });
+                first.is_some()
+            })?;
+            let (sequence, rtp_time) = first?;
+            Some(RtpInfo { track, sequence, rtp_time })
+        })
+        .collect()
+}
+
 /// The tracks an RTSP description of a stream offers, from its cached sequence headers
 /// (video first). Empty while it has none RTSP can carry.
 pub fn stream_tracks(stream: &LocalStream) -> Vec<Track> {
@@ -174,13 +209,19 @@ impl RtpStreams {
     }
 }
 
-/// What a player's session and its writer share: the RTSP replies waiting to go out, and
-/// the stream's end.
+/// What a player's session and its writer share: the RTSP replies waiting to go out, the
+/// stream's end, whether the player is paused and what it was last sent.
 #[derive(Debug, Default)]
 pub struct RtspOutput {
     replies: RefCell<Vec<u8>>,
     pub stream_ended: Notify,
     ended: Cell<bool>,
+    /// PAUSE: no sender reports either, so a paused player's connection is silent but for
+    /// replies.
+    paused: Cell<bool>,
+    /// The media time of the last video and audio packet sent: a resumed player skips what
+    /// it already has.
+    sent: Cell<[Option<u32>; 2]>,
 }
 
 impl RtspOutput {
@@ -197,10 +238,41 @@ impl RtspOutput {
         self.ended.get()
     }
 
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.set(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// The writer sent `packet`.
+    pub fn mark_sent(&self, packet: &Packet) {
+        if let Some(slot) = media_slot(packet.kind) {
+            let mut sent = self.sent.get();
+            sent[slot] = Some(packet.timestamp);
+            self.sent.set(sent);
+        }
+    }
+
+    /// Whether the player was already sent `packet` (or a later packet of its track).
+    pub fn was_sent(&self, packet: &Packet) -> bool {
+        let last = media_slot(packet.kind).and_then(|slot| self.sent.get()[slot]);
+        last.is_some_and(|last| packet.timestamp <= last)
+    }
+
     /// The publisher left: the session ends.
     pub fn end(&self) {
         self.ended.set(true);
         self.stream_ended.notify_one();
+    }
+}
+
+fn media_slot(kind: PacketKind) -> Option<usize> {
+    match kind {
+        PacketKind::Video => Some(0),
+        PacketKind::Audio => Some(1),
+        PacketKind::Data { .. } => None,
     }
 }
 
@@ -231,6 +303,9 @@ impl Framing for RtspFraming {
         let Some(track) = self.rtp.borrow().track_of(packet.kind) else { return };
         let Some(Some((channel, _))) = self.channels.get(track) else { return };
         let list = packet.wire_form(WireForm::RtpPackets, |packet| self.rtp.borrow_mut().build(packet));
+        if !packet.sequence_header {
+            self.shared.mark_sent(packet);
+        }
         // Each packet of the list starts with its length: the interleaved header's last two
         // bytes. This player's own bytes are the first two.
         let mut at = 0;
@@ -255,7 +330,7 @@ impl Framing for RtspFraming {
 
     fn end_write(&mut self, bufs: &mut Vec<Bytes>, _headers: &mut BytesMut, _start: usize) {
         let now = Instant::now();
-        if now < self.next_report {
+        if now < self.next_report || self.shared.is_paused() {
             return;
         }
         self.next_report = now + SENDER_REPORT_INTERVAL;
