@@ -14,8 +14,8 @@ use serde_json::Value;
 use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
 use common::rtsp_client::{
-    RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_with_b_frames, gst_play,
-    gst_publish, video_packet_times,
+    Counted, RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_codecs,
+    ffmpeg_publish_rtsp_with_b_frames, gst_play, gst_publish, video_packet_times,
 };
 use common::{Client, TestServer, eventually, ffmpeg_publish};
 
@@ -523,5 +523,64 @@ fn pause_stops_media_and_play_resumes_where_rtp_info_says() {
         assert!(ahead >= 1 && ahead < 0x8000, "{context}: nothing sent twice: {} after {last_video}", first.0);
         assert!(ahead == 1 || starts_a_gop(&first.2), "{context}: the next packet, or a keyframe's: {first:?}");
         last_video = video.last().map(|packet| packet.0).unwrap_or(last_video);
+    }
+}
+
+/// The one stream of `kind` ffprobe counted, checked for its codec and a frame count.
+fn assert_stream(counted: &[Counted], kind: &str, codec: &str, min_frames: u64, context: &str) {
+    let streams: Vec<_> = counted.iter().filter(|s| s.codec_type == kind).collect();
+    assert_eq!(streams.len(), 1, "{context}: one {kind} stream: {counted:?}");
+    assert_eq!(streams[0].codec_name, codec, "{context}: {counted:?}");
+    assert!(streams[0].frames >= min_frames, "{context}: at least {min_frames} {kind} frames: {counted:?}");
+}
+
+/// ffmpeg publishes H.265 (RFC 7798) over RTSP; ffprobe plays it back over RTSP. (RTMP and
+/// HTTP-FLV carry it as E-RTMP `hvc1`, which this ffmpeg's FLV demuxer predates.)
+#[test]
+fn h265_published_over_rtsp_plays_over_rtsp() {
+    let server = TestServer::start();
+    let key = "live/hevc";
+    let mut publisher = ffmpeg_publish_rtsp_codecs(&server.rtsp_url(key), 30, SMALL, Some("libx265"), &["-c:a", "aac"]);
+    wait_publishing(&server, &mut publisher, 1);
+    for transport in ["tcp", "udp"] {
+        let context = format!("H.265 over RTSP/{transport}");
+        let counted = count_frames(&server.rtsp_url(key), Some(transport), READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report(&context), server.log()));
+        assert_stream(&counted, "video", "hevc", MIN_VIDEO_FRAMES, &context);
+        let video = counted.iter().find(|s| s.codec_type == "video").map(|s| (s.width, s.height));
+        assert_eq!(video, Some((Some(u64::from(SMALL.0)), Some(u64::from(SMALL.1)))), "{context}");
+        assert_stream(&counted, "audio", "aac", MIN_AUDIO_FRAMES, &context);
+    }
+}
+
+/// G.711 published over RTSP (PCMU beside H.264, PCMA alone) plays over RTSP and over RTMP and
+/// HTTP-FLV (FLV sound formats 8 and 7). ffmpeg sends 8 kHz G.711 in frames of at most a few
+/// hundred milliseconds: three seconds are a dozen frames or more.
+#[test]
+fn g711_published_over_rtsp_plays_over_rtsp_rtmp_and_http_flv() {
+    const MIN_G711_FRAMES: u64 = 12;
+    let server = TestServer::start();
+    let g711 = |codec: &'static str| ["-c:a", codec, "-ar", "8000", "-ac", "1"];
+    let cases = [("live/pcmu", Some("libx264"), "pcm_mulaw"), ("live/pcma", None, "pcm_alaw")];
+    for (n, (key, video, codec)) in cases.into_iter().enumerate() {
+        let mut publisher = ffmpeg_publish_rtsp_codecs(&server.rtsp_url(key), 30, SMALL, video, &g711(codec));
+        wait_publishing(&server, &mut publisher, n + 1);
+        let urls = [
+            (server.rtsp_url(key), Some("tcp")),
+            (server.rtmp_url(key), None),
+            (format!("http://{}/{key}.flv", server.http_addr()), None),
+        ];
+        for (url, transport) in urls {
+            let context = format!("{codec} published over RTSP, played from {url}");
+            let counted = count_frames(&url, transport, READ_SECONDS, PROBE)
+                .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report(&context), server.log()));
+            assert_stream(&counted, "audio", codec, MIN_G711_FRAMES, &context);
+            if video.is_some() {
+                assert_stream(&counted, "video", "h264", MIN_VIDEO_FRAMES, &context);
+            } else {
+                assert!(counted.iter().all(|s| s.codec_type == "audio"), "{context}: audio only: {counted:?}");
+            }
+        }
+        drop(publisher);
     }
 }
