@@ -584,3 +584,43 @@ fn g711_published_over_rtsp_plays_over_rtsp_rtmp_and_http_flv() {
         drop(publisher);
     }
 }
+
+/// A UDP session's RTCP counts only from the client RTCP port it set up: receiver reports from
+/// any other port (even at the client's address) neither reach the session nor keep it alive.
+#[test]
+fn only_the_clients_set_up_ports_keep_a_udp_session_alive() {
+    let server = TestServer::start_with_config("rtsp_session_timeout = \"2s\"\n", &[]);
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let url = server.rtsp_url("live/cam");
+    // An RTCP receiver report with no report blocks.
+    let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    for from_its_rtcp_port in [false, true] {
+        let bind = || std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        let (rtp, rtcp, stranger) = (bind(), bind(), bind());
+        let port = |socket: &std::net::UdpSocket| socket.local_addr().expect("bound").port();
+        let mut rtsp = RtspConnection::connect(server.rtsp_addr());
+        assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 200);
+        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port(&rtp), port(&rtcp));
+        let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", &transport)], "");
+        assert_eq!(setup.status, 200, "{}", setup.head);
+        let server_rtcp = setup
+            .header("Transport")
+            .and_then(|t| t.split("server_port=").nth(1))
+            .and_then(|ports| ports.split(['-', ';']).nth(1))
+            .and_then(|port| port.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no server_port: {}", setup.head));
+        let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+        assert_eq!(rtsp.request("PLAY", &url, &[("Session", &session)], "").status, 200);
+
+        let sender = if from_its_rtcp_port { &rtcp } else { &stranger };
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        let mut closed = false;
+        while !closed && std::time::Instant::now() < until {
+            sender.send_to(&report, ("127.0.0.1", server_rtcp)).expect("send a receiver report");
+            closed = rtsp.closed_within(Duration::from_millis(300));
+        }
+        let context = if from_its_rtcp_port { "reports from its RTCP port" } else { "reports from another port" };
+        assert_eq!(closed, !from_its_rtcp_port, "{context}: closed {closed}\n{}", server.log());
+    }
+}
