@@ -50,7 +50,8 @@ impl StreamRtp {
     fn new(tracks: Vec<Track>, random: &mut dyn FnMut() -> u64) -> StreamRtp {
         let packetizers = tracks
             .iter()
-            .map(|track| {
+            .enumerate()
+            .map(|(index, track)| {
                 let draw = random();
                 let settings = PacketizerSettings {
                     payload_type: track.payload_type,
@@ -59,7 +60,9 @@ impl StreamRtp {
                     first_timestamp: (draw >> 48) as u32 * 65_536,
                     mtu: rtp::DEFAULT_MTU,
                 };
-                Packetizer::new(&track.codec, settings)
+                // The channel most players set this track up on (2n, 2n + 1): they send the
+                // shared list whole, one buffer per hub packet.
+                Packetizer::new(&track.codec, settings).with_channel(usual_channel(index))
             })
             .collect();
         StreamRtp { tracks, packetizers, last_ms: None }
@@ -268,6 +271,12 @@ impl RtspOutput {
     }
 }
 
+/// The interleaved RTP channel clients usually take for track `track` (ffmpeg, GStreamer, VLC:
+/// `interleaved=0-1`, `2-3`, ...).
+fn usual_channel(track: usize) -> u8 {
+    u8::try_from(track * 2).unwrap_or(u8::MAX)
+}
+
 fn media_slot(kind: PacketKind) -> Option<usize> {
     match kind {
         PacketKind::Video => Some(0),
@@ -306,17 +315,24 @@ impl Framing for RtspFraming {
         if !packet.sequence_header {
             self.shared.mark_sent(packet);
         }
-        // Each packet of the list starts with its length: the interleaved header's last two
-        // bytes. This player's own bytes are the first two.
+        if list.is_empty() {
+            return;
+        }
+        if *channel == usual_channel(track) {
+            bufs.push(list.clone());
+            return;
+        }
+        // On a channel of its own: this player's `$` and channel, then each frame from its
+        // length on.
         let mut at = 0;
-        while let Some(len) = list.get(at..at + 2).map(|len| usize::from(u16::from_be_bytes([len[0], len[1]]))) {
-            let end = at + 2 + len;
+        while let Some(frame) = list.get(at..).and_then(interleaved::check) {
+            let end = at + frame.total_len();
             if end > list.len() {
                 break;
             }
             headers.extend_from_slice(&[interleaved::MAGIC, *channel]);
             bufs.push(headers.split().freeze());
-            bufs.push(list.slice(at..end));
+            bufs.push(list.slice(at + 2..end));
             at = end;
         }
     }
@@ -386,10 +402,12 @@ mod tests {
         assert_eq!((sent.header.payload_type, sent.payload), (0, &PCMU_FRAME[1..]));
         assert_eq!(Some(sent.header.ssrc), rtp.borrow().ssrc(0));
 
+        // On the track's usual channel: the shared frames as they are, one buffer.
         let mut other = Vec::new();
         second.append_packet(&mut other, &mut headers, &packet);
-        assert_eq!(&other[0][..], [b'$', 0]);
-        assert_eq!(other[1].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
+        assert_eq!(other.len(), 1, "{other:?}");
+        assert_eq!(&other[0][..2], [b'$', 0]);
+        assert_eq!(other[0][2..].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
 
         // Data and tracks the player did not set up send nothing.
         let metadata =
