@@ -438,7 +438,8 @@ fn rtp_info(reply: &common::rtsp_client::Reply) -> Vec<(usize, u16, u32)> {
         .map(|entry| {
             let url = entry.split(';').next().unwrap_or_default();
             let track = url.rsplit("trackID=").next().and_then(|n| n.parse().ok());
-            let value = |name: &str| entry.split(';').find_map(|field| field.trim().strip_prefix(name)?.parse::<u64>().ok());
+            let value =
+                |name: &str| entry.split(';').find_map(|field| field.trim().strip_prefix(name)?.parse::<u64>().ok());
             let (Some(track), Some(seq), Some(rtptime)) = (track, value("seq="), value("rtptime=")) else {
                 panic!("RTP-Info entry {entry:?} of {header:?}");
             };
@@ -520,7 +521,7 @@ fn pause_stops_media_and_play_resumes_where_rtp_info_says() {
         assert!(rtp_on(&frames, 2).len() > 10, "{context}: audio again");
         let first = &video[0];
         let ahead = first.0.wrapping_sub(last_video);
-        assert!(ahead >= 1 && ahead < 0x8000, "{context}: nothing sent twice: {} after {last_video}", first.0);
+        assert!((1..0x8000).contains(&ahead), "{context}: nothing sent twice: {} after {last_video}", first.0);
         assert!(ahead == 1 || starts_a_gop(&first.2), "{context}: the next packet, or a keyframe's: {first:?}");
         last_video = video.last().map(|packet| packet.0).unwrap_or(last_video);
     }

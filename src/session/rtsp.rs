@@ -268,7 +268,8 @@ impl Session {
             if self.shared.is_ended() {
                 return Ok(Ending::StreamEnded);
             }
-            let input = match super::read_result(&mut self.lifecycle, self.output.as_ref().or(self.udp_output.as_ref()), input)? {
+            let writer = self.output.as_ref().or(self.udp_output.as_ref());
+            let input = match super::read_result(&mut self.lifecycle, writer, input)? {
                 Ok(input) => input,
                 Err(reason) => return Ok(Ending::Closed(reason)),
             };
@@ -593,9 +594,9 @@ impl Session {
             return;
         };
         let (start, has_video) = stream.cached_start();
-        let continues = start.iter().any(|packet| {
-            packet.kind == PacketKind::Video && packet.keyframe && !packet.sequence_header && self.shared.was_sent(packet)
-        });
+        let continues = start
+            .iter()
+            .any(|packet| packet.kind == PacketKind::Video && packet.keyframe && self.shared.was_sent(packet));
         player.resume(!continues);
         let drops = &self.context.hub.stats().player_queue_drops;
         for packet in start.iter().filter(|packet| packet.sequence_header || !self.shared.was_sent(packet)) {
