@@ -431,6 +431,34 @@ mod tests {
     }
 
     #[test]
+    fn rtp_info_names_the_first_queued_packet_of_each_track() {
+        use std::sync::atomic::AtomicU64;
+        let streams = RtpStreams::default();
+        let rtp = streams.get("live/a", pcmu(), &mut counter(), |_| true);
+        let frame =
+            |ms| Rc::new(Packet::new(PacketKind::Audio, ms, Bytes::from_static(PCMU_FRAME), 4096).expect("G.711"));
+        // Another player was sent the first frame: the stream's numbering has moved on.
+        let earlier = frame(0);
+        rtp_packets(&rtp, &earlier);
+        let player = Rc::new(Player::new(1, 16, usize::MAX, 2));
+        assert!(rtp_info(&rtp, &player, 0..1).is_empty(), "nothing queued, nothing named");
+        let drops = AtomicU64::new(0);
+        for ms in [40, 60] {
+            player.offer(&frame(ms), false, &drops);
+        }
+        let info = rtp_info(&rtp, &player, 0..1);
+        let mut queued = Vec::new();
+        player.take(&mut queued);
+        let Some(crate::hub::PlayerItem::Packet(first)) = queued.first() else { panic!("{queued:?}") };
+        let sent = PacketList(rtp_packets(&rtp, first)).packets().next().expect("an RTP packet");
+        let sent = RtpPacket::parse(&sent).expect("RTP");
+        assert_eq!(info, [RtpInfo { track: 0, sequence: sent.header.sequence, rtp_time: sent.header.timestamp }]);
+        let before = PacketList(rtp_packets(&rtp, &earlier)).packets().next().expect("an RTP packet");
+        assert_eq!(sent.header.sequence, RtpPacket::parse(&before).expect("RTP").header.sequence.wrapping_add(1));
+        assert_eq!(sent.header.timestamp.wrapping_sub(RtpPacket::parse(&before).expect("RTP").header.timestamp), 320);
+    }
+
+    #[test]
     fn a_stream_gets_new_numbering_when_its_tracks_change_and_unused_ones_are_dropped() {
         let streams = RtpStreams::default();
         let mut random = counter();
