@@ -13,11 +13,13 @@ use serde_json::Value;
 
 use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
+use common::rtmp_client::RtmpClient;
 use common::rtsp_client::{
     Counted, RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_codecs,
     ffmpeg_publish_rtsp_with_b_frames, gst_play, gst_publish, video_packet_times,
 };
 use common::{Client, TestServer, eventually, ffmpeg_publish};
+use ringcast::protocol::rtmp::client::ClientEvent;
 
 const PUBLISH_START: Duration = Duration::from_secs(15);
 const PROBE: Duration = Duration::from_secs(30);
@@ -535,10 +537,11 @@ fn assert_stream(counted: &[Counted], kind: &str, codec: &str, min_frames: u64, 
     assert!(streams[0].frames >= min_frames, "{context}: at least {min_frames} {kind} frames: {counted:?}");
 }
 
-/// ffmpeg publishes H.265 (RFC 7798) over RTSP; ffprobe plays it back over RTSP. (RTMP and
-/// HTTP-FLV carry it as E-RTMP `hvc1`, which this ffmpeg's FLV demuxer predates.)
+/// ffmpeg publishes H.265 (RFC 7798) over RTSP; ffprobe plays it back over RTSP. RTMP carries it
+/// as E-RTMP `hvc1` (this ffmpeg's FLV demuxer predates it): an in-test RTMP player checks the
+/// sequence start and the frames that follow.
 #[test]
-fn h265_published_over_rtsp_plays_over_rtsp() {
+fn h265_published_over_rtsp_plays_over_rtsp_and_reaches_rtmp_as_hvc1() {
     let server = TestServer::start();
     let key = "live/hevc";
     let mut publisher = ffmpeg_publish_rtsp_codecs(&server.rtsp_url(key), 30, SMALL, Some("libx265"), &["-c:a", "aac"]);
@@ -552,6 +555,23 @@ fn h265_published_over_rtsp_plays_over_rtsp() {
         assert_eq!(video, Some((Some(u64::from(SMALL.0)), Some(u64::from(SMALL.1)))), "{context}");
         assert_stream(&counted, "audio", "aac", MIN_AUDIO_FRAMES, &context);
     }
+
+    // E-RTMP video: the ExHeader bit, the packet type in the low nibble, then the FourCC.
+    let mut player = RtmpClient::player(server.rtmp_addr(), "hevc");
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(READ_SECONDS));
+    let mut video = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match player.next_event(left) {
+            Ok(Some(ClientEvent::Video { payload, .. })) => video.push(payload),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let hvc1 = |body: &[u8]| body.len() > 5 && body[0] & 0x80 != 0 && &body[1..5] == b"hvc1";
+    let first = video.first().unwrap_or_else(|| panic!("no video over RTMP\n{}", server.log()));
+    assert!(hvc1(first) && first[0] & 0x0f == 0, "an hvc1 sequence start first: {:02x?}", &first[..first.len().min(8)]);
+    let frames = video.iter().filter(|body| hvc1(body) && matches!(body[0] & 0x0f, 1 | 3)).count();
+    assert!(frames as u64 >= MIN_VIDEO_FRAMES, "{frames} hvc1 frames over RTMP of {}", video.len());
 }
 
 /// G.711 published over RTSP (PCMU beside H.264, PCMA alone) plays over RTSP and over RTMP and
