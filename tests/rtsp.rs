@@ -13,11 +13,13 @@ use serde_json::Value;
 
 use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply as HookReply, Request};
+use common::rtmp_client::RtmpClient;
 use common::rtsp_client::{
-    RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_with_b_frames, gst_play,
-    gst_publish, video_packet_times,
+    Counted, RtspConnection, assert_counted, count_frames, ffmpeg_publish_rtsp, ffmpeg_publish_rtsp_codecs,
+    ffmpeg_publish_rtsp_with_b_frames, gst_play, gst_publish, video_packet_times,
 };
 use common::{Client, TestServer, eventually, ffmpeg_publish};
+use ringcast::protocol::rtmp::client::ClientEvent;
 
 const PUBLISH_START: Duration = Duration::from_secs(15);
 const PROBE: Duration = Duration::from_secs(30);
@@ -426,5 +428,220 @@ fn every_rtsp_player_sees_one_numbering_whichever_shard_it_lands_on() {
         assert!(rtp.iter().all(|(ssrc, _)| *ssrc == announced), "player {n}: SSRC {announced:08X} only: {rtp:?}");
         let consecutive = rtp.windows(2).all(|pair| pair[1].1 == pair[0].1.wrapping_add(1));
         assert!(consecutive, "player {n}: sequence numbers in order, no gap: {rtp:?}");
+    }
+}
+
+/// `RTP-Info` of a PLAY reply: per track (`trackID=N` of its URL), the sequence number and RTP
+/// time it states.
+fn rtp_info(reply: &common::rtsp_client::Reply) -> Vec<(usize, u16, u32)> {
+    let header = reply.header("RTP-Info").unwrap_or_else(|| panic!("no RTP-Info: {}", reply.head));
+    header
+        .split(',')
+        .map(|entry| {
+            let url = entry.split(';').next().unwrap_or_default();
+            let track = url.rsplit("trackID=").next().and_then(|n| n.parse().ok());
+            let value =
+                |name: &str| entry.split(';').find_map(|field| field.trim().strip_prefix(name)?.parse::<u64>().ok());
+            let (Some(track), Some(seq), Some(rtptime)) = (track, value("seq="), value("rtptime=")) else {
+                panic!("RTP-Info entry {entry:?} of {header:?}");
+            };
+            (track, seq as u16, rtptime as u32)
+        })
+        .collect()
+}
+
+/// The (sequence number, RTP time) of each RTP packet on interleaved `channel`.
+fn rtp_on(frames: &[(u8, Vec<u8>)], channel: u8) -> Vec<(u16, u32, Vec<u8>)> {
+    frames
+        .iter()
+        .filter(|(on, packet)| *on == channel && packet.len() > 12)
+        .map(|(_, packet)| {
+            let seq = u16::from_be_bytes([packet[2], packet[3]]);
+            let time = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+            (seq, time, packet[12..].to_vec())
+        })
+        .collect()
+}
+
+/// Checks that the first packet of each track after a PLAY is the one its `RTP-Info` named.
+fn assert_rtp_info_names_the_first_packets(info: &[(usize, u16, u32)], frames: &[(u8, Vec<u8>)], context: &str) {
+    assert_eq!(info.iter().map(|(track, ..)| *track).collect::<Vec<_>>(), [0, 1], "{context}: {info:?}");
+    for (track, seq, rtptime) in info {
+        let packets = rtp_on(frames, 2 * *track as u8);
+        let first = packets.first().unwrap_or_else(|| panic!("{context}: nothing on track {track}"));
+        assert_eq!((first.0, first.1), (*seq, *rtptime), "{context}: track {track}'s first packet");
+    }
+}
+
+/// A video packet that starts a decode: H.264 parameter sets (alone or in a STAP-A), sent in
+/// band before every keyframe.
+fn starts_a_gop(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|header| matches!(header & 0x1f, 7 | 24))
+}
+
+/// PAUSE stops a player's media (nothing at all arrives, not even sender reports), PLAY
+/// resumes it with `RTP-Info` naming the first packet of each track, and a resumed player is
+/// sent nothing twice: after a short pause it continues with the next packet, after a long one
+/// it starts on a keyframe.
+#[test]
+fn pause_stops_media_and_play_resumes_where_rtp_info_says() {
+    let (server, _publisher) = serve_rtmp_stream();
+    let url = server.rtsp_url("live/cam");
+    let mut rtsp = RtspConnection::connect(server.rtsp_addr());
+    assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 200);
+    let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", "RTP/AVP/TCP;interleaved=0-1")], "");
+    let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+    let setup = rtsp.request(
+        "SETUP",
+        &format!("{url}/trackID=1"),
+        &[("Transport", "RTP/AVP/TCP;interleaved=2-3"), ("Session", &session)],
+        "",
+    );
+    assert_eq!(setup.status, 200, "{}", setup.head);
+    let session = [("Session", session.as_str())];
+
+    let played = rtsp.request("PLAY", &url, &session, "");
+    assert_eq!(played.status, 200, "{}", played.head);
+    let frames = rtsp.read_frames(Duration::from_millis(1500));
+    assert_rtp_info_names_the_first_packets(&rtp_info(&played), &frames, "first PLAY");
+
+    let mut last_video = rtp_on(&frames, 0).last().map(|packet| packet.0).expect("video before the pause");
+    for (pause, name) in [(Duration::from_millis(1500), "long"), (Duration::ZERO, "short")] {
+        let paused = rtsp.request("PAUSE", &url, &session, "");
+        assert_eq!(paused.status, 200, "{}", paused.head);
+        // What the writer had taken before the PAUSE came before its reply; nothing after it.
+        let silent = rtsp.read_frames(pause.max(Duration::from_secs(1)));
+        assert!(silent.is_empty(), "{name} pause: {} interleaved frames while paused", silent.len());
+
+        let resumed = rtsp.request("PLAY", &url, &session, "");
+        assert_eq!(resumed.status, 200, "{}", resumed.head);
+        let frames = rtsp.read_frames(Duration::from_millis(1500));
+        let context = format!("PLAY after a {name} pause");
+        assert_rtp_info_names_the_first_packets(&rtp_info(&resumed), &frames, &context);
+        let video = rtp_on(&frames, 0);
+        assert!(video.len() > 20, "{context}: video again: {} packets", video.len());
+        assert!(rtp_on(&frames, 2).len() > 10, "{context}: audio again");
+        let first = &video[0];
+        let ahead = first.0.wrapping_sub(last_video);
+        assert!((1..0x8000).contains(&ahead), "{context}: nothing sent twice: {} after {last_video}", first.0);
+        assert!(ahead == 1 || starts_a_gop(&first.2), "{context}: the next packet, or a keyframe's: {first:?}");
+        last_video = video.last().map(|packet| packet.0).unwrap_or(last_video);
+    }
+}
+
+/// The one stream of `kind` ffprobe counted, checked for its codec and a frame count.
+fn assert_stream(counted: &[Counted], kind: &str, codec: &str, min_frames: u64, context: &str) {
+    let streams: Vec<_> = counted.iter().filter(|s| s.codec_type == kind).collect();
+    assert_eq!(streams.len(), 1, "{context}: one {kind} stream: {counted:?}");
+    assert_eq!(streams[0].codec_name, codec, "{context}: {counted:?}");
+    assert!(streams[0].frames >= min_frames, "{context}: at least {min_frames} {kind} frames: {counted:?}");
+}
+
+/// ffmpeg publishes H.265 (RFC 7798) over RTSP; ffprobe plays it back over RTSP. RTMP carries it
+/// as E-RTMP `hvc1` (this ffmpeg's FLV demuxer predates it): an in-test RTMP player checks the
+/// sequence start and the frames that follow.
+#[test]
+fn h265_published_over_rtsp_plays_over_rtsp_and_reaches_rtmp_as_hvc1() {
+    let server = TestServer::start();
+    let key = "live/hevc";
+    let mut publisher = ffmpeg_publish_rtsp_codecs(&server.rtsp_url(key), 30, SMALL, Some("libx265"), &["-c:a", "aac"]);
+    wait_publishing(&server, &mut publisher, 1);
+    for transport in ["tcp", "udp"] {
+        let context = format!("H.265 over RTSP/{transport}");
+        let counted = count_frames(&server.rtsp_url(key), Some(transport), READ_SECONDS, PROBE)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report(&context), server.log()));
+        assert_stream(&counted, "video", "hevc", MIN_VIDEO_FRAMES, &context);
+        let video = counted.iter().find(|s| s.codec_type == "video").map(|s| (s.width, s.height));
+        assert_eq!(video, Some((Some(u64::from(SMALL.0)), Some(u64::from(SMALL.1)))), "{context}");
+        assert_stream(&counted, "audio", "aac", MIN_AUDIO_FRAMES, &context);
+    }
+
+    // E-RTMP video: the ExHeader bit, the packet type in the low nibble, then the FourCC.
+    let mut player = RtmpClient::player(server.rtmp_addr(), "hevc");
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(READ_SECONDS));
+    let mut video = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match player.next_event(left) {
+            Ok(Some(ClientEvent::Video { payload, .. })) => video.push(payload),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let hvc1 = |body: &[u8]| body.len() > 5 && body[0] & 0x80 != 0 && &body[1..5] == b"hvc1";
+    let first = video.first().unwrap_or_else(|| panic!("no video over RTMP\n{}", server.log()));
+    assert!(hvc1(first) && first[0] & 0x0f == 0, "an hvc1 sequence start first: {:02x?}", &first[..first.len().min(8)]);
+    let frames = video.iter().filter(|body| hvc1(body) && matches!(body[0] & 0x0f, 1 | 3)).count();
+    assert!(frames as u64 >= MIN_VIDEO_FRAMES, "{frames} hvc1 frames over RTMP of {}", video.len());
+}
+
+/// G.711 published over RTSP (PCMU beside H.264, PCMA alone) plays over RTSP and over RTMP and
+/// HTTP-FLV (FLV sound formats 8 and 7). ffmpeg sends 8 kHz G.711 in frames of at most a few
+/// hundred milliseconds: three seconds are a dozen frames or more.
+#[test]
+fn g711_published_over_rtsp_plays_over_rtsp_rtmp_and_http_flv() {
+    const MIN_G711_FRAMES: u64 = 12;
+    let server = TestServer::start();
+    let g711 = |codec: &'static str| ["-c:a", codec, "-ar", "8000", "-ac", "1"];
+    let cases = [("live/pcmu", Some("libx264"), "pcm_mulaw"), ("live/pcma", None, "pcm_alaw")];
+    for (n, (key, video, codec)) in cases.into_iter().enumerate() {
+        let mut publisher = ffmpeg_publish_rtsp_codecs(&server.rtsp_url(key), 30, SMALL, video, &g711(codec));
+        wait_publishing(&server, &mut publisher, n + 1);
+        let urls = [
+            (server.rtsp_url(key), Some("tcp")),
+            (server.rtmp_url(key), None),
+            (format!("http://{}/{key}.flv", server.http_addr()), None),
+        ];
+        for (url, transport) in urls {
+            let context = format!("{codec} published over RTSP, played from {url}");
+            let counted = count_frames(&url, transport, READ_SECONDS, PROBE)
+                .unwrap_or_else(|e| panic!("{e}\n{}\n{}", publisher.report(&context), server.log()));
+            assert_stream(&counted, "audio", codec, MIN_G711_FRAMES, &context);
+            if video.is_some() {
+                assert_stream(&counted, "video", "h264", MIN_VIDEO_FRAMES, &context);
+            } else {
+                assert!(counted.iter().all(|s| s.codec_type == "audio"), "{context}: audio only: {counted:?}");
+            }
+        }
+        drop(publisher);
+    }
+}
+
+/// A UDP session's RTCP counts only from the client RTCP port it set up: receiver reports from
+/// any other port (even at the client's address) neither reach the session nor keep it alive.
+#[test]
+fn only_the_clients_set_up_ports_keep_a_udp_session_alive() {
+    let server = TestServer::start_with_config("rtsp_session_timeout = \"2s\"\n", &[]);
+    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, SMALL);
+    wait_publishing(&server, &mut publisher, 1);
+    let url = server.rtsp_url("live/cam");
+    // An RTCP receiver report with no report blocks.
+    let report = [0x80, 201, 0, 1, 0, 0, 0, 1];
+    for from_its_rtcp_port in [false, true] {
+        let bind = || std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP port");
+        let (rtp, rtcp, stranger) = (bind(), bind(), bind());
+        let port = |socket: &std::net::UdpSocket| socket.local_addr().expect("bound").port();
+        let mut rtsp = RtspConnection::connect(server.rtsp_addr());
+        assert_eq!(rtsp.request("DESCRIBE", &url, &[], "").status, 200);
+        let transport = format!("RTP/AVP;unicast;client_port={}-{}", port(&rtp), port(&rtcp));
+        let setup = rtsp.request("SETUP", &format!("{url}/trackID=0"), &[("Transport", &transport)], "");
+        assert_eq!(setup.status, 200, "{}", setup.head);
+        let server_rtcp = setup
+            .header("Transport")
+            .and_then(|t| t.split("server_port=").nth(1))
+            .and_then(|ports| ports.split(['-', ';']).nth(1))
+            .and_then(|port| port.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no server_port: {}", setup.head));
+        let session = setup.header("Session").unwrap_or_default().split(';').next().unwrap_or_default().to_owned();
+        assert_eq!(rtsp.request("PLAY", &url, &[("Session", &session)], "").status, 200);
+
+        let sender = if from_its_rtcp_port { &rtcp } else { &stranger };
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        let mut closed = false;
+        while !closed && std::time::Instant::now() < until {
+            sender.send_to(&report, ("127.0.0.1", server_rtcp)).expect("send a receiver report");
+            closed = rtsp.closed_within(Duration::from_millis(300));
+        }
+        let context = if from_its_rtcp_port { "reports from its RTCP port" } else { "reports from another port" };
+        assert_eq!(closed, !from_its_rtcp_port, "{context}: closed {closed}\n{}", server.log());
     }
 }

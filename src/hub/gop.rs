@@ -21,6 +21,9 @@ pub struct GopCache {
     metadata: Option<Rc<Packet>>,
     audio_header: Option<Rc<Packet>>,
     video_header: Option<Rc<Packet>>,
+    /// The stream's first audio frame while it has no audio sequence header: a codec without
+    /// one (G.711) is described by any of its frames.
+    audio_frame: Option<Rc<Packet>>,
     /// From the last keyframe on, audio and video interleaved as received.
     gop: Vec<Rc<Packet>>,
     /// Footprint (payload and chunked form) of `gop`, bounded by `max_bytes`.
@@ -40,15 +43,19 @@ impl GopCache {
         self.has_video
     }
 
-    /// The latest video and audio sequence headers: what an RTSP description is built from.
+    /// The latest video and audio sequence headers (for audio without one, its first frame):
+    /// what an RTSP description is built from.
     pub fn sequence_headers(&self) -> (Option<Rc<Packet>>, Option<Rc<Packet>>) {
-        (self.video_header.clone(), self.audio_header.clone())
+        (self.video_header.clone(), self.audio_header.clone().or_else(|| self.audio_frame.clone()))
     }
 
     /// Caches what a new player needs of `packet`. Returns `Overflowed` when the current GOP
     /// outgrew the cache: it is dropped and the cache stays empty until the next keyframe, so
     /// players joining meanwhile wait for it.
     pub fn push(&mut self, packet: &Rc<Packet>) -> GopPush {
+        if packet.kind == PacketKind::Audio && self.audio_header.is_none() && self.audio_frame.is_none() {
+            self.audio_frame = Some(packet.clone());
+        }
         match packet.kind {
             PacketKind::Data { metadata: true } => self.metadata = Some(packet.clone()),
             PacketKind::Data { metadata: false } => {}
@@ -131,6 +138,18 @@ mod tests {
         assert!(Rc::ptr_eq(&snapshot[1], &aac_header));
         assert!(Rc::ptr_eq(&snapshot[2], &key2));
         assert!(Rc::ptr_eq(&snapshot[3], &audio));
+    }
+
+    #[test]
+    fn audio_without_a_sequence_header_is_described_by_its_first_frame() {
+        let mut cache = GopCache::new(true, usize::MAX);
+        let first = packet(PacketKind::Audio, &[0x82, 1, 2]);
+        for p in [&first, &packet(PacketKind::Audio, &[0x82, 3, 4])] {
+            cache.push(p);
+        }
+        let (video, audio) = cache.sequence_headers();
+        assert!(video.is_none() && audio.is_some_and(|audio| Rc::ptr_eq(&audio, &first)), "G.711: its first frame");
+        assert_eq!(cache.snapshot().count(), 0, "and no player is sent it twice");
     }
 
     #[test]

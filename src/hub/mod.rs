@@ -340,6 +340,13 @@ impl LocalStream {
         self.live.get()
     }
 
+    /// What a player that starts now gets first: the cached sequence headers and GOP, and
+    /// whether the stream has video (audio-only streams start on any frame).
+    pub fn cached_start(&self) -> (Vec<Rc<Packet>>, bool) {
+        let cache = self.cache.borrow();
+        (cache.snapshot().cloned().collect(), cache.has_video())
+    }
+
     /// The stream's latest video and audio sequence headers, as cached here.
     pub fn sequence_headers(&self) -> (Option<Rc<Packet>>, Option<Rc<Packet>>) {
         self.cache.borrow().sequence_headers()

@@ -125,6 +125,9 @@ pub struct Player {
     drops: Cell<u32>,
     dropped_packets: Cell<u64>,
     kicked: Cell<bool>,
+    /// Paused by its client (RTSP PAUSE): offered packets are left out, neither queued nor
+    /// counted as drops, so a paused player costs nothing and is never kicked for it.
+    paused: Cell<bool>,
     limit: usize,
     /// Footprint of the queued packets, bounded by `byte_limit` as the count is by `limit`:
     /// a few hundred 4 MiB keyframes are within any packet count.
@@ -150,6 +153,7 @@ impl Player {
             drops: Cell::new(0),
             dropped_packets: Cell::new(0),
             kicked: Cell::new(false),
+            paused: Cell::new(false),
             limit: limit.max(1),
             queued_bytes: Cell::new(0),
             byte_limit,
@@ -179,6 +183,9 @@ impl Player {
     pub fn offer(self: &Rc<Self>, packet: &Rc<Packet>, has_video: bool, drops: &AtomicU64) -> Offer {
         if self.kicked.get() {
             return Offer::Kicked;
+        }
+        if self.paused.get() {
+            return Offer::Skipped;
         }
         if self.waiting_keyframe.get() {
             let starts = match packet.kind {
@@ -222,6 +229,36 @@ impl Player {
         drop(queue);
         self.schedule_write(packet.payload.len());
         Offer::Queued
+    }
+
+    /// Stops the player's media until [`Player::resume`]: what is queued and not yet taken is
+    /// dropped (stream notices stay), and nothing more is queued.
+    pub fn pause(&self) {
+        self.paused.set(true);
+        self.queue.borrow_mut().retain(|item| !matches!(item, PlayerItem::Packet(_)));
+        self.queued_bytes.set(0);
+        self.gathered.set(0);
+    }
+
+    /// Takes packets again. `wait_keyframe`: the next packets start a new decode (a video
+    /// stream's keyframe first), as after a drop; `false` when the player holds what the next
+    /// packets depend on (it continues where it paused).
+    pub fn resume(&self, wait_keyframe: bool) {
+        self.paused.set(false);
+        self.waiting_keyframe.set(wait_keyframe);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// The first queued packet `matches` accepts, in queue order (it sees each packet before
+    /// it until then): what the player's writer will send first of it.
+    pub fn first_queued(&self, mut matches: impl FnMut(&Packet) -> bool) -> Option<Rc<Packet>> {
+        self.queue.borrow().iter().find_map(|item| match item {
+            PlayerItem::Packet(packet) if matches(packet) => Some(packet.clone()),
+            _ => None,
+        })
     }
 
     /// Queues a stream notice (publisher left or came back).
@@ -388,6 +425,33 @@ mod tests {
             player.take(&mut out);
         }
         assert!(!player.is_kicked());
+    }
+
+    #[test]
+    fn a_paused_player_queues_nothing_and_is_never_dropped_or_kicked() {
+        let drops = AtomicU64::new(0);
+        let player = Rc::new(Player::new(1, 2, usize::MAX, 1));
+        assert_eq!(player.offer(&video(true), true, &drops), Offer::Queued);
+        player.notice(PlayerItem::Unpublished);
+        player.pause();
+        assert_eq!(player.queued(), 1, "the notice stays, the packet goes");
+        assert_eq!(player.queued_bytes(), 0);
+        for _ in 0..10 {
+            assert_eq!(player.offer(&video(true), true, &drops), Offer::Skipped);
+        }
+        assert_eq!((player.queued(), drops.load(Ordering::Relaxed), player.is_kicked()), (1, 0, false));
+        assert_eq!(player.dropped_packets(), 0, "pausing is not dropping");
+
+        // Resumed mid-GOP, continuing: the next frame is taken; starting afresh: a keyframe first.
+        player.resume(false);
+        assert_eq!(player.offer(&video(false), true, &drops), Offer::Queued);
+        player.pause();
+        player.resume(true);
+        assert_eq!(player.offer(&video(false), true, &drops), Offer::Skipped);
+        assert_eq!(player.offer(&video(true), true, &drops), Offer::Queued);
+        let first = player.first_queued(|packet| packet.keyframe).expect("the keyframe is queued");
+        assert!(first.keyframe);
+        assert!(player.first_queued(|packet| packet.kind == PacketKind::Audio).is_none());
     }
 
     #[test]

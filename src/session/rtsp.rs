@@ -45,12 +45,12 @@ use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
-use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, stream_tracks};
+use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, rtp_info, stream_tracks};
 use super::rtsp_udp::{UdpInbox, UdpPair, UdpPlayerWriter};
 use super::{SessionEnd, SessionFailure, ShardContext};
 use crate::config::RtspAuth;
 use crate::hooks::event::Protocol;
-use crate::hub::{HubStats, PacketKind};
+use crate::hub::{HubStats, PacketKind, Player};
 use crate::protocol::flv::MediaKind;
 use crate::protocol::rtp::{self, Depacketizer, MediaFrame, RtpPacket};
 use crate::protocol::rtsp::Status;
@@ -118,7 +118,10 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let socket = Rc::new(socket);
     let lifecycle = Lifecycle::new(&context, Protocol::Rtsp, peer, conn_id);
     let mut seed = [0u8; 8];
-    context.fill_random(&mut seed);
+    // The session id: drawn from the operating system, so it says nothing of other sessions'.
+    if getrandom::fill(&mut seed).is_err() {
+        context.fill_random(&mut seed);
+    }
     let settings = ServerSettings {
         session_timeout_secs: context.settings.rtsp_session_timeout.as_secs().max(1) as u32,
         ..ServerSettings::default()
@@ -132,6 +135,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
         playing: None,
         publishing: None,
         output: None,
+        udp_output: None,
         shared: Rc::default(),
         udp: None,
         nonce: None,
@@ -218,6 +222,8 @@ struct Session {
     publishing: Option<Box<Publishing>>,
     /// The writer's unsent bytes and failure, once the writer runs.
     output: Option<Rc<PendingOutput>>,
+    /// A UDP player's writer's failure (its replies go out here, not through it).
+    udp_output: Option<Rc<PendingOutput>>,
     shared: Rc<RtspOutput>,
     /// The session's UDP port pair, once a track is set up over UDP.
     udp: Option<UdpPair>,
@@ -249,9 +255,10 @@ impl Session {
                     tokio::select! {
                         input = &mut read => break input,
                         _ = udp_ready(inbox.as_deref()) => {
-                            // Any datagram from the client keeps the session alive.
-                            deadline = tokio::time::Instant::now() + timeout;
-                            self.datagrams();
+                            // A datagram from a port the client set up keeps the session alive.
+                            if self.datagrams() {
+                                deadline = tokio::time::Instant::now() + timeout;
+                            }
                         }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
@@ -278,7 +285,8 @@ impl Session {
             if self.shared.is_ended() {
                 return Ok(Ending::StreamEnded);
             }
-            let input = match super::read_result(&mut self.lifecycle, self.output.as_ref(), input)? {
+            let writer = self.output.as_ref().or(self.udp_output.as_ref());
+            let input = match super::read_result(&mut self.lifecycle, writer, input)? {
                 Ok(input) => input,
                 Err(reason) => return Ok(Ending::Closed(reason)),
             };
@@ -313,6 +321,7 @@ impl Session {
                     None
                 }
                 Event::Pause(_) => {
+                    self.pause();
                     self.connection.accept();
                     None
                 }
@@ -506,17 +515,15 @@ impl Session {
         self.connection.accept_setup(SetupAnswer { server_port, ssrc });
     }
 
-    /// Answers PLAY, then hands the socket's writing to the player's writer.
+    /// Answers PLAY, then hands the socket's writing to the player's writer. A paused
+    /// player resumes instead (its writer still runs).
     async fn play(&mut self) -> Result<(), RtspError> {
         let (Some(playing), Some(player)) = (self.playing.as_mut(), self.lifecycle.player().cloned()) else {
             self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
             return Ok(());
         };
-        if playing.started {
-            self.connection.accept_play(&[]);
-            return Ok(());
-        }
         let rtp = playing.rtp.clone();
+        let started = std::mem::replace(&mut playing.started, true);
         let track_count = rtp.borrow().tracks().len();
         let mut channels = vec![None; track_count];
         let mut destinations = vec![None; track_count];
@@ -536,14 +543,22 @@ impl Session {
                 Lower::Tcp { interleaved: None } => {}
             }
         }
-        playing.started = true;
-        // No RTP-Info: the first packets this player gets are the cached GOP's, numbered
-        // before this PLAY; clients take the numbers of the first packet they receive.
-        self.connection.accept_play(&[]);
+        if player.is_paused() {
+            self.resume(&player);
+        }
+        // The first packet of each set-up track the player gets is at the head of its queue
+        // now: the cached GOP (a new player's, or a resumed one's), else the next live packet.
+        let set_up = (0..track_count).filter(|&track| channels[track].is_some() || destinations[track].is_some());
+        let info = rtp_info(&rtp, &player, set_up);
+        self.connection.accept_play(&info);
+        if started {
+            return self.flush().await;
+        }
         self.flush().await?;
         if let Some(udp) = &self.udp
             && destinations.iter().any(Option::is_some)
         {
+            let output = Rc::new(PendingOutput::default());
             let writer = UdpPlayerWriter {
                 rtp_socket: udp.rtp.clone(),
                 rtcp_socket: udp.rtcp.clone(),
@@ -552,8 +567,12 @@ impl Session {
                 destinations,
                 bytes_out: self.lifecycle.bytes_out().clone(),
                 shared: self.shared.clone(),
+                send_timeout: self.context.settings.limits.send_timeout,
+                output: output.clone(),
+                control: self.socket.clone(),
             };
-            tokio::task::spawn_local(writer.run());
+            writer.spawn(&self.context.flush);
+            self.udp_output = Some(output);
             return Ok(());
         }
         let output = Rc::new(PendingOutput::default());
@@ -569,6 +588,38 @@ impl Session {
         writer.spawn(&self.context.flush);
         self.output = Some(output);
         Ok(())
+    }
+
+    /// PAUSE of a playing player: its queue is emptied and it is offered nothing until PLAY.
+    /// The reply is the last thing it gets, after what its writer had already taken.
+    fn pause(&mut self) {
+        if let (Some(Playing { started: true, .. }), Some(player)) = (&self.playing, self.lifecycle.player()) {
+            player.pause();
+            self.shared.set_paused(true);
+        }
+    }
+
+    /// PLAY after PAUSE: the player starts again from the cached GOP, less what it was
+    /// already sent. Paused for less than a GOP, it continues with the packet after the last
+    /// one it got (it holds the frames the next ones depend on); paused longer, it starts on
+    /// the GOP's keyframe, as a new player does. Either way the picture is back at once, and
+    /// what it gets first is in its queue, for `RTP-Info`.
+    fn resume(&self, player: &Rc<Player>) {
+        self.shared.set_paused(false);
+        let key = self.lifecycle.entry().stream.borrow().clone();
+        let Some(stream) = self.context.hub.stream(&key) else {
+            player.resume(true);
+            return;
+        };
+        let (start, has_video) = stream.cached_start();
+        let continues = start
+            .iter()
+            .any(|packet| packet.kind == PacketKind::Video && packet.keyframe && self.shared.was_sent(packet));
+        player.resume(!continues);
+        let drops = &self.context.hub.stats().player_queue_drops;
+        for packet in start.iter().filter(|packet| packet.sequence_header || !self.shared.was_sent(packet)) {
+            player.offer(packet, has_video, drops);
+        }
     }
 
     /// RECORD: the hub gets the announced sequence headers first.
@@ -602,21 +653,32 @@ impl Session {
         self.rtp_in(track, &payload);
     }
 
-    /// The datagrams that arrived on the session's UDP pair: each goes to the track whose
-    /// client port sent it.
-    fn datagrams(&mut self) {
-        let Some(inbox) = self.udp.as_ref().map(|udp| udp.inbox.clone()) else { return };
+    /// The datagrams that arrived on the session's UDP pair (all from the client's IP): RTP
+    /// goes to the track whose client RTP port sent it; RTCP (receiver reports) is taken only
+    /// from a track's client RTCP port. `true` when any came from a port the client set up:
+    /// only those keep the session alive.
+    fn datagrams(&mut self) -> bool {
+        let Some(inbox) = self.udp.as_ref().map(|udp| udp.inbox.clone()) else { return false };
+        let mut alive = false;
         while let Some(datagram) = inbox.pop() {
             self.lifecycle.count_in(datagram.data.len());
             let port = datagram.from.port();
             let track = self.connection.setups().iter().find_map(|setup| match setup.lower {
-                Lower::Udp { client_port: (rtp_port, _) } if rtp_port == port && !datagram.rtcp => Some(setup.track),
-                _ => None,
+                Lower::Udp { client_port: (rtp_port, rtcp_port) } => {
+                    let from = if datagram.rtcp { rtcp_port } else { rtp_port };
+                    (from == port).then_some(setup.track)
+                }
+                Lower::Tcp { .. } => None,
             });
-            if let Some(track) = track {
+            let Some(track) = track else { continue };
+            alive = true;
+            if datagram.rtcp {
+                let _ = rtp::rtcp::check_compound(&datagram.data);
+            } else {
                 self.rtp_in(track, &datagram.data);
             }
         }
+        alive
     }
 
     /// One RTP packet of a published track: depacketized into hub packets.
@@ -684,9 +746,14 @@ impl Session {
         self.context_random()
     }
 
+    /// Random bits from the operating system: SSRCs, first sequence numbers and nonces must
+    /// not be guessable from what other sessions were told (the shard's fast generator is
+    /// predictable from one output).
     fn context_random(&self) -> u64 {
         let mut bytes = [0u8; 8];
-        self.context.fill_random(&mut bytes);
+        if getrandom::fill(&mut bytes).is_err() {
+            self.context.fill_random(&mut bytes);
+        }
         u64::from_le_bytes(bytes)
     }
 }

@@ -11,7 +11,9 @@
 //! - [`RtspFraming`]: a player over TCP: before each shared RTP packet (which starts with its
 //!   16-bit length), its two own bytes `$` and the track's channel; the connection's RTSP
 //!   replies (keep-alives, TEARDOWN) before the media of a write; an RTCP sender report per
-//!   track every [`SENDER_REPORT_INTERVAL`].
+//!   track every [`SENDER_REPORT_INTERVAL`], none while the player is paused.
+//! - [`rtp_info`]: where a player starts on each track (`RTP-Info`): the sequence number and
+//!   RTP time of the first RTP packet of that track in its queue, read from the packet itself.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -22,9 +24,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::player_writer::Framing;
-use crate::hub::{LocalStream, Packet, PacketKind, WireForm};
+use crate::hub::{LocalStream, Packet, PacketKind, Player, WireForm};
 use crate::protocol::flv::MediaKind;
-use crate::protocol::rtp::{self, Packetizer, PacketizerSettings, RtpCodec, interleaved, rtcp};
+use crate::protocol::rtp::{self, PacketList, Packetizer, PacketizerSettings, RtpCodec, RtpPacket, interleaved, rtcp};
+use crate::protocol::rtsp::RtpInfo;
 use crate::protocol::sdp::Track;
 
 /// How often a player gets sender reports, so it can map every track onto one clock (RFC
@@ -41,11 +44,14 @@ pub struct StreamRtp {
 }
 
 impl StreamRtp {
-    /// `random` draws the SSRCs and first numbers (RFC 3550, 5.1: they should be random).
+    /// `random` draws the SSRCs and first numbers (RFC 3550, 5.1: they should be random; the
+    /// driver draws them from the operating system, so one stream's numbers say nothing of
+    /// another's).
     fn new(tracks: Vec<Track>, random: &mut dyn FnMut() -> u64) -> StreamRtp {
         let packetizers = tracks
             .iter()
-            .map(|track| {
+            .enumerate()
+            .map(|(index, track)| {
                 let draw = random();
                 let settings = PacketizerSettings {
                     payload_type: track.payload_type,
@@ -54,7 +60,9 @@ impl StreamRtp {
                     first_timestamp: (draw >> 48) as u32 * 65_536,
                     mtu: rtp::DEFAULT_MTU,
                 };
-                Packetizer::new(&track.codec, settings)
+                // The channel most players set this track up on (2n, 2n + 1): they send the
+                // shared list whole, one buffer per hub packet.
+                Packetizer::new(&track.codec, settings).with_channel(usual_channel(index))
             })
             .collect();
         StreamRtp { tracks, packetizers, last_ms: None }
@@ -128,6 +136,36 @@ impl StreamRtp {
     }
 }
 
+/// `packet`'s RTP packets (a [`PacketList`]), built on first use and then shared by every RTSP
+/// player of the stream on this shard.
+pub fn rtp_packets(rtp: &RefCell<StreamRtp>, packet: &Packet) -> Bytes {
+    packet.wire_form(WireForm::RtpPackets, |packet| rtp.borrow_mut().build(packet)).clone()
+}
+
+/// `RTP-Info` for `player` on each track of `tracks`: the sequence number and RTP time of the
+/// first RTP packet of that track in its queue, which is the first one its writer sends. The
+/// queue's packets of the track are numbered up to it, in queue order (stream order). A track
+/// with nothing queued yet is left out: its first packet is not numbered yet.
+pub fn rtp_info(rtp: &RefCell<StreamRtp>, player: &Player, tracks: impl Iterator<Item = usize>) -> Vec<RtpInfo> {
+    tracks
+        .filter_map(|track| {
+            let mut first = None;
+            player.first_queued(|packet| {
+                if rtp.borrow().track_of(packet.kind) != Some(track) {
+                    return false;
+                }
+                let list = PacketList(rtp_packets(rtp, packet));
+                first = list.packets().next().and_then(|bytes| {
+                    RtpPacket::parse(&bytes).ok().map(|parsed| (parsed.header.sequence, parsed.header.timestamp))
+                });
+                first.is_some()
+            })?;
+            let (sequence, rtp_time) = first?;
+            Some(RtpInfo { track, sequence, rtp_time })
+        })
+        .collect()
+}
+
 /// The tracks an RTSP description of a stream offers, from its cached sequence headers
 /// (video first). Empty while it has none RTSP can carry.
 pub fn stream_tracks(stream: &LocalStream) -> Vec<Track> {
@@ -174,13 +212,19 @@ impl RtpStreams {
     }
 }
 
-/// What a player's session and its writer share: the RTSP replies waiting to go out, and
-/// the stream's end.
+/// What a player's session and its writer share: the RTSP replies waiting to go out, the
+/// stream's end, whether the player is paused and what it was last sent.
 #[derive(Debug, Default)]
 pub struct RtspOutput {
     replies: RefCell<Vec<u8>>,
     pub stream_ended: Notify,
     ended: Cell<bool>,
+    /// PAUSE: no sender reports either, so a paused player's connection is silent but for
+    /// replies.
+    paused: Cell<bool>,
+    /// The media time of the last video and audio packet sent: a resumed player skips what
+    /// it already has.
+    sent: Cell<[Option<u32>; 2]>,
 }
 
 impl RtspOutput {
@@ -197,10 +241,47 @@ impl RtspOutput {
         self.ended.get()
     }
 
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.set(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    /// The writer sent `packet`.
+    pub fn mark_sent(&self, packet: &Packet) {
+        if let Some(slot) = media_slot(packet.kind) {
+            let mut sent = self.sent.get();
+            sent[slot] = Some(packet.timestamp);
+            self.sent.set(sent);
+        }
+    }
+
+    /// Whether the player was already sent `packet` (or a later packet of its track).
+    pub fn was_sent(&self, packet: &Packet) -> bool {
+        let last = media_slot(packet.kind).and_then(|slot| self.sent.get()[slot]);
+        last.is_some_and(|last| packet.timestamp <= last)
+    }
+
     /// The publisher left: the session ends.
     pub fn end(&self) {
         self.ended.set(true);
         self.stream_ended.notify_one();
+    }
+}
+
+/// The interleaved RTP channel clients usually take for track `track` (ffmpeg, GStreamer, VLC:
+/// `interleaved=0-1`, `2-3`, ...).
+fn usual_channel(track: usize) -> u8 {
+    u8::try_from(track * 2).unwrap_or(u8::MAX)
+}
+
+fn media_slot(kind: PacketKind) -> Option<usize> {
+    match kind {
+        PacketKind::Video => Some(0),
+        PacketKind::Audio => Some(1),
+        PacketKind::Data { .. } => None,
     }
 }
 
@@ -231,17 +312,27 @@ impl Framing for RtspFraming {
         let Some(track) = self.rtp.borrow().track_of(packet.kind) else { return };
         let Some(Some((channel, _))) = self.channels.get(track) else { return };
         let list = packet.wire_form(WireForm::RtpPackets, |packet| self.rtp.borrow_mut().build(packet));
-        // Each packet of the list starts with its length: the interleaved header's last two
-        // bytes. This player's own bytes are the first two.
+        if !packet.sequence_header {
+            self.shared.mark_sent(packet);
+        }
+        if list.is_empty() {
+            return;
+        }
+        if *channel == usual_channel(track) {
+            bufs.push(list.clone());
+            return;
+        }
+        // On a channel of its own: this player's `$` and channel, then each frame from its
+        // length on.
         let mut at = 0;
-        while let Some(len) = list.get(at..at + 2).map(|len| usize::from(u16::from_be_bytes([len[0], len[1]]))) {
-            let end = at + 2 + len;
+        while let Some(frame) = list.get(at..).and_then(interleaved::check) {
+            let end = at + frame.total_len();
             if end > list.len() {
                 break;
             }
             headers.extend_from_slice(&[interleaved::MAGIC, *channel]);
             bufs.push(headers.split().freeze());
-            bufs.push(list.slice(at..end));
+            bufs.push(list.slice(at + 2..end));
             at = end;
         }
     }
@@ -255,7 +346,7 @@ impl Framing for RtspFraming {
 
     fn end_write(&mut self, bufs: &mut Vec<Bytes>, _headers: &mut BytesMut, _start: usize) {
         let now = Instant::now();
-        if now < self.next_report {
+        if now < self.next_report || self.shared.is_paused() {
             return;
         }
         self.next_report = now + SENDER_REPORT_INTERVAL;
@@ -311,10 +402,12 @@ mod tests {
         assert_eq!((sent.header.payload_type, sent.payload), (0, &PCMU_FRAME[1..]));
         assert_eq!(Some(sent.header.ssrc), rtp.borrow().ssrc(0));
 
+        // On the track's usual channel: the shared frames as they are, one buffer.
         let mut other = Vec::new();
         second.append_packet(&mut other, &mut headers, &packet);
-        assert_eq!(&other[0][..], [b'$', 0]);
-        assert_eq!(other[1].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
+        assert_eq!(other.len(), 1, "{other:?}");
+        assert_eq!(&other[0][..2], [b'$', 0]);
+        assert_eq!(other[0][2..].as_ptr(), bufs[2].as_ptr(), "the second player sends the same bytes, not a copy");
 
         // Data and tracks the player did not set up send nothing.
         let metadata =
@@ -335,6 +428,34 @@ mod tests {
         let mut again = Vec::new();
         first.end_write(&mut again, &mut headers, 0);
         assert!(again.is_empty(), "one report per interval");
+    }
+
+    #[test]
+    fn rtp_info_names_the_first_queued_packet_of_each_track() {
+        use std::sync::atomic::AtomicU64;
+        let streams = RtpStreams::default();
+        let rtp = streams.get("live/a", pcmu(), &mut counter(), |_| true);
+        let frame =
+            |ms| Rc::new(Packet::new(PacketKind::Audio, ms, Bytes::from_static(PCMU_FRAME), 4096).expect("G.711"));
+        // Another player was sent the first frame: the stream's numbering has moved on.
+        let earlier = frame(0);
+        rtp_packets(&rtp, &earlier);
+        let player = Rc::new(Player::new(1, 16, usize::MAX, 2));
+        assert!(rtp_info(&rtp, &player, 0..1).is_empty(), "nothing queued, nothing named");
+        let drops = AtomicU64::new(0);
+        for ms in [40, 60] {
+            player.offer(&frame(ms), false, &drops);
+        }
+        let info = rtp_info(&rtp, &player, 0..1);
+        let mut queued = Vec::new();
+        player.take(&mut queued);
+        let Some(crate::hub::PlayerItem::Packet(first)) = queued.first() else { panic!("{queued:?}") };
+        let sent = PacketList(rtp_packets(&rtp, first)).packets().next().expect("an RTP packet");
+        let sent = RtpPacket::parse(&sent).expect("RTP");
+        assert_eq!(info, [RtpInfo { track: 0, sequence: sent.header.sequence, rtp_time: sent.header.timestamp }]);
+        let before = PacketList(rtp_packets(&rtp, &earlier)).packets().next().expect("an RTP packet");
+        assert_eq!(sent.header.sequence, RtpPacket::parse(&before).expect("RTP").header.sequence.wrapping_add(1));
+        assert_eq!(sent.header.timestamp.wrapping_sub(RtpPacket::parse(&before).expect("RTP").header.timestamp), 320);
     }
 
     #[test]

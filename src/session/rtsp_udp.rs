@@ -16,7 +16,9 @@
 //!
 //! **Sending.** A UDP player's writer ([`UdpPlayerWriter`]) sends each of the stream's shared
 //! RTP packets (without their length prefix) to the track's client RTP port, and sender
-//! reports to its RTCP port. The RTSP replies still go over the TCP connection.
+//! reports to its RTCP port: what one write of the player gathered (its shard's merge window)
+//! goes out in one `sendmmsg`, within `send_timeout`. The RTSP replies still go over the TCP
+//! connection.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -25,12 +27,18 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use tokio::sync::Notify;
-use tokio_uring::net::UdpSocket;
+use std::os::fd::{AsRawFd, RawFd};
 
-use super::rtsp_out::{RtspOutput, SENDER_REPORT_INTERVAL, StreamRtp};
-use crate::hub::{Player, PlayerItem, WireForm};
+use bytes::Bytes;
+use socket2::SockAddr;
+use tokio::sync::Notify;
+use tokio_uring::net::{TcpStream, UdpSocket};
+
+use super::flush::ShardFlush;
+use super::io::PendingOutput;
+use super::rtsp_out::{RtspOutput, SENDER_REPORT_INTERVAL, StreamRtp, rtp_packets};
+use crate::hub::{Player, PlayerItem};
+use crate::protocol::rtp::PacketList;
 
 /// Largest datagram taken whole.
 pub const MAX_DATAGRAM: usize = 2048;
@@ -203,7 +211,9 @@ async fn receive(socket: Rc<UdpSocket>, client: IpAddr, rtcp: bool, inbox: Rc<Ud
     }
 }
 
-/// A UDP player's writer: the stream's RTP packets to each track's client RTP port.
+/// A UDP player's writer: the stream's RTP packets to each track's client RTP port, one
+/// `sendmmsg` per write (the player's queue as its merge window gathered it), bounded by
+/// `send_timeout` as a TCP player's writes are.
 pub struct UdpPlayerWriter {
     pub rtp_socket: Rc<UdpSocket>,
     pub rtcp_socket: Rc<UdpSocket>,
@@ -213,17 +223,38 @@ pub struct UdpPlayerWriter {
     pub destinations: Vec<Option<(SocketAddr, SocketAddr)>>,
     pub bytes_out: Rc<Cell<u64>>,
     pub shared: Rc<RtspOutput>,
+    pub send_timeout: Duration,
+    /// Where a failed send is reported to the session, whose RTSP connection (`control`) is
+    /// then shut down so its pending read ends.
+    pub output: Rc<PendingOutput>,
+    pub control: Rc<TcpStream>,
 }
 
 impl UdpPlayerWriter {
-    /// Sends until the player is kicked or leaves.
-    pub async fn run(self) {
+    /// Starts the writer on this shard, its writes merged over the shard's window (`flush`).
+    pub fn spawn(self, flush: &ShardFlush) {
+        flush.attach(&self.player);
+        tokio::task::spawn_local(self.run());
+    }
+
+    /// Sends until the player is kicked or leaves, or a send fails or times out.
+    async fn run(self) {
+        if let Err(error) = self.send_loop().await {
+            tracing::debug!(conn_id = self.player.conn_id, %error, "UDP player writer stopped");
+            self.output.fail(error);
+            let _ = self.control.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    async fn send_loop(&self) -> io::Result<()> {
         let mut items = Vec::new();
+        let mut rtp = Vec::new();
+        let mut rtcp = Vec::new();
         let mut next_report = Instant::now() + Duration::from_millis(500);
         loop {
             self.player.ready().await;
             if self.player.is_kicked() {
-                return;
+                return Ok(());
             }
             items.clear();
             self.player.take(&mut items);
@@ -232,34 +263,112 @@ impl UdpPlayerWriter {
                     PlayerItem::Packet(packet) => {
                         let Some(track) = self.rtp.borrow().track_of(packet.kind) else { continue };
                         let Some(Some((destination, _))) = self.destinations.get(track) else { continue };
-                        let list = packet
-                            .wire_form(WireForm::RtpPackets, |packet| self.rtp.borrow_mut().build(packet))
-                            .clone();
-                        for rtp_packet in crate::protocol::rtp::PacketList(list).packets() {
-                            let len = rtp_packet.len() as u64;
-                            if self.rtp_socket.send_to(rtp_packet, *destination).await.0.is_ok() {
-                                self.bytes_out.set(self.bytes_out.get() + len);
-                            }
+                        let list = rtp_packets(&self.rtp, &packet);
+                        if !packet.sequence_header {
+                            self.shared.mark_sent(&packet);
                         }
+                        rtp.extend(PacketList(list).packets().map(|packet| (packet, *destination)));
                     }
                     PlayerItem::Unpublished => self.shared.end(),
                     PlayerItem::Published => {}
                 }
             }
             let now = Instant::now();
-            if now >= next_report {
+            if now >= next_report && !self.shared.is_paused() {
                 next_report = now + SENDER_REPORT_INTERVAL;
                 for (track, destination) in self.destinations.iter().enumerate() {
-                    let Some((_, rtcp)) = destination else { continue };
+                    let Some((_, to)) = destination else { continue };
                     let mut report = Vec::new();
                     self.rtp.borrow().sender_report(track, SystemTime::now(), &mut report);
                     if !report.is_empty() {
-                        let _ = self.rtcp_socket.send_to(report, *rtcp).await;
+                        rtcp.push((Bytes::from(report), *to));
                     }
                 }
             }
+            let deadline = tokio::time::Instant::now() + self.send_timeout;
+            let sending = async {
+                let sent = send_all(&self.rtp_socket, &mut rtp).await? + send_all(&self.rtcp_socket, &mut rtcp).await?;
+                self.bytes_out.set(self.bytes_out.get() + sent as u64);
+                Ok::<(), io::Error>(())
+            };
+            tokio::select! {
+                result = tokio::time::timeout_at(deadline, sending) => {
+                    result.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "UDP send not taken within send_timeout"))??;
+                }
+                _ = self.player.kicked() => return Ok(()),
+            }
         }
     }
+}
+
+/// Sends every datagram of `datagrams` (emptied), each to its address; returns the bytes
+/// sent. As many as the socket takes go in one `sendmmsg` without waiting; past a full send
+/// buffer the rest wait on the ring one by one. A datagram the network refuses (an ICMP error
+/// from a closed client port) is lost, as UDP loses it: that is not the player's failure.
+async fn send_all(socket: &UdpSocket, datagrams: &mut Vec<(Bytes, SocketAddr)>) -> io::Result<usize> {
+    let mut bytes = 0;
+    let mut at = 0;
+    while at < datagrams.len() {
+        match send_now(socket.as_raw_fd(), &datagrams[at..]) {
+            Ok(0) | Err(_) => {
+                let (data, to) = datagrams[at].clone();
+                let len = data.len();
+                match socket.send_to(data, to).await.0 {
+                    Ok(_) => bytes += len,
+                    Err(error) if is_network_refusal(&error) => {}
+                    Err(error) => return Err(error),
+                }
+                at += 1;
+            }
+            Ok(sent) => {
+                bytes += datagrams[at..at + sent].iter().map(|(data, _)| data.len()).sum::<usize>();
+                at += sent;
+            }
+        }
+    }
+    datagrams.clear();
+    Ok(bytes)
+}
+
+/// Errors that are the network's answer about one datagram, not the socket's failure.
+fn is_network_refusal(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EMSGSIZE))
+}
+
+/// Datagrams handed to one `sendmmsg` at most.
+const BATCH: usize = 64;
+
+/// One non-blocking `sendmmsg` of the first datagrams of `datagrams`: how many the kernel
+/// took (0 when the send buffer is full).
+fn send_now(fd: RawFd, datagrams: &[(Bytes, SocketAddr)]) -> io::Result<usize> {
+    let batch = &datagrams[..datagrams.len().min(BATCH)];
+    let addresses: Vec<SockAddr> = batch.iter().map(|(_, to)| SockAddr::from(*to)).collect();
+    let mut iovecs: Vec<libc::iovec> = batch
+        .iter()
+        .map(|(data, _)| libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() })
+        .collect();
+    let mut messages: Vec<libc::mmsghdr> = iovecs
+        .iter_mut()
+        .zip(&addresses)
+        .map(|(iovec, address)| {
+            // SAFETY: an all-zero msghdr is a valid empty one; the fields set point into
+            // `addresses` and `iovecs`, which outlive the call.
+            let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+            header.msg_name = address.as_ptr() as *mut libc::c_void;
+            header.msg_namelen = address.len();
+            header.msg_iov = iovec;
+            header.msg_iovlen = 1;
+            libc::mmsghdr { msg_hdr: header, msg_len: 0 }
+        })
+        .collect();
+    // SAFETY: `messages` holds `messages.len()` initialized headers whose pointers are valid
+    // for the call; MSG_DONTWAIT keeps the shard from blocking.
+    let sent = unsafe { libc::sendmmsg(fd, messages.as_mut_ptr(), messages.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+    if sent >= 0 {
+        return Ok(sent as usize);
+    }
+    let error = io::Error::last_os_error();
+    if error.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(error) }
 }
 
 #[cfg(test)]

@@ -19,6 +19,33 @@ pub fn ffmpeg_publish_rtsp(url: &str, transport: &str, seconds: u32, size: (u32,
     Client::spawn("ffmpeg", &args, format!("RTSP ({transport}) publisher of {url}"))
 }
 
+/// Publishes the test pattern over RTSP/TCP with other codecs: `video` replaces libx264
+/// (`None`: audio only), `audio` replaces the AAC encoder's arguments (e.g. `-c:a pcm_mulaw
+/// -ar 8000 -ac 1`).
+pub fn ffmpeg_publish_rtsp_codecs(
+    url: &str,
+    seconds: u32,
+    size: (u32, u32),
+    video: Option<&str>,
+    audio: &[&str],
+) -> Client {
+    let mut args = super::test_pattern_args(seconds, size);
+    let aac = args.iter().position(|a| a == "-c:a").expect("the test pattern sets -c:a");
+    args.splice(aac..aac + 4, audio.iter().map(|a| a.to_string()));
+    match video {
+        Some(codec) => {
+            let x264 = args.iter().position(|a| a == "libx264").expect("the test pattern uses libx264");
+            args[x264] = codec.to_owned();
+            if codec == "libx265" {
+                args.extend(["-x265-params", "log-level=error"].map(str::to_owned));
+            }
+        }
+        None => args.extend(["-map", "1:a"].map(str::to_owned)),
+    }
+    args.extend(["-rtsp_transport", "tcp", "-f", "rtsp", url].map(str::to_owned));
+    Client::spawn("ffmpeg", &args, format!("RTSP publisher of {url} ({video:?}, {audio:?})"))
+}
+
 /// Publishes as [`ffmpeg_publish_rtsp`] does, but with `b_frames` B-frames between references
 /// (libx264's habit outside `-tune zerolatency`): RTP then carries frames out of decode order.
 pub fn ffmpeg_publish_rtsp_with_b_frames(

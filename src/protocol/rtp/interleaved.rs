@@ -1,8 +1,8 @@
 //! RTSP's interleaved framing (RFC 2326, 10.12): on the RTSP TCP connection each RTP or RTCP
 //! packet is sent as `$`, a one-byte channel, a 16-bit length, then the packet.
 //!
-//! The 4-byte header is the only per-player part of a packet sent over TCP: a player writes
-//! [`header`] for its channel, then the stream's shared packet (see [`super::PacketList`]).
+//! The stream's shared packets are built as interleaved frames on each track's usual channel
+//! (see [`super::PacketList`]); a player on another channel replaces the first two bytes.
 
 /// The byte that starts an interleaved frame where a request line would otherwise start.
 pub const MAGIC: u8 = b'$';

@@ -23,8 +23,10 @@
 //! **Playing** (hub -> RTSP players). Per stream and track, one [`Packetizer`]: each hub packet
 //! of the track goes through [`Packetizer::packetize`] once, into a [`PacketList`] that every
 //! player of the stream shares (the hub's `WireForm::RtpPackets` slot). Sequence numbers, SSRC
-//! and RTP times are therefore the stream's, the same for every player; a player's own bytes
-//! are the 4-byte [`interleaved::header`] before each packet (TCP) or the UDP destination.
+//! and RTP times are therefore the stream's, the same for every player. The list holds
+//! interleaved frames on the track's usual channel ([`Packetizer::with_channel`]): a TCP player
+//! on that channel sends it whole, one on another channel its own `$` and channel before each
+//! frame's length; a UDP player sends each packet alone, to its destination.
 //! A sequence header packetizes to nothing but is remembered: H.264/H.265 parameter sets are
 //! sent in band before every keyframe, so a player that joins at a keyframe can decode.
 //! `RTP-Info` for a player that starts at hub packet `p`: the sequence number of the first RTP
@@ -106,9 +108,10 @@ pub struct MediaFrame {
     pub body: Bytes,
 }
 
-/// The shared RTP form of one hub packet: each RTP packet preceded by its 16-bit big-endian
-/// length, which is the interleaved header without `$` and the channel. Built once per
-/// stream, sliced (never copied) per player.
+/// The shared RTP form of one hub packet: each RTP packet as an interleaved frame (`$`, the
+/// track's channel, its 16-bit length, the packet). Built once per stream, shared by every
+/// player: a TCP player on the track's channel sends it whole, one on another channel sends
+/// its own `$` and channel before each frame's length, a UDP player each packet alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketList(pub Bytes);
 
@@ -118,9 +121,10 @@ impl PacketList {
     pub fn packets(&self) -> impl Iterator<Item = Bytes> + '_ {
         let mut at = 0;
         std::iter::from_fn(move || {
-            let len = self.0.get(at..at + 2).map(|len| usize::from(u16::from_be_bytes([len[0], len[1]])))?;
-            let packet = self.0.get(at + 2..at + 2 + len).map(|_| self.0.slice(at + 2..at + 2 + len))?;
-            at += 2 + len;
+            let frame = interleaved::check(self.0.get(at..)?)?;
+            let start = at + interleaved::HEADER_LEN;
+            let packet = self.0.get(start..start + frame.len).map(|_| self.0.slice(start..start + frame.len))?;
+            at = start + frame.len;
             Some(packet)
         })
     }
@@ -130,6 +134,8 @@ impl PacketList {
 /// and the counts a sender report states.
 #[derive(Debug, Clone)]
 pub(crate) struct Sequencer {
+    /// The interleaved channel the shared frames name.
+    channel: u8,
     payload_type: u8,
     ssrc: u32,
     next_sequence: u16,
@@ -139,15 +145,16 @@ pub(crate) struct Sequencer {
 
 impl Sequencer {
     pub(crate) fn new(payload_type: u8, ssrc: u32, first_sequence: u16) -> Self {
-        Sequencer { payload_type, ssrc, next_sequence: first_sequence, packets: 0, octets: 0 }
+        Sequencer { channel: 0, payload_type, ssrc, next_sequence: first_sequence, packets: 0, octets: 0 }
     }
 
-    /// Appends one length-prefixed RTP packet whose payload is the concatenation of `parts`.
+    /// Appends one RTP packet, as an interleaved frame, whose payload is the concatenation of
+    /// `parts`.
     pub(crate) fn push(&mut self, out: &mut Vec<u8>, marker: bool, timestamp: u32, parts: &[&[u8]]) {
         let payload_len: usize = parts.iter().map(|part| part.len()).sum();
         // Packetizers bound every payload by the MTU, itself far below 64 KiB.
         let len = u16::try_from(RtpHeader::LEN + payload_len).unwrap_or(u16::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&interleaved::header(self.channel, len));
         let header = RtpHeader {
             marker,
             payload_type: self.payload_type,
@@ -227,6 +234,18 @@ impl Packetizer {
             PacketizerFormat::G711(g711) => g711.packetize(to, timestamp_ms, body)?,
         }
         Ok(usize::from(self.sequencer.next_sequence.wrapping_sub(before)))
+    }
+
+    /// Names `channel` in the interleaved frames of the lists it builds (RTSP players usually
+    /// take channel `2n` for the n-th track; those on it send a list as it is).
+    pub fn with_channel(mut self, channel: u8) -> Self {
+        self.sequencer.channel = channel;
+        self
+    }
+
+    /// The interleaved channel its lists name.
+    pub fn channel(&self) -> u8 {
+        self.sequencer.channel
     }
 
     /// The sequence number the next packet will carry (`RTP-Info: seq=`).
@@ -383,6 +402,7 @@ mod tests {
     #[test]
     fn packet_list_slices_each_packet() {
         let mut sequencer = Sequencer::new(96, 5, 65535);
+        sequencer.channel = 2;
         let mut out = Vec::new();
         sequencer.push(&mut out, false, 10, &[b"ab"]);
         sequencer.push(&mut out, true, 10, &[b"c", b"de"]);
@@ -395,6 +415,7 @@ mod tests {
         assert!(second.header.marker);
         assert_eq!(RtpPacket::parse(&packets[0]).unwrap().header.sequence, 65535);
         assert_eq!((sequencer.packets, sequencer.octets), (2, 5));
+        assert_eq!(&list.0[..4], [b'$', 2, 0, 14], "interleaved on the track's channel");
         // A truncated tail is not yielded.
         let cut = PacketList(list.0.slice(..list.0.len() - 1));
         assert_eq!(cut.packets().count(), 1);
