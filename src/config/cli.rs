@@ -67,6 +67,10 @@ pub(super) struct Cli {
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
 
+    /// Where state that survives a restart lives (API webhooks, the outbox) [default: /var/lib/ringcast]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<String>,
+
     /// POST events of type EVENT (or * for all) to URL as JSON; repeatable
     #[arg(long, value_name = "EVENT=URL", help_heading = "Hooks")]
     hook_webhook: Vec<String>,
@@ -157,6 +161,9 @@ impl Cli {
         if let Some(text) = &self.hook_stdio_format {
             config.stdio = Some(text.parse().map_err(|m| flag("hook-stdio-format", m))?);
         }
+        set(&self.state_dir, "state-dir", &mut config.state_dir, |s| {
+            if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(PathBuf::from(s)) }
+        })?;
         set(&self.hook_timeout, "hook-timeout", &mut config.hook_timeout, |s| {
             parse_duration(s).and_then(|d| check_duration(d, floors::TIMEOUT))
         })?;

@@ -139,6 +139,28 @@ impl Drop for TempFile {
     }
 }
 
+/// A directory under cargo's per-target temp dir, removed with what it holds on drop.
+pub struct TempDir {
+    file: TempFile,
+}
+
+impl TempDir {
+    /// A fresh, unique, not yet existing path.
+    pub fn new(prefix: &str) -> TempDir {
+        TempDir { file: TempFile::new(prefix, "d") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.file.path());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The server under test
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +260,9 @@ pub struct TestServer {
     rtmp: SocketAddr,
     log: Arc<LogBuffer>,
     _config: Option<TempFile>,
+    /// A `state_dir` of its own, unless the test gave one: webhook outboxes live there, and
+    /// must not reach another test's receiver on a recycled port.
+    _state_dir: Option<TempDir>,
 }
 
 impl TestServer {
@@ -259,6 +284,9 @@ impl TestServer {
     }
 
     fn spawn(extra: &[&str], config: Option<TempFile>) -> TestServer {
+        let state_given = extra.iter().any(|a| a.starts_with("--state-dir"))
+            || config.as_ref().is_some_and(|file| file.read().lines().any(|l| l.trim_start().starts_with("state_dir")));
+        let state_dir = (!state_given).then(|| TempDir::new("ringcast-state"));
         const DEFAULTS: &[(&str, &str)] = &[
             ("--rtmp-listen", "127.0.0.1:0"),
             ("--http-listen", "127.0.0.1:0"),
@@ -279,6 +307,10 @@ impl TestServer {
                 args.push((*flag).into());
                 args.push((*value).into());
             }
+        }
+        if let Some(dir) = &state_dir {
+            args.push("--state-dir".into());
+            args.push(dir.path().display().to_string());
         }
         args.extend(extra.iter().map(|a| a.to_string()));
 
@@ -328,7 +360,7 @@ impl TestServer {
             }
             log.wait_until(Duration::from_millis(100), |t| parse_ready(t).is_some());
         };
-        TestServer { child: Some(child), rtmp, log, _config: config }
+        TestServer { child: Some(child), rtmp, log, _config: config, _state_dir: state_dir }
     }
 
     pub fn rtmp_addr(&self) -> SocketAddr {
