@@ -51,8 +51,8 @@ mod tests {
         assert_eq!(of_webhook(&a.clone()), key, "stable");
         let other_url = WebhookConfig::new("http://127.0.0.1:9/y".into(), EventFilter::All);
         assert_ne!(of_webhook(&other_url), key);
-        let one = EventFilter::Only(vec![EventType::Connect, EventType::Publish]);
-        let same = EventFilter::Only(vec![EventType::Publish, EventType::Connect]);
+        let one = EventFilter::Only(vec![EventType::Connect, EventType::PlayStart]);
+        let same = EventFilter::Only(vec![EventType::PlayStart, EventType::Connect]);
         let b = WebhookConfig::new("http://127.0.0.1:9/x".into(), one);
         let c = WebhookConfig::new("http://127.0.0.1:9/x".into(), same);
         assert_ne!(of_webhook(&b), key);

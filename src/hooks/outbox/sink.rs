@@ -242,6 +242,11 @@ impl SinkOutbox {
         self.encoded.clear();
         record::encode(&Record::Event { number, payload: &payload }, &mut self.encoded);
         let len = self.encoded.len() as u64;
+        if self.bytes + len > self.max_bytes && self.pending == 0 && self.writer.is_some() {
+            // All delivered, and the segment written is what fills it: a new one lets it go.
+            self.roll()?;
+            self.delete_done();
+        }
         if self.bytes + len > self.max_bytes {
             return Err(AppendError::Full { bytes: self.bytes, max: self.max_bytes });
         }
@@ -482,4 +487,183 @@ fn read_at(file: &File, buffer: &mut [u8], offset: u64) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::event::connect_event;
+
+    /// A fresh directory for one test (not created: the outbox creates it).
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringcast-outbox-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn event(n: u64) -> Event {
+        let mut event = connect_event(&[("app", "live")]);
+        event.id = format!("evt_{n}");
+        event.timestamp_ms = 1_000 + n;
+        event
+    }
+
+    fn ids(read: &[(u64, Event)]) -> Vec<String> {
+        read.iter().map(|(_, e)| e.id.clone()).collect()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn events_written_read_back_in_order_and_after_a_reopen() {
+        let dir = temp_dir("order");
+        let (mut outbox, replayed) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(replayed, Replayed::default());
+        for n in 1..=5 {
+            assert_eq!(outbox.append(&event(n)).unwrap(), n);
+        }
+        let read = outbox.read(1, 3).unwrap();
+        assert_eq!(ids(&read), ["evt_1", "evt_2", "evt_3"]);
+        assert_eq!(read[0].1, event(1), "the whole event");
+        assert_eq!(ids(&outbox.read(4, 10).unwrap()), ["evt_4", "evt_5"], "read on from where it stopped");
+        assert!(outbox.read(6, 10).unwrap().is_empty());
+        outbox.ack(2).unwrap();
+        outbox.ack(4).unwrap();
+        assert_eq!(outbox.pending(), 3);
+        outbox.sync().unwrap();
+        drop(outbox);
+
+        let (mut outbox, replayed) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(replayed, Replayed { pending: 3, torn: 0 });
+        assert_eq!(ids(&outbox.read(0, 10).unwrap()), ["evt_1", "evt_3", "evt_5"], "what was not acknowledged");
+        assert_eq!(outbox.append(&event(6)).unwrap(), 6, "numbering goes on");
+        assert_eq!(outbox.oldest_timestamp_ms(), Some(1_001));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_killed_writer_loses_nothing_flushed() {
+        let dir = temp_dir("flushed");
+        let (mut outbox, _) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        outbox.append(&event(1)).unwrap();
+        outbox.append(&event(2)).unwrap();
+        outbox.ack(1).unwrap();
+        outbox.flush().unwrap();
+        // No sync, no drop: what the kernel has is what a SIGKILL leaves.
+        let (mut reopened, replayed) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(replayed.pending, 1);
+        assert_eq!(ids(&reopened.read(0, 10).unwrap()), ["evt_2"]);
+        drop(outbox);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_tail_is_skipped_and_never_written_after() {
+        let dir = temp_dir("torn");
+        let (mut outbox, _) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        for n in 1..=3 {
+            outbox.append(&event(n)).unwrap();
+        }
+        outbox.sync().unwrap();
+        drop(outbox);
+        let file = dir.join(&segment_files(&dir)[0]);
+        let len = fs::metadata(&file).unwrap().len();
+        // The last record half written, as a crash mid-write leaves it.
+        let f = OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(len - 7).unwrap();
+        drop(f);
+
+        let (mut outbox, replayed) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(replayed, Replayed { pending: 2, torn: 1 });
+        assert_eq!(ids(&outbox.read(0, 10).unwrap()), ["evt_1", "evt_2"]);
+        assert_eq!(outbox.append(&event(4)).unwrap(), 3, "numbered on from the last whole record");
+        assert_eq!(segment_files(&dir).len(), 2, "written in a new segment");
+        assert_eq!(ids(&outbox.read(0, 10).unwrap()), ["evt_4"], "read on past the torn tail");
+        outbox.rewind();
+        assert_eq!(ids(&outbox.read(0, 10).unwrap()), ["evt_1", "evt_2", "evt_4"]);
+        drop(outbox);
+
+        // Garbage rather than a cut: the same.
+        let first = dir.join(&segment_files(&dir)[0]);
+        let mut bytes = fs::read(&first).unwrap();
+        bytes.extend_from_slice(&[0xAB; 40]);
+        fs::write(&first, bytes).unwrap();
+        let (mut outbox, replayed) = SinkOutbox::open(&dir, 1 << 20, 1 << 20).unwrap();
+        assert_eq!(replayed, Replayed { pending: 3, torn: 1 });
+        assert_eq!(ids(&outbox.read(0, 10).unwrap()), ["evt_1", "evt_2", "evt_4"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn delivered_segments_are_deleted_oldest_first() {
+        let dir = temp_dir("compact");
+        // Segments of 4 KiB: a few events each.
+        let (mut outbox, _) = SinkOutbox::open(&dir, 1 << 20, 4096).unwrap();
+        for n in 1..=100 {
+            outbox.append(&event(n)).unwrap();
+        }
+        let segments = segment_files(&dir).len();
+        assert!(segments > 3, "{segments} segments");
+        let full = outbox.bytes();
+        // Everything but event 1: the oldest segment stays, so all stay.
+        for n in 2..=100 {
+            outbox.ack(n).unwrap();
+        }
+        assert_eq!(segment_files(&dir).len(), segments + 1, "acknowledgements fill another segment, none deleted");
+        assert!(outbox.bytes() > full);
+        outbox.ack(1).unwrap();
+        assert_eq!(segment_files(&dir).len(), 1, "all delivered: only the one written remains");
+        assert_eq!(outbox.pending(), 0);
+        assert!(outbox.bytes() < 4096 + 1024, "{}", outbox.bytes());
+        assert_eq!(outbox.oldest_timestamp_ms(), None);
+        outbox.sync().unwrap();
+        drop(outbox);
+        let (_, replayed) = SinkOutbox::open(&dir, 1 << 20, 4096).unwrap();
+        assert_eq!(replayed.pending, 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_outbox_refuses_new_events_and_keeps_the_old() {
+        let dir = temp_dir("full");
+        let (mut outbox, _) = SinkOutbox::open(&dir, 2000, 4096).unwrap();
+        let mut written = 0;
+        let refused = loop {
+            match outbox.append(&event(written + 1)) {
+                Ok(_) => written += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(refused, AppendError::Full { max: 2000, .. }), "{refused}");
+        assert!(outbox.bytes() <= 2000);
+        assert!(written > 3);
+        // Acknowledgements still go in, and delivering everything makes room again.
+        for n in 1..=written {
+            outbox.ack(n).unwrap();
+        }
+        assert!(outbox.append(&event(99)).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reads_skip_what_is_delivered_and_what_came_before() {
+        let dir = temp_dir("skip");
+        let (mut outbox, _) = SinkOutbox::open(&dir, 1 << 20, 4096).unwrap();
+        for n in 1..=40 {
+            outbox.append(&event(n)).unwrap();
+        }
+        for n in (1..=40).filter(|n| n % 3 == 0) {
+            outbox.ack(n).unwrap();
+        }
+        let read = outbox.read(20, 100).unwrap();
+        let expected: Vec<String> = (20..=40).filter(|n| n % 3 != 0).map(|n| format!("evt_{n}")).collect();
+        assert_eq!(ids(&read), expected);
+        assert!(outbox.is_pending(40) && !outbox.is_pending(39));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
