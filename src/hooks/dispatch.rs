@@ -237,6 +237,9 @@ pub struct Dispatcher {
     /// The shutdown deadline, on a channel of its own: the shards' channel may be full, and
     /// its drop-oldest must never take a shutdown with it.
     stop: Sender<Instant>,
+    /// Tells the dispatcher thread the sinks changed: a sink with an outbox may have events
+    /// waiting on disk since an earlier run.
+    changed: Sender<()>,
     set: RwLock<Arc<SinkSet>>,
     next_id: AtomicU64,
     /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
@@ -269,6 +272,7 @@ impl Dispatcher {
     ) -> Arc<Dispatcher> {
         let (input, input_rx) = crossbeam_channel::bounded(limits.queue.max(1));
         let (stop, stop_rx) = crossbeam_channel::bounded(1);
+        let (changed, changed_rx) = crossbeam_channel::bounded(1);
         let next_id = sinks.iter().map(|s| s.id).max().unwrap_or(0) + 1;
         let set = SinkSet::new(sinks);
         let stats = Arc::new(DispatchStats::default());
@@ -277,6 +281,7 @@ impl Dispatcher {
             input_oldest: input_rx.clone(),
             inbound_capacity_bytes: limits.queue_bytes,
             stop,
+            changed,
             set: RwLock::new(set),
             next_id: AtomicU64::new(next_id),
             agent,
@@ -290,7 +295,7 @@ impl Dispatcher {
         let mut core = Core::new(Arc::downgrade(&dispatcher), limits);
         core.outboxes = outbox.map(|settings| Outboxes::new(settings, dispatcher.outboxes.clone()));
         let handle =
-            thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx, stop_rx)).ok();
+            thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx, stop_rx, changed_rx)).ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
         }
@@ -391,6 +396,8 @@ impl Dispatcher {
         let mut sinks = guard.sinks.clone();
         change(&mut sinks);
         *guard = SinkSet::new(sinks);
+        // Full: a wake-up is pending already, and it will see this set.
+        let _ = self.changed.try_send(());
     }
 
     /// Recomputes which events are wanted (after a sink was disabled).
@@ -683,10 +690,13 @@ impl Core {
         (self.limits.concurrency / sinks.max(1)).max(1)
     }
 
-    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>) -> Undone {
+    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>, changed: Receiver<()>) -> Undone {
         let done_rx = self.done.1.clone();
         let mut deadline: Option<Instant> = None;
         let mut next_drop_report = None;
+        // What an earlier run left in the outboxes goes without waiting for a new event.
+        self.sync_outboxes();
+        self.dispatch();
         loop {
             let next_retry = self.retries.peek().map(|Reverse((at, _))| *at);
             let next_outbox = self.outboxes.as_mut().and_then(|o| o.tick(Instant::now()));
@@ -707,6 +717,7 @@ impl Core {
                     Err(_) => deadline = deadline.or(Some(Instant::now())),
                 },
                 recv(stop) -> at => deadline = deadline.or(Some(at.unwrap_or_else(|_| Instant::now()))),
+                recv(changed) -> _ => {}
                 recv(done_rx) -> done => if let Ok(done) = done { self.finish(done) },
                 default(timeout) => {}
             }

@@ -479,6 +479,14 @@ impl TestServer {
         self.stop_and_log().0
     }
 
+    /// SIGKILL, as a crash or an impatient service manager would; returns the log up to it.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().expect("server running");
+        kill_and_reap(&mut child);
+        self.log.wait_drained();
+        self.log()
+    }
+
     /// [`TestServer::stop`], also returning the complete log for assertions on the shutdown.
     pub fn stop_and_log(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("server running");
