@@ -13,8 +13,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::http_receiver::{HttpReceiver, Reply, Request};
 use common::http_flv_client::exchange;
+use common::http_receiver::{HttpReceiver, Reply, Request};
 use common::{TempDir, TestServer, ffmpeg_publish, metric_total, require_ffmpeg};
 use serde_json::Value;
 
@@ -23,7 +23,9 @@ fn printed_events(log: &str) -> Vec<(String, String)> {
     log.lines()
         .filter(|line| line.starts_with("{\"id\":\"evt_"))
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|v| (v["id"].as_str().unwrap_or_default().to_owned(), v["stream_key"].as_str().unwrap_or_default().to_owned()))
+        .map(|v| {
+            (v["id"].as_str().unwrap_or_default().to_owned(), v["stream_key"].as_str().unwrap_or_default().to_owned())
+        })
         .collect()
 }
 
@@ -52,8 +54,10 @@ format = "json"
 
 /// Publishes `names` at once for about `seconds`, and waits for every publisher to end.
 fn publish_all(server: &TestServer, names: &[&str], seconds: u32) {
-    let mut publishers: Vec<_> =
-        names.iter().map(|name| ffmpeg_publish(&server.rtmp_url(&format!("live/{name}")), seconds, (160, 120))).collect();
+    let mut publishers: Vec<_> = names
+        .iter()
+        .map(|name| ffmpeg_publish(&server.rtmp_url(&format!("live/{name}")), seconds, (160, 120)))
+        .collect();
     for publisher in &mut publishers {
         publisher.wait_timeout(Duration::from_secs(u64::from(seconds) + 20));
     }
@@ -80,9 +84,15 @@ fn every_event_reaches_a_receiver_that_was_down_across_restarts() {
 
     // 2. Killed in the middle of a publish, one stream of the same name as before.
     let server = TestServer::start_with_config(&toml, &[]);
-    assert!(server.wait_for_log("undelivered events from an earlier run will be sent again", Duration::from_secs(10)), "{}", server.log());
-    let mut publishers: Vec<_> =
-        ["a", "d"].iter().map(|name| ffmpeg_publish(&server.rtmp_url(&format!("live/{name}")), 30, (160, 120))).collect();
+    assert!(
+        server.wait_for_log("undelivered events from an earlier run will be sent again", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    let mut publishers: Vec<_> = ["a", "d"]
+        .iter()
+        .map(|name| ffmpeg_publish(&server.rtmp_url(&format!("live/{name}")), 30, (160, 120)))
+        .collect();
     assert!(server.wait_for_log_count("\"type\":\"publish_start\"", 2, Duration::from_secs(20)), "{}", server.log());
     std::thread::sleep(Duration::from_millis(1500));
     for publisher in &mut publishers {
@@ -124,7 +134,12 @@ fn every_event_reaches_a_receiver_that_was_down_across_restarts() {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "{} of {} events never arrived: {missing:?}\n{log}", missing.len(), all.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events never arrived: {missing:?}\n{log}",
+            missing.len(),
+            all.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     printed.extend(printed_events(&server.log()));

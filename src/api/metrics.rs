@@ -264,16 +264,6 @@ fn escape(value: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
-}
-
 /// Each outbox, labelled by its sink key (`outbox`) and whether a configured sink owns it.
 fn outbox_metrics(out: &mut Metrics, state: &ApiState) {
     let outboxes = state.dispatcher.outboxes();
@@ -317,4 +307,14 @@ fn outbox_metrics(out: &mut Metrics, state: &ApiState) {
         &[],
         orphaned as u64,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

@@ -294,8 +294,10 @@ impl Dispatcher {
         });
         let mut core = Core::new(Arc::downgrade(&dispatcher), limits);
         core.outboxes = outbox.map(|settings| Outboxes::new(settings, dispatcher.outboxes.clone()));
-        let handle =
-            thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx, stop_rx, changed_rx)).ok();
+        let handle = thread::Builder::new()
+            .name("hook-dispatch".into())
+            .spawn(move || core.run(input_rx, stop_rx, changed_rx))
+            .ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
         }
@@ -791,7 +793,8 @@ impl Core {
             {
                 match admission {
                     Admission::Resident(record) => {
-                        let queued = Queued { number: self.take_number(), event: event.clone(), bytes, record: Some(record) };
+                        let queued =
+                            Queued { number: self.take_number(), event: event.clone(), bytes, record: Some(record) };
                         self.push_queued(sink, key.clone(), queued);
                     }
                     // Read back once the sink has room in memory.
@@ -885,7 +888,9 @@ impl Core {
                 && !sink.stats.disabled.load(Ordering::Relaxed)
                 && outboxes.has_unread(key)
             {
-                read.extend(outboxes.refill(key, room).into_iter().map(|(record, event)| (sink.clone(), record, event)));
+                read.extend(
+                    outboxes.refill(key, room).into_iter().map(|(record, event)| (sink.clone(), record, event)),
+                );
             }
         }
         for (sink, record, event) in read {

@@ -75,11 +75,9 @@ impl OutboxSettings {
         }
         let dir = config.state_dir.join(DIR_NAME);
         match probe(&dir) {
-            Ok(()) => Ok(Some(OutboxSettings {
-                dir,
-                fsync: config.outbox_fsync,
-                max_bytes: config.outbox_max_bytes as u64,
-            })),
+            Ok(()) => {
+                Ok(Some(OutboxSettings { dir, fsync: config.outbox_fsync, max_bytes: config.outbox_max_bytes as u64 }))
+            }
             Err(e) if config.outbox == Some(true) => {
                 Err(format!("key 'outbox': cannot write {} ({e}); set outbox = false to run without it", dir.display()))
             }
@@ -388,7 +386,11 @@ impl Outboxes {
             }
             unsynced |= open.outbox.is_unsynced();
             if let Some(report) = open.refusals.tick(now) {
-                log_refusals(key, &report, &AppendError::Full { bytes: open.outbox.bytes(), max: self.settings.max_bytes });
+                log_refusals(
+                    key,
+                    &report,
+                    &AppendError::Full { bytes: open.outbox.bytes(), max: self.settings.max_bytes },
+                );
             }
             next = next.into_iter().chain(open.refusals.next_report()).min();
         }

@@ -143,7 +143,8 @@ impl SinkOutbox {
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Some(first) = name.strip_prefix("seg-").and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok())
+            if let Some(first) =
+                name.strip_prefix("seg-").and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok())
             {
                 firsts.push(first);
             }
@@ -432,7 +433,9 @@ impl SinkOutbox {
                         if number >= from && segment.is_pending(number) {
                             match stored::decode(payload) {
                                 Some(event) => out.push((number, event)),
-                                None => warn!(file = %segment.path.display(), number, "outbox: an event that does not read back is skipped"),
+                                None => {
+                                    warn!(file = %segment.path.display(), number, "outbox: an event that does not read back is skipped")
+                                }
                             }
                         }
                     }

@@ -42,7 +42,8 @@ pub fn encode(event: &Event) -> Vec<u8> {
 /// The event a stored form holds; `None` when it is not one (a record from another version).
 pub fn decode(bytes: &[u8]) -> Option<Event> {
     let stored: Stored<'_> = serde_json::from_slice(bytes).ok()?;
-    let protocol = [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv].into_iter().find(|p| p.as_str() == stored.protocol)?;
+    let protocol =
+        [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv].into_iter().find(|p| p.as_str() == stored.protocol)?;
     Some(Event {
         id: stored.id.to_owned(),
         event_type: stored.event_type.parse::<EventType>().ok()?,
