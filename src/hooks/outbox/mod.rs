@@ -199,7 +199,7 @@ impl Outboxes {
                         loaded_until,
                         refusals: DropLog::default(),
                     };
-                    publish(&open);
+                    publish(&open.stats, &open.outbox);
                     self.open.insert(key.clone(), open);
                     self.reported_orphans.retain(|k| k != key);
                 }
@@ -254,9 +254,7 @@ impl Outboxes {
             if let Ok((outbox, _)) = SinkOutbox::open(&entry.path(), self.settings.max_bytes, self.segment_bytes()) {
                 let stats = self.stats_of(&name);
                 stats.configured.store(false, Ordering::Relaxed);
-                stats.entries.store(outbox.pending(), Ordering::Relaxed);
-                stats.bytes.store(outbox.bytes(), Ordering::Relaxed);
-                stats.oldest_ms.store(outbox.oldest_timestamp_ms().unwrap_or(0), Ordering::Relaxed);
+                publish(&stats, &outbox);
             }
         }
     }
@@ -346,7 +344,7 @@ impl Outboxes {
         if let Err(e) = open.outbox.ack(number) {
             error!(sink = %key, number, error = %e, "outbox: cannot record a delivery; it will be sent again after a restart");
         }
-        publish(open);
+        publish(&open.stats, &open.outbox);
     }
 
     /// Sink `key`'s events left memory unsent (the sink was disabled, or changed by a reload):
@@ -364,23 +362,23 @@ impl Outboxes {
         self.open.get(key).map_or(0, |o| o.outbox.pending())
     }
 
-    /// Hands what was written to the kernel: done before any of it is attempted.
+    /// Hands the events written to the kernel: done before any of them is attempted.
     pub fn flush(&mut self) {
         for (key, open) in &mut self.open {
-            if let Err(e) = open.outbox.flush() {
+            if let Err(e) = open.outbox.flush_events() {
                 error!(sink = %key, error = %e, "outbox: cannot write");
             }
         }
     }
 
-    /// Hands what was written to the kernel, fsyncs every
+    /// Hands the events written to the kernel, fsyncs (acknowledgements too) every
     /// `outbox_fsync`, logs refusals due, reports orphans once; returns when to come back.
     pub fn tick(&mut self, now: Instant) -> Option<Instant> {
         let sync = now >= self.last_sync + self.settings.fsync;
         let mut next = None;
         let mut unsynced = false;
         for (key, open) in &mut self.open {
-            let written = if sync { open.outbox.sync() } else { open.outbox.flush() };
+            let written = if sync { open.outbox.sync() } else { open.outbox.flush_events() };
             if let Err(e) = written {
                 error!(sink = %key, error = %e, "outbox: cannot write");
             }
@@ -442,10 +440,10 @@ impl Outboxes {
 }
 
 /// Shows an outbox's state on its counters.
-fn publish(open: &Open) {
-    open.stats.entries.store(open.outbox.pending(), Ordering::Relaxed);
-    open.stats.bytes.store(open.outbox.bytes(), Ordering::Relaxed);
-    open.stats.oldest_ms.store(open.outbox.oldest_timestamp_ms().unwrap_or(0), Ordering::Relaxed);
+fn publish(stats: &OutboxStats, outbox: &SinkOutbox) {
+    stats.entries.store(outbox.pending(), Ordering::Relaxed);
+    stats.bytes.store(outbox.bytes(), Ordering::Relaxed);
+    stats.oldest_ms.store(outbox.oldest_timestamp_ms().unwrap_or(0), Ordering::Relaxed);
 }
 
 fn log_refusals(key: &str, report: &DropReport, cause: &AppendError) {

@@ -130,6 +130,9 @@ pub struct SinkOutbox {
     unsynced: bool,
     /// Written since the last flush.
     unflushed: bool,
+    /// Events written since the last flush: they must reach the kernel before their first
+    /// attempt; acknowledgements alone may wait for the fsync tick.
+    events_unflushed: bool,
     cursor: Cursor,
     encoded: Vec<u8>,
 }
@@ -161,6 +164,7 @@ impl SinkOutbox {
             segment_bytes: segment_bytes.max(4096),
             unsynced: false,
             unflushed: false,
+            events_unflushed: false,
             cursor: Cursor { segment: 0, offset: 0 },
             encoded: Vec::new(),
         };
@@ -255,6 +259,7 @@ impl SinkOutbox {
             self.roll()?;
         }
         self.write_encoded()?;
+        self.events_unflushed = true;
         self.next_number += 1;
         self.pending += 1;
         if let Some(segment) = self.segments.back_mut() {
@@ -327,8 +332,17 @@ impl SinkOutbox {
         {
             writer.flush()?;
             self.unflushed = false;
+            self.events_unflushed = false;
         }
         Ok(())
+    }
+
+    /// [`flush`](Self::flush)es if events were written since the last: what must reach the
+    /// kernel before an attempt. Acknowledgements alone wait (for the next event or the fsync
+    /// tick), so a burst of deliveries costs no write per delivery; a kill loses at most that
+    /// wait's acknowledgements, and their events are sent once more.
+    pub fn flush_events(&mut self) -> io::Result<()> {
+        if self.events_unflushed { self.flush() } else { Ok(()) }
     }
 
     /// Flushes and fsyncs what was written: from here it survives the machine.

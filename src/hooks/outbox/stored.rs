@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::hooks::event::{Event, EventType, Protocol};
 
-#[derive(Serialize, Deserialize)]
+/// Written: borrows the event.
+#[derive(Serialize)]
 struct Stored<'a> {
     id: &'a str,
     #[serde(rename = "type")]
@@ -18,6 +19,22 @@ struct Stored<'a> {
     protocol: &'a str,
     addr: &'a str,
     stream_key: &'a str,
+    seq: u64,
+    data: &'a Map<String, Value>,
+}
+
+/// Read: owns its strings, since a string with escapes (a stream name with a quote in it)
+/// cannot be borrowed from the JSON.
+#[derive(Deserialize)]
+struct Read {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    timestamp_ms: u64,
+    conn_id: u64,
+    protocol: String,
+    addr: String,
+    stream_key: String,
     seq: u64,
     data: Map<String, Value>,
 }
@@ -33,7 +50,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
         addr: &event.addr,
         stream_key: &event.stream_key,
         seq: event.seq,
-        data: event.data.clone(),
+        data: &event.data,
     };
     // Plain strings, numbers and a JSON map: serializing cannot fail.
     serde_json::to_vec(&stored).unwrap_or_default()
@@ -41,17 +58,17 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// The event a stored form holds; `None` when it is not one (a record from another version).
 pub fn decode(bytes: &[u8]) -> Option<Event> {
-    let stored: Stored<'_> = serde_json::from_slice(bytes).ok()?;
+    let stored: Read = serde_json::from_slice(bytes).ok()?;
     let protocol =
         [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv].into_iter().find(|p| p.as_str() == stored.protocol)?;
     Some(Event {
-        id: stored.id.to_owned(),
+        id: stored.id,
         event_type: stored.event_type.parse::<EventType>().ok()?,
         timestamp_ms: stored.timestamp_ms,
         conn_id: stored.conn_id,
         protocol,
-        addr: stored.addr.to_owned(),
-        stream_key: stored.stream_key.to_owned(),
+        addr: stored.addr,
+        stream_key: stored.stream_key,
         seq: stored.seq,
         data: stored.data,
     })
@@ -67,7 +84,7 @@ mod tests {
     #[test]
     fn an_event_reads_back_as_the_same_event_and_the_same_bodies() {
         let mut event = connect_event(&[("app", "live"), ("tcurl", "rtmp://h/live?a=\"q\"\\é")]);
-        event.stream_key = "live/cam".into();
+        event.stream_key = "live/\"cam\"\\é\u{1}".into();
         event.seq = 42;
         event.protocol = Protocol::HttpFlv;
         event.data.insert("bitrate".into(), serde_json::json!(1234.5678));
