@@ -198,7 +198,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
         config.hook_queue_bytes = item.integer(limits::HOOK_QUEUE_BYTES)?;
     }
     if let Some(item) = root.get("outbox") {
-        config.outbox = Some(item.boolean()?);
+        // "auto", the default, spelled out: on when state_dir is writable.
+        config.outbox = match item.value.get_ref() {
+            DeValue::String(s) if s == "auto" => None,
+            DeValue::String(_) => return Err(item.error("expected true, false or \"auto\"")),
+            _ => Some(item.boolean()?),
+        };
     }
     if let Some(item) = root.get("outbox_fsync") {
         config.outbox_fsync = item.duration(floors::TIMEOUT)?;

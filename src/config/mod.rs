@@ -312,8 +312,8 @@ pub struct Config {
     pub hook_queue_bytes: usize,
     /// `outbox`: every event bound for a webhook is written to `state_dir/outbox/` before its
     /// first attempt and kept until delivered (docs/hooks.md, "Delivery guarantees"). `None`
-    /// (the default): on when `state_dir` is writable, else off with a warning; `Some(true)`:
-    /// start-up fails when it is not writable.
+    /// (`"auto"`, the default): on when `state_dir` is writable, else off with a warning;
+    /// `Some(true)`: start-up fails when it is not writable.
     pub outbox: Option<bool>,
     /// How often outbox writes are fsynced: on a power failure, at most this much of the
     /// newest events may be lost (a killed process loses none). Default 200ms.

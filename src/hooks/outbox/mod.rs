@@ -457,3 +457,83 @@ fn log_refusals(key: &str, report: &DropReport, cause: &AppendError) {
         "outbox: events not written, dropped (the outbox keeps the oldest undelivered events)"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::event::connect_event;
+
+    fn settings(name: &str) -> OutboxSettings {
+        let dir = std::env::temp_dir().join(format!("ringcast-outboxes-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        OutboxSettings { dir, fsync: Duration::from_millis(200), max_bytes: 1 << 20 }
+    }
+
+    fn event(n: u64, stream: &str) -> Event {
+        let mut event = connect_event(&[]);
+        event.id = format!("evt_{n:03}");
+        event.stream_key = stream.to_owned();
+        event
+    }
+
+    const ROOM: Room = Room { entries: 4, bytes: 1 << 20 };
+
+    #[test]
+    fn past_its_room_a_sink_waits_on_disk_and_is_read_back_in_order() {
+        let settings = settings("spill");
+        let mut outboxes = Outboxes::new(settings.clone(), OutboxRegistry::default());
+        let key = "billing".to_owned();
+        outboxes.configure(std::slice::from_ref(&key), &[]);
+        let admissions: Vec<Admission> = (1..=10)
+            .map(|n| outboxes.accept(&key, &event(n, if n % 2 == 0 { "a" } else { "b" }), 100, ROOM).unwrap())
+            .collect();
+        assert_eq!(&admissions[..4], &[1, 2, 3, 4].map(Admission::Resident));
+        assert!(admissions[4..].iter().all(|a| *a == Admission::OnDisk), "{admissions:?}");
+        assert!(outboxes.refill(&key, ROOM).is_empty(), "memory full: nothing read");
+        for n in 1..=3 {
+            outboxes.done(&key, n);
+        }
+        let read: Vec<String> = outboxes.refill(&key, ROOM).into_iter().map(|(_, e)| e.id).collect();
+        assert_eq!(read, ["evt_005", "evt_006", "evt_007"], "the oldest waiting, up to the room");
+        assert_eq!(
+            outboxes.accept(&key, &event(11, "a"), 100, ROOM),
+            Some(Admission::OnDisk),
+            "behind the ones on disk"
+        );
+        assert_eq!(outboxes.pending(&key), 8);
+        assert_eq!(outboxes.accept("nobody", &event(12, "a"), 100, ROOM), None, "no outbox: not this module's");
+        let _ = fs::remove_dir_all(&settings.dir);
+    }
+
+    #[test]
+    fn an_outbox_whose_sink_went_is_kept_and_shown_unconfigured() {
+        let settings = settings("orphan");
+        let registry = OutboxRegistry::default();
+        let mut outboxes = Outboxes::new(settings.clone(), registry.clone());
+        let keys = ["gone".to_owned(), "deleted".to_owned()];
+        outboxes.configure(&keys, &[]);
+        for key in &keys {
+            outboxes.accept(key, &event(1, "a"), 100, ROOM);
+            outboxes.accept(key, &event(2, "a"), 100, ROOM);
+        }
+        outboxes.configure(&[], &["deleted".to_owned()]);
+        assert!(!settings.dir.join("deleted").exists(), "a webhook deleted over the API takes its outbox");
+        assert!(settings.dir.join("gone").exists());
+        let stats = registry.lock().unwrap()["gone"].clone();
+        assert!(!stats.configured.load(Ordering::Relaxed));
+        assert_eq!(stats.entries.load(Ordering::Relaxed), 2);
+
+        // The next start finds it on disk.
+        let registry = OutboxRegistry::default();
+        let mut outboxes = Outboxes::new(settings.clone(), registry.clone());
+        outboxes.configure(&[], &[]);
+        let stats = registry.lock().unwrap()["gone"].clone();
+        assert_eq!((stats.entries.load(Ordering::Relaxed), stats.configured.load(Ordering::Relaxed)), (2, false));
+        // Configured again: it is that sink's, with its events.
+        outboxes.configure(&["gone".to_owned()], &[]);
+        assert!(stats.configured.load(Ordering::Relaxed));
+        let read: Vec<String> = outboxes.refill("gone", ROOM).into_iter().map(|(_, e)| e.id).collect();
+        assert_eq!(read, ["evt_001", "evt_002"]);
+        let _ = fs::remove_dir_all(&settings.dir);
+    }
+}
