@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     }
     match ringcast::server::run(&config, notifier) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ ringcast::server::ServerError::Bind { .. }) => {
+        Err(error @ (ringcast::server::ServerError::Bind { .. } | ringcast::server::ServerError::Outbox(_))) => {
             eprintln!("ringcast: {error}");
             ExitCode::from(2)
         }

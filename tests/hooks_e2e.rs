@@ -1286,8 +1286,9 @@ fn callbacks_stay_fast_behind_a_full_queue_of_deliveries() {
     const SAMPLES: usize = 5;
     let hole = BlackHole::start();
     let fast = HttpReceiver::start();
+    // The in-memory queue is what is measured: webhooks without an outbox.
     let mut toml = format!(
-        "hook_timeout = \"30s\"\nhook_concurrency = 2\n\n[notify]\non_publish = \"{}\"\n",
+        "outbox = false\nhook_timeout = \"30s\"\nhook_concurrency = 2\n\n[notify]\non_publish = \"{}\"\n",
         fast.url("/publish")
     );
     // Every event is one delivery per sink: ten sinks make the backlog with a tenth of the events.
@@ -1366,7 +1367,8 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
     // every session (with two, a session whose shard was descheduled emits its events late).
     let sink = format!("*={}", receiver.url("/events"));
     let server = TestServer::start_with_config(
-        &format!("hook_queue = {QUEUE}\n"),
+        // Drop-oldest is the in-memory queue's: webhooks without an outbox.
+        &format!("outbox = false\nhook_queue = {QUEUE}\n"),
         &["--shards", "1", "--hook-concurrency", "1", "--hook-timeout", "30s", "--hook-webhook", &sink],
     );
     let addr = server.rtmp_addr();
@@ -1425,8 +1427,11 @@ fn a_full_hook_queue_drops_the_oldest_deliveries() {
 fn the_hook_queue_is_bounded_in_bytes() {
     const BOUND: u64 = 64 * 1024;
     const CONNECTIONS: usize = 400;
-    let toml =
-        format!("hook_queue_bytes = {BOUND}\n\n[[webhook]]\nurl = \"{}\"\nretries = 10\n", closed_port_url("/down"));
+    // The in-memory queue's bound: a webhook without an outbox.
+    let toml = format!(
+        "outbox = false\nhook_queue_bytes = {BOUND}\n\n[[webhook]]\nurl = \"{}\"\nretries = 10\n",
+        closed_port_url("/down")
+    );
     let server = TestServer::start_with_config(&toml, &[]);
     let mut most = 0;
     let mut sample = || {

@@ -180,6 +180,7 @@ pub fn render(state: &ApiState) -> String {
             out.sample(name, labels, read(&sink.stats));
         }
     }
+    outbox_metrics(&mut out, state);
     out.counter(
         "ringcast_hook_dropped_inbound_total",
         "Events dropped before dispatch: the dispatcher's inbound queue was full.",
@@ -314,6 +315,51 @@ fn escape(value: &str) -> String {
         }
     }
     out
+}
+
+/// Each outbox, labelled by its sink key (`outbox`) and whether a configured sink owns it.
+fn outbox_metrics(out: &mut Metrics, state: &ApiState) {
+    let outboxes = state.dispatcher.outboxes();
+    let now_ms = crate::hooks::now_ms();
+    let labelled: Vec<(String, &crate::hooks::outbox::OutboxStats)> = outboxes
+        .iter()
+        .map(|(key, stats)| {
+            (format!("outbox=\"{}\",configured=\"{}\"", escape(key), stats.configured.load(Relaxed)), &**stats)
+        })
+        .collect();
+    type Read = fn(&crate::hooks::outbox::OutboxStats, u64) -> u64;
+    let per_outbox: [(&str, &str, bool, Read); 4] = [
+        ("ringcast_outbox_entries", "Events in the outbox not delivered yet.", false, |s, _| s.entries.load(Relaxed)),
+        ("ringcast_outbox_bytes", "Bytes of the outbox's segment files.", false, |s, _| s.bytes.load(Relaxed)),
+        (
+            "ringcast_outbox_oldest_age_seconds",
+            "Age of the oldest undelivered event in the outbox (0 with none).",
+            false,
+            |s, now| match s.oldest_ms.load(Relaxed) {
+                0 => 0,
+                oldest => now.saturating_sub(oldest) / 1000,
+            },
+        ),
+        (
+            "ringcast_outbox_refused_total",
+            "Events not written to the outbox (full at outbox_max_bytes, or a disk error): dropped.",
+            true,
+            |s, _| s.refused.load(Relaxed),
+        ),
+    ];
+    for (name, help, counter, read) in per_outbox {
+        out.header(name, help, if counter { "counter" } else { "gauge" });
+        for (labels, stats) in &labelled {
+            out.sample(name, labels, read(stats, now_ms));
+        }
+    }
+    let orphaned = outboxes.iter().filter(|(_, s)| !s.configured.load(Relaxed)).count();
+    out.gauge(
+        "ringcast_outbox_orphaned",
+        "Outboxes kept for sinks no longer configured (not sent; see the log).",
+        &[],
+        orphaned as u64,
+    );
 }
 
 #[cfg(test)]

@@ -264,6 +264,7 @@ impl ApiState {
             (Route::Webhook(id), "DELETE") => self.webhooks.delete(dispatcher, id),
             (Route::Webhook(id), _) => self.webhooks.get(dispatcher, id),
             (Route::WebhookSecret(id), _) => self.webhooks.rotate(dispatcher, id, &request.body),
+            (Route::Outbox, _) => Ok(self.outbox()),
         };
         match result {
             Ok(value) => Response::json(200, &value),
@@ -282,6 +283,30 @@ impl ApiState {
             None => Err(Response::error(401, "this API wants Authorization: Bearer <api_token>")
                 .header("WWW-Authenticate", challenge)),
         }
+    }
+
+    /// `GET /api/outbox`: each webhook outbox (docs/hooks.md, "Delivery guarantees"), those
+    /// kept for sinks no longer configured included.
+    fn outbox(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::hooks::now_ms();
+        let outboxes: Vec<serde_json::Value> = self
+            .dispatcher
+            .outboxes()
+            .iter()
+            .map(|(key, stats)| {
+                let oldest = stats.oldest_ms.load(Relaxed);
+                json!({
+                    "id": key,
+                    "configured": stats.configured.load(Relaxed),
+                    "entries": stats.entries.load(Relaxed),
+                    "bytes": stats.bytes.load(Relaxed),
+                    "oldest_age_ms": (oldest > 0).then(|| now.saturating_sub(oldest)),
+                    "refused": stats.refused.load(Relaxed),
+                })
+            })
+            .collect();
+        json!({ "outboxes": outboxes })
     }
 
     fn streams(&self) -> serde_json::Value {
@@ -317,6 +342,7 @@ enum Route<'a> {
     Webhooks,
     Webhook(&'a str),
     WebhookSecret(&'a str),
+    Outbox,
 }
 
 impl<'a> Route<'a> {
@@ -330,13 +356,14 @@ impl<'a> Route<'a> {
             ["api", "webhooks"] => Route::Webhooks,
             ["api", "webhooks", id] => Route::Webhook(id),
             ["api", "webhooks", id, "secret"] => Route::WebhookSecret(id),
+            ["api", "outbox"] => Route::Outbox,
             _ => return None,
         })
     }
 
     fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Metrics | Route::Server | Route::Streams | Route::Clients => &["GET", "HEAD"],
+            Route::Metrics | Route::Server | Route::Streams | Route::Clients | Route::Outbox => &["GET", "HEAD"],
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],

@@ -226,6 +226,9 @@ impl Registry {
             }
         };
         let now = now_ms();
+        let mut config = config;
+        // Its outbox is named by its id, which outlives restarts and changes.
+        config.id = Some(id.clone());
         let mut entry = Entry { id, sink_id: 0, config, created_ms: now, updated_ms: now, rotation: None };
         let mut next: Vec<Entry> = entries.clone();
         next.push(entry.clone());
@@ -435,6 +438,7 @@ fn restore_entry(stored: &StoredWebhook, now: u64) -> std::result::Result<Entry,
     let fields = parse_fields(&map, WEBHOOK_KEYS)?;
     let mut config = WebhookConfig::new(String::new(), EventFilter::All);
     apply(&fields, &mut config)?;
+    config.id = Some(stored.id.clone());
     let rotation = match (&stored.previous_secret, stored.previous_secret_expires_at_ms) {
         (Some(previous), Some(until_ms)) if until_ms > now => {
             let previous = Secret::parse(previous).map_err(|e| format!("key 'previous_secret': {e}"))?;
@@ -657,6 +661,8 @@ fn view(id: &str, origin: &str, config: &WebhookConfig, sink: &Sink, entry: Opti
         "created_at": entry.map(|e| rfc3339(e.created_ms)),
         "updated_at": entry.map(|e| rfc3339(e.updated_ms)),
         "disabled": stats.disabled.load(Relaxed),
+        // Its outbox in `GET /api/outbox` and `/metrics`.
+        "outbox_id": sink.outbox_key,
         "stats": {
             "delivered": stats.delivered.load(Relaxed),
             "failed": stats.failed.load(Relaxed),

@@ -59,8 +59,8 @@ pub(super) struct Cli {
     #[arg(long, value_name = "N")]
     shards: Option<String>,
 
-    /// Where state that survives a restart lives (API webhooks, the session journal)
-    /// [default: /var/lib/ringcast]
+    /// Where state that survives a restart lives (API webhooks, the webhooks' outboxes, the
+    /// session journal) [default: /var/lib/ringcast]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<String>,
 

@@ -56,6 +56,9 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "hook_concurrency",
     "hook_queue",
     "hook_queue_bytes",
+    "outbox",
+    "outbox_fsync",
+    "outbox_max_bytes",
     "shutdown_timeout",
     "rotation_grace",
     "tls_ca_file",
@@ -214,6 +217,20 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("hook_queue_bytes") {
         config.hook_queue_bytes = item.integer(limits::HOOK_QUEUE_BYTES)?;
     }
+    if let Some(item) = root.get("outbox") {
+        // "auto", the default, spelled out: on when state_dir is writable.
+        config.outbox = match item.value.get_ref() {
+            DeValue::String(s) if s == "auto" => None,
+            DeValue::String(_) => return Err(item.error("expected true, false or \"auto\"")),
+            _ => Some(item.boolean()?),
+        };
+    }
+    if let Some(item) = root.get("outbox_fsync") {
+        config.outbox_fsync = item.duration(floors::TIMEOUT)?;
+    }
+    if let Some(item) = root.get("outbox_max_bytes") {
+        config.outbox_max_bytes = item.integer(limits::OUTBOX_MAX_BYTES)?;
+    }
     if let Some(item) = root.get("shutdown_timeout") {
         config.shutdown_timeout = item.duration(floors::TIMEOUT)?;
     }
@@ -229,7 +246,15 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("webhook") {
         for element in item.array_of_tables()? {
-            config.webhooks.push(read_webhook(&element)?);
+            let webhook = read_webhook(&element)?;
+            if let Some(id) = &webhook.id
+                && config.webhooks.iter().any(|w| w.id.as_ref() == Some(id))
+                && let Ok(table) = element.table()
+                && let Some(value) = table.get("id")
+            {
+                return Err(value.error(format!("id {id:?} is given to another [[webhook]] already")));
+            }
+            config.webhooks.push(webhook);
         }
     }
     if let Some(item) = root.get("script") {
@@ -317,10 +342,15 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
 
 fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
     let table = item.table()?;
-    table.check_keys(WEBHOOK_KEYS)?;
+    table.check_keys(&[WEBHOOK_KEYS, &["id"]].concat())?;
     if table.get("url").is_none() {
         return Err(item.error("missing required key 'url'"));
     }
+    // Only the file names its webhooks: the API gives its own ids.
+    let id = match table.get("id") {
+        Some(value) => Some(value.parse(parse_webhook_id)?),
+        None => None,
+    };
     let mut fields = WebhookFields::default();
     for &key in WEBHOOK_KEYS {
         let Some(value) = table.get(key) else { continue };
@@ -341,11 +371,24 @@ fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {
         }
     }
     let mut config = WebhookConfig::new(String::new(), EventFilter::All);
+    config.id = id;
     fields.apply(&mut config).map_err(|CrossKeyError { key, message }| match table.get(key) {
         Some(value) => value.error(message),
         None => item.error(message),
     })?;
     Ok(config)
+}
+
+/// `[[webhook]] id`: a plain name (it names the webhook's outbox directory), not one the
+/// admin API could give.
+fn parse_webhook_id(id: &str) -> std::result::Result<String, String> {
+    if !webhook::is_plain_id(id) {
+        return Err(format!("{id:?} is not an id: 1 to 64 of A-Z a-z 0-9 _ - . (not starting with a dot)"));
+    }
+    if id.starts_with("wh_") || id.starts_with("url-") || id.starts_with("config_") {
+        return Err(format!("{id:?}: ids starting with wh_, url- or config_ are ringcast's own"));
+    }
+    Ok(id.to_owned())
 }
 
 /// An array of strings run through a list validator, blaming the element or the array.

@@ -296,6 +296,9 @@ pub struct WebhookConfig {
     /// Attempts after the first on connection error, timeout, 5xx or 429 (backoff 1s, 2s, 4s...
     /// capped at 60s); at most 100 so a dead receiver cannot hold deliveries for days.
     pub retries: u32,
+    /// `[[webhook]] id`, or the admin API's id: names the sink's outbox across restarts
+    /// (`hooks::outbox::key`). `None`: named by its URL and events.
+    pub id: Option<String>,
 }
 
 impl WebhookConfig {
@@ -311,6 +314,7 @@ impl WebhookConfig {
             signature: Signature::Standard,
             signature_header: DEFAULT_SIGNATURE_HEADER.to_owned(),
             retries: 5,
+            id: None,
         }
     }
 }

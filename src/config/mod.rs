@@ -131,8 +131,8 @@ pub use hooks::{
     parse_event, parse_header_name, parse_url,
 };
 pub use webhook::{
-    CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, parse_events,
-    parse_headers,
+    CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
+    parse_events, parse_headers,
 };
 
 choice! {
@@ -186,6 +186,7 @@ mod limits {
     pub const HOOK_CONCURRENCY: (u64, u64) = (1, 1024);
     pub const HOOK_QUEUE: (u64, u64) = (1, 10_000_000);
     pub const HOOK_QUEUE_BYTES: (u64, u64) = (64 * 1024, 1 << 40);
+    pub const OUTBOX_MAX_BYTES: (u64, u64) = (64 * 1024, 1 << 44);
     pub const CALLBACKS_IN_FLIGHT: (u64, u64) = (1, 1_000_000);
     pub const CALLBACK_CACHE_ENTRIES: (u64, u64) = (0, 10_000_000);
     pub const RETRIES: (u64, u64) = (0, 100);
@@ -331,6 +332,17 @@ pub struct Config {
     /// past it the oldest is dropped, counted and logged. Default 64 MiB; 64 KiB..=1 TiB.
     /// Bounds hook memory whatever the events carry (`hook_queue` only counts them).
     pub hook_queue_bytes: usize,
+    /// `outbox`: every event bound for a webhook is written to `state_dir/outbox/` before its
+    /// first attempt and kept until delivered (docs/hooks.md, "Delivery guarantees"). `None`
+    /// (`"auto"`, the default): on when `state_dir` is writable, else off with a warning;
+    /// `Some(true)`: start-up fails when it is not writable.
+    pub outbox: Option<bool>,
+    /// How often outbox writes are fsynced: on a power failure, at most this much of the
+    /// newest events may be lost (a killed process loses none). Default 200ms.
+    pub outbox_fsync: Duration,
+    /// Bytes one webhook's outbox may hold on disk; past it new events are dropped, counted and
+    /// logged (the oldest undelivered are kept). Default 1 GiB; 64 KiB..=16 TiB.
+    pub outbox_max_bytes: usize,
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take: sessions close, then done
     /// callbacks and queued deliveries get what is left; at the deadline the rest is abandoned
     /// and logged in one summary. Default 10s, under the systemd unit's `TimeoutStopSec=15s`
@@ -402,6 +414,9 @@ impl Default for Config {
             hook_concurrency: 10,
             hook_queue: 100_000,
             hook_queue_bytes: 64 << 20,
+            outbox: None,
+            outbox_fsync: Duration::from_millis(200),
+            outbox_max_bytes: 1 << 30,
             shutdown_timeout: Duration::from_secs(10),
             rotation_grace: Duration::from_secs(24 * 3600),
             tls_ca_file: None,

@@ -145,6 +145,15 @@ pub fn parse_headers(texts: &[&str]) -> Result<Vec<Header>, ValueError> {
     Ok(headers)
 }
 
+/// Whether `id` may name a webhook's outbox (a directory): 1 to 64 of `A-Z a-z 0-9 _ - .`, not
+/// starting with a dot.
+pub fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// `retries`: attempts after the first, at most 100 so a dead receiver cannot hold deliveries
 /// for days.
 pub fn check_retries(value: i128) -> Result<u32, String> {

@@ -12,6 +12,11 @@
 //! hangs holds only its own share; workers never sleep, retries wait in the dispatcher's
 //! timer heap instead. Shutdown has a deadline: what is still undone then is abandoned and
 //! reported, not waited for.
+//!
+//! A webhook sink with an outbox ([`super::outbox`]) takes its events from there instead: each
+//! is written before it is queued, is never dropped for room (its memory share full, it waits on
+//! disk), is retried with backoff for as long as its receiver is down, and is acknowledged on
+//! disk once done with. Its deliveries are outside `hook_queue`'s drop-oldest.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -27,6 +32,7 @@ use tracing::{error, info, warn};
 use super::clock::now_ms;
 use super::drop_log::{DropLog, DropReport};
 use super::event::{Event, EventType};
+use super::outbox::{self, Admission, OutboxRegistry, OutboxSettings, Outboxes, Room};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{EventSink, script, stdio};
 use crate::config::{Config, EventFilter, Secret, StdioFormat, WebhookConfig};
@@ -78,6 +84,8 @@ pub struct Sink {
     kind: SinkKind,
     /// The webhook's settings as given (for the admin API), `None` for scripts and stdio.
     pub webhook: Option<WebhookConfig>,
+    /// Names the webhook's outbox across restarts (`outbox::key`); `None` for scripts and stdio.
+    pub outbox_key: Option<String>,
     /// Shared by the sink's versions: a change (PATCH, rotation) keeps its counters, and
     /// deliveries queued before the change are accounted where they were counted.
     pub stats: Arc<SinkStats>,
@@ -102,6 +110,7 @@ impl Sink {
                 agent,
                 retries: config.retries,
             },
+            outbox_key: Some(outbox::key::of_webhook(&config)),
             webhook: Some(config),
             stats: Arc::default(),
         }
@@ -134,6 +143,7 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
             filter: script.event.clone(),
             kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
             webhook: None,
+            outbox_key: None,
             stats: Arc::default(),
         }));
     }
@@ -145,6 +155,7 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
             filter: EventFilter::All,
             kind: SinkKind::Stdio { format },
             webhook: None,
+            outbox_key: None,
             stats: Arc::default(),
         }));
     }
@@ -226,6 +237,9 @@ pub struct Dispatcher {
     /// The shutdown deadline, on a channel of its own: the shards' channel may be full, and
     /// its drop-oldest must never take a shutdown with it.
     stop: Sender<Instant>,
+    /// Tells the dispatcher thread the sinks changed: a sink with an outbox may have events
+    /// waiting on disk since an earlier run.
+    changed: Sender<()>,
     set: RwLock<Arc<SinkSet>>,
     next_id: AtomicU64,
     /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
@@ -235,14 +249,30 @@ pub struct Dispatcher {
     inbound_drops: Mutex<DropLog>,
     /// Set once the dispatcher thread is gone: nothing would flush a held-back drop any more.
     stopped: AtomicBool,
+    /// Every outbox, by sink key, for `/metrics` and the API (empty with the outbox off).
+    outboxes: OutboxRegistry,
+    /// Keys of the webhooks deleted over the API since the dispatcher thread last looked: their
+    /// outboxes are deleted with them.
+    deleted_keys: Mutex<Vec<String>>,
     thread: Mutex<Option<thread::JoinHandle<Undone>>>,
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher thread; its workers start as deliveries need them.
+    /// Starts the dispatcher thread, without outbox; its workers start as deliveries need them.
     pub fn start(sinks: Vec<Arc<Sink>>, agent: ureq::Agent, limits: DispatchLimits) -> Arc<Dispatcher> {
+        Dispatcher::start_with_outbox(sinks, agent, limits, None)
+    }
+
+    /// Starts the dispatcher thread; with `outbox`, webhook sinks deliver through their outboxes.
+    pub fn start_with_outbox(
+        sinks: Vec<Arc<Sink>>,
+        agent: ureq::Agent,
+        limits: DispatchLimits,
+        outbox: Option<OutboxSettings>,
+    ) -> Arc<Dispatcher> {
         let (input, input_rx) = crossbeam_channel::bounded(limits.queue.max(1));
         let (stop, stop_rx) = crossbeam_channel::bounded(1);
+        let (changed, changed_rx) = crossbeam_channel::bounded(1);
         let next_id = sinks.iter().map(|s| s.id).max().unwrap_or(0) + 1;
         let set = SinkSet::new(sinks);
         let stats = Arc::new(DispatchStats::default());
@@ -251,17 +281,23 @@ impl Dispatcher {
             input_oldest: input_rx.clone(),
             inbound_capacity_bytes: limits.queue_bytes,
             stop,
+            changed,
             set: RwLock::new(set),
             next_id: AtomicU64::new(next_id),
             agent,
             stats,
             inbound_drops: Mutex::default(),
             stopped: AtomicBool::new(false),
+            outboxes: OutboxRegistry::default(),
+            deleted_keys: Mutex::default(),
             thread: Mutex::new(None),
         });
-        let core = Core::new(Arc::downgrade(&dispatcher), limits);
-        let handle =
-            thread::Builder::new().name("hook-dispatch".into()).spawn(move || core.run(input_rx, stop_rx)).ok();
+        let mut core = Core::new(Arc::downgrade(&dispatcher), limits);
+        core.outboxes = outbox.map(|settings| Outboxes::new(settings, dispatcher.outboxes.clone()));
+        let handle = thread::Builder::new()
+            .name("hook-dispatch".into())
+            .spawn(move || core.run(input_rx, stop_rx, changed_rx))
+            .ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
         }
@@ -337,9 +373,22 @@ impl Dispatcher {
         self.agent.clone()
     }
 
-    /// Removes sink `id`; its queued deliveries are dropped (and counted).
+    /// Every outbox (configured sinks' and those left by sinks gone), by sink key.
+    pub fn outboxes(&self) -> Vec<(String, Arc<outbox::OutboxStats>)> {
+        let registry = self.outboxes.lock().unwrap_or_else(|p| p.into_inner());
+        registry.iter().map(|(key, stats)| (key.clone(), stats.clone())).collect()
+    }
+
+    /// Removes sink `id`; its queued deliveries are dropped (and counted). A webhook made over
+    /// the API takes its outbox with it; a config-file one's is kept (the file may bring it
+    /// back).
     pub fn remove_sink(&self, id: u64) -> Option<Arc<Sink>> {
         let removed = self.sink(id)?;
+        if removed.origin == SinkOrigin::Api
+            && let Some(key) = &removed.outbox_key
+        {
+            self.deleted_keys.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone());
+        }
         self.modify(|sinks| sinks.retain(|s| s.id != id));
         Some(removed)
     }
@@ -349,6 +398,8 @@ impl Dispatcher {
         let mut sinks = guard.sinks.clone();
         change(&mut sinks);
         *guard = SinkSet::new(sinks);
+        // Full: a wake-up is pending already, and it will see this set.
+        let _ = self.changed.try_send(());
     }
 
     /// Recomputes which events are wanted (after a sink was disabled).
@@ -494,6 +545,8 @@ struct Job {
     sink: Arc<Sink>,
     event: Arc<Event>,
     attempt: u32,
+    /// Its number in the sink's outbox; `None` for a delivery held in memory only.
+    record: Option<u64>,
     /// What this delivery counts against `hook_queue_bytes` while it waits (for a retry).
     bytes: usize,
 }
@@ -508,6 +561,8 @@ struct Queued {
     number: u64,
     event: Arc<Event>,
     bytes: usize,
+    /// Its number in the sink's outbox: such a delivery is outside `order` and `queued_bytes`.
+    record: Option<u64>,
 }
 
 /// A FIFO of one stream's deliveries to one sink.
@@ -538,6 +593,9 @@ impl SinkQueues {
     }
 }
 
+/// Inbound events taken in one round beyond the first (one outbox write batch).
+const INBOUND_BATCH: usize = 1024;
+
 /// What each queued delivery costs beyond its event: its entry in the oldest-first index and
 /// in its stream's queue, with the key they repeat.
 const DELIVERY_OVERHEAD: usize = 96;
@@ -567,6 +625,14 @@ struct Core {
     workers: usize,
     jobs: (Sender<Job>, Receiver<Job>),
     done: (Sender<Done>, Receiver<Done>),
+    /// The sinks' outboxes; `None` with the outbox off.
+    outboxes: Option<Outboxes>,
+    /// The sink set the outboxes were last opened for.
+    outbox_set: Option<Arc<SinkSet>>,
+    /// Outbox key per sink id, kept while deliveries of a sink gone may still finish.
+    outbox_keys: HashMap<u64, String>,
+    /// Set once shutdown began: nothing more is read back from the outboxes.
+    stopping: bool,
 }
 
 struct SinkDrops {
@@ -606,6 +672,10 @@ impl Core {
             // Unbounded, but never longer than the deliveries in flight, which the shares bound.
             jobs: crossbeam_channel::unbounded(),
             done: crossbeam_channel::unbounded(),
+            outboxes: None,
+            outbox_set: None,
+            outbox_keys: HashMap::new(),
+            stopping: false,
         }
     }
 
@@ -622,37 +692,63 @@ impl Core {
         (self.limits.concurrency / sinks.max(1)).max(1)
     }
 
-    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>) -> Undone {
+    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>, changed: Receiver<()>) -> Undone {
         let done_rx = self.done.1.clone();
         let mut deadline: Option<Instant> = None;
         let mut next_drop_report = None;
+        // What an earlier run left in the outboxes goes without waiting for a new event.
+        self.sync_outboxes();
+        self.dispatch();
         loop {
             let next_retry = self.retries.peek().map(|Reverse((at, _))| *at);
-            let wake = next_retry.into_iter().chain(next_drop_report).chain(deadline).min();
+            let next_outbox = self.outboxes.as_mut().and_then(|o| o.tick(Instant::now()));
+            let wake = next_retry.into_iter().chain(next_drop_report).chain(deadline).chain(next_outbox).min();
             let timeout = wake.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
             select! {
                 recv(input) -> inbound => match inbound {
-                    Ok(Inbound { event, bytes }) => {
-                        if let Some(dispatcher) = self.dispatcher.upgrade() {
-                            dispatcher.stats.inbound_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+                    Ok(first) => {
+                        // What else is waiting goes in the same round: the outbox writes it as
+                        // one batch.
+                        for Inbound { event, bytes } in std::iter::once(first).chain(input.try_iter().take(INBOUND_BATCH)) {
+                            if let Some(dispatcher) = self.dispatcher.upgrade() {
+                                dispatcher.stats.inbound_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+                            }
+                            self.enqueue(event, bytes);
                         }
-                        self.enqueue(event, bytes);
                     }
                     Err(_) => deadline = deadline.or(Some(Instant::now())),
                 },
                 recv(stop) -> at => deadline = deadline.or(Some(at.unwrap_or_else(|_| Instant::now()))),
+                recv(changed) -> _ => {}
                 recv(done_rx) -> done => if let Ok(done) = done { self.finish(done) },
                 default(timeout) => {}
             }
+            self.stopping = deadline.is_some();
+            self.sync_outboxes();
             self.fire_retries();
+            if let Some(outboxes) = self.outboxes.as_mut() {
+                // Written events reach the kernel before their first attempt: from here a
+                // killed process does not lose them.
+                outboxes.flush();
+            }
             self.dispatch();
             // A shard that drops an inbound event also leaves one in the channel (or finds it
             // full), so this loop runs again after every inbound drop: none waits unseen.
             next_drop_report = self.report_drops(Instant::now());
             if let Some(deadline) = deadline {
-                let idle = self.in_flight == 0 && self.order.is_empty() && self.retry_jobs.is_empty();
+                // Deliveries in an outbox waiting for a retry do not hold shutdown up: they are
+                // sent after the restart.
+                let idle = self.in_flight == 0
+                    && self.order.is_empty()
+                    && self.retry_jobs.values().all(|job| job.record.is_some())
+                    && self.sinks.values().all(|q| q.ready.is_empty() && q.due.is_empty());
                 if idle || Instant::now() >= deadline {
                     self.flush_drops();
+                    if let Some(outboxes) = self.outboxes.as_mut() {
+                        for (sink, events) in outboxes.close() {
+                            info!(sink = %sink, events, "outbox: undelivered events kept for the next start");
+                        }
+                    }
                     // Idle workers see the channel close and exit; busy ones are abandoned
                     // with their attempt (the process is about to exit).
                     return self.undone();
@@ -664,11 +760,12 @@ impl Core {
     /// Per sink label, the deliveries queued, waiting for a retry or in flight.
     fn undone(&self) -> Undone {
         let mut undone: BTreeMap<u64, u64> = BTreeMap::new();
+        // What an outbox holds is not undone: it goes after the restart.
         for (sink_id, queues) in &self.sinks {
-            let queued: usize = queues.streams.values().map(|q| q.items.len()).sum();
+            let queued = queues.streams.values().flat_map(|q| &q.items).filter(|item| item.record.is_none()).count();
             *undone.entry(*sink_id).or_default() += (queued + queues.in_flight) as u64;
         }
-        for job in self.retry_jobs.values() {
+        for job in self.retry_jobs.values().filter(|job| job.record.is_none()) {
             *undone.entry(job.sink.id).or_default() += 1;
         }
         undone
@@ -685,8 +782,27 @@ impl Core {
         // Each delivery counts the whole event, though the sinks share one copy: the bound
         // holds however many sinks want it.
         let bytes = bytes + DELIVERY_OVERHEAD + key.len();
-        for sink in dispatcher.current().sinks.iter() {
+        let set = dispatcher.current();
+        let room = self.room(set.sinks.len());
+        for sink in set.sinks.iter() {
             if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let (Some(outboxes), Some(outbox_key)) = (self.outboxes.as_mut(), sink.outbox_key.as_deref())
+                && let Some(admission) = outboxes.accept(outbox_key, &event, bytes, room)
+            {
+                match admission {
+                    Admission::Resident(record) => {
+                        let queued =
+                            Queued { number: self.take_number(), event: event.clone(), bytes, record: Some(record) };
+                        self.push_queued(sink, key.clone(), queued);
+                    }
+                    // Read back once the sink has room in memory.
+                    Admission::OnDisk => {}
+                    Admission::Refused => {
+                        sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 continue;
             }
             // Room first, then the delivery: `/metrics` reads the queued bytes from another
@@ -696,16 +812,9 @@ impl Core {
                     break;
                 }
             }
-            let number = self.next_number;
-            self.next_number += 1;
+            let number = self.take_number();
             self.order.insert(number, (sink.id, key.clone()));
-            let queues = self.sinks.entry(sink.id).or_default();
-            let queue = queues.streams.entry(key.clone()).or_default();
-            queue.items.push_back(Queued { number, event: event.clone(), bytes });
-            if !queue.busy && queue.items.len() == 1 {
-                queues.ready.push_back(key.clone());
-            }
-            sink.stats.queued.fetch_add(1, Ordering::Relaxed);
+            self.push_queued(sink, key.clone(), Queued { number, event: event.clone(), bytes, record: None });
             sink.stats.queued_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             self.queued_bytes += bytes;
             while self.order.len() > self.limits.queue || self.queued_bytes > self.limits.queue_bytes {
@@ -716,8 +825,91 @@ impl Core {
         }
     }
 
-    /// Drops the oldest queued delivery or, with none queued, the oldest waiting for a retry;
-    /// false when there is neither.
+    fn take_number(&mut self) -> u64 {
+        self.next_number += 1;
+        self.next_number - 1
+    }
+
+    /// Appends a delivery to its stream's FIFO in its sink's queues.
+    fn push_queued(&mut self, sink: &Sink, key: String, queued: Queued) {
+        let queues = self.sinks.entry(sink.id).or_default();
+        let queue = queues.streams.entry(key.clone()).or_default();
+        queue.items.push_back(queued);
+        if !queue.busy && queue.items.len() == 1 {
+            queues.ready.push_back(key);
+        }
+        sink.stats.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How much of its outbox a sink may hold in memory: an equal share of the hook queue's
+    /// bounds.
+    fn room(&self, sinks: usize) -> Room {
+        let sinks = sinks.max(1);
+        Room { entries: (self.limits.queue / sinks).max(1), bytes: (self.limits.queue_bytes / sinks).max(64 * 1024) }
+    }
+
+    /// Opens the outboxes of webhook sinks new in the set and closes those of sinks gone; a
+    /// sink that took over a key (a reload renumbers sinks) reads its outbox again from disk.
+    fn sync_outboxes(&mut self) {
+        let Some(outboxes) = self.outboxes.as_mut() else { return };
+        let Some(dispatcher) = self.dispatcher.upgrade() else { return };
+        let set = dispatcher.current();
+        if self.outbox_set.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &set)) {
+            return;
+        }
+        let deleted = std::mem::take(&mut *dispatcher.deleted_keys.lock().unwrap_or_else(|p| p.into_inner()));
+        let keys: Vec<String> = set.sinks.iter().filter_map(|s| s.outbox_key.clone()).collect();
+        outboxes.configure(&keys, &deleted);
+        for sink in &set.sinks {
+            let Some(key) = &sink.outbox_key else { continue };
+            let previous: Vec<u64> =
+                self.outbox_keys.iter().filter(|(id, k)| *k == key && **id != sink.id).map(|(id, _)| *id).collect();
+            if !previous.is_empty() {
+                outboxes.unload(key);
+            }
+            for id in previous {
+                self.outbox_keys.remove(&id);
+            }
+            self.outbox_keys.insert(sink.id, key.clone());
+        }
+        self.outbox_set = Some(set);
+    }
+
+    /// Queues what each outbox sink has room for in memory, read back from disk.
+    fn refill(&mut self, sinks: &[Arc<Sink>]) {
+        let room = self.room(sinks.len());
+        let Some(outboxes) = self.outboxes.as_mut() else { return };
+        if self.stopping {
+            return;
+        }
+        let mut read = Vec::new();
+        for sink in sinks {
+            if let Some(key) = &sink.outbox_key
+                && !sink.stats.disabled.load(Ordering::Relaxed)
+                && outboxes.has_unread(key)
+            {
+                read.extend(
+                    outboxes.refill(key, room).into_iter().map(|(record, event)| (sink.clone(), record, event)),
+                );
+            }
+        }
+        for (sink, record, event) in read {
+            let key = ordering_key(&event);
+            let bytes = event.weight() + DELIVERY_OVERHEAD + key.len();
+            let queued = Queued { number: self.take_number(), event: Arc::new(event), bytes, record: Some(record) };
+            self.push_queued(&sink, key, queued);
+        }
+    }
+
+    /// A delivery from an outbox is done with: acknowledged there.
+    fn outbox_done(&mut self, job: &Job) {
+        if let (Some(record), Some(key), Some(outboxes)) = (job.record, &job.sink.outbox_key, self.outboxes.as_mut()) {
+            outboxes.done(key, record);
+        }
+    }
+
+    /// Drops the oldest queued delivery or, with none queued, the oldest waiting for a retry
+    /// (never one from an outbox); false when there is neither.
     fn drop_oldest(&mut self) -> bool {
         if let Some((number, (sink_id, key))) = self.order.pop_first() {
             let Some(queue) = self.sinks.get_mut(&sink_id).and_then(|q| q.streams.get_mut(&key)) else { return true };
@@ -730,7 +922,8 @@ impl Core {
             }
             return true;
         }
-        let Some((_, job)) = self.retry_jobs.pop_first() else { return false };
+        let oldest = self.retry_jobs.iter().find(|(_, job)| job.record.is_none()).map(|(number, _)| *number);
+        let Some(job) = oldest.and_then(|number| self.retry_jobs.remove(&number)) else { return false };
         self.queued_bytes -= job.bytes;
         self.count_drop(&job.sink, &job.event, job.bytes);
         // The stream was waiting for this retry: its next delivery may go.
@@ -782,6 +975,7 @@ impl Core {
     fn dispatch(&mut self) {
         let Some(dispatcher) = self.dispatcher.upgrade() else { return };
         let set = dispatcher.current();
+        self.refill(&set.sinks);
         let share = self.share(set.sinks.len());
         let with_room: Vec<u64> = self.sinks.iter().filter(|(_, q)| q.in_flight < share).map(|(id, _)| *id).collect();
         for sink_id in with_room {
@@ -804,13 +998,18 @@ impl Core {
             if let Some(number) = queues.due.pop_front() {
                 // Gone if it was dropped for room meanwhile.
                 let Some(job) = self.retry_jobs.remove(&number) else { continue };
-                self.queued_bytes -= job.bytes;
-                job.sink.stats.queued_bytes.fetch_sub(job.bytes as u64, Ordering::Relaxed);
+                if job.record.is_none() {
+                    self.queued_bytes -= job.bytes;
+                    job.sink.stats.queued_bytes.fetch_sub(job.bytes as u64, Ordering::Relaxed);
+                }
                 // The sink may have changed meanwhile: retry with its current settings.
                 match self.sink(sink_id).filter(|s| !s.stats.disabled.load(Ordering::Relaxed)) {
                     Some(sink) => return Some(Job { sink, ..job }),
                     None => {
-                        job.sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        // One from an outbox stays there, read again when the sink may send.
+                        if job.record.is_none() {
+                            job.sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                         self.release(sink_id, ordering_key(&job.event));
                         continue;
                     }
@@ -821,26 +1020,32 @@ impl Core {
             if queue.busy {
                 continue;
             }
-            let Some(Queued { number, event, bytes }) = queue.items.pop_front() else {
+            let Some(Queued { number, event, bytes, record }) = queue.items.pop_front() else {
                 queues.streams.remove(&key);
                 continue;
             };
             queue.busy = true;
-            self.order.remove(&number);
-            self.queued_bytes -= bytes;
+            if record.is_none() {
+                self.order.remove(&number);
+                self.queued_bytes -= bytes;
+            }
             let Some(sink) = self.sink(sink_id) else {
                 // The sink was removed: everything it still had queued goes.
                 self.discard_sink(sink_id, None);
                 return None;
             };
             sink.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            sink.stats.queued_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+            if record.is_none() {
+                sink.stats.queued_bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+            }
             if sink.stats.disabled.load(Ordering::Relaxed) {
-                sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if record.is_none() {
+                    sink.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 self.release(sink_id, key);
                 continue;
             }
-            return Some(Job { sink, event, attempt: 1, bytes });
+            return Some(Job { sink, event, attempt: 1, bytes, record });
         }
     }
 
@@ -877,17 +1082,29 @@ impl Core {
         match outcome {
             Attempt::Delivered { .. } => {
                 sink.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.outbox_done(&job);
             }
-            Attempt::Skipped => {}
-            Attempt::Retry { reason, retry_after } if job.attempt <= sink.retries() => {
+            Attempt::Skipped => self.outbox_done(&job),
+            // One from an outbox is retried for as long as its receiver fails.
+            Attempt::Retry { reason, retry_after } if job.attempt <= sink.retries() || job.record.is_some() => {
                 sink.stats.retried.fetch_add(1, Ordering::Relaxed);
                 self.jitter = self.jitter.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let wait =
                     retry_after.unwrap_or_else(|| webhook::backoff(job.attempt, self.jitter)).min(MAX_RETRY_WAIT);
-                error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed; will retry");
-                let number = self.next_number;
-                self.next_number += 1;
+                if job.attempt <= sink.retries() {
+                    error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed; will retry");
+                } else if job.attempt == sink.retries() + 1 {
+                    // Once per delivery: a receiver down for hours would otherwise log a line
+                    // per stream every minute.
+                    error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, retry_in = ?wait, "hook delivery failed after its retries; kept in the outbox and retried until delivered");
+                }
+                let number = self.take_number();
                 self.retries.push(Reverse((Instant::now() + wait, number)));
+                if job.record.is_some() {
+                    // Outside the queue's bytes: its memory is the outbox's share.
+                    self.retry_jobs.insert(number, Job { attempt: job.attempt.saturating_add(1), ..job });
+                    return;
+                }
                 // Room first, as in `enqueue`: the metric never passes the bound.
                 while self.queued_bytes + job.bytes > self.limits.queue_bytes {
                     if !self.drop_oldest() {
@@ -909,6 +1126,8 @@ impl Core {
             Attempt::Retry { reason, .. } | Attempt::Failed { reason } => {
                 sink.stats.failed.fetch_add(1, Ordering::Relaxed);
                 error!(sink = %sink.label, event = %event.event_type, id = %event.id, attempt = job.attempt, error = %reason, "hook delivery failed");
+                // Refused for good: the same request would get the same answer.
+                self.outbox_done(&job);
             }
             Attempt::Gone => {
                 sink.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -948,7 +1167,8 @@ impl Core {
         let mut dropped = 0;
         if let Some(queues) = self.sinks.get_mut(&sink_id) {
             for queue in std::mem::take(&mut queues.streams).into_values() {
-                for item in queue.items {
+                // Those from an outbox stay there.
+                for item in queue.items.into_iter().filter(|item| item.record.is_none()) {
                     self.order.remove(&item.number);
                     self.queued_bytes -= item.bytes;
                     dropped += 1;
@@ -959,11 +1179,19 @@ impl Core {
         }
         let retrying: Vec<u64> =
             self.retry_jobs.iter().filter(|(_, j)| j.sink.id == sink_id).map(|(n, _)| *n).collect();
-        dropped += retrying.len() as u64;
         for number in retrying {
-            if let Some(job) = self.retry_jobs.remove(&number) {
+            if let Some(job) = self.retry_jobs.remove(&number)
+                && job.record.is_none()
+            {
                 self.queued_bytes -= job.bytes;
+                dropped += 1;
             }
+        }
+        if let Some(key) = self.outbox_keys.get(&sink_id)
+            && let Some(outboxes) = self.outboxes.as_mut()
+        {
+            // Read again from disk once the sink may send (re-enabled, or its next version).
+            outboxes.unload(key);
         }
         if let Some(sink) = stats_of {
             sink.stats.queued.store(0, Ordering::Relaxed);

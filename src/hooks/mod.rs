@@ -20,8 +20,10 @@
 //! - [`tester`]: `ringcast hooks test`, one sample event or callback sent from the command
 //!   line -> `callback_pool`, `dialect`, `callback`, `webhook`, `format`, `event`, `clock`.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
-//!   (the [`EventSink`] it implements), `webhook`, `script`, `stdio`, `drop_log`, `event`,
-//!   `clock`.
+//!   (the [`EventSink`] it implements), `outbox`, `webhook`, `script`, `stdio`, `drop_log`,
+//!   `event`, `clock`.
+//! - [`outbox`]: webhook events on disk until delivered (its own module doc lists its files)
+//!   -> `drop_log`, `event`, `format` (in tests).
 //! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
 //!   -> `callback`, `callback_pool`, `payload`, `event`, `clock`.
 //! - [`payload`]: one data type per event, serialized here, never built as JSON in sessions
@@ -57,6 +59,7 @@ pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod outbox;
 pub mod payload;
 pub mod reserved;
 pub mod resolver;

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::hooks::callback_lane::CallbackLane;
 use crate::hooks::dispatch::{self, DispatchLimits, Dispatcher};
 use crate::hooks::event::Protocol as MediaProtocol;
+use crate::hooks::outbox::OutboxSettings;
 use crate::hooks::webhook;
 use crate::hooks::{EventSink, Hooks};
 use crate::hub::{Hub, HubSettings, ShardHub, ShardMessage};
@@ -58,6 +59,9 @@ pub enum ServerError {
     Api(std::io::Error),
     #[error("hooks: {0}")]
     Hooks(#[from] crate::hooks::webhook::Error),
+    /// `outbox = true` and `state_dir` cannot be written: a bad config (exit 2).
+    #[error("{0}")]
+    Outbox(String),
 }
 
 /// Process-wide state the shards share.
@@ -238,7 +242,8 @@ impl Server {
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
         let sinks = dispatch::sinks_from_config(config, &agent);
-        let dispatcher = Dispatcher::start(sinks, agent, DispatchLimits::from_config(config));
+        let outbox = OutboxSettings::resolve(config).map_err(ServerError::Outbox)?;
+        let dispatcher = Dispatcher::start_with_outbox(sinks, agent, DispatchLimits::from_config(config), outbox);
         let event_sink: Box<dyn EventSink> = Box::new(dispatcher.clone());
         let hooks = Hooks::new(config, Some(event_sink));
         let (started_tx, started_rx) = std::sync::mpsc::channel::<usize>();

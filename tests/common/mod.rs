@@ -139,6 +139,28 @@ impl Drop for TempFile {
     }
 }
 
+/// A directory under cargo's per-target temp dir, removed with what it holds on drop.
+pub struct TempDir {
+    file: TempFile,
+}
+
+impl TempDir {
+    /// A fresh, unique, not yet existing path.
+    pub fn new(prefix: &str) -> TempDir {
+        TempDir { file: TempFile::new(prefix, "d") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.file.path());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The server under test
 // ---------------------------------------------------------------------------------------------
@@ -238,8 +260,9 @@ pub struct TestServer {
     rtmp: SocketAddr,
     log: Arc<LogBuffer>,
     _config: Option<TempFile>,
-    /// The state directory the harness made for this server (removed with it).
-    own_state_dir: Option<PathBuf>,
+    /// A `state_dir` of its own, unless the test gave one: webhook outboxes live there, and
+    /// must not reach another test's receiver on a recycled port.
+    _state_dir: Option<TempDir>,
 }
 
 impl TestServer {
@@ -269,6 +292,9 @@ impl TestServer {
     }
 
     fn spawn(extra: &[&str], config: Option<TempFile>, defaults: bool) -> TestServer {
+        let state_given = extra.iter().any(|a| a.starts_with("--state-dir"))
+            || config.as_ref().is_some_and(|file| file.read().lines().any(|l| l.trim_start().starts_with("state_dir")));
+        let state_dir = (!state_given).then(|| TempDir::new("ringcast-state"));
         const DEFAULTS: &[(&str, &str)] = &[
             ("--rtmp-listen", "127.0.0.1:0"),
             ("--http-listen", "127.0.0.1:0"),
@@ -290,17 +316,10 @@ impl TestServer {
                 args.push((*value).into());
             }
         }
-        // Each server its own state directory (the session journal and API webhooks live
-        // there), unless the test chose one: servers sharing the default one would end each
-        // other's sessions after a kill.
-        let chose_state_dir = extra.iter().any(|a| a.starts_with("--state-dir"))
-            || config.as_ref().is_some_and(|file| file.read().contains("state_dir"));
-        let own_state_dir = (!chose_state_dir).then(|| {
-            let dir = TempFile::new("ringcast-state", "d").path().to_owned();
+        if let Some(dir) = &state_dir {
             args.push("--state-dir".into());
-            args.push(dir.display().to_string());
-            dir
-        });
+            args.push(dir.path().display().to_string());
+        }
         args.extend(extra.iter().map(|a| a.to_string()));
 
         let mut command = Command::new(BIN);
@@ -349,7 +368,7 @@ impl TestServer {
             }
             log.wait_until(Duration::from_millis(100), |t| parse_ready(t).is_some());
         };
-        TestServer { child: Some(child), rtmp, log, _config: config, own_state_dir }
+        TestServer { child: Some(child), rtmp, log, _config: config, _state_dir: state_dir }
     }
 
     pub fn rtmp_addr(&self) -> SocketAddr {
@@ -468,6 +487,14 @@ impl TestServer {
         self.stop_and_log().0
     }
 
+    /// SIGKILL, as a crash or an impatient service manager would; returns the log up to it.
+    pub fn kill(mut self) -> String {
+        let mut child = self.child.take().expect("server running");
+        kill_and_reap(&mut child);
+        self.log.wait_drained();
+        self.log()
+    }
+
     /// [`TestServer::stop`], also returning the complete log for assertions on the shutdown.
     pub fn stop_and_log(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("server running");
@@ -495,9 +522,6 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
             kill_and_reap(child);
-        }
-        if let Some(dir) = &self.own_state_dir {
-            let _ = fs::remove_dir_all(dir);
         }
     }
 }

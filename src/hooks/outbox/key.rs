@@ -1,0 +1,78 @@
+//! A sink's stable name: what its outbox directory is called, so that the events an earlier run
+//! left are found again by the same sink after a restart or a config edit.
+//!
+//! - A `[[webhook]]` with `id = "..."`: that id.
+//! - A `[[webhook]]` without one: `url-` and 16 hex digits of SHA-256 over its URL and its
+//!   events, so that reordering the config file keeps each webhook's outbox, and changing where
+//!   or what it sends starts a new one (the old one is kept and reported).
+//! - A webhook made over the admin API: its API id (`wh_...`), kept in `state_dir` with it.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{EventFilter, WebhookConfig};
+
+/// Whether `key` may name a sink (and so a directory): 1 to 64 of `A-Z a-z 0-9 _ - .`, not
+/// starting with a dot.
+pub fn is_valid(key: &str) -> bool {
+    crate::config::is_plain_id(key)
+}
+
+/// The key of a webhook: its `id`, or one made from its URL and events.
+pub fn of_webhook(config: &WebhookConfig) -> String {
+    if let Some(id) = &config.id {
+        return id.clone();
+    }
+    let mut hash = Sha256::new();
+    hash.update(config.url.as_bytes());
+    hash.update(b"\n");
+    match &config.events {
+        EventFilter::All => hash.update(b"*"),
+        EventFilter::Only(events) => {
+            let mut names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
+            names.sort_unstable();
+            hash.update(names.join(",").as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("url-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventType;
+
+    #[test]
+    fn a_webhook_without_id_is_named_by_its_url_and_events() {
+        let a = WebhookConfig::new("http://127.0.0.1:9/x".into(), EventFilter::All);
+        let key = of_webhook(&a);
+        assert!(key.starts_with("url-") && key.len() == 20 && is_valid(&key), "{key}");
+        assert_eq!(of_webhook(&a.clone()), key, "stable");
+        let other_url = WebhookConfig::new("http://127.0.0.1:9/y".into(), EventFilter::All);
+        assert_ne!(of_webhook(&other_url), key);
+        let one = EventFilter::Only(vec![EventType::Connect, EventType::PlayStart]);
+        let same = EventFilter::Only(vec![EventType::PlayStart, EventType::Connect]);
+        let b = WebhookConfig::new("http://127.0.0.1:9/x".into(), one);
+        let c = WebhookConfig::new("http://127.0.0.1:9/x".into(), same);
+        assert_ne!(of_webhook(&b), key);
+        assert_eq!(of_webhook(&b), of_webhook(&c), "the order events are listed in does not matter");
+    }
+
+    #[test]
+    fn an_id_names_the_webhook() {
+        let mut config = WebhookConfig::new("http://127.0.0.1:9/x".into(), EventFilter::All);
+        config.id = Some("billing".into());
+        assert_eq!(of_webhook(&config), "billing");
+    }
+
+    #[test]
+    fn keys_are_plain_directory_names() {
+        for good in ["billing", "wh_0123456789abcdef", "a.b-c_d", &"x".repeat(64)] {
+            assert!(is_valid(good), "{good}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "a b", &"x".repeat(65), "é"] {
+            assert!(!is_valid(bad), "{bad}");
+        }
+    }
+}
