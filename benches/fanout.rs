@@ -17,6 +17,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ringcast::hub::{
     Hub, HubSettings, Packet, PacketKind, PlayerHandle, PlayerItem, PublisherHandle, ShardHub, ShardMessage,
 };
+use ringcast::session::flv_out::FlvFraming;
+use ringcast::session::player_writer::{Framing, header_room};
 use ringcast::session::rtmp_out::append_packet;
 use ringcast::session::timeline::Timeline;
 use tokio::sync::mpsc;
@@ -250,13 +252,16 @@ fn write_prep_benches(c: &mut Criterion) {
     // 1: a writer woken per packet; 8: ~100 ms of this stream (a merge window); 64: ~1 s.
     for batch in [1usize, 8, 64] {
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::from_parameter(format!("batch_{batch}")), |b| {
+        // The writer's loop body for one wake-up: the write's header room reserved once, one
+        // header of its own per packet, then the shared form, all gathered for one writev;
+        // the buffers dropped after it (as the writev's completion does), so the next
+        // reservation takes the same memory back.
+        group.bench_function(BenchmarkId::new("rtmp", format!("batch_{batch}")), |b| {
             let mut timeline = Timeline::default();
             let mut headers = BytesMut::new();
             let mut at = 0;
             b.iter(|| {
-                // The writer's loop body for one wake-up: one header of its own per packet,
-                // then the shared chunked payload, all gathered for one writev.
+                headers.reserve(header_room(batch));
                 let mut bufs: Vec<Bytes> = Vec::with_capacity(batch * 2 + 1);
                 for _ in 0..batch {
                     let packet = &packets[at % packets.len()];
@@ -267,7 +272,42 @@ fn write_prep_benches(c: &mut Criterion) {
                 bufs
             })
         });
+        group.bench_function(BenchmarkId::new("flv", format!("batch_{batch}")), |b| {
+            let mut framing = FlvFraming::default();
+            let mut headers = BytesMut::new();
+            let mut at = 0;
+            b.iter(|| {
+                headers.reserve(header_room(batch));
+                let mut bufs: Vec<Bytes> = Vec::with_capacity(batch * 2 + 1);
+                for _ in 0..batch {
+                    let packet = &packets[at % packets.len()];
+                    at += 1;
+                    framing.append_packet(&mut bufs, &mut headers, packet);
+                }
+                framing.end_write(&mut bufs, &mut headers, 0);
+                black_box(&bufs);
+                bufs
+            })
+        });
     }
+    // As the writer did before it reserved a write's room: each packet's header reserved on
+    // its own, while the write's earlier headers still hold the buffer (so it allocates).
+    group.throughput(Throughput::Elements(8));
+    group.bench_function(BenchmarkId::new("rtmp_reserved_per_packet", "batch_8"), |b| {
+        let mut timeline = Timeline::default();
+        let mut headers = BytesMut::new();
+        let mut at = 0;
+        b.iter(|| {
+            let mut bufs: Vec<Bytes> = Vec::with_capacity(8 * 2 + 1);
+            for _ in 0..8 {
+                let packet = &packets[at % packets.len()];
+                at += 1;
+                append_packet(&mut bufs, &mut headers, &mut timeline, packet, stream_id, chunk_size);
+            }
+            black_box(&bufs);
+            bufs
+        })
+    });
     group.finish();
 }
 

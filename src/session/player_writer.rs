@@ -32,6 +32,11 @@ const HEADER_ROOM_PER_WRITE: usize = 32;
 /// needs a few KiB once, and an idle player should not hold them.
 const KEEP_HEADER_ROOM: usize = 1024;
 
+/// The header room a write of `packets` packets reserves before framing them.
+pub fn header_room(packets: usize) -> usize {
+    packets * HEADER_ROOM_PER_PACKET + HEADER_ROOM_PER_WRITE
+}
+
 /// How one protocol puts a player's packets and notices on the wire.
 pub trait Framing {
     /// Appends the protocol's own pending output (replies to the client's commands), which
@@ -96,7 +101,7 @@ impl<F: Framing + 'static> PlayerWriter<F> {
             }
             items.clear();
             self.player.take(&mut items);
-            let room = items.len() * HEADER_ROOM_PER_PACKET + HEADER_ROOM_PER_WRITE;
+            let room = header_room(items.len());
             headers.reserve(room);
             bufs.clear();
             bufs.reserve(items.len() * 2 + 1);
