@@ -185,6 +185,38 @@ mod tests {
     }
 
     #[test]
+    fn each_phase_writes_in_its_own_slot_of_the_window() {
+        tokio_uring::start(async {
+            let window = Duration::from_millis(80);
+            let flush = ShardFlush::new(Some(window), 1 << 20);
+            // Phases are given round-robin: 0, then 1 (of 8 slots of 10 ms).
+            let first = merging_player(&flush);
+            let second = merging_player(&flush);
+            let queued = Instant::now();
+            first.offer(&test_video_frame(false, 100), true, &DROPS);
+            second.offer(&test_video_frame(false, 100), true, &DROPS);
+            assert_eq!(flush.waiting(), 2);
+            tokio::time::timeout(window * 5, second.ready()).await.expect("phase 1's slot ends");
+            let second_at = queued.elapsed();
+            assert!(!first.is_due(), "phase 0 waits for its own slot, the window's last");
+            assert!(second_at >= window / 8, "phase 1 written after {second_at:?}, before its slot ended");
+            assert!(second_at < window, "phase 1 written after {second_at:?}, not in its slot");
+            assert_eq!(flush.waiting(), 1);
+            tokio::time::timeout(window * 5, first.ready()).await.expect("phase 0's slot ends");
+            let first_at = queued.elapsed();
+            assert!(first_at >= window, "phase 0 written after {first_at:?}, before the window ended");
+        });
+    }
+
+    #[test]
+    fn a_window_is_cut_into_slots_of_at_least_a_millisecond() {
+        assert_eq!(super::phases(Duration::from_millis(50)), super::MAX_PHASES);
+        assert_eq!(super::phases(Duration::from_millis(1000)), super::MAX_PHASES);
+        assert_eq!(super::phases(Duration::from_millis(3)), 3);
+        assert_eq!(super::phases(Duration::from_micros(500)), 1);
+    }
+
+    #[test]
     fn gathering_merge_write_bytes_writes_before_the_window_ends() {
         tokio_uring::start(async {
             let flush = ShardFlush::new(Some(Duration::from_secs(60)), 2000);

@@ -293,3 +293,24 @@ pub async fn write_all(socket: &TcpStream, mut buf: Vec<u8>, send_timeout: Durat
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WriteStats;
+
+    #[test]
+    fn write_stats_count_per_thread_by_size_and_start_again_when_taken() {
+        WriteStats::take();
+        WriteStats::record(3, 100);
+        WriteStats::record(9, 20_000);
+        WriteStats::record(1, 65_536);
+        // Another thread (another shard) counts its own writes.
+        std::thread::spawn(|| WriteStats::record(1, 1)).join().expect("no panic");
+        let stats = WriteStats::take();
+        assert_eq!((stats.writes, stats.iovecs, stats.bytes), (3, 13, 85_636));
+        assert_eq!(stats.by_size, [1, 0, 1, 1]);
+        assert_eq!((stats.bytes_per_write(), stats.iovecs_per_write_x100()), (28_545, 433));
+        assert_eq!(WriteStats::take(), WriteStats::default());
+        assert_eq!(WriteStats::default().bytes_per_write(), 0, "no writes, no division by zero");
+    }
+}
