@@ -190,11 +190,11 @@ mod tests {
             let window = Duration::from_millis(80);
             let flush = ShardFlush::new(Some(window), 1 << 20);
             // Phases are given round-robin: 0, then 1 (of 8 slots of 10 ms).
-            let first = merging_player(&flush);
-            let second = merging_player(&flush);
+            let [first, second] = [merging_player(&flush), merging_player(&flush)];
             let queued = Instant::now();
-            first.offer(&test_video_frame(false, 100), true, &DROPS);
-            second.offer(&test_video_frame(false, 100), true, &DROPS);
+            for player in [&first, &second] {
+                player.offer(&test_video_frame(false, 100), true, &DROPS);
+            }
             assert_eq!(flush.waiting(), 2);
             tokio::time::timeout(window * 5, second.ready()).await.expect("phase 1's slot ends");
             let second_at = queued.elapsed();
