@@ -17,6 +17,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use ringcast::hub::{
     Hub, HubSettings, Packet, PacketKind, PlayerHandle, PlayerItem, PublisherHandle, ShardHub, ShardMessage,
 };
+use ringcast::session::flv_out::FlvFraming;
+use ringcast::session::player_writer::{Framing, header_room};
 use ringcast::session::rtmp_out::append_packet;
 use ringcast::session::timeline::Timeline;
 use tokio::sync::mpsc;
@@ -242,32 +244,65 @@ fn one_second_packets() -> Vec<Rc<Packet>> {
         .collect()
 }
 
+/// One write's framing as an RTMP player's writer does it: `reserve` says whether the write's
+/// header room is reserved first (the writer's way) or each header reserves its own.
+fn rtmp_write(
+    packets: &[Rc<Packet>],
+    at: &mut usize,
+    batch: usize,
+    headers: &mut BytesMut,
+    timeline: &mut Timeline,
+    reserve: bool,
+) -> Vec<Bytes> {
+    if reserve {
+        headers.reserve(header_room(batch));
+    }
+    let mut bufs: Vec<Bytes> = Vec::with_capacity(batch * 2 + 1);
+    for _ in 0..batch {
+        let packet = &packets[*at % packets.len()];
+        *at += 1;
+        append_packet(&mut bufs, headers, timeline, packet, 1, settings().chunk_size);
+    }
+    black_box(&bufs);
+    bufs
+}
+
 fn write_prep_benches(c: &mut Criterion) {
     let packets = one_second_packets();
-    let stream_id = 1;
-    let chunk_size = settings().chunk_size;
     let mut group = c.benchmark_group("player_write_prep");
     // 1: a writer woken per packet; 8: ~100 ms of this stream (a merge window); 64: ~1 s.
+    // Each iteration is the writer's loop body for one wake-up: the write's header room
+    // reserved once, one header of its own per packet, then the shared form, all gathered for
+    // one writev; the buffers dropped after it (as the writev's completion does), so the next
+    // reservation takes the same memory back.
     for batch in [1usize, 8, 64] {
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(BenchmarkId::from_parameter(format!("batch_{batch}")), |b| {
-            let mut timeline = Timeline::default();
-            let mut headers = BytesMut::new();
-            let mut at = 0;
+        group.bench_function(BenchmarkId::new("rtmp", format!("batch_{batch}")), |b| {
+            let (mut timeline, mut headers, mut at) = (Timeline::default(), BytesMut::new(), 0);
+            b.iter(|| rtmp_write(&packets, &mut at, batch, &mut headers, &mut timeline, true))
+        });
+        group.bench_function(BenchmarkId::new("flv", format!("batch_{batch}")), |b| {
+            let (mut framing, mut headers, mut at) = (FlvFraming::default(), BytesMut::new(), 0);
             b.iter(|| {
-                // The writer's loop body for one wake-up: one header of its own per packet,
-                // then the shared chunked payload, all gathered for one writev.
+                headers.reserve(header_room(batch));
                 let mut bufs: Vec<Bytes> = Vec::with_capacity(batch * 2 + 1);
                 for _ in 0..batch {
-                    let packet = &packets[at % packets.len()];
+                    framing.append_packet(&mut bufs, &mut headers, &packets[at % packets.len()]);
                     at += 1;
-                    append_packet(&mut bufs, &mut headers, &mut timeline, packet, stream_id, chunk_size);
                 }
+                framing.end_write(&mut bufs, &mut headers, 0);
                 black_box(&bufs);
                 bufs
             })
         });
     }
+    // As the writer did before it reserved a write's room: each packet's header reserved on
+    // its own, while the write's earlier headers still hold the buffer (so it allocates).
+    group.throughput(Throughput::Elements(8));
+    group.bench_function(BenchmarkId::new("rtmp_reserved_per_packet", "batch_8"), |b| {
+        let (mut timeline, mut headers, mut at) = (Timeline::default(), BytesMut::new(), 0);
+        b.iter(|| rtmp_write(&packets, &mut at, 8, &mut headers, &mut timeline, false))
+    });
     group.finish();
 }
 

@@ -185,7 +185,9 @@ start_server() {
         [[ -n $merge ]] && printf 'merge_write_ms = %d\n' "$merge" >>"$work/ringcast.toml"
         [[ -n $merge_bytes ]] && printf 'merge_write_bytes = %d\n' "$merge_bytes" >>"$work/ringcast.toml"
         [[ -s $work/ringcast.toml ]] && args+=(--config "$work/ringcast.toml")
-        "$ringcast_bin" "${args[@]}" 2>"$work/ringcast.log" &
+        # The flush tick's debug line ("shard writes", every 10 s) gives the write sizes and
+        # iovecs per write of each fan-out run; a RUST_LOG of the caller's own wins.
+        RUST_LOG=${RUST_LOG:-warn,ringcast::session::flush=debug} "$ringcast_bin" "${args[@]}" 2>"$work/ringcast.log" &
         server_pid=$!
         pids+=("$server_pid")
     else
@@ -316,6 +318,12 @@ fanout_run() {
     gone=$(json "$file" play.disconnected)
     result[$key.clean]=$((${playing:-0} - ${drops:-0} - ${gone:-0}))
     result[$key.lag99]=$(json "$file" play.lag.p99_ms)
+    # The server's last write report (its last 10 s: the steady window, mostly); none from
+    # nginx-rtmp or a build without it.
+    local writes=
+    [[ $key == ringcast* ]] && writes=$(grep -o 'bytes_per_write=[0-9]* iovecs_per_write_x100=[0-9]*' "$work/ringcast.log" 2>/dev/null | tail -n 1 || true)
+    result[$key.write_bytes]=$(sed -n 's/.*bytes_per_write=\([0-9]*\).*/\1/p' <<<"$writes")
+    result[$key.write_iovecs]=$(sed -n 's/.*iovecs_per_write_x100=\([0-9]*\).*/\1/p' <<<"$writes" | awk '{ printf "%.2f", $1 / 100 }')
 }
 
 # --merge-sweep: ringcast once per merge window (values the server refuses are shown as such),
@@ -502,6 +510,8 @@ for scenario in "${fanout_scenarios[@]}"; do
     row "$scenario: whole run (join incl.): Gbit/CPU-s" "${result[$r.gbit_per_cpu]}" "${result[$n.gbit_per_cpu]}"
     row "$scenario: players held without drops" "${result[$r.clean]}" "${result[$n.clean]}"
     row "$scenario: lag p99 (ms)" "${result[$r.lag99]}" "${result[$n.lag99]}"
+    row "$scenario: bytes per write (ringcast's last 10 s)" "${result[$r.write_bytes]}" ""
+    row "$scenario: iovecs per write (ringcast's last 10 s)" "${result[$r.write_iovecs]}" ""
 done
 # The other player protocols against ringcast's own RTMP players (the same server, publisher
 # and media; only how the players read differs).
@@ -519,6 +529,8 @@ for protocol in "${protocol_list[@]}"; do
         row "$scenario: whole run (join incl.): Gbit/CPU-s" "${result[$p.$scenario.gbit_per_cpu]}" "${result[ringcast.$scenario.gbit_per_cpu]:-}"
         row "$scenario: players held without drops" "${result[$p.$scenario.clean]}" "${result[ringcast.$scenario.clean]:-}"
         row "$scenario: lag p99 (ms)" "${result[$p.$scenario.lag99]}" "${result[ringcast.$scenario.lag99]:-}"
+        row "$scenario: bytes per write (last 10 s)" "${result[$p.$scenario.write_bytes]}" "${result[ringcast.$scenario.write_bytes]:-}"
+        row "$scenario: iovecs per write (last 10 s)" "${result[$p.$scenario.write_iovecs]}" "${result[ringcast.$scenario.write_iovecs]:-}"
     done
 done
 if [[ ,$only, == *,idle-play,* ]]; then

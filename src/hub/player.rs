@@ -41,13 +41,24 @@ pub enum Offer {
     Kicked,
 }
 
-/// One shard's players whose queues got something since the shard's last flush tick: the
-/// merge window's bookkeeping, kept per shard so that a window costs one timer for all of
-/// them. The tick itself (the timer) is the session layer's.
+/// One shard's players whose queues got something since their last write: the merge
+/// window's bookkeeping, kept per shard so that a window costs one timer for all of them. The
+/// tick itself (the timer) is the session layer's.
+///
+/// Each player has a phase, given round-robin as players join: the shard's window is cut into
+/// as many slots as there are phases, and the tick flushes one phase per slot. A player still
+/// writes once per window and no packet waits longer than the window, but the shard's writes
+/// are spread over it instead of all leaving at the window's end: with one burst, the last
+/// of 2,000 players got its packets the burst's length after the window.
 #[derive(Debug)]
 pub struct FlushQueue {
-    players: RefCell<Vec<Rc<Player>>>,
-    /// Wakes the tick when the list stops being empty: an idle shard keeps no timer running.
+    /// The waiting players, one list per phase.
+    phases: RefCell<Vec<Vec<Rc<Player>>>>,
+    /// Players on all the lists.
+    waiting: Cell<usize>,
+    /// The phase the next player to merge its writes gets.
+    next_phase: Cell<usize>,
+    /// Wakes the tick when the lists stop being empty: an idle shard keeps no timer running.
     filled: Notify,
     /// Gathered payload bytes that make a player write before the window ends
     /// (`merge_write_bytes`; `usize::MAX` when only the window counts).
@@ -55,50 +66,76 @@ pub struct FlushQueue {
 }
 
 impl FlushQueue {
-    /// `merge_bytes` 0: only the window's end flushes.
-    pub fn new(merge_bytes: usize) -> Rc<FlushQueue> {
+    /// `merge_bytes` 0: only the window's end flushes. `phases`: how many slots the window is
+    /// cut into (at least 1).
+    pub fn new(merge_bytes: usize, phases: usize) -> Rc<FlushQueue> {
         let merge_bytes = if merge_bytes == 0 { usize::MAX } else { merge_bytes };
-        Rc::new(FlushQueue { players: RefCell::new(Vec::new()), filled: Notify::new(), merge_bytes })
+        Rc::new(FlushQueue {
+            phases: RefCell::new(vec![Vec::new(); phases.max(1)]),
+            waiting: Cell::new(0),
+            next_phase: Cell::new(0),
+            filled: Notify::new(),
+            merge_bytes,
+        })
+    }
+
+    /// How many slots the window is cut into.
+    pub fn phases(&self) -> usize {
+        self.phases.borrow().len()
+    }
+
+    /// The phase of a player that starts merging its writes now.
+    fn assign_phase(&self) -> usize {
+        let phase = self.next_phase.get();
+        self.next_phase.set((phase + 1) % self.phases());
+        phase
     }
 
     fn schedule(&self, player: &Rc<Player>) {
-        let mut players = self.players.borrow_mut();
-        if players.is_empty() {
+        if self.waiting.get() == 0 {
             self.filled.notify_one();
         }
-        players.push(player.clone());
+        self.waiting.set(self.waiting.get() + 1);
+        self.phases.borrow_mut()[player.phase.get()].push(player.clone());
     }
 
     /// Waits until some player has something waiting.
     pub async fn filled(&self) {
-        while self.players.borrow().is_empty() {
+        while self.waiting.get() == 0 {
             self.filled.notified().await;
         }
     }
 
-    /// The window ended: wakes the writer of every player on the list, and empties it into
-    /// `spare` (a vector kept by the caller, so the tick allocates nothing).
-    pub fn flush(&self, spare: &mut Vec<Rc<Player>>) {
-        std::mem::swap(&mut *self.players.borrow_mut(), spare);
+    /// `phase`'s slot ended: wakes the writer of every player of that phase on the list, and
+    /// empties that list into `spare` (a vector kept by the caller, so the tick allocates
+    /// nothing).
+    pub fn flush_phase(&self, phase: usize, spare: &mut Vec<Rc<Player>>) {
+        {
+            let mut phases = self.phases.borrow_mut();
+            let Some(list) = phases.get_mut(phase) else { return };
+            std::mem::swap(list, spare);
+        }
+        self.waiting.set(self.waiting.get() - spare.len());
         for player in spare.drain(..) {
             player.scheduled.set(false);
             player.flush_now();
         }
     }
 
-    /// Players waiting for the tick.
+    /// Players waiting for their slot.
     pub fn len(&self) -> usize {
-        self.players.borrow().len()
+        self.waiting.get()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.players.borrow().is_empty()
+        self.waiting.get() == 0
     }
 
-    /// Forgets every waiting player (the tick ended with its shard): the list holds players
-    /// and they hold the list.
+    /// Forgets every waiting player (the tick ended with its shard): the lists hold players
+    /// and they hold the lists.
     pub fn clear(&self) {
-        self.players.borrow_mut().clear();
+        self.phases.borrow_mut().iter_mut().for_each(Vec::clear);
+        self.waiting.set(0);
     }
 }
 
@@ -114,6 +151,8 @@ pub struct Player {
     due: Cell<bool>,
     /// On its shard's flush list, waiting for the window's end.
     scheduled: Cell<bool>,
+    /// Its slot in the shard's window (`FlushQueue`), given when it starts merging writes.
+    phase: Cell<usize>,
     /// The shard's merge window, once the writer is started with one; without it every
     /// queued packet makes the player due.
     flush: RefCell<Option<Rc<FlushQueue>>>,
@@ -147,6 +186,7 @@ impl Player {
             notify: Notify::new(),
             due: Cell::new(true),
             scheduled: Cell::new(false),
+            phase: Cell::new(0),
             flush: RefCell::new(None),
             gathered: Cell::new(0),
             waiting_keyframe: Cell::new(true),
@@ -293,6 +333,7 @@ impl Player {
     /// Merges this player's writes over its shard's window (`FlushQueue`): from now on a
     /// packet waits for the window's end or for `merge_bytes` to gather.
     pub fn merge_writes(&self, flush: Rc<FlushQueue>) {
+        self.phase.set(flush.assign_phase());
         *self.flush.borrow_mut() = Some(flush);
     }
 
@@ -452,6 +493,37 @@ mod tests {
         let first = player.first_queued(|packet| packet.keyframe).expect("the keyframe is queued");
         assert!(first.keyframe);
         assert!(player.first_queued(|packet| packet.kind == PacketKind::Audio).is_none());
+    }
+
+    #[test]
+    fn players_get_phases_round_robin_and_a_slot_wakes_only_its_phase() {
+        let flush = FlushQueue::new(usize::MAX, 3);
+        let players: Vec<Rc<Player>> = (0..4).map(|id| Rc::new(Player::new(id, 8, usize::MAX, 2))).collect();
+        for player in &players {
+            player.merge_writes(flush.clone());
+            // The first write (the cached GOP) is due at once and taken; the next packet
+            // waits for the player's slot.
+            player.offer(&video(true), true, &DROPS);
+            player.take(&mut Vec::new());
+            player.offer(&video(false), true, &DROPS);
+            assert!(!player.is_due());
+        }
+        let phases: Vec<usize> = players.iter().map(|p| p.phase.get()).collect();
+        assert_eq!(phases, [0, 1, 2, 0]);
+        assert_eq!(flush.len(), 4);
+        let due = || players.iter().map(|p| p.is_due()).collect::<Vec<_>>();
+        let mut spare = Vec::new();
+        flush.flush_phase(1, &mut spare);
+        assert_eq!(due(), [false, true, false, false]);
+        assert_eq!(flush.len(), 3);
+        flush.flush_phase(0, &mut spare);
+        assert_eq!(due(), [true, true, false, true]);
+        assert_eq!(flush.len(), 1);
+        flush.flush_phase(7, &mut spare);
+        assert_eq!(flush.len(), 1, "no such phase: nobody is woken");
+        flush.flush_phase(2, &mut spare);
+        assert!(flush.is_empty());
+        assert!(due().iter().all(|&d| d));
     }
 
     #[test]

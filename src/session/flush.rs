@@ -2,17 +2,40 @@
 //! one per player.
 //!
 //! A player with packets waiting is on its shard's [`FlushQueue`] (the hub puts it there on
-//! its first packet since its last write). When the window that started with the first such
-//! player ends, the tick wakes the writer of every player on the list at once, and their
-//! writes reach the ring together. A player that gathers `merge_write_bytes` before the
-//! window ends is woken by the hub straight away. So no packet waits longer than the window,
-//! and a shard with thousands of players runs one timer, not thousands.
+//! its first packet since its last write). The window is cut into slots, one per phase
+//! ([`phases`]); each player has a phase, and the tick, from the moment a first player has
+//! something waiting, wakes at every slot's end the writers of the listed players of that
+//! slot's phase. So every phase's turn comes once per window: no packet waits longer than the
+//! window, a player still writes once per window, and the shard's writes leave in small groups
+//! spread over the window instead of one burst at its end (whose last writes came the burst's
+//! length late). A player that gathers `merge_write_bytes` before its turn is woken by the hub
+//! straight away. A shard with thousands of players runs one timer, not thousands.
+//!
+//! The tick also reports the shard's write sizes at debug level ([`WriteStats`]), every
+//! [`REPORT_EVERY`] while it runs.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::io::WriteStats;
 use crate::hub::{FlushQueue, Player};
+
+/// Most slots a window is cut into. Eight keep a slot of the default 50 ms window at 6.25 ms:
+/// far above the timer's millisecond, and an eighth of a shard's players per group.
+pub const MAX_PHASES: usize = 8;
+
+/// How often the tick reports the shard's write sizes (at debug level).
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The phases of a window: [`MAX_PHASES`], fewer for a window so short that its slots would
+/// be under a millisecond (the timer's resolution).
+pub fn phases(window: Duration) -> usize {
+    (window.as_millis() as usize).clamp(1, MAX_PHASES)
+}
 
 /// A shard's merge window and the players waiting for its end.
 #[derive(Debug)]
@@ -28,7 +51,8 @@ pub struct ShardFlush {
 impl ShardFlush {
     /// `merge_bytes`: gathered payload bytes that make a player write before the window ends.
     pub fn new(window: Option<Duration>, merge_bytes: usize) -> ShardFlush {
-        ShardFlush { window, queue: FlushQueue::new(merge_bytes), ticking: Rc::new(Cell::new(false)) }
+        let phases = window.map_or(1, phases);
+        ShardFlush { window, queue: FlushQueue::new(merge_bytes, phases), ticking: Rc::new(Cell::new(false)) }
     }
 
     /// Puts a player's writes on this shard's window (if it has one), starting the tick if it
@@ -66,13 +90,49 @@ impl Drop for TickGuard {
 async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) {
     let _guard = TickGuard { queue: queue.clone(), ticking };
     let mut spare: Vec<Rc<Player>> = Vec::new();
+    let phases = queue.phases();
+    let slot = window / phases as u32;
+    let mut reported = Instant::now();
     loop {
         queue.filled().await;
-        // The window starts with the first player put on the list since the last tick: it
-        // is the one that has waited longest.
-        tokio::time::sleep(window).await;
-        queue.flush(&mut spare);
+        // The slots are counted from now, when the first waiting player is at most a moment
+        // old: whatever its phase, its turn comes within one window. Counting from a fixed
+        // origin (not from each wake-up) keeps a late wake-up from pushing later slots back.
+        let mut origin = Instant::now();
+        let mut slots = 0;
+        while !queue.is_empty() {
+            if slots == phases {
+                origin += slot * phases as u32;
+                slots = 0;
+            }
+            slots += 1;
+            tokio::time::sleep_until(origin + slot * slots as u32).await;
+            queue.flush_phase(slots % phases, &mut spare);
+            if reported.elapsed() >= REPORT_EVERY {
+                report(reported.elapsed());
+                reported = Instant::now();
+            }
+        }
     }
+}
+
+/// Logs the shard's writes since the last report.
+fn report(over: Duration) {
+    let stats = WriteStats::take();
+    if stats.writes == 0 {
+        return;
+    }
+    debug!(
+        over_ms = over.as_millis() as u64,
+        writes = stats.writes,
+        bytes_per_write = stats.bytes_per_write(),
+        iovecs_per_write_x100 = stats.iovecs_per_write_x100(),
+        under_4k = stats.by_size[0],
+        under_16k = stats.by_size[1],
+        under_64k = stats.by_size[2],
+        from_64k = stats.by_size[3],
+        "shard writes"
+    );
 }
 
 #[cfg(test)]
@@ -122,6 +182,38 @@ mod tests {
             assert_eq!(items.len(), 2, "one write takes both packets");
             assert_eq!(flush.waiting(), 0);
         });
+    }
+
+    #[test]
+    fn each_phase_writes_in_its_own_slot_of_the_window() {
+        tokio_uring::start(async {
+            let window = Duration::from_millis(80);
+            let flush = ShardFlush::new(Some(window), 1 << 20);
+            // Phases are given round-robin: 0, then 1 (of 8 slots of 10 ms).
+            let [first, second] = [merging_player(&flush), merging_player(&flush)];
+            let queued = Instant::now();
+            for player in [&first, &second] {
+                player.offer(&test_video_frame(false, 100), true, &DROPS);
+            }
+            assert_eq!(flush.waiting(), 2);
+            tokio::time::timeout(window * 5, second.ready()).await.expect("phase 1's slot ends");
+            let second_at = queued.elapsed();
+            assert!(!first.is_due(), "phase 0 waits for its own slot, the window's last");
+            assert!(second_at >= window / 8, "phase 1 written after {second_at:?}, before its slot ended");
+            assert!(second_at < window, "phase 1 written after {second_at:?}, not in its slot");
+            assert_eq!(flush.waiting(), 1);
+            tokio::time::timeout(window * 5, first.ready()).await.expect("phase 0's slot ends");
+            let first_at = queued.elapsed();
+            assert!(first_at >= window, "phase 0 written after {first_at:?}, before the window ended");
+        });
+    }
+
+    #[test]
+    fn a_window_is_cut_into_slots_of_at_least_a_millisecond() {
+        assert_eq!(super::phases(Duration::from_millis(50)), super::MAX_PHASES);
+        assert_eq!(super::phases(Duration::from_millis(1000)), super::MAX_PHASES);
+        assert_eq!(super::phases(Duration::from_millis(3)), 3);
+        assert_eq!(super::phases(Duration::from_micros(500)), 1);
     }
 
     #[test]

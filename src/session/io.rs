@@ -22,6 +22,58 @@ const SHRINK_AFTER_SMALL_READS: u8 = 8;
 /// Most iovecs one `writev` takes (Linux IOV_MAX).
 const MAX_IOVECS: usize = 1024;
 
+/// What a shard's `writev` calls looked like since [`WriteStats::take`] last ran: the kernel's
+/// cost per byte falls steeply with the size of a write (PERFORMANCE.md, "Where the fan-out
+/// time goes"), and every iovec is one more copy from user memory, so these say what a fan-out
+/// costs without a profiler. Counted per shard thread (no atomics on the write path), reported
+/// at debug level by the shard's flush tick.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub writes: u64,
+    pub iovecs: u64,
+    pub bytes: u64,
+    /// Writes by size: under 4 KiB, under 16 KiB, under 64 KiB, 64 KiB and up (the steps of
+    /// the kernel's cost curve).
+    pub by_size: [u64; 4],
+}
+
+thread_local! {
+    static WRITE_STATS: Cell<WriteStats> = const { Cell::new(WriteStats { writes: 0, iovecs: 0, bytes: 0, by_size: [0; 4] }) };
+}
+
+impl WriteStats {
+    fn record(iovecs: usize, bytes: usize) {
+        WRITE_STATS.with(|stats| {
+            let mut s = stats.get();
+            s.writes += 1;
+            s.iovecs += iovecs as u64;
+            s.bytes += bytes as u64;
+            let bucket = match bytes {
+                0..4096 => 0,
+                4096..16384 => 1,
+                16384..65536 => 2,
+                _ => 3,
+            };
+            s.by_size[bucket] += 1;
+            stats.set(s);
+        });
+    }
+
+    /// This thread's figures since the last call, which starts them again.
+    pub fn take() -> WriteStats {
+        WRITE_STATS.with(|stats| stats.take())
+    }
+
+    pub fn bytes_per_write(&self) -> u64 {
+        self.bytes.checked_div(self.writes).unwrap_or(0)
+    }
+
+    /// Iovecs per write, in hundredths (integer logs).
+    pub fn iovecs_per_write_x100(&self) -> u64 {
+        (self.iovecs * 100).checked_div(self.writes).unwrap_or(0)
+    }
+}
+
 #[derive(Debug)]
 pub struct ReadBuffer {
     buf: Vec<u8>,
@@ -195,6 +247,7 @@ pub async fn write_all_vectored(
     let mut total = 0;
     while !bufs.is_empty() {
         let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
+        let iovecs = bufs.len();
         let Ok((result, written)) = tokio::time::timeout_at(deadline, socket.writev(bufs)).await else {
             return Err(send_timed_out(send_timeout));
         };
@@ -202,6 +255,7 @@ pub async fn write_all_vectored(
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
         }
+        WriteStats::record(iovecs, n);
         total += n;
         unsent.sent(n);
         bufs = written;
@@ -238,4 +292,25 @@ pub async fn write_all(socket: &TcpStream, mut buf: Vec<u8>, send_timeout: Durat
         }
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteStats;
+
+    #[test]
+    fn write_stats_count_per_thread_by_size_and_start_again_when_taken() {
+        WriteStats::take();
+        WriteStats::record(3, 100);
+        WriteStats::record(9, 20_000);
+        WriteStats::record(1, 65_536);
+        // Another thread (another shard) counts its own writes.
+        std::thread::spawn(|| WriteStats::record(1, 1)).join().expect("no panic");
+        let stats = WriteStats::take();
+        assert_eq!((stats.writes, stats.iovecs, stats.bytes), (3, 13, 85_636));
+        assert_eq!(stats.by_size, [1, 0, 1, 1]);
+        assert_eq!((stats.bytes_per_write(), stats.iovecs_per_write_x100()), (28_545, 433));
+        assert_eq!(WriteStats::take(), WriteStats::default());
+        assert_eq!(WriteStats::default().bytes_per_write(), 0, "no writes, no division by zero");
+    }
 }

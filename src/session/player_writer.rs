@@ -23,6 +23,20 @@ use super::flush::ShardFlush;
 use super::io::{PendingOutput, write_all_vectored};
 use crate::hub::{Packet, Player, PlayerItem};
 
+/// Room a write's own headers are given per packet (RTMP's largest chunk header, 16 bytes, is
+/// the largest) and once per write (a WebSocket frame header and FLV's closing
+/// PreviousTagSize), so a write's headers take one buffer.
+const HEADER_ROOM_PER_PACKET: usize = 16;
+const HEADER_ROOM_PER_WRITE: usize = 32;
+/// Largest header buffer a writer keeps between writes: the first write (a whole cached GOP)
+/// needs a few KiB once, and an idle player should not hold them.
+const KEEP_HEADER_ROOM: usize = 1024;
+
+/// The header room a write of `packets` packets reserves before framing them.
+pub fn header_room(packets: usize) -> usize {
+    packets * HEADER_ROOM_PER_PACKET + HEADER_ROOM_PER_WRITE
+}
+
 /// How one protocol puts a player's packets and notices on the wire.
 pub trait Framing {
     /// Appends the protocol's own pending output (replies to the client's commands), which
@@ -73,6 +87,10 @@ impl<F: Framing + 'static> PlayerWriter<F> {
 
     async fn write_loop(&mut self) -> io::Result<()> {
         let mut items = Vec::new();
+        // The write's own headers, split off per packet. Reserved for the whole write at its
+        // start: once the last write's buffers are dropped nobody else holds this memory, so
+        // the reservation takes it back instead of allocating (two allocations per packet
+        // per player before: the bytes and their shared count).
         let mut headers = BytesMut::new();
         // Handed to every writev and handed back by it: one allocation for the writer's life.
         let mut bufs: Vec<Bytes> = Vec::new();
@@ -83,6 +101,8 @@ impl<F: Framing + 'static> PlayerWriter<F> {
             }
             items.clear();
             self.player.take(&mut items);
+            let room = header_room(items.len());
+            headers.reserve(room);
             bufs.clear();
             bufs.reserve(items.len() * 2 + 1);
             self.framing.take_output(&mut bufs);
@@ -103,6 +123,9 @@ impl<F: Framing + 'static> PlayerWriter<F> {
                     self.bytes_out.set(self.bytes_out.get() + written as u64);
                 }
                 _ = self.player.kicked() => return Ok(()),
+            }
+            if room > KEEP_HEADER_ROOM {
+                headers = BytesMut::new();
             }
         }
     }
