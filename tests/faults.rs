@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::http_flv_client::FlvPlayer;
+use common::http_flv_client::{FlvPlayer, Tag};
 use common::http_receiver::HttpReceiver;
 use common::rtmp_client::{RtmpClient, media};
 use common::{TestServer, eventually, ffmpeg_publish, metric_total, pseudo_random_bytes, set_linger_zero};
@@ -216,6 +216,22 @@ fn garbage_and_truncated_input_on_every_port_leave_the_stream_playing() {
     assert!(metrics.contains("ringcast_"), "the API after the faults: {metrics}");
 }
 
+/// After its publisher went: `publish_stop` reached the webhook, and the HTTP-FLV player's
+/// response ended on a whole tag and its PreviousTagSize. The tags it got.
+fn assert_stream_ended(sink: &HttpReceiver, server: &TestServer, flv: &mut FlvPlayer) -> Vec<Tag> {
+    let stops = sink.wait_for(1, ARRIVAL);
+    assert!(
+        stops.iter().any(|request| String::from_utf8_lossy(&request.body).contains("publish_stop")),
+        "no publish_stop within {ARRIVAL:?}\n{}",
+        server.log()
+    );
+    flv.read_for(ANSWER);
+    assert!(flv.closed, "the HTTP-FLV response did not end with the stream\n{}", server.log());
+    let (_, tags, left) = flv.tags();
+    assert_eq!(left, 0, "the FLV ends on a whole tag and its PreviousTagSize");
+    tags
+}
+
 /// A publisher killed with SIGKILL in the middle of a GOP (no FCUnpublish, no close
 /// handshake): `publish_stop` fires, the HTTP-FLV player's response ends on a whole tag, and the
 /// RTMP player is told the stream is gone.
@@ -233,17 +249,8 @@ fn a_publisher_killed_mid_gop_stops_its_stream_and_ends_its_players() {
     flv.read_for(Duration::from_millis(1500));
     publisher.kill();
 
-    let stops = sink.wait_for(1, ARRIVAL);
-    assert!(
-        stops.iter().any(|request| String::from_utf8_lossy(&request.body).contains("publish_stop")),
-        "no publish_stop within {ARRIVAL:?}\n{}",
-        server.log()
-    );
-    flv.read_for(ANSWER);
-    assert!(flv.closed, "the HTTP-FLV response did not end with the stream\n{}", server.log());
-    let (_, tags, left) = flv.tags();
+    let tags = assert_stream_ended(&sink, &server, &mut flv);
     assert!(tags.len() > 10, "{} tags before the kill", tags.len());
-    assert_eq!(left, 0, "the FLV ends on a whole tag and its PreviousTagSize");
     let told = rtmp.wait_status("NetStream.Play.UnpublishNotify", ANSWER);
     assert!(told.is_ok(), "the RTMP player was not told the stream ended: {told:?}\n{}", server.log());
 }
@@ -272,16 +279,7 @@ fn a_publisher_gone_mid_message_stops_its_stream() {
     set_linger_zero(&publisher.stream);
     drop(publisher);
 
-    let stops = sink.wait_for(1, ARRIVAL);
-    assert!(
-        stops.iter().any(|request| String::from_utf8_lossy(&request.body).contains("publish_stop")),
-        "no publish_stop within {ARRIVAL:?}\n{}",
-        server.log()
-    );
-    flv.read_for(ANSWER);
-    assert!(flv.closed, "the HTTP-FLV response did not end with the stream\n{}", server.log());
-    let (_, tags, left) = flv.tags();
-    assert_eq!(left, 0, "the FLV ends on a whole tag");
+    let tags = assert_stream_ended(&sink, &server, &mut flv);
     let seqs: Vec<u32> =
         tags.iter().filter(|tag| tag.tag_type == 9).filter_map(|tag| media::seq_of(&tag.body)).collect();
     assert!(!seqs.contains(&10), "the partial frame reached the player: {seqs:?}");
