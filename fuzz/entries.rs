@@ -29,8 +29,11 @@ use ringcast::protocol::rtsp::{RtpInfo, ServerSettings as RtspSettings, auth, me
 use ringcast::protocol::sdp::{self, Track};
 use ringcast::protocol::{amf0, websocket};
 
+/// What a target does with one input.
+pub type Entry = fn(&[u8]);
+
 /// Every target by name, for the regression replay.
-pub const ENTRIES: &[(&str, fn(&[u8]))] = &[
+pub const ENTRIES: &[(&str, Entry)] = &[
     ("amf0", amf0),
     ("chunk_decoder", chunk_decoder),
     ("codec", codec),
