@@ -33,6 +33,11 @@ crashed=()
 run_one() {
     local target=$1
     mkdir -p "corpus/$target" "artifacts/$target"
+    # Random bytes rarely spell a TOML key: the config target starts from the example file,
+    # which names every key.
+    if [[ $target == config && ! -e corpus/config/example.toml ]]; then
+        cp "$root/ringcast.example.toml" corpus/config/example.toml
+    fi
     # -rss_limit_mb: a decoder that reserves from a declared length shows up as an OOM crash.
     # shellcheck disable=SC2086
     nice -n 10 "$binaries/$target" "corpus/$target" -artifact_prefix="artifacts/$target/" \
