@@ -37,6 +37,36 @@ fn every_kept_input_runs_through_its_target_without_a_panic() {
     assert!(failed.is_empty(), "{} of {replayed} kept inputs panic: {failed:#?}", failed.len());
 }
 
+/// Every entry on the inputs a fuzzer starts from (empty, each single byte) and on pseudo-random
+/// buffers up to 4 KiB, so each entry runs here even while no crash is kept for it.
+#[test]
+fn every_entry_takes_short_and_random_inputs() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+    inputs.extend((0..=255u8).map(|byte| vec![byte]));
+    for _ in 0..64 {
+        let len = (next() % 4096) as usize;
+        inputs.push((0..len).map(|_| next() as u8).collect());
+    }
+    for (target, entry) in entries::ENTRIES {
+        for input in &inputs {
+            let outcome = panic::catch_unwind(|| entry(input));
+            assert!(
+                outcome.is_ok(),
+                "{target} panics on {} bytes: {:02x?}",
+                input.len(),
+                &input[..input.len().min(64)]
+            );
+        }
+    }
+}
+
 /// A directory named for no target would be silently skipped: its inputs would never run.
 #[test]
 fn every_regression_directory_names_a_target() {
