@@ -2,6 +2,7 @@
 //! kept by `scripts/fuzz.sh`) through the same entry point its cargo-fuzz target runs
 //! (`fuzz/entries.rs`), on stable, so CI runs them. Each target's directory may be empty.
 
+mod common;
 #[path = "../fuzz/entries.rs"]
 mod entries;
 
@@ -41,19 +42,9 @@ fn every_kept_input_runs_through_its_target_without_a_panic() {
 /// buffers up to 4 KiB, so each entry runs here even while no crash is kept for it.
 #[test]
 fn every_entry_takes_short_and_random_inputs() {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
     let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
     inputs.extend((0..=255u8).map(|byte| vec![byte]));
-    for _ in 0..64 {
-        let len = (next() % 4096) as usize;
-        inputs.push((0..len).map(|_| next() as u8).collect());
-    }
+    inputs.extend((1..=64u64).map(|seed| common::pseudo_random_bytes(seed, (seed as usize * 997) % 4096)));
     for (target, entry) in entries::ENTRIES {
         for input in &inputs {
             let outcome = panic::catch_unwind(|| entry(input));
