@@ -16,7 +16,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -301,14 +301,14 @@ enum BadEndpoint {
 /// A listener that treats every connection as `how` says, on its own thread; counts them.
 struct BadPeer {
     addr: SocketAddr,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl BadPeer {
     fn start(how: BadEndpoint) -> BadPeer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a bad peer");
         let addr = listener.local_addr().expect("its address");
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
