@@ -98,7 +98,7 @@ RUST_LOG=${RUST_LOG:-warn,ringcast::server=info} \
 server_pid=$!
 ready=
 for _ in $(seq 1 100); do
-    ready=$(grep -m1 'ready: rtmp=' "$work/server.log" || true)
+    ready=$(grep -m1 'ready: rtmp=' "$work/server.log" 2>/dev/null || true)
     [[ -n $ready ]] && break
     sleep 0.1
 done
