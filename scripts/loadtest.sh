@@ -138,10 +138,11 @@ RUST_LOG=${RUST_LOG:-warn,ringcast::server=info} \
     "${config_args[@]}" ${SERVER_ARGS:-} 2>"$log" &
 server_pid=$!
 
+# The shell that starts the server creates its log: the first look may come before it.
 addr=
 for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*ready: rtmp=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-    http_addr=$(sed -n 's/.*ready: .* http=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+    addr=$(sed -n 's/.*ready: rtmp=\([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1 || true)
+    http_addr=$(sed -n 's/.*ready: .* http=\([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1 || true)
     [[ -n $addr ]] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "loadtest: ringcast exited before it was ready:" >&2
