@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shared by scripts/loadtest.sh and scripts/bench-vs-nginx.sh: what a process has spent.
+# Shared by scripts/loadtest.sh, scripts/bench-vs-nginx.sh and scripts/soak.sh: what a process has
+# spent, and stopping one.
 
 # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the name
 # before them may contain spaces, hence the cut at the last ')').
@@ -15,4 +16,27 @@ cpu_ticks() {
 # A /proc/PID/status memory field (VmRSS, VmHWM, ...) in KiB.
 status_kib() {
     awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# Stops PID: SIGTERM, up to SECONDS (default 7) for a graceful exit, then SIGKILL; reaps it when
+# it is this shell's child.
+stop_process() {
+    local pid=$1 tenths=$((${2:-7} * 10))
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 "$tenths"); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# For an EXIT trap: removes the work directory DIR, unless KEEP is 1; then says MESSAGE instead.
+remove_work_dir() {
+    local dir=$1 keep=$2 message=$3
+    if [[ $keep == 1 ]]; then
+        echo "$message" >&2
+    else
+        rm -rf "$dir"
+    fi
 }

@@ -105,6 +105,9 @@ echo "loadtest: open-files limit $(ulimit -n); $cpus CPUs, server shards $shards
 echo "loadtest: cargo build --release --bins" >&2
 (cd "$root" && cargo build --release --bins --quiet)
 
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-loadtest.XXXXXX")
 log=$work/server.log
 server_pid=
@@ -112,21 +115,9 @@ server_pid=
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local status=$?
-    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        # Graceful shutdown takes up to 5 s; then insist.
-        for _ in $(seq 1 70); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    if [[ ${KEEP_LOG:-0} == 1 ]]; then
-        echo "loadtest: server log kept in $log" >&2
-    else
-        rm -rf "$work"
-    fi
+    # Graceful shutdown takes up to 5 s; then insist.
+    [[ -n $server_pid ]] && stop_process "$server_pid" 7
+    remove_work_dir "$work" "${KEEP_LOG:-0}" "loadtest: server log kept in $log"
     exit "$status"
 }
 trap cleanup EXIT
@@ -147,10 +138,11 @@ RUST_LOG=${RUST_LOG:-warn,ringcast::server=info} \
     "${config_args[@]}" ${SERVER_ARGS:-} 2>"$log" &
 server_pid=$!
 
+# The shell that starts the server creates its log: the first look may come before it.
 addr=
 for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*ready: rtmp=\([^ ]*\).*/\1/p' "$log" | head -n 1)
-    http_addr=$(sed -n 's/.*ready: .* http=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+    addr=$(sed -n 's/.*ready: rtmp=\([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1 || true)
+    http_addr=$(sed -n 's/.*ready: .* http=\([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1 || true)
     [[ -n $addr ]] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "loadtest: ringcast exited before it was ready:" >&2
@@ -166,8 +158,6 @@ if [[ -z $addr ]]; then
 fi
 echo "loadtest: ringcast pid $server_pid ready on $addr" >&2
 
-# shellcheck source=scripts/lib.sh
-source "$root/scripts/lib.sh"
 
 ticks_per_sec=$(getconf CLK_TCK)
 cpu_before=$(cpu_ticks "$server_pid")

@@ -1,10 +1,10 @@
 //! AMF0 decoding of arbitrary bytes (commands and metadata come from clients). Must never
 //! panic or recurse without bound.
+//!
+//! The entry is shared with the stable replay of kept inputs (`tests/fuzz_regressions.rs`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use ringcast::protocol::amf0;
+#[path = "../entries.rs"]
+mod entries;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = amf0::decode_all(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entries::amf0(data));

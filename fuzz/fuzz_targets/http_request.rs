@@ -1,15 +1,11 @@
 //! A player's request head as the HTTP-FLV session reads it: the cheap end-of-head scan, then
-//! the parse, then the stream path. Must never panic; a head `check` accepts is within the
-//! size limit, and its length never exceeds the input.
+//! the parse, then the stream path. A head `check` accepts is within the size limit, and its
+//! length never exceeds the input.
+//!
+//! The entry is shared with the stable replay of kept inputs (`tests/fuzz_regressions.rs`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use ringcast::protocol::http_server::{self, MAX_REQUEST_HEAD, RequestHead, StreamTarget};
+#[path = "../entries.rs"]
+mod entries;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(len) = http_server::check(data) else { return };
-    assert!(len <= data.len() && len <= MAX_REQUEST_HEAD);
-    if let Ok(head) = RequestHead::parse(&data[..len]) {
-        let _ = StreamTarget::parse(&head.path, &head.query);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| entries::http_request(data));

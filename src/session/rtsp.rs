@@ -57,6 +57,7 @@ use crate::protocol::rtsp::Status;
 use crate::protocol::rtsp::auth::{Challenge, Credentials};
 use crate::protocol::rtsp::server::{Event, RequestInfo, ServerConnection, ServerSettings, SetupAnswer};
 use crate::protocol::rtsp::transport::{Lower, TransportRequest};
+use crate::protocol::rtsp::url;
 use crate::protocol::sdp::{Announced, Track};
 
 /// How long a DESCRIBE waits for a published stream's sequence headers: a stream published
@@ -357,7 +358,10 @@ impl Session {
             Some((app, name)) => (app.to_owned(), name.to_owned()),
             None => (String::new(), info.target.stream.clone()),
         };
-        let base = info.url.split('?').next().unwrap_or_default();
+        // The credentials reach the callbacks as `user`/`pass`, never inside a URL that is
+        // logged, sent in events and listed by the API.
+        let shown_url = url::without_credentials(&info.url);
+        let base = shown_url.split('?').next().unwrap_or_default();
         let base = base.trim_end_matches('/');
         let app_url = base.strip_suffix(&format!("/{name}")).unwrap_or(base).to_owned();
         let connect = ConnectRequest {

@@ -93,6 +93,18 @@ pub fn parse(url: &str, controls: &[String]) -> Result<Target, UrlError> {
     Ok(Target { stream, args, track, user, pass, authority: host.to_owned() })
 }
 
+/// `url` without the `user:pass@` a camera-style login writes into it: the form logs, events
+/// and the callbacks' `url` and `tcurl` show (the credentials travel in fields of their own,
+/// docs/rtsp.md). The authority ends at the first `/`, as [`parse`] reads it.
+pub fn without_credentials(url: &str) -> String {
+    let Some(rest) = strip_scheme(url) else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("{}{host}{}", &url[..url.len() - rest.len()], &rest[authority_end..]),
+        None => url.to_owned(),
+    }
+}
+
 fn strip_scheme(url: &str) -> Option<&str> {
     let (scheme, rest) = url.split_once("://")?;
     ["rtsp", "rtsps", "rtspu"].iter().any(|known| scheme.eq_ignore_ascii_case(known)).then_some(rest)
@@ -131,6 +143,18 @@ mod tests {
 
     fn controls() -> Vec<String> {
         vec!["trackID=0".into(), "trackID=1".into()]
+    }
+
+    #[test]
+    fn credentials_are_cut_from_the_url_alone() {
+        assert_eq!(
+            without_credentials("rtsp://cam%40home:p%3A@ss@host:8554/live/cam1?token=x"),
+            "rtsp://host:8554/live/cam1?token=x"
+        );
+        assert_eq!(without_credentials("RTSP://user@host/live"), "RTSP://host/live");
+        for unchanged in ["rtsp://host:8554/live/cam1?u=a@b", "rtsp://host", "http://u:p@host/x", "live/cam"] {
+            assert_eq!(without_credentials(unchanged), unchanged);
+        }
     }
 
     #[test]
