@@ -492,7 +492,7 @@ fn reload(running: &mut Reloadable) {
     let sinks = dispatch::sinks_from_config(&config, &running.dispatcher.agent());
     let count = sinks.len();
     running.dispatcher.replace_config_sinks(sinks);
-    running.hooks.current_callbacks().replace(&config.notify);
+    running.hooks.current_callbacks().replace_all(&config);
     running.admission.apply(&config);
     let waiting = restart_only_changes(&running.config, &config);
     if waiting.is_empty() {
