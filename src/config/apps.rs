@@ -28,6 +28,23 @@ pub struct AppConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// Scripts run for this app's events, beside the global ones.
     pub scripts: Vec<ScriptConfig>,
+    /// `takeover` for this app; `None`: the top-level `takeover`.
+    pub takeover: Option<bool>,
+}
+
+/// Which streams a new, admitted publisher may take over from the current one (`takeover`,
+/// top level and per app; docs/hooks.md "Publisher takeover").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TakeoverRule {
+    default: bool,
+    apps: BTreeMap<String, bool>,
+}
+
+impl TakeoverRule {
+    /// Whether a publisher of `app` takes a busy stream over instead of being refused.
+    pub fn applies(&self, app: &str) -> bool {
+        self.apps.get(app).copied().unwrap_or(self.default)
+    }
 }
 
 /// The `[notify]` keys an app sets, over the global ones.
@@ -76,6 +93,12 @@ impl NotifyOverlay {
 }
 
 impl Config {
+    /// Where `takeover` holds: the top-level value, and each app's own.
+    pub fn takeover_rule(&self) -> TakeoverRule {
+        let apps = self.apps.iter().filter_map(|(name, app)| Some((name.clone(), app.takeover?))).collect();
+        TakeoverRule { default: self.takeover, apps }
+    }
+
     /// The callbacks of `app`: its own keys over `[notify]`, or `[notify]` for an app not
     /// listed.
     pub fn app_notify(&self, app: &str) -> NotifyConfig {
@@ -112,6 +135,7 @@ impl Config {
                 "  dialect {} (timeout {:?}, on_error {})",
                 notify.dialect, notify.timeout, notify.on_error
             );
+            let _ = writeln!(out, "  takeover {}", app.takeover.unwrap_or(self.takeover));
             let _ = writeln!(out, "  sinks: {global_sinks} global + {} own", app.webhooks.len() + app.scripts.len());
             for hook in &app.webhooks {
                 let _ = writeln!(out, "    webhook {} ({})", redact::url(&hook.url), filter_text(&hook.events));
@@ -222,6 +246,17 @@ url = "http://all/events"
         assert!(summary.contains("sinks: 1 global + 2 own"), "{summary}");
         assert!(summary.contains("webhook http://vip/events (publish_start)"), "{summary}");
         assert!(Config::default().apps_summary().is_empty());
+    }
+
+    #[test]
+    fn takeover_holds_per_app_over_the_top_level() {
+        let text = "takeover = true\n[apps.strict]\ntakeover = false\n[apps.vip.notify]\n";
+        let config = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        let rule = config.takeover_rule();
+        assert!(rule.applies("live") && rule.applies("vip"), "the top level");
+        assert!(!rule.applies("strict"), "the app's own");
+        assert!(config.apps_summary().contains("takeover false"));
+        assert!(!Config::default().takeover_rule().applies("live"), "off by default");
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "script",
     "stdio",
     "apps",
+    "takeover",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -89,7 +90,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 ];
 
 /// What an `[apps.<app>]` table may hold.
-pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script"];
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "takeover"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -242,6 +243,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
             config.scripts.push(read_script(&element)?);
         }
     }
+    if let Some(item) = root.get("takeover") {
+        config.takeover = item.boolean()?;
+    }
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
@@ -356,6 +360,9 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
             for element in hooks.array_of_tables()? {
                 app.webhooks.push(read_webhook(&element)?);
             }
+        }
+        if let Some(takeover) = table.get("takeover") {
+            app.takeover = Some(takeover.boolean()?);
         }
         if let Some(scripts) = table.get("script") {
             for element in scripts.array_of_tables()? {

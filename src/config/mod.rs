@@ -125,7 +125,7 @@ choice! {
     }
 }
 
-pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS};
+pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
@@ -355,6 +355,10 @@ pub struct Config {
     /// Per-application hooks (`[apps.<app>]`): callbacks over `[notify]` key by key, sinks
     /// beside the global ones (`apps.rs` states the rule).
     pub apps: Apps,
+    /// `takeover = true`: a new publisher of a busy stream, once its callbacks admitted it,
+    /// replaces the current one (closed, `publish_stop` reason `taken over`) instead of being
+    /// refused. Default false; `[apps.<app>] takeover` per app.
+    pub takeover: bool,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -415,6 +419,7 @@ impl Default for Config {
             scripts: Vec::new(),
             stdio: None,
             apps: Apps::new(),
+            takeover: false,
         }
     }
 }

@@ -72,6 +72,8 @@ struct Shared {
     admission: Arc<Admission>,
     /// The session journal every shard's sessions write to, when kept.
     journal: Option<Arc<Journal>>,
+    /// Where a new publisher takes a busy stream over (`takeover`).
+    takeover: Arc<crate::config::TakeoverRule>,
 }
 
 /// A request from the admin API to one shard.
@@ -269,6 +271,7 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             admission: Admission::new(config),
             heartbeats,
+            takeover: Arc::new(config.takeover_rule()),
         });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
@@ -611,6 +614,7 @@ async fn run_shard(
         let _ = context.journal.set(journal.clone());
     }
     let _ = context.admission.set(shared.admission.clone());
+    let _ = context.takeover.set(shared.takeover.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {
