@@ -196,28 +196,13 @@ mod tests {
 
     use crate::config::{Config, Dialect};
 
+    // Dotted keys and inline tables: the same tables as `[apps.vip.notify]` headers.
     const FILE: &str = r#"
-[notify]
-on_connect = "http://auth/connect"
-on_publish = "http://auth/publish"
-on_play = "http://auth/play"
-timeout = "3s"
-
-[apps.vip.notify]
-on_publish = "http://vip/publish"
-on_play = ""
-dialect = "srs"
-
-[[apps.vip.webhook]]
-url = "http://vip/events"
-events = ["publish_start"]
-
-[[apps.vip.script]]
-event = "*"
-path = "/bin/true"
-
-[[webhook]]
-url = "http://all/events"
+webhook = [{ url = "http://all/events" }]
+notify = { on_connect = "http://auth/connect", on_publish = "http://auth/publish", on_play = "http://auth/play", timeout = "3s" }
+apps.vip.notify = { on_publish = "http://vip/publish", on_play = "", dialect = "srs" }
+apps.vip.webhook = [{ url = "http://vip/events", events = ["publish_start"] }]
+apps.vip.script = [{ event = "*", path = "/bin/true" }]
 "#;
 
     #[test]

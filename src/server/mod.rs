@@ -513,8 +513,12 @@ fn reload(running: &mut Reloadable) {
 /// The keys that differ between `old` and `new` which a reload does not apply.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     // Everything SIGHUP applies taken from `old`: what still differs waits for a restart.
+    // `takeover` (top level and per app) is read once per shard at start.
+    let takeover_changed = old.takeover_rule() != new.takeover_rule();
     let applied = Config {
         notify: old.notify.clone(),
+        apps: old.apps.clone(),
+        takeover: old.takeover,
         webhooks: old.webhooks.clone(),
         scripts: old.scripts.clone(),
         stdio: old.stdio,
@@ -526,7 +530,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ..new.clone()
     };
     if applied == *old {
-        return Vec::new();
+        return if takeover_changed { vec!["takeover"] } else { Vec::new() };
     }
     let named: Vec<&'static str> = [
         (applied.rtmp_listen == old.rtmp_listen, "rtmp_listen"),
@@ -539,6 +543,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (applied.idle_timeout == old.idle_timeout, "idle_timeout"),
         (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
         (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
+        (!takeover_changed, "takeover"),
     ]
     .into_iter()
     .filter_map(|(same, key)| (!same).then_some(key))
