@@ -1370,7 +1370,7 @@ fn dolby_style_bodies_provision_dolby_hooks() {
         addr: "192.0.2.1:50000".parse().unwrap(),
         stream_key: "live/cam1".into(),
     };
-    api.hooks.emit(&origin(7), || PublishStart { args: vec![] });
+    api.hooks.emit(&origin(7), || PublishStart { args: vec![], ..Default::default() });
     api.emit_accept(8);
     api.hooks.emit(&origin(9), || StreamUnavailable {});
     api.hooks.emit(&origin(9), || NoViewers {});

@@ -213,8 +213,8 @@ pub fn render(state: &ApiState) -> String {
 
     // Callback metrics are always present (zero without [notify]) so dashboards need no cases.
     let empty = Histogram::default();
-    let current = state.hooks.callbacks();
-    let callbacks = current.as_ref().map(|callbacks| &*callbacks.stats);
+    let current = state.hooks.callback_stats();
+    let callbacks = current.as_deref();
     let read = |f: fn(&crate::hooks::callback::CallbackStats) -> u64| callbacks.map(f).unwrap_or(0);
     out.counter("ringcast_callback_requests_total", "Callbacks sent.", read(|s| s.requests.load(Relaxed)));
     out.counter("ringcast_callback_allowed_total", "Callbacks answered allow.", read(|s| s.allowed.load(Relaxed)));

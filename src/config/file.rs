@@ -11,7 +11,8 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::hooks::{Dialect, EventFilter, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
+use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
+use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -66,6 +67,8 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "webhook",
     "script",
     "stdio",
+    "apps",
+    "takeover",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -88,6 +91,9 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "dialect",
     "cache_entries",
 ];
+
+/// What an `[apps.<app>]` table may hold.
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "takeover"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -242,18 +248,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
             Some(item.parse(|s| if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.into()) })?);
     }
     if let Some(item) = root.get("notify") {
-        read_notify(config, &item)?;
+        read_notify(&mut config.notify, &item.table()?, false)?;
     }
     if let Some(item) = root.get("webhook") {
         for element in item.array_of_tables()? {
             let webhook = read_webhook(&element)?;
-            if let Some(id) = &webhook.id
-                && config.webhooks.iter().any(|w| w.id.as_ref() == Some(id))
-                && let Ok(table) = element.table()
-                && let Some(value) = table.get("id")
-            {
-                return Err(value.error(format!("id {id:?} is given to another [[webhook]] already")));
-            }
+            check_unique_id(config.webhooks.iter(), &webhook, &element)?;
             config.webhooks.push(webhook);
         }
     }
@@ -261,6 +261,12 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
         for element in item.array_of_tables()? {
             config.scripts.push(read_script(&element)?);
         }
+    }
+    if let Some(item) = root.get("takeover") {
+        config.takeover = item.boolean()?;
+    }
+    if let Some(item) = root.get("apps") {
+        read_apps(config, &item)?;
     }
     if let Some(item) = root.get("stdio") {
         let table = item.table()?;
@@ -273,14 +279,27 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     Ok(())
 }
 
-fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
-    let table = item.table()?;
+/// Reads a `[notify]` table into `notify`; returns the keys it set (`url` counted as the
+/// callbacks it filled). `per_app`: an `[apps.<app>.notify]` table, where an empty URL turns a
+/// global callback off, the server-wide keys are refused, and the checks across keys wait
+/// for the merge with `[notify]` (`Config::validate`).
+fn read_notify(notify: &mut NotifyConfig, table: &Section<'_>, per_app: bool) -> Result<Vec<&'static str>> {
     table.check_keys(NOTIFY_KEYS)?;
-    let notify = &mut config.notify;
+    let mut set: Vec<&'static str> = NOTIFY_KEYS.iter().copied().filter(|key| table.get(key).is_some()).collect();
+    if per_app && let Some(key) = SERVER_WIDE_NOTIFY_KEYS.iter().find(|key| set.contains(key)) {
+        let item = table.get(key).expect("listed because present");
+        return Err(item.error("is server-wide: set it in [notify]"));
+    }
     if let Some(item) = table.get("method") {
         notify.method = item.parse(str::parse)?;
     }
-    let url = |key: &str| -> Result<Option<String>> { table.get(key).map(|item| item.parse(parse_url)).transpose() };
+    let url = |key: &str| -> Result<Option<String>> {
+        let Some(item) = table.get(key) else { return Ok(None) };
+        if per_app && item.string()?.is_empty() {
+            return Ok(None);
+        }
+        item.parse(parse_url).map(Some)
+    };
     notify.on_connect = url("on_connect")?;
     notify.on_publish = url("on_publish")?;
     notify.on_play = url("on_play")?;
@@ -290,15 +309,18 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     notify.on_update = url("on_update")?;
     // `url` is the bintu-style shorthand: one endpoint for every callback not given its own.
     if let Some(shared) = url("url")? {
-        for slot in [
-            &mut notify.on_connect,
-            &mut notify.on_publish,
-            &mut notify.on_play,
-            &mut notify.on_done,
-            &mut notify.on_publish_done,
-            &mut notify.on_play_done,
-            &mut notify.on_update,
+        for (key, slot) in [
+            ("on_connect", &mut notify.on_connect),
+            ("on_publish", &mut notify.on_publish),
+            ("on_play", &mut notify.on_play),
+            ("on_done", &mut notify.on_done),
+            ("on_publish_done", &mut notify.on_publish_done),
+            ("on_play_done", &mut notify.on_play_done),
+            ("on_update", &mut notify.on_update),
         ] {
+            if !set.contains(&key) {
+                set.push(key);
+            }
             slot.get_or_insert_with(|| shared.clone());
         }
     }
@@ -322,7 +344,7 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     }
     if let Some(item) = table.get("dialect") {
         notify.dialect = item.parse(str::parse)?;
-        if notify.dialect != Dialect::Nginx && notify.method == NotifyMethod::Get {
+        if !per_app && notify.dialect != Dialect::Nginx && notify.method == NotifyMethod::Get {
             return Err(
                 item.error(format!("the {} dialect sends a JSON body, so 'method' must be post", notify.dialect))
             );
@@ -333,9 +355,59 @@ fn read_notify(config: &mut Config, item: &Item<'_>) -> Result<()> {
     }
     if let Some(item) = table.get("signature") {
         notify.signature = item.parse(str::parse)?;
-        if notify.secret.is_none() {
+        if !per_app && notify.secret.is_none() {
             return Err(item.error("has no effect without 'secret'"));
         }
+    }
+    set.retain(|key| *key != "url");
+    Ok(set)
+}
+
+/// Reads `[apps.<app>]` tables: each app's `notify` over the defaults (merged with
+/// `[notify]` when asked, `apps.rs`), and its own webhooks and scripts.
+fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
+    let apps = item.table()?;
+    for (name, app_item) in apps.entries() {
+        parse_app_name(&name).map_err(|message| app_item.error(message))?;
+        let table = app_item.table()?;
+        table.check_keys(APP_KEYS)?;
+        let mut app = AppConfig::default();
+        if let Some(notify) = table.get("notify") {
+            app.notify.keys = read_notify(&mut app.notify.values, &notify.table()?, true)?;
+        }
+        if let Some(hooks) = table.get("webhook") {
+            for element in hooks.array_of_tables()? {
+                let webhook = read_webhook(&element)?;
+                let taken = config.webhooks.iter().chain(config.apps.values().flat_map(|a| &a.webhooks));
+                check_unique_id(taken.chain(&app.webhooks), &webhook, &element)?;
+                app.webhooks.push(webhook);
+            }
+        }
+        if let Some(takeover) = table.get("takeover") {
+            app.takeover = Some(takeover.boolean()?);
+        }
+        if let Some(scripts) = table.get("script") {
+            for element in scripts.array_of_tables()? {
+                app.scripts.push(read_script(&element)?);
+            }
+        }
+        config.apps.insert(name, app);
+    }
+    Ok(())
+}
+
+/// A webhook's `id` names its outbox, so no two webhooks, global or of an app, may share one.
+fn check_unique_id<'a>(
+    mut taken: impl Iterator<Item = &'a WebhookConfig>,
+    webhook: &WebhookConfig,
+    element: &Item<'_>,
+) -> Result<()> {
+    if let Some(id) = &webhook.id
+        && taken.any(|w| w.id.as_ref() == Some(id))
+        && let Ok(table) = element.table()
+        && let Some(value) = table.get("id")
+    {
+        return Err(value.error(format!("id {id:?} is given to another [[webhook]] already")));
     }
     Ok(())
 }
@@ -477,6 +549,19 @@ impl<'a> Section<'a> {
             String::new()
         };
         Err(self.doc.error(Some(&key.span()), format!("unknown key {}{hint}", quote(&full))))
+    }
+
+    /// Every key and its value, in file order.
+    fn entries(&self) -> Vec<(String, Item<'a>)> {
+        let mut entries: Vec<_> = self.table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        entries
+            .into_iter()
+            .map(|(key, value)| {
+                let name = key.get_ref().to_string();
+                (name.clone(), Item { doc: self.doc, key: format!("{}{name}", self.prefix), value })
+            })
+            .collect()
     }
 
     fn get(&self, key: &str) -> Option<Item<'a>> {

@@ -100,6 +100,7 @@ macro_rules! choice {
     };
 }
 
+mod apps;
 mod cli;
 mod duration;
 mod file;
@@ -124,6 +125,7 @@ choice! {
     }
 }
 
+pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
@@ -362,6 +364,13 @@ pub struct Config {
     pub scripts: Vec<ScriptConfig>,
     /// One line per event on stderr (`[stdio]`, `--hook-stdio-format`); `None`: off.
     pub stdio: Option<StdioFormat>,
+    /// Per-application hooks (`[apps.<app>]`): callbacks over `[notify]` key by key, sinks
+    /// beside the global ones (`apps.rs` states the rule).
+    pub apps: Apps,
+    /// `takeover = true`: a new publisher of a busy stream, once its callbacks admitted it,
+    /// replaces the current one (closed, `publish_stop` reason `taken over`) instead of being
+    /// refused. Default false; `[apps.<app>] takeover` per app.
+    pub takeover: bool,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -424,6 +433,8 @@ impl Default for Config {
             webhooks: Vec::new(),
             scripts: Vec::new(),
             stdio: None,
+            apps: Apps::new(),
+            takeover: false,
         }
     }
 }
@@ -530,7 +541,8 @@ impl Config {
                 Some(path) => format!(" ({})", path.display()),
                 None => String::new(),
             };
-            return Ok(Loaded::Exit { message: format!("ringcast: configuration OK{source}\n"), code: 0 });
+            let apps = config.apps_summary();
+            return Ok(Loaded::Exit { message: format!("ringcast: configuration OK{source}\n{apps}"), code: 0 });
         }
         Ok(Loaded::Run(config))
     }
@@ -572,6 +584,20 @@ impl Config {
                 "key 'gop_cache_bytes': must not exceed player_queue_bytes ({}), got {}: a new player's cached start must fit its queue",
                 self.player_queue_bytes, self.gop_cache_bytes
             )));
+        }
+        for name in self.apps.keys() {
+            let notify = self.app_notify(name);
+            if notify.dialect != Dialect::Nginx && notify.method == NotifyMethod::Get {
+                return Err(ConfigError::Invalid(format!(
+                    "apps.{name}.notify: the {} dialect sends a JSON body, so 'method' must be post",
+                    notify.dialect
+                )));
+            }
+            if notify.secret.is_none() && self.apps[name].notify.keys.contains(&"signature") {
+                return Err(ConfigError::Invalid(format!(
+                    "apps.{name}.notify: 'signature' has no effect without 'secret' (here or in [notify])"
+                )));
+            }
         }
         for (i, (name_a, a)) in listeners.iter().enumerate() {
             for (name_b, b) in &listeners[i + 1..] {

@@ -962,7 +962,7 @@ fn example_as_shipped_is_the_defaults() {
 fn example_documents_every_key() {
     let on = example_uncommented();
     for key in [ROOT_KEYS, NOTIFY_KEYS, WEBHOOK_KEYS, SCRIPT_KEYS, STDIO_KEYS].concat() {
-        let table = ["notify", "webhook", "script", "stdio"].contains(&key);
+        let table = ["notify", "webhook", "script", "stdio", "apps"].contains(&key);
         let written = if table {
             on.contains(&format!("[{key}]\n")) || on.contains(&format!("[[{key}]]\n"))
         } else {
@@ -1017,6 +1017,13 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
     }];
     expected.stdio = Some(StdioFormat::Json);
     expected.tls_ca_file = Some("/etc/ringcast/hooks-ca.pem".into());
+    // The example app: its own on_publish and dialect over [notify], one webhook, one script.
+    let vip = &c.apps["vip"];
+    assert_eq!(vip.notify.keys, ["on_publish", "dialect"]);
+    assert_eq!(c.app_notify("vip").on_publish.as_deref(), Some("http://127.0.0.1:9000/vip/on_publish"));
+    assert_eq!(c.app_notify("vip").on_play, c.notify.on_play);
+    assert_eq!((vip.webhooks.len(), vip.scripts.len()), (1, 1));
+    expected.apps = c.apps.clone();
     assert_eq!(c, expected);
 }
 
@@ -1078,4 +1085,23 @@ fn admission_limits_and_the_journal_are_read_with_their_ranges_and_the_state_dir
     let file = TempFile::new("state-dir", "state_dir = \"/from/file\"\n");
     assert_eq!(run(&["--config", file.path(), "--state-dir", "/from/flag"]).state_dir, PathBuf::from("/from/flag"));
     assert!(args_err(&["--state-dir", ""]).contains("--state-dir"));
+}
+
+#[test]
+fn a_webhook_id_names_one_outbox_globally_and_across_apps() {
+    let error =
+        toml_err("[[webhook]]\nid = \"a\"\nurl = \"http://x/1\"\n[[webhook]]\nid = \"a\"\nurl = \"http://x/2\"\n");
+    assert!(error.contains("\"a\" is given to another [[webhook]]"), "{error}");
+    let error = toml_err(
+        "[[webhook]]\nid = \"a\"\nurl = \"http://x/1\"\n[[apps.vip.webhook]]\nid = \"a\"\nurl = \"http://x/2\"\n",
+    );
+    assert!(error.contains("\"a\" is given to another [[webhook]]"), "{error}");
+    let error = toml_err(
+        "[[apps.live.webhook]]\nid = \"b\"\nurl = \"http://x/1\"\n[[apps.vip.webhook]]\nid = \"b\"\nurl = \"http://x/2\"\n",
+    );
+    assert!(error.contains("\"b\" is given to another [[webhook]]"), "{error}");
+    assert!(
+        toml("[[webhook]]\nid = \"a\"\nurl = \"http://x/1\"\n[[apps.vip.webhook]]\nid = \"b\"\nurl = \"http://x/1\"\n")
+            .is_ok()
+    );
 }

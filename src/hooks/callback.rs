@@ -14,6 +14,7 @@
 //! Callbacks never share a queue with the event sinks, so a backlog of event deliveries
 //! never delays a decision.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -28,7 +29,7 @@ use super::event::Protocol;
 use super::metrics::Histogram;
 use super::reserved::CALLBACK_FIELDS;
 use super::sign;
-use crate::config::{DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
+use crate::config::{Config, DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
 use crate::redact;
 
 /// Which callback, named as nginx-rtmp names it in the `call` field.
@@ -353,9 +354,18 @@ impl Callbacks {
 /// session takes them once per callback (an `Arc` clone under a read lock held for no await).
 #[derive(Default)]
 pub struct CurrentCallbacks {
-    current: RwLock<Option<Arc<Callbacks>>>,
+    current: RwLock<CallbackSets>,
     /// The counters every configuration in turn adds to.
     stats: Arc<CallbackStats>,
+}
+
+/// `[notify]`'s callbacks and each listed app's (docs/hooks.md, "Per-application hooks").
+#[derive(Default)]
+struct CallbackSets {
+    global: Option<Arc<Callbacks>>,
+    /// An app listed in `[apps]`, with its `[notify]` merged; `None` when the merge configures
+    /// no endpoint (every callback off for that app).
+    apps: HashMap<String, Option<Arc<Callbacks>>>,
 }
 
 impl CurrentCallbacks {
@@ -366,19 +376,67 @@ impl CurrentCallbacks {
         Arc::new(current)
     }
 
+    /// The callbacks of `config`: `[notify]` and each app's.
+    pub fn from_config(config: &Config) -> Arc<CurrentCallbacks> {
+        let current = CurrentCallbacks::default();
+        current.replace_all(config);
+        Arc::new(current)
+    }
+
     /// Fixed callbacks (a test's, a bench's): never replaced.
     pub fn fixed(callbacks: Option<Arc<Callbacks>>) -> Arc<CurrentCallbacks> {
-        Arc::new(CurrentCallbacks { current: RwLock::new(callbacks), stats: Arc::default() })
+        let sets = CallbackSets { global: callbacks, apps: HashMap::new() };
+        Arc::new(CurrentCallbacks { current: RwLock::new(sets), stats: Arc::default() })
     }
 
+    /// `[notify]`'s callbacks.
     pub fn get(&self) -> Option<Arc<Callbacks>> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.read().global.clone()
     }
 
-    /// From now on, `notify`'s callbacks; callbacks in flight finish under the old ones.
+    /// The callbacks of a client of `app`: its own set when `[apps]` lists it, else `[notify]`'s.
+    pub fn for_app(&self, app: &str) -> Option<Arc<Callbacks>> {
+        let sets = self.read();
+        match sets.apps.get(app) {
+            Some(own) => own.clone(),
+            None => sets.global.clone(),
+        }
+    }
+
+    /// Whether any set (global or an app's) has `on_update`.
+    pub fn any_on_update(&self) -> bool {
+        let sets = self.read();
+        sets.global.iter().chain(sets.apps.values().flatten()).any(|c| c.notify.on_update.is_some())
+    }
+
+    /// The counters every set adds to, when any set is configured.
+    pub fn stats(&self) -> Option<Arc<CallbackStats>> {
+        let sets = self.read();
+        let any = sets.global.is_some() || sets.apps.values().any(Option::is_some);
+        any.then(|| self.stats.clone())
+    }
+
+    /// From now on, `notify`'s callbacks and no app's; callbacks in flight finish under the
+    /// old ones.
     pub fn replace(&self, notify: &NotifyConfig) {
-        let callbacks = notify.is_enabled().then(|| Callbacks::with_stats(notify, self.stats.clone()));
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = callbacks;
+        let global = self.build(notify);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps: HashMap::new() };
+    }
+
+    /// From now on, `config`'s callbacks, every app's included (SIGHUP replaces the per-app
+    /// sets with the global one); callbacks in flight finish under the old ones.
+    pub fn replace_all(&self, config: &Config) {
+        let global = self.build(&config.notify);
+        let apps = config.apps.keys().map(|app| (app.clone(), self.build(&config.app_notify(app)))).collect();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps };
+    }
+
+    fn build(&self, notify: &NotifyConfig) -> Option<Arc<Callbacks>> {
+        notify.is_enabled().then(|| Callbacks::with_stats(notify, self.stats.clone()))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CallbackSets> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -168,7 +168,8 @@ impl CallbackLane {
     /// Asks the callback for `call`, if one is configured; no callback allows. A decision
     /// remembered from an earlier reply's `Cache-Control: max-age` answers without a request.
     pub async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&str, String)]) -> Decision {
-        let Some(callbacks) = self.callbacks.get() else { return Decision::Allow };
+        // The client's app picks the set: its own under `[apps]`, else `[notify]`.
+        let Some(callbacks) = self.callbacks.for_app(&client.app) else { return Decision::Allow };
         let Some(request) = dialect::request(&callbacks, call, client, extra) else { return Decision::Allow };
         let cache_key = callbacks.cache.is_enabled().then(|| request.cache_key());
         if let Some(key) = &cache_key {
@@ -181,7 +182,7 @@ impl CallbackLane {
         }
         // Boxed: the request's state (connection, buffers, timers) would otherwise be part
         // of every session's future, asking or not: +1 KiB per idle connection, measured.
-        Box::pin(self.call(request, cache_key)).await
+        Box::pin(self.call(&callbacks, request, cache_key)).await
     }
 
     /// Tells the done callbacks that a publish or play ended.
@@ -194,8 +195,9 @@ impl CallbackLane {
 
     /// Sends a callback whose reply is not awaited.
     pub fn tell(self: &Rc<Self>, call: Call, client: &ClientInfo, extra: &[(&str, String)]) {
-        if let Some(request) = self.callbacks.get().and_then(|c| dialect::request(&c, call, client, extra)) {
-            self.spawn(request, None);
+        let Some(callbacks) = self.callbacks.for_app(&client.app) else { return };
+        if let Some(request) = dialect::request(&callbacks, call, client, extra) {
+            self.spawn(callbacks, request, None);
         }
     }
 
@@ -207,14 +209,14 @@ impl CallbackLane {
         extra: &[(&str, String)],
     ) -> Option<oneshot::Receiver<Decision>> {
         let call = if publish { Call::UpdatePublish } else { Call::UpdatePlay };
-        let callbacks = self.callbacks.get()?;
+        let callbacks = self.callbacks.for_app(&client.app)?;
         let request = dialect::request(&callbacks, call, client, extra)?;
         if callbacks.notify.update_strict {
             let (reply, receiver) = oneshot::channel();
-            self.spawn(request, Some(reply));
+            self.spawn(callbacks, request, Some(reply));
             Some(receiver)
         } else {
-            self.spawn(request, None);
+            self.spawn(callbacks, request, None);
             None
         }
     }
@@ -232,12 +234,17 @@ impl CallbackLane {
     }
 
     /// Runs `request` as its own task, so the session does not wait for it.
-    fn spawn(self: &Rc<Self>, request: CallbackRequest, reply: Option<oneshot::Sender<Decision>>) {
+    fn spawn(
+        self: &Rc<Self>,
+        callbacks: Arc<Callbacks>,
+        request: CallbackRequest,
+        reply: Option<oneshot::Sender<Decision>>,
+    ) {
         let lane = self.clone();
         let call = request.call.as_str();
         *self.telling.borrow_mut().entry(call).or_default() += 1;
         tokio::task::spawn_local(async move {
-            let decision = lane.call(request, None).await;
+            let decision = lane.call(&callbacks, request, None).await;
             if let Some(reply) = reply {
                 // The session may be gone; its answer no longer matters.
                 let _ = reply.send(decision);
@@ -251,8 +258,7 @@ impl CallbackLane {
 
     /// Sends `request` and reads its answer; with a `cache_key`, a decision whose reply
     /// allows it is remembered for the reply's `max-age`.
-    async fn call(&self, request: CallbackRequest, cache_key: Option<String>) -> Decision {
-        let Some(callbacks) = self.callbacks.get() else { return Decision::Allow };
+    async fn call(&self, callbacks: &Callbacks, request: CallbackRequest, cache_key: Option<String>) -> Decision {
         let asked_at = Instant::now();
         callbacks.stats.requests.fetch_add(1, Ordering::Relaxed);
         // A guard, not a decrement at the end: a session that goes away while it waits drops

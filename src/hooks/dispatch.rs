@@ -81,6 +81,9 @@ pub struct Sink {
     /// How logs name the sink: its URL with credentials masked (`redact::url`), or its path.
     pub label: String,
     filter: EventFilter,
+    /// An app's own sink (`[[apps.<app>.webhook]]`, `[[apps.<app>.script]]`) receives only
+    /// that app's events; `None`: every event it filters in.
+    pub app: Option<String>,
     kind: SinkKind,
     /// The webhook's settings as given (for the admin API), `None` for scripts and stdio.
     pub webhook: Option<WebhookConfig>,
@@ -105,6 +108,7 @@ impl Sink {
             origin,
             label: crate::redact::url(&config.url),
             filter: config.events.clone(),
+            app: None,
             kind: SinkKind::Webhook {
                 target: WebhookTarget::new(&config, previous_secret),
                 agent,
@@ -116,6 +120,12 @@ impl Sink {
         }
     }
 
+    /// Whether `event` is one this sink receives: of a type it filters in and, for an app's
+    /// sink, of its app.
+    fn takes(&self, event: &Event) -> bool {
+        self.filter.matches(event.event_type) && self.app.as_deref().is_none_or(|app| event.app() == Some(app))
+    }
+
     fn retries(&self) -> u32 {
         match &self.kind {
             SinkKind::Webhook { retries, .. } => *retries,
@@ -124,7 +134,8 @@ impl Sink {
     }
 }
 
-/// The sinks of a config. Their ids are 1, 2, 3...; API-made sinks are numbered after them.
+/// The sinks of a config: the global ones, then each app's (`[apps]`, in name order). Their
+/// ids are 1, 2, 3...; API-made sinks are numbered after them.
 pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>> {
     let mut sinks = Vec::new();
     let mut id = 0;
@@ -132,20 +143,22 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
         id += 1;
         id
     };
+    let script_sink = |id: u64, script: &crate::config::ScriptConfig, app: Option<&String>| Sink {
+        id,
+        origin: SinkOrigin::Config,
+        label: script.path.display().to_string(),
+        filter: script.event.clone(),
+        app: app.cloned(),
+        kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
+        webhook: None,
+        outbox_key: None,
+        stats: Arc::default(),
+    };
     for hook in &config.webhooks {
         sinks.push(Arc::new(Sink::webhook(next_id(), SinkOrigin::Config, hook.clone(), None, agent.clone())));
     }
     for script in &config.scripts {
-        sinks.push(Arc::new(Sink {
-            id: next_id(),
-            origin: SinkOrigin::Config,
-            label: script.path.display().to_string(),
-            filter: script.event.clone(),
-            kind: SinkKind::Script { path: script.path.clone(), timeout: config.hook_timeout },
-            webhook: None,
-            outbox_key: None,
-            stats: Arc::default(),
-        }));
+        sinks.push(Arc::new(script_sink(next_id(), script, None)));
     }
     if let Some(format) = config.stdio {
         sinks.push(Arc::new(Sink {
@@ -153,11 +166,23 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
             origin: SinkOrigin::Config,
             label: "stdio".into(),
             filter: EventFilter::All,
+            app: None,
             kind: SinkKind::Stdio { format },
             webhook: None,
             outbox_key: None,
             stats: Arc::default(),
         }));
+    }
+    for (app, own) in &config.apps {
+        for hook in &own.webhooks {
+            let mut sink = Sink::webhook(next_id(), SinkOrigin::Config, hook.clone(), None, agent.clone());
+            sink.outbox_key = Some(outbox::key::of_webhook_in(Some(app), hook));
+            sink.app = Some(app.clone());
+            sinks.push(Arc::new(sink));
+        }
+        for script in &own.scripts {
+            sinks.push(Arc::new(script_sink(next_id(), script, Some(app))));
+        }
     }
     sinks
 }
@@ -338,6 +363,7 @@ impl Dispatcher {
         old.webhook.as_ref()?;
         let mut sink = Sink::webhook(id, old.origin, config, previous_secret, self.agent.clone());
         sink.stats = old.stats.clone();
+        sink.app = old.app.clone();
         // A change is how an operator re-enables a sink a 410 disabled.
         sink.stats.disabled.store(false, Ordering::Relaxed);
         let sink = Arc::new(sink);
@@ -785,7 +811,7 @@ impl Core {
         let set = dispatcher.current();
         let room = self.room(set.sinks.len());
         for sink in set.sinks.iter() {
-            if !sink.filter.matches(event.event_type) || sink.stats.disabled.load(Ordering::Relaxed) {
+            if !sink.takes(&event) || sink.stats.disabled.load(Ordering::Relaxed) {
                 continue;
             }
             if let (Some(outboxes), Some(outbox_key)) = (self.outboxes.as_mut(), sink.outbox_key.as_deref())

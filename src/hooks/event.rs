@@ -51,6 +51,20 @@ impl Event {
         self.timestamp_ms / 1000
     }
 
+    /// The application the event concerns: its stream's (`app/name`), or a `connect`'s own
+    /// `app`; `None` for connection events that name neither (connection_accept,
+    /// handshake_complete, a connection_close after no publish or play). An app's own sinks
+    /// receive only events of their app.
+    pub fn app(&self) -> Option<&str> {
+        if let Some((app, _)) = self.stream_key.split_once('/') {
+            return Some(app);
+        }
+        match self.event_type {
+            EventType::Connect => self.data.get("app").and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
     /// The memory this event holds, its strings and data included: what the hook queues'
     /// byte bounds count. A client controls much of it (a connect's tcUrl, its arguments), so
     /// it is measured, not assumed. Allocator slack is not counted.

@@ -113,7 +113,7 @@ pub struct Hooks {
 
 impl Hooks {
     pub fn new(config: &Config, sink: Option<Box<dyn EventSink>>) -> Arc<Hooks> {
-        let callbacks = CurrentCallbacks::new(&config.notify);
+        let callbacks = CurrentCallbacks::from_config(config);
         let https_pool = CallbackPool::new(config.notify.timeout, config.tls_ca_file.as_deref());
         Arc::new(Hooks { callbacks, https_pool, sink, ids: EventIds::new(now_ms()), seqs: Mutex::new(HashMap::new()) })
     }
@@ -128,6 +128,17 @@ impl Hooks {
         self.callbacks.get()
     }
 
+    /// The callbacks of a client of `app` (`[apps.<app>.notify]` over `[notify]`, or
+    /// `[notify]`), when any is configured for it.
+    pub fn callbacks_for(&self, app: &str) -> Option<Arc<Callbacks>> {
+        self.callbacks.for_app(app)
+    }
+
+    /// The counters every callback set adds to, when any set is configured.
+    pub fn callback_stats(&self) -> Option<Arc<callback::CallbackStats>> {
+        self.callbacks.stats()
+    }
+
     /// The callbacks as SIGHUP replaces them, for the shards' lanes to follow.
     pub fn current_callbacks(&self) -> &Arc<CurrentCallbacks> {
         &self.callbacks
@@ -138,10 +149,14 @@ impl Hooks {
         &self.https_pool
     }
 
-    /// Whether `on_update` is configured, and how often it fires.
+    /// Whether `on_update` is configured (globally or for an app), and how often it fires
+    /// (`update_interval` is server-wide).
     pub fn update_interval(&self) -> Option<std::time::Duration> {
-        let callbacks = self.callbacks.get()?;
-        callbacks.notify.on_update.as_ref().map(|_| callbacks.notify.update_interval)
+        if !self.callbacks.any_on_update() {
+            return None;
+        }
+        let interval = self.callbacks.get().map(|c| c.notify.update_interval);
+        Some(interval.unwrap_or(crate::config::NotifyConfig::default().update_interval))
     }
 
     /// Whether an event of this type would reach any sink.

@@ -75,6 +75,9 @@ payload!(
     PublishStart {
         #[serde(serialize_with = "args_object")]
         args: Vec<(String, String)>,
+        /// This publisher took the stream over from another (`takeover`); only then present.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        takeover: bool,
     }
 );
 payload!(
@@ -125,6 +128,9 @@ payload!(
         audio_codec: Option<&'static str>,
         video_codec: Option<&'static str>,
         duration_sec: f64,
+        /// Why the publish ended when not by the publisher (`taken over`); only then present.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     }
 );
 payload!(PlayStop { bytes_out: u64, duration_sec: f64, dropped_packets: u64 });

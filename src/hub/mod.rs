@@ -20,7 +20,7 @@ pub mod player;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -162,10 +162,45 @@ pub struct HubStats {
 #[derive(Debug, Default)]
 struct Entry {
     publisher: Option<usize>,
+    /// Set while `publisher` is: how a new publisher taking the stream over (`takeover`)
+    /// tells the current one, wherever its shard, to leave.
+    eviction: Option<Arc<Eviction>>,
     /// Shards that hold a `LocalStream` of this stream (players waiting or watching).
     shards: Vec<usize>,
     /// Players of the stream on every shard.
     players: usize,
+}
+
+/// A publisher's "you have been replaced" signal, raised from any shard's thread.
+#[derive(Debug, Default)]
+pub struct Eviction {
+    raised: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Eviction {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a new publisher took the stream over.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once a new publisher took the stream over.
+    pub async fn raised(&self) {
+        loop {
+            // Created before the check: `notify_waiters` wakes a `Notified` made before it
+            // even if not yet polled, so a raise between the check and the await is not lost.
+            let notified = self.notify.notified();
+            if self.is_raised() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// How the registry changed when a publisher or player came or went; the caller turns it
@@ -230,7 +265,11 @@ impl Hub {
     }
 
     /// Makes `shard` the publisher of `key`; returns the other shards with players.
-    fn claim_publisher(&self, key: &Arc<str>, shard: usize) -> Result<(Vec<usize>, StreamChange), HubError> {
+    fn claim_publisher(
+        &self,
+        key: &Arc<str>,
+        shard: usize,
+    ) -> Result<(Vec<usize>, StreamChange, Arc<Eviction>), HubError> {
         let mut streams = self.lock();
         let created = !streams.contains_key(key);
         let entry = streams.entry(key.clone()).or_default();
@@ -238,9 +277,24 @@ impl Hub {
             return Err(HubError::AlreadyPublishing(key.to_string()));
         }
         entry.publisher = Some(shard);
+        let eviction = Arc::new(Eviction::default());
+        entry.eviction = Some(eviction.clone());
         let others = entry.shards.iter().copied().filter(|&s| s != shard).collect();
         let change = StreamChange { created, deleted: false, players: entry.players, live: true };
-        Ok((others, change))
+        Ok((others, change, eviction))
+    }
+
+    /// Tells the publisher of `key`, if any, that a new one takes the stream over; it leaves
+    /// (and releases the stream) on its own shard. Whether there was one.
+    pub fn evict_publisher(&self, key: &str) -> bool {
+        let streams = self.lock();
+        match streams.get(key).and_then(|entry| entry.eviction.as_ref()) {
+            Some(eviction) => {
+                eviction.raise();
+                true
+            }
+            None => false,
+        }
     }
 
     fn release_publisher(&self, key: &str) -> StreamChange {
@@ -249,6 +303,7 @@ impl Hub {
             return StreamChange::default();
         };
         entry.publisher = None;
+        entry.eviction = None;
         let players = entry.players;
         let deleted = entry.shards.is_empty() && players == 0;
         if deleted {
@@ -392,6 +447,11 @@ impl ShardHub {
         (streams.len(), streams.get(key).map(|entry| entry.players))
     }
 
+    /// Tells the publisher of `key`, on whatever shard, that a new one takes the stream over.
+    pub fn evict_publisher(&self, key: &str) -> bool {
+        self.hub.evict_publisher(key)
+    }
+
     pub fn is_published(&self, key: &str) -> bool {
         self.hub.lock().get(key).is_some_and(|entry| entry.publisher.is_some())
     }
@@ -441,7 +501,7 @@ impl ShardHub {
     /// Starts publishing `key` from this shard.
     pub fn publish(self: &Rc<Self>, key: &str) -> Result<(PublisherHandle, StreamChange), HubError> {
         let key_arc: Arc<str> = Arc::from(key);
-        let (others, change) = self.hub.claim_publisher(&key_arc, self.shard)?;
+        let (others, change, eviction) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
         stream.local_publisher.set(true);
         self.start_stream(&stream, &[], true);
@@ -449,7 +509,7 @@ impl ShardHub {
             stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
             self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start });
         }
-        let handle = PublisherHandle { shard_hub: self.clone(), stream, released: false };
+        let handle = PublisherHandle { shard_hub: self.clone(), stream, eviction, released: false };
         Ok((handle, change))
     }
 
@@ -634,6 +694,8 @@ impl ShardHub {
 pub struct PublisherHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
+    /// Raised when a new publisher takes the stream over.
+    eviction: Arc<Eviction>,
     released: bool,
 }
 
@@ -653,6 +715,11 @@ impl PublisherHandle {
 
     pub fn key(&self) -> &str {
         &self.stream.key
+    }
+
+    /// Raised when a new publisher takes the stream over (`takeover`).
+    pub fn eviction(&self) -> &Arc<Eviction> {
+        &self.eviction
     }
 }
 
@@ -759,5 +826,38 @@ mod tests {
             playing_shard.handle_message(message);
         }
         assert_eq!(hub.relay_bytes[1].load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_eviction_reaches_the_current_publisher_only_and_frees_the_stream_when_it_leaves() {
+        let (hub, _receivers) = Hub::new(2, HubSettings::default());
+        let (first_shard, second_shard) = (ShardHub::new(0, hub.clone()), ShardHub::new(1, hub.clone()));
+        assert!(!second_shard.evict_publisher("live/x"), "nobody publishes yet");
+        let (first, _) = first_shard.publish("live/x").unwrap();
+        assert!(!first.eviction().is_raised());
+        assert!(second_shard.publish("live/x").is_err(), "busy");
+        assert!(second_shard.evict_publisher("live/x"));
+        assert!(first.eviction().is_raised(), "raised across shards");
+        // The publisher leaves on its own shard; the stream is free from then on, and the new
+        // publisher's signal starts lowered.
+        assert!(second_shard.publish("live/x").is_err(), "still held until the old one leaves");
+        first.unpublish();
+        let (second, _) = second_shard.publish("live/x").unwrap();
+        assert!(!second.eviction().is_raised());
+    }
+
+    #[test]
+    fn a_raised_eviction_wakes_its_waiter() {
+        let eviction = Arc::new(Eviction::default());
+        let waiter = eviction.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        runtime.block_on(async move {
+            let raising = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                eviction.raise();
+            });
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter.raised()).await.expect("woken");
+            raising.join().unwrap();
+        });
     }
 }

@@ -76,6 +76,8 @@ struct Shared {
     admission: Arc<Admission>,
     /// The session journal every shard's sessions write to, when kept.
     journal: Option<Arc<Journal>>,
+    /// Where a new publisher takes a busy stream over (`takeover`).
+    takeover: Arc<crate::config::TakeoverRule>,
 }
 
 /// A request from the admin API to one shard.
@@ -274,6 +276,7 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             admission: Admission::new(config),
             heartbeats,
+            takeover: Arc::new(config.takeover_rule()),
         });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
@@ -497,7 +500,7 @@ fn reload(running: &mut Reloadable) {
     let sinks = dispatch::sinks_from_config(&config, &running.dispatcher.agent());
     let count = sinks.len();
     running.dispatcher.replace_config_sinks(sinks);
-    running.hooks.current_callbacks().replace(&config.notify);
+    running.hooks.current_callbacks().replace_all(&config);
     running.admission.apply(&config);
     let waiting = restart_only_changes(&running.config, &config);
     if waiting.is_empty() {
@@ -515,8 +518,12 @@ fn reload(running: &mut Reloadable) {
 /// The keys that differ between `old` and `new` which a reload does not apply.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     // Everything SIGHUP applies taken from `old`: what still differs waits for a restart.
+    // `takeover` (top level and per app) is read once per shard at start.
+    let takeover_changed = old.takeover_rule() != new.takeover_rule();
     let applied = Config {
         notify: old.notify.clone(),
+        apps: old.apps.clone(),
+        takeover: old.takeover,
         webhooks: old.webhooks.clone(),
         scripts: old.scripts.clone(),
         stdio: old.stdio,
@@ -528,7 +535,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ..new.clone()
     };
     if applied == *old {
-        return Vec::new();
+        return if takeover_changed { vec!["takeover"] } else { Vec::new() };
     }
     let named: Vec<&'static str> = [
         (applied.rtmp_listen == old.rtmp_listen, "rtmp_listen"),
@@ -541,6 +548,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (applied.idle_timeout == old.idle_timeout, "idle_timeout"),
         (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
         (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
+        (!takeover_changed, "takeover"),
     ]
     .into_iter()
     .filter_map(|(same, key)| (!same).then_some(key))
@@ -616,6 +624,7 @@ async fn run_shard(
         let _ = context.journal.set(journal.clone());
     }
     let _ = context.admission.set(shared.admission.clone());
+    let _ = context.takeover.set(shared.takeover.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

@@ -15,6 +15,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use crate::hooks::payload::{
     StreamUnavailable, SubscriberCount,
 };
 use crate::hooks::{Origin, now_ms};
-use crate::hub::{PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
+use crate::hub::{Eviction, PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
 
 /// A client's query arguments, in the order it sent them.
@@ -94,6 +95,8 @@ pub enum CloseReason {
     TooSlow,
     /// An operator kicked it over the admin API.
     AdminKick,
+    /// A new publisher took its stream over (`takeover`).
+    TakenOver,
 }
 
 impl CloseReason {
@@ -104,9 +107,17 @@ impl CloseReason {
             CloseReason::Shutdown => "server shutdown",
             CloseReason::TooSlow => "player too slow",
             CloseReason::AdminKick => "kicked by operator",
+            CloseReason::TakenOver => TAKEN_OVER,
         }
     }
 }
+
+/// How `publish_stop` and `connection_close` word a publisher replaced under `takeover`.
+const TAKEN_OVER: &str = "taken over";
+
+/// How long a publisher taking a stream over waits for the current one to leave: it is told
+/// at once and leaves at its shard's next turn, so this only bounds a stuck shard.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// What a publishing connection counts for its events and callbacks.
 struct Publishing {
@@ -264,7 +275,7 @@ impl Lifecycle {
         if let Err(kind) = self.within_limits(&key, true) {
             return self.refuse_over_limit(kind, "publish", &key);
         }
-        let (handle, change) = match self.context.hub.publish(&key) {
+        let (handle, change, took_over) = match self.take_stream(&key).await {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(admission) = self.context.admission.get() {
@@ -296,8 +307,45 @@ impl Lifecycle {
         if change.created {
             self.emit(|| StreamCreate {});
         }
-        self.emit(|| PublishStart { args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default() });
+        if took_over {
+            info!(conn_id = self.conn_id(), stream = %self.current_stream(), "publisher took the stream over");
+        }
+        self.emit(|| PublishStart {
+            args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default(),
+            takeover: took_over,
+        });
         Admission::Admitted
+    }
+
+    /// Takes `key` in the hub for this publisher. A busy stream under `takeover` is taken
+    /// over: the current publisher is told to leave, and this one waits (at most
+    /// [`TAKEOVER_WAIT`]) for the stream to be free. Says whether it took it over.
+    async fn take_stream(&self, key: &str) -> Result<(PublisherHandle, StreamChange, bool), crate::hub::HubError> {
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
+        let takeover = self.context.takeover.get().is_some_and(|rule| rule.applies(app));
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let mut evicted = false;
+        loop {
+            match self.context.hub.publish(key) {
+                Ok((handle, change)) => return Ok((handle, change, evicted)),
+                Err(error) if !takeover || Instant::now() >= deadline => return Err(error),
+                Err(_) => {
+                    if !evicted {
+                        evicted = self.context.hub.evict_publisher(key);
+                    }
+                    // The old publisher leaves on its own shard's turn; poll rather than
+                    // wire a wake-up across shards for a once-per-takeover wait.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+
+    /// While publishing: the signal a new publisher taking the stream over raises. A driver
+    /// awaits it with [`taken_over`] and then ends the session with
+    /// [`CloseReason::TakenOver`].
+    pub fn eviction(&self) -> Option<Arc<Eviction>> {
+        self.publishing.as_ref().map(|p| p.handle.eviction().clone())
     }
 
     /// A client asks to play: asks `on_play` (a 3xx renames the stream), then joins the
@@ -498,6 +546,7 @@ impl Lifecycle {
         let Some(p) = self.publishing.take() else {
             return;
         };
+        let reason = p.handle.eviction().is_raised().then_some(TAKEN_OVER);
         let change = p.handle.unpublish();
         self.journal_stopped(true);
         if let Some(admission) = self.context.admission.get() {
@@ -508,7 +557,7 @@ impl Lifecycle {
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
-        let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), ..p.totals };
+        let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), reason, ..p.totals };
         self.context.hooks.emit(&origin, || stop);
         let client = self.client_info(&p.name, &p.args);
         let fields = [
@@ -677,6 +726,15 @@ pub(crate) fn client_info(
         swf_url: connect.swf_url,
         page_url: connect.page_url,
         args: all_args,
+    }
+}
+
+/// Resolves when `eviction` (a publisher's, [`Lifecycle::eviction`]) is raised; pending
+/// forever without one.
+pub async fn taken_over(eviction: Option<Arc<Eviction>>) {
+    match eviction {
+        Some(eviction) => eviction.raised().await,
+        None => std::future::pending().await,
     }
 }
 

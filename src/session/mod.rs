@@ -283,6 +283,9 @@ pub struct ShardContext {
     pub journal: std::cell::OnceCell<Arc<journal::Journal>>,
     /// The server's admission limits (set once, before any session); unset: none.
     pub admission: std::cell::OnceCell<Arc<limits::Admission>>,
+    /// Where a new publisher takes a busy stream over (set once, before any session);
+    /// unset: nowhere.
+    pub takeover: std::cell::OnceCell<Arc<crate::config::TakeoverRule>>,
     random: Cell<u64>,
 }
 
@@ -309,6 +312,7 @@ impl ShardContext {
             udp_ports: rtsp_udp::PortRange::new(settings.rtsp_udp_ports, seed),
             journal: std::cell::OnceCell::new(),
             admission: std::cell::OnceCell::new(),
+            takeover: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }

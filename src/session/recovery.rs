@@ -40,7 +40,7 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
         } else {
             hooks.emit(&origin, || PlayStop { bytes_out: 0, duration_sec, dropped_packets: 0 });
         }
-        if let Some(callbacks) = hooks.callbacks() {
+        if let Some(callbacks) = hooks.callbacks_for(&session.app) {
             let client = client_of(session, protocol);
             let fields = [
                 ("bytes_in", "0".to_owned()),
@@ -51,7 +51,7 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
             for call in [specific, Call::Done] {
                 if let Some(request) = crate::hooks::dialect::request(&callbacks, call, &client, &fields) {
                     let reply = hooks.https_pool().ask(callbacks.prepare(&request));
-                    pending.push((request, reply, Instant::now()));
+                    pending.push((callbacks.clone(), request, reply, Instant::now()));
                 }
             }
         }
@@ -71,9 +71,7 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
             });
         }
     }
-    if let Some(callbacks) = hooks.callbacks() {
-        settle_all(&callbacks, pending, Instant::now() + callback_wait);
-    }
+    settle_all(pending, Instant::now() + callback_wait);
     let ended = recovered.sessions.len();
     if ended > 0 {
         info!(sessions = ended, connections = closed_conns.len(), "ended the sessions a crash left open");
@@ -81,14 +79,19 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
     ended
 }
 
-type Pending =
-    (crate::hooks::callback::CallbackRequest, tokio::sync::oneshot::Receiver<crate::hooks::callback::Outcome>, Instant);
+/// A done callback sent, with the set (global or its app's) that settles its answer.
+type Pending = (
+    std::sync::Arc<Callbacks>,
+    crate::hooks::callback::CallbackRequest,
+    tokio::sync::oneshot::Receiver<crate::hooks::callback::Outcome>,
+    Instant,
+);
 
 /// Waits for the done callbacks' replies until `deadline`, settling each (counted, failures
 /// logged); those still running then are logged and left to finish on their own.
-fn settle_all(callbacks: &Callbacks, mut pending: Vec<Pending>, deadline: Instant) {
+fn settle_all(mut pending: Vec<Pending>, deadline: Instant) {
     while !pending.is_empty() && Instant::now() < deadline {
-        pending.retain_mut(|(request, reply, asked_at)| match reply.try_recv() {
+        pending.retain_mut(|(callbacks, request, reply, asked_at)| match reply.try_recv() {
             Ok(outcome) => {
                 let dialect = callbacks.notify.dialect;
                 callbacks.settle(request, &outcome, |answer| crate::hooks::dialect::decide(dialect, answer), *asked_at);

@@ -145,6 +145,7 @@ impl Session {
                     }
                 };
                 tokio::pin!(read);
+                let eviction = self.lifecycle.eviction();
                 loop {
                     let update_due = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
                     tokio::select! {
@@ -152,6 +153,7 @@ impl Session {
                         // Ending the session: dropping the read is harmless now.
                         _ = self.context.shutdown.wait() => return Ok(CloseReason::Shutdown),
                         _ = entry.kicked() => return Ok(CloseReason::AdminKick),
+                        _ = super::lifecycle::taken_over(eviction.clone()) => return Ok(CloseReason::TakenOver),
                         _ = sleep_until_some(update_due) => {
                             self.lifecycle.handle_timeout(std::time::Instant::now());
                         }

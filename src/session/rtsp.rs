@@ -250,6 +250,7 @@ impl Session {
             let input = {
                 let read = reader.read(&socket);
                 tokio::pin!(read);
+                let eviction = self.lifecycle.eviction();
                 loop {
                     let update_due = self.lifecycle.poll_timeout().map(tokio::time::Instant::from_std);
                     let inbox = self.udp.as_ref().map(|udp| udp.inbox.clone());
@@ -263,6 +264,9 @@ impl Session {
                         }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
+                        _ = super::lifecycle::taken_over(eviction.clone()) => {
+                            return Ok(Ending::Closed(CloseReason::TakenOver));
+                        }
                         _ = tokio::time::sleep_until(deadline) => {
                             return Err(if requested {
                                 RtspError::SessionTimeout(timeout)

@@ -5,6 +5,8 @@
 //! - A `[[webhook]]` without one: `url-` and 16 hex digits of SHA-256 over its URL and its
 //!   events, so that reordering the config file keeps each webhook's outbox, and changing where
 //!   or what it sends starts a new one (the old one is kept and reported).
+//! - An app's `[[apps.<app>.webhook]]` without one: the same, with the app's name in the hash,
+//!   so it never shares an outbox with a global webhook or another app's of the same URL.
 //! - A webhook made over the admin API: its API id (`wh_...`), kept in `state_dir` with it.
 
 use sha2::{Digest, Sha256};
@@ -17,12 +19,22 @@ pub fn is_valid(key: &str) -> bool {
     crate::config::is_plain_id(key)
 }
 
-/// The key of a webhook: its `id`, or one made from its URL and events.
+/// The key of a global webhook: its `id`, or one made from its URL and events.
 pub fn of_webhook(config: &WebhookConfig) -> String {
+    of_webhook_in(None, config)
+}
+
+/// The key of a webhook of `app` (`None`: a global one).
+pub fn of_webhook_in(app: Option<&str>, config: &WebhookConfig) -> String {
     if let Some(id) = &config.id {
         return id.clone();
     }
     let mut hash = Sha256::new();
+    if let Some(app) = app {
+        hash.update(b"app ");
+        hash.update(app.as_bytes());
+        hash.update(b"\n");
+    }
     hash.update(config.url.as_bytes());
     hash.update(b"\n");
     match &config.events {
@@ -42,6 +54,16 @@ pub fn of_webhook(config: &WebhookConfig) -> String {
 mod tests {
     use super::*;
     use crate::config::EventType;
+
+    #[test]
+    fn an_apps_webhook_has_an_outbox_of_its_own() {
+        let hook = WebhookConfig::new("http://127.0.0.1:9/x".into(), EventFilter::All);
+        let (global, vip, live) =
+            (of_webhook(&hook), of_webhook_in(Some("vip"), &hook), of_webhook_in(Some("live"), &hook));
+        assert!(global != vip && vip != live && is_valid(&vip), "{global} {vip} {live}");
+        let named = WebhookConfig { id: Some("mine".into()), ..hook };
+        assert_eq!(of_webhook_in(Some("vip"), &named), "mine");
+    }
 
     #[test]
     fn a_webhook_without_id_is_named_by_its_url_and_events() {
