@@ -228,7 +228,11 @@ impl Server {
         let journal = if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
-            rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
+            rtmp: ServerSettings {
+                chunk_size: config.chunk_size,
+                limits: config.wire_limits(),
+                ..ServerSettings::default()
+            },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
@@ -238,6 +242,7 @@ impl Server {
             rtsp_session_timeout: config.rtsp_session_timeout,
             rtsp_udp_ports: config.rtsp_udp_ports,
             rtsp_auth: config.rtsp_auth,
+            wire: config.wire_limits(),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
@@ -541,6 +546,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (applied.idle_timeout == old.idle_timeout, "idle_timeout"),
         (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
         (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
+        (applied.max_rtmp_message_bytes == old.max_rtmp_message_bytes, "max_rtmp_message_bytes"),
+        (applied.max_rtmp_chunk_streams == old.max_rtmp_chunk_streams, "max_rtmp_chunk_streams"),
+        (applied.max_http_request_head_bytes == old.max_http_request_head_bytes, "max_http_request_head_bytes"),
+        (applied.max_rtsp_request_head_bytes == old.max_rtsp_request_head_bytes, "max_rtsp_request_head_bytes"),
+        (applied.max_rtsp_body_bytes == old.max_rtsp_body_bytes, "max_rtsp_body_bytes"),
     ]
     .into_iter()
     .filter_map(|(same, key)| (!same).then_some(key))

@@ -20,6 +20,7 @@ use super::chunk::{self, Acknowledger, ChunkDecoder, ChunkError, PartialBudget, 
 use super::handshake::{Buffered, HandshakeError, SEED_LEN, ServerHandshake};
 use super::message::*;
 use crate::protocol::amf0::{self, Amf0Value};
+use crate::protocol::limits::WireLimits;
 
 /// Chunk stream for protocol control messages (spec 5.4: csid 2, stream 0).
 const CSID_CONTROL: u32 = 2;
@@ -50,11 +51,13 @@ pub struct ServerSettings {
     /// Window acknowledgement size announced to the peer, and used for our own acks when
     /// the peer announces none.
     pub window_ack_size: u32,
+    /// Bounds of incoming messages (`rtmp_message_bytes`, `rtmp_chunk_streams`).
+    pub limits: WireLimits,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { chunk_size: 4096, window_ack_size: 2_500_000 }
+        ServerSettings { chunk_size: 4096, window_ack_size: 2_500_000, limits: WireLimits::default() }
     }
 }
 
@@ -222,7 +225,7 @@ impl ServerConnection {
         ServerConnection {
             settings,
             handshake: Some(Box::new(Buffered::new(ServerHandshake::new(seed, epoch)))),
-            decoder: ChunkDecoder::new(),
+            decoder: ChunkDecoder::with_limits(settings.limits.rtmp_message_bytes, settings.limits.rtmp_chunk_streams),
             transmit: Vec::new(),
             events: VecDeque::new(),
             deferred: Vec::new(),

@@ -18,6 +18,7 @@ use super::auth::{self, Challenge, Credentials};
 use super::message::{self, Check, FrameError, Response, Status};
 use super::transport::{self, Lower, TransportReply, TransportRequest};
 use super::url::{self, Target, UrlError};
+use crate::protocol::limits::WireLimits;
 use crate::protocol::rtp::interleaved;
 use crate::protocol::sdp::{self, Track};
 
@@ -31,11 +32,13 @@ pub struct ServerSettings {
     pub session_timeout_secs: u32,
     /// The `Server` header.
     pub server_name: String,
+    /// Bounds of a request's head and body.
+    pub limits: WireLimits,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { session_timeout_secs: 60, server_name: "ringcast".to_owned() }
+        ServerSettings { session_timeout_secs: 60, server_name: "ringcast".to_owned(), limits: WireLimits::default() }
     }
 }
 
@@ -297,7 +300,7 @@ impl ServerConnection {
                 self.input.advance(1);
                 continue;
             }
-            match message::check(&self.input) {
+            match message::check(&self.input, &self.settings.limits) {
                 Ok(Check::Incomplete) => break,
                 Ok(Check::Complete { len }) => {
                     let request = self.input.split_to(len);
