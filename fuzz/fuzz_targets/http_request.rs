@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use ringcast::protocol::http_server::{self, MAX_REQUEST_HEAD, RequestHead, StreamTarget};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(len) = http_server::check(data) else { return };
+    let Ok(len) = http_server::check(data, MAX_REQUEST_HEAD) else { return };
     assert!(len <= data.len() && len <= MAX_REQUEST_HEAD);
     if let Ok(head) = RequestHead::parse(&data[..len]) {
         let _ = StreamTarget::parse(&head.path, &head.query);

@@ -773,3 +773,16 @@ async fn wait_sessions(context: &Rc<ShardContext>) {
         context.sessions_done.notified().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_wire_limit_waits_for_a_restart_and_is_named() {
+        let old = Config::default();
+        let new = Config { max_rtsp_body_bytes: 4096, max_rtmp_message_bytes: 1 << 20, max_streams: 5, ..old.clone() };
+        assert_eq!(restart_only_changes(&old, &new), vec!["max_rtmp_message_bytes", "max_rtsp_body_bytes"]);
+        assert!(restart_only_changes(&old, &Config { max_streams: 5, ..old.clone() }).is_empty());
+    }
+}

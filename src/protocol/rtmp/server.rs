@@ -788,7 +788,11 @@ mod tests {
 
     /// A connection past a simple handshake (C0, then C1 and C2 of zeros).
     fn handshaken() -> ServerConnection {
-        let mut conn = ServerConnection::new(ServerSettings::default(), [7; SEED_LEN], 0);
+        handshaken_with(ServerSettings::default())
+    }
+
+    fn handshaken_with(settings: ServerSettings) -> ServerConnection {
+        let mut conn = ServerConnection::new(settings, [7; SEED_LEN], 0);
         let mut c0c1c2 = vec![3u8];
         c0c1c2.resize(1 + 2 * 1536, 0);
         conn.handle_input(&c0c1c2).unwrap();
@@ -851,6 +855,18 @@ mod tests {
         let info = command.args.last().cloned().unwrap_or(Amf0Value::Null);
         let text = |key: &str| info.get(key).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
         (command.name, text("code"), text("description"))
+    }
+
+    #[test]
+    fn the_decoder_takes_the_wire_limits_of_the_settings() {
+        let limits = WireLimits { rtmp_message_bytes: 4096, ..WireLimits::default() };
+        let mut conn = handshaken_with(ServerSettings { limits, ..ServerSettings::default() });
+        let mut wire = Vec::new();
+        let frame = RawMessageRef { timestamp: 0, type_id: 9, stream_id: 1, payload: &[0x17; 4097] };
+        chunk::encode_message(&mut wire, 6, &frame, 128);
+        assert!(matches!(conn.handle_input(&wire), Err(Error::Chunk(ChunkError::MessageTooLarge(4097)))));
+        // The default takes it.
+        assert!(handshaken().handle_input(&wire).is_ok());
     }
 
     fn connected() -> ServerConnection {

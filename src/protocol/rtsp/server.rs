@@ -823,6 +823,20 @@ mod tests {
     }
 
     #[test]
+    fn the_framing_takes_the_wire_limits_of_the_settings() {
+        let limits = WireLimits { rtsp_request_head_bytes: 1024, rtsp_body_bytes: 1024, ..WireLimits::default() };
+        let settings = ServerSettings { limits, ..ServerSettings::default() };
+        let padded = format!("OPTIONS rtsp://h/a RTSP/1.0\r\nCSeq: 1\r\nX: {}\r\n\r\n", "a".repeat(1100));
+        let mut conn = ServerConnection::new(settings.clone(), 1);
+        assert!(exchange(&mut conn, &padded).starts_with("RTSP/1.0 413 "));
+        assert!(matches!(conn.poll_event(), Some(Event::Refused(Refusal::Framing(FrameError::HeadTooLarge)))));
+        let mut conn = ServerConnection::new(settings, 1);
+        let reply = exchange(&mut conn, "ANNOUNCE rtsp://h/a RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 1025\r\n\r\n");
+        assert!(reply.starts_with("RTSP/1.0 413 Request Entity Too Large\r\nCSeq: 2\r\n"), "{reply}");
+        assert!(exchange(&mut connection(), &padded).starts_with("RTSP/1.0 200 "), "the default takes it");
+    }
+
+    #[test]
     fn oversized_heads_bodies_and_urls_are_refused_and_close() {
         let mut conn = connection();
         conn.handle_input(&vec![b'A'; message::MAX_HEAD]);
