@@ -23,7 +23,8 @@
 //!   written by one thread off the shards); `recovery.rs` sends, at the next start after a
 //!   crash, the stop events and done callbacks of the sessions it still holds.
 //! - `limits.rs`: the counted admission limits all shards share (connections in total and
-//!   per address, streams, players per stream, publishers per address).
+//!   per address, streams, players per stream, publishers per address), and the counting
+//!   and paced log of the wire limits the protocol state machines enforce.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
