@@ -197,7 +197,7 @@ pub fn handshake(data: &[u8]) {
 /// the parse, then the stream path. A head `check` accepts is within the size limit, and its
 /// length never exceeds the input.
 pub fn http_request(data: &[u8]) {
-    let Ok(len) = http_server::check(data) else { return };
+    let Ok(len) = http_server::check(data, MAX_REQUEST_HEAD) else { return };
     assert!(len <= data.len() && len <= MAX_REQUEST_HEAD);
     if let Ok(head) = RequestHead::parse(&data[..len]) {
         let _ = StreamTarget::parse(&head.path, &head.query);
@@ -434,7 +434,7 @@ pub fn rtsp_headers(data: &[u8]) {
     if let Some(auth::Credentials::Digest(digest)) = auth::parse_authorization(&String::from_utf8_lossy(auth_value)) {
         let _ = digest.verify("DESCRIBE", "secret");
     }
-    if let Ok(message::Check::Complete { len }) = message::check(rest) {
+    if let Ok(message::Check::Complete { len }) = message::check(rest, &ringcast::protocol::limits::WireLimits::default()) {
         assert!(len <= rest.len());
         let _ = message::header_value(&rest[..len], "cseq");
     }

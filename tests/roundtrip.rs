@@ -450,7 +450,7 @@ mod http_heads {
             let headers = [("User-Agent".to_owned(), user_agent.clone()), ("Referer".to_owned(), referer.clone())];
             let mut wire = Vec::new();
             Request { method: "GET", target: &target, host: &host, headers: &headers, body: b"" }.encode(&mut wire);
-            prop_assert_eq!(http_server::check(&wire), Ok(wire.len()));
+            prop_assert_eq!(http_server::check(&wire, http_server::MAX_REQUEST_HEAD), Ok(wire.len()));
             let head = RequestHead::parse(&wire).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
             prop_assert_eq!(head.method, Method::Get);
             prop_assert_eq!(head.path, path);

@@ -114,6 +114,31 @@ pub fn render(state: &ApiState) -> String {
             "Connections closed for sending nothing within idle_timeout (RTSP: rtsp_session_timeout).",
             &hub.idle_timeouts,
         ),
+        (
+            "ringcast_oversized_rtmp_messages_total",
+            "RTMP connections closed for a message longer than max_rtmp_message_bytes.",
+            &hub.oversized_rtmp_messages,
+        ),
+        (
+            "ringcast_rtmp_chunk_stream_refusals_total",
+            "RTMP connections closed for more than max_rtmp_chunk_streams chunk streams with an incomplete message.",
+            &hub.rtmp_chunk_stream_refusals,
+        ),
+        (
+            "ringcast_oversized_http_heads_total",
+            "HTTP-FLV requests answered 431: a head over max_http_request_head_bytes.",
+            &hub.oversized_http_heads,
+        ),
+        (
+            "ringcast_oversized_rtsp_heads_total",
+            "RTSP requests answered 413: a head over max_rtsp_request_head_bytes.",
+            &hub.oversized_rtsp_heads,
+        ),
+        (
+            "ringcast_oversized_rtsp_bodies_total",
+            "RTSP requests answered 413: a body over max_rtsp_body_bytes.",
+            &hub.oversized_rtsp_bodies,
+        ),
     ] {
         out.counter(name, help, value.load(Relaxed));
     }

@@ -50,6 +50,11 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "rtsp_session_timeout",
     "rtsp_udp_ports",
     "rtsp_auth",
+    "max_rtmp_message_bytes",
+    "max_rtmp_chunk_streams",
+    "max_http_request_head_bytes",
+    "max_rtsp_request_head_bytes",
+    "max_rtsp_body_bytes",
     "player_queue_bytes",
     "gop_cache_bytes",
     "state_dir",
@@ -200,6 +205,23 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("rtsp_auth") {
         config.rtsp_auth = item.parse(str::parse)?;
+    }
+    if let Some(item) = root.get("max_rtmp_message_bytes") {
+        config.max_rtmp_message_bytes = item.integer(limits::RTMP_MESSAGE_BYTES)?;
+    }
+    if let Some(item) = root.get("max_rtmp_chunk_streams") {
+        config.max_rtmp_chunk_streams = item.integer(limits::RTMP_CHUNK_STREAMS)?;
+    }
+    for (key, slot) in [
+        ("max_http_request_head_bytes", &mut config.max_http_request_head_bytes),
+        ("max_rtsp_request_head_bytes", &mut config.max_rtsp_request_head_bytes),
+    ] {
+        if let Some(item) = root.get(key) {
+            *slot = item.integer(limits::REQUEST_HEAD_BYTES)?;
+        }
+    }
+    if let Some(item) = root.get("max_rtsp_body_bytes") {
+        config.max_rtsp_body_bytes = item.integer(limits::RTSP_BODY_BYTES)?;
     }
     if let Some(item) = root.get("player_queue_bytes") {
         config.player_queue_bytes = item.integer(limits::PLAYER_QUEUE_BYTES)?;

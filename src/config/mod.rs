@@ -50,6 +50,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::protocol::limits::WireLimits;
+
 /// Defines a closed set of names (`log_level = "info"`, `format = "json"`): the enum, `ALL`,
 /// `as_str`, `Display`, and a `FromStr` whose error lists the accepted names.
 macro_rules! choice {
@@ -198,6 +200,13 @@ mod limits {
     pub const PARTIAL_MESSAGE_BUDGET: (u64, u64) = (1 << 20, 1 << 40);
     pub const PLAYER_QUEUE_BYTES: (u64, u64) = (64 << 10, 1 << 40);
     pub const GOP_CACHE_BYTES: (u64, u64) = (64 << 10, 1 << 40);
+    // Wire limits, per connection: a message or request past them is refused.
+    /// Up to the RTMP length field's 24-bit ceiling.
+    pub const RTMP_MESSAGE_BYTES: (u64, u64) = (4096, 0x00FF_FFFF);
+    /// The chunk stream ids a peer can name (2 to 65599).
+    pub const RTMP_CHUNK_STREAMS: (u64, u64) = (2, 65_598);
+    pub const REQUEST_HEAD_BYTES: (u64, u64) = (1024, 1 << 20);
+    pub const RTSP_BODY_BYTES: (u64, u64) = (1024, 16 << 20);
 }
 
 /// Duration floors. A zero timeout would fail every handshake or callback at once; an update
@@ -308,6 +317,20 @@ pub struct Config {
     pub rtsp_udp_ports: (u16, u16),
     /// `rtsp_auth`: when RTSP clients are asked for credentials. Default `none`.
     pub rtsp_auth: RtspAuth,
+    /// Largest RTMP message a client may send; a longer one closes its connection. Default
+    /// 16777215 (the format's 24-bit length field); 4096..=16777215.
+    pub max_rtmp_message_bytes: u32,
+    /// RTMP chunk streams of one connection that may hold an incomplete message at once; one
+    /// more closes it. Default 64; 2..=65598.
+    pub max_rtmp_chunk_streams: usize,
+    /// Largest HTTP-FLV (and WebSocket-FLV) request head; past it `431`. Default 8192;
+    /// 1024..=1048576.
+    pub max_http_request_head_bytes: usize,
+    /// Largest RTSP request head; past it `413`. Default 16384; 1024..=1048576.
+    pub max_rtsp_request_head_bytes: usize,
+    /// Largest RTSP request body (an ANNOUNCE's SDP); past it `413`. Default 65536;
+    /// 1024..=16777216.
+    pub max_rtsp_body_bytes: usize,
     /// Bytes (payload and chunked form) queued per player before it is skipped ahead to the next
     /// keyframe, beside the `player_queue` packet count. Default 32 MiB; at least 64 KiB and at
     /// least `gop_cache_bytes`, so a new player's cached start fits.
@@ -416,6 +439,11 @@ impl Default for Config {
             rtsp_session_timeout: Duration::from_secs(60),
             rtsp_udp_ports: (30000, 39999),
             rtsp_auth: RtspAuth::None,
+            max_rtmp_message_bytes: WireLimits::default().rtmp_message_bytes,
+            max_rtmp_chunk_streams: WireLimits::default().rtmp_chunk_streams,
+            max_http_request_head_bytes: WireLimits::default().http_request_head_bytes,
+            max_rtsp_request_head_bytes: WireLimits::default().rtsp_request_head_bytes,
+            max_rtsp_body_bytes: WireLimits::default().rtsp_body_bytes,
             player_queue_bytes: 32 << 20,
             gop_cache_bytes: 32 << 20,
             state_dir: PathBuf::from("/var/lib/ringcast"),
@@ -612,6 +640,17 @@ impl Config {
     /// The merged-write window, `None` when merging is off.
     pub fn merge_write(&self) -> Option<Duration> {
         (self.merge_write_ms > 0).then(|| Duration::from_millis(self.merge_write_ms))
+    }
+
+    /// The wire limits the protocol state machines are built with.
+    pub fn wire_limits(&self) -> WireLimits {
+        WireLimits {
+            rtmp_message_bytes: self.max_rtmp_message_bytes,
+            rtmp_chunk_streams: self.max_rtmp_chunk_streams,
+            http_request_head_bytes: self.max_http_request_head_bytes,
+            rtsp_request_head_bytes: self.max_rtsp_request_head_bytes,
+            rtsp_body_bytes: self.max_rtsp_body_bytes,
+        }
     }
 }
 

@@ -536,6 +536,15 @@ fn bad_root_values_name_the_key() {
         ("rtsp_udp_ports = \"30000\"", "key 'rtsp_udp_ports': expected \"first-last\" UDP ports"),
         ("rtsp_udp_ports = \"30000-30000\"", "key 'rtsp_udp_ports': '30000-30000': the first port must be even"),
         ("rtsp_auth = \"always\"", "key 'rtsp_auth':"),
+        ("max_rtmp_message_bytes = 4095", "key 'max_rtmp_message_bytes': must be at least 4096, got 4095"),
+        ("max_rtmp_message_bytes = 16777216", "key 'max_rtmp_message_bytes': must be at most 16777215, got 16777216"),
+        ("max_rtmp_chunk_streams = 1", "key 'max_rtmp_chunk_streams': must be at least 2, got 1"),
+        ("max_http_request_head_bytes = 1023", "key 'max_http_request_head_bytes': must be at least 1024, got 1023"),
+        (
+            "max_rtsp_request_head_bytes = 1048577",
+            "key 'max_rtsp_request_head_bytes': must be at most 1048576, got 1048577",
+        ),
+        ("max_rtsp_body_bytes = 100", "key 'max_rtsp_body_bytes': must be at least 1024, got 100"),
         ("player_queue_bytes = 1", "key 'player_queue_bytes': must be at least 65536, got 1"),
         ("gop_cache_bytes = 1", "key 'gop_cache_bytes': must be at least 65536, got 1"),
         ("merge_write_ms = \"10ms\"", "key 'merge_write_ms': expected an integer, got a string"),
@@ -951,6 +960,27 @@ fn example_uncommented() -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[test]
+fn wire_limits_default_to_the_protocol_constants_and_are_set_by_their_keys() {
+    assert_eq!(Config::default().wire_limits(), crate::protocol::limits::WireLimits::default());
+    let c = toml(
+        "max_rtmp_message_bytes = 4096\nmax_rtmp_chunk_streams = 8\nmax_http_request_head_bytes = 1024\n\
+         max_rtsp_request_head_bytes = 2048\nmax_rtsp_body_bytes = 4096\n",
+    )
+    .unwrap();
+    let limits = c.wire_limits();
+    assert_eq!(
+        (
+            limits.rtmp_message_bytes,
+            limits.rtmp_chunk_streams,
+            limits.http_request_head_bytes,
+            limits.rtsp_request_head_bytes,
+            limits.rtsp_body_bytes
+        ),
+        (4096, 8, 1024, 2048, 4096)
+    );
 }
 
 #[test]

@@ -157,6 +157,15 @@ pub struct HubStats {
     /// `rtsp_session_timeout`).
     pub handshake_timeouts: AtomicU64,
     pub idle_timeouts: AtomicU64,
+    /// Connections that hit a wire limit, by limit: an RTMP message over
+    /// `max_rtmp_message_bytes`, one chunk stream too many (`max_rtmp_chunk_streams`), an
+    /// HTTP-FLV head over `max_http_request_head_bytes`, an RTSP head or body over
+    /// `max_rtsp_request_head_bytes` or `max_rtsp_body_bytes`.
+    pub oversized_rtmp_messages: AtomicU64,
+    pub rtmp_chunk_stream_refusals: AtomicU64,
+    pub oversized_http_heads: AtomicU64,
+    pub oversized_rtsp_heads: AtomicU64,
+    pub oversized_rtsp_bodies: AtomicU64,
 }
 
 #[derive(Debug, Default)]

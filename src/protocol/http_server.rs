@@ -9,8 +9,9 @@
 
 use crate::protocol::rtmp::server::{Args, caps, parse_query};
 
-/// Largest request head accepted; past it the client gets `431`. A player's head is a request
-/// line and a dozen short headers (browsers send well under 2 KiB).
+/// Largest request head accepted by default (`max_http_request_head_bytes`); past it the client
+/// gets `431`. A player's head is a request line and a dozen short headers (browsers send well
+/// under 2 KiB).
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// Most header lines read from one head; more is `431` too.
 const MAX_HEADERS: usize = 64;
@@ -20,7 +21,7 @@ pub enum HeadError {
     /// The head has not ended yet: read more.
     #[error("incomplete request head")]
     Incomplete,
-    #[error("request head larger than {MAX_REQUEST_HEAD} bytes or with more than {MAX_HEADERS} headers")]
+    #[error("request head over the size limit or with more than {MAX_HEADERS} headers")]
     TooLarge,
     #[error("malformed request head: {0}")]
     Malformed(&'static str),
@@ -38,10 +39,10 @@ impl HeadError {
 }
 
 /// Where the head in `input` ends (the length of the head, blank line included), or
-/// `Incomplete`, or `TooLarge` once `input` holds more than [`MAX_REQUEST_HEAD`] bytes
-/// without an end. A cheap scan for the blank line, before any parsing.
-pub fn check(input: &[u8]) -> Result<usize, HeadError> {
-    let window = &input[..input.len().min(MAX_REQUEST_HEAD)];
+/// `Incomplete`, or `TooLarge` once `input` holds `max_head` bytes without an end. A cheap
+/// scan for the blank line, before any parsing.
+pub fn check(input: &[u8], max_head: usize) -> Result<usize, HeadError> {
+    let window = &input[..input.len().min(max_head)];
     // httparse takes bare LF line ends too; so does this.
     let mut at = 0;
     while let Some(offset) = window[at..].iter().position(|&b| b == b'\n') {
@@ -58,7 +59,7 @@ pub fn check(input: &[u8]) -> Result<usize, HeadError> {
         }
         at = lf + 1;
     }
-    if input.len() >= MAX_REQUEST_HEAD { Err(HeadError::TooLarge) } else { Err(HeadError::Incomplete) }
+    if input.len() >= max_head { Err(HeadError::TooLarge) } else { Err(HeadError::Incomplete) }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +291,11 @@ mod tests {
     use super::*;
     use crate::protocol::fixtures::xorshift;
 
+    /// [`super::check`] with the default limit.
+    fn check(input: &[u8]) -> Result<usize, HeadError> {
+        super::check(input, MAX_REQUEST_HEAD)
+    }
+
     const PLAYER: &[u8] = b"GET /live/cam1.flv?token=abc&x=1 HTTP/1.1\r\n\
 Host: 127.0.0.1:8080\r\nUser-Agent: Lavf/59.27.100\r\nAccept: */*\r\nRange: bytes=0-\r\n\
 Connection: close\r\nIcy-MetaData: 1\r\n\r\n";
@@ -322,6 +328,17 @@ Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
         head.push(b'a');
         assert_eq!(check(&head), Err(HeadError::TooLarge));
         assert_eq!(HeadError::TooLarge.status(), Some(431));
+    }
+
+    #[test]
+    fn a_lowered_limit_refuses_a_head_the_default_takes() {
+        let mut head = b"GET /live/x.flv HTTP/1.1\r\nX: ".to_vec();
+        head.resize(2000, b'a');
+        head.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(super::check(&head, 1024), Err(HeadError::TooLarge));
+        assert_eq!(super::check(&head[..1023], 1024), Err(HeadError::Incomplete));
+        assert_eq!(super::check(&head, MAX_REQUEST_HEAD), Ok(head.len()));
+        assert_eq!(super::check(PLAYER, 1024), Ok(PLAYER.len()));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Sans-IO codecs: bytes in, events and bytes out.
 //!
 //! Nothing in this module touches a socket, a clock or an async runtime (a unit test in
-//! `tests/layering.rs` checks the imports). Time, when a codec needs it, is a parameter.
+//! `tests/layering.rs` checks the imports). Time, when a codec needs it, is a parameter; so
+//! are the wire limits ([`limits::WireLimits`]), which the state machines never read from the
+//! configuration.
 
 pub mod amf0;
 pub mod codec;
@@ -11,6 +13,7 @@ mod fixtures;
 pub mod flv;
 pub mod http;
 pub mod http_server;
+pub mod limits;
 pub mod rtmp;
 pub mod rtp;
 pub mod rtsp;

@@ -230,7 +230,11 @@ impl Server {
         let journal = if config.session_journal { session::journal::open_for_server(&config.state_dir) } else { None };
         let (hub, receivers) = Hub::new(shard_count, hub_settings);
         let settings = SessionSettings {
-            rtmp: ServerSettings { chunk_size: config.chunk_size, ..ServerSettings::default() },
+            rtmp: ServerSettings {
+                chunk_size: config.chunk_size,
+                limits: config.wire_limits(),
+                ..ServerSettings::default()
+            },
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             update_interval: config.notify.update_interval,
@@ -240,6 +244,7 @@ impl Server {
             rtsp_session_timeout: config.rtsp_session_timeout,
             rtsp_udp_ports: config.rtsp_udp_ports,
             rtsp_auth: config.rtsp_auth,
+            wire: config.wire_limits(),
         };
         // Always running, even with no sink yet: the admin API can add webhooks at run time.
         let agent = webhook::agent(config.hook_timeout, config.tls_ca_file.as_deref())?;
@@ -549,6 +554,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
         (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
         (!takeover_changed, "takeover"),
+        (applied.max_rtmp_message_bytes == old.max_rtmp_message_bytes, "max_rtmp_message_bytes"),
+        (applied.max_rtmp_chunk_streams == old.max_rtmp_chunk_streams, "max_rtmp_chunk_streams"),
+        (applied.max_http_request_head_bytes == old.max_http_request_head_bytes, "max_http_request_head_bytes"),
+        (applied.max_rtsp_request_head_bytes == old.max_rtsp_request_head_bytes, "max_rtsp_request_head_bytes"),
+        (applied.max_rtsp_body_bytes == old.max_rtsp_body_bytes, "max_rtsp_body_bytes"),
     ]
     .into_iter()
     .filter_map(|(same, key)| (!same).then_some(key))
@@ -770,5 +780,18 @@ fn refuse_at_accept(protocol: MediaProtocol, socket: tokio_uring::net::TcpStream
 async fn wait_sessions(context: &Rc<ShardContext>) {
     while context.active_sessions.get() > 0 {
         context.sessions_done.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_wire_limit_waits_for_a_restart_and_is_named() {
+        let old = Config::default();
+        let new = Config { max_rtsp_body_bytes: 4096, max_rtmp_message_bytes: 1 << 20, max_streams: 5, ..old.clone() };
+        assert_eq!(restart_only_changes(&old, &new), vec!["max_rtmp_message_bytes", "max_rtsp_body_bytes"]);
+        assert!(restart_only_changes(&old, &Config { max_streams: 5, ..old.clone() }).is_empty());
     }
 }

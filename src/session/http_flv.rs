@@ -29,6 +29,7 @@ use tokio_uring::net::TcpStream;
 use super::http_flv_out::{HttpFlvFraming, OutputShared};
 use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
+use super::limits::WireLimit;
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
 use super::{SessionEnd, SessionFailure, ShardContext};
@@ -37,8 +38,6 @@ use crate::hub::HubStats;
 use crate::protocol::http_server::{self, HeadError, Method, RequestHead, ResponseHead, StreamTarget, TargetError};
 use crate::protocol::websocket::{self, ClientFrame, FrameError};
 
-/// Largest read while the head arrives: a head is at most `MAX_REQUEST_HEAD`.
-const HEAD_READ_BUFFER: usize = http_server::MAX_REQUEST_HEAD;
 /// How long a refused client's remaining input is read after its answer, so closing with
 /// unread bytes does not reset the connection before the answer is read.
 const LINGER: Duration = Duration::from_secs(1);
@@ -163,7 +162,9 @@ impl Session {
     async fn read_request(&mut self) -> Result<Result<Request, Ending>, HttpFlvError> {
         let timeout = self.context.settings.handshake_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 2, HEAD_READ_BUFFER);
+        // A read never needs to be larger than a whole head may be.
+        let max_head = self.context.settings.wire.http_request_head_bytes;
+        let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 2, max_head);
         let mut input = Vec::new();
         let entry = self.lifecycle.entry().clone();
         loop {
@@ -179,9 +180,13 @@ impl Session {
             }
             self.lifecycle.count_in(read.len());
             input.extend_from_slice(read);
-            let len = match http_server::check(&input) {
+            let len = match http_server::check(&input, max_head) {
                 Ok(len) => len,
                 Err(HeadError::Incomplete) => continue,
+                Err(HeadError::TooLarge) => {
+                    self.context.wire_limit_reached(WireLimit::HttpRequestHeadBytes, "HTTP-FLV request head");
+                    return self.answer_head_error(HeadError::TooLarge).await.map(Err);
+                }
                 Err(error) => return self.answer_head_error(error).await.map(Err),
             };
             return match RequestHead::parse(&input[..len]) {

@@ -6,6 +6,10 @@
 //! The values are atomics so SIGHUP can change them while sessions run (`Admission::apply`);
 //! what is counted never changes with them, so a lowered limit refuses new clients and
 //! leaves those already in alone.
+//!
+//! The wire limits ([`WireLimit`]: an RTMP message, a request head or body) are enforced by
+//! the protocol state machines, built with them at accept; here they are only counted and
+//! logged the same way. They take effect at restart (SIGHUP leaves them as they were).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -115,6 +119,58 @@ impl LimitKind {
     }
 }
 
+/// A wire limit a connection hit: its protocol answered and closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireLimit {
+    RtmpMessageBytes,
+    RtmpChunkStreams,
+    HttpRequestHeadBytes,
+    RtspRequestHeadBytes,
+    RtspBodyBytes,
+}
+
+impl WireLimit {
+    const ALL: [WireLimit; 5] = [
+        WireLimit::RtmpMessageBytes,
+        WireLimit::RtmpChunkStreams,
+        WireLimit::HttpRequestHeadBytes,
+        WireLimit::RtspRequestHeadBytes,
+        WireLimit::RtspBodyBytes,
+    ];
+
+    /// The config key.
+    pub fn key(self) -> &'static str {
+        match self {
+            WireLimit::RtmpMessageBytes => "max_rtmp_message_bytes",
+            WireLimit::RtmpChunkStreams => "max_rtmp_chunk_streams",
+            WireLimit::HttpRequestHeadBytes => "max_http_request_head_bytes",
+            WireLimit::RtspRequestHeadBytes => "max_rtsp_request_head_bytes",
+            WireLimit::RtspBodyBytes => "max_rtsp_body_bytes",
+        }
+    }
+
+    /// Its `/metrics` counter.
+    pub fn counter(self, stats: &HubStats) -> &AtomicU64 {
+        match self {
+            WireLimit::RtmpMessageBytes => &stats.oversized_rtmp_messages,
+            WireLimit::RtmpChunkStreams => &stats.rtmp_chunk_stream_refusals,
+            WireLimit::HttpRequestHeadBytes => &stats.oversized_http_heads,
+            WireLimit::RtspRequestHeadBytes => &stats.oversized_rtsp_heads,
+            WireLimit::RtspBodyBytes => &stats.oversized_rtsp_bodies,
+        }
+    }
+
+    fn value(self, config: &Config) -> usize {
+        match self {
+            WireLimit::RtmpMessageBytes => config.max_rtmp_message_bytes as usize,
+            WireLimit::RtmpChunkStreams => config.max_rtmp_chunk_streams,
+            WireLimit::HttpRequestHeadBytes => config.max_http_request_head_bytes,
+            WireLimit::RtspRequestHeadBytes => config.max_rtsp_request_head_bytes,
+            WireLimit::RtspBodyBytes => config.max_rtsp_body_bytes,
+        }
+    }
+}
+
 /// The server's admission limits and what they count.
 #[derive(Debug)]
 pub struct Admission {
@@ -123,6 +179,9 @@ pub struct Admission {
     streams: Limit,
     players_per_stream: Limit,
     publishers_per_ip: Limit,
+    /// The wire limits' values at start (for the log line) and their log's pacing, in
+    /// [`WireLimit::ALL`]'s order.
+    wire: [Limit; 5],
     open: AtomicUsize,
     open_per_ip: PerAddress,
     publishing_per_ip: PerAddress,
@@ -136,6 +195,7 @@ impl Admission {
             streams: Limit::default(),
             players_per_stream: Limit::default(),
             publishers_per_ip: Limit::default(),
+            wire: WireLimit::ALL.map(|limit| Limit::new(limit.value(config))),
             open: AtomicUsize::new(0),
             open_per_ip: PerAddress::default(),
             publishing_per_ip: PerAddress::default(),
@@ -183,6 +243,13 @@ impl Admission {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.limit(kind).log_refusal(kind.key(), what);
+    }
+
+    /// Counts (`/metrics`) and logs (paced) that a connection hit `limit`; `what` names what
+    /// was refused (`"HTTP-FLV request head"`).
+    pub fn wire_limit_reached(&self, limit: WireLimit, stats: &HubStats, what: &str) {
+        limit.counter(stats).fetch_add(1, Ordering::Relaxed);
+        self.wire[limit as usize].log_refusal(limit.key(), what);
     }
 
     /// Admits an accepted connection from `ip`: the permit counts it until dropped. Refused
@@ -280,5 +347,21 @@ mod tests {
         assert!(!admission.start_publishing(ip));
         assert!(admission.admits_new_stream(4) && !admission.admits_new_stream(5));
         assert!(admission.admits_player(1_000_000), "max_players_per_stream defaults to none");
+    }
+
+    #[test]
+    fn a_wire_limit_is_counted_each_time_under_its_own_counter() {
+        let admission = admission("max_http_request_head_bytes = 2048\n");
+        let stats = HubStats::default();
+        for _ in 0..3 {
+            admission.wire_limit_reached(WireLimit::HttpRequestHeadBytes, &stats, "HTTP-FLV request head");
+        }
+        admission.wire_limit_reached(WireLimit::RtmpMessageBytes, &stats, "RTMP message");
+        assert_eq!(stats.oversized_http_heads.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.oversized_rtmp_messages.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.oversized_rtsp_heads.load(Ordering::Relaxed), 0);
+        // The value logged is the configured one; the two lines after the first wait a second.
+        let http = &admission.wire[WireLimit::HttpRequestHeadBytes as usize];
+        assert_eq!((http.max(), http.unlogged.load(Ordering::Relaxed)), (2048, 2));
     }
 }

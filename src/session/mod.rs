@@ -23,7 +23,8 @@
 //!   written by one thread off the shards); `recovery.rs` sends, at the next start after a
 //!   crash, the stop events and done callbacks of the sessions it still holds.
 //! - `limits.rs`: the counted admission limits all shards share (connections in total and
-//!   per address, streams, players per stream, publishers per address).
+//!   per address, streams, players per stream, publishers per address), and the counting
+//!   and paced log of the wire limits the protocol state machines enforce.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -61,6 +62,7 @@ use crate::hooks::Hooks;
 use crate::hooks::callback_lane::CallbackLane;
 use crate::hooks::event::Protocol;
 use crate::hub::ShardHub;
+use crate::protocol::limits::WireLimits;
 use crate::protocol::rtmp::chunk::PartialBudget;
 use crate::protocol::rtmp::server::ServerSettings;
 
@@ -88,6 +90,8 @@ pub struct SessionSettings {
     pub rtsp_udp_ports: (u16, u16),
     /// When RTSP clients are asked for credentials.
     pub rtsp_auth: crate::config::RtspAuth,
+    /// How large a message, request head or body may be (the RTMP ones are in `rtmp` too).
+    pub wire: WireLimits,
 }
 
 /// What one connection may hold in memory and for how long: bounded by bytes and time, not
@@ -150,6 +154,7 @@ impl Default for SessionSettings {
             rtsp_session_timeout: Duration::from_secs(60),
             rtsp_udp_ports: rtsp_udp::DEFAULT_PORTS,
             rtsp_auth: crate::config::RtspAuth::None,
+            wire: WireLimits::default(),
         }
     }
 }
@@ -315,6 +320,16 @@ impl ShardContext {
             takeover: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
+    }
+
+    /// Counts, and logs through the admission limits' pacing (counts only when the server set
+    /// none), that a connection of this shard hit a wire limit.
+    pub(crate) fn wire_limit_reached(&self, limit: limits::WireLimit, what: &str) {
+        let stats = self.hub.stats();
+        match self.admission.get() {
+            Some(admission) => admission.wire_limit_reached(limit, stats, what),
+            None => drop(limit.counter(stats).fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        }
     }
 
     /// Fills `out` with fast pseudo-random bytes. The RTMP handshake's random field has no

@@ -21,6 +21,7 @@ use tokio_uring::net::TcpStream;
 
 use super::io::{PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
+use super::limits::WireLimit;
 use super::player_writer::PlayerWriter;
 use super::rtmp_out::RtmpFraming;
 use super::{SessionFailure, ShardContext};
@@ -71,6 +72,16 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     let lifecycle = Lifecycle::new(&context, Protocol::Rtmp, peer, conn_id);
     let mut session = Session::new(socket.clone(), context, lifecycle);
     let result = session.run().await;
+    if let Err(SessionError::Protocol(server::Error::Chunk(error))) = &result {
+        let hit = match error {
+            ChunkError::MessageTooLarge(_) => Some(WireLimit::RtmpMessageBytes),
+            ChunkError::TooManyChunkStreams => Some(WireLimit::RtmpChunkStreams),
+            _ => None,
+        };
+        if let Some(limit) = hit {
+            session.context.wire_limit_reached(limit, "RTMP message");
+        }
+    }
     super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
 }
 

@@ -43,6 +43,7 @@ use tokio_uring::net::TcpStream;
 
 use super::io::{MIN_READ_BUFFER, PendingOutput, ReadBuffer, write_all};
 use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusal, StreamRequest};
+use super::limits::WireLimit;
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
 use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, rtp_info, stream_tracks};
@@ -55,7 +56,8 @@ use crate::protocol::flv::MediaKind;
 use crate::protocol::rtp::{self, Depacketizer, MediaFrame, RtpPacket};
 use crate::protocol::rtsp::Status;
 use crate::protocol::rtsp::auth::{Challenge, Credentials};
-use crate::protocol::rtsp::server::{Event, RequestInfo, ServerConnection, ServerSettings, SetupAnswer};
+use crate::protocol::rtsp::message::FrameError;
+use crate::protocol::rtsp::server::{self, Event, RequestInfo, ServerConnection, ServerSettings, SetupAnswer};
 use crate::protocol::rtsp::transport::{Lower, TransportRequest};
 use crate::protocol::rtsp::url;
 use crate::protocol::sdp::{Announced, Track};
@@ -125,6 +127,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     }
     let settings = ServerSettings {
         session_timeout_secs: context.settings.rtsp_session_timeout.as_secs().max(1) as u32,
+        limits: context.settings.wire,
         ..ServerSettings::default()
     };
     let mut session = Session {
@@ -332,6 +335,14 @@ impl Session {
                 }
                 Event::Teardown => Some(Ending::Teardown),
                 Event::Refused(refusal) => {
+                    let hit = match refusal {
+                        server::Refusal::Framing(FrameError::HeadTooLarge) => Some(WireLimit::RtspRequestHeadBytes),
+                        server::Refusal::Framing(FrameError::BodyTooLarge { .. }) => Some(WireLimit::RtspBodyBytes),
+                        _ => None,
+                    };
+                    if let Some(limit) = hit {
+                        self.context.wire_limit_reached(limit, "RTSP request");
+                    }
                     self.flush().await?;
                     return Err(RtspError::Refused(refusal.to_string()));
                 }

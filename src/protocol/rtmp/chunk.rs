@@ -20,13 +20,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Largest message the decoder assembles. The length field is 24 bits (16 MiB); real video
-/// frames stay far below this, and the bound keeps a hostile peer from making us reserve more.
+/// Largest message the decoder assembles by default (`max_rtmp_message_bytes`). The length
+/// field is 24 bits (16 MiB); real video frames stay far below this, and the bound keeps a
+/// hostile peer from making us reserve more.
 pub const MAX_MESSAGE_LEN: u32 = 0x00FF_FFFF;
 
-/// Chunk streams that may hold a partly assembled message at once. Encoders use a handful
-/// (2 for control, 3-8 for commands and media); the bound caps per-connection memory.
-const MAX_OPEN_CHUNK_STREAMS: usize = 64;
+/// Chunk streams that may hold a partly assembled message at once, by default
+/// (`max_rtmp_chunk_streams`). Encoders use a handful (2 for control, 3-8 for commands and
+/// media); the bound caps per-connection memory.
+pub const MAX_OPEN_CHUNK_STREAMS: usize = 64;
 
 /// Bytes of incomplete messages one connection may hold, across all its chunk streams.
 const MAX_BUFFERED_BYTES: usize = 32 << 20;
@@ -114,6 +116,10 @@ pub struct ChunkDecoder {
     budget: Option<Arc<PartialBudget>>,
     /// The caller's clock (ms), as last told: stamps when a message starts.
     now_ms: u64,
+    /// A declared length above this closes the connection.
+    max_message_len: u32,
+    /// Chunk streams with an incomplete message past this close the connection.
+    max_chunk_streams: usize,
 }
 
 impl Drop for ChunkDecoder {
@@ -180,7 +186,14 @@ enum Header {
 }
 
 impl ChunkDecoder {
+    /// A decoder with the default limits ([`MAX_MESSAGE_LEN`], [`MAX_OPEN_CHUNK_STREAMS`]).
     pub fn new() -> Self {
+        Self::with_limits(MAX_MESSAGE_LEN, MAX_OPEN_CHUNK_STREAMS)
+    }
+
+    /// A decoder that refuses messages longer than `max_message_len` and more than
+    /// `max_chunk_streams` chunk streams with an incomplete message.
+    pub fn with_limits(max_message_len: u32, max_chunk_streams: usize) -> Self {
         ChunkDecoder {
             chunk_size: 128,
             streams: Vec::new(),
@@ -189,6 +202,8 @@ impl ChunkDecoder {
             reserved: 0,
             budget: None,
             now_ms: 0,
+            max_message_len,
+            max_chunk_streams,
         }
     }
 
@@ -390,7 +405,7 @@ impl ChunkDecoder {
             Some(index) => index,
             None if fmt != 0 => return Err(ChunkError::NoPreviousHeader { csid, fmt }),
             None => {
-                if self.streams.len() >= MAX_OPEN_CHUNK_STREAMS {
+                if self.streams.len() >= self.max_chunk_streams {
                     // Reuse a chunk stream that holds no partial message before refusing.
                     match self.streams.iter().position(|s| s.reserved == 0) {
                         Some(idle) => {
@@ -430,7 +445,7 @@ impl ChunkDecoder {
                 timestamp_field = u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]);
             }
         }
-        if length > MAX_MESSAGE_LEN {
+        if length > self.max_message_len {
             return Err(ChunkError::MessageTooLarge(length));
         }
 
@@ -718,6 +733,33 @@ mod tests {
             }
         }
         assert_eq!(result.unwrap_err(), ChunkError::TooManyChunkStreams);
+    }
+
+    #[test]
+    fn a_lowered_message_limit_refuses_a_longer_declared_length_before_any_payload() {
+        let mut decoder = ChunkDecoder::with_limits(4096, MAX_OPEN_CHUNK_STREAMS);
+        decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
+        assert_eq!(feed(&mut decoder, &large_message_start(4096, 4096)).unwrap().len(), 1);
+        // The header alone is refused: nothing of the 4097 bytes is waited for or reserved.
+        assert_eq!(feed(&mut decoder, &large_message_start(4097, 0)), Err(ChunkError::MessageTooLarge(4097)));
+        assert_eq!(decoder.reserved(), 0);
+    }
+
+    #[test]
+    fn a_lowered_chunk_stream_limit_refuses_the_next_incomplete_message() {
+        let mut decoder = ChunkDecoder::with_limits(MAX_MESSAGE_LEN, 2);
+        decoder.set_chunk_size(1).unwrap();
+        // Chunk streams 3 and 4 each start a 100-byte message and send 1 byte of it.
+        for csid in [3u8, 4] {
+            decoder.decode(&[csid, 0, 0, 0, 0, 0, 100, 8, 0, 0, 0, 0, 0xAB]).unwrap();
+        }
+        assert_eq!(decoder.decode(&[5, 0, 0, 0, 0, 0, 100, 8, 0, 0, 0, 0, 0xAB]), Err(ChunkError::TooManyChunkStreams));
+        // A chunk stream whose message completed is reused instead.
+        let mut decoder = ChunkDecoder::with_limits(MAX_MESSAGE_LEN, 2);
+        for csid in [3u8, 4, 5, 6] {
+            let (_, message) = decoder.decode(&[csid, 0, 0, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0xAB]).unwrap();
+            assert!(message.is_some(), "chunk stream {csid}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::chunk::{self, Acknowledger, ChunkDecoder, ChunkError, PartialBudget, 
 use super::handshake::{Buffered, HandshakeError, SEED_LEN, ServerHandshake};
 use super::message::*;
 use crate::protocol::amf0::{self, Amf0Value};
+use crate::protocol::limits::WireLimits;
 
 /// Chunk stream for protocol control messages (spec 5.4: csid 2, stream 0).
 const CSID_CONTROL: u32 = 2;
@@ -50,11 +51,13 @@ pub struct ServerSettings {
     /// Window acknowledgement size announced to the peer, and used for our own acks when
     /// the peer announces none.
     pub window_ack_size: u32,
+    /// Bounds of incoming messages (`rtmp_message_bytes`, `rtmp_chunk_streams`).
+    pub limits: WireLimits,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { chunk_size: 4096, window_ack_size: 2_500_000 }
+        ServerSettings { chunk_size: 4096, window_ack_size: 2_500_000, limits: WireLimits::default() }
     }
 }
 
@@ -222,7 +225,7 @@ impl ServerConnection {
         ServerConnection {
             settings,
             handshake: Some(Box::new(Buffered::new(ServerHandshake::new(seed, epoch)))),
-            decoder: ChunkDecoder::new(),
+            decoder: ChunkDecoder::with_limits(settings.limits.rtmp_message_bytes, settings.limits.rtmp_chunk_streams),
             transmit: Vec::new(),
             events: VecDeque::new(),
             deferred: Vec::new(),
@@ -785,7 +788,11 @@ mod tests {
 
     /// A connection past a simple handshake (C0, then C1 and C2 of zeros).
     fn handshaken() -> ServerConnection {
-        let mut conn = ServerConnection::new(ServerSettings::default(), [7; SEED_LEN], 0);
+        handshaken_with(ServerSettings::default())
+    }
+
+    fn handshaken_with(settings: ServerSettings) -> ServerConnection {
+        let mut conn = ServerConnection::new(settings, [7; SEED_LEN], 0);
         let mut c0c1c2 = vec![3u8];
         c0c1c2.resize(1 + 2 * 1536, 0);
         conn.handle_input(&c0c1c2).unwrap();
@@ -848,6 +855,18 @@ mod tests {
         let info = command.args.last().cloned().unwrap_or(Amf0Value::Null);
         let text = |key: &str| info.get(key).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
         (command.name, text("code"), text("description"))
+    }
+
+    #[test]
+    fn the_decoder_takes_the_wire_limits_of_the_settings() {
+        let limits = WireLimits { rtmp_message_bytes: 4096, ..WireLimits::default() };
+        let mut conn = handshaken_with(ServerSettings { limits, ..ServerSettings::default() });
+        let mut wire = Vec::new();
+        let frame = RawMessageRef { timestamp: 0, type_id: 9, stream_id: 1, payload: &[0x17; 4097] };
+        chunk::encode_message(&mut wire, 6, &frame, 128);
+        assert!(matches!(conn.handle_input(&wire), Err(Error::Chunk(ChunkError::MessageTooLarge(4097)))));
+        // The default takes it.
+        assert!(handshaken().handle_input(&wire).is_ok());
     }
 
     fn connected() -> ServerConnection {

@@ -4,10 +4,14 @@
 
 use std::fmt::Write as _;
 
-/// The largest request head (request line and headers). Real clients send well under 2 KiB;
-/// a URL may be up to 4 KiB (`caps::URL`), and a Digest `Authorization` repeats it.
+use crate::protocol::limits::WireLimits;
+
+/// The largest request head (request line and headers) by default
+/// (`max_rtsp_request_head_bytes`). Real clients send well under 2 KiB; a URL may be up to
+/// 4 KiB (`caps::URL`), and a Digest `Authorization` repeats it.
 pub const MAX_HEAD: usize = 16 * 1024;
-/// The largest request body: an ANNOUNCE's SDP (a few hundred bytes to a few KiB in practice).
+/// The largest request body by default (`max_rtsp_body_bytes`): an ANNOUNCE's SDP (a few
+/// hundred bytes to a few KiB in practice).
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Where a request at the front of a buffer ends.
@@ -22,9 +26,9 @@ pub enum Check {
 /// Why a request cannot even be framed; the connection answers with the status and closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("request head over {MAX_HEAD} bytes")]
+    #[error("request head over the size limit")]
     HeadTooLarge,
-    #[error("request body over {MAX_BODY} bytes")]
+    #[error("request body over the size limit")]
     BodyTooLarge { cseq: Option<u32> },
     #[error("malformed Content-Length")]
     BadContentLength { cseq: Option<u32> },
@@ -32,11 +36,15 @@ pub enum FrameError {
 
 /// Finds the end of the request at the front of `buf` without parsing it: the blank line that
 /// ends the head, then the body `Content-Length` announces (bounded before any of it is
-/// waited for).
-pub fn check(buf: &[u8]) -> Result<Check, FrameError> {
-    let window = &buf[..buf.len().min(MAX_HEAD)];
+/// waited for). The head and body are bounded by `limits`.
+pub fn check(buf: &[u8], limits: &WireLimits) -> Result<Check, FrameError> {
+    let window = &buf[..buf.len().min(limits.rtsp_request_head_bytes)];
     let Some(head_len) = window.windows(4).position(|w| w == b"\r\n\r\n").map(|at| at + 4) else {
-        return if buf.len() >= MAX_HEAD { Err(FrameError::HeadTooLarge) } else { Ok(Check::Incomplete) };
+        return if buf.len() >= limits.rtsp_request_head_bytes {
+            Err(FrameError::HeadTooLarge)
+        } else {
+            Ok(Check::Incomplete)
+        };
     };
     let head = &buf[..head_len];
     let cseq = header_value(head, "cseq").and_then(|value| value.trim().parse().ok());
@@ -44,7 +52,7 @@ pub fn check(buf: &[u8]) -> Result<Check, FrameError> {
         Some(value) => value.trim().parse::<usize>().map_err(|_| FrameError::BadContentLength { cseq })?,
         None => 0,
     };
-    if body_len > MAX_BODY {
+    if body_len > limits.rtsp_body_bytes {
         return Err(FrameError::BodyTooLarge { cseq });
     }
     let len = head_len + body_len;
@@ -127,6 +135,11 @@ impl Response {
 mod tests {
     use super::*;
 
+    /// [`super::check`] with the default limits.
+    fn check(buf: &[u8]) -> Result<Check, FrameError> {
+        super::check(buf, &WireLimits::default())
+    }
+
     #[test]
     fn check_frames_head_and_body() {
         let request = b"ANNOUNCE rtsp://h/live/a RTSP/1.0\r\nCSeq: 2\r\ncontent-length: 5\r\n\r\nv=0\r\nOPTIONS";
@@ -146,6 +159,17 @@ mod tests {
         assert_eq!(check(big.as_bytes()), Err(FrameError::BodyTooLarge { cseq: Some(9) }));
         let bad = b"ANNOUNCE rtsp://h/a RTSP/1.0\r\nContent-Length: -1\r\n\r\n";
         assert_eq!(check(bad), Err(FrameError::BadContentLength { cseq: None }));
+    }
+
+    #[test]
+    fn lowered_limits_refuse_what_the_defaults_take() {
+        let limits = WireLimits { rtsp_request_head_bytes: 1024, rtsp_body_bytes: 2048, ..WireLimits::default() };
+        let long_head = format!("OPTIONS rtsp://h/{} RTSP/1.0\r\nCSeq: 1\r\n\r\n", "a".repeat(1100));
+        assert_eq!(super::check(long_head.as_bytes(), &limits), Err(FrameError::HeadTooLarge));
+        assert_eq!(check(long_head.as_bytes()), Ok(Check::Complete { len: long_head.len() }));
+        let announce = "ANNOUNCE rtsp://h/a RTSP/1.0\r\nCSeq: 4\r\nContent-Length: 2049\r\n\r\n";
+        assert_eq!(super::check(announce.as_bytes(), &limits), Err(FrameError::BodyTooLarge { cseq: Some(4) }));
+        assert_eq!(check(announce.as_bytes()), Ok(Check::Incomplete));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::auth::{self, Challenge, Credentials};
 use super::message::{self, Check, FrameError, Response, Status};
 use super::transport::{self, Lower, TransportReply, TransportRequest};
 use super::url::{self, Target, UrlError};
+use crate::protocol::limits::WireLimits;
 use crate::protocol::rtp::interleaved;
 use crate::protocol::sdp::{self, Track};
 
@@ -31,11 +32,13 @@ pub struct ServerSettings {
     pub session_timeout_secs: u32,
     /// The `Server` header.
     pub server_name: String,
+    /// Bounds of a request's head and body.
+    pub limits: WireLimits,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { session_timeout_secs: 60, server_name: "ringcast".to_owned() }
+        ServerSettings { session_timeout_secs: 60, server_name: "ringcast".to_owned(), limits: WireLimits::default() }
     }
 }
 
@@ -297,7 +300,7 @@ impl ServerConnection {
                 self.input.advance(1);
                 continue;
             }
-            match message::check(&self.input) {
+            match message::check(&self.input, &self.settings.limits) {
                 Ok(Check::Incomplete) => break,
                 Ok(Check::Complete { len }) => {
                     let request = self.input.split_to(len);
@@ -817,6 +820,20 @@ mod tests {
         conn.poll_event();
         conn.accept();
         assert!(transmitted(&mut conn).starts_with("RTSP/1.0 500 "));
+    }
+
+    #[test]
+    fn the_framing_takes_the_wire_limits_of_the_settings() {
+        let limits = WireLimits { rtsp_request_head_bytes: 1024, rtsp_body_bytes: 1024, ..WireLimits::default() };
+        let settings = ServerSettings { limits, ..ServerSettings::default() };
+        let padded = format!("OPTIONS rtsp://h/a RTSP/1.0\r\nCSeq: 1\r\nX: {}\r\n\r\n", "a".repeat(1100));
+        let mut conn = ServerConnection::new(settings.clone(), 1);
+        assert!(exchange(&mut conn, &padded).starts_with("RTSP/1.0 413 "));
+        assert!(matches!(conn.poll_event(), Some(Event::Refused(Refusal::Framing(FrameError::HeadTooLarge)))));
+        let mut conn = ServerConnection::new(settings, 1);
+        let reply = exchange(&mut conn, "ANNOUNCE rtsp://h/a RTSP/1.0\r\nCSeq: 2\r\nContent-Length: 1025\r\n\r\n");
+        assert!(reply.starts_with("RTSP/1.0 413 Request Entity Too Large\r\nCSeq: 2\r\n"), "{reply}");
+        assert!(exchange(&mut connection(), &padded).starts_with("RTSP/1.0 200 "), "the default takes it");
     }
 
     #[test]
