@@ -434,7 +434,9 @@ pub fn rtsp_headers(data: &[u8]) {
     if let Some(auth::Credentials::Digest(digest)) = auth::parse_authorization(&String::from_utf8_lossy(auth_value)) {
         let _ = digest.verify("DESCRIBE", "secret");
     }
-    if let Ok(message::Check::Complete { len }) = message::check(rest, &ringcast::protocol::limits::WireLimits::default()) {
+    if let Ok(message::Check::Complete { len }) =
+        message::check(rest, &ringcast::protocol::limits::WireLimits::default())
+    {
         assert!(len <= rest.len());
         let _ = message::header_value(&rest[..len], "cseq");
     }
