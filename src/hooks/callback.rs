@@ -27,6 +27,7 @@ use super::callback_cache::DecisionCache;
 use super::clock;
 use super::event::Protocol;
 use super::metrics::Histogram;
+use super::reply_terms::SessionTerms;
 use super::reserved::CALLBACK_FIELDS;
 use super::sign;
 use crate::config::{Config, DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
@@ -114,6 +115,8 @@ pub enum Decision {
     Allow,
     /// Allowed under another stream name (a 3xx with `Location`).
     Rename(String),
+    /// Allowed under the terms a JSON reply set (a rename, a time or bitrate limit).
+    Limited(SessionTerms),
     Deny {
         reason: String,
     },
@@ -188,6 +191,9 @@ pub struct Answer {
     pub location: Option<String>,
     /// `Cache-Control: max-age`, in seconds: how long the decision may be reused.
     pub max_age: Option<u64>,
+    /// `Content-Type`: `application/json` lets a 2xx body set session terms
+    /// ([`super::reply_terms`]).
+    pub content_type: Option<String>,
     /// At most [`MAX_ANSWER_BODY`] bytes of the body.
     pub body: Vec<u8>,
 }

@@ -467,6 +467,7 @@ async fn read_reply(stream: &TcpStream, method: &str) -> Result<(Answer, bool), 
                 status: response.status,
                 location: response.location.clone(),
                 max_age: response.max_age,
+                content_type: response.content_type.clone(),
                 body,
             };
             return Ok((answer, reusable));

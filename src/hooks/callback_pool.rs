@@ -200,12 +200,13 @@ impl Workers {
                 let headers = response.headers();
                 let location = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let max_age = cache_max_age(headers.get_all("cache-control").iter().filter_map(|v| v.to_str().ok()));
+                let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let status = response.status().as_u16();
                 let mut body = Vec::new();
                 // A body that fails halfway still decided by its status; the dialects that
                 // read it refuse what they cannot parse.
                 let _ = response.body_mut().as_reader().take(MAX_ANSWER_BODY as u64).read_to_end(&mut body);
-                Ok(Answer { status, location, max_age, body })
+                Ok(Answer { status, location, max_age, content_type, body })
             }
             Err(error) => Err(error.to_string()),
         }

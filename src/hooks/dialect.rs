@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::callback::{Answer, Call, CallbackRequest, Callbacks, ClientInfo, Decision, interpret};
 use super::event::Protocol;
+use super::reply_terms;
 use crate::config::Dialect;
 
 /// SRS's and ZLMediaKit's name for the default virtual host, sent when the client names none.
@@ -32,8 +33,21 @@ pub fn request(
     Some(request)
 }
 
-/// What an answer means in `dialect`.
+/// What an answer means in `dialect`: an allowing one may carry session terms in a JSON body
+/// ([`super::reply_terms`]), whatever the dialect.
 pub fn decide(dialect: Dialect, answer: &Answer) -> Decision {
+    let decision = decide_status(dialect, answer);
+    if decision != Decision::Allow {
+        return decision;
+    }
+    match reply_terms::read(answer.content_type.as_deref(), &answer.body) {
+        Ok(None) => Decision::Allow,
+        Ok(Some(terms)) => Decision::Limited(terms),
+        Err(reason) => Decision::Deny { reason },
+    }
+}
+
+fn decide_status(dialect: Dialect, answer: &Answer) -> Decision {
     let status = answer.status;
     match dialect {
         Dialect::Nginx => interpret(status, answer.location.as_deref()),

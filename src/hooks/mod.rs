@@ -32,16 +32,17 @@
 //!   cache's lookups -> `dialect`, `callback`, `callback_pool` (handed to it: one pool per
 //!   server).
 //! - [`dialect`]: a callback's body and the meaning of its answer in each dialect (nginx,
-//!   SRS, MediaMTX, ZLMediaKit) -> `callback`, `event`.
+//!   SRS, MediaMTX, ZLMediaKit) -> `reply_terms`, `callback`, `event`.
 //! - [`callback_pool`]: blocking workers for `https://` callbacks -> `callback`, `agent`.
 //! - [`callback`]: the form, the reply's meaning, signing, `on_error`, counters -> `reserved`,
+//!   `reply_terms` (the terms a decision carries),
 //!   `agent` (its `User-Agent`), `callback_cache`, `sign`, `metrics`, `event`, `clock`.
 //! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`.
 //! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
 //! - [`format`]: an event's body in each format -> `reserved`, `event`.
 //! - [`drop_log`]: the drop counts logged once a second -> `event`.
 //! - [`agent`]: the HTTP agent blocking requests share (`User-Agent`, TLS trust) -> `resolver`.
-//! - Leaves: [`callback_cache`] (decisions kept for their `max-age`), [`event`] (the event model), [`reserved`] (field names a client may not set),
+//! - Leaves: [`reply_terms`] (session terms a JSON reply sets), [`callback_cache`] (decisions kept for their `max-age`), [`event`] (the event model), [`reserved`] (field names a client may not set),
 //!   [`sign`], [`resolver`], [`metrics`] (latency histogram), [`clock`].
 //!
 //! Outside `hooks/`, this layer imports `config` (the hook settings), `protocol::http` (the
@@ -61,6 +62,7 @@ pub mod format;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
+pub mod reply_terms;
 pub mod reserved;
 pub mod resolver;
 pub mod script;

@@ -128,12 +128,20 @@ payload!(
         audio_codec: Option<&'static str>,
         video_codec: Option<&'static str>,
         duration_sec: f64,
-        /// Why the publish ended when not by the publisher (`taken over`); only then present.
+        /// Why the publish ended when not by the publisher (`taken over`, a limit a callback's
+        /// reply set); only then present.
         #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'static str>,
+        reason: Option<String>,
     }
 );
-payload!(PlayStop { bytes_out: u64, duration_sec: f64, dropped_packets: u64 });
+payload!(PlayStop {
+    bytes_out: u64,
+    duration_sec: f64,
+    dropped_packets: u64,
+    /// Why the play ended when a limit a callback's reply set ended it; only then present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+});
 payload!(
     /// The connection ended; `role` is what it was last (publisher, player or none).
     ConnectionClose { role: &'static str, duration_sec: f64, bytes_in: u64, bytes_out: u64, reason: String }
@@ -159,7 +167,7 @@ mod tests {
             json!({"app": "live", "tcurl": "rtmp://h/live", "flashver": "FMLE", "swfurl": "", "pageurl": "", "args": {"token": "b"}})
         );
         assert_eq!(serde_json::to_value(StreamCreate {}).unwrap(), json!({}));
-        let stop = PlayStop { bytes_out: 5, duration_sec: 1.25, dropped_packets: 0 };
+        let stop = PlayStop { bytes_out: 5, duration_sec: 1.25, dropped_packets: 0, reason: None };
         assert_eq!(
             serde_json::to_value(stop).unwrap(),
             json!({"bytes_out": 5, "duration_sec": 1.25, "dropped_packets": 0})

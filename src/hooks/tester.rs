@@ -217,6 +217,7 @@ fn ask_callback(notify: NotifyConfig, call: Call, config: &Config) -> Result<boo
     match &decision {
         Decision::Allow => println!("ringcast would: allow{cached}"),
         Decision::Rename(name) => println!("ringcast would: allow, renamed to {name}{cached}"),
+        Decision::Limited(terms) => println!("ringcast would: allow under {terms:?}{cached}"),
         Decision::Deny { reason } => println!("ringcast would: deny ({reason}){cached}"),
     }
     Ok(!matches!(decision, Decision::Deny { .. }))

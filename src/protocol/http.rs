@@ -71,6 +71,8 @@ pub struct Response {
     /// How long the answer may be reused, from `Cache-Control: max-age=N`; `None` when the
     /// header is absent or says `no-store`/`no-cache` (a callback is then asked every time).
     pub max_age: Option<u64>,
+    /// The `Content-Type` header: a callback's JSON reply may set session limits.
+    pub content_type: Option<String>,
     /// Whether the connection may carry another request.
     pub reusable: bool,
 }
@@ -228,6 +230,7 @@ impl ResponseReader {
         }
         let http10 = parsed.version == Some(0);
         let (mut length, mut chunked, mut close, mut keep_alive, mut location) = (None, false, http10, false, None);
+        let mut content_type = None;
         let mut cache_control = Vec::new();
         for header in parsed.headers.iter() {
             let value = String::from_utf8_lossy(header.value);
@@ -249,6 +252,8 @@ impl ResponseReader {
                 location = Some(value.to_owned());
             } else if header.name.eq_ignore_ascii_case("cache-control") {
                 cache_control.push(value.to_owned());
+            } else if header.name.eq_ignore_ascii_case("content-type") {
+                content_type = Some(value.to_owned());
             }
         }
         let max_age = cache_max_age(cache_control.iter().map(String::as_str));
@@ -263,7 +268,7 @@ impl ResponseReader {
             Body::UntilClose
         };
         let reusable = !(close && !(http10 && keep_alive)) && body != Body::UntilClose && status != 101;
-        Ok(Some((len, Some((Response { status, location, max_age, reusable }, body)))))
+        Ok(Some((len, Some((Response { status, location, max_age, content_type, reusable }, body)))))
     }
 }
 

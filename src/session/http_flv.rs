@@ -302,7 +302,9 @@ impl Session {
                             return Ok(Ending::StreamEnded);
                         }
                         _ = sleep_until_some(update_due) => {
-                            self.lifecycle.handle_timeout(std::time::Instant::now());
+                            if let Some(ended) = self.lifecycle.handle_timeout(std::time::Instant::now()) {
+                                return Ok(Ending::Closed(ended));
+                            }
                         }
                         denied = self.lifecycle.update_verdict() => {
                             if let Some(reason) = denied {

@@ -8,9 +8,11 @@
 //! own wire form: an [`Admission::Refused`] becomes RTMP's `_error`/onStatus, and later an
 //! HTTP or RTSP status.
 //!
-//! The update timer works like a sans-IO state machine's: [`Lifecycle::poll_timeout`] says
-//! when it next needs the clock, [`Lifecycle::handle_timeout`] is given the time. The driver
-//! sleeps beside its pending read; a test hands it any instant.
+//! The timers work like a sans-IO state machine's: [`Lifecycle::poll_timeout`] says when it
+//! next needs the clock, [`Lifecycle::handle_timeout`] is given the time. The driver sleeps
+//! beside its pending read; a test hands it any instant. Two kinds share them: the periodic
+//! updates, and the terms a callback's JSON reply set (`terms.rs`: `max_duration`,
+//! `max_bitrate_kbps`), which end the session when they are reached.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use tracing::{debug, info, warn};
 use super::activity::{Activity, MediaMeter};
 use super::journal::OpenSession;
 use super::limits::LimitKind;
+use super::terms::Terms;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
@@ -33,6 +36,7 @@ use crate::hooks::payload::{
     PlayStart, PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete,
     StreamUnavailable, SubscriberCount,
 };
+use crate::hooks::reply_terms::SessionTerms;
 use crate::hooks::{Origin, now_ms};
 use crate::hub::{Eviction, PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
@@ -97,6 +101,9 @@ pub enum CloseReason {
     AdminKick,
     /// A new publisher took its stream over (`takeover`).
     TakenOver,
+    /// A limit a callback's reply set was reached; the lifecycle words which
+    /// ([`Lifecycle::finish`]).
+    TermReached,
 }
 
 impl CloseReason {
@@ -108,6 +115,7 @@ impl CloseReason {
             CloseReason::TooSlow => "player too slow",
             CloseReason::AdminKick => "kicked by operator",
             CloseReason::TakenOver => TAKEN_OVER,
+            CloseReason::TermReached => "session limit reached",
         }
     }
 }
@@ -162,6 +170,11 @@ pub struct Lifecycle {
     next_update: Instant,
     /// An `on_update` reply awaited under `update_strict`.
     pending_update: Option<oneshot::Receiver<Decision>>,
+    /// The limits callbacks' replies set (`max_duration`, `max_bitrate_kbps`).
+    terms: Terms,
+    /// Why the terms ended the session, once they did: the reason its stop events and
+    /// `connection_close` give.
+    ended_by: Option<String>,
 }
 
 impl Lifecycle {
@@ -185,6 +198,8 @@ impl Lifecycle {
             update_period: wants_updates.then_some(context.settings.update_interval),
             next_update: now,
             pending_update: None,
+            terms: Terms::default(),
+            ended_by: None,
         };
         lifecycle.context.hooks.emit(&lifecycle.origin(), || ConnectionAccept {
             remote_addr: addr.to_string(),
@@ -260,6 +275,11 @@ impl Lifecycle {
         let client = self.client_info("", &[]);
         match self.context.callbacks.decide(Call::Connect, &client, &[]).await {
             Decision::Allow | Decision::Rename(_) => Admission::Admitted,
+            Decision::Limited(terms) => {
+                // A connect has no stream to rename; its limits hold for the connection.
+                self.accept_terms(Call::Connect, &terms);
+                Admission::Admitted
+            }
             Decision::Deny { reason } => self.refuse(Call::Connect, reason, ""),
         }
     }
@@ -267,7 +287,7 @@ impl Lifecycle {
     /// A client asks to publish: asks `on_publish` (a 3xx renames the stream), then takes the
     /// stream in the hub. Admitted, it is the stream's publisher until [`Self::end_publish`].
     pub async fn admit_publish(&mut self, request: StreamRequest) -> Admission {
-        let (name, args) = match self.ask(Call::Publish, request).await {
+        let (name, args, terms) = match self.ask(Call::Publish, request).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
@@ -288,6 +308,10 @@ impl Lifecycle {
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish start");
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
+        if let Some(terms) = &terms {
+            self.accept_terms(Call::Publish, terms);
+        }
+        self.terms.start_publish(now);
         self.entry().role.set(Role::Publisher);
         *self.entry().stream.borrow_mut() = key;
         *self.entry().activity.borrow_mut() =
@@ -351,7 +375,7 @@ impl Lifecycle {
     /// A client asks to play: asks `on_play` (a 3xx renames the stream), then joins the
     /// stream's players, live or not yet. Admitted, [`Self::player`] is its queue.
     pub async fn admit_play(&mut self, request: StreamRequest) -> Admission {
-        let (name, args) = match self.ask(Call::Play, request).await {
+        let (name, args, terms) = match self.ask(Call::Play, request).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
@@ -363,6 +387,9 @@ impl Lifecycle {
         let (handle, change) = self.context.hub.play(&key, self.conn_id());
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
+        if let Some(terms) = &terms {
+            self.accept_terms(Call::Play, terms);
+        }
         self.entry().role.set(Role::Player);
         *self.entry().stream.borrow_mut() = key;
         *self.entry().activity.borrow_mut() = Some(Activity { since_ms: now_ms(), media: None });
@@ -380,16 +407,39 @@ impl Lifecycle {
     }
 
     /// Asks `call`'s callback about a publish or play: the stream name to use (after any 3xx
-    /// rename) and the client's arguments, or the refusal.
-    async fn ask(&self, call: Call, request: StreamRequest) -> Result<(String, Args), Admission> {
+    /// or JSON rename), the client's arguments and the terms a JSON reply set (applied once
+    /// admitted), or the refusal.
+    async fn ask(&self, call: Call, request: StreamRequest) -> Result<(String, Args, Option<SessionTerms>), Admission> {
         let StreamRequest { mut name, args, callback_fields } = request;
         let client = self.client_info(&name, &args);
+        let mut terms = None;
         match self.context.callbacks.decide(call, &client, &callback_fields).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
+            Decision::Limited(limited) => {
+                if let Some(renamed) = &limited.name {
+                    name = renamed.clone();
+                }
+                terms = Some(limited);
+            }
             Decision::Deny { reason } => return Err(self.refuse(call, reason, &self.stream_key(&name))),
         }
-        Ok((name, args))
+        Ok((name, args, terms))
+    }
+
+    /// Takes on the limits an admitting reply to `call` set: a deadline from now, a bitrate
+    /// cap for a publish (the lowest of all replies; a player's is ignored: it sends no media).
+    fn accept_terms(&mut self, call: Call, terms: &SessionTerms) {
+        let now = Instant::now();
+        if let Some(max) = terms.max_duration {
+            self.terms.limit_duration(now, max);
+        }
+        if let Some(kbps) = terms.max_bitrate_kbps
+            && call != Call::Play
+        {
+            self.terms.cap_bitrate(kbps);
+        }
+        debug!(conn_id = self.conn_id(), call = call.as_str(), ?terms, "admitted under the reply's terms");
     }
 
     /// Checks the server's stream limits for a publish or play of `key`; a publish within
@@ -435,6 +485,7 @@ impl Lifecycle {
             return;
         };
         publishing.last_timestamp = timestamp;
+        self.terms.count(payload.len());
         let totals = &mut publishing.totals;
         totals.total_bytes += payload.len() as u64;
         match kind {
@@ -479,22 +530,38 @@ impl Lifecycle {
         });
     }
 
-    /// When the update timer next wants [`Self::handle_timeout`]: `None` while nothing is
-    /// published or played, or nobody wants updates.
+    /// When the timers next want [`Self::handle_timeout`]: the next update (none while
+    /// nothing is published or played, or nobody wants updates) or the reply's terms.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let terms = self.terms.poll_timeout();
+        let update = self.update_due();
+        match (update, terms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn update_due(&self) -> Option<Instant> {
         self.update_period?;
         (self.publishing.is_some() || self.playing.is_some()).then_some(self.next_update)
     }
 
-    /// Sends the updates due at `now` (publish_update/play_update, on_update) and sets the
-    /// next deadline.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(period) = self.update_period else { return };
-        if self.poll_timeout().is_none_or(|due| now < due) {
-            return;
+    /// Runs the timers due at `now`: sends the updates (publish_update/play_update,
+    /// on_update) and sets the next deadline, and checks the reply's terms.
+    /// [`CloseReason::TermReached`] when a term ends the session: the driver returns it.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<CloseReason> {
+        if let Some(reason) = self.terms.handle_timeout(now) {
+            info!(conn_id = self.conn_id(), peer = %self.addr(), stream = %self.current_stream(), %reason, "session ended by the callback's terms");
+            self.ended_by = Some(reason);
+            return Some(CloseReason::TermReached);
         }
-        self.next_update = now + period;
-        self.send_updates(now);
+        if let Some(period) = self.update_period
+            && self.update_due().is_some_and(|due| now >= due)
+        {
+            self.next_update = now + period;
+            self.send_updates(now);
+        }
+        None
     }
 
     fn send_updates(&mut self, now: Instant) {
@@ -546,7 +613,8 @@ impl Lifecycle {
         let Some(p) = self.publishing.take() else {
             return;
         };
-        let reason = p.handle.eviction().is_raised().then_some(TAKEN_OVER);
+        let reason = if p.handle.eviction().is_raised() { Some(TAKEN_OVER.to_owned()) } else { self.ended_by.clone() };
+        self.terms.stop_publish();
         let change = p.handle.unpublish();
         self.journal_stopped(true);
         if let Some(admission) = self.context.admission.get() {
@@ -585,7 +653,13 @@ impl Lifecycle {
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
         let hooks = &self.context.hooks;
-        hooks.emit(&origin, || PlayStop { bytes_out, duration_sec: round_ms(duration), dropped_packets: dropped });
+        let reason = self.ended_by.clone();
+        hooks.emit(&origin, || PlayStop {
+            bytes_out,
+            duration_sec: round_ms(duration),
+            dropped_packets: dropped,
+            reason,
+        });
         hooks.emit(&origin, || SubscriberCount { count: change.players });
         if change.players == 0 && change.live {
             hooks.emit(&origin, || NoViewers {});
@@ -606,15 +680,17 @@ impl Lifecycle {
         }
     }
 
-    /// Ends whatever the connection still does and says goodbye (connection_close).
+    /// Ends whatever the connection still does and says goodbye (connection_close). A
+    /// session a term ended gives that term as its reason.
     pub fn finish(&mut self, reason: &str) {
+        let reason = self.ended_by.clone().unwrap_or_else(|| reason.to_owned());
         // The role it had (kept after the publish or play ended).
         let role = self.entry().role.get().as_str();
         self.end_publish();
         self.end_play();
         let (bytes_in, bytes_out) = (self.bytes_in, self.bytes_out.get());
         let duration_sec = round_ms(self.started.elapsed().as_secs_f64());
-        self.emit(|| ConnectionClose { role, duration_sec, bytes_in, bytes_out, reason: reason.to_owned() });
+        self.emit(|| ConnectionClose { role, duration_sec, bytes_in, bytes_out, reason });
     }
 
     /// The stream this connection publishes or plays, if any.

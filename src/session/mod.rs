@@ -25,6 +25,8 @@
 //! - `limits.rs`: the counted admission limits all shards share (connections in total and
 //!   per address, streams, players per stream, publishers per address), and the counting
 //!   and paced log of the wire limits the protocol state machines enforce.
+//! - `terms.rs`: the session terms a callback's JSON reply set (`max_duration`,
+//!   `max_bitrate_kbps`) as timers the lifecycle drives.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -47,6 +49,7 @@ pub mod rtmp_out;
 pub mod rtsp;
 pub mod rtsp_out;
 pub mod rtsp_udp;
+pub mod terms;
 pub mod timeline;
 
 use std::cell::Cell;

@@ -38,7 +38,7 @@ pub fn end_recovered(recovered: &Recovered, hooks: &Hooks, callback_wait: Durati
         if session.publisher {
             hooks.emit(&origin, || PublishStop { duration_sec, ..PublishStop::default() });
         } else {
-            hooks.emit(&origin, || PlayStop { bytes_out: 0, duration_sec, dropped_packets: 0 });
+            hooks.emit(&origin, || PlayStop { bytes_out: 0, duration_sec, dropped_packets: 0, reason: None });
         }
         if let Some(callbacks) = hooks.callbacks_for(&session.app) {
             let client = client_of(session, protocol);

@@ -166,7 +166,9 @@ impl Session {
                         _ = entry.kicked() => return Ok(CloseReason::AdminKick),
                         _ = super::lifecycle::taken_over(eviction.clone()) => return Ok(CloseReason::TakenOver),
                         _ = sleep_until_some(update_due) => {
-                            self.lifecycle.handle_timeout(std::time::Instant::now());
+                            if let Some(ended) = self.lifecycle.handle_timeout(std::time::Instant::now()) {
+                                return Ok(ended);
+                            }
                         }
                         _ = sleep_until_some(slow_body) => {
                             let limit = settings.limits.partial_message_timeout.as_millis() as u64;

@@ -279,7 +279,9 @@ impl Session {
                         }
                         _ = self.shared.stream_ended.notified() => return Ok(Ending::StreamEnded),
                         _ = sleep_until_some(update_due) => {
-                            self.lifecycle.handle_timeout(Instant::now());
+                            if let Some(ended) = self.lifecycle.handle_timeout(Instant::now()) {
+                                return Ok(Ending::Closed(ended));
+                            }
                         }
                         denied = self.lifecycle.update_verdict() => {
                             if let Some(reason) = denied {
