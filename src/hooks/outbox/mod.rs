@@ -566,6 +566,35 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_queues_delivered_events_again_behind_what_waits() {
+        let mut settings = settings("replay");
+        settings.retain = Duration::from_secs(3600);
+        let registry = OutboxRegistry::default();
+        let mut outboxes = Outboxes::new(settings.clone(), registry.clone());
+        let key = "billing".to_owned();
+        outboxes.configure(std::slice::from_ref(&key), &[]);
+        let now = super::super::clock::now_ms();
+        let stamped = |n: u64, stream: &str| Event { timestamp_ms: now - 10_000 + n * 1_000, ..event(n, stream) };
+        for n in 1..=4 {
+            let Some(Admission::Resident(number)) = outboxes.accept(&key, &stamped(n, "a"), 100, ROOM) else {
+                panic!("resident")
+            };
+            outboxes.done(&key, number);
+        }
+        outboxes.accept(&key, &stamped(5, "b"), 100, ROOM);
+        assert_eq!(outboxes.pending(&key), 1);
+
+        let outcome = outboxes.replay(&key, stamped(2, "a").timestamp_ms, now).unwrap();
+        assert_eq!(outcome, ReplayOutcome { replayed: 3, refused: 0, waiting: 1 });
+        assert_eq!(registry.lock().unwrap()[&key].replayed.load(Ordering::Relaxed), 3);
+        assert!(outboxes.has_unread(&key));
+        let read: Vec<Event> = outboxes.refill(&key, ROOM).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(read, [stamped(2, "a"), stamped(3, "a"), stamped(4, "a")], "the same events, in order");
+        assert!(matches!(outboxes.replay("nobody", 0, now), Err(ReplayError::UnknownSink)));
+        let _ = fs::remove_dir_all(&settings.dir);
+    }
+
+    #[test]
     fn an_outbox_whose_sink_went_is_kept_and_shown_unconfigured() {
         let settings = settings("orphan");
         let registry = OutboxRegistry::default();

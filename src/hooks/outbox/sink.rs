@@ -450,7 +450,7 @@ impl SinkOutbox {
 
     /// When (unix ms) the oldest kept, delivered segment is due to go; `None` with none kept.
     pub fn next_expiry_ms(&self) -> Option<u64> {
-        if self.retain.is_zero() || self.segments.len() < 2 {
+        if self.retain.is_zero() || self.segments.len() <= usize::from(self.writer.is_some()) {
             return None;
         }
         let oldest = self.segments.front().filter(|s| s.live == 0)?;
@@ -461,7 +461,8 @@ impl SinkOutbox {
     /// the one written: deleting from the oldest end never leaves an event whose
     /// acknowledgement is gone.
     fn delete_front_while(&mut self, mut delete: impl FnMut(&Segment, u64) -> bool) {
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| delete(s, self.bytes)) {
+        let written = usize::from(self.writer.is_some());
+        while self.segments.len() > written && self.segments.front().is_some_and(|s| delete(s, self.bytes)) {
             let Some(segment) = self.segments.pop_front() else { break };
             if let Err(e) = fs::remove_file(&segment.path)
                 && e.kind() != io::ErrorKind::NotFound
@@ -820,6 +821,97 @@ mod tests {
             outbox.ack(n).unwrap();
         }
         assert!(outbox.append(&event(99)).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// An event of a second ago (so within any retention), numbered `n`, a millisecond apart.
+    fn recent(n: u64) -> Event {
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Event { timestamp_ms: *BASE.get_or_init(|| now_ms() - 1_000) + n, ..event(n) }
+    }
+
+    fn kept(outbox: &mut SinkOutbox, since_ms: u64, until_ms: u64) -> Vec<String> {
+        let mut cursor = outbox.scan_kept();
+        let mut all = Vec::new();
+        loop {
+            let batch = outbox.read_kept(&mut cursor, since_ms, until_ms, 7).unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch.into_iter().map(|e| e.id));
+        }
+    }
+
+    #[test]
+    fn delivered_segments_are_kept_for_their_retention_and_read_back_for_a_replay() {
+        let dir = temp_dir("retain");
+        let day = Duration::from_secs(24 * 3600);
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 1 << 20, 4096, day).unwrap();
+        for n in 1..=60 {
+            outbox.append(&recent(n)).unwrap();
+        }
+        for n in 1..=60 {
+            if n != 30 {
+                outbox.ack(n).unwrap();
+            }
+        }
+        let segments = segment_files(&dir).len();
+        assert!(segments > 2, "{segments}");
+        // Delivered, in a time range, in the order written; the undelivered one is on its way.
+        let since = recent(10).timestamp_ms;
+        let until = recent(41).timestamp_ms;
+        let expected: Vec<String> = (10..=40).filter(|n| *n != 30).map(|n| format!("evt_{n}")).collect();
+        assert_eq!(kept(&mut outbox, since, until), expected);
+        // A replay's copies are sent, and not replayed by the next replay.
+        outbox.append_replay(&recent(12)).unwrap();
+        assert!(outbox.is_pending(61));
+        outbox.ack(61).unwrap();
+        assert_eq!(kept(&mut outbox, since, until), expected);
+        outbox.ack(30).unwrap();
+        assert_eq!(segment_files(&dir).len(), segments, "delivered, but kept for a day");
+        outbox.sync().unwrap();
+        drop(outbox);
+
+        // Kept across a restart, and deleted once old enough.
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 1 << 20, 4096, day).unwrap();
+        assert_eq!(kept(&mut outbox, 0, u64::MAX).len(), 60);
+        let expiry = outbox.next_expiry_ms().expect("a kept segment expires");
+        assert!(expiry > now_ms() + day.as_millis() as u64 - 60_000, "{expiry}");
+        outbox.expire(expiry - 1);
+        assert_eq!(kept(&mut outbox, 0, u64::MAX).len(), 60, "not yet");
+        outbox.expire(now_ms() + day.as_millis() as u64);
+        assert!(kept(&mut outbox, 0, u64::MAX).is_empty());
+        assert_eq!(outbox.next_expiry_ms(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kept_segments_are_the_first_to_go_when_an_event_needs_room() {
+        let dir = temp_dir("retain-full");
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 8192, 1024, Duration::from_secs(3600)).unwrap();
+        let mut n = 0;
+        // Delivered events fill the outbox many times over: none is refused.
+        while n < 400 {
+            n += 1;
+            outbox.append(&recent(n)).expect("kept, delivered events make room");
+            outbox.ack(n).unwrap();
+        }
+        assert!(outbox.bytes() <= 8192 + 1024, "{}", outbox.bytes());
+        let kept_now = kept(&mut outbox, 0, u64::MAX);
+        assert!(!kept_now.is_empty() && kept_now.last().is_some_and(|id| id == "evt_400"), "the newest kept");
+        // Undelivered ones fill it: then new events are refused, and the undelivered kept.
+        let refused = loop {
+            n += 1;
+            match outbox.append(&recent(n)) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(refused, AppendError::Full { .. }), "{refused}");
+        // Only those sharing a segment with the first undelivered event are left.
+        let kept_after = kept(&mut outbox, 0, u64::MAX);
+        assert!(kept_after.len() < kept_now.len() / 2, "the delivered went first: {kept_after:?}");
+        assert!(outbox.pending() > 3);
         let _ = fs::remove_dir_all(&dir);
     }
 
