@@ -424,7 +424,10 @@ fn broken_webhook_receivers_fail_their_deliveries_alone() {
     let peers: Vec<BadPeer> =
         [BadEndpoint::RedirectsToItself, BadEndpoint::Garbage, BadEndpoint::ClosesAtOnce].map(BadPeer::start).into();
     let good = HttpReceiver::start();
-    let mut toml = String::from("hook_timeout = \"2s\"\n");
+    // Without the outbox, so a failed delivery ends after its retries (none) and is counted as
+    // failed: with it, the same failures are kept and retried until delivered
+    // (tests/hooks_outbox.rs).
+    let mut toml = String::from("hook_timeout = \"2s\"\noutbox = false\n");
     for peer in &peers {
         toml.push_str(&format!("[[webhook]]\nurl = \"{}\"\nevents = [\"publish_start\"]\nretries = 0\n", peer.url()));
     }
