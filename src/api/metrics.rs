@@ -353,7 +353,7 @@ fn outbox_metrics(out: &mut Metrics, state: &ApiState) {
         })
         .collect();
     type Read = fn(&crate::hooks::outbox::OutboxStats, u64) -> u64;
-    let per_outbox: [(&str, &str, bool, Read); 4] = [
+    let per_outbox: [(&str, &str, bool, Read); 5] = [
         ("ringcast_outbox_entries", "Events in the outbox not delivered yet.", false, |s, _| s.entries.load(Relaxed)),
         ("ringcast_outbox_bytes", "Bytes of the outbox's segment files.", false, |s, _| s.bytes.load(Relaxed)),
         (
@@ -370,6 +370,12 @@ fn outbox_metrics(out: &mut Metrics, state: &ApiState) {
             "Events not written to the outbox (full at outbox_max_bytes, or a disk error): dropped.",
             true,
             |s, _| s.refused.load(Relaxed),
+        ),
+        (
+            "ringcast_outbox_replayed_total",
+            "Delivered events queued again by a replay (ringcast hooks replay).",
+            true,
+            |s, _| s.replayed.load(Relaxed),
         ),
     ];
     for (name, help, counter, read) in per_outbox {

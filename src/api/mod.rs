@@ -34,6 +34,8 @@
 //! | `PATCH /api/webhooks/{id}` | changes the keys given (`null`: back to the default); re-enables |
 //! | `DELETE /api/webhooks/{id}` | `{"id", "deleted": true}` |
 //! | `POST /api/webhooks/{id}/secret` | rotates: the new `secret` shown once; the previous one signs too until `rotation_grace` |
+//! | `GET /api/outbox` | each webhook outbox: `{"outboxes":[{id, configured, entries, bytes, oldest_age_ms, refused, replayed}]}` |
+//! | `POST /api/outbox/{id}/replay` | `{"since", "until"}`: delivered events kept sent again (`replay.rs`); 404 for an unknown outbox |
 //!
 //! `HEAD` works wherever `GET` does. A webhook's keys are those of `[[webhook]]`, validated by
 //! the same code with the same messages. Config-file webhooks are read-only here (409).
@@ -57,6 +59,7 @@ mod dolby;
 mod http;
 mod metrics;
 mod page;
+mod replay;
 mod slots;
 mod store;
 mod streams;
@@ -265,6 +268,7 @@ impl ApiState {
             (Route::Webhook(id), _) => self.webhooks.get(dispatcher, id),
             (Route::WebhookSecret(id), _) => self.webhooks.rotate(dispatcher, id, &request.body),
             (Route::Outbox, _) => Ok(self.outbox()),
+            (Route::OutboxReplay(id), _) => replay::replay(dispatcher, id, &request.body),
         };
         match result {
             Ok(value) => Response::json(200, &value),
@@ -303,6 +307,7 @@ impl ApiState {
                     "bytes": stats.bytes.load(Relaxed),
                     "oldest_age_ms": (oldest > 0).then(|| now.saturating_sub(oldest)),
                     "refused": stats.refused.load(Relaxed),
+                    "replayed": stats.replayed.load(Relaxed),
                 })
             })
             .collect();
@@ -343,6 +348,7 @@ enum Route<'a> {
     Webhook(&'a str),
     WebhookSecret(&'a str),
     Outbox,
+    OutboxReplay(&'a str),
 }
 
 impl<'a> Route<'a> {
@@ -357,6 +363,7 @@ impl<'a> Route<'a> {
             ["api", "webhooks", id] => Route::Webhook(id),
             ["api", "webhooks", id, "secret"] => Route::WebhookSecret(id),
             ["api", "outbox"] => Route::Outbox,
+            ["api", "outbox", id, "replay"] => Route::OutboxReplay(id),
             _ => return None,
         })
     }
@@ -367,7 +374,7 @@ impl<'a> Route<'a> {
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],
-            Route::WebhookSecret(_) => &["POST"],
+            Route::WebhookSecret(_) | Route::OutboxReplay(_) => &["POST"],
         }
     }
 }

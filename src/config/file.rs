@@ -65,6 +65,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "outbox",
     "outbox_fsync",
     "outbox_max_bytes",
+    "outbox_retain",
     "shutdown_timeout",
     "rotation_grace",
     "tls_ca_file",
@@ -258,6 +259,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     }
     if let Some(item) = root.get("outbox_max_bytes") {
         config.outbox_max_bytes = item.integer(limits::OUTBOX_MAX_BYTES)?;
+    }
+    if let Some(item) = root.get("outbox_retain") {
+        config.outbox_retain = item.duration(Duration::ZERO)?;
     }
     if let Some(item) = root.get("shutdown_timeout") {
         config.shutdown_timeout = item.duration(floors::TIMEOUT)?;

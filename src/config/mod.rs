@@ -368,6 +368,10 @@ pub struct Config {
     /// Bytes one webhook's outbox may hold on disk; past it new events are dropped, counted and
     /// logged (the oldest undelivered are kept). Default 1 GiB; 64 KiB..=16 TiB.
     pub outbox_max_bytes: usize,
+    /// How long delivered webhook events stay in the outbox, so `ringcast hooks replay` can
+    /// send them again; still within `outbox_max_bytes`, where they are the first to go.
+    /// Default 24h; "0s" deletes them once delivered.
+    pub outbox_retain: Duration,
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take: sessions close, then done
     /// callbacks and queued deliveries get what is left; at the deadline the rest is abandoned
     /// and logged in one summary. Default 10s, under the systemd unit's `TimeoutStopSec=15s`
@@ -454,6 +458,7 @@ impl Default for Config {
             outbox: None,
             outbox_fsync: Duration::from_millis(200),
             outbox_max_bytes: 1 << 30,
+            outbox_retain: Duration::from_secs(24 * 3600),
             shutdown_timeout: Duration::from_secs(10),
             rotation_grace: Duration::from_secs(24 * 3600),
             tls_ca_file: None,

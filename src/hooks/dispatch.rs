@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 use super::clock::now_ms;
 use super::drop_log::{DropLog, DropReport};
 use super::event::{Event, EventType};
-use super::outbox::{self, Admission, OutboxRegistry, OutboxSettings, Outboxes, Room};
+use super::outbox::{self, Admission, OutboxRegistry, OutboxSettings, Outboxes, ReplayError, ReplayOutcome, Room};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{EventSink, script, stdio};
 use crate::config::{Config, EventFilter, Secret, StdioFormat, WebhookConfig};
@@ -247,6 +247,21 @@ impl Default for DispatchLimits {
 pub type Undone = Vec<(String, u64)>;
 
 /// An event on its way from a shard to the dispatcher, with its weight measured once.
+/// Replays waiting for the dispatcher thread; the API's connection limit bounds the askers.
+const REPLAY_QUEUE: usize = 16;
+
+/// How long an API thread waits for a replay to be queued: reading back a full outbox
+/// (`outbox_max_bytes`) takes seconds, not minutes.
+const REPLAY_WAIT: Duration = Duration::from_secs(60);
+
+/// A replay asked of the dispatcher thread, and where its answer goes.
+struct ReplayRequest {
+    key: String,
+    since_ms: u64,
+    until_ms: u64,
+    answer: Sender<Result<ReplayOutcome, ReplayError>>,
+}
+
 struct Inbound {
     event: Event,
     bytes: usize,
@@ -265,6 +280,9 @@ pub struct Dispatcher {
     /// Tells the dispatcher thread the sinks changed: a sink with an outbox may have events
     /// waiting on disk since an earlier run.
     changed: Sender<()>,
+    /// Replays asked over the admin API, answered by the dispatcher thread (the outboxes'
+    /// only writer).
+    replays: Sender<ReplayRequest>,
     set: RwLock<Arc<SinkSet>>,
     next_id: AtomicU64,
     /// Shared by webhooks made at run time (keep-alive pool, timeouts, CA roots).
@@ -298,6 +316,7 @@ impl Dispatcher {
         let (input, input_rx) = crossbeam_channel::bounded(limits.queue.max(1));
         let (stop, stop_rx) = crossbeam_channel::bounded(1);
         let (changed, changed_rx) = crossbeam_channel::bounded(1);
+        let (replays, replays_rx) = crossbeam_channel::bounded(REPLAY_QUEUE);
         let next_id = sinks.iter().map(|s| s.id).max().unwrap_or(0) + 1;
         let set = SinkSet::new(sinks);
         let stats = Arc::new(DispatchStats::default());
@@ -307,6 +326,7 @@ impl Dispatcher {
             inbound_capacity_bytes: limits.queue_bytes,
             stop,
             changed,
+            replays,
             set: RwLock::new(set),
             next_id: AtomicU64::new(next_id),
             agent,
@@ -321,7 +341,7 @@ impl Dispatcher {
         core.outboxes = outbox.map(|settings| Outboxes::new(settings, dispatcher.outboxes.clone()));
         let handle = thread::Builder::new()
             .name("hook-dispatch".into())
-            .spawn(move || core.run(input_rx, stop_rx, changed_rx))
+            .spawn(move || core.run(input_rx, stop_rx, changed_rx, replays_rx))
             .ok();
         if handle.is_none() {
             error!("cannot start the hook dispatcher thread: events will be dropped");
@@ -397,6 +417,16 @@ impl Dispatcher {
     /// The HTTP agent webhooks share (keep-alive pool, timeouts, CA roots).
     pub fn agent(&self) -> ureq::Agent {
         self.agent.clone()
+    }
+
+    /// Queues again the delivered events outbox `key` keeps that happened in
+    /// `since_ms..until_ms` (docs/hooks.md, "Replaying events"). Blocks the caller (an admin
+    /// API thread) until the dispatcher thread has written them.
+    pub fn replay(&self, key: &str, since_ms: u64, until_ms: u64) -> Result<ReplayOutcome, ReplayError> {
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        let request = ReplayRequest { key: key.to_owned(), since_ms, until_ms, answer };
+        self.replays.send_timeout(request, REPLAY_WAIT).map_err(|_| ReplayError::NoAnswer)?;
+        answered.recv_timeout(REPLAY_WAIT).map_err(|_| ReplayError::NoAnswer)?
     }
 
     /// Every outbox (configured sinks' and those left by sinks gone), by sink key.
@@ -718,7 +748,13 @@ impl Core {
         (self.limits.concurrency / sinks.max(1)).max(1)
     }
 
-    fn run(mut self, input: Receiver<Inbound>, stop: Receiver<Instant>, changed: Receiver<()>) -> Undone {
+    fn run(
+        mut self,
+        input: Receiver<Inbound>,
+        stop: Receiver<Instant>,
+        changed: Receiver<()>,
+        replays: Receiver<ReplayRequest>,
+    ) -> Undone {
         let done_rx = self.done.1.clone();
         let mut deadline: Option<Instant> = None;
         let mut next_drop_report = None;
@@ -746,6 +782,7 @@ impl Core {
                 },
                 recv(stop) -> at => deadline = deadline.or(Some(at.unwrap_or_else(|_| Instant::now()))),
                 recv(changed) -> _ => {}
+                recv(replays) -> request => if let Ok(request) = request { self.replay(request) },
                 recv(done_rx) -> done => if let Ok(done) = done { self.finish(done) },
                 default(timeout) => {}
             }
@@ -925,6 +962,18 @@ impl Core {
             let queued = Queued { number: self.take_number(), event: Arc::new(event), bytes, record: Some(record) };
             self.push_queued(&sink, key, queued);
         }
+    }
+
+    /// Writes a replay's events into the sink's outbox, behind what waits there; the next
+    /// `dispatch` reads them back as any other.
+    fn replay(&mut self, request: ReplayRequest) {
+        let result = match self.outboxes.as_mut() {
+            None => Err(ReplayError::OutboxOff),
+            Some(outboxes) if !outboxes.has(&request.key) => Err(ReplayError::UnknownSink),
+            Some(outboxes) => outboxes.replay(&request.key, request.since_ms, request.until_ms),
+        };
+        // The asker may have given up waiting; nothing is lost, the events are queued.
+        let _ = request.answer.send(result);
     }
 
     /// A delivery from an outbox is done with: acknowledged there.

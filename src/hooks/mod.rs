@@ -18,12 +18,15 @@
 //! cycle, so each file can be read knowing only what is below it.
 //!
 //! - [`tester`]: `ringcast hooks test`, one sample event or callback sent from the command
-//!   line -> `callback_pool`, `dialect`, `callback`, `webhook`, `format`, `event`, `clock`.
+//!   line, and the `hooks` command line -> `replay_command`, `callback_pool`, `dialect`,
+//!   `callback`, `webhook`, `format`, `event`, `clock`.
+//! - [`replay_command`]: `ringcast hooks replay`, asked of the running server's admin API
+//!   -> `outbox` (the time forms), `agent`, `clock`.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
 //!   (the [`EventSink`] it implements), `outbox`, `webhook`, `script`, `stdio`, `drop_log`,
 //!   `event`, `clock`.
 //! - [`outbox`]: webhook events on disk until delivered (its own module doc lists its files)
-//!   -> `drop_log`, `event`, `format` (in tests).
+//!   -> `drop_log`, `event`, `clock`, `format` (in tests).
 //! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
 //!   -> `callback`, `callback_pool`, `payload`, `event`, `clock`.
 //! - [`payload`]: one data type per event, serialized here, never built as JSON in sessions
@@ -62,6 +65,7 @@ pub mod format;
 pub mod metrics;
 pub mod outbox;
 pub mod payload;
+pub mod replay_command;
 pub mod reply_terms;
 pub mod reserved;
 pub mod resolver;

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::callback::{Answer, Call, Callbacks, ClientInfo, Decision};
 use super::callback_pool::CallbackPool;
 use super::event::{Event, EventIds, EventType, Protocol};
+use super::replay_command::{ReplayArgs, ReplayFailure};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{clock, dialect, format};
 use crate::config::{Config, NotifyConfig, Secret, Signature, WebhookConfig, WebhookFormat, parse_duration, parse_url};
@@ -26,7 +27,7 @@ use crate::config::{Config, NotifyConfig, Secret, Signature, WebhookConfig, Webh
 #[command(
     name = "ringcast hooks",
     bin_name = "ringcast hooks",
-    about = "Try a hook receiver with one realistic, signed sample."
+    about = "Try a hook receiver with one realistic, signed sample, or replay what a webhook was sent."
 )]
 struct HooksCli {
     #[command(subcommand)]
@@ -37,6 +38,8 @@ struct HooksCli {
 enum HooksCommand {
     /// Send one sample event (--event) or callback (--callback) to URL and print the answer
     Test(TestArgs),
+    /// Send a webhook again the delivered events its outbox keeps, through the running server
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +85,22 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
             return if error.use_stderr() { 2 } else { 0 };
         }
     };
-    let HooksCommand::Test(test) = cli.command;
+    let test = match cli.command {
+        HooksCommand::Test(test) => test,
+        HooksCommand::Replay(replay) => {
+            return match replay.run() {
+                Ok(()) => 0,
+                Err(ReplayFailure::Failed(message)) => {
+                    eprintln!("ringcast hooks replay: {message}");
+                    1
+                }
+                Err(ReplayFailure::Usage(message)) => {
+                    eprintln!("ringcast hooks replay: {message}");
+                    2
+                }
+            };
+        }
+    };
     match test.run() {
         Ok(true) => 0,
         Ok(false) => 1,

@@ -9,7 +9,8 @@
 //!   memory and which wait on disk only, fsync timing, outboxes left by sinks no longer
 //!   configured -> `sink`, `key`.
 //! - [`sink`]: one sink's directory of segments: append, acknowledge, read on, replay after a
-//!   restart, delete what is delivered -> `record`, `stored`.
+//!   restart, delete what is delivered (kept `outbox_retain` for replays) -> `record`, `stored`.
+//! - [`replay`]: what `ringcast hooks replay` asks for (`since`/`until`) and what it got.
 //! - [`key`]: a sink's stable name, the directory its outbox lives in.
 //! - [`record`]: one record's bytes (checksummed; sans-IO).
 //! - [`stored`]: an event as a record holds it.
@@ -22,6 +23,7 @@
 
 pub mod key;
 pub mod record;
+pub mod replay;
 pub mod sink;
 pub mod stored;
 
@@ -38,6 +40,7 @@ use tracing::{error, info, warn};
 use super::drop_log::{DropLog, DropReport};
 use super::event::Event;
 use crate::config::Config;
+pub use replay::{ReplayError, ReplayOutcome};
 use sink::{AppendError, SinkOutbox};
 
 /// The directory under `state_dir`.
@@ -55,7 +58,7 @@ const READ_BATCH: usize = 512;
 /// made over the admin API are added back to the dispatcher after it starts.
 const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
-/// `outbox`, `outbox_fsync`, `outbox_max_bytes`, resolved against `state_dir`.
+/// `outbox`, `outbox_fsync`, `outbox_max_bytes`, `outbox_retain`, resolved against `state_dir`.
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
     /// `state_dir/outbox`: one directory per sink in it.
@@ -63,6 +66,8 @@ pub struct OutboxSettings {
     pub fsync: Duration,
     /// Per sink.
     pub max_bytes: u64,
+    /// How long delivered events are kept for a replay (zero: deleted once delivered).
+    pub retain: Duration,
 }
 
 impl OutboxSettings {
@@ -75,9 +80,12 @@ impl OutboxSettings {
         }
         let dir = config.state_dir.join(DIR_NAME);
         match probe(&dir) {
-            Ok(()) => {
-                Ok(Some(OutboxSettings { dir, fsync: config.outbox_fsync, max_bytes: config.outbox_max_bytes as u64 }))
-            }
+            Ok(()) => Ok(Some(OutboxSettings {
+                dir,
+                fsync: config.outbox_fsync,
+                max_bytes: config.outbox_max_bytes as u64,
+                retain: config.outbox_retain,
+            })),
             Err(e) if config.outbox == Some(true) => {
                 Err(format!("key 'outbox': cannot write {} ({e}); set outbox = false to run without it", dir.display()))
             }
@@ -112,6 +120,8 @@ pub struct OutboxStats {
     pub refused: AtomicU64,
     /// A configured sink's; false for an outbox kept after its sink went.
     pub configured: AtomicBool,
+    /// Events queued again by replays (`ringcast hooks replay`).
+    pub replayed: AtomicU64,
 }
 
 /// Every outbox known, by sink key (see [`key`]): what `/metrics` and the API show.
@@ -183,7 +193,8 @@ impl Outboxes {
                 continue;
             }
             let dir = self.settings.dir.join(key);
-            match SinkOutbox::open(&dir, self.settings.max_bytes, self.segment_bytes()) {
+            match SinkOutbox::open_retaining(&dir, self.settings.max_bytes, self.segment_bytes(), self.settings.retain)
+            {
                 Ok((outbox, replayed)) => {
                     if replayed.pending > 0 {
                         info!(sink = %key, events = replayed.pending, dir = %dir.display(), "outbox: undelivered events from an earlier run will be sent again");
@@ -251,7 +262,12 @@ impl Outboxes {
             if already {
                 continue;
             }
-            if let Ok((outbox, _)) = SinkOutbox::open(&entry.path(), self.settings.max_bytes, self.segment_bytes()) {
+            if let Ok((outbox, _)) = SinkOutbox::open_retaining(
+                &entry.path(),
+                self.settings.max_bytes,
+                self.segment_bytes(),
+                self.settings.retain,
+            ) {
                 let stats = self.stats_of(&name);
                 stats.configured.store(false, Ordering::Relaxed);
                 publish(&stats, &outbox);
@@ -357,6 +373,42 @@ impl Outboxes {
         open.loaded_until = open.outbox.first_number();
     }
 
+    /// Writes again, behind what waits, the delivered events of sink `key` the outbox keeps
+    /// that happened in `since_ms..until_ms`, in the order first written (so each stream's
+    /// order holds), with their ids and bodies: read back and sent as any other.
+    pub fn replay(&mut self, key: &str, since_ms: u64, until_ms: u64) -> Result<ReplayOutcome, ReplayError> {
+        let open = self.open.get_mut(key).ok_or(ReplayError::UnknownSink)?;
+        let mut outcome = ReplayOutcome { waiting: open.outbox.pending(), ..ReplayOutcome::default() };
+        let mut cursor = open.outbox.scan_kept();
+        loop {
+            let batch = open.outbox.read_kept(&mut cursor, since_ms, until_ms, READ_BATCH).map_err(ReplayError::Io)?;
+            if batch.is_empty() {
+                break;
+            }
+            for event in &batch {
+                match open.outbox.append_replay(event) {
+                    Ok(_) => outcome.replayed += 1,
+                    Err(AppendError::Full { .. }) => {
+                        outcome.refused += 1;
+                    }
+                    Err(AppendError::Io(e)) => return Err(ReplayError::Io(e)),
+                }
+            }
+        }
+        if let Err(e) = open.outbox.flush() {
+            return Err(ReplayError::Io(e));
+        }
+        open.stats.replayed.fetch_add(outcome.replayed, Ordering::Relaxed);
+        publish(&open.stats, &open.outbox);
+        if outcome.replayed > 0 {
+            info!(sink = %key, events = outcome.replayed, refused = outcome.refused, since_ms, until_ms, "outbox: delivered events queued again by a replay");
+        }
+        if outcome.refused > 0 {
+            error!(sink = %key, refused = outcome.refused, "outbox: a replay did not fit in outbox_max_bytes; the events past it were not queued");
+        }
+        Ok(outcome)
+    }
+
     /// Undelivered events of sink `key`.
     pub fn pending(&self, key: &str) -> u64 {
         self.open.get(key).map_or(0, |o| o.outbox.pending())
@@ -377,7 +429,15 @@ impl Outboxes {
         let sync = now >= self.last_sync + self.settings.fsync;
         let mut next = None;
         let mut unsynced = false;
+        let now_ms = super::clock::now_ms();
         for (key, open) in &mut self.open {
+            open.outbox.expire(now_ms);
+            if let Some(at) = open.outbox.next_expiry_ms() {
+                // Wall-clock due time as an instant: a clock step only moves a deletion.
+                let wait = Duration::from_millis(at.saturating_sub(now_ms).max(1000));
+                next = next.into_iter().chain(Some(now + wait)).min();
+            }
+            publish(&open.stats, &open.outbox);
             let written = if sync { open.outbox.sync() } else { open.outbox.flush_events() };
             if let Err(e) = written {
                 error!(sink = %key, error = %e, "outbox: cannot write");
@@ -466,7 +526,7 @@ mod tests {
     fn settings(name: &str) -> OutboxSettings {
         let dir = std::env::temp_dir().join(format!("ringcast-outboxes-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        OutboxSettings { dir, fsync: Duration::from_millis(200), max_bytes: 1 << 20 }
+        OutboxSettings { dir, fsync: Duration::from_millis(200), max_bytes: 1 << 20, retain: Duration::ZERO }
     }
 
     fn event(n: u64, stream: &str) -> Event {
@@ -502,6 +562,35 @@ mod tests {
         );
         assert_eq!(outboxes.pending(&key), 8);
         assert_eq!(outboxes.accept("nobody", &event(12, "a"), 100, ROOM), None, "no outbox: not this module's");
+        let _ = fs::remove_dir_all(&settings.dir);
+    }
+
+    #[test]
+    fn a_replay_queues_delivered_events_again_behind_what_waits() {
+        let mut settings = settings("replay");
+        settings.retain = Duration::from_secs(3600);
+        let registry = OutboxRegistry::default();
+        let mut outboxes = Outboxes::new(settings.clone(), registry.clone());
+        let key = "billing".to_owned();
+        outboxes.configure(std::slice::from_ref(&key), &[]);
+        let now = super::super::clock::now_ms();
+        let stamped = |n: u64, stream: &str| Event { timestamp_ms: now - 10_000 + n * 1_000, ..event(n, stream) };
+        for n in 1..=4 {
+            let Some(Admission::Resident(number)) = outboxes.accept(&key, &stamped(n, "a"), 100, ROOM) else {
+                panic!("resident")
+            };
+            outboxes.done(&key, number);
+        }
+        outboxes.accept(&key, &stamped(5, "b"), 100, ROOM);
+        assert_eq!(outboxes.pending(&key), 1);
+
+        let outcome = outboxes.replay(&key, stamped(2, "a").timestamp_ms, now).unwrap();
+        assert_eq!(outcome, ReplayOutcome { replayed: 3, refused: 0, waiting: 1 });
+        assert_eq!(registry.lock().unwrap()[&key].replayed.load(Ordering::Relaxed), 3);
+        assert!(outboxes.has_unread(&key));
+        let read: Vec<Event> = outboxes.refill(&key, ROOM).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(read, [stamped(2, "a"), stamped(3, "a"), stamped(4, "a")], "the same events, in order");
+        assert!(matches!(outboxes.replay("nobody", 0, now), Err(ReplayError::UnknownSink)));
         let _ = fs::remove_dir_all(&settings.dir);
     }
 

@@ -13,17 +13,23 @@
 //! fsyncs them (they survive the machine). Reopened, an outbox replays its segments; a record cut
 //! short or damaged (a torn tail) ends that segment's reading with a warning, and writing goes on
 //! in a new segment, so a torn tail is never written after.
+//!
+//! With a retention (`outbox_retain`), a delivered segment is kept until its newest event is
+//! that old, so [`SinkOutbox::read_kept`] can find delivered events for a replay; kept segments
+//! are the first to go when an event needs room ([`SinkOutbox::append`]).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tracing::warn;
 
 use super::record::{self, Record};
 use super::stored;
+use crate::hooks::clock::now_ms;
 use crate::hooks::event::Event;
 
 /// How much of a segment one read takes.
@@ -53,6 +59,8 @@ struct Segment {
     live: u64,
     /// When its first undelivered event happened (ms), as far as known: the oldest age shown.
     first_timestamp_ms: u64,
+    /// When its newest event happened (ms): a delivered segment is kept `retain` past it.
+    last_timestamp_ms: u64,
 }
 
 impl Segment {
@@ -64,6 +72,7 @@ impl Segment {
             pending: Vec::new(),
             live: 0,
             first_timestamp_ms: 0,
+            last_timestamp_ms: 0,
         }
     }
 
@@ -135,12 +144,35 @@ pub struct SinkOutbox {
     events_unflushed: bool,
     cursor: Cursor,
     encoded: Vec<u8>,
+    /// How long a delivered segment is kept (for replays) past its newest event; zero deletes
+    /// it as soon as it is delivered.
+    retain: Duration,
+}
+
+/// Where a [`SinkOutbox::read_kept`] goes on from, and where it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptCursor {
+    at: Cursor,
+    /// Events numbered from here on were written after the scan began (a replay's own copies).
+    end: u64,
+    /// Past the end: nothing more to read.
+    done: bool,
 }
 
 impl SinkOutbox {
     /// Opens (creating it, 0700) the outbox in `dir` and replays what it holds. Reading starts at
     /// its oldest undelivered event; the first write begins a new segment.
     pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<(SinkOutbox, Replayed)> {
+        SinkOutbox::open_retaining(dir, max_bytes, segment_bytes, Duration::ZERO)
+    }
+
+    /// [`open`](Self::open), keeping delivered segments `retain` past their newest event.
+    pub fn open_retaining(
+        dir: &Path,
+        max_bytes: u64,
+        segment_bytes: u64,
+        retain: Duration,
+    ) -> io::Result<(SinkOutbox, Replayed)> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let mut firsts: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -167,6 +199,7 @@ impl SinkOutbox {
             events_unflushed: false,
             cursor: Cursor { segment: 0, offset: 0 },
             encoded: Vec::new(),
+            retain,
         };
         let mut replayed = Replayed::default();
         for first in firsts {
@@ -190,6 +223,7 @@ impl SinkOutbox {
                             if segment.live == 0 {
                                 segment.first_timestamp_ms = timestamp_ms;
                             }
+                            segment.last_timestamp_ms = segment.last_timestamp_ms.max(timestamp_ms);
                             segment.set_pending(number);
                         }
                         outbox.next_number = outbox.next_number.max(number + 1);
@@ -241,16 +275,31 @@ impl SinkOutbox {
 
     /// Writes `event` (to the buffer: [`flush`](Self::flush) makes it durable against a kill);
     /// returns its number.
+    /// Delivered segments kept for replays are deleted, oldest first, to make room for it.
     pub fn append(&mut self, event: &Event) -> Result<u64, AppendError> {
-        let payload = stored::encode(event);
+        self.append_stored(event, stored::encode(event), true)
+    }
+
+    /// Writes `event` again, marked as a replay's copy (not replayed again by a later replay).
+    /// Kept segments are not deleted for it: the replay may still have them to read.
+    pub fn append_replay(&mut self, event: &Event) -> Result<u64, AppendError> {
+        self.append_stored(event, stored::encode_replay(event), false)
+    }
+
+    fn append_stored(&mut self, event: &Event, payload: Vec<u8>, evict: bool) -> Result<u64, AppendError> {
         let number = self.next_number;
         self.encoded.clear();
         record::encode(&Record::Event { number, payload: &payload }, &mut self.encoded);
         let len = self.encoded.len() as u64;
-        if self.bytes + len > self.max_bytes && self.pending == 0 && self.writer.is_some() {
-            // All delivered, and the segment written is what fills it: a new one lets it go.
-            self.roll()?;
-            self.delete_done();
+        let max = self.max_bytes;
+        if evict && self.bytes + len > max {
+            // Delivered events kept for replays give way to an undelivered one.
+            self.delete_front_while(|segment, bytes| segment.live == 0 && bytes + len > max);
+            if self.bytes + len > max && self.pending == 0 && self.writer.is_some() {
+                // All delivered, and the segment written is what fills it: a new one lets it go.
+                self.roll()?;
+                self.delete_front_while(|segment, bytes| segment.live == 0 && bytes + len > max);
+            }
         }
         if self.bytes + len > self.max_bytes {
             return Err(AppendError::Full { bytes: self.bytes, max: self.max_bytes });
@@ -266,6 +315,7 @@ impl SinkOutbox {
             if segment.live == 0 {
                 segment.first_timestamp_ms = event.timestamp_ms;
             }
+            segment.last_timestamp_ms = segment.last_timestamp_ms.max(event.timestamp_ms);
             segment.set_pending(number);
         }
         Ok(number)
@@ -383,9 +433,36 @@ impl SinkOutbox {
         Ok(())
     }
 
-    /// Deletes the oldest segments while they hold nothing undelivered (never the one written).
+    /// Deletes the oldest segments while they hold nothing undelivered and are past their
+    /// retention (never the one written).
     fn delete_done(&mut self) {
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.live == 0) {
+        self.expire(now_ms());
+    }
+
+    /// Deletes the oldest delivered segments whose newest event happened `retain` or longer
+    /// before `now_ms` (every delivered one with no retention).
+    pub fn expire(&mut self, now_ms: u64) {
+        let retain_ms = self.retain.as_millis() as u64;
+        self.delete_front_while(|segment, _| {
+            segment.live == 0 && (retain_ms == 0 || segment.last_timestamp_ms.saturating_add(retain_ms) <= now_ms)
+        });
+    }
+
+    /// When (unix ms) the oldest kept, delivered segment is due to go; `None` with none kept.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        if self.retain.is_zero() || self.segments.len() <= usize::from(self.writer.is_some()) {
+            return None;
+        }
+        let oldest = self.segments.front().filter(|s| s.live == 0)?;
+        Some(oldest.last_timestamp_ms.saturating_add(self.retain.as_millis() as u64))
+    }
+
+    /// Deletes the oldest segments while `delete(segment, bytes of the outbox)` says so, never
+    /// the one written: deleting from the oldest end never leaves an event whose
+    /// acknowledgement is gone.
+    fn delete_front_while(&mut self, mut delete: impl FnMut(&Segment, u64) -> bool) {
+        let written = usize::from(self.writer.is_some());
+        while self.segments.len() > written && self.segments.front().is_some_and(|s| delete(s, self.bytes)) {
             let Some(segment) = self.segments.pop_front() else { break };
             if let Err(e) = fs::remove_file(&segment.path)
                 && e.kind() != io::ErrorKind::NotFound
@@ -489,6 +566,86 @@ impl SinkOutbox {
             }
             if at == 0 && !stop_segment {
                 break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl SinkOutbox {
+    /// A scan of every event kept now, from the oldest segment: for [`read_kept`](Self::read_kept).
+    pub fn scan_kept(&self) -> KeptCursor {
+        KeptCursor { at: Cursor { segment: self.first_number(), offset: 0 }, end: self.next_number, done: false }
+    }
+
+    /// Reads on from `cursor`: at most `max` delivered events whose `timestamp_ms` is in
+    /// `since_ms..until_ms`, in the order written, skipping copies an earlier replay wrote.
+    /// Undelivered ones are left out: they are on their way already. Empty once the scan is
+    /// done.
+    pub fn read_kept(
+        &mut self,
+        cursor: &mut KeptCursor,
+        since_ms: u64,
+        until_ms: u64,
+        max: usize,
+    ) -> io::Result<Vec<Event>> {
+        self.flush()?;
+        let mut out = Vec::new();
+        while !cursor.done && out.len() < max {
+            let index = self.segments.partition_point(|s| s.first < cursor.at.segment);
+            let Some(segment) = self.segments.get(index) else {
+                cursor.done = true;
+                break;
+            };
+            if segment.first >= cursor.end {
+                cursor.done = true;
+                break;
+            }
+            if segment.first != cursor.at.segment {
+                cursor.at = Cursor { segment: segment.first, offset: 0 };
+            }
+            let next_segment = self.segments.get(index + 1).map(|s| s.first);
+            // A segment is at most `segment_bytes` and a record: read the rest of it whole.
+            let mut buffer = vec![0; segment.len.saturating_sub(cursor.at.offset) as usize];
+            let got = read_at(&File::open(&segment.path)?, &mut buffer, cursor.at.offset)?;
+            buffer.truncate(got);
+            let mut at = 0;
+            let mut segment_over = false;
+            while out.len() < max {
+                match record::parse(&buffer[at..]) {
+                    Ok((Record::Event { number, payload }, used)) => {
+                        at += used;
+                        if number >= cursor.end {
+                            cursor.done = true;
+                            break;
+                        }
+                        if segment.is_pending(number) {
+                            continue;
+                        }
+                        match stored::decode_kept(payload) {
+                            Some((event, false)) if (since_ms..until_ms).contains(&event.timestamp_ms) => {
+                                out.push(event)
+                            }
+                            Some(_) => {}
+                            None => {
+                                warn!(file = %segment.path.display(), number, "outbox: an event that does not read back is not replayed")
+                            }
+                        }
+                    }
+                    Ok((Record::Ack { .. }, used)) => at += used,
+                    // The end of what is written, or a torn tail: the segment is over.
+                    Err(_) => {
+                        segment_over = true;
+                        break;
+                    }
+                }
+            }
+            cursor.at.offset += at as u64;
+            if segment_over {
+                match next_segment {
+                    Some(first) => cursor.at = Cursor { segment: first, offset: 0 },
+                    None => cursor.done = true,
+                }
             }
         }
         Ok(out)
@@ -664,6 +821,97 @@ mod tests {
             outbox.ack(n).unwrap();
         }
         assert!(outbox.append(&event(99)).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// An event of a second ago (so within any retention), numbered `n`, a millisecond apart.
+    fn recent(n: u64) -> Event {
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        Event { timestamp_ms: *BASE.get_or_init(|| now_ms() - 1_000) + n, ..event(n) }
+    }
+
+    fn kept(outbox: &mut SinkOutbox, since_ms: u64, until_ms: u64) -> Vec<String> {
+        let mut cursor = outbox.scan_kept();
+        let mut all = Vec::new();
+        loop {
+            let batch = outbox.read_kept(&mut cursor, since_ms, until_ms, 7).unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch.into_iter().map(|e| e.id));
+        }
+    }
+
+    #[test]
+    fn delivered_segments_are_kept_for_their_retention_and_read_back_for_a_replay() {
+        let dir = temp_dir("retain");
+        let day = Duration::from_secs(24 * 3600);
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 1 << 20, 4096, day).unwrap();
+        for n in 1..=60 {
+            outbox.append(&recent(n)).unwrap();
+        }
+        for n in 1..=60 {
+            if n != 30 {
+                outbox.ack(n).unwrap();
+            }
+        }
+        let segments = segment_files(&dir).len();
+        assert!(segments > 2, "{segments}");
+        // Delivered, in a time range, in the order written; the undelivered one is on its way.
+        let since = recent(10).timestamp_ms;
+        let until = recent(41).timestamp_ms;
+        let expected: Vec<String> = (10..=40).filter(|n| *n != 30).map(|n| format!("evt_{n}")).collect();
+        assert_eq!(kept(&mut outbox, since, until), expected);
+        // A replay's copies are sent, and not replayed by the next replay.
+        outbox.append_replay(&recent(12)).unwrap();
+        assert!(outbox.is_pending(61));
+        outbox.ack(61).unwrap();
+        assert_eq!(kept(&mut outbox, since, until), expected);
+        outbox.ack(30).unwrap();
+        assert_eq!(segment_files(&dir).len(), segments, "delivered, but kept for a day");
+        outbox.sync().unwrap();
+        drop(outbox);
+
+        // Kept across a restart, and deleted once old enough.
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 1 << 20, 4096, day).unwrap();
+        assert_eq!(kept(&mut outbox, 0, u64::MAX).len(), 60);
+        let expiry = outbox.next_expiry_ms().expect("a kept segment expires");
+        assert!(expiry > now_ms() + day.as_millis() as u64 - 60_000, "{expiry}");
+        outbox.expire(expiry - 1);
+        assert_eq!(kept(&mut outbox, 0, u64::MAX).len(), 60, "not yet");
+        outbox.expire(now_ms() + day.as_millis() as u64);
+        assert!(kept(&mut outbox, 0, u64::MAX).is_empty());
+        assert_eq!(outbox.next_expiry_ms(), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kept_segments_are_the_first_to_go_when_an_event_needs_room() {
+        let dir = temp_dir("retain-full");
+        let (mut outbox, _) = SinkOutbox::open_retaining(&dir, 8192, 1024, Duration::from_secs(3600)).unwrap();
+        let mut n = 0;
+        // Delivered events fill the outbox many times over: none is refused.
+        while n < 400 {
+            n += 1;
+            outbox.append(&recent(n)).expect("kept, delivered events make room");
+            outbox.ack(n).unwrap();
+        }
+        assert!(outbox.bytes() <= 8192 + 1024, "{}", outbox.bytes());
+        let kept_now = kept(&mut outbox, 0, u64::MAX);
+        assert!(!kept_now.is_empty() && kept_now.last().is_some_and(|id| id == "evt_400"), "the newest kept");
+        // Undelivered ones fill it: then new events are refused, and the undelivered kept.
+        let refused = loop {
+            n += 1;
+            match outbox.append(&recent(n)) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(refused, AppendError::Full { .. }), "{refused}");
+        // Only those sharing a segment with the first undelivered event are left.
+        let kept_after = kept(&mut outbox, 0, u64::MAX);
+        assert!(kept_after.len() < kept_now.len() / 2, "the delivered went first: {kept_after:?}");
+        assert!(outbox.pending() > 3);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -21,6 +21,10 @@ struct Stored<'a> {
     stream_key: &'a str,
     seq: u64,
     data: &'a Map<String, Value>,
+    /// A replay's copy of an event delivered before: a later replay skips it, so one replay
+    /// after another sends each event once. Left out otherwise (older versions ignore it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replay: bool,
 }
 
 /// Read: owns its strings, since a string with escapes (a stream name with a quote in it)
@@ -37,10 +41,21 @@ struct Read {
     stream_key: String,
     seq: u64,
     data: Map<String, Value>,
+    #[serde(default)]
+    replay: bool,
 }
 
 /// The stored form of `event`.
 pub fn encode(event: &Event) -> Vec<u8> {
+    encode_marked(event, false)
+}
+
+/// The stored form of `event` written again by a replay.
+pub fn encode_replay(event: &Event) -> Vec<u8> {
+    encode_marked(event, true)
+}
+
+fn encode_marked(event: &Event, replay: bool) -> Vec<u8> {
     let stored = Stored {
         id: &event.id,
         event_type: event.event_type.as_str(),
@@ -51,6 +66,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
         stream_key: &event.stream_key,
         seq: event.seq,
         data: &event.data,
+        replay,
     };
     // Plain strings, numbers and a JSON map: serializing cannot fail.
     serde_json::to_vec(&stored).unwrap_or_default()
@@ -58,10 +74,15 @@ pub fn encode(event: &Event) -> Vec<u8> {
 
 /// The event a stored form holds; `None` when it is not one (a record from another version).
 pub fn decode(bytes: &[u8]) -> Option<Event> {
+    decode_kept(bytes).map(|(event, _)| event)
+}
+
+/// The event a stored form holds, and whether a replay wrote it.
+pub fn decode_kept(bytes: &[u8]) -> Option<(Event, bool)> {
     let stored: Read = serde_json::from_slice(bytes).ok()?;
     let protocol =
         [Protocol::Rtmp, Protocol::Rtsp, Protocol::HttpFlv].into_iter().find(|p| p.as_str() == stored.protocol)?;
-    Some(Event {
+    let event = Event {
         id: stored.id,
         event_type: stored.event_type.parse::<EventType>().ok()?,
         timestamp_ms: stored.timestamp_ms,
@@ -71,7 +92,8 @@ pub fn decode(bytes: &[u8]) -> Option<Event> {
         stream_key: stored.stream_key,
         seq: stored.seq,
         data: stored.data,
-    })
+    };
+    Some((event, stored.replay))
 }
 
 #[cfg(test)]
@@ -96,6 +118,15 @@ mod tests {
             let after = format::encode(&back, format).map(|b| b.bytes);
             assert_eq!(before, after, "{format:?}");
         }
+    }
+
+    #[test]
+    fn a_replay_copy_is_the_same_event_marked() {
+        let event = connect_event(&[("app", "live")]);
+        assert_eq!(decode_kept(&encode(&event)), Some((event.clone(), false)));
+        assert!(!String::from_utf8_lossy(&encode(&event)).contains("replay"), "unmarked events as before");
+        assert_eq!(decode_kept(&encode_replay(&event)), Some((event.clone(), true)));
+        assert_eq!(decode(&encode_replay(&event)), Some(event));
     }
 
     #[test]
