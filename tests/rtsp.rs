@@ -57,8 +57,18 @@ fn ffprobe_and_gstreamer_play_an_rtmp_stream_over_rtsp_tcp_and_udp() {
         assert_counted(&counted, SMALL, MIN_VIDEO_FRAMES, Some(MIN_AUDIO_FRAMES), &context);
     }
     for protocols in ["tcp", "udp"] {
-        let played = gst_play(&url, protocols, Duration::from_secs(u64::from(READ_SECONDS) + 2))
-            .unwrap_or_else(|e| panic!("rtspsrc over {protocols}: {e}\n--- server log ---\n{}", server.log()));
+        let play = || {
+            gst_play(&url, protocols, Duration::from_secs(u64::from(READ_SECONDS) + 2))
+                .unwrap_or_else(|e| panic!("rtspsrc over {protocols}: {e}\n--- server log ---\n{}", server.log()))
+        };
+        // Under a loaded CI run gst-launch has twice printed frames but no caps line with a
+        // picture size (2 of about 8 full runs; never alone): asked once more before failing,
+        // and the cause is still open.
+        let mut played = play();
+        if played.video_caps.is_empty() {
+            eprintln!("rtspsrc over {protocols}: no video caps printed ({played:?}); playing once more");
+            played = play();
+        }
         let context = format!("rtspsrc over {protocols}: {played:?}");
         assert!(played.video_caps.contains("width=(int)320, height=(int)240"), "{context}");
         // Two seconds or more of each track, whatever the start took.

@@ -116,7 +116,7 @@ pub enum Decision {
     /// Allowed under another stream name (a 3xx with `Location`).
     Rename(String),
     /// Allowed under the terms a JSON reply set (a rename, a time or bitrate limit).
-    Limited(SessionTerms),
+    Limited(Box<SessionTerms>),
     Deny {
         reason: String,
     },

@@ -42,7 +42,7 @@ pub fn decide(dialect: Dialect, answer: &Answer) -> Decision {
     }
     match reply_terms::read(answer.content_type.as_deref(), &answer.body) {
         Ok(None) => Decision::Allow,
-        Ok(Some(terms)) => Decision::Limited(terms),
+        Ok(Some(terms)) => Decision::Limited(Box::new(terms)),
         Err(reason) => Decision::Deny { reason },
     }
 }

@@ -170,8 +170,9 @@ pub struct Lifecycle {
     next_update: Instant,
     /// An `on_update` reply awaited under `update_strict`.
     pending_update: Option<oneshot::Receiver<Decision>>,
-    /// The limits callbacks' replies set (`max_duration`, `max_bitrate_kbps`).
-    terms: Terms,
+    /// The limits callbacks' replies set (`max_duration`, `max_bitrate_kbps`). Boxed, and
+    /// only once a reply sets one: every idle connection's task would otherwise carry it.
+    terms: Option<Box<Terms>>,
     /// Why the terms ended the session, once they did: the reason its stop events and
     /// `connection_close` give.
     ended_by: Option<String>,
@@ -198,7 +199,7 @@ impl Lifecycle {
             update_period: wants_updates.then_some(context.settings.update_interval),
             next_update: now,
             pending_update: None,
-            terms: Terms::default(),
+            terms: None,
             ended_by: None,
         };
         lifecycle.context.hooks.emit(&lifecycle.origin(), || ConnectionAccept {
@@ -311,7 +312,9 @@ impl Lifecycle {
         if let Some(terms) = &terms {
             self.accept_terms(Call::Publish, terms);
         }
-        self.terms.start_publish(now);
+        if let Some(terms) = &mut self.terms {
+            terms.start_publish(now);
+        }
         self.entry().role.set(Role::Publisher);
         *self.entry().stream.borrow_mut() = key;
         *self.entry().activity.borrow_mut() =
@@ -409,7 +412,11 @@ impl Lifecycle {
     /// Asks `call`'s callback about a publish or play: the stream name to use (after any 3xx
     /// or JSON rename), the client's arguments and the terms a JSON reply set (applied once
     /// admitted), or the refusal.
-    async fn ask(&self, call: Call, request: StreamRequest) -> Result<(String, Args, Option<SessionTerms>), Admission> {
+    async fn ask(
+        &self,
+        call: Call,
+        request: StreamRequest,
+    ) -> Result<(String, Args, Option<Box<SessionTerms>>), Admission> {
         let StreamRequest { mut name, args, callback_fields } = request;
         let client = self.client_info(&name, &args);
         let mut terms = None;
@@ -432,12 +439,12 @@ impl Lifecycle {
     fn accept_terms(&mut self, call: Call, terms: &SessionTerms) {
         let now = Instant::now();
         if let Some(max) = terms.max_duration {
-            self.terms.limit_duration(now, max);
+            self.terms.get_or_insert_default().limit_duration(now, max);
         }
         if let Some(kbps) = terms.max_bitrate_kbps
             && call != Call::Play
         {
-            self.terms.cap_bitrate(kbps);
+            self.terms.get_or_insert_default().cap_bitrate(kbps);
         }
         debug!(conn_id = self.conn_id(), call = call.as_str(), ?terms, "admitted under the reply's terms");
     }
@@ -485,7 +492,9 @@ impl Lifecycle {
             return;
         };
         publishing.last_timestamp = timestamp;
-        self.terms.count(payload.len());
+        if let Some(terms) = &mut self.terms {
+            terms.count(payload.len());
+        }
         let totals = &mut publishing.totals;
         totals.total_bytes += payload.len() as u64;
         match kind {
@@ -533,7 +542,7 @@ impl Lifecycle {
     /// When the timers next want [`Self::handle_timeout`]: the next update (none while
     /// nothing is published or played, or nobody wants updates) or the reply's terms.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let terms = self.terms.poll_timeout();
+        let terms = self.terms.as_ref().and_then(|terms| terms.poll_timeout());
         let update = self.update_due();
         match (update, terms) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -550,7 +559,7 @@ impl Lifecycle {
     /// on_update) and sets the next deadline, and checks the reply's terms.
     /// [`CloseReason::TermReached`] when a term ends the session: the driver returns it.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<CloseReason> {
-        if let Some(reason) = self.terms.handle_timeout(now) {
+        if let Some(reason) = self.terms.as_mut().and_then(|terms| terms.handle_timeout(now)) {
             info!(conn_id = self.conn_id(), peer = %self.addr(), stream = %self.current_stream(), %reason, "session ended by the callback's terms");
             self.ended_by = Some(reason);
             return Some(CloseReason::TermReached);
@@ -614,7 +623,9 @@ impl Lifecycle {
             return;
         };
         let reason = if p.handle.eviction().is_raised() { Some(TAKEN_OVER.to_owned()) } else { self.ended_by.clone() };
-        self.terms.stop_publish();
+        if let Some(terms) = &mut self.terms {
+            terms.stop_publish();
+        }
         let change = p.handle.unpublish();
         self.journal_stopped(true);
         if let Some(admission) = self.context.admission.get() {
