@@ -5,7 +5,6 @@
 //!
 //! HTTP-FLV has no play-start message: the response headers stand for it.
 
-use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use ringcast::protocol::flv::{FlvError, FlvReader};
@@ -14,27 +13,18 @@ use tokio::time::Instant;
 
 use crate::cli::Protocol;
 use crate::media::wall_us;
-use crate::play::{LagHistograms, Outcome, PlaySetup, PlayerRecord};
+use crate::play::{Outcome, Player};
 use crate::rtmp::{Failure, ReadBuf};
-use crate::runtime::{LocalStop, Shared};
 
 /// Body bytes buffered while a tag is incomplete: two maximal FLV tags.
 const MAX_PENDING: usize = 32 << 20;
 
-pub async fn play(
-    setup: &PlaySetup,
-    id: usize,
-    stream: usize,
-    record: &RefCell<PlayerRecord>,
-    lag: &RefCell<LagHistograms>,
-    shared: &Shared,
-    stop: &LocalStop,
-) -> Result<(), Outcome> {
-    let began = Instant::now();
-    record.borrow_mut().begin(began);
+pub async fn play(player: Player<'_>) -> Result<(), Outcome> {
+    let Player { setup, stream, record, lag, shared, stop, .. } = player;
+    let began = player.begin();
     let limit = setup.timeout;
     let target = &setup.target;
-    let Some(conn) = crate::play::connect(setup, id, stop).await? else { return Ok(()) };
+    let Some(conn) = player.connect().await? else { return Ok(()) };
     let path = format!("/{}/{}.flv{}", target.app, target.stream(stream), target.query);
     let websocket = target.protocol == Protocol::WsFlv;
     let headers: &[(&str, &str)] = if websocket {

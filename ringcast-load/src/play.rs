@@ -266,12 +266,11 @@ pub async fn run_player(
         r.id = id;
         r.stream = name;
     }
+    let player = Player { setup: &setup, id, stream, record: &record, lag: &lag, shared: &shared, stop: &stop };
     let result = match setup.target.protocol {
-        Protocol::Rtmp => play_rtmp(&setup, id, stream, &record, &lag, &shared, &stop).await,
-        Protocol::HttpFlv | Protocol::WsFlv => {
-            crate::http_flv::play(&setup, id, stream, &record, &lag, &shared, &stop).await
-        }
-        Protocol::Rtsp => crate::rtsp::play(&setup, id, stream, &record, &lag, &shared, &stop).await,
+        Protocol::Rtmp => play_rtmp(player).await,
+        Protocol::HttpFlv | Protocol::WsFlv => crate::http_flv::play(player).await,
+        Protocol::Rtsp => crate::rtsp::play(player).await,
     };
     let mut r = record.borrow_mut();
     r.finish();
@@ -299,31 +298,46 @@ pub enum Outcome {
     Ended(Failure),
 }
 
-/// Opens player `id`'s TCP connection within the step's time limit: `None` when the run
-/// stopped first.
-pub async fn connect(setup: &PlaySetup, id: usize, stop: &LocalStop) -> Result<Option<Conn>, Outcome> {
-    let (limit, target) = (setup.timeout, &setup.target);
-    let connect = tokio::select! {
-        conn = tokio::time::timeout(limit, Conn::open(target.addr, target.source_for(id))) => conn,
-        _ = stop.wait() => return Ok(None),
-    };
-    match connect {
-        Ok(conn) => conn.map(Some).map_err(Outcome::Failed),
-        Err(_) => Err(Outcome::Failed(Failure::timeout("tcp connect", limit))),
+/// One player of a run, as every protocol's player takes it: what it plays, where it
+/// records what it got, and when to stop.
+#[derive(Clone, Copy)]
+pub struct Player<'a> {
+    pub setup: &'a PlaySetup,
+    pub id: usize,
+    /// Which of the run's streams (`Target::stream`).
+    pub stream: usize,
+    pub record: &'a RefCell<PlayerRecord>,
+    pub lag: &'a RefCell<LagHistograms>,
+    pub shared: &'a Shared,
+    pub stop: &'a LocalStop,
+}
+
+impl Player<'_> {
+    /// Marks the player begun (its lag and time to first frame count from here) and says when.
+    pub fn begin(&self) -> Instant {
+        let began = Instant::now();
+        self.record.borrow_mut().begin(began);
+        began
+    }
+
+    /// Opens the player's TCP connection within the step's time limit: `None` when the run
+    /// stopped first.
+    pub async fn connect(&self) -> Result<Option<Conn>, Outcome> {
+        let (limit, target) = (self.setup.timeout, &self.setup.target);
+        let connect = tokio::select! {
+            conn = tokio::time::timeout(limit, Conn::open(target.addr, target.source_for(self.id))) => conn,
+            _ = self.stop.wait() => return Ok(None),
+        };
+        match connect {
+            Ok(conn) => conn.map(Some).map_err(Outcome::Failed),
+            Err(_) => Err(Outcome::Failed(Failure::timeout("tcp connect", limit))),
+        }
     }
 }
 
-async fn play_rtmp(
-    setup: &PlaySetup,
-    id: usize,
-    stream: usize,
-    record: &RefCell<PlayerRecord>,
-    lag: &RefCell<LagHistograms>,
-    shared: &Shared,
-    stop: &LocalStop,
-) -> Result<(), Outcome> {
-    let began = Instant::now();
-    record.borrow_mut().begin(began);
+async fn play_rtmp(player: Player<'_>) -> Result<(), Outcome> {
+    let Player { setup, id, stream, record, lag, shared, stop } = player;
+    let began = player.begin();
     // Boxed: the setup's state machine is large and only lives until playing starts.
     let established = tokio::select! {
         result = Box::pin(rtmp::establish(

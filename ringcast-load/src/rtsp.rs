@@ -3,7 +3,6 @@
 //! each handed to [`PlayerRecord::on_media`] like an RTMP message, so every frame is counted
 //! and checked as for the other protocols. The PLAY reply stands for play-start.
 
-use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use ringcast::protocol::flv::MediaKind;
@@ -12,9 +11,8 @@ use ringcast::protocol::sdp;
 use tokio::time::Instant;
 
 use crate::media::{TYPE_AUDIO, TYPE_VIDEO, wall_us};
-use crate::play::{LagHistograms, Outcome, PlaySetup, PlayerRecord};
+use crate::play::{Outcome, Player};
 use crate::rtmp::{Failure, ReadBuf};
-use crate::runtime::{LocalStop, Shared};
 
 /// Input buffered while a reply or frame is incomplete: a reply head and SDP, or one frame.
 const MAX_PENDING: usize = 256 * 1024;
@@ -102,20 +100,12 @@ fn request(method: &str, url: &str, cseq: u32, headers: &[(&str, &str)]) -> Vec<
     out.into_bytes()
 }
 
-pub async fn play(
-    setup: &PlaySetup,
-    id: usize,
-    stream: usize,
-    record: &RefCell<PlayerRecord>,
-    lag: &RefCell<LagHistograms>,
-    shared: &Shared,
-    stop: &LocalStop,
-) -> Result<(), Outcome> {
-    let began = Instant::now();
-    record.borrow_mut().begin(began);
+pub async fn play(player: Player<'_>) -> Result<(), Outcome> {
+    let Player { setup, stream, record, lag, shared, stop, .. } = player;
+    let began = player.begin();
     let limit = setup.timeout;
     let target = &setup.target;
-    let Some(conn) = crate::play::connect(setup, id, stop).await? else { return Ok(()) };
+    let Some(conn) = player.connect().await? else { return Ok(()) };
     let url = format!("rtsp://{}/{}/{}{}", target.authority, target.app, target.stream(stream), target.query);
     let mut reader = ReadBuf::new(crate::rtmp::HANDSHAKE_READ_BUFFER);
     let mut incoming = Incoming::default();
