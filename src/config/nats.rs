@@ -307,6 +307,48 @@ mod tests {
         assert!(!shown.contains("hunter") && shown.contains("h2"), "{shown}");
     }
 
+    fn read(text: &str) -> Result<super::super::Config, String> {
+        super::super::Config::from_toml(text, std::path::Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_nats_table_is_read_key_by_key() {
+        let config = read(
+            "[[nats]]\nid = \"bus\"\nurl = \"nats://127.0.0.1:4222\"\nuser = \"u\"\npassword = \"p\"\n\
+             subject = \"x.{name}\"\nevents = [\"publish_start\"]\nstream = \"S\"\nretries = 0\n\
+             [[apps.vip.nats]]\nurl = \"nats://127.0.0.1:4222\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        let bus = &config.nats[0];
+        assert_eq!(bus.id.as_deref(), Some("bus"));
+        assert_eq!(bus.user, Some(("u".into(), "p".into())));
+        assert_eq!(bus.subject.to_string(), "x.{name}");
+        assert_eq!((bus.stream.as_deref(), bus.retries), (Some("S"), 0));
+        assert_eq!(config.apps["vip"].nats[0].token.as_deref(), Some("t"));
+        assert_eq!(config.apps["vip"].nats[0].subject, SubjectTemplate::default());
+        assert!(!format!("{config:?}").contains("\"p\""), "the password is not in Debug");
+    }
+
+    #[test]
+    fn a_bad_nats_table_is_one_line_naming_the_key() {
+        let url = "url = \"nats://127.0.0.1:4222\"";
+        for (table, says) in [
+            (format!("{url}\nuser = \"u\""), "key 'nats[0].user': 'user' and 'password' go together"),
+            (format!("{url}\nuser = \"u\"\npassword = \"p\"\ntoken = \"t\""), "key 'nats[0].token': give 'token'"),
+            (format!("{url}\nsubjet = \"x\""), "unknown key 'nats[0].subjet' (did you mean 'nats[0].subject'?)"),
+            (format!("{url}\nevents = [\"publish_strat\"]"), "key 'nats[0].events[0]'"),
+            (format!("{url}\nid = \"wh_1\""), "ringcast's own"),
+            ("url = \"redis://h\"".to_owned(), "key 'nats[0].url': invalid URL 'redis://h'"),
+        ] {
+            let error = read(&format!("[[nats]]\n{table}\n")).unwrap_err();
+            assert!(error.contains(says) && !error.contains('\n'), "{table}: {error}");
+        }
+        let shared = "[[webhook]]\nid = \"bus\"\nurl = \"http://h/\"\n[[nats]]\nid = \"bus\"\nurl = \"nats://h\"\n";
+        assert!(read(shared).unwrap_err().contains("given to another sink"), "ids name outboxes: never shared");
+        let app = "[[nats]]\nid = \"bus\"\nurl = \"nats://h\"\n[[apps.vip.webhook]]\nid = \"bus\"\nurl = \"http://h/\"\n";
+        assert!(read(app).unwrap_err().contains("given to another sink"), "nor with an app's webhook");
+    }
+
     #[test]
     fn stream_names_are_plain() {
         assert!(parse_stream_name("RINGCAST_events-1").is_ok());
