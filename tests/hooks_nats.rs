@@ -102,7 +102,8 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn new(url: &str, stream: &str) -> Consumer {
+    /// A consumer `name` reading `stream` from its first message.
+    fn new(url: &str, stream: &str, name: &str) -> Consumer {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let consumer = runtime.block_on(async {
             let client = async_nats::connect(url).await.expect("the test's NATS connection");
@@ -117,7 +118,7 @@ impl Consumer {
                 }
             };
             let config = pull::Config {
-                durable_name: Some("test".into()),
+                durable_name: Some(name.into()),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(300),
                 ..Default::default()
@@ -238,7 +239,7 @@ fn every_event_reaches_jetstream_once_across_a_nats_restart() {
 
     // 1. NATS up: a stream published and played.
     publish_and_play(&server, "live/cam1", 3);
-    let mut consumer = Consumer::new(&nats.url(), "RINGCAST");
+    let mut consumer = Consumer::new(&nats.url(), "RINGCAST", "before");
     let before: Vec<String> = printed_events(&server.log()).iter().map(id_of).collect();
     assert!(consumer.wait_for(&before), "events before the restart: {:?}\n{}", consumer.received, server.log());
 
@@ -256,7 +257,8 @@ fn every_event_reaches_jetstream_once_across_a_nats_restart() {
 
     // 3. NATS back, same store and port: what waited arrives.
     let nats = NatsServer::start(store.path(), Some(port));
-    let mut consumer = Consumer::new(&nats.url(), "RINGCAST");
+    // A consumer of its own: it reads the whole stream, from before the restart too.
+    let mut consumer = Consumer::new(&nats.url(), "RINGCAST", "after");
     let printed = printed_events(&server.log());
     let ids: Vec<String> = printed.iter().map(id_of).collect();
     assert!(consumer.wait_for(&ids), "every event, after the restart: {:?}\n{}", consumer.received, server.log());
@@ -287,7 +289,7 @@ fn every_event_reaches_jetstream_once_across_a_nats_restart() {
     assert!(after_restart >= 4, "cam.2's events (made while NATS was down) arrived: {after_restart}");
 
     // The filtered sink: publish_start and publish_stop only, under its own template.
-    let mut filtered = Consumer::new(&nats.url(), "FILTERED");
+    let mut filtered = Consumer::new(&nats.url(), "FILTERED", "filtered");
     let wanted: Vec<&Value> =
         printed.iter().filter(|e| e["type"] == "publish_start" || e["type"] == "publish_stop").collect();
     assert_eq!(wanted.len(), 4, "two streams, a start and a stop each");

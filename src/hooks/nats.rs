@@ -139,7 +139,8 @@ fn connect_options(config: &NatsConfig, label: &str, timeout: Duration, ca_file:
             match event {
                 async_nats::Event::Connected => info!(sink = %label, "NATS connected"),
                 async_nats::Event::Disconnected => warn!(sink = %label, "NATS disconnected; reconnecting"),
-                other => info!(sink = %label, event = %other, "NATS connection event"),
+                // async-nats logs every event itself (a failed reconnection as a client error).
+                _ => {}
             }
         }
     })
