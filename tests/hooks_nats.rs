@@ -35,7 +35,9 @@ impl NatsServer {
     /// back from the server's log).
     fn start(store: &Path, port: Option<u16>) -> NatsServer {
         let port_arg = port.map_or("-1".to_owned(), |p| p.to_string());
-        let mut child = Command::new("nats-server")
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let program = if Path::new("/usr/sbin/nats-server").exists() { "/usr/sbin/nats-server" } else { "nats-server" };
+        let mut child = Command::new(program)
             .args(["-js", "-sd"])
             .arg(store)
             .args(["-a", "127.0.0.1", "-p", &port_arg])
