@@ -164,7 +164,8 @@ impl SubjectTemplate {
     fn check(&self, text: &str) -> Result<(), String> {
         for part in &self.parts {
             if let SubjectPart::Literal(literal) = part
-                && let Some(bad) = literal.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
+                && let Some(bad) =
+                    literal.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '>'))
             {
                 return Err(format!(
                     "{}: {} is not allowed in a subject (NATS keeps '*' and '>' for wildcards)",
@@ -240,7 +241,9 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
 /// `stream`: a JetStream stream name, 1 to 64 of `A-Z a-z 0-9 _ -` (NATS forbids spaces, `.`,
 /// `*`, `>` and path separators in one).
 pub fn parse_stream_name(name: &str) -> Result<String, String> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    if name.is_empty()
+        || name.len() > 64
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
     {
         return Err(format!("{} is not a stream name: 1 to 64 of A-Z a-z 0-9 _ -", quote(name)));
     }
@@ -345,7 +348,8 @@ mod tests {
         }
         let shared = "[[webhook]]\nid = \"bus\"\nurl = \"http://h/\"\n[[nats]]\nid = \"bus\"\nurl = \"nats://h\"\n";
         assert!(read(shared).unwrap_err().contains("given to another sink"), "ids name outboxes: never shared");
-        let app = "[[nats]]\nid = \"bus\"\nurl = \"nats://h\"\n[[apps.vip.webhook]]\nid = \"bus\"\nurl = \"http://h/\"\n";
+        let app =
+            "[[nats]]\nid = \"bus\"\nurl = \"nats://h\"\n[[apps.vip.webhook]]\nid = \"bus\"\nurl = \"http://h/\"\n";
         assert!(read(app).unwrap_err().contains("given to another sink"), "nor with an app's webhook");
     }
 

@@ -72,10 +72,8 @@ impl NatsTarget {
             timeout,
             label: label.clone(),
         };
-        let spawned = thread::Builder::new()
-            .name("hook-nats".into())
-            .stack_size(512 * 1024)
-            .spawn(move || connection.run(inbox));
+        let spawned =
+            thread::Builder::new().name("hook-nats".into()).stack_size(512 * 1024).spawn(move || connection.run(inbox));
         if let Err(e) = spawned {
             // Attempts find the channel closed and are retried (the outbox keeps them).
             error!(sink = %label, error = %e, "cannot start the NATS connection thread");
@@ -117,7 +115,8 @@ fn connect_options(config: &NatsConfig, label: &str, timeout: Duration, ca_file:
         .reconnect_delay_callback(reconnect_wait);
     // Credentials in the URL are the client's convention (`user:password@`, `token@`), but
     // async-nats reads them from its options only.
-    let in_url = config.url.split(',').find_map(|server| server.parse::<ServerAddr>().ok().filter(ServerAddr::has_user_pass));
+    let in_url =
+        config.url.split(',').find_map(|server| server.parse::<ServerAddr>().ok().filter(ServerAddr::has_user_pass));
     if let Some((user, password)) = &config.user {
         options = options.user_and_password(user.clone(), password.clone());
     } else if let Some(token) = &config.token {
@@ -192,7 +191,11 @@ impl Connection {
             };
             let mut context = jetstream::new(client);
             context.set_timeout(timeout);
-            let publisher = Arc::new(Publisher { context, stream, stream_ready: AtomicBool::new(false) });
+            let stream_ready = AtomicBool::new(false);
+            let publisher = Arc::new(Publisher { context, stream, stream_ready, timeout, label });
+            // The stream exists from the start, not from the first event: consumers can bind
+            // to it before anything happened.
+            tokio::spawn(publisher.clone().prepare_stream());
             while let Some(publish) = inbox.recv().await {
                 let publisher = publisher.clone();
                 // Each publish on its own task: the sink's share of workers may wait on
@@ -215,22 +218,46 @@ struct Publisher {
     stream: Option<(String, String)>,
     /// The stream was made (or found) since the last time JetStream said it had none.
     stream_ready: AtomicBool,
+    timeout: Duration,
+    label: String,
 }
 
 impl Publisher {
-    async fn publish(&self, publish: &Publish) -> Attempt {
-        if let Some((name, subjects)) = &self.stream
-            && !self.stream_ready.load(Ordering::Relaxed)
-        {
-            let config = jetstream::stream::Config {
-                name: name.clone(),
-                subjects: vec![subjects.clone()],
-                ..Default::default()
-            };
-            if let Err(e) = self.context.get_or_create_stream(config).await {
-                return retry(format!("cannot find or create JetStream stream {name:?}: {e}"));
+    /// Makes the stream (when one is configured) as soon as the server answers, trying again
+    /// with the reconnection backoff.
+    async fn prepare_stream(self: Arc<Self>) {
+        let mut attempts = 0;
+        while let Err(reason) = self.ensure_stream().await {
+            attempts += 1;
+            if attempts == 1 {
+                warn!(sink = %self.label, %reason, "NATS stream not ready yet; trying again");
             }
-            self.stream_ready.store(true, Ordering::Relaxed);
+            tokio::time::sleep(reconnect_wait(attempts).max(FIRST_RECONNECT_WAIT)).await;
+        }
+    }
+
+    /// Finds or creates the configured stream, unless done since JetStream last said it had
+    /// none.
+    async fn ensure_stream(&self) -> Result<(), String> {
+        let Some((name, subjects)) = &self.stream else { return Ok(()) };
+        if self.stream_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let config =
+            jetstream::stream::Config { name: name.clone(), subjects: vec![subjects.clone()], ..Default::default() };
+        match tokio::time::timeout(self.timeout, self.context.get_or_create_stream(config)).await {
+            Ok(Ok(_)) => {
+                self.stream_ready.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("cannot find or create JetStream stream {name:?}: {e}")),
+            Err(_) => Err(format!("cannot find or create JetStream stream {name:?}: no answer")),
+        }
+    }
+
+    async fn publish(&self, publish: &Publish) -> Attempt {
+        if let Err(reason) = self.ensure_stream().await {
+            return retry(reason);
         }
         let message = PublishMessage::build().payload(publish.body.clone()).message_id(&publish.id);
         let acked = match self.context.send_publish(publish.subject.clone(), message).await {
@@ -307,7 +334,10 @@ mod tests {
     #[test]
     fn the_default_template_names_type_app_and_stream() {
         let template = SubjectTemplate::parse(DEFAULT_SUBJECT).unwrap();
-        assert_eq!(subject(&template, &event_of(EventType::PublishStart, "live/cam1")), "ringcast.publish_start.live.cam1");
+        assert_eq!(
+            subject(&template, &event_of(EventType::PublishStart, "live/cam1")),
+            "ringcast.publish_start.live.cam1"
+        );
         // A name may hold `/`: it stays in the one token.
         assert_eq!(subject(&template, &event_of(EventType::PlayStop, "live/a/b")), "ringcast.play_stop.live.a/b");
     }
@@ -315,7 +345,10 @@ mod tests {
     #[test]
     fn forbidden_characters_are_percent_encoded_and_missing_values_are_underscores() {
         let template = SubjectTemplate::parse("x.{app}.{name}").unwrap();
-        assert_eq!(subject(&template, &event_of(EventType::PublishStart, "live/cam 1.hd*>%")), "x.live.cam%201%2Ehd%2A%3E%25");
+        assert_eq!(
+            subject(&template, &event_of(EventType::PublishStart, "live/cam 1.hd*>%")),
+            "x.live.cam%201%2Ehd%2A%3E%25"
+        );
         assert_eq!(subject(&template, &event_of(EventType::PublishStart, "live/tab\there")), "x.live.tab%09here");
         assert_eq!(subject(&template, &event_of(EventType::PublishStart, "live/ü")), "x.live.ü");
         // A connect has an app and no stream; a connection_accept has neither.
