@@ -2,7 +2,7 @@
 //!
 //! Names use the words of the code and config (one name per idea): `ringcast_sink_*` per
 //! event sink, labelled `sink` (the API id: `wh_...`, or `config_<n>` for sinks of the config
-//! file), `kind` (webhook, script, stdio) and `target` (the URL with its password and query
+//! file), `kind` (webhook, nats, script, stdio) and `target` (the URL with its password and query
 //! values masked by `redact::url`, since they may hold tokens that have no business in a
 //! metrics database; or the script path).
 
@@ -166,8 +166,8 @@ pub fn render(state: &ApiState) -> String {
             };
             let (kind, target) = match &sink.webhook {
                 Some(webhook) => ("webhook", crate::redact::url(&webhook.url)),
-                None if sink.label == "stdio" => ("stdio", sink.label.clone()),
-                None => ("script", sink.label.clone()),
+                // Labels of the other kinds are printable already (credentials masked).
+                None => (sink.kind_name(), sink.label.clone()),
             };
             (format!("sink=\"{}\",kind=\"{kind}\",target=\"{}\"", escape(&id), escape(&target)), &**sink)
         })

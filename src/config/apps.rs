@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::hooks::{NotifyConfig, ScriptConfig, WebhookConfig};
+use super::nats::NatsConfig;
 use super::{Config, EventFilter};
 use crate::redact;
 
@@ -28,6 +29,8 @@ pub struct AppConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// Scripts run for this app's events, beside the global ones.
     pub scripts: Vec<ScriptConfig>,
+    /// NATS sinks that receive this app's events, beside the global ones.
+    pub nats: Vec<NatsConfig>,
     /// `takeover` for this app; `None`: the top-level `takeover`.
     pub takeover: Option<bool>,
 }
@@ -119,7 +122,8 @@ impl Config {
             out,
             "apps: callbacks inherit [notify] key by key; sinks add to the global ones; other apps use the globals"
         );
-        let global_sinks = self.webhooks.len() + self.scripts.len() + usize::from(self.stdio.is_some());
+        let global_sinks =
+            self.webhooks.len() + self.scripts.len() + self.nats.len() + usize::from(self.stdio.is_some());
         for (name, app) in &self.apps {
             let notify = app.notify.over(&self.notify);
             let _ = writeln!(out, "app {name}:");
@@ -136,12 +140,16 @@ impl Config {
                 notify.dialect, notify.timeout, notify.on_error
             );
             let _ = writeln!(out, "  takeover {}", app.takeover.unwrap_or(self.takeover));
-            let _ = writeln!(out, "  sinks: {global_sinks} global + {} own", app.webhooks.len() + app.scripts.len());
+            let own = app.webhooks.len() + app.scripts.len() + app.nats.len();
+            let _ = writeln!(out, "  sinks: {global_sinks} global + {own} own");
             for hook in &app.webhooks {
                 let _ = writeln!(out, "    webhook {} ({})", redact::url(&hook.url), filter_text(&hook.events));
             }
             for script in &app.scripts {
                 let _ = writeln!(out, "    script {} ({})", script.path.display(), filter_text(&script.event));
+            }
+            for nats in &app.nats {
+                let _ = writeln!(out, "    nats {} ({})", nats.redacted_url(), filter_text(&nats.events));
             }
         }
         out

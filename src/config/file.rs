@@ -13,6 +13,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
+use super::nats::{self, NATS_KEYS, NatsConfig, SubjectTemplate};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -72,6 +73,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "notify",
     "webhook",
     "script",
+    "nats",
     "stdio",
     "apps",
     "takeover",
@@ -99,7 +101,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 ];
 
 /// What an `[apps.<app>]` table may hold.
-pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "takeover"];
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -107,8 +109,13 @@ pub(super) const STDIO_KEYS: &[&str] = &["format"];
 
 /// Where each table's keys belong, to point a root-level stray (`on_publish = ...` above any
 /// header) at its table.
-const TABLES: &[(&str, &[&str])] =
-    &[("[notify]", NOTIFY_KEYS), ("[[webhook]]", WEBHOOK_KEYS), ("[[script]]", SCRIPT_KEYS), ("[stdio]", STDIO_KEYS)];
+const TABLES: &[(&str, &[&str])] = &[
+    ("[notify]", NOTIFY_KEYS),
+    ("[[webhook]]", WEBHOOK_KEYS),
+    ("[[script]]", SCRIPT_KEYS),
+    ("[[nats]]", NATS_KEYS),
+    ("[stdio]", STDIO_KEYS),
+];
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -288,6 +295,13 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
             config.scripts.push(read_script(&element)?);
         }
     }
+    if let Some(item) = root.get("nats") {
+        for element in item.array_of_tables()? {
+            let nats = read_nats(&element)?;
+            check_unique_sink_id(config, None, nats.id.as_deref(), &element)?;
+            config.nats.push(nats);
+        }
+    }
     if let Some(item) = root.get("takeover") {
         config.takeover = item.boolean()?;
     }
@@ -406,6 +420,8 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
                 let webhook = read_webhook(&element)?;
                 let taken = config.webhooks.iter().chain(config.apps.values().flat_map(|a| &a.webhooks));
                 check_unique_id(taken.chain(&app.webhooks), &webhook, &element)?;
+                // The global `[[nats]]` sinks are read by now: their ids are taken too.
+                check_unique_sink_id(config, Some(&app), webhook.id.as_deref(), &element)?;
                 app.webhooks.push(webhook);
             }
         }
@@ -415,6 +431,13 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
         if let Some(scripts) = table.get("script") {
             for element in scripts.array_of_tables()? {
                 app.scripts.push(read_script(&element)?);
+            }
+        }
+        if let Some(sinks) = table.get("nats") {
+            for element in sinks.array_of_tables()? {
+                let nats = read_nats(&element)?;
+                check_unique_sink_id(config, Some(&app), nats.id.as_deref(), &element)?;
+                app.nats.push(nats);
             }
         }
         config.apps.insert(name, app);
@@ -436,6 +459,62 @@ fn check_unique_id<'a>(
         return Err(value.error(format!("id {id:?} is given to another [[webhook]] already")));
     }
     Ok(())
+}
+
+/// A `[[nats]]` sink's `id` names its outbox, as a webhook's does: none may share one with
+/// another sink (webhook or NATS, global or of an app; `app` is the one being read).
+fn check_unique_sink_id(config: &Config, app: Option<&AppConfig>, id: Option<&str>, element: &Item<'_>) -> Result<()> {
+    let Some(id) = id else { return Ok(()) };
+    let apps = config.apps.values().chain(app);
+    let webhooks = config.webhooks.iter().chain(apps.clone().flat_map(|a| &a.webhooks)).filter_map(|w| w.id.as_deref());
+    let nats = config.nats.iter().chain(apps.flat_map(|a| &a.nats)).filter_map(|n| n.id.as_deref());
+    if webhooks.chain(nats).any(|taken| taken == id)
+        && let Ok(table) = element.table()
+        && let Some(value) = table.get("id")
+    {
+        return Err(value.error(format!("id {id:?} is given to another sink already")));
+    }
+    Ok(())
+}
+
+/// A `[[nats]]` table (docs/hooks.md, "NATS JetStream").
+fn read_nats(item: &Item<'_>) -> Result<NatsConfig> {
+    let table = item.table()?;
+    table.check_keys(NATS_KEYS)?;
+    let Some(url) = table.get("url") else {
+        return Err(item.error("missing required key 'url'"));
+    };
+    let mut config = NatsConfig::new(url.parse(nats::parse_nats_url)?);
+    if let Some(value) = table.get("id") {
+        config.id = Some(value.parse(parse_webhook_id)?);
+    }
+    let not_empty = |s: &str| if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s.to_owned()) };
+    match (table.get("user"), table.get("password")) {
+        (Some(user), Some(password)) => config.user = Some((user.parse(not_empty)?, password.parse(not_empty)?)),
+        (Some(alone), None) | (None, Some(alone)) => {
+            return Err(alone.error("'user' and 'password' go together"));
+        }
+        (None, None) => {}
+    }
+    if let Some(token) = table.get("token") {
+        if config.user.is_some() {
+            return Err(token.error("give 'token' or 'user' and 'password', not both"));
+        }
+        config.token = Some(token.parse(not_empty)?);
+    }
+    if let Some(subject) = table.get("subject") {
+        config.subject = subject.parse(SubjectTemplate::parse)?;
+    }
+    if let Some(events) = table.get("events") {
+        config.events = read_list(&events, webhook::parse_events)?;
+    }
+    if let Some(stream) = table.get("stream") {
+        config.stream = Some(stream.parse(nats::parse_stream_name)?);
+    }
+    if let Some(retries) = table.get("retries") {
+        config.retries = retries.integer_with(webhook::check_retries)?;
+    }
+    Ok(config)
 }
 
 fn read_webhook(item: &Item<'_>) -> Result<WebhookConfig> {

@@ -39,6 +39,7 @@
 //!   and the validators of single values the admin API shares.
 //! - `webhook`: a webhook definition checked key by key and across keys, once for the config
 //!   file, the admin API and its state file.
+//! - `nats`: a `[[nats]]` sink's keys (URL, subject template, stream name).
 //! - `file`: the TOML reader. It walks the parsed document by hand instead of using serde derive
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
@@ -108,6 +109,7 @@ mod duration;
 mod file;
 mod go_flags;
 mod hooks;
+mod nats;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -134,6 +136,7 @@ pub use hooks::{
     NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
     parse_event, parse_header_name, parse_url,
 };
+pub use nats::{DEFAULT_SUBJECT, NatsConfig, SubjectPart, SubjectTemplate};
 pub use webhook::{
     CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
     parse_events, parse_headers,
@@ -389,6 +392,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Scripts run per event (`[[script]]`, then `--hook-script`), in order.
     pub scripts: Vec<ScriptConfig>,
+    /// NATS JetStream sinks (`[[nats]]`), in order.
+    pub nats: Vec<NatsConfig>,
     /// One line per event on stderr (`[stdio]`, `--hook-stdio-format`); `None`: off.
     pub stdio: Option<StdioFormat>,
     /// Per-application hooks (`[apps.<app>]`): callbacks over `[notify]` key by key, sinks
@@ -465,6 +470,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             webhooks: Vec::new(),
             scripts: Vec::new(),
+            nats: Vec::new(),
             stdio: None,
             apps: Apps::new(),
             takeover: false,

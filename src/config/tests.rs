@@ -992,7 +992,7 @@ fn example_as_shipped_is_the_defaults() {
 fn example_documents_every_key() {
     let on = example_uncommented();
     for key in [ROOT_KEYS, NOTIFY_KEYS, WEBHOOK_KEYS, SCRIPT_KEYS, STDIO_KEYS].concat() {
-        let table = ["notify", "webhook", "script", "stdio", "apps"].contains(&key);
+        let table = ["notify", "webhook", "script", "nats", "stdio", "apps"].contains(&key);
         let written = if table {
             on.contains(&format!("[{key}]\n")) || on.contains(&format!("[[{key}]]\n"))
         } else {
@@ -1045,6 +1045,10 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
         event: EventFilter::Only(vec![EventType::PublishStart]),
         path: "/opt/scripts/on-publish.sh".into(),
     }];
+    // The NATS sink's keys outside [[webhook]]'s stay commented: url, events and retries show.
+    let mut nats = NatsConfig::new("nats://127.0.0.1:4222".into());
+    nats.events = EventFilter::Only(vec![EventType::PublishStart, EventType::PublishStop]);
+    expected.nats = vec![nats];
     expected.stdio = Some(StdioFormat::Json);
     expected.tls_ca_file = Some("/etc/ringcast/hooks-ca.pem".into());
     // The example app: its own on_publish and dialect over [notify], one webhook, one script.

@@ -1,4 +1,4 @@
-//! Event sinks: every event to each webhook, script and stdio sink that wants it, with
+//! Event sinks: every event to each webhook, NATS, script and stdio sink that wants it, with
 //! retries, per-stream order and a bounded queue.
 //!
 //! Shards hand events to one dispatcher thread over a crossbeam channel bounded in events and
@@ -13,7 +13,7 @@
 //! timer heap instead. Shutdown has a deadline: what is still undone then is abandoned and
 //! reported, not waited for.
 //!
-//! A webhook sink with an outbox ([`super::outbox`]) takes its events from there instead: each
+//! A webhook or NATS sink with an outbox ([`super::outbox`]) takes its events from there instead: each
 //! is written before it is queued, is never dropped for room (its memory share full, it waits on
 //! disk), is retried with backoff for as long as its receiver is down, and is acknowledged on
 //! disk once done with. Its deliveries are outside `hook_queue`'s drop-oldest.
@@ -32,10 +32,11 @@ use tracing::{error, info, warn};
 use super::clock::now_ms;
 use super::drop_log::{DropLog, DropReport};
 use super::event::{Event, EventType};
+use super::nats::NatsTarget;
 use super::outbox::{self, Admission, OutboxRegistry, OutboxSettings, Outboxes, ReplayError, ReplayOutcome, Room};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{EventSink, script, stdio};
-use crate::config::{Config, EventFilter, Secret, StdioFormat, WebhookConfig};
+use crate::config::{Config, EventFilter, NatsConfig, Secret, StdioFormat, WebhookConfig};
 
 /// Retries never wait longer than this, whatever `Retry-After` asks.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(300);
@@ -62,6 +63,7 @@ pub struct SinkStats {
 #[derive(Debug)]
 enum SinkKind {
     Webhook { target: WebhookTarget, agent: ureq::Agent, retries: u32 },
+    Nats { target: NatsTarget, retries: u32 },
     Script { path: PathBuf, timeout: Duration },
     Stdio { format: StdioFormat },
 }
@@ -87,7 +89,8 @@ pub struct Sink {
     kind: SinkKind,
     /// The webhook's settings as given (for the admin API), `None` for scripts and stdio.
     pub webhook: Option<WebhookConfig>,
-    /// Names the webhook's outbox across restarts (`outbox::key`); `None` for scripts and stdio.
+    /// Names the sink's outbox across restarts (`outbox::key`): webhooks' and NATS sinks';
+    /// `None` for scripts and stdio.
     pub outbox_key: Option<String>,
     /// Shared by the sink's versions: a change (PATCH, rotation) keeps its counters, and
     /// deliveries queued before the change are accounted where they were counted.
@@ -120,6 +123,33 @@ impl Sink {
         }
     }
 
+    /// A NATS JetStream sink of `app` (`None`: a global one); starts its connection thread.
+    pub fn nats(id: u64, config: &NatsConfig, app: Option<&str>, settings: &Config) -> Sink {
+        let label = config.redacted_url();
+        let target = NatsTarget::start(config, label.clone(), settings.hook_timeout, settings.tls_ca_file.as_deref());
+        Sink {
+            id,
+            origin: SinkOrigin::Config,
+            label,
+            filter: config.events.clone(),
+            app: app.map(str::to_owned),
+            kind: SinkKind::Nats { target, retries: config.retries },
+            webhook: None,
+            outbox_key: Some(outbox::key::of_nats_in(app, config)),
+            stats: Arc::default(),
+        }
+    }
+
+    /// What kind of sink this is, as `/metrics` labels it.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            SinkKind::Webhook { .. } => "webhook",
+            SinkKind::Nats { .. } => "nats",
+            SinkKind::Script { .. } => "script",
+            SinkKind::Stdio { .. } => "stdio",
+        }
+    }
+
     /// Whether `event` is one this sink receives: of a type it filters in and, for an app's
     /// sink, of its app.
     fn takes(&self, event: &Event) -> bool {
@@ -128,7 +158,7 @@ impl Sink {
 
     fn retries(&self) -> u32 {
         match &self.kind {
-            SinkKind::Webhook { retries, .. } => *retries,
+            SinkKind::Webhook { retries, .. } | SinkKind::Nats { retries, .. } => *retries,
             _ => 0,
         }
     }
@@ -160,6 +190,9 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
     for script in &config.scripts {
         sinks.push(Arc::new(script_sink(next_id(), script, None)));
     }
+    for nats in &config.nats {
+        sinks.push(Arc::new(Sink::nats(next_id(), nats, None, config)));
+    }
     if let Some(format) = config.stdio {
         sinks.push(Arc::new(Sink {
             id: next_id(),
@@ -182,6 +215,9 @@ pub fn sinks_from_config(config: &Config, agent: &ureq::Agent) -> Vec<Arc<Sink>>
         }
         for script in &own.scripts {
             sinks.push(Arc::new(script_sink(next_id(), script, Some(app))));
+        }
+        for nats in &own.nats {
+            sinks.push(Arc::new(Sink::nats(next_id(), nats, Some(app), config)));
         }
     }
     sinks
@@ -1300,6 +1336,7 @@ fn worker(jobs: Receiver<Job>, done: Sender<Done>) {
         let sink = &job.sink;
         let outcome = match &sink.kind {
             SinkKind::Webhook { target, agent, .. } => webhook::attempt(agent, target, &job.event, now_ms() / 1000),
+            SinkKind::Nats { target, .. } => target.attempt(&job.event),
             SinkKind::Script { path, timeout } => {
                 let outcome = script::run(path, &job.event, *timeout);
                 let (stdout, stderr) = (outcome.stdout.text(), outcome.stderr.text());

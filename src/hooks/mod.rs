@@ -6,8 +6,8 @@
 //! - callbacks ([`callback`]): a session asks and waits for the decision (connect, publish,
 //!   play), or tells (done, update), through its shard's [`callback_lane`]: plain-HTTP
 //!   endpoints as io_uring requests on the shard, `https://` ones on a blocking pool;
-//! - event sinks ([`dispatch`]): every event goes, asynchronously, to each webhook, script
-//!   and stdio sink that wants it, with retries and per-stream order.
+//! - event sinks ([`dispatch`]): every event goes, asynchronously, to each webhook, NATS
+//!   JetStream, script and stdio sink that wants it, with retries and per-stream order.
 //!
 //! Nothing here blocks a shard: a shard either awaits an io_uring request or hands work over
 //! (a channel send); every blocking call runs on hook threads.
@@ -23,8 +23,8 @@
 //! - [`replay_command`]: `ringcast hooks replay`, asked of the running server's admin API
 //!   -> `outbox` (the time forms), `agent`, `clock`.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
-//!   (the [`EventSink`] it implements), `outbox`, `webhook`, `script`, `stdio`, `drop_log`,
-//!   `event`, `clock`.
+//!   (the [`EventSink`] it implements), `outbox`, `nats`, `webhook`, `script`, `stdio`,
+//!   `drop_log`, `event`, `clock`.
 //! - [`outbox`]: webhook events on disk until delivered (its own module doc lists its files)
 //!   -> `drop_log`, `event`, `clock`, `format` (in tests).
 //! - `mod.rs` ([`Hooks`], [`EventSink`], [`Origin`]): the one way an event leaves a session
@@ -40,6 +40,9 @@
 //! - [`callback`]: the form, the reply's meaning, signing, `on_error`, counters -> `reserved`,
 //!   `reply_terms` (the terms a decision carries),
 //!   `agent` (its `User-Agent`), `callback_cache`, `sign`, `metrics`, `event`, `clock`.
+//! - [`nats`]: one publish to NATS JetStream, on the sink's own connection thread (a
+//!   current-thread tokio runtime: `async-nats` needs one) -> `webhook` (its `Attempt`),
+//!   `format`, `event`.
 //! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`.
 //! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
 //! - [`format`]: an event's body in each format -> `reserved`, `event`.
@@ -63,6 +66,7 @@ pub mod drop_log;
 pub mod event;
 pub mod format;
 pub mod metrics;
+pub mod nats;
 pub mod outbox;
 pub mod payload;
 pub mod replay_command;

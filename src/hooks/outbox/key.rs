@@ -8,10 +8,12 @@
 //! - An app's `[[apps.<app>.webhook]]` without one: the same, with the app's name in the hash,
 //!   so it never shares an outbox with a global webhook or another app's of the same URL.
 //! - A webhook made over the admin API: its API id (`wh_...`), kept in `state_dir` with it.
+//! - A `[[nats]]` sink (global or an app's): its `id`, or `url-` and a hash as above over
+//!   `nats`, the app, its URL, subject and events, so it never shares an outbox with a webhook.
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{EventFilter, WebhookConfig};
+use crate::config::{EventFilter, NatsConfig, WebhookConfig};
 
 /// Whether `key` may name a sink (and so a directory): 1 to 64 of `A-Z a-z 0-9 _ - .`, not
 /// starting with a dot.
@@ -29,15 +31,38 @@ pub fn of_webhook_in(app: Option<&str>, config: &WebhookConfig) -> String {
     if let Some(id) = &config.id {
         return id.clone();
     }
+    hashed_key(hash_of(b"", app, &config.url), &config.events)
+}
+
+/// The key of a NATS sink of `app` (`None`: a global one).
+pub fn of_nats_in(app: Option<&str>, config: &NatsConfig) -> String {
+    if let Some(id) = &config.id {
+        return id.clone();
+    }
+    let mut hash = hash_of(b"nats\n", app, &config.url);
+    hash.update(config.subject.to_string().as_bytes());
+    hash.update(b"\n");
+    hashed_key(hash, &config.events)
+}
+
+/// A hash begun with the sink's kind (nothing for a webhook, whose keys predate the others),
+/// its app and its URL.
+fn hash_of(kind: &[u8], app: Option<&str>, url: &str) -> Sha256 {
     let mut hash = Sha256::new();
+    hash.update(kind);
     if let Some(app) = app {
         hash.update(b"app ");
         hash.update(app.as_bytes());
         hash.update(b"\n");
     }
-    hash.update(config.url.as_bytes());
+    hash.update(url.as_bytes());
     hash.update(b"\n");
-    match &config.events {
+    hash
+}
+
+/// `url-` and 16 hex digits of `hash` finished with `events` (in any order written).
+fn hashed_key(mut hash: Sha256, events: &EventFilter) -> String {
+    match events {
         EventFilter::All => hash.update(b"*"),
         EventFilter::Only(events) => {
             let mut names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
@@ -79,6 +104,19 @@ mod tests {
         let c = WebhookConfig::new("http://127.0.0.1:9/x".into(), same);
         assert_ne!(of_webhook(&b), key);
         assert_eq!(of_webhook(&b), of_webhook(&c), "the order events are listed in does not matter");
+    }
+
+    #[test]
+    fn a_nats_sink_never_shares_a_webhooks_outbox() {
+        let nats = NatsConfig::new("nats://127.0.0.1:4222".into());
+        let hook = WebhookConfig::new("nats://127.0.0.1:4222".into(), EventFilter::All);
+        let key = of_nats_in(None, &nats);
+        assert!(key.starts_with("url-") && is_valid(&key), "{key}");
+        assert_ne!(key, of_webhook(&hook));
+        assert_ne!(key, of_nats_in(Some("vip"), &nats));
+        let other_subject = NatsConfig { subject: crate::config::SubjectTemplate::parse("x.{type}").unwrap(), ..nats };
+        assert_ne!(key, of_nats_in(None, &other_subject));
+        assert_eq!(of_nats_in(None, &NatsConfig { id: Some("bus".into()), ..other_subject }), "bus");
     }
 
     #[test]
