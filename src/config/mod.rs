@@ -280,8 +280,8 @@ pub struct Config {
     /// true; without a usable `state_dir` the journal is off and a warning says so.
     pub session_journal: bool,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
-    /// write (fewer syscalls and segments: fan-out costs per write, not per byte), counted from
-    /// its first packet after a write. Default 50 (0 = off); at most 1000.
+    /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
+    /// (0 = off); at most 1000.
     pub merge_write_ms: u64,
     /// Payload bytes that end a player's merge window early: a player that has gathered this
     /// much writes at once, so high-bitrate streams get large writes without waiting for the
