@@ -8,9 +8,8 @@
 //!
 //! When its writer is woken is decided here too. Without a merge window, every queued packet
 //! wakes it. With one, a packet only puts the player on its shard's [`FlushQueue`] (once per
-//! window, whatever the packet count); the shard's flush tick wakes it when its window ends (a
-//! window starts with the first packet after a write), and a player that gathered
-//! `merge_write_bytes` is woken at once. So a writer
+//! window, whatever the packet count); the shard's flush tick wakes every player on it when the
+//! window ends, and a player that gathered `merge_write_bytes` is woken at once. So a writer
 //! wakes once per write, not once per packet, and no player keeps a timer of its own.
 
 use std::cell::{Cell, RefCell};
@@ -60,7 +59,7 @@ pub struct Player {
     /// gathered, the session has replies to send, or there is no merge window. Starts set, so
     /// a new player's first write (the cached GOP and the play replies) goes out at once.
     due: Cell<bool>,
-    /// On its shard's flush queue, waiting for its window's end.
+    /// On its shard's flush queue, waiting for the window's end.
     scheduled: Cell<bool>,
     /// The shard's merge window, once the writer is started with one; without it every
     /// queued packet makes the player due.
