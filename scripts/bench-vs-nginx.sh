@@ -43,7 +43,7 @@
 # count are its CPU seconds, not wall-clock rates. Run it more than once: the machine is shared.
 #
 # RINGCAST_BIN=PATH runs that server binary instead of this tree's (before/after comparisons:
-# copy the earlier build aside first).
+# copy the earlier build aside first); SKIP_BUILD=1 builds nothing first.
 
 set -euo pipefail
 
@@ -116,8 +116,11 @@ fi
 # The Debian package starts a default nginx on port 80; it does not matter here, but do not
 # leave a second one behind that we started.
 
-echo "bench-vs-nginx: cargo build --release --bins" >&2
-(cd "$root" && cargo build --release --bins --quiet)
+# SKIP_BUILD=1: use the binaries as they are (A/B runs while the tree changes).
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    echo "bench-vs-nginx: cargo build --release --bins" >&2
+    (cd "$root" && cargo build --release --bins --quiet)
+fi
 load=$root/target/release/ringcast-load
 # RINGCAST_BIN: another build of the server (a copy of an earlier commit's), for before/after.
 ringcast_bin=${RINGCAST_BIN:-$root/target/release/ringcast}

@@ -284,7 +284,7 @@ pub struct Config {
     pub session_journal: bool,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
     /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
-    /// (0 = off); at most 100, which stays under what players buffer anyway.
+    /// (0 = off); at most 1000.
     pub merge_write_ms: u64,
     /// Payload bytes that end a player's merge window early: a player that has gathered this
     /// much writes at once, so high-bitrate streams get large writes without waiting for the

@@ -13,6 +13,7 @@
 //! player queue drops to the next keyframe ([`player`]); a full relay channel makes that
 //! shard skip to the next keyframe.
 
+pub mod flush_queue;
 pub mod gop;
 pub mod packet;
 pub mod player;
@@ -27,9 +28,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+pub use flush_queue::FlushQueue;
 pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind, WireForm};
-pub use player::{FlushQueue, Offer, Player, PlayerItem};
+pub use player::{Offer, Player, PlayerItem};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {

@@ -14,11 +14,15 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 
+use super::flush_queue::FlushQueue;
 use super::packet::{Packet, PacketKind};
 
 /// An entry of a player's queue, in stream order.
@@ -41,118 +45,22 @@ pub enum Offer {
     Kicked,
 }
 
-/// One shard's players whose queues got something since their last write: the merge
-/// window's bookkeeping, kept per shard so that a window costs one timer for all of them. The
-/// tick itself (the timer) is the session layer's.
-///
-/// Each player has a phase, given round-robin as players join: the shard's window is cut into
-/// as many slots as there are phases, and the tick flushes one phase per slot. A player still
-/// writes once per window and no packet waits longer than the window, but the shard's writes
-/// are spread over it instead of all leaving at the window's end: with one burst, the last
-/// of 2,000 players got its packets the burst's length after the window.
-#[derive(Debug)]
-pub struct FlushQueue {
-    /// The waiting players, one list per phase.
-    phases: RefCell<Vec<Vec<Rc<Player>>>>,
-    /// Players on all the lists.
-    waiting: Cell<usize>,
-    /// The phase the next player to merge its writes gets.
-    next_phase: Cell<usize>,
-    /// Wakes the tick when the lists stop being empty: an idle shard keeps no timer running.
-    filled: Notify,
-    /// Gathered payload bytes that make a player write before the window ends
-    /// (`merge_write_bytes`; `usize::MAX` when only the window counts).
-    merge_bytes: usize,
-}
-
-impl FlushQueue {
-    /// `merge_bytes` 0: only the window's end flushes. `phases`: how many slots the window is
-    /// cut into (at least 1).
-    pub fn new(merge_bytes: usize, phases: usize) -> Rc<FlushQueue> {
-        let merge_bytes = if merge_bytes == 0 { usize::MAX } else { merge_bytes };
-        Rc::new(FlushQueue {
-            phases: RefCell::new(vec![Vec::new(); phases.max(1)]),
-            waiting: Cell::new(0),
-            next_phase: Cell::new(0),
-            filled: Notify::new(),
-            merge_bytes,
-        })
-    }
-
-    /// How many slots the window is cut into.
-    pub fn phases(&self) -> usize {
-        self.phases.borrow().len()
-    }
-
-    /// The phase of a player that starts merging its writes now.
-    fn assign_phase(&self) -> usize {
-        let phase = self.next_phase.get();
-        self.next_phase.set((phase + 1) % self.phases());
-        phase
-    }
-
-    fn schedule(&self, player: &Rc<Player>) {
-        if self.waiting.get() == 0 {
-            self.filled.notify_one();
-        }
-        self.waiting.set(self.waiting.get() + 1);
-        self.phases.borrow_mut()[player.phase.get()].push(player.clone());
-    }
-
-    /// Waits until some player has something waiting.
-    pub async fn filled(&self) {
-        while self.waiting.get() == 0 {
-            self.filled.notified().await;
-        }
-    }
-
-    /// `phase`'s slot ended: wakes the writer of every player of that phase on the list, and
-    /// empties that list into `spare` (a vector kept by the caller, so the tick allocates
-    /// nothing).
-    pub fn flush_phase(&self, phase: usize, spare: &mut Vec<Rc<Player>>) {
-        {
-            let mut phases = self.phases.borrow_mut();
-            let Some(list) = phases.get_mut(phase) else { return };
-            std::mem::swap(list, spare);
-        }
-        self.waiting.set(self.waiting.get() - spare.len());
-        for player in spare.drain(..) {
-            player.scheduled.set(false);
-            player.flush_now();
-        }
-    }
-
-    /// Players waiting for their slot.
-    pub fn len(&self) -> usize {
-        self.waiting.get()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.waiting.get() == 0
-    }
-
-    /// Forgets every waiting player (the tick ended with its shard): the lists hold players
-    /// and they hold the lists.
-    pub fn clear(&self) {
-        self.phases.borrow_mut().iter_mut().for_each(Vec::clear);
-        self.waiting.set(0);
-    }
-}
-
 #[derive(Debug)]
 pub struct Player {
     pub conn_id: u64,
     queue: RefCell<VecDeque<PlayerItem>>,
-    /// Wakes the player's writer when it is due to write (or is kicked).
-    notify: Notify,
+    /// The writer task's waker, kept from its last wait (for its turn, or for a write to
+    /// finish): the hub wakes the writer through it, and a waker kept is not cloned again.
+    /// A `Notify` would take a lock and a list entry twice per write of every player.
+    writer: RefCell<Option<Waker>>,
+    /// Wakes whoever else waits for the kick (the session's reader).
+    kick: Notify,
     /// Set when the writer should take the queue now: the window ended, enough bytes
     /// gathered, the session has replies to send, or there is no merge window. Starts set, so
     /// a new player's first write (the cached GOP and the play replies) goes out at once.
     due: Cell<bool>,
-    /// On its shard's flush list, waiting for the window's end.
+    /// On its shard's flush queue, waiting for the window's end.
     scheduled: Cell<bool>,
-    /// Its slot in the shard's window (`FlushQueue`), given when it starts merging writes.
-    phase: Cell<usize>,
     /// The shard's merge window, once the writer is started with one; without it every
     /// queued packet makes the player due.
     flush: RefCell<Option<Rc<FlushQueue>>>,
@@ -183,10 +91,10 @@ impl Player {
         Player {
             conn_id,
             queue: RefCell::new(VecDeque::new()),
-            notify: Notify::new(),
+            writer: RefCell::new(None),
+            kick: Notify::new(),
             due: Cell::new(true),
             scheduled: Cell::new(false),
-            phase: Cell::new(0),
             flush: RefCell::new(None),
             gathered: Cell::new(0),
             waiting_keyframe: Cell::new(true),
@@ -333,15 +241,35 @@ impl Player {
     /// Merges this player's writes over its shard's window (`FlushQueue`): from now on a
     /// packet waits for the window's end or for `merge_bytes` to gather.
     pub fn merge_writes(&self, flush: Rc<FlushQueue>) {
-        self.phase.set(flush.assign_phase());
         *self.flush.borrow_mut() = Some(flush);
+    }
+
+    /// Its window ended (the shard's flush tick took it off the queue): the writer takes what
+    /// waits.
+    pub(super) fn window_ended(&self) {
+        self.scheduled.set(false);
+        self.flush_now();
     }
 
     /// Makes the writer due and wakes it, if anything waits for it.
     fn flush_now(&self) {
         if !self.due.get() && !self.queue.borrow().is_empty() {
             self.due.set(true);
-            self.notify.notify_one();
+            self.wake_writer();
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(waker) = self.writer.borrow().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Keeps the writer task's waker (a clone only when the task changed).
+    fn park_writer(&self, waker: &Waker) {
+        let mut kept = self.writer.borrow_mut();
+        if !kept.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
+            *kept = Some(waker.clone());
         }
     }
 
@@ -355,11 +283,32 @@ impl Player {
         self.due.set(false);
     }
 
-    /// Waits until the writer is due to write (see `due`) or the player was kicked.
+    /// Waits until the writer is due to write (see `due`) or the player was kicked. For the
+    /// player's one writer task.
     pub async fn ready(&self) {
-        while !self.due.get() && !self.kicked.get() {
-            self.notify.notified().await;
-        }
+        poll_fn(|cx| {
+            if self.due.get() || self.kicked.get() {
+                return Poll::Ready(());
+            }
+            self.park_writer(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Runs the writer's `work` (a write) unless the player is kicked first, which drops it:
+    /// a write blocked on a player that stopped reading must not outlive the kick. For the
+    /// player's one writer task.
+    pub async fn unless_kicked<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = pin!(work);
+        poll_fn(|cx| {
+            if self.kicked.get() {
+                return Poll::Ready(None);
+            }
+            self.park_writer(cx.waker());
+            work.as_mut().poll(cx).map(Some)
+        })
+        .await
     }
 
     /// Whether the writer is due to write now.
@@ -370,7 +319,7 @@ impl Player {
     /// Waits until the player is kicked.
     pub async fn kicked(&self) {
         while !self.kicked.get() {
-            self.notify.notified().await;
+            self.kick.notified().await;
         }
     }
 
@@ -378,14 +327,15 @@ impl Player {
     /// send, which do not wait for the window.
     pub fn poke(&self) {
         self.due.set(true);
-        self.notify.notify_one();
+        self.wake_writer();
     }
 
     pub fn kick(&self) {
         self.kicked.set(true);
         self.queue.borrow_mut().clear();
         self.queued_bytes.set(0);
-        self.notify.notify_one();
+        self.wake_writer();
+        self.kick.notify_waiters();
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -493,37 +443,6 @@ mod tests {
         let first = player.first_queued(|packet| packet.keyframe).expect("the keyframe is queued");
         assert!(first.keyframe);
         assert!(player.first_queued(|packet| packet.kind == PacketKind::Audio).is_none());
-    }
-
-    #[test]
-    fn players_get_phases_round_robin_and_a_slot_wakes_only_its_phase() {
-        let flush = FlushQueue::new(usize::MAX, 3);
-        let players: Vec<Rc<Player>> = (0..4).map(|id| Rc::new(Player::new(id, 8, usize::MAX, 2))).collect();
-        for player in &players {
-            player.merge_writes(flush.clone());
-            // The first write (the cached GOP) is due at once and taken; the next packet
-            // waits for the player's slot.
-            player.offer(&video(true), true, &DROPS);
-            player.take(&mut Vec::new());
-            player.offer(&video(false), true, &DROPS);
-            assert!(!player.is_due());
-        }
-        let phases: Vec<usize> = players.iter().map(|p| p.phase.get()).collect();
-        assert_eq!(phases, [0, 1, 2, 0]);
-        assert_eq!(flush.len(), 4);
-        let due = || players.iter().map(|p| p.is_due()).collect::<Vec<_>>();
-        let mut spare = Vec::new();
-        flush.flush_phase(1, &mut spare);
-        assert_eq!(due(), [false, true, false, false]);
-        assert_eq!(flush.len(), 3);
-        flush.flush_phase(0, &mut spare);
-        assert_eq!(due(), [true, true, false, true]);
-        assert_eq!(flush.len(), 1);
-        flush.flush_phase(7, &mut spare);
-        assert_eq!(flush.len(), 1, "no such phase: nobody is woken");
-        flush.flush_phase(2, &mut spare);
-        assert!(flush.is_empty());
-        assert!(due().iter().all(|&d| d));
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! one per player.
 //!
 //! A player with packets waiting is on its shard's [`FlushQueue`] (the hub puts it there on
-//! its first packet since its last write). The window is cut into slots, one per phase
-//! ([`phases`]); each player has a phase, and the tick, from the moment a first player has
-//! something waiting, wakes at every slot's end the writers of the listed players of that
-//! slot's phase. So every phase's turn comes once per window: no packet waits longer than the
-//! window, a player still writes once per window, and the shard's writes leave in small groups
-//! spread over the window instead of one burst at its end (whose last writes came the burst's
-//! length late). A player that gathers `merge_write_bytes` before its turn is woken by the hub
-//! straight away. A shard with thousands of players runs one timer, not thousands.
+//! its first packet since its last write). The tick wakes when the queue stops being empty,
+//! sleeps one window, and then wakes the writers of every queued player together (why one
+//! burst and not writes spread over the window: `hub::flush_queue`). So a packet waits at most
+//! the window (counted from the tick's wake-up, which comes after the shard's current round of
+//! tasks), a writer wakes once per write, and a shard with thousands of players runs one
+//! timer, not thousands. A player that gathers `merge_write_bytes` before the window ends is
+//! woken by the hub straight away.
 //!
 //! The tick also reports the shard's write sizes at debug level ([`WriteStats`]), every
 //! [`REPORT_EVERY`] while it runs.
@@ -24,18 +23,8 @@ use tracing::debug;
 use super::io::WriteStats;
 use crate::hub::{FlushQueue, Player};
 
-/// Most slots a window is cut into. Eight keep a slot of the default 50 ms window at 6.25 ms:
-/// far above the timer's millisecond, and an eighth of a shard's players per group.
-pub const MAX_PHASES: usize = 8;
-
 /// How often the tick reports the shard's write sizes (at debug level).
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
-
-/// The phases of a window: [`MAX_PHASES`], fewer for a window so short that its slots would
-/// be under a millisecond (the timer's resolution).
-pub fn phases(window: Duration) -> usize {
-    (window.as_millis() as usize).clamp(1, MAX_PHASES)
-}
 
 /// A shard's merge window and the players waiting for its end.
 #[derive(Debug)]
@@ -51,8 +40,7 @@ pub struct ShardFlush {
 impl ShardFlush {
     /// `merge_bytes`: gathered payload bytes that make a player write before the window ends.
     pub fn new(window: Option<Duration>, merge_bytes: usize) -> ShardFlush {
-        let phases = window.map_or(1, phases);
-        ShardFlush { window, queue: FlushQueue::new(merge_bytes, phases), ticking: Rc::new(Cell::new(false)) }
+        ShardFlush { window, queue: FlushQueue::new(merge_bytes), ticking: Rc::new(Cell::new(false)) }
     }
 
     /// Puts a player's writes on this shard's window (if it has one), starting the tick if it
@@ -67,7 +55,7 @@ impl ShardFlush {
         }
     }
 
-    /// Players waiting for the window's end.
+    /// Players waiting for their window's end.
     pub fn waiting(&self) -> usize {
         self.queue.len()
     }
@@ -90,28 +78,14 @@ impl Drop for TickGuard {
 async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) {
     let _guard = TickGuard { queue: queue.clone(), ticking };
     let mut spare: Vec<Rc<Player>> = Vec::new();
-    let phases = queue.phases();
-    let slot = window / phases as u32;
     let mut reported = Instant::now();
     loop {
         queue.filled().await;
-        // The slots are counted from now, when the first waiting player is at most a moment
-        // old: whatever its phase, its turn comes within one window. Counting from a fixed
-        // origin (not from each wake-up) keeps a late wake-up from pushing later slots back.
-        let mut origin = Instant::now();
-        let mut slots = 0;
-        while !queue.is_empty() {
-            if slots == phases {
-                origin += slot * phases as u32;
-                slots = 0;
-            }
-            slots += 1;
-            tokio::time::sleep_until(origin + slot * slots as u32).await;
-            queue.flush_phase(slots % phases, &mut spare);
-            if reported.elapsed() >= REPORT_EVERY {
-                report(reported.elapsed());
-                reported = Instant::now();
-            }
+        tokio::time::sleep(window).await;
+        queue.flush(&mut spare);
+        if reported.elapsed() >= REPORT_EVERY {
+            report(reported.elapsed());
+            reported = Instant::now();
         }
     }
 }
@@ -185,35 +159,34 @@ mod tests {
     }
 
     #[test]
-    fn each_phase_writes_in_its_own_slot_of_the_window() {
+    fn a_window_starts_with_the_first_waiting_packet_and_ends_for_every_player() {
         tokio_uring::start(async {
-            let window = Duration::from_millis(80);
+            let window = Duration::from_millis(60);
             let flush = ShardFlush::new(Some(window), 1 << 20);
-            // Phases are given round-robin: 0, then 1 (of 8 slots of 10 ms).
             let [first, second] = [merging_player(&flush), merging_player(&flush)];
-            let queued = Instant::now();
-            for player in [&first, &second] {
-                player.offer(&test_video_frame(false, 100), true, &DROPS);
-            }
+            let started = Instant::now();
+            first.offer(&test_video_frame(false, 100), true, &DROPS);
+            tokio::time::sleep(window / 2).await;
+            let second_started = Instant::now();
+            second.offer(&test_video_frame(false, 100), true, &DROPS);
             assert_eq!(flush.waiting(), 2);
-            tokio::time::timeout(window * 5, second.ready()).await.expect("phase 1's slot ends");
-            let second_at = queued.elapsed();
-            assert!(!first.is_due(), "phase 0 waits for its own slot, the window's last");
-            assert!(second_at >= window / 8, "phase 1 written after {second_at:?}, before its slot ended");
-            assert!(second_at < window, "phase 1 written after {second_at:?}, not in its slot");
-            assert_eq!(flush.waiting(), 1);
-            tokio::time::timeout(window * 5, first.ready()).await.expect("phase 0's slot ends");
-            let first_at = queued.elapsed();
-            assert!(first_at >= window, "phase 0 written after {first_at:?}, before the window ended");
+            tokio::time::timeout(window * 5, first.ready()).await.expect("the window ends");
+            let first_at = started.elapsed();
+            assert!(first_at >= window, "written after {first_at:?}, before the window ended");
+            assert!(second.is_due(), "the window ended for the second player too");
+            let second_at = second_started.elapsed();
+            assert!(second_at < window, "the second player waited {second_at:?}, longer than the window");
+            assert_eq!(flush.waiting(), 0);
+            // The next window starts with the next waiting packet, not on a fixed grid.
+            first.take(&mut Vec::new());
+            tokio::time::sleep(window / 3).await;
+            let next_started = Instant::now();
+            first.offer(&test_video_frame(false, 100), true, &DROPS);
+            tokio::time::timeout(window * 5, first.ready()).await.expect("the next window ends");
+            let next_at = next_started.elapsed();
+            assert!(next_at >= window, "written after {next_at:?}, before the next window ended");
+            assert!(next_at < window * 2, "written after {next_at:?}, a window late");
         });
-    }
-
-    #[test]
-    fn a_window_is_cut_into_slots_of_at_least_a_millisecond() {
-        assert_eq!(super::phases(Duration::from_millis(50)), super::MAX_PHASES);
-        assert_eq!(super::phases(Duration::from_millis(1000)), super::MAX_PHASES);
-        assert_eq!(super::phases(Duration::from_millis(3)), 3);
-        assert_eq!(super::phases(Duration::from_micros(500)), 1);
     }
 
     #[test]

@@ -116,14 +116,11 @@ impl<F: Framing + 'static> PlayerWriter<F> {
             self.framing.end_write(&mut bufs, &mut headers, 0);
             // The write may block on a player that stopped reading: give up on it when the
             // hub kicks the player, instead of waiting forever.
-            tokio::select! {
-                result = write_all_vectored(&self.socket, std::mem::take(&mut bufs), self.send_timeout, &self.output) => {
-                    let (written, emptied) = result?;
-                    bufs = emptied;
-                    self.bytes_out.set(self.bytes_out.get() + written as u64);
-                }
-                _ = self.player.kicked() => return Ok(()),
-            }
+            let write = write_all_vectored(&self.socket, std::mem::take(&mut bufs), self.send_timeout, &self.output);
+            let Some(result) = self.player.unless_kicked(write).await else { return Ok(()) };
+            let (written, emptied) = result?;
+            bufs = emptied;
+            self.bytes_out.set(self.bytes_out.get() + written as u64);
             if room > KEEP_HEADER_ROOM {
                 headers = BytesMut::new();
             }
