@@ -860,6 +860,19 @@ impl PublisherHandle {
         true
     }
 
+    /// Ends the parked state so that no publisher can adopt the stream any more: it is
+    /// about to end. False when one already did.
+    pub fn unpark(&self) -> bool {
+        let mut streams = self.shard_hub.hub.lock();
+        if !Hub::owns(&streams, &self.stream.key, &self.eviction) {
+            return false;
+        }
+        if let Some(entry) = streams.get_mut(&*self.stream.key) {
+            entry.parked = None;
+        }
+        true
+    }
+
     /// Whether another publisher adopted the stream this handle published.
     pub fn is_adopted(&self) -> bool {
         !Hub::owns(&self.shard_hub.hub.lock(), &self.stream.key, &self.eviction)
@@ -1093,7 +1106,11 @@ mod tests {
         assert!(publisher.park(1, 0, std::time::Instant::now()));
         assert!(publisher.unpublish().deleted, "no players: the stream leaves the registry");
         assert!(shard.adopt("live/x").is_none());
-        assert!(shard.publish("live/x").is_ok());
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        // Unparked on its way out, it can no longer be adopted.
+        assert!(publisher.park(1, 0, std::time::Instant::now()));
+        assert!(publisher.unpark());
+        assert!(shard.adopt("live/x").is_none());
         // A stream already taken over is not parked: it ends as taken over.
         let (hub, _receivers) = Hub::new(1, HubSettings::default());
         let shard = ShardHub::new(0, hub);
