@@ -7,18 +7,26 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use common::http_flv_client::FlvPlayer;
 use common::http_receiver::HttpReceiver;
 use common::rtmp_client::RtmpClient;
 use common::{TestServer, eventually, ffmpeg_publish, require_ffmpeg};
+use ringcast::config::{Config, EventType};
+use ringcast::hooks::callback_lane::CallbackLane;
+use ringcast::hooks::event::{Event, Protocol};
+use ringcast::hooks::{EventSink, Hooks};
+use ringcast::hub::{Hub, HubSettings, PacketKind, PlayerItem, ShardHub};
 use ringcast::protocol::rtmp::client::ClientEvent;
+use ringcast::session::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
+use ringcast::session::{SessionSettings, ShardContext};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -134,8 +142,7 @@ fn a_publisher_back_within_the_grace_continues_the_stream_untold() {
 
     // Two RTMP players (each lands on either shard) and an HTTP-FLV one.
     let stop = Arc::new(AtomicBool::new(false));
-    let players: Vec<_> =
-        (0..2).map(|_| watch(RtmpClient::player(server.rtmp_addr(), "cam"), stop.clone())).collect();
+    let players: Vec<_> = (0..2).map(|_| watch(RtmpClient::player(server.rtmp_addr(), "cam"), stop.clone())).collect();
     let mut flv = FlvPlayer::get(server.http_addr(), "/live/cam.flv", WAIT);
     assert_eq!(flv.status, 200, "{}", flv.head);
     flv.read_for(Duration::from_secs(2));
@@ -232,4 +239,107 @@ fn a_stream_nobody_continues_ends_when_the_grace_does() {
     let seen = player.join().expect("player thread");
     assert!(seen.statuses.iter().any(|s| s == "NetStream.Play.UnpublishNotify"), "{:?}", seen.statuses);
     assert!(!seen.closed, "the RTMP player stays attached");
+}
+
+/// Keeps every event, as a sink that wants them all.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl EventSink for Recorder {
+    fn wants(&self, _event_type: EventType) -> bool {
+        true
+    }
+
+    fn send(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn of(&self, conn_id: u64, event_type: EventType) -> Vec<Event> {
+        let events = self.0.lock().unwrap();
+        events.iter().filter(|e| e.conn_id == conn_id && e.event_type == event_type).cloned().collect()
+    }
+}
+
+/// A lifecycle of connection `conn_id` that connected to `live` and was admitted to publish
+/// (or play) `cam`.
+async fn admitted(context: &std::rc::Rc<ShardContext>, conn_id: u64, publish: bool) -> Lifecycle {
+    let addr = format!("192.0.2.7:{}", 40000 + conn_id).parse().unwrap();
+    let mut lifecycle = Lifecycle::new(context, Protocol::Rtmp, addr, conn_id);
+    let connect = ConnectRequest { app: "live".into(), url: "rtmp://example.com/live".into(), ..Default::default() };
+    assert_eq!(lifecycle.admit_connect(connect).await, Admission::Admitted);
+    let request = StreamRequest { name: "cam".into(), ..Default::default() };
+    let admission = if publish { lifecycle.admit_publish(request).await } else { lifecycle.admit_play(request).await };
+    assert_eq!(admission, Admission::Admitted);
+    lifecycle
+}
+
+/// The timestamps of the packets a player was handed.
+fn handed(lifecycle: &Lifecycle) -> Vec<u32> {
+    let mut items = Vec::new();
+    lifecycle.player().expect("playing").take(&mut items);
+    items
+        .iter()
+        .filter_map(|item| match item {
+            PlayerItem::Packet(packet) => Some(packet.timestamp),
+            _ => None,
+        })
+        .collect()
+}
+
+const KEYFRAME: &[u8] = &[0x17, 1, 0, 0, 0, 9];
+
+/// The grace on a clock of the test's own: parked, the stream waits until the deadline and
+/// not a millisecond less; an adopter continues the timeline and is announced once; the
+/// adopted publish ends without a stop; the adopter's own drop expires into the stops.
+#[test]
+fn the_grace_runs_on_the_clock_it_is_given_and_an_adopter_continues_the_timeline() {
+    let recorder = Recorder::default();
+    tokio_uring::start(async {
+        let config = Config { republish_grace: Duration::from_secs(10), ..Config::default() };
+        let hooks = Hooks::new(&config, Some(Box::new(recorder.clone())));
+        let (hub, _inboxes) = Hub::new(1, HubSettings::default());
+        let callbacks = CallbackLane::new(hooks.callbacks(), hooks.https_pool().clone(), 1);
+        let context = ShardContext::new(ShardHub::new(0, hub), hooks, callbacks, SessionSettings::default(), 1);
+        let _ = context.republish_grace.set(Arc::new(config.grace_rule()));
+
+        let player = admitted(&context, 1, false).await;
+        let mut old = admitted(&context, 2, true).await;
+        old.media(PacketKind::Video, 1000, Bytes::from_static(KEYFRAME));
+        old.media(PacketKind::Video, 1040, Bytes::from_static(KEYFRAME));
+        assert_eq!(handed(&player), [1000, 1040]);
+
+        let t0 = Instant::now();
+        assert!(old.park(t0));
+        assert_eq!(old.poll_timeout(), Some(t0 + Duration::from_secs(10)), "no update while parked");
+        assert_eq!(old.handle_timeout(t0 + Duration::from_millis(9_999)), None);
+
+        // A new publisher, its encoder's clock back at zero, continues the stream.
+        let mut new = admitted(&context, 3, true).await;
+        let resumed = recorder.of(3, EventType::PublishResume);
+        assert_eq!(resumed.len(), 1);
+        assert_eq!(resumed[0].data["previous_conn_id"], 2);
+        assert!(recorder.of(3, EventType::PublishStart).is_empty(), "a resume, not a start");
+        new.media(PacketKind::Video, 0, Bytes::from_static(KEYFRAME));
+        new.media(PacketKind::Video, 40, Bytes::from_static(KEYFRAME));
+        assert_eq!(handed(&player), [1041, 1081]);
+
+        // The old session's wait ends as adopted: no stop, no done.
+        old.end_parked(CloseReason::TakenOver);
+        old.finish("closed by client");
+        assert!(recorder.of(2, EventType::PublishStop).is_empty());
+        assert_eq!(recorder.of(2, EventType::ConnectionClose).len(), 1);
+
+        // The new publisher drops too, and nobody comes back.
+        let t1 = t0 + Duration::from_secs(20);
+        assert!(new.park(t1));
+        assert_eq!(new.handle_timeout(t1 + Duration::from_secs(10)), Some(CloseReason::GraceExpired));
+        new.end_parked(CloseReason::GraceExpired);
+        let stops = recorder.of(3, EventType::PublishStop);
+        assert_eq!(stops.len(), 1);
+        assert_eq!(stops[0].data["reason"], "republish grace expired");
+        assert_eq!(stops[0].data["video_packets"], 2, "the new publisher's own counts");
+        assert_eq!(new.poll_timeout(), None, "nothing left to time");
+    });
 }
