@@ -7,8 +7,8 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,13 @@ use serde_json::Value;
 
 use common::http_flv_client::FlvPlayer;
 use common::http_receiver::HttpReceiver;
+use common::recorder::Recorder;
 use common::rtmp_client::RtmpClient;
-use common::{TestServer, eventually, ffmpeg_publish, require_ffmpeg};
+use common::{Client, TestServer, eventually, ffmpeg_publish, require_ffmpeg};
 use ringcast::config::{Config, EventType};
+use ringcast::hooks::Hooks;
 use ringcast::hooks::callback_lane::CallbackLane;
-use ringcast::hooks::event::{Event, Protocol};
-use ringcast::hooks::{EventSink, Hooks};
+use ringcast::hooks::event::Protocol;
 use ringcast::hub::{Hub, HubSettings, PacketKind, PlayerItem, ShardHub};
 use ringcast::protocol::rtmp::client::ClientEvent;
 use ringcast::session::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
@@ -31,12 +32,8 @@ use ringcast::session::{SessionSettings, ShardContext};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn events(receiver: &HttpReceiver) -> Vec<Value> {
-    receiver
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/events")
-        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-        .collect()
+    let requests = receiver.requests();
+    requests.iter().filter(|r| r.path == "/events").filter_map(|r| serde_json::from_slice(&r.body).ok()).collect()
 }
 
 fn find(receiver: &HttpReceiver, event_type: &str, stream: &str) -> Vec<Value> {
@@ -131,14 +128,22 @@ fn assert_monotonic(seen: &Seen, who: &str) {
     }
 }
 
-#[test]
-fn a_publisher_back_within_the_grace_continues_the_stream_untold() {
+/// A server under `republish_grace = grace` whose hooks go to a receiver, and an ffmpeg
+/// publisher of `live/<name>` with its `publish_start`.
+fn publishing(grace: &str, name: &str) -> (HttpReceiver, TestServer, Client, Value) {
     require_ffmpeg();
     let receiver = HttpReceiver::start();
-    let server = TestServer::start_with_config(&config(&receiver, "10s"), &[]);
-    let mut first = ffmpeg_publish(&server.rtmp_url("live/cam"), 60, (320, 240));
-    let started = eventually(WAIT, || find(&receiver, "publish_start", "live/cam").pop());
-    let started = started.unwrap_or_else(|| panic!("{}", first.report("first publisher")));
+    let server = TestServer::start_with_config(&config(&receiver, grace), &[]);
+    let key = format!("live/{name}");
+    let mut publisher = ffmpeg_publish(&server.rtmp_url(&key), 60, (320, 240));
+    let started = eventually(WAIT, || find(&receiver, "publish_start", &key).pop());
+    let started = started.unwrap_or_else(|| panic!("{}", publisher.report("publisher")));
+    (receiver, server, publisher, started)
+}
+
+#[test]
+fn a_publisher_back_within_the_grace_continues_the_stream_untold() {
+    let (receiver, server, mut first, started) = publishing("10s", "cam");
 
     // Two RTMP players (each lands on either shard) and an HTTP-FLV one.
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,12 +201,7 @@ fn a_publisher_back_within_the_grace_continues_the_stream_untold() {
 
 #[test]
 fn a_stream_nobody_continues_ends_when_the_grace_does() {
-    require_ffmpeg();
-    let receiver = HttpReceiver::start();
-    let server = TestServer::start_with_config(&config(&receiver, "3s"), &[]);
-    let mut publisher = ffmpeg_publish(&server.rtmp_url("live/gone"), 60, (320, 240));
-    let started = eventually(WAIT, || find(&receiver, "publish_start", "live/gone").pop());
-    let started = started.unwrap_or_else(|| panic!("{}", publisher.report("publisher")));
+    let (receiver, server, mut publisher, started) = publishing("3s", "gone");
     let published = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let player = watch(RtmpClient::player(server.rtmp_addr(), "gone"), stop.clone());
@@ -239,27 +239,6 @@ fn a_stream_nobody_continues_ends_when_the_grace_does() {
     let seen = player.join().expect("player thread");
     assert!(seen.statuses.iter().any(|s| s == "NetStream.Play.UnpublishNotify"), "{:?}", seen.statuses);
     assert!(!seen.closed, "the RTMP player stays attached");
-}
-
-/// Keeps every event, as a sink that wants them all.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Event>>>);
-
-impl EventSink for Recorder {
-    fn wants(&self, _event_type: EventType) -> bool {
-        true
-    }
-
-    fn send(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Recorder {
-    fn of(&self, conn_id: u64, event_type: EventType) -> Vec<Event> {
-        let events = self.0.lock().unwrap();
-        events.iter().filter(|e| e.conn_id == conn_id && e.event_type == event_type).cloned().collect()
-    }
 }
 
 /// A lifecycle of connection `conn_id` that connected to `live` and was admitted to publish
