@@ -6,46 +6,19 @@ mod common;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::http_receiver::{HttpReceiver, Reply, Request};
+use common::recorder::Recorder;
 use ringcast::config::{Config, EventType};
+use ringcast::hooks::Hooks;
 use ringcast::hooks::callback::Call;
 use ringcast::hooks::callback_lane::CallbackLane;
-use ringcast::hooks::event::{Event, Protocol};
-use ringcast::hooks::{EventSink, Hooks};
+use ringcast::hooks::event::Protocol;
 use ringcast::hub::{Hub, HubSettings, PacketKind, ShardHub};
 use ringcast::session::lifecycle::{Admission, ConnectRequest, Lifecycle, Refusal, StreamRequest};
 use ringcast::session::{Role, SessionSettings, ShardContext};
-
-/// Keeps every event, as a sink that wants them all.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Event>>>);
-
-impl EventSink for Recorder {
-    fn wants(&self, _event_type: EventType) -> bool {
-        true
-    }
-
-    fn send(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Recorder {
-    /// The events of connection `conn_id`, by type, in order.
-    fn types_of(&self, conn_id: u64) -> Vec<EventType> {
-        self.0.lock().unwrap().iter().filter(|e| e.conn_id == conn_id).map(|e| e.event_type).collect()
-    }
-
-    fn last(&self, conn_id: u64, event_type: EventType) -> Event {
-        let events = self.0.lock().unwrap();
-        let found = events.iter().rev().find(|e| e.conn_id == conn_id && e.event_type == event_type);
-        found.cloned().unwrap_or_else(|| panic!("no {event_type:?} of connection {conn_id}"))
-    }
-}
 
 fn context(receiver: &HttpReceiver, recorder: &Recorder) -> Rc<ShardContext> {
     let mut config = Config::default();

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::hooks::{NotifyConfig, ScriptConfig, WebhookConfig};
 use super::nats::NatsConfig;
@@ -33,22 +34,39 @@ pub struct AppConfig {
     pub nats: Vec<NatsConfig>,
     /// `takeover` for this app; `None`: the top-level `takeover`.
     pub takeover: Option<bool>,
+    /// `republish_grace` for this app; `None`: the top-level `republish_grace`.
+    pub republish_grace: Option<Duration>,
+}
+
+/// A publisher setting read at start, top level and per app: each app's own value, else the
+/// top-level one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppRule<T> {
+    default: T,
+    apps: BTreeMap<String, T>,
+}
+
+impl<T: Copy> AppRule<T> {
+    /// The value for a stream of `app`.
+    pub fn get(&self, app: &str) -> T {
+        self.apps.get(app).copied().unwrap_or(self.default)
+    }
 }
 
 /// Which streams a new, admitted publisher may take over from the current one (`takeover`,
 /// top level and per app; docs/hooks.md "Publisher takeover").
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TakeoverRule {
-    default: bool,
-    apps: BTreeMap<String, bool>,
-}
+pub type TakeoverRule = AppRule<bool>;
 
 impl TakeoverRule {
     /// Whether a publisher of `app` takes a busy stream over instead of being refused.
     pub fn applies(&self, app: &str) -> bool {
-        self.apps.get(app).copied().unwrap_or(self.default)
+        self.get(app)
     }
 }
+
+/// How long a stream whose publisher dropped waits for a new one (`republish_grace`, top
+/// level and per app; docs/hooks.md "Publisher reconnect grace"); zero: it ends at once.
+pub type GraceRule = AppRule<Duration>;
 
 /// The `[notify]` keys an app sets, over the global ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +120,12 @@ impl Config {
         TakeoverRule { default: self.takeover, apps }
     }
 
+    /// Where `republish_grace` holds: the top-level value, and each app's own.
+    pub fn grace_rule(&self) -> GraceRule {
+        let apps = self.apps.iter().filter_map(|(name, app)| Some((name.clone(), app.republish_grace?))).collect();
+        GraceRule { default: self.republish_grace, apps }
+    }
+
     /// The callbacks of `app`: its own keys over `[notify]`, or `[notify]` for an app not
     /// listed.
     pub fn app_notify(&self, app: &str) -> NotifyConfig {
@@ -140,6 +164,8 @@ impl Config {
                 notify.dialect, notify.timeout, notify.on_error
             );
             let _ = writeln!(out, "  takeover {}", app.takeover.unwrap_or(self.takeover));
+            let grace = app.republish_grace.unwrap_or(self.republish_grace);
+            let _ = writeln!(out, "  republish_grace {}", super::duration::format_duration(grace));
             let own = app.webhooks.len() + app.scripts.len() + app.nats.len();
             let _ = writeln!(out, "  sinks: {global_sinks} global + {own} own");
             for hook in &app.webhooks {
@@ -250,6 +276,24 @@ apps.vip.script = [{ event = "*", path = "/bin/true" }]
         assert!(!rule.applies("strict"), "the app's own");
         assert!(config.apps_summary().contains("takeover false"));
         assert!(!Config::default().takeover_rule().applies("live"), "off by default");
+    }
+
+    #[test]
+    fn republish_grace_holds_per_app_over_the_top_level() {
+        let text =
+            "republish_grace = \"10s\"\n[apps.strict]\nrepublish_grace = 0\n[apps.slow]\nrepublish_grace = \"1m\"\n";
+        let config = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        let rule = config.grace_rule();
+        assert_eq!(rule.get("live"), Duration::from_secs(10), "the top level");
+        assert_eq!((rule.get("strict"), rule.get("slow")), (Duration::ZERO, Duration::from_secs(60)), "the apps' own");
+        let summary = config.apps_summary();
+        assert!(summary.contains("republish_grace 0s") && summary.contains("republish_grace 1m"), "{summary}");
+        assert_eq!(Config::default().grace_rule().get("live"), Duration::ZERO, "off by default");
+        let error = Config::from_toml("republish_grace = -1\n", Path::new("t.toml")).unwrap_err().to_string();
+        assert!(error.contains("republish_grace"), "{error}");
+        let error =
+            Config::from_toml("[apps.a]\nrepublish_grace = true\n", Path::new("t.toml")).unwrap_err().to_string();
+        assert!(error.contains("apps.a.republish_grace"), "{error}");
     }
 
     #[test]

@@ -22,8 +22,9 @@ lists. Every key, flag or not, is documented in ringcast.example.toml.
 Durations: 500ms, 30s, 5m, 24h, 2d, 1h30m, or a whole number of seconds.
 Addresses: host:port (IP or localhost, [::1]:port for IPv6), :port, or port (all interfaces).
 Events: connection_accept, handshake_complete, connect, auth_failed, stream_create,
-stream_delete, publish_start, publish_update, publish_stop, play_start, play_update, play_stop,
-codec_detected, subscriber_count, stream_unavailable, no_viewers, connection_close, or * for all.
+stream_delete, publish_start, publish_update, publish_stop, publish_resume, play_start,
+play_update, play_stop, codec_detected, subscriber_count, stream_unavailable, no_viewers,
+connection_close, or * for all.
 
 Exit status: 0 on success, 2 for a bad flag or configuration (one line on stderr says which).";
 

@@ -77,6 +77,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "stdio",
     "apps",
     "takeover",
+    "republish_grace",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -101,7 +102,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 ];
 
 /// What an `[apps.<app>]` table may hold.
-pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover"];
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover", "republish_grace"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -305,6 +306,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("takeover") {
         config.takeover = item.boolean()?;
     }
+    if let Some(item) = root.get("republish_grace") {
+        config.republish_grace = item.duration(Duration::ZERO)?;
+    }
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
@@ -427,6 +431,9 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
         }
         if let Some(takeover) = table.get("takeover") {
             app.takeover = Some(takeover.boolean()?);
+        }
+        if let Some(grace) = table.get("republish_grace") {
+            app.republish_grace = Some(grace.duration(Duration::ZERO)?);
         }
         if let Some(scripts) = table.get("script") {
             for element in scripts.array_of_tables()? {

@@ -24,6 +24,7 @@ choice! {
         PublishStart = "publish_start",
         PublishUpdate = "publish_update",
         PublishStop = "publish_stop",
+        PublishResume = "publish_resume",
         PlayStart = "play_start",
         PlayUpdate = "play_update",
         PlayStop = "play_stop",
@@ -513,7 +514,7 @@ mod tests {
         let names: Vec<_> = EventType::ALL.iter().map(|e| e.as_str()).collect();
         // The rows of the event table of docs/hooks.md, in order.
         let spec = "connection_accept handshake_complete connect auth_failed stream_create \
-                    stream_delete publish_start publish_update publish_stop play_start \
+                    stream_delete publish_start publish_update publish_stop publish_resume play_start \
                     play_update play_stop codec_detected subscriber_count stream_unavailable \
                     no_viewers connection_close";
         assert_eq!(names, spec.split_whitespace().collect::<Vec<_>>());

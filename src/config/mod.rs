@@ -129,7 +129,7 @@ choice! {
     }
 }
 
-pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
+pub use apps::{AppConfig, AppRule, Apps, GraceRule, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
@@ -403,6 +403,10 @@ pub struct Config {
     /// replaces the current one (closed, `publish_stop` reason `taken over`) instead of being
     /// refused. Default false; `[apps.<app>] takeover` per app.
     pub takeover: bool,
+    /// How long a stream whose publisher's connection dropped keeps its players for a new
+    /// publisher to continue it (docs/hooks.md "Publisher reconnect grace"). Default zero: the
+    /// stream ends with the connection. `[apps.<app>] republish_grace` per app.
+    pub republish_grace: Duration,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -474,6 +478,7 @@ impl Default for Config {
             stdio: None,
             apps: Apps::new(),
             takeover: false,
+            republish_grace: Duration::ZERO,
         }
     }
 }

@@ -134,6 +134,19 @@ payload!(
         reason: Option<String>,
     }
 );
+payload!(
+    /// A new publisher continued a stream whose publisher had dropped, within
+    /// `republish_grace`: instead of the old one's publish_stop and the new one's
+    /// publish_start.
+    PublishResume {
+        #[serde(serialize_with = "args_object")]
+        args: Vec<(String, String)>,
+        /// Milliseconds between the old publisher's drop and this publish.
+        gap_ms: u64,
+        /// The session (`conn_id`) whose publish this one continues.
+        previous_conn_id: u64,
+    }
+);
 payload!(PlayStop {
     bytes_out: u64,
     duration_sec: f64,

@@ -340,6 +340,9 @@ fn sample_event(event_type: EventType) -> Event {
             json!({"audio_codec": "aac", "audio_packets": 96, "bytes_in": 68479, "bytes_out": 3725,
                    "duration_sec": 2.064, "total_bytes": 67937, "video_codec": "h264", "video_packets": 52}),
         ),
+        EventType::PublishResume => {
+            ("live/test", json!({"args": {"token": "x"}, "gap_ms": 1840, "previous_conn_id": 1}))
+        }
         EventType::PlayStop => ("live/test", json!({"bytes_out": 69273, "dropped_packets": 0, "duration_sec": 2.409})),
         EventType::CodecDetected => (
             "live/test",
@@ -395,6 +398,7 @@ mod tests {
             (EventType::PublishStart, fields::<PublishStart>()),
             (EventType::PublishUpdate, fields::<PublishUpdate>()),
             (EventType::PublishStop, fields::<PublishStop>()),
+            (EventType::PublishResume, fields::<PublishResume>()),
             (EventType::PlayStart, fields::<PlayStart>()),
             (EventType::PlayUpdate, fields::<PlayUpdate>()),
             (EventType::PlayStop, fields::<PlayStop>()),

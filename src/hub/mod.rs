@@ -12,6 +12,12 @@
 //! where that shard's `LocalStream` fans it out in turn. Nothing here ever waits: a full
 //! player queue drops to the next keyframe ([`player`]); a full relay channel makes that
 //! shard skip to the next keyframe.
+//!
+//! A publisher that dropped may leave its stream *parked* (`republish_grace`): the stream stays
+//! live with its players while the session layer holds the old [`PublisherHandle`], and the
+//! next admitted publisher, on any shard, adopts it ([`ShardHub::adopt`]) without a stop and
+//! start: the shards with players are sent [`RelayItem::Resume`] instead, and the old
+//! publisher's shard hands its role over without telling its players anything.
 
 pub mod flush_queue;
 pub mod gop;
@@ -112,6 +118,10 @@ pub enum ShardMessage {
 pub enum RelayItem {
     /// A publisher started: players already waiting are told, then it streams.
     Start,
+    /// A new publisher adopted the parked stream: its players stay and are told nothing, the
+    /// cache restarts with the new publisher's (a shard whose copy was not live yet takes it
+    /// as a [`RelayItem::Start`]). To the shard that parked it: hand the publisher role over.
+    Resume,
     /// The answer to a Subscribe: the stream is already live, and what a player needs first
     /// (metadata, headers, GOP) comes along. The shard's players joined a live stream, so
     /// nobody is told "published" (players show such a notice as an extra data stream).
@@ -180,6 +190,20 @@ struct Entry {
     shards: Vec<usize>,
     /// Players of the stream on every shard.
     players: usize,
+    /// Set while the publisher's connection is gone and its stream waits for a new one
+    /// (`republish_grace`): what the adopter needs of the old publish.
+    parked: Option<Parked>,
+}
+
+/// What a new publisher adopting a parked stream learns of the publish it continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parked {
+    /// The session whose connection dropped.
+    pub conn_id: u64,
+    /// The last timestamp the stream carried: the adopter's timestamps follow it.
+    pub last_timestamp: u32,
+    /// When the stream was parked.
+    pub at: std::time::Instant,
 }
 
 /// A publisher's "you have been replaced" signal, raised from any shard's thread.
@@ -308,13 +332,43 @@ impl Hub {
         }
     }
 
-    fn release_publisher(&self, key: &str) -> StreamChange {
+    /// Makes `shard` the publisher of the parked stream `key`, and tells the old publisher
+    /// (its eviction raised); `None` when `key` is not parked. Returns the other shards that
+    /// hold the stream, as [`Self::claim_publisher`] does, and what was parked.
+    fn claim_parked(&self, key: &str, shard: usize) -> Option<(Vec<usize>, StreamChange, Arc<Eviction>, Parked)> {
         let mut streams = self.lock();
+        let entry = streams.get_mut(key)?;
+        let parked = entry.parked.take()?;
+        if let Some(old) = entry.eviction.take() {
+            old.raise();
+        }
+        entry.publisher = Some(shard);
+        let eviction = Arc::new(Eviction::default());
+        entry.eviction = Some(eviction.clone());
+        let others = entry.shards.iter().copied().filter(|&s| s != shard).collect();
+        let change = StreamChange { created: false, deleted: false, players: entry.players, live: true };
+        Some((others, change, eviction, parked))
+    }
+
+    /// Whether the publisher holding `eviction` still owns `key`'s entry: not once another
+    /// adopted the stream.
+    fn owns(streams: &HashMap<Arc<str>, Entry>, key: &str, eviction: &Arc<Eviction>) -> bool {
+        streams.get(key).and_then(|entry| entry.eviction.as_ref()).is_some_and(|own| Arc::ptr_eq(own, eviction))
+    }
+
+    /// Releases `key`'s publisher if it is still the one holding `eviction`; an adopted
+    /// stream belongs to its new publisher and is left alone.
+    fn release_publisher(&self, key: &str, eviction: &Arc<Eviction>) -> StreamChange {
+        let mut streams = self.lock();
+        if !Hub::owns(&streams, key, eviction) {
+            return StreamChange { live: true, ..StreamChange::default() };
+        }
         let Some(entry) = streams.get_mut(key) else {
             return StreamChange::default();
         };
         entry.publisher = None;
         entry.eviction = None;
+        entry.parked = None;
         let players = entry.players;
         let deleted = entry.shards.is_empty() && players == 0;
         if deleted {
@@ -395,6 +449,9 @@ pub struct LocalStream {
     live: Cell<bool>,
     local_publisher: Cell<bool>,
     cache: RefCell<GopCache>,
+    /// Counts the local publishers this copy has had: a handle acts on the stream only while
+    /// it is the current one (a parked stream adopted here or elsewhere outlives its handle).
+    publisher_epoch: Cell<u64>,
     /// Whether a GOP overflow of this stream was logged (once per stream).
     gop_overflow_logged: Cell<bool>,
     players: RefCell<Vec<Rc<Player>>>,
@@ -481,6 +538,7 @@ impl ShardHub {
             live: Cell::new(false),
             local_publisher: Cell::new(false),
             cache: RefCell::new(GopCache::new(self.hub.settings.gop_cache, self.hub.settings.gop_cache_bytes)),
+            publisher_epoch: Cell::new(0),
             gop_overflow_logged: Cell::new(false),
             players: RefCell::new(Vec::new()),
             relay: RefCell::new(Vec::new()),
@@ -514,14 +572,59 @@ impl ShardHub {
         let key_arc: Arc<str> = Arc::from(key);
         let (others, change, eviction) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
-        stream.local_publisher.set(true);
         self.start_stream(&stream, &[], true);
+        Ok((self.take_publisher_role(stream, others, eviction, false), change))
+    }
+
+    /// Adopts `key` from its parked publisher (on any shard) for a new one on this shard, if
+    /// it is parked: players everywhere stay attached and are told nothing, the cache restarts
+    /// with the new publisher's packets. Returns the handle, how the registry changed and
+    /// what was parked.
+    pub fn adopt(self: &Rc<Self>, key: &str) -> Option<(PublisherHandle, StreamChange, Parked)> {
+        let (others, change, eviction, parked) = self.hub.claim_parked(key, self.shard)?;
+        let stream = self.local_stream(key);
+        // Parked here, the stream keeps its local publisher role, under a new epoch.
+        stream.relay.borrow_mut().clear();
+        self.resume_stream(&stream);
+        Some((self.take_publisher_role(stream, others, eviction, true), change, parked))
+    }
+
+    /// Makes this shard's copy of `stream` the one its packets come from, relaying to the
+    /// `others`, which are told the stream starts, or resumes for an adopted one.
+    fn take_publisher_role(
+        self: &Rc<Self>,
+        stream: Rc<LocalStream>,
+        others: Vec<usize>,
+        eviction: Arc<Eviction>,
+        resume: bool,
+    ) -> PublisherHandle {
+        stream.local_publisher.set(true);
+        let epoch = stream.publisher_epoch.get() + 1;
+        stream.publisher_epoch.set(epoch);
         for shard in others {
             stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
-            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start });
+            let item = if resume { RelayItem::Resume } else { RelayItem::Start };
+            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item });
         }
-        let handle = PublisherHandle { shard_hub: self.clone(), stream, eviction, released: false };
-        Ok((handle, change))
+        PublisherHandle { shard_hub: self.clone(), stream, eviction, epoch, released: false }
+    }
+
+    /// A stream continues from a new publisher: a live copy keeps its players untold and
+    /// drops the old publisher's cache; one not live yet starts as for a new publisher.
+    fn resume_stream(&self, stream: &LocalStream) {
+        if stream.is_live() {
+            stream.cache.borrow_mut().clear();
+        } else {
+            self.start_stream(stream, &[], true);
+        }
+    }
+
+    /// This shard's copy of `stream` stops being its publisher's, silently: a new publisher
+    /// (here or on another shard) adopted it. Its players keep it.
+    fn hand_over(&self, stream: &LocalStream) {
+        stream.local_publisher.set(false);
+        stream.publisher_epoch.set(stream.publisher_epoch.get() + 1);
+        stream.relay.borrow_mut().clear();
     }
 
     /// Marks a stream live with a fresh cache (filled from `snapshot`); `announce` tells the
@@ -687,11 +790,21 @@ impl ShardHub {
                 let Some(local) = self.stream(&stream) else {
                     return;
                 };
+                if let RelayItem::Resume = item
+                    && local.local_publisher.get()
+                {
+                    // Parked here and adopted elsewhere: the new publisher's packets follow.
+                    self.hand_over(&local);
+                    local.cache.borrow_mut().clear();
+                    self.release_if_unused(&local);
+                    return;
+                }
                 if local.local_publisher.get() {
                     return;
                 }
                 match item {
                     RelayItem::Start => self.start_stream(&local, &[], true),
+                    RelayItem::Resume => self.resume_stream(&local),
                     RelayItem::Attach(snapshot) => self.start_stream(&local, &snapshot, false),
                     RelayItem::Packet(packet) => self.distribute(&local, Rc::new(packet)),
                     RelayItem::Stop => self.stop_stream(&local),
@@ -705,8 +818,10 @@ impl ShardHub {
 pub struct PublisherHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
-    /// Raised when a new publisher takes the stream over.
+    /// Raised when a new publisher takes the stream over, or adopts it once parked.
     eviction: Arc<Eviction>,
+    /// The stream's `publisher_epoch` this handle published under.
+    epoch: u64,
     released: bool,
 }
 
@@ -728,9 +843,41 @@ impl PublisherHandle {
         &self.stream.key
     }
 
-    /// Raised when a new publisher takes the stream over (`takeover`).
+    /// Raised when a new publisher takes the stream over (`takeover`), or adopts it once
+    /// parked.
     pub fn eviction(&self) -> &Arc<Eviction> {
         &self.eviction
+    }
+
+    /// Parks the stream: its publisher's connection is gone, the stream stays live for the
+    /// next publisher to [`ShardHub::adopt`]. False when a new publisher already took it over
+    /// (its eviction is raised): then it ends as taken over.
+    pub fn park(&self, conn_id: u64, last_timestamp: u32, at: std::time::Instant) -> bool {
+        let mut streams = self.shard_hub.hub.lock();
+        if self.eviction.is_raised() || !Hub::owns(&streams, &self.stream.key, &self.eviction) {
+            return false;
+        }
+        let Some(entry) = streams.get_mut(&*self.stream.key) else { return false };
+        entry.parked = Some(Parked { conn_id, last_timestamp, at });
+        true
+    }
+
+    /// Ends the parked state so that no publisher can adopt the stream any more: it is
+    /// about to end. False when one already did.
+    pub fn unpark(&self) -> bool {
+        let mut streams = self.shard_hub.hub.lock();
+        if !Hub::owns(&streams, &self.stream.key, &self.eviction) {
+            return false;
+        }
+        if let Some(entry) = streams.get_mut(&*self.stream.key) {
+            entry.parked = None;
+        }
+        true
+    }
+
+    /// Whether another publisher adopted the stream this handle published.
+    pub fn is_adopted(&self) -> bool {
+        !Hub::owns(&self.shard_hub.hub.lock(), &self.stream.key, &self.eviction)
     }
 }
 
@@ -745,16 +892,24 @@ impl PublisherHandle {
             return StreamChange::default();
         }
         let shard_hub = &self.shard_hub;
-        self.stream.local_publisher.set(false);
-        shard_hub.stop_stream(&self.stream);
-        let targets = std::mem::take(&mut *self.stream.relay.borrow_mut());
-        for target in targets {
-            shard_hub.send_ordered(
-                target.shard,
-                ShardMessage::Relay { stream: self.stream.key.clone(), item: RelayItem::Stop },
-            );
+        let adopted = self.is_adopted();
+        if self.stream.publisher_epoch.get() == self.epoch {
+            if adopted {
+                // Adopted on another shard, whose Resume has not arrived yet.
+                shard_hub.hand_over(&self.stream);
+            } else {
+                self.stream.local_publisher.set(false);
+                shard_hub.stop_stream(&self.stream);
+                let targets = std::mem::take(&mut *self.stream.relay.borrow_mut());
+                for target in targets {
+                    shard_hub.send_ordered(
+                        target.shard,
+                        ShardMessage::Relay { stream: self.stream.key.clone(), item: RelayItem::Stop },
+                    );
+                }
+            }
         }
-        let mut change = shard_hub.hub.release_publisher(&self.stream.key);
+        let mut change = shard_hub.hub.release_publisher(&self.stream.key, &self.eviction);
         change.deleted |= shard_hub.release_if_unused(&self.stream);
         change
     }
@@ -855,6 +1010,115 @@ mod tests {
         first.unpublish();
         let (second, _) = second_shard.publish("live/x").unwrap();
         assert!(!second.eviction().is_raised());
+    }
+
+    /// What a player was handed: `P` per packet (with its timestamp), `U` and `S` for the
+    /// publisher's end and start.
+    fn drained(player: &Player) -> Vec<String> {
+        let mut items = Vec::new();
+        player.take(&mut items);
+        items
+            .iter()
+            .map(|item| match item {
+                PlayerItem::Packet(packet) => format!("P{}", packet.timestamp),
+                PlayerItem::Unpublished => "U".to_owned(),
+                PlayerItem::Published => "S".to_owned(),
+            })
+            .collect()
+    }
+
+    fn s(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    fn keyframe(publisher: &PublisherHandle, timestamp: u32) {
+        publisher.push(PacketKind::Video, timestamp, Bytes::from_static(&[0x17, 1, 0, 0, 0, 9])).unwrap();
+    }
+
+    fn deliver(shard: &ShardHub, inbox: &mut mpsc::Receiver<ShardMessage>) {
+        while let Ok(message) = inbox.try_recv() {
+            shard.handle_message(message);
+        }
+    }
+
+    #[test]
+    fn a_parked_stream_adopted_on_its_shard_keeps_its_players_untold() {
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub.clone());
+        let (player, _) = shard.play("live/x", 1);
+        let (old, _) = shard.publish("live/x").unwrap();
+        keyframe(&old, 40);
+        assert_eq!(drained(player.player()), ["S", "P40"]);
+        let at = std::time::Instant::now();
+        assert!(shard.adopt("live/x").is_none(), "not parked yet");
+        assert!(old.park(2, 40, at));
+        assert!(shard.publish("live/x").is_err(), "a parked stream is still held");
+        let (new, change, parked) = shard.adopt("live/x").expect("adopted");
+        assert_eq!(parked, Parked { conn_id: 2, last_timestamp: 40, at });
+        assert_eq!((change.created, change.live, change.players), (false, true, 1));
+        assert!(old.eviction().is_raised() && old.is_adopted() && !new.is_adopted());
+        // The old handle lets go without a word to the players, and the new one streams.
+        assert_eq!(old.unpublish(), StreamChange { live: true, ..StreamChange::default() });
+        keyframe(&new, 41);
+        assert_eq!(drained(player.player()), ["P41"]);
+        let (cached, _) = shard.stream("live/x").unwrap().cached_start();
+        assert_eq!(cached.iter().map(|p| p.timestamp).collect::<Vec<_>>(), [41], "the new publisher's GOP only");
+        assert!(shard.adopt("live/x").is_none(), "adopted once");
+        new.unpublish();
+        assert_eq!(drained(player.player()), ["U"]);
+    }
+
+    #[test]
+    fn a_parked_stream_adopted_on_another_shard_is_handed_over_silently_in_either_order() {
+        for resume_first in [true, false] {
+            let (hub, mut receivers) = Hub::new(3, HubSettings::default());
+            let shards: Vec<_> = (0..3).map(|n| ShardHub::new(n, hub.clone())).collect();
+            let (here, elsewhere) = (shards[0].play("live/x", 1).0, shards[2].play("live/x", 2).0);
+            let (old, _) = shards[0].publish("live/x").unwrap();
+            keyframe(&old, 40);
+            deliver(&shards[2], &mut receivers[2]);
+            assert_eq!((drained(here.player()), drained(elsewhere.player())), (s(&["S", "P40"]), s(&["S", "P40"])));
+            assert!(old.park(3, 40, std::time::Instant::now()));
+            let (new, _, _) = shards[1].adopt("live/x").expect("adopted across shards");
+            keyframe(&new, 41);
+            if resume_first {
+                deliver(&shards[0], &mut receivers[0]);
+                old.unpublish();
+            } else {
+                old.unpublish();
+                deliver(&shards[0], &mut receivers[0]);
+            }
+            deliver(&shards[2], &mut receivers[2]);
+            assert_eq!(drained(here.player()), ["P41"], "resume first: {resume_first}");
+            assert_eq!(drained(elsewhere.player()), ["P41"]);
+            assert_eq!(hub.streams()[0].publisher_shard, Some(1));
+            // The new publisher's end reaches every player as any end does.
+            new.unpublish();
+            deliver(&shards[0], &mut receivers[0]);
+            deliver(&shards[2], &mut receivers[2]);
+            assert_eq!((drained(here.player()), drained(elsewhere.player())), (s(&["U"]), s(&["U"])));
+        }
+    }
+
+    #[test]
+    fn a_parked_stream_nobody_adopts_ends_as_any_publish_does() {
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub.clone());
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        assert!(publisher.park(1, 0, std::time::Instant::now()));
+        assert!(publisher.unpublish().deleted, "no players: the stream leaves the registry");
+        assert!(shard.adopt("live/x").is_none());
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        // Unparked on its way out, it can no longer be adopted.
+        assert!(publisher.park(1, 0, std::time::Instant::now()));
+        assert!(publisher.unpark());
+        assert!(shard.adopt("live/x").is_none());
+        // A stream already taken over is not parked: it ends as taken over.
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub);
+        let (publisher, _) = shard.publish("live/y").unwrap();
+        assert!(shard.evict_publisher("live/y"));
+        assert!(!publisher.park(1, 0, std::time::Instant::now()));
     }
 
     #[test]

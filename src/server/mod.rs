@@ -78,6 +78,8 @@ struct Shared {
     journal: Option<Arc<Journal>>,
     /// Where a new publisher takes a busy stream over (`takeover`).
     takeover: Arc<crate::config::TakeoverRule>,
+    /// How long a dropped publisher's stream waits for a new one (`republish_grace`).
+    republish_grace: Arc<crate::config::GraceRule>,
 }
 
 /// A request from the admin API to one shard.
@@ -282,6 +284,7 @@ impl Server {
             admission: Admission::new(config),
             heartbeats,
             takeover: Arc::new(config.takeover_rule()),
+            republish_grace: Arc::new(config.grace_rule()),
         });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
@@ -523,12 +526,14 @@ fn reload(running: &mut Reloadable) {
 /// The keys that differ between `old` and `new` which a reload does not apply.
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     // Everything SIGHUP applies taken from `old`: what still differs waits for a restart.
-    // `takeover` (top level and per app) is read once per shard at start.
+    // `takeover` and `republish_grace` (top level and per app) are read once per shard at start.
     let takeover_changed = old.takeover_rule() != new.takeover_rule();
+    let grace_changed = old.grace_rule() != new.grace_rule();
     let applied = Config {
         notify: old.notify.clone(),
         apps: old.apps.clone(),
         takeover: old.takeover,
+        republish_grace: old.republish_grace,
         webhooks: old.webhooks.clone(),
         scripts: old.scripts.clone(),
         stdio: old.stdio,
@@ -540,7 +545,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ..new.clone()
     };
     if applied == *old {
-        return if takeover_changed { vec!["takeover"] } else { Vec::new() };
+        let changed = [(takeover_changed, "takeover"), (grace_changed, "republish_grace")];
+        return changed.into_iter().filter_map(|(changed, key)| changed.then_some(key)).collect();
     }
     let named: Vec<&'static str> = [
         (applied.rtmp_listen == old.rtmp_listen, "rtmp_listen"),
@@ -554,6 +560,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         (applied.hook_timeout == old.hook_timeout, "hook_timeout"),
         (applied.hook_concurrency == old.hook_concurrency, "hook_concurrency"),
         (!takeover_changed, "takeover"),
+        (!grace_changed, "republish_grace"),
         (applied.max_rtmp_message_bytes == old.max_rtmp_message_bytes, "max_rtmp_message_bytes"),
         (applied.max_rtmp_chunk_streams == old.max_rtmp_chunk_streams, "max_rtmp_chunk_streams"),
         (applied.max_http_request_head_bytes == old.max_http_request_head_bytes, "max_http_request_head_bytes"),
@@ -635,6 +642,7 @@ async fn run_shard(
     }
     let _ = context.admission.set(shared.admission.clone());
     let _ = context.takeover.set(shared.takeover.clone());
+    let _ = context.republish_grace.set(shared.republish_grace.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

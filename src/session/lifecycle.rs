@@ -13,6 +13,10 @@
 //! beside its pending read; a test hands it any instant. Two kinds share them: the periodic
 //! updates, and the terms a callback's JSON reply set (`terms.rs`: `max_duration`,
 //! `max_bitrate_kbps`), which end the session when they are reached.
+//!
+//! A publisher whose connection drops may leave its stream parked for `republish_grace`
+//! (`grace.rs`): [`Lifecycle::park`], then [`Lifecycle::end_parked`] once the grace ends or a
+//! new publisher adopted the stream (its `admit_publish` then says `publish_resume`).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::activity::{Activity, MediaMeter};
+use super::grace::{Grace, Seam};
 use super::journal::OpenSession;
 use super::limits::LimitKind;
 use super::terms::Terms;
@@ -33,12 +38,12 @@ use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::payload::{
     AuthFailed, CodecDetected, Connect, ConnectionAccept, ConnectionClose, EventPayload, HandshakeComplete, NoViewers,
-    PlayStart, PlayStop, PlayUpdate, PublishStart, PublishStop, PublishUpdate, StreamCreate, StreamDelete,
-    StreamUnavailable, SubscriberCount,
+    PlayStart, PlayStop, PlayUpdate, PublishResume, PublishStart, PublishStop, PublishUpdate, StreamCreate,
+    StreamDelete, StreamUnavailable, SubscriberCount,
 };
 use crate::hooks::reply_terms::SessionTerms;
 use crate::hooks::{Origin, now_ms};
-use crate::hub::{Eviction, PacketKind, Player, PlayerHandle, PublisherHandle, StreamChange};
+use crate::hub::{Eviction, PacketKind, Parked, Player, PlayerHandle, PublisherHandle, StreamChange};
 use crate::protocol::flv::{self, MediaKind};
 
 /// A client's query arguments, in the order it sent them.
@@ -104,6 +109,8 @@ pub enum CloseReason {
     /// A limit a callback's reply set was reached; the lifecycle words which
     /// ([`Lifecycle::finish`]).
     TermReached,
+    /// The stream of a publisher that dropped waited `republish_grace` for nobody.
+    GraceExpired,
 }
 
 impl CloseReason {
@@ -116,6 +123,7 @@ impl CloseReason {
             CloseReason::AdminKick => "kicked by operator",
             CloseReason::TakenOver => TAKEN_OVER,
             CloseReason::TermReached => "session limit reached",
+            CloseReason::GraceExpired => "republish grace expired",
         }
     }
 }
@@ -137,6 +145,19 @@ struct Publishing {
     last_timestamp: u32,
     /// The publish_stop event as it accumulates: packets, media bytes and codecs so far.
     totals: PublishStop,
+    /// Places the publisher's timestamps on the stream's timeline: shifted when this
+    /// publish continues a parked stream.
+    seam: Seam,
+    /// Set once the connection dropped and the stream is parked (`republish_grace`).
+    parked: Option<Grace>,
+}
+
+/// How a publisher got its stream.
+enum Claim {
+    Free,
+    TookOver,
+    /// It continues a parked stream.
+    Adopted(Parked),
 }
 
 struct Playing {
@@ -207,6 +228,11 @@ impl Lifecycle {
             protocol: protocol.as_str(),
         });
         lifecycle
+    }
+
+    /// What the connection's shard shares with its other sessions.
+    pub(crate) fn context(&self) -> &Rc<ShardContext> {
+        &self.context
     }
 
     /// This connection in its shard's registry (admin API listing and kicks).
@@ -296,7 +322,7 @@ impl Lifecycle {
         if let Err(kind) = self.within_limits(&key, true) {
             return self.refuse_over_limit(kind, "publish", &key);
         }
-        let (handle, change, took_over) = match self.take_stream(&key).await {
+        let (handle, change, claim) = match self.take_stream(&key).await {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(admission) = self.context.admission.get() {
@@ -327,6 +353,11 @@ impl Lifecycle {
             bytes_in_at_start: self.bytes_in,
             last_timestamp: 0,
             totals: PublishStop::default(),
+            seam: match &claim {
+                Claim::Adopted(parked) => Seam::after(parked.last_timestamp),
+                _ => Seam::default(),
+            },
+            parked: None,
         }));
         if let Some(p) = &self.publishing {
             self.journal_started(true, &p.name, &p.args);
@@ -334,27 +365,41 @@ impl Lifecycle {
         if change.created {
             self.emit(|| StreamCreate {});
         }
-        if took_over {
-            info!(conn_id = self.conn_id(), stream = %self.current_stream(), "publisher took the stream over");
+        let args = || self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default();
+        match claim {
+            Claim::Adopted(parked) => {
+                let gap_ms = now.saturating_duration_since(parked.at).as_millis() as u64;
+                info!(conn_id = self.conn_id(), stream = %self.current_stream(), previous = parked.conn_id, gap_ms, "publisher resumed the stream (republish_grace)");
+                self.emit(|| PublishResume { args: args(), gap_ms, previous_conn_id: parked.conn_id });
+            }
+            claim => {
+                let takeover = matches!(claim, Claim::TookOver);
+                if takeover {
+                    info!(conn_id = self.conn_id(), stream = %self.current_stream(), "publisher took the stream over");
+                }
+                self.emit(|| PublishStart { args: args(), takeover });
+            }
         }
-        self.emit(|| PublishStart {
-            args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default(),
-            takeover: took_over,
-        });
         Admission::Admitted
     }
 
     /// Takes `key` in the hub for this publisher. A busy stream under `takeover` is taken
     /// over: the current publisher is told to leave, and this one waits (at most
-    /// [`TAKEOVER_WAIT`]) for the stream to be free. Says whether it took it over.
-    async fn take_stream(&self, key: &str) -> Result<(PublisherHandle, StreamChange, bool), crate::hub::HubError> {
+    /// [`TAKEOVER_WAIT`]) for the stream to be free. A parked stream is adopted, takeover or
+    /// not. Says how it got the stream.
+    async fn take_stream(&self, key: &str) -> Result<(PublisherHandle, StreamChange, Claim), crate::hub::HubError> {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         let takeover = self.context.takeover.get().is_some_and(|rule| rule.applies(app));
         let deadline = Instant::now() + TAKEOVER_WAIT;
         let mut evicted = false;
         loop {
             match self.context.hub.publish(key) {
-                Ok((handle, change)) => return Ok((handle, change, evicted)),
+                Ok((handle, change)) => {
+                    return Ok((handle, change, if evicted { Claim::TookOver } else { Claim::Free }));
+                }
+                Err(_) if let Some((handle, change, parked)) = self.context.hub.adopt(key) => {
+                    return Ok((handle, change, Claim::Adopted(parked)));
+                }
                 Err(error) if !takeover || Instant::now() >= deadline => return Err(error),
                 Err(_) => {
                     if !evicted {
@@ -492,6 +537,7 @@ impl Lifecycle {
             return;
         };
         publishing.last_timestamp = timestamp;
+        let timestamp = publishing.seam.map(timestamp);
         if let Some(terms) = &mut self.terms {
             terms.count(payload.len());
         }
@@ -543,16 +589,20 @@ impl Lifecycle {
     /// nothing is published or played, or nobody wants updates) or the reply's terms.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let terms = self.terms.as_ref().and_then(|terms| terms.poll_timeout());
-        let update = self.update_due();
-        match (update, terms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let grace = self.grace().map(Grace::poll_timeout);
+        [self.update_due(), terms, grace].into_iter().flatten().min()
+    }
+
+    /// A parked publish's grace ([`Self::park`]).
+    fn grace(&self) -> Option<&Grace> {
+        self.publishing.as_ref().and_then(|p| p.parked.as_ref())
     }
 
     fn update_due(&self) -> Option<Instant> {
         self.update_period?;
-        (self.publishing.is_some() || self.playing.is_some()).then_some(self.next_update)
+        // A parked publish has no publisher to report on.
+        let publishing = self.publishing.as_ref().is_some_and(|p| p.parked.is_none());
+        (publishing || self.playing.is_some()).then_some(self.next_update)
     }
 
     /// Runs the timers due at `now`: sends the updates (publish_update/play_update,
@@ -563,6 +613,9 @@ impl Lifecycle {
             info!(conn_id = self.conn_id(), peer = %self.addr(), stream = %self.current_stream(), %reason, "session ended by the callback's terms");
             self.ended_by = Some(reason);
             return Some(CloseReason::TermReached);
+        }
+        if self.grace().is_some_and(|grace| grace.expired(now)) {
+            return Some(CloseReason::GraceExpired);
         }
         if let Some(period) = self.update_period
             && self.update_due().is_some_and(|due| now >= due)
@@ -618,22 +671,36 @@ impl Lifecycle {
     /// The publisher stopped (or left): frees the stream, tells the sinks (publish_stop)
     /// and `on_publish_done`. Does nothing when not publishing.
     pub fn end_publish(&mut self) {
+        self.end_publish_with(None);
+    }
+
+    /// [`Self::end_publish`], publish_stop giving `reason` unless the publisher was taken
+    /// over or a term ended it.
+    fn end_publish_with(&mut self, reason: Option<String>) {
         let origin = self.origin();
         let Some(p) = self.publishing.take() else {
             return;
         };
-        let reason = if p.handle.eviction().is_raised() { Some(TAKEN_OVER.to_owned()) } else { self.ended_by.clone() };
+        let reason = if p.handle.eviction().is_raised() {
+            Some(TAKEN_OVER.to_owned())
+        } else {
+            self.ended_by.clone().or(reason)
+        };
         if let Some(terms) = &mut self.terms {
             terms.stop_publish();
         }
         let change = p.handle.unpublish();
         self.journal_stopped(true);
-        if let Some(admission) = self.context.admission.get() {
+        if let Some(admission) = self.context.admission.get()
+            && p.parked.is_none()
+        {
             admission.stop_publishing(self.addr().ip());
         }
         self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
-        let duration = p.since.elapsed().as_secs_f64();
+        // A parked publish ended when its connection dropped.
+        let ended = p.parked.map_or_else(Instant::now, |grace| grace.since());
+        let duration = ended.saturating_duration_since(p.since).as_secs_f64();
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
         let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), reason, ..p.totals };
@@ -646,6 +713,43 @@ impl Lifecycle {
         ];
         self.context.callbacks.tell_done(true, &client, &fields);
         self.stream_left(&origin, change);
+    }
+
+    /// The publisher's connection dropped at `now`: parks its stream for its app's
+    /// `republish_grace`, players attached and untold, for a new publisher to adopt. The
+    /// connection no longer counts for `max_publishers_per_ip`. Whether it parked (false:
+    /// no grace, not publishing, or already taken over); if so the driver holds the session
+    /// (`grace::hold`) before [`Self::finish`].
+    pub fn park(&mut self, now: Instant) -> bool {
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
+        let period = self.context.republish_grace.get().map_or(Duration::ZERO, |rule| rule.get(app));
+        let (conn_id, ip) = (self.conn_id(), self.addr().ip());
+        let Some(p) = self.publishing.as_mut() else { return false };
+        if period.is_zero() || !p.handle.park(conn_id, p.seam.last(), now) {
+            return false;
+        }
+        p.parked = Some(Grace::new(now, period));
+        if let Some(admission) = self.context.admission.get() {
+            admission.stop_publishing(ip);
+        }
+        info!(conn_id, stream = %p.handle.key(), grace = ?period, "publisher dropped: its stream waits for a new publisher (republish_grace)");
+        true
+    }
+
+    /// Ends a parked publish by what ended its wait: adopted (the adopter's publish_resume
+    /// said it all), its stream just changes hands; otherwise it ends as the drop would have
+    /// ended it, publish_stop saying why (`republish grace expired`, a kick, shutdown).
+    pub fn end_parked(&mut self, outcome: CloseReason) {
+        let Some(p) = &self.publishing else { return };
+        if p.handle.unpark() {
+            return self.end_publish_with(Some(outcome.describe().to_owned()));
+        }
+        if let Some(p) = self.publishing.take() {
+            info!(conn_id = self.conn_id(), stream = %p.handle.key(), "parked stream adopted by a new publisher");
+            p.handle.unpublish();
+        }
+        self.journal_stopped(true);
+        self.entry().activity.take();
     }
 
     /// The player stopped (or left): leaves the stream (which ends its writer), tells the

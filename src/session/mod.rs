@@ -27,6 +27,9 @@
 //!   and paced log of the wire limits the protocol state machines enforce.
 //! - `terms.rs`: the session terms a callback's JSON reply set (`max_duration`,
 //!   `max_bitrate_kbps`) as timers the lifecycle drives.
+//! - `grace.rs`: publisher reconnect grace (`republish_grace`): the parked stream's timer,
+//!   the timestamp seam of the publisher that continues it, and what the dropped
+//!   publisher's session does until then.
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -36,6 +39,7 @@
 pub mod activity;
 pub mod flush;
 pub mod flv_out;
+pub mod grace;
 pub mod http_flv;
 pub mod http_flv_out;
 pub mod io;
@@ -199,6 +203,11 @@ pub(crate) trait SessionEnd {
     fn describe(&self) -> String;
     /// A player kicked for staying behind its stream.
     fn too_slow(&self) -> bool;
+    /// The connection went away without the client ending its publish: what parks a
+    /// stream under `republish_grace`.
+    fn dropped(&self) -> bool {
+        false
+    }
 }
 
 impl SessionEnd for lifecycle::CloseReason {
@@ -209,12 +218,45 @@ impl SessionEnd for lifecycle::CloseReason {
     fn too_slow(&self) -> bool {
         *self == lifecycle::CloseReason::TooSlow
     }
+
+    fn dropped(&self) -> bool {
+        *self == lifecycle::CloseReason::PeerClosed
+    }
 }
 
 /// The error that ended a driver's session.
 pub(crate) trait SessionFailure: std::fmt::Display {
     /// Counts the errors that mean "this connection hit a memory or time bound".
     fn count(&self, stats: &crate::hub::HubStats);
+    /// The connection was lost (an IO or protocol error, silence): what parks a stream under
+    /// `republish_grace`. A refusal is not: it ends the stream at once.
+    fn dropped(&self) -> bool {
+        true
+    }
+}
+
+/// Ends a publisher's or player's session ([`end_session`]). A publisher whose connection
+/// dropped first parks its stream under `republish_grace` and holds it (`grace.rs`), its
+/// socket shut down meanwhile, in a task of its own: the drivers' futures, which every idle
+/// connection holds, do not grow by it.
+pub(crate) fn end_or_hold<E: SessionEnd + 'static, F: SessionFailure + 'static>(
+    mut lifecycle: lifecycle::Lifecycle,
+    socket: Rc<tokio_uring::net::TcpStream>,
+    result: Result<E, F>,
+) {
+    let context = lifecycle.context().clone();
+    let dropped = match &result {
+        Ok(end) => end.dropped(),
+        Err(error) => error.dropped(),
+    };
+    if !dropped || !lifecycle.park(std::time::Instant::now()) {
+        return end_session(&mut lifecycle, &socket, context.hub.stats(), result);
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Both);
+    tokio::task::spawn_local(async move {
+        grace::hold(&mut lifecycle).await;
+        end_session(&mut lifecycle, &socket, context.hub.stats(), result);
+    });
 }
 
 /// Ends a session's connection: says goodbye through its lifecycle, logs how it ended (a
@@ -294,6 +336,9 @@ pub struct ShardContext {
     /// Where a new publisher takes a busy stream over (set once, before any session);
     /// unset: nowhere.
     pub takeover: std::cell::OnceCell<Arc<crate::config::TakeoverRule>>,
+    /// How long a stream whose publisher dropped waits for a new one (set once, before any
+    /// session); unset: it ends at once.
+    pub republish_grace: std::cell::OnceCell<Arc<crate::config::GraceRule>>,
     random: Cell<u64>,
 }
 
@@ -321,6 +366,7 @@ impl ShardContext {
             journal: std::cell::OnceCell::new(),
             admission: std::cell::OnceCell::new(),
             takeover: std::cell::OnceCell::new(),
+            republish_grace: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }

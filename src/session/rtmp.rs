@@ -63,6 +63,10 @@ impl SessionFailure for SessionError {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn dropped(&self) -> bool {
+        !matches!(self, SessionError::Refused(_))
+    }
 }
 
 /// Runs one RTMP connection until it closes; logs how it ended.
@@ -82,7 +86,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
             session.context.wire_limit_reached(limit, "RTMP message");
         }
     }
-    super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
+    super::end_or_hold(session.lifecycle, socket, result);
 }
 
 struct Session {

@@ -91,6 +91,10 @@ impl SessionFailure for RtspError {
             _ => {}
         }
     }
+
+    fn dropped(&self) -> bool {
+        !matches!(self, RtspError::Refused(_) | RtspError::UpdateDenied(_))
+    }
 }
 
 /// How a session ended without an error.
@@ -112,6 +116,10 @@ impl SessionEnd for Ending {
 
     fn too_slow(&self) -> bool {
         matches!(self, Ending::Closed(CloseReason::TooSlow))
+    }
+
+    fn dropped(&self) -> bool {
+        matches!(self, Ending::Closed(CloseReason::PeerClosed))
     }
 }
 
@@ -148,7 +156,7 @@ pub async fn run(socket: TcpStream, peer: SocketAddr, conn_id: u64, context: Rc<
     if let Some(udp) = &session.udp {
         udp.close();
     }
-    super::end_session(&mut session.lifecycle, &socket, session.context.hub.stats(), result);
+    super::end_or_hold(session.lifecycle, socket, result);
 }
 
 /// The realm of the 401 challenge.

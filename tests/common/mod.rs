@@ -20,6 +20,8 @@
 //!   receive tag by tag, and raw HTTP exchanges.
 //! - [`rtsp_client`]: ffmpeg and GStreamer publishing and playing over RTSP, ffprobe frame
 //!   counts, and raw RTSP exchanges.
+//! - [`recorder`]: an event sink that keeps every event, for lifecycles driven without a
+//!   server.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -27,6 +29,7 @@
 pub mod hook_peers;
 pub mod http_flv_client;
 pub mod http_receiver;
+pub mod recorder;
 pub mod rtmp_client;
 pub mod rtsp_client;
 
