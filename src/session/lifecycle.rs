@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use super::activity::{Activity, MediaMeter};
 use super::journal::OpenSession;
 use super::limits::LimitKind;
+use super::media_gate::MediaGate;
 use super::terms::Terms;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
@@ -137,6 +138,8 @@ struct Publishing {
     last_timestamp: u32,
     /// The publish_stop event as it accumulates: packets, media bytes and codecs so far.
     totals: PublishStop,
+    /// While the publish is held for `on_media`: what its media showed so far.
+    media_gate: Option<Box<MediaGate>>,
 }
 
 struct Playing {
@@ -296,7 +299,9 @@ impl Lifecycle {
         if let Err(kind) = self.within_limits(&key, true) {
             return self.refuse_over_limit(kind, "publish", &key);
         }
-        let (handle, change, took_over) = match self.take_stream(&key).await {
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
+        let held = self.context.callbacks.asks(Call::Media, app);
+        let (handle, change, took_over) = match self.take_stream(&key, held).await {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(admission) = self.context.admission.get() {
@@ -306,7 +311,7 @@ impl Lifecycle {
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
         };
-        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish start");
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, held, "publish start");
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         if let Some(terms) = &terms {
@@ -327,6 +332,7 @@ impl Lifecycle {
             bytes_in_at_start: self.bytes_in,
             last_timestamp: 0,
             totals: PublishStop::default(),
+            media_gate: held.then(|| Box::new(MediaGate::new(now))),
         }));
         if let Some(p) = &self.publishing {
             self.journal_started(true, &p.name, &p.args);
@@ -347,13 +353,19 @@ impl Lifecycle {
     /// Takes `key` in the hub for this publisher. A busy stream under `takeover` is taken
     /// over: the current publisher is told to leave, and this one waits (at most
     /// [`TAKEOVER_WAIT`]) for the stream to be free. Says whether it took it over.
-    async fn take_stream(&self, key: &str) -> Result<(PublisherHandle, StreamChange, bool), crate::hub::HubError> {
+    /// `held`: taken for `on_media`, live only once it allows ([`Self::admit_media`]).
+    async fn take_stream(
+        &self,
+        key: &str,
+        held: bool,
+    ) -> Result<(PublisherHandle, StreamChange, bool), crate::hub::HubError> {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         let takeover = self.context.takeover.get().is_some_and(|rule| rule.applies(app));
         let deadline = Instant::now() + TAKEOVER_WAIT;
         let mut evicted = false;
         loop {
-            match self.context.hub.publish(key) {
+            let taken = if held { self.context.hub.publish_held(key) } else { self.context.hub.publish(key) };
+            match taken {
                 Ok((handle, change)) => return Ok((handle, change, evicted)),
                 Err(error) if !takeover || Instant::now() >= deadline => return Err(error),
                 Err(_) => {
@@ -510,6 +522,9 @@ impl Lifecycle {
                 return;
             }
         };
+        if let Some(gate) = &mut publishing.media_gate {
+            gate.observe(&packet);
+        }
         if let Some(meter) = self.guard.entry.activity.borrow_mut().as_mut().and_then(|a| a.media.as_mut()) {
             meter.count(Instant::now(), kind, packet.payload.len(), !packet.sequence_header);
         }
@@ -537,6 +552,60 @@ impl Lifecycle {
             channels: info.channels,
             profile: info.profile,
         });
+    }
+
+    /// The publisher declared the tracks it sends (an RTSP ANNOUNCE's media sections), so a
+    /// publish held for `on_media` waits for those.
+    pub fn declare_media(&mut self, video: bool, audio: bool) {
+        if let Some(gate) = self.publishing.as_mut().and_then(|p| p.media_gate.as_mut()) {
+            gate.declare(video, audio);
+        }
+    }
+
+    /// Whether a publish held for `on_media` has shown enough of its media to ask: the driver
+    /// then awaits [`Self::admit_media`] before it reads on.
+    pub fn media_known(&self) -> bool {
+        let gate = self.publishing.as_ref().and_then(|p| p.media_gate.as_ref());
+        gate.is_some_and(|gate| gate.is_known(Instant::now()))
+    }
+
+    /// Asks `on_media` about the held publish's media. Allowed, the stream goes live: its
+    /// players get what was held, from the sequence headers and the current GOP's keyframe on.
+    /// Refused, nothing was ever shown to a player: `auth_failed` says why, and the driver
+    /// ends the publish with the refusal (its `publish_stop` and `connection_close` give it).
+    pub async fn admit_media(&mut self) -> Admission {
+        let Some(gate) = self.publishing.as_mut().and_then(|p| p.media_gate.take()) else {
+            return Admission::Admitted;
+        };
+        let fields = gate.describe().form_fields();
+        let Some(p) = &self.publishing else { return Admission::Admitted };
+        let client = self.client_info(&p.name, &p.args);
+        let decision = self.context.callbacks.decide(Call::Media, &client, &fields).await;
+        let terms = match decision {
+            Decision::Deny { reason } => {
+                let refusal = self.refuse(Call::Media, reason, "");
+                if let Admission::Refused(refusal) = &refusal {
+                    self.ended_by = Some(refusal.to_string());
+                }
+                return refusal;
+            }
+            Decision::Limited(terms) => Some(terms),
+            Decision::Allow | Decision::Rename(_) => None,
+        };
+        if let Some(terms) = terms {
+            // A publish already started has its name: only the limits apply.
+            self.accept_terms(Call::Media, &terms);
+            if let Some(held) = &mut self.terms
+                && terms.max_bitrate_kbps.is_some()
+            {
+                held.start_publish(Instant::now());
+            }
+        }
+        if let Some(p) = &self.publishing {
+            info!(conn_id = self.conn_id(), stream = %p.handle.key(), "on_media allowed: the stream is live");
+            p.handle.go_live();
+        }
+        Admission::Admitted
     }
 
     /// When the timers next want [`Self::handle_timeout`]: the next update (none while

@@ -278,7 +278,8 @@ impl Session {
     }
 
     /// Acts on one event. A connect, publish or play is returned as the admission to await
-    /// (it asks a callback); everything else is done at once. The admissions hold a request
+    /// (it asks a callback), as is the media that makes a held publish's media known
+    /// (`on_media`); everything else is done at once. The admissions hold a request
     /// while they wait: boxed, they cost an allocation per request instead of a larger future
     /// for every connection, idle ones included (mimalloc rounds a task up to its size class).
     fn act(&mut self, event: Event) -> Option<Pin<Box<dyn Future<Output = ()> + '_>>> {
@@ -303,7 +304,19 @@ impl Session {
                 self.closing = Some(format!("refused: {refusal}"));
             }
         }
-        None
+        // A publish held for `on_media` asks once its media is known; nothing more is read
+        // (it waits in the socket) until the answer.
+        self.lifecycle.media_known().then(|| Box::pin(self.on_media()) as Pin<Box<dyn Future<Output = ()> + '_>>)
+    }
+
+    /// Asks `on_media`; a refusal withdraws the publish as a refused publish is refused.
+    async fn on_media(&mut self) {
+        if let Admission::Refused(refusal) = self.lifecycle.admit_media().await {
+            let key = self.lifecycle.entry().stream.borrow().clone();
+            let name = key.split_once('/').map_or(key.as_str(), |(_, name)| name);
+            self.conn.borrow_mut().revoke_publish(name, &refusal.to_string());
+            self.closing = Some(refusal.to_string());
+        }
     }
 
     async fn on_connect(&mut self, info: ConnectInfo) {

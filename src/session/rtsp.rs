@@ -264,6 +264,10 @@ impl Session {
                             if self.datagrams() {
                                 deadline = tokio::time::Instant::now() + timeout;
                             }
+                            // The read stays pending while `on_media` is asked.
+                            if let Some(ending) = self.decide_media(false).await? {
+                                return Ok(ending);
+                            }
                         }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
@@ -313,7 +317,7 @@ impl Session {
             let ending = match event {
                 Event::Interleaved { channel, payload } => {
                     self.interleaved(channel, payload);
-                    None
+                    self.decide_media(false).await?
                 }
                 Event::KeepAlive => None,
                 Event::Describe(info) => self.describe(info).await,
@@ -326,10 +330,7 @@ impl Session {
                     self.play().await?;
                     None
                 }
-                Event::Record(_) => {
-                    self.record();
-                    None
-                }
+                Event::Record(_) => self.record().await?,
                 Event::Pause(_) => {
                     self.pause();
                     self.connection.accept();
@@ -643,24 +644,54 @@ impl Session {
         }
     }
 
-    /// RECORD: the hub gets the announced sequence headers first.
-    fn record(&mut self) {
+    /// RECORD: the hub gets the announced sequence headers first. A publish held for
+    /// `on_media` whose headers make its media known is asked before RECORD is answered, so
+    /// a refusal is RECORD's `403`.
+    async fn record(&mut self) -> Result<Option<Ending>, RtspError> {
         let Some(publishing) = self.publishing.as_mut() else {
             self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
-            return;
+            return Ok(None);
         };
         if !publishing.recording {
             publishing.recording = true;
+            let kinds = |kind: MediaKind| publishing.tracks.iter().any(|track| track.codec.kind() == kind);
+            let (video, audio) = (kinds(MediaKind::Video), kinds(MediaKind::Audio));
             let headers: Vec<(PacketKind, Vec<u8>)> = publishing
                 .tracks
                 .iter()
                 .filter_map(|track| Some((packet_kind(track.codec.kind()), track.codec.sequence_header()?)))
                 .collect();
+            self.lifecycle.declare_media(video, audio);
             for (kind, header) in headers {
                 self.lifecycle.media(kind, 0, Bytes::from(header));
             }
+            if let Some(ending) = self.decide_media(true).await? {
+                return Ok(Some(ending));
+            }
         }
         self.connection.accept();
+        Ok(None)
+    }
+
+    /// Asks `on_media` when a held publish's media just became known, beside shutdown and
+    /// kicks. Refused, the session ends: with `403` to the RECORD that waits (`recording`),
+    /// else by closing the connection, the one thing a recording client hears mid-stream.
+    async fn decide_media(&mut self, recording: bool) -> Result<Option<Ending>, RtspError> {
+        if !self.lifecycle.media_known() {
+            return Ok(None);
+        }
+        let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
+        let admission = tokio::select! {
+            admission = self.lifecycle.admit_media() => admission,
+            _ = context.shutdown.wait() => return Ok(Some(Ending::Closed(CloseReason::Shutdown))),
+            _ = entry.kicked() => return Ok(Some(Ending::Closed(CloseReason::AdminKick))),
+        };
+        let Admission::Refused(refusal) = admission else { return Ok(None) };
+        if recording {
+            self.connection.reject(Status::FORBIDDEN);
+            self.flush().await?;
+        }
+        Err(RtspError::Refused(refusal.to_string()))
     }
 
     /// An interleaved frame: a publisher's RTP becomes hub packets; RTCP (receiver reports
