@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::hooks::media::{MediaDescription, TrackDescription};
 use crate::hub::{Packet, PacketKind};
 use crate::protocol::amf0::{self, Amf0Value};
-use crate::protocol::codec::{Codec, CodecInfo};
+use crate::protocol::codec::{AvcDecoderConfig, Codec, CodecInfo};
 use crate::protocol::flv::{self, MediaKind};
 
 /// How long a publish whose declared tracks have not all shown up is held before `on_media`
@@ -53,6 +53,8 @@ struct Track {
     /// From its sequence header, else from its first frame (codec only, for codecs that
     /// have a header).
     info: Option<CodecInfo>,
+    /// What an H.264 sequence header's SPS timing states.
+    sps_frame_rate: Option<f64>,
     /// Its configuration is here: a sequence header, or a frame of a codec that has none.
     configured: bool,
     frames: u64,
@@ -67,6 +69,7 @@ impl Track {
     fn observe(&mut self, kind: MediaKind, packet: &Packet) {
         if packet.sequence_header {
             if let Ok(info) = flv::parse_codec_info(kind, &packet.payload) {
+                self.sps_frame_rate = sps_frame_rate(info.codec, &packet.payload);
                 self.info = Some(info);
                 self.configured = true;
             }
@@ -105,6 +108,15 @@ impl Track {
         let bitrate_kbps = stated_kbps.map(|kbps| kbps.round() as u64).or_else(|| self.measured_kbps());
         Some(TrackDescription { info: self.info.clone()?, frame_rate, bitrate_kbps })
     }
+}
+
+/// The frame rate an H.264 sequence header's SPS states in its VUI timing.
+fn sps_frame_rate(codec: Codec, header: &[u8]) -> Option<f64> {
+    if codec != Codec::H264 {
+        return None;
+    }
+    let tag = flv::parse_video_tag(header).ok()?;
+    AvcDecoderConfig::parse(tag.payload).ok()?.sps_info().frame_rate()
 }
 
 /// Codecs whose frames need a configuration record first: a frame of one says only its codec.
@@ -171,10 +183,12 @@ impl MediaGate {
         one_track_then_keyframe || now.saturating_duration_since(self.started) >= MEDIA_WAIT
     }
 
-    /// What `on_media` is told: each track that showed up, its frame rate and bitrate as
-    /// stated (onMetaData) or else measured over the frames that arrived.
+    /// What `on_media` is told: each track that showed up, its frame rate as onMetaData or
+    /// else the SPS states it, or else measured over the frames that arrived, and its bitrate
+    /// as onMetaData states it or else measured.
     pub fn describe(&self) -> MediaDescription {
-        let frame_rate = self.stated.frame_rate.or_else(|| self.video.measured_frame_rate());
+        let frame_rate =
+            (self.stated.frame_rate).or(self.video.sps_frame_rate).or_else(|| self.video.measured_frame_rate());
         MediaDescription {
             video: self.video.describe(frame_rate, self.stated.video_kbps),
             audio: self.audio.describe(None, self.stated.audio_kbps),
@@ -239,13 +253,15 @@ mod tests {
     }
 
     #[test]
-    fn a_declared_single_track_needs_only_its_header() {
+    fn a_declared_single_track_needs_only_its_header_and_its_sps_gives_the_frame_rate() {
         let start = Instant::now();
         let mut gate = MediaGate::new(start);
         gate.declare(true, false);
         gate.observe(&avc_header());
         assert!(gate.is_known(start));
-        assert_eq!(gate.describe().audio, None);
+        let described = gate.describe();
+        assert_eq!(described.audio, None);
+        assert_eq!(described.video.and_then(|video| video.frame_rate), Some(30.0), "libx264's VUI timing");
     }
 
     #[test]
@@ -261,7 +277,9 @@ mod tests {
             gate.observe(&video_frame(n * 40, false, 5000));
         }
         let video = gate.describe().video.expect("video");
-        assert_eq!((video.frame_rate, video.bitrate_kbps), (Some(25.0), Some(1000)));
+        assert_eq!(video.bitrate_kbps, Some(1000));
+        assert_eq!(video.frame_rate, Some(30.0), "the SPS's timing before a measurement");
+        assert_eq!(gate.video.measured_frame_rate(), Some(25.0));
     }
 
     #[test]

@@ -97,6 +97,9 @@ struct Session {
     out: Vec<u8>,
     /// Set when the session should close once its output is flushed.
     closing: Option<String>,
+    /// The closing refuses a publish already under way (`on_media`): its media is read and
+    /// dropped a while before the close ([`Session::drain_before_close`]).
+    revoked: bool,
 }
 
 impl Session {
@@ -114,6 +117,7 @@ impl Session {
             output: None,
             out: Vec::new(),
             closing: None,
+            revoked: false,
         }
     }
 
@@ -201,6 +205,9 @@ impl Session {
             }
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
+                if self.revoked {
+                    self.drain_before_close().await;
+                }
                 return Err(SessionError::Refused(reason));
             }
         }
@@ -316,6 +323,7 @@ impl Session {
             let name = key.split_once('/').map_or(key.as_str(), |(_, name)| name);
             self.conn.borrow_mut().revoke_publish(name, &refusal.to_string());
             self.closing = Some(refusal.to_string());
+            self.revoked = true;
         }
     }
 
@@ -393,6 +401,21 @@ impl Session {
         self.closing = Some(closing);
     }
 
+    /// Reads and drops what a publisher whose publish was refused mid-stream still sends, until
+    /// it closes or [`REVOKED_LINGER`] passes. Closing with its media unread would reset the
+    /// connection, and the reset can destroy the refusal before the encoder reads it (ffmpeg
+    /// looks for server messages between its writes): it would see a broken pipe, not why.
+    async fn drain_before_close(&mut self) {
+        let (socket, mut reader) = (self.socket.clone(), ReadBuffer::new(MIN_DRAIN_READ));
+        let deadline = tokio::time::Instant::now() + REVOKED_LINGER;
+        while let Ok(Ok(input)) = tokio::time::timeout_at(deadline, reader.read(&socket)).await {
+            if input.is_empty() {
+                return;
+            }
+            self.lifecycle.count_in(input.len());
+        }
+    }
+
     /// Sends what the protocol produced. Once a writer task exists it is the only writer,
     /// so the reader only wakes it.
     async fn flush(&mut self) -> Result<(), SessionError> {
@@ -419,6 +442,12 @@ impl Session {
         Ok(())
     }
 }
+
+/// How long a publisher refused mid-stream is read (and ignored) before its connection closes:
+/// long enough for an encoder to read the refusal between two of its writes.
+const REVOKED_LINGER: Duration = Duration::from_secs(2);
+/// First read size of that draining: the media it reads is dropped.
+const MIN_DRAIN_READ: usize = 16 * 1024;
 
 /// Largest reply buffer a session keeps between writes: an idle connection holds it, so the
 /// 3 KiB handshake reply's buffer must not stay.
