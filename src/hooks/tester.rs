@@ -442,6 +442,22 @@ mod tests {
         assert_eq!(parse_call("play").unwrap(), Call::Play);
         assert_eq!(parse_call("update_publish").unwrap(), Call::UpdatePublish);
         assert!(parse_call("unpublish").unwrap_err().contains("publish_done"));
+        assert_eq!(parse_call("media").unwrap(), Call::Media);
+    }
+
+    #[test]
+    fn the_media_sample_describes_both_tracks() {
+        let (client, extra) = sample_client(Call::Media);
+        let fields = super::super::callback::form_fields(Call::Media, &client, &extra);
+        let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(
+            (get("call"), get("name"), get("width"), get("frame_rate")),
+            (Some("media"), Some("test"), Some("1280"), Some("30"))
+        );
+        assert_eq!(
+            (get("audio_codec"), get("sample_rate"), get("audio_bitrate_kbps")),
+            (Some("aac"), Some("44100"), Some("128"))
+        );
     }
 
     #[test]

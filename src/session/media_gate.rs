@@ -252,12 +252,21 @@ mod tests {
         assert_eq!(audio.bitrate_kbps, None, "0 states nothing, and no audio frame was measured");
     }
 
-    #[test]
-    fn a_declared_single_track_needs_only_its_header_and_its_sps_gives_the_frame_rate() {
+    /// A gate started now that saw the publisher declare `declared` (if it did) and then its
+    /// H.264 sequence header.
+    fn after_video_header(declared: Option<(bool, bool)>) -> (Instant, MediaGate) {
         let start = Instant::now();
         let mut gate = MediaGate::new(start);
-        gate.declare(true, false);
+        if let Some((video, audio)) = declared {
+            gate.declare(video, audio);
+        }
         gate.observe(&avc_header());
+        (start, gate)
+    }
+
+    #[test]
+    fn a_declared_single_track_needs_only_its_header_and_its_sps_gives_the_frame_rate() {
+        let (start, gate) = after_video_header(Some((true, false)));
         assert!(gate.is_known(start));
         let described = gate.describe();
         assert_eq!(described.audio, None);
@@ -266,9 +275,7 @@ mod tests {
 
     #[test]
     fn undeclared_video_only_is_known_at_its_first_keyframe_and_measured() {
-        let start = Instant::now();
-        let mut gate = MediaGate::new(start);
-        gate.observe(&avc_header());
+        let (start, mut gate) = after_video_header(None);
         assert!(!gate.is_known(start), "audio may follow until a frame shows it will not");
         gate.observe(&video_frame(0, true, 5000));
         assert!(gate.is_known(start));
@@ -284,10 +291,7 @@ mod tests {
 
     #[test]
     fn the_wait_ends_with_what_is_there() {
-        let start = Instant::now();
-        let mut gate = MediaGate::new(start);
-        gate.declare(true, true);
-        gate.observe(&avc_header());
+        let (start, mut gate) = after_video_header(Some((true, true)));
         gate.observe(&video_frame(0, true, 100));
         assert!(!gate.is_known(start + Duration::from_millis(1999)), "declared audio is waited for");
         assert!(gate.is_known(start + MEDIA_WAIT));
