@@ -554,6 +554,12 @@ impl Lifecycle {
         });
     }
 
+    /// Why the lifecycle itself ended the session (a reply's term, `on_media`'s refusal), once
+    /// it did.
+    pub fn ended_by(&self) -> Option<&str> {
+        self.ended_by.as_deref()
+    }
+
     /// The publisher declared the tracks it sends (an RTSP ANNOUNCE's media sections), so a
     /// publish held for `on_media` waits for those.
     pub fn declare_media(&mut self, video: bool, audio: bool) {

@@ -97,9 +97,6 @@ struct Session {
     out: Vec<u8>,
     /// Set when the session should close once its output is flushed.
     closing: Option<String>,
-    /// The closing refuses a publish already under way (`on_media`): its media is read and
-    /// dropped a while before the close ([`Session::drain_before_close`]).
-    revoked: bool,
 }
 
 impl Session {
@@ -117,7 +114,6 @@ impl Session {
             output: None,
             out: Vec::new(),
             closing: None,
-            revoked: false,
         }
     }
 
@@ -205,8 +201,9 @@ impl Session {
             }
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
-                if self.revoked {
-                    self.drain_before_close().await;
+                if self.lifecycle.ended_by().is_some() {
+                    // A publish refused under way (`on_media`); boxed, as the admissions are.
+                    Box::pin(self.drain_before_close()).await;
                 }
                 return Err(SessionError::Refused(reason));
             }
@@ -323,7 +320,6 @@ impl Session {
             let name = key.split_once('/').map_or(key.as_str(), |(_, name)| name);
             self.conn.borrow_mut().revoke_publish(name, &refusal.to_string());
             self.closing = Some(refusal.to_string());
-            self.revoked = true;
         }
     }
 

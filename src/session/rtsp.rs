@@ -264,10 +264,6 @@ impl Session {
                             if self.datagrams() {
                                 deadline = tokio::time::Instant::now() + timeout;
                             }
-                            // The read stays pending while `on_media` is asked.
-                            if let Some(ending) = self.decide_media(false).await? {
-                                return Ok(ending);
-                            }
                         }
                         _ = self.context.shutdown.wait() => return Ok(Ending::Closed(CloseReason::Shutdown)),
                         _ = entry.kicked() => return Ok(Ending::Closed(CloseReason::AdminKick)),
@@ -317,7 +313,7 @@ impl Session {
             let ending = match event {
                 Event::Interleaved { channel, payload } => {
                     self.interleaved(channel, payload);
-                    self.decide_media(false).await?
+                    None
                 }
                 Event::KeepAlive => None,
                 Event::Describe(info) => self.describe(info).await,
@@ -645,8 +641,8 @@ impl Session {
     }
 
     /// RECORD: the hub gets the announced sequence headers first. A publish held for
-    /// `on_media` whose headers make its media known is asked before RECORD is answered, so
-    /// a refusal is RECORD's `403`.
+    /// `on_media` is asked then, before RECORD is answered, with what the ANNOUNCE declared
+    /// (its tracks, and the sequence headers its SDP carries): a refusal is RECORD's `403`.
     async fn record(&mut self) -> Result<Option<Ending>, RtspError> {
         let Some(publishing) = self.publishing.as_mut() else {
             self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
@@ -665,7 +661,7 @@ impl Session {
             for (kind, header) in headers {
                 self.lifecycle.media(kind, 0, Bytes::from(header));
             }
-            if let Some(ending) = self.decide_media(true).await? {
+            if let Some(ending) = Box::pin(self.decide_media()).await? {
                 return Ok(Some(ending));
             }
         }
@@ -673,13 +669,11 @@ impl Session {
         Ok(None)
     }
 
-    /// Asks `on_media` when a held publish's media just became known, beside shutdown and
-    /// kicks. Refused, the session ends: with `403` to the RECORD that waits (`recording`),
-    /// else by closing the connection, the one thing a recording client hears mid-stream.
-    async fn decide_media(&mut self, recording: bool) -> Result<Option<Ending>, RtspError> {
-        if !self.lifecycle.media_known() {
-            return Ok(None);
-        }
+    /// Asks `on_media` about a held publish (nothing for one that is not held), beside
+    /// shutdown and kicks; boxed by its caller, as the admissions are, so that no session's
+    /// future carries the callback's state. Refused, RECORD is answered `403` and the session
+    /// ends.
+    async fn decide_media(&mut self) -> Result<Option<Ending>, RtspError> {
         let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
         let admission = tokio::select! {
             admission = self.lifecycle.admit_media() => admission,
@@ -687,10 +681,8 @@ impl Session {
             _ = entry.kicked() => return Ok(Some(Ending::Closed(CloseReason::AdminKick))),
         };
         let Admission::Refused(refusal) = admission else { return Ok(None) };
-        if recording {
-            self.connection.reject(Status::FORBIDDEN);
-            self.flush().await?;
-        }
+        self.connection.reject(Status::FORBIDDEN);
+        self.flush().await?;
         Err(RtspError::Refused(refusal.to_string()))
     }
 
