@@ -98,6 +98,7 @@ impl NotifyOverlay {
                 "on_publish_done" => merged.on_publish_done = app.on_publish_done.clone(),
                 "on_play_done" => merged.on_play_done = app.on_play_done.clone(),
                 "on_update" => merged.on_update = app.on_update.clone(),
+                "on_media" => merged.on_media = app.on_media.clone(),
                 "update_strict" => merged.update_strict = app.update_strict,
                 "timeout" => merged.timeout = app.timeout,
                 "on_error" => merged.on_error = app.on_error,
@@ -192,6 +193,7 @@ fn callback_lines(notify: &NotifyConfig, own: &[&str]) -> Vec<String> {
         ("on_publish_done", &notify.on_publish_done),
         ("on_play_done", &notify.on_play_done),
         ("on_update", &notify.on_update),
+        ("on_media", &notify.on_media),
     ];
     slots
         .iter()

@@ -89,6 +89,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
     "on_publish_done",
     "on_play_done",
     "on_update",
+    "on_media",
     "update_interval",
     "update_strict",
     "url",
@@ -351,6 +352,9 @@ fn read_notify(notify: &mut NotifyConfig, table: &Section<'_>, per_app: bool) ->
     notify.on_publish_done = url("on_publish_done")?;
     notify.on_play_done = url("on_play_done")?;
     notify.on_update = url("on_update")?;
+    // Not among what `url` fills: a shared endpoint written before on_media existed would
+    // start holding every publish, and be asked a call it does not know.
+    notify.on_media = url("on_media")?;
     // `url` is the bintu-style shorthand: one endpoint for every callback not given its own.
     if let Some(shared) = url("url")? {
         for (key, slot) in [

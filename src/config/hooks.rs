@@ -211,6 +211,9 @@ pub struct NotifyConfig {
     pub on_play_done: Option<String>,
     /// Told every `update_interval` while publishing or playing (`call=update_publish|update_play`).
     pub on_update: Option<String>,
+    /// Asked once per publish when its media is known, before any player gets a frame
+    /// (`call=media`). Not filled by `url`: it holds every publish until it answers.
+    pub on_media: Option<String>,
     /// Period of `on_update`; at least 1s so a typo cannot turn it into a request flood.
     pub update_interval: Duration,
     /// `true`: a non-2xx reply to `on_update` ends the session (bintu style revocation).
@@ -247,6 +250,7 @@ impl Default for NotifyConfig {
             on_publish_done: None,
             on_play_done: None,
             on_update: None,
+            on_media: None,
             update_interval: Duration::from_secs(30),
             update_strict: false,
             timeout: Duration::from_secs(5),
@@ -271,6 +275,7 @@ impl NotifyConfig {
             &self.on_publish_done,
             &self.on_play_done,
             &self.on_update,
+            &self.on_media,
         ]
         .iter()
         .any(|url| url.is_some())

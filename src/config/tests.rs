@@ -1023,6 +1023,7 @@ fn example_with_everything_uncommented_is_valid_and_states_the_defaults() {
         on_publish_done: url("on_publish_done"),
         on_play_done: url("on_play_done"),
         on_update: url("on_update"),
+        on_media: url("on_media"),
         secret: Some(Secret::parse(SECRET).unwrap()),
         ..NotifyConfig::default()
     };

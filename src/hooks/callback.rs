@@ -44,6 +44,8 @@ pub enum Call {
     PlayDone,
     UpdatePublish,
     UpdatePlay,
+    /// A publisher's media is known: may players have it? (docs/hooks.md, "Media admission")
+    Media,
 }
 
 impl Call {
@@ -57,6 +59,7 @@ impl Call {
             Call::PlayDone => "play_done",
             Call::UpdatePublish => "update_publish",
             Call::UpdatePlay => "update_play",
+            Call::Media => "media",
         }
     }
 }
@@ -262,6 +265,7 @@ impl Callbacks {
             Call::PublishDone => &notify.on_publish_done,
             Call::PlayDone => &notify.on_play_done,
             Call::UpdatePublish | Call::UpdatePlay => &notify.on_update,
+            Call::Media => &notify.on_media,
         };
         url.as_deref()
     }

@@ -185,6 +185,14 @@ impl CallbackLane {
         Box::pin(self.call(&callbacks, request, cache_key)).await
     }
 
+    /// Whether `call` is asked of a client of `app`: its callback set has an endpoint for it,
+    /// in a dialect that sends it. A publish waits for `on_media` only then.
+    pub fn asks(&self, call: Call, app: &str) -> bool {
+        self.callbacks
+            .for_app(app)
+            .is_some_and(|callbacks| callbacks.url(call).is_some() && dialect::sends(callbacks.notify.dialect, call))
+    }
+
     /// Tells the done callbacks that a publish or play ended.
     pub fn tell_done(self: &Rc<Self>, publish: bool, client: &ClientInfo, extra: &[(&str, String)]) {
         let specific = if publish { Call::PublishDone } else { Call::PlayDone };

@@ -33,6 +33,12 @@ pub fn request(
     Some(request)
 }
 
+/// Whether `dialect` sends `call` at all: a call its peer has no counterpart for is not sent
+/// (docs/hooks.md's table), and a session need not wait for what it would decide.
+pub fn sends(dialect: Dialect, call: Call) -> bool {
+    dialect == Dialect::Nginx || json_body(dialect, call, &ClientInfo::default(), &[], "").is_some()
+}
+
 /// What an answer means in `dialect`: an allowing one may carry session terms in a JSON body
 /// ([`super::reply_terms`]), whatever the dialect.
 pub fn decide(dialect: Dialect, answer: &Answer) -> Decision {
@@ -101,7 +107,7 @@ fn srs(call: Call, client: &ClientInfo, extra: &[(&str, String)], server_id: &st
         Call::Play => "on_play",
         Call::PlayDone => "on_stop",
         Call::Done => "on_close",
-        Call::UpdatePublish | Call::UpdatePlay => return None,
+        Call::UpdatePublish | Call::UpdatePlay | Call::Media => return None,
     };
     let mut body = json!({
         "server_id": server_id,
@@ -298,5 +304,15 @@ mod tests {
         let body = mediamtx(Call::Publish, &client(), &[]).unwrap();
         assert_eq!((body["user"].as_str(), body["token"].as_str()), (Some("u"), Some("t")));
         assert!(mediamtx(Call::Connect, &client(), &[]).is_none());
+    }
+
+    #[test]
+    fn on_media_is_sent_in_the_nginx_form_only() {
+        assert!(sends(Dialect::Nginx, Call::Media));
+        for dialect in [Dialect::Srs, Dialect::Mediamtx, Dialect::Zlmediakit] {
+            assert!(!sends(dialect, Call::Media), "{dialect}");
+            assert!(sends(dialect, Call::Publish), "{dialect}");
+        }
+        assert!(!sends(Dialect::Srs, Call::UpdatePlay));
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! - [`tester`]: `ringcast hooks test`, one sample event or callback sent from the command
 //!   line, and the `hooks` command line -> `replay_command`, `callback_pool`, `dialect`,
-//!   `callback`, `webhook`, `format`, `event`, `clock`.
+//!   `callback`, `media`, `webhook`, `format`, `event`, `clock`.
 //! - [`replay_command`]: `ringcast hooks replay`, asked of the running server's admin API
 //!   -> `outbox` (the time forms), `agent`, `clock`.
 //! - [`dispatch`]: the sink dispatcher thread, its queues and retry timers -> `mod.rs`
@@ -47,12 +47,14 @@
 //! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
 //! - [`format`]: an event's body in each format -> `reserved`, `event`.
 //! - [`drop_log`]: the drop counts logged once a second -> `event`.
+//! - [`media`]: what `on_media` is told of a publisher's media, and its form fields (a
+//!   leaf; its codec descriptions are `protocol::codec`'s).
 //! - [`agent`]: the HTTP agent blocking requests share (`User-Agent`, TLS trust) -> `resolver`.
 //! - Leaves: [`reply_terms`] (session terms a JSON reply sets), [`callback_cache`] (decisions kept for their `max-age`), [`event`] (the event model), [`reserved`] (field names a client may not set),
 //!   [`sign`], [`resolver`], [`metrics`] (latency histogram), [`clock`].
 //!
 //! Outside `hooks/`, this layer imports `config` (the hook settings), `protocol::http` (the
-//! plain-HTTP callback codec) and `redact`.
+//! plain-HTTP callback codec), `protocol::codec` (what `on_media` describes) and `redact`.
 
 pub mod agent;
 pub mod callback;
@@ -65,6 +67,7 @@ pub mod dispatch;
 pub mod drop_log;
 pub mod event;
 pub mod format;
+pub mod media;
 pub mod metrics;
 pub mod nats;
 pub mod outbox;

@@ -18,10 +18,12 @@ use serde_json::{Map, Value, json};
 use super::callback::{Answer, Call, Callbacks, ClientInfo, Decision};
 use super::callback_pool::CallbackPool;
 use super::event::{Event, EventIds, EventType, Protocol};
+use super::media::{MediaDescription, TrackDescription};
 use super::replay_command::{ReplayArgs, ReplayFailure};
 use super::webhook::{self, Attempt, WebhookTarget};
 use super::{clock, dialect, format};
 use crate::config::{Config, NotifyConfig, Secret, Signature, WebhookConfig, WebhookFormat, parse_duration, parse_url};
+use crate::protocol::codec::{Codec, CodecInfo};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,7 +52,7 @@ struct TestArgs {
     /// An event type to send as a webhook would (publish_start, connection_close, ...)
     #[arg(long, value_name = "TYPE")]
     event: Option<String>,
-    /// A callback to ask: connect, publish, play, publish_done, play_done, done, update_publish, update_play
+    /// A callback to ask: connect, publish, play, publish_done, play_done, done, update_publish, update_play, media
     #[arg(long, value_name = "CALL")]
     callback: Option<String>,
     /// Webhook body format: envelope, flat, form or dolby [default: envelope]
@@ -255,7 +257,7 @@ fn print_answer(answer: &Answer, took: Duration) {
 }
 
 fn parse_call(text: &str) -> Result<Call, String> {
-    const CALLS: [Call; 8] = [
+    const CALLS: [Call; 9] = [
         Call::Connect,
         Call::Publish,
         Call::Play,
@@ -264,6 +266,7 @@ fn parse_call(text: &str) -> Result<Call, String> {
         Call::Done,
         Call::UpdatePublish,
         Call::UpdatePlay,
+        Call::Media,
     ];
     CALLS.into_iter().find(|call| call.as_str() == text).ok_or_else(|| {
         let names: Vec<&str> = CALLS.iter().map(|call| call.as_str()).collect();
@@ -281,6 +284,7 @@ fn set_url(notify: &mut NotifyConfig, call: Call, url: String) {
         Call::PublishDone => &mut notify.on_publish_done,
         Call::PlayDone => &mut notify.on_play_done,
         Call::UpdatePublish | Call::UpdatePlay => &mut notify.on_update,
+        Call::Media => &mut notify.on_media,
     };
     *slot = Some(url);
 }
@@ -314,8 +318,31 @@ fn sample_client(call: Call) -> (ClientInfo, Vec<(&'static str, String)>) {
         Call::Done | Call::PublishDone | Call::PlayDone => done(),
         Call::UpdatePublish => vec![("time", "30".into()), ("timestamp", "29960".into())],
         Call::UpdatePlay => vec![("time", "30".into()), ("timestamp", "30012".into())],
+        Call::Media => sample_media().form_fields(),
     };
     (client, extra)
+}
+
+/// The media of the sample publisher: what `ffmpeg -f lavfi -i testsrc2=size=1280x720:rate=30
+/// -c:v libx264 -b:v 2500k -c:a aac -b:a 128k` sends, as onMetaData and its headers say it.
+fn sample_media() -> MediaDescription {
+    let video = CodecInfo {
+        profile: Some("High"),
+        level: Some("3.1".into()),
+        width: Some(1280),
+        height: Some(720),
+        ..CodecInfo::codec_only(Codec::H264)
+    };
+    let audio = CodecInfo {
+        profile: Some("LC"),
+        sample_rate: Some(44_100),
+        channels: Some(2),
+        ..CodecInfo::codec_only(Codec::Aac)
+    };
+    MediaDescription {
+        video: Some(TrackDescription { info: video, frame_rate: Some(30.0), bitrate_kbps: Some(2500) }),
+        audio: Some(TrackDescription { info: audio, frame_rate: None, bitrate_kbps: Some(128) }),
+    }
 }
 
 /// A sample event of `event_type`, its data the examples of docs/hooks.md.
@@ -419,6 +446,22 @@ mod tests {
         assert_eq!(parse_call("play").unwrap(), Call::Play);
         assert_eq!(parse_call("update_publish").unwrap(), Call::UpdatePublish);
         assert!(parse_call("unpublish").unwrap_err().contains("publish_done"));
+        assert_eq!(parse_call("media").unwrap(), Call::Media);
+    }
+
+    #[test]
+    fn the_media_sample_describes_both_tracks() {
+        let (client, extra) = sample_client(Call::Media);
+        let fields = super::super::callback::form_fields(Call::Media, &client, &extra);
+        let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(
+            (get("call"), get("name"), get("width"), get("frame_rate")),
+            (Some("media"), Some("test"), Some("1280"), Some("30"))
+        );
+        assert_eq!(
+            (get("audio_codec"), get("sample_rate"), get("audio_bitrate_kbps")),
+            (Some("aac"), Some("44100"), Some("128"))
+        );
     }
 
     #[test]

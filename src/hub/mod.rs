@@ -299,12 +299,8 @@ impl Hub {
         self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes `shard` the publisher of `key`; returns the other shards with players.
-    fn claim_publisher(
-        &self,
-        key: &Arc<str>,
-        shard: usize,
-    ) -> Result<(Vec<usize>, StreamChange, Arc<Eviction>), HubError> {
+    /// Makes `shard` the publisher of `key`.
+    fn claim_publisher(&self, key: &Arc<str>, shard: usize) -> Result<(StreamChange, Arc<Eviction>), HubError> {
         let mut streams = self.lock();
         let created = !streams.contains_key(key);
         let entry = streams.entry(key.clone()).or_default();
@@ -314,9 +310,14 @@ impl Hub {
         entry.publisher = Some(shard);
         let eviction = Arc::new(Eviction::default());
         entry.eviction = Some(eviction.clone());
-        let others = entry.shards.iter().copied().filter(|&s| s != shard).collect();
         let change = StreamChange { created, deleted: false, players: entry.players, live: true };
-        Ok((others, change, eviction))
+        Ok((change, eviction))
+    }
+
+    /// The shards besides `shard` that hold `key` (players waiting or watching).
+    fn other_shards(&self, key: &str, shard: usize) -> Vec<usize> {
+        let streams = self.lock();
+        streams.get(key).map(|entry| entry.shards.iter().copied().filter(|&s| s != shard).collect()).unwrap_or_default()
     }
 
     /// Tells the publisher of `key`, if any, that a new one takes the stream over; it leaves
@@ -466,12 +467,19 @@ impl LocalStream {
     /// What a player that starts now gets first: the cached sequence headers and GOP, and
     /// whether the stream has video (audio-only streams start on any frame).
     pub fn cached_start(&self) -> (Vec<Rc<Packet>>, bool) {
+        if !self.is_live() {
+            // A held publish's cache is for after its go-live, not for players now.
+            return (Vec::new(), false);
+        }
         let cache = self.cache.borrow();
         (cache.snapshot().cloned().collect(), cache.has_video())
     }
 
     /// The stream's latest video and audio sequence headers, as cached here.
     pub fn sequence_headers(&self) -> (Option<Rc<Packet>>, Option<Rc<Packet>>) {
+        if !self.is_live() {
+            return (None, None);
+        }
         self.cache.borrow().sequence_headers()
     }
 }
@@ -569,43 +577,47 @@ impl ShardHub {
 
     /// Starts publishing `key` from this shard.
     pub fn publish(self: &Rc<Self>, key: &str) -> Result<(PublisherHandle, StreamChange), HubError> {
+        let (handle, change) = self.publish_held(key)?;
+        handle.go_live();
+        Ok((handle, change))
+    }
+
+    /// Takes `key` for a publisher from this shard without making it live yet: a second
+    /// publisher is refused (or takes it over) as usual, but what this one sends is only
+    /// cached (metadata, sequence headers and the current GOP, within `gop_cache_bytes`)
+    /// until [`PublisherHandle::go_live`]. Players of the stream, here or on other shards,
+    /// see nothing of it meanwhile: no "published" notice, no packet, no cached start.
+    pub fn publish_held(self: &Rc<Self>, key: &str) -> Result<(PublisherHandle, StreamChange), HubError> {
         let key_arc: Arc<str> = Arc::from(key);
-        let (others, change, eviction) = self.hub.claim_publisher(&key_arc, self.shard)?;
+        let (change, eviction) = self.hub.claim_publisher(&key_arc, self.shard)?;
         let stream = self.local_stream(key);
-        self.start_stream(&stream, &[], true);
-        Ok((self.take_publisher_role(stream, others, eviction, false), change))
+        stream.cache.borrow_mut().clear();
+        Ok((self.take_publisher_role(stream, eviction), change))
     }
 
     /// Adopts `key` from its parked publisher (on any shard) for a new one on this shard, if
     /// it is parked: players everywhere stay attached and are told nothing, the cache restarts
     /// with the new publisher's packets. Returns the handle, how the registry changed and
-    /// what was parked.
+    /// what was parked. An adopted stream is live at once: its players are already watching.
     pub fn adopt(self: &Rc<Self>, key: &str) -> Option<(PublisherHandle, StreamChange, Parked)> {
         let (others, change, eviction, parked) = self.hub.claim_parked(key, self.shard)?;
         let stream = self.local_stream(key);
         // Parked here, the stream keeps its local publisher role, under a new epoch.
         stream.relay.borrow_mut().clear();
         self.resume_stream(&stream);
-        Some((self.take_publisher_role(stream, others, eviction, true), change, parked))
+        for shard in others {
+            stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
+            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Resume });
+        }
+        Some((self.take_publisher_role(stream, eviction), change, parked))
     }
 
-    /// Makes this shard's copy of `stream` the one its packets come from, relaying to the
-    /// `others`, which are told the stream starts, or resumes for an adopted one.
-    fn take_publisher_role(
-        self: &Rc<Self>,
-        stream: Rc<LocalStream>,
-        others: Vec<usize>,
-        eviction: Arc<Eviction>,
-        resume: bool,
-    ) -> PublisherHandle {
+    /// Makes this shard's copy of `stream` the one its packets come from, under a new epoch
+    /// (a handle acts on the stream only while its epoch is the stream's).
+    fn take_publisher_role(self: &Rc<Self>, stream: Rc<LocalStream>, eviction: Arc<Eviction>) -> PublisherHandle {
         stream.local_publisher.set(true);
         let epoch = stream.publisher_epoch.get() + 1;
         stream.publisher_epoch.set(epoch);
-        for shard in others {
-            stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
-            let item = if resume { RelayItem::Resume } else { RelayItem::Start };
-            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item });
-        }
         PublisherHandle { shard_hub: self.clone(), stream, eviction, epoch, released: false }
     }
 
@@ -627,6 +639,32 @@ impl ShardHub {
         stream.relay.borrow_mut().clear();
     }
 
+    /// Makes a locally published stream live: its players are told a publisher arrived and
+    /// get what it cached meanwhile; every other shard with players is sent the same.
+    fn go_live(&self, stream: &LocalStream) {
+        stream.live.set(true);
+        let snapshot: Vec<Rc<Packet>> = stream.cache.borrow().snapshot().cloned().collect();
+        let has_video = stream.cache.borrow().has_video();
+        for packet in &snapshot {
+            (self.hub.settings.prepare)(packet);
+        }
+        for player in stream.players.borrow().iter() {
+            player.notice(PlayerItem::Published);
+            for packet in &snapshot {
+                player.offer(packet, has_video, &self.hub.stats.player_queue_drops);
+            }
+        }
+        for shard in self.hub.other_shards(&stream.key, self.shard) {
+            stream.relay.borrow_mut().push(RelayTarget { shard, lagging: false });
+            self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item: RelayItem::Start });
+            if !snapshot.is_empty() {
+                let cached = snapshot.iter().map(|packet| (**packet).clone()).collect();
+                let item = RelayItem::Attach(cached);
+                self.send_ordered(shard, ShardMessage::Relay { stream: stream.key.clone(), item });
+            }
+        }
+    }
+
     /// Marks a stream live with a fresh cache (filled from `snapshot`); `announce` tells the
     /// waiting players a publisher arrived.
     fn start_stream(&self, stream: &LocalStream, snapshot: &[Packet], announce: bool) {
@@ -643,9 +681,10 @@ impl ShardHub {
     }
 
     fn stop_stream(&self, stream: &LocalStream) {
-        stream.live.set(false);
+        // A held publish that never went live told its players nothing to take back.
+        let was_live = stream.live.replace(false);
         stream.cache.borrow_mut().clear();
-        for player in stream.players.borrow().iter() {
+        for player in stream.players.borrow().iter().filter(|_| was_live) {
             player.notice(PlayerItem::Unpublished);
         }
     }
@@ -662,7 +701,7 @@ impl ShardHub {
             settings.player_queue_bytes,
             settings.player_max_drops,
         ));
-        {
+        if stream.is_live() {
             let cache = stream.cache.borrow();
             let has_video = cache.has_video();
             for packet in cache.snapshot() {
@@ -676,7 +715,8 @@ impl ShardHub {
 
     /// Caches a packet, queues it for every local player, relays it to other shards.
     fn distribute(&self, stream: &LocalStream, packet: Rc<Packet>) {
-        if !stream.players.borrow().is_empty() || !stream.relay.borrow().is_empty() {
+        let live = stream.is_live();
+        if live && (!stream.players.borrow().is_empty() || !stream.relay.borrow().is_empty()) {
             // Build the shared wire forms here, once, before the packet is cloned to other
             // shards (each would otherwise build its own).
             (self.hub.settings.prepare)(&packet);
@@ -697,6 +737,10 @@ impl ShardHub {
             }
             cache.has_video()
         };
+        if !live {
+            // Held: cached for the go-live, shown to nobody yet.
+            return;
+        }
         let mut kicked = 0;
         let mut players = stream.players.borrow_mut();
         let mut i = 0;
@@ -770,7 +814,11 @@ impl ShardHub {
                 let Some(local) = self.stream(&stream) else {
                     return;
                 };
-                if !local.local_publisher.get() || local.relay.borrow().iter().any(|t| t.shard == shard) {
+                // A held stream is sent to every shard holding it when it goes live.
+                if !local.local_publisher.get()
+                    || !local.is_live()
+                    || local.relay.borrow().iter().any(|t| t.shard == shard)
+                {
                     return;
                 }
                 let snapshot: Vec<Packet> = local.cache.borrow().snapshot().map(|p| (**p).clone()).collect();
@@ -841,6 +889,14 @@ impl PublisherHandle {
 
     pub fn key(&self) -> &str {
         &self.stream.key
+    }
+
+    /// Makes a publish taken with [`ShardHub::publish_held`] live: its players get what it
+    /// sent meanwhile, from its sequence headers and the current GOP's keyframe on.
+    pub fn go_live(&self) {
+        if !self.stream.is_live() {
+            self.shard_hub.go_live(&self.stream);
+        }
     }
 
     /// Raised when a new publisher takes the stream over (`takeover`), or adopts it once
@@ -1134,5 +1190,77 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_secs(5), waiter.raised()).await.expect("woken");
             raising.join().unwrap();
         });
+    }
+
+    /// What a player was queued, as `H` (sequence header), `K` (keyframe), `F` (other
+    /// frame), `P` (published), `U` (unpublished).
+    fn queued(player: &PlayerHandle) -> String {
+        let mut items = Vec::new();
+        player.player().take(&mut items);
+        items
+            .iter()
+            .map(|item| match item {
+                PlayerItem::Packet(p) if p.sequence_header => 'H',
+                PlayerItem::Packet(p) if p.keyframe => 'K',
+                PlayerItem::Packet(_) => 'F',
+                PlayerItem::Published => 'P',
+                PlayerItem::Unpublished => 'U',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_held_publish_shows_no_player_anything_until_it_goes_live_then_its_headers_and_gop() {
+        let (hub, mut receivers) = Hub::new(3, HubSettings::default());
+        let shards: Vec<Rc<ShardHub>> = (0..3).map(|n| ShardHub::new(n, hub.clone())).collect();
+        let (waiting, _) = shards[0].play("live/x", 1);
+        let (remote, _) = shards[1].play("live/x", 2);
+        let (publisher, change) = shards[0].publish_held("live/x").unwrap();
+        assert!(change.live && shards[2].is_published("live/x"), "the key is taken");
+        assert!(shards[1].publish("live/x").is_err());
+        let header =
+            Rc::new(Packet::new(PacketKind::Video, 0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]), 4096).unwrap());
+        publisher.push(PacketKind::Video, 0, header.payload.clone()).unwrap();
+        for (keyframe, size) in [(true, 9000), (false, 3000), (true, 9000), (false, 3000)] {
+            let frame = packet::test_video_frame(keyframe, size);
+            publisher.push(PacketKind::Video, 40, frame.payload.clone()).unwrap();
+        }
+        // A player arriving meanwhile on a third shard subscribes; the held stream ignores it.
+        let (late, _) = shards[2].play("live/x", 3);
+        deliver(&shards[0], &mut receivers[0]);
+        for shard in 1..3 {
+            deliver(&shards[shard], &mut receivers[shard]);
+        }
+        assert_eq!((queued(&waiting), queued(&remote), queued(&late)), (String::new(), String::new(), String::new()));
+        let newcomer = shards[0].stream("live/x").unwrap();
+        let (video_header, audio_header) = newcomer.sequence_headers();
+        assert!(newcomer.cached_start().0.is_empty() && video_header.is_none() && audio_header.is_none());
+
+        publisher.go_live();
+        for shard in 1..3 {
+            deliver(&shards[shard], &mut receivers[shard]);
+        }
+        // The header, then the current GOP from its keyframe: the older GOP is not replayed.
+        for player in [&waiting, &remote, &late] {
+            assert_eq!(queued(player), "PHKF", "player {}", player.player().queued());
+        }
+        publisher.push(PacketKind::Video, 80, packet::test_video_frame(false, 100).payload.clone()).unwrap();
+        deliver(&shards[1], &mut receivers[1]);
+        assert_eq!((queued(&waiting), queued(&remote)), ("F".into(), "F".into()), "and live from then on");
+    }
+
+    #[test]
+    fn a_held_publish_that_ends_takes_back_nothing_it_never_said() {
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub.clone());
+        let (waiting, _) = shard.play("live/x", 1);
+        let (publisher, _) = shard.publish_held("live/x").unwrap();
+        publisher.push(PacketKind::Video, 0, packet::test_video_frame(true, 100).payload.clone()).unwrap();
+        let change = publisher.unpublish();
+        assert!(!change.live && !change.deleted, "its player still waits");
+        assert_eq!(queued(&waiting), "", "no published, no unpublished, no frame");
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        publisher.push(PacketKind::Video, 0, packet::test_video_frame(true, 100).payload.clone()).unwrap();
+        assert_eq!(queued(&waiting), "PK", "a plain publish is live at once");
     }
 }

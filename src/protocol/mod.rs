@@ -9,7 +9,7 @@ pub mod amf0;
 pub mod codec;
 pub(crate) mod cursor;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod flv;
 pub mod http;
 pub mod http_server;

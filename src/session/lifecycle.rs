@@ -32,6 +32,7 @@ use super::activity::{Activity, MediaMeter};
 use super::grace::{Grace, Seam};
 use super::journal::OpenSession;
 use super::limits::LimitKind;
+use super::media_gate::MediaGate;
 use super::terms::Terms;
 use super::{Role, SessionEntry, SessionGuard, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
@@ -150,6 +151,8 @@ struct Publishing {
     seam: Seam,
     /// Set once the connection dropped and the stream is parked (`republish_grace`).
     parked: Option<Grace>,
+    /// While the publish is held for `on_media`: what its media showed so far.
+    media_gate: Option<Box<MediaGate>>,
 }
 
 /// How a publisher got its stream.
@@ -322,7 +325,9 @@ impl Lifecycle {
         if let Err(kind) = self.within_limits(&key, true) {
             return self.refuse_over_limit(kind, "publish", &key);
         }
-        let (handle, change, claim) = match self.take_stream(&key).await {
+        let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
+        let held = self.context.callbacks.asks(Call::Media, app);
+        let (handle, change, claim) = match self.take_stream(&key, held).await {
             Ok(taken) => taken,
             Err(error) => {
                 if let Some(admission) = self.context.admission.get() {
@@ -332,7 +337,7 @@ impl Lifecycle {
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
         };
-        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish start");
+        info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, held, "publish start");
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         if let Some(terms) = &terms {
@@ -358,6 +363,9 @@ impl Lifecycle {
                 _ => Seam::default(),
             },
             parked: None,
+            // An adopted stream is live at once (its players are watching): the media of the
+            // publish that started it was admitted.
+            media_gate: (held && !matches!(claim, Claim::Adopted(_))).then(|| Box::new(MediaGate::new(now))),
         }));
         if let Some(p) = &self.publishing {
             self.journal_started(true, &p.name, &p.args);
@@ -387,13 +395,20 @@ impl Lifecycle {
     /// over: the current publisher is told to leave, and this one waits (at most
     /// [`TAKEOVER_WAIT`]) for the stream to be free. A parked stream is adopted, takeover or
     /// not. Says how it got the stream.
-    async fn take_stream(&self, key: &str) -> Result<(PublisherHandle, StreamChange, Claim), crate::hub::HubError> {
+    /// `held`: taken for `on_media`, live only once it allows ([`Self::admit_media`]); an
+    /// adopted stream is never held.
+    async fn take_stream(
+        &self,
+        key: &str,
+        held: bool,
+    ) -> Result<(PublisherHandle, StreamChange, Claim), crate::hub::HubError> {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         let takeover = self.context.takeover.get().is_some_and(|rule| rule.applies(app));
         let deadline = Instant::now() + TAKEOVER_WAIT;
         let mut evicted = false;
         loop {
-            match self.context.hub.publish(key) {
+            let taken = if held { self.context.hub.publish_held(key) } else { self.context.hub.publish(key) };
+            match taken {
                 Ok((handle, change)) => {
                     return Ok((handle, change, if evicted { Claim::TookOver } else { Claim::Free }));
                 }
@@ -556,6 +571,9 @@ impl Lifecycle {
                 return;
             }
         };
+        if let Some(gate) = &mut publishing.media_gate {
+            gate.observe(&packet);
+        }
         if let Some(meter) = self.guard.entry.activity.borrow_mut().as_mut().and_then(|a| a.media.as_mut()) {
             meter.count(Instant::now(), kind, packet.payload.len(), !packet.sequence_header);
         }
@@ -583,6 +601,66 @@ impl Lifecycle {
             channels: info.channels,
             profile: info.profile,
         });
+    }
+
+    /// Why the lifecycle itself ended the session (a reply's term, `on_media`'s refusal), once
+    /// it did.
+    pub fn ended_by(&self) -> Option<&str> {
+        self.ended_by.as_deref()
+    }
+
+    /// The publisher declared the tracks it sends (an RTSP ANNOUNCE's media sections), so a
+    /// publish held for `on_media` waits for those.
+    pub fn declare_media(&mut self, video: bool, audio: bool) {
+        if let Some(gate) = self.publishing.as_mut().and_then(|p| p.media_gate.as_mut()) {
+            gate.declare(video, audio);
+        }
+    }
+
+    /// Whether a publish held for `on_media` has shown enough of its media to ask: the driver
+    /// then awaits [`Self::admit_media`] before it reads on.
+    pub fn media_known(&self) -> bool {
+        let gate = self.publishing.as_ref().and_then(|p| p.media_gate.as_ref());
+        gate.is_some_and(|gate| gate.is_known(Instant::now()))
+    }
+
+    /// Asks `on_media` about the held publish's media. Allowed, the stream goes live: its
+    /// players get what was held, from the sequence headers and the current GOP's keyframe on.
+    /// Refused, nothing was ever shown to a player: `auth_failed` says why, and the driver
+    /// ends the publish with the refusal (its `publish_stop` and `connection_close` give it).
+    pub async fn admit_media(&mut self) -> Admission {
+        let Some(gate) = self.publishing.as_mut().and_then(|p| p.media_gate.take()) else {
+            return Admission::Admitted;
+        };
+        let fields = gate.describe().form_fields();
+        let Some(p) = &self.publishing else { return Admission::Admitted };
+        let client = self.client_info(&p.name, &p.args);
+        let decision = self.context.callbacks.decide(Call::Media, &client, &fields).await;
+        let terms = match decision {
+            Decision::Deny { reason } => {
+                let refusal = self.refuse(Call::Media, reason, "");
+                if let Admission::Refused(refusal) = &refusal {
+                    self.ended_by = Some(refusal.to_string());
+                }
+                return refusal;
+            }
+            Decision::Limited(terms) => Some(terms),
+            Decision::Allow | Decision::Rename(_) => None,
+        };
+        if let Some(terms) = terms {
+            // A publish already started has its name: only the limits apply.
+            self.accept_terms(Call::Media, &terms);
+            if let Some(held) = &mut self.terms
+                && terms.max_bitrate_kbps.is_some()
+            {
+                held.start_publish(Instant::now());
+            }
+        }
+        if let Some(p) = &self.publishing {
+            info!(conn_id = self.conn_id(), stream = %p.handle.key(), "on_media allowed: the stream is live");
+            p.handle.go_live();
+        }
+        Admission::Admitted
     }
 
     /// When the timers next want [`Self::handle_timeout`]: the next update (none while

@@ -25,6 +25,8 @@
 //! - `limits.rs`: the counted admission limits all shards share (connections in total and
 //!   per address, streams, players per stream, publishers per address), and the counting
 //!   and paced log of the wire limits the protocol state machines enforce.
+//! - `media_gate.rs`: a publish held for `on_media`: what its media showed so far, and when
+//!   it is known enough to ask.
 //! - `terms.rs`: the session terms a callback's JSON reply set (`max_duration`,
 //!   `max_bitrate_kbps`) as timers the lifecycle drives.
 //! - `grace.rs`: publisher reconnect grace (`republish_grace`): the parked stream's timer,
@@ -46,6 +48,7 @@ pub mod io;
 pub mod journal;
 pub mod lifecycle;
 pub mod limits;
+pub mod media_gate;
 pub mod player_writer;
 pub mod recovery;
 pub mod rtmp;

@@ -205,6 +205,10 @@ impl Session {
             }
             self.flush().await?;
             if let Some(reason) = self.closing.take() {
+                if self.lifecycle.ended_by().is_some() {
+                    // A publish refused under way (`on_media`); boxed, as the admissions are.
+                    Box::pin(self.drain_before_close()).await;
+                }
                 return Err(SessionError::Refused(reason));
             }
         }
@@ -282,7 +286,8 @@ impl Session {
     }
 
     /// Acts on one event. A connect, publish or play is returned as the admission to await
-    /// (it asks a callback); everything else is done at once. The admissions hold a request
+    /// (it asks a callback), as is the media that makes a held publish's media known
+    /// (`on_media`); everything else is done at once. The admissions hold a request
     /// while they wait: boxed, they cost an allocation per request instead of a larger future
     /// for every connection, idle ones included (mimalloc rounds a task up to its size class).
     fn act(&mut self, event: Event) -> Option<Pin<Box<dyn Future<Output = ()> + '_>>> {
@@ -307,7 +312,19 @@ impl Session {
                 self.closing = Some(format!("refused: {refusal}"));
             }
         }
-        None
+        // A publish held for `on_media` asks once its media is known; nothing more is read
+        // (it waits in the socket) until the answer.
+        self.lifecycle.media_known().then(|| Box::pin(self.on_media()) as Pin<Box<dyn Future<Output = ()> + '_>>)
+    }
+
+    /// Asks `on_media`; a refusal withdraws the publish as a refused publish is refused.
+    async fn on_media(&mut self) {
+        if let Admission::Refused(refusal) = self.lifecycle.admit_media().await {
+            let key = self.lifecycle.entry().stream.borrow().clone();
+            let name = key.split_once('/').map_or(key.as_str(), |(_, name)| name);
+            self.conn.borrow_mut().revoke_publish(name, &refusal.to_string());
+            self.closing = Some(refusal.to_string());
+        }
     }
 
     async fn on_connect(&mut self, info: ConnectInfo) {
@@ -384,6 +401,21 @@ impl Session {
         self.closing = Some(closing);
     }
 
+    /// Reads and drops what a publisher whose publish was refused mid-stream still sends, until
+    /// it closes or [`REVOKED_LINGER`] passes. Closing with its media unread would reset the
+    /// connection, and the reset can destroy the refusal before the encoder reads it (ffmpeg
+    /// looks for server messages between its writes): it would see a broken pipe, not why.
+    async fn drain_before_close(&mut self) {
+        let (socket, mut reader) = (self.socket.clone(), ReadBuffer::new(MIN_DRAIN_READ));
+        let deadline = tokio::time::Instant::now() + REVOKED_LINGER;
+        while let Ok(Ok(input)) = tokio::time::timeout_at(deadline, reader.read(&socket)).await {
+            if input.is_empty() {
+                return;
+            }
+            self.lifecycle.count_in(input.len());
+        }
+    }
+
     /// Sends what the protocol produced. Once a writer task exists it is the only writer,
     /// so the reader only wakes it.
     async fn flush(&mut self) -> Result<(), SessionError> {
@@ -410,6 +442,12 @@ impl Session {
         Ok(())
     }
 }
+
+/// How long a publisher refused mid-stream is read (and ignored) before its connection closes:
+/// long enough for an encoder to read the refusal between two of its writes.
+const REVOKED_LINGER: Duration = Duration::from_secs(2);
+/// First read size of that draining: the media it reads is dropped.
+const MIN_DRAIN_READ: usize = 16 * 1024;
 
 /// Largest reply buffer a session keeps between writes: an idle connection holds it, so the
 /// 3 KiB handshake reply's buffer must not stay.

@@ -334,10 +334,7 @@ impl Session {
                     self.play().await?;
                     None
                 }
-                Event::Record(_) => {
-                    self.record();
-                    None
-                }
+                Event::Record(_) => self.record().await?,
                 Event::Pause(_) => {
                     self.pause();
                     self.connection.accept();
@@ -651,24 +648,50 @@ impl Session {
         }
     }
 
-    /// RECORD: the hub gets the announced sequence headers first.
-    fn record(&mut self) {
+    /// RECORD: the hub gets the announced sequence headers first. A publish held for
+    /// `on_media` is asked then, before RECORD is answered, with what the ANNOUNCE declared
+    /// (its tracks, and the sequence headers its SDP carries): a refusal is RECORD's `403`.
+    async fn record(&mut self) -> Result<Option<Ending>, RtspError> {
         let Some(publishing) = self.publishing.as_mut() else {
             self.connection.reject(Status::METHOD_NOT_VALID_IN_THIS_STATE);
-            return;
+            return Ok(None);
         };
         if !publishing.recording {
             publishing.recording = true;
+            let kinds = |kind: MediaKind| publishing.tracks.iter().any(|track| track.codec.kind() == kind);
+            let (video, audio) = (kinds(MediaKind::Video), kinds(MediaKind::Audio));
             let headers: Vec<(PacketKind, Vec<u8>)> = publishing
                 .tracks
                 .iter()
                 .filter_map(|track| Some((packet_kind(track.codec.kind()), track.codec.sequence_header()?)))
                 .collect();
+            self.lifecycle.declare_media(video, audio);
             for (kind, header) in headers {
                 self.lifecycle.media(kind, 0, Bytes::from(header));
             }
+            if let Some(ending) = Box::pin(self.decide_media()).await? {
+                return Ok(Some(ending));
+            }
         }
         self.connection.accept();
+        Ok(None)
+    }
+
+    /// Asks `on_media` about a held publish (nothing for one that is not held), beside
+    /// shutdown and kicks; boxed by its caller, as the admissions are, so that no session's
+    /// future carries the callback's state. Refused, RECORD is answered `403` and the session
+    /// ends.
+    async fn decide_media(&mut self) -> Result<Option<Ending>, RtspError> {
+        let (context, entry) = (self.context.clone(), self.lifecycle.entry().clone());
+        let admission = tokio::select! {
+            admission = self.lifecycle.admit_media() => admission,
+            _ = context.shutdown.wait() => return Ok(Some(Ending::Closed(CloseReason::Shutdown))),
+            _ = entry.kicked() => return Ok(Some(Ending::Closed(CloseReason::AdminKick))),
+        };
+        let Admission::Refused(refusal) = admission else { return Ok(None) };
+        self.connection.reject(Status::FORBIDDEN);
+        self.flush().await?;
+        Err(RtspError::Refused(refusal.to_string()))
     }
 
     /// An interleaved frame: a publisher's RTP becomes hub packets; RTCP (receiver reports

@@ -83,9 +83,13 @@ impl Reply {
     }
 }
 
+/// Decides a request's answer from what it carries; `None` leaves it to the script.
+type Decider = Arc<dyn Fn(&Request) -> Option<Reply> + Send + Sync>;
+
 struct State {
     requests: Mutex<Vec<Request>>,
     arrived: Condvar,
+    decider: Mutex<Option<Decider>>,
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Reply>,
     connections: AtomicUsize,
@@ -110,6 +114,7 @@ impl HttpReceiver {
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
+            decider: Mutex::new(None),
             script: Mutex::new(VecDeque::new()),
             default: Mutex::new(Reply::status(200)),
             connections: AtomicUsize::new(0),
@@ -144,6 +149,12 @@ impl HttpReceiver {
     /// Queues the answer to the next request not yet answered.
     pub fn reply(&self, reply: Reply) {
         self.state.script.lock().unwrap().push_back(reply);
+    }
+
+    /// Answers each request `decide` has an answer for, before the queue and the default: a
+    /// receiver whose answer depends on what it is told.
+    pub fn decide(&self, decide: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static) {
+        *self.state.decider.lock().unwrap() = Some(Arc::new(decide));
     }
 
     /// The answer once the queue is empty.
@@ -207,6 +218,8 @@ fn serve(stream: TcpStream, connection: usize, state: &State) {
             return;
         };
         let close = request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let decider = state.decider.lock().unwrap().clone();
+        let decided = decider.and_then(|decide| decide(&request));
         {
             let mut requests = state.requests.lock().unwrap();
             requests.push(request);
@@ -214,7 +227,9 @@ fn serve(stream: TcpStream, connection: usize, state: &State) {
         }
         let busy = state.busy.fetch_add(1, Ordering::SeqCst) + 1;
         state.most_busy.fetch_max(busy, Ordering::SeqCst);
-        let reply = state.script.lock().unwrap().pop_front().unwrap_or_else(|| state.default.lock().unwrap().clone());
+        let reply = decided.unwrap_or_else(|| {
+            state.script.lock().unwrap().pop_front().unwrap_or_else(|| state.default.lock().unwrap().clone())
+        });
         if !reply.delay.is_zero() {
             thread::sleep(reply.delay);
         }

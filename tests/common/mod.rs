@@ -617,7 +617,8 @@ pub struct Client {
 }
 
 impl Client {
-    fn spawn(program: &str, args: &[String], description: String) -> Client {
+    /// Starts `program` with `args`; `description` names it in reports.
+    pub fn spawn(program: &str, args: &[String], description: String) -> Client {
         let output = TempFile::new(program, "log");
         let file = File::create(output.path()).expect("create client log");
         let mut command = Command::new(program);

@@ -188,6 +188,9 @@ pub struct H264Sps {
     /// VUI `max_num_reorder_frames`, when the SPS has `bitstream_restriction`: how many frames
     /// at most precede a frame in decode order and follow it in output order.
     pub max_num_reorder_frames: Option<u32>,
+    /// VUI `timing_info` as `(num_units_in_tick, time_scale)`, when the SPS states it
+    /// (libx264 does): what [`Self::frame_rate`] is derived from.
+    pub timing: Option<(u32, u32)>,
 }
 
 impl H264Sps {
@@ -264,9 +267,9 @@ impl H264Sps {
         }
         let _direct_8x8_inference = bits.flag()?;
         let crop = CropWindow::read(&mut bits)?;
-        // A truncated or odd VUI costs only the reorder depth, never the picture size.
-        let max_num_reorder_frames =
-            if bits.flag().unwrap_or(false) { read_vui_reorder_depth(&mut bits).ok().flatten() } else { None };
+        // A truncated or odd VUI costs only what it states, never the picture size.
+        let vui = if bits.flag().unwrap_or(false) { read_vui(&mut bits).unwrap_or_default() } else { Vui::default() };
+        let Vui { timing, max_num_reorder_frames } = vui;
 
         // Equations 7-18 to 7-22: cropping counts in chroma samples, and in field rows for
         // interlaced coding.
@@ -301,7 +304,15 @@ impl H264Sps {
             log2_max_pic_order_cnt_lsb: u8::try_from(log2_max_pic_order_cnt_lsb).unwrap_or(u8::MAX),
             max_num_ref_frames,
             max_num_reorder_frames,
+            timing,
         })
+    }
+
+    /// Frames per second as the VUI timing states it: `time_scale / (2 * num_units_in_tick)`,
+    /// two ticks a frame (H.264 E.2.1, as for progressive frames). `None` without timing.
+    pub fn frame_rate(&self) -> Option<f64> {
+        let (num_units_in_tick, time_scale) = self.timing.filter(|(units, scale)| *units > 0 && *scale > 0)?;
+        Some(f64::from(time_scale) / (2.0 * f64::from(num_units_in_tick)))
     }
 
     /// The profile name of H.264 annex A, as ffprobe shows it.
@@ -416,9 +427,17 @@ impl H264SliceHeader {
     }
 }
 
-/// Reads `vui_parameters()` (H.264 E.1.1) up to `bitstream_restriction`, returning its
-/// `max_num_reorder_frames` if the VUI states it.
-fn read_vui_reorder_depth(bits: &mut BitReader<'_>) -> Result<Option<u32>, CodecError> {
+/// What an SPS's VUI states that ringcast uses.
+#[derive(Debug, Default)]
+struct Vui {
+    timing: Option<(u32, u32)>,
+    max_num_reorder_frames: Option<u32>,
+}
+
+/// Reads `vui_parameters()` (H.264 E.1.1) up to `bitstream_restriction`: its timing and
+/// `max_num_reorder_frames`, where it states them.
+fn read_vui(bits: &mut BitReader<'_>) -> Result<Vui, CodecError> {
+    let mut vui = Vui::default();
     if bits.flag()? {
         // aspect_ratio_idc; 255 is Extended_SAR with explicit width and height.
         if bits.u8()? == 255 {
@@ -440,8 +459,10 @@ fn read_vui_reorder_depth(bits: &mut BitReader<'_>) -> Result<Option<u32>, Codec
         let _chroma_sample_loc_type_bottom = bits.ue()?;
     }
     if bits.flag()? {
-        // num_units_in_tick, time_scale, fixed_frame_rate_flag.
-        bits.skip(65)?;
+        let num_units_in_tick = bits.bits(32)?;
+        let time_scale = bits.bits(32)?;
+        vui.timing = Some((num_units_in_tick, time_scale));
+        let _fixed_frame_rate = bits.flag()?;
     }
     let nal_hrd = bits.flag()?;
     if nal_hrd {
@@ -456,7 +477,7 @@ fn read_vui_reorder_depth(bits: &mut BitReader<'_>) -> Result<Option<u32>, Codec
     }
     let _pic_struct_present = bits.flag()?;
     if !bits.flag()? {
-        return Ok(None);
+        return Ok(vui);
     }
     let _motion_vectors_over_pic_boundaries = bits.flag()?;
     let _max_bytes_per_pic_denom = bits.ue()?;
@@ -465,7 +486,8 @@ fn read_vui_reorder_depth(bits: &mut BitReader<'_>) -> Result<Option<u32>, Codec
     let _log2_max_mv_length_vertical = bits.ue()?;
     let max_num_reorder_frames = bits.ue()?;
     let _max_dec_frame_buffering = bits.ue()?;
-    Ok(Some(max_num_reorder_frames))
+    vui.max_num_reorder_frames = Some(max_num_reorder_frames);
+    Ok(vui)
 }
 
 /// Reads past `hrd_parameters()` (H.264 E.1.2).
@@ -562,6 +584,16 @@ mod tests {
         let bit_string = "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011 0";
         let sps = H264Sps::parse(&sps_from_bits([0x67, 100, 0, 30], bit_string)).expect("parses");
         assert_eq!((sps.max_num_reorder_frames, sps.pic_order_cnt_type), (None, 1));
+    }
+
+    #[test]
+    fn frame_rate_from_the_vui_timing() {
+        // libx264 at 30 fps: num_units_in_tick 1, time_scale 60.
+        let high = *record(AVC_720P_HIGH).sps_info();
+        assert_eq!((high.timing, high.frame_rate()), (Some((1, 60)), Some(30.0)));
+        let bit_string = "1 010 1 1 0 1 1 000010001 0000000 1 010 1 1 1 010 1 010 0 00100 011 1 1 1 1 010 1 011 0";
+        let sps = H264Sps::parse(&sps_from_bits([0x67, 100, 0, 30], bit_string)).expect("parses");
+        assert_eq!(sps.frame_rate(), None, "no VUI, no timing");
     }
 
     #[test]

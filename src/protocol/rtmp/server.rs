@@ -661,6 +661,18 @@ impl ServerConnection {
         }
     }
 
+    /// Withdraws an accepted publish that a later decision refused (`on_media`, once the
+    /// publisher's media is known): the client gets what a refused publish gets
+    /// (onStatus error `NetStream.Publish.BadName` with `description`), and nothing it sends
+    /// is read any more; the session flushes and closes.
+    pub fn revoke_publish(&mut self, name: &str, description: &str) {
+        if let Role::Publisher { stream_id } = self.role {
+            self.send_status(stream_id, "error", "NetStream.Publish.BadName", description, Some(name));
+            self.role = Role::None;
+            self.refused = true;
+        }
+    }
+
     /// Tells a player its stream's publisher left (it stays attached for a return).
     pub fn notify_unpublish(&mut self, name: &str) {
         if let Role::Player { stream_id } = self.role {
@@ -1027,5 +1039,30 @@ mod tests {
         assert!(matches!(refused(&mut conn), Refusal::TooLong { command: "FCPublish", .. }));
         let commands = sent_commands(&mut conn);
         assert!(commands.iter().all(|c| c.name != "onFCPublish"), "{commands:?}");
+    }
+
+    #[test]
+    fn a_revoked_publish_gets_the_publish_refusal_and_is_read_no_more() {
+        let mut conn = connected();
+        conn.handle_input(&command_bytes(1, "publish", 0.0, &[Amf0Value::Null, "cam".into(), "live".into()])).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Publish(_))));
+        conn.accept();
+        assert_eq!(last_reply(&mut conn).1, "NetStream.Publish.Start");
+        let mut wire = Vec::new();
+        let frame = RawMessageRef { timestamp: 0, type_id: 9, stream_id: 1, payload: &[0x17, 1, 0, 0, 0] };
+        chunk::encode_message(&mut wire, 6, &frame, 128);
+        conn.handle_input(&wire).unwrap();
+        assert!(matches!(conn.poll_event(), Some(Event::Video { .. })));
+
+        conn.revoke_publish("cam", "on_media callback refused: callback answered 403");
+        let (reply, code, description) = last_reply(&mut conn);
+        assert_eq!((reply.as_str(), code.as_str()), ("onStatus", "NetStream.Publish.BadName"));
+        assert_eq!(description, "on_media callback refused: callback answered 403");
+        assert_eq!(conn.role(), Role::None);
+        conn.handle_input(&wire).unwrap();
+        assert_eq!(conn.poll_event(), None, "media after the refusal is not read");
+        // Not publishing (any more): nothing to revoke, nothing sent.
+        conn.revoke_publish("cam", "again");
+        assert!(sent_commands(&mut conn).is_empty());
     }
 }
