@@ -30,6 +30,8 @@ pub struct AppConfig {
     pub scripts: Vec<ScriptConfig>,
     /// `takeover` for this app; `None`: the top-level `takeover`.
     pub takeover: Option<bool>,
+    /// The `[relay]` keys this app sets itself (`relay.rs`); `None`: `[relay]` alone.
+    pub relay: Option<super::relay::RelayOverlay>,
 }
 
 /// Which streams a new, admitted publisher may take over from the current one (`takeover`,

@@ -12,6 +12,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
+use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
@@ -75,6 +76,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "stdio",
     "apps",
     "takeover",
+    "relay",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -99,7 +101,10 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 ];
 
 /// What an `[apps.<app>]` table may hold.
-pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "takeover"];
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "takeover", "relay"];
+
+/// What a `[relay]` table (or an app's) may hold.
+pub(super) const RELAY_KEYS: &[&str] = &["origins", "push", "sources", "linger", "relay_hooks"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -291,6 +296,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("takeover") {
         config.takeover = item.boolean()?;
     }
+    if let Some(item) = root.get("relay") {
+        config.relay = read_relay(&item)?.over(&config.relay);
+    }
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
@@ -417,9 +425,38 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
                 app.scripts.push(read_script(&element)?);
             }
         }
+        if let Some(relay) = table.get("relay") {
+            app.relay = Some(read_relay(&relay)?);
+        }
         config.apps.insert(name, app);
     }
     Ok(())
+}
+
+/// Reads a `[relay]` table: the keys it sets (`relay.rs`).
+fn read_relay(item: &Item<'_>) -> Result<RelayOverlay> {
+    let table = item.table()?;
+    table.check_keys(RELAY_KEYS)?;
+    let urls = |key: &str| -> Result<Option<Vec<RelayUrl>>> {
+        let Some(list) = table.get(key) else { return Ok(None) };
+        list.array()?.iter().map(|element| element.parse(RelayUrl::parse)).collect::<Result<_>>().map(Some)
+    };
+    let mut overlay = RelayOverlay { origins: urls("origins")?, push: urls("push")?, ..RelayOverlay::default() };
+    if let Some(sources) = table.get("sources") {
+        let mut map = std::collections::BTreeMap::new();
+        for (stream, url) in sources.table()?.entries() {
+            let stream = parse_source_stream(&stream).map_err(|message| url.error(message))?;
+            map.insert(stream, url.parse(RelayUrl::parse)?);
+        }
+        overlay.sources = Some(map);
+    }
+    if let Some(linger) = table.get("linger") {
+        overlay.linger = Some(linger.duration(Duration::ZERO)?);
+    }
+    if let Some(hooks) = table.get("relay_hooks") {
+        overlay.relay_hooks = Some(hooks.boolean()?);
+    }
+    Ok(overlay)
 }
 
 /// A webhook's `id` names its outbox, so no two webhooks, global or of an app, may share one.

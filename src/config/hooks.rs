@@ -32,6 +32,8 @@ choice! {
         StreamUnavailable = "stream_unavailable",
         NoViewers = "no_viewers",
         ConnectionClose = "connection_close",
+        RelayStart = "relay_start",
+        RelayStop = "relay_stop",
     }
 }
 

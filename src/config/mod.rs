@@ -103,6 +103,7 @@ macro_rules! choice {
 }
 
 mod apps;
+mod relay;
 mod cli;
 mod duration;
 mod file;
@@ -128,6 +129,7 @@ choice! {
 }
 
 pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
+pub use relay::{DEFAULT_LINGER, RelayConfig, RelayOverlay, RelayUrl};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
@@ -398,6 +400,9 @@ pub struct Config {
     /// replaces the current one (closed, `publish_stop` reason `taken over`) instead of being
     /// refused. Default false; `[apps.<app>] takeover` per app.
     pub takeover: bool,
+    /// Edge pulls, pushes and RTMP sources on demand (`[relay]`, per app
+    /// `[apps.<app>.relay]`; docs/scaling-out.md).
+    pub relay: RelayConfig,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -468,6 +473,7 @@ impl Default for Config {
             stdio: None,
             apps: Apps::new(),
             takeover: false,
+            relay: RelayConfig::default(),
         }
     }
 }

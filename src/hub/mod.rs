@@ -549,6 +549,17 @@ impl ShardHub {
     /// and every packet from then on.
     pub fn play(self: &Rc<Self>, key: &str, conn_id: u64) -> (PlayerHandle, StreamChange) {
         let change = self.hub.count_player(&Arc::from(key), true);
+        (self.join(key, conn_id, true), change)
+    }
+
+    /// Adds a player of `key` that is not counted among its players: a relay forwarding the
+    /// stream elsewhere is not a viewer (`max_players_per_stream`, `subscriber_count` and a
+    /// pull's `linger` count viewers only).
+    pub fn forward(self: &Rc<Self>, key: &str, conn_id: u64) -> PlayerHandle {
+        self.join(key, conn_id, false)
+    }
+
+    fn join(self: &Rc<Self>, key: &str, conn_id: u64, counted: bool) -> PlayerHandle {
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
         let player = Rc::new(Player::new(
@@ -565,8 +576,7 @@ impl ShardHub {
             }
         }
         player.join(&mut stream.players.borrow_mut());
-        let handle = PlayerHandle { shard_hub: self.clone(), stream, player, released: false };
-        (handle, change)
+        PlayerHandle { shard_hub: self.clone(), stream, player, counted, released: false }
     }
 
     /// Caches a packet, queues it for every local player, relays it to other shards.
@@ -769,6 +779,8 @@ pub struct PlayerHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
     player: Rc<Player>,
+    /// Counted among the stream's players (a viewer), not a relay forwarding it.
+    counted: bool,
     released: bool,
 }
 
@@ -798,7 +810,11 @@ impl PlayerHandle {
         }
         self.player.kick();
         self.player.depart(&mut self.stream.players.borrow_mut());
-        let mut change = self.shard_hub.hub.count_player(&self.stream.key, false);
+        let mut change = if self.counted {
+            self.shard_hub.hub.count_player(&self.stream.key, false)
+        } else {
+            StreamChange::default()
+        };
         change.created = false;
         change.deleted = self.shard_hub.release_if_unused(&self.stream);
         change

@@ -176,16 +176,41 @@ pub struct Lifecycle {
     /// Why the terms ended the session, once they did: the reason its stop events and
     /// `connection_close` give.
     ended_by: Option<String>,
+    /// A relay session (`relay/`) without `relay_hooks`: it asks no callback and fires no
+    /// event, so an operator's hooks see real clients only.
+    quiet: bool,
+    /// A relay session: its play forwards the stream (not a viewer), and its publish is
+    /// not pushed on (no relay loops through this server).
+    relay: bool,
 }
 
 impl Lifecycle {
     /// Registers an accepted connection and says so (connection_accept).
     pub fn new(context: &Rc<ShardContext>, protocol: Protocol, addr: SocketAddr, conn_id: u64) -> Lifecycle {
+        Lifecycle::with_hooks(context, protocol, addr, conn_id, true, false)
+    }
+
+    /// A relay session's lifecycle: an outbound connection to `addr` that publishes (a pull)
+    /// or plays (a push) here. With `hooks` false (`relay_hooks` off) it asks no callback and
+    /// fires no event.
+    pub fn relay(context: &Rc<ShardContext>, addr: SocketAddr, conn_id: u64, hooks: bool) -> Lifecycle {
+        Lifecycle::with_hooks(context, Protocol::Rtmp, addr, conn_id, hooks, true)
+    }
+
+    fn with_hooks(
+        context: &Rc<ShardContext>,
+        protocol: Protocol,
+        addr: SocketAddr,
+        conn_id: u64,
+        hooks_on: bool,
+        relay: bool,
+    ) -> Lifecycle {
         let guard = SessionGuard::new(context, conn_id, addr, protocol);
         let hooks = &context.hooks;
-        let wants_updates = hooks.update_interval().is_some()
-            || hooks.wants(EventType::PublishUpdate)
-            || hooks.wants(EventType::PlayUpdate);
+        let wants_updates = hooks_on
+            && (hooks.update_interval().is_some()
+                || hooks.wants(EventType::PublishUpdate)
+                || hooks.wants(EventType::PlayUpdate));
         let now = Instant::now();
         let lifecycle = Lifecycle {
             context: context.clone(),
@@ -201,8 +226,10 @@ impl Lifecycle {
             pending_update: None,
             terms: None,
             ended_by: None,
+            quiet: !hooks_on,
+            relay,
         };
-        lifecycle.context.hooks.emit(&lifecycle.origin(), || ConnectionAccept {
+        lifecycle.emit(|| ConnectionAccept {
             remote_addr: addr.to_string(),
             protocol: protocol.as_str(),
         });
@@ -274,7 +301,7 @@ impl Lifecycle {
         });
         self.connect = Some(request);
         let client = self.client_info("", &[]);
-        match self.context.callbacks.decide(Call::Connect, &client, &[]).await {
+        match self.decide(Call::Connect, &client, &[]).await {
             Decision::Allow | Decision::Rename(_) => Admission::Admitted,
             Decision::Limited(terms) => {
                 // A connect has no stream to rename; its limits hold for the connection.
@@ -337,6 +364,9 @@ impl Lifecycle {
         if took_over {
             info!(conn_id = self.conn_id(), stream = %self.current_stream(), "publisher took the stream over");
         }
+        if let Some(relays) = self.context.relays.get().filter(|_| !self.relay) {
+            relays.publish_started(&self.context, &self.current_stream());
+        }
         self.emit(|| PublishStart {
             args: self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default(),
             takeover: took_over,
@@ -387,7 +417,20 @@ impl Lifecycle {
             return self.refuse_over_limit(kind, "play", &key);
         }
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
-        let (handle, change) = self.context.hub.play(&key, self.conn_id());
+        let (handle, mut change) = if self.relay {
+            let live = self.context.hub.is_published(&key);
+            let players = self.context.hub.stream_counts(&key).1.unwrap_or(0);
+            (self.context.hub.forward(&key, self.conn_id()), StreamChange { players, live, ..StreamChange::default() })
+        } else {
+            self.context.hub.play(&key, self.conn_id())
+        };
+        if !change.live
+            && !self.relay
+            && let Some(relays) = self.context.relays.get().cloned()
+        {
+            // Pulled from an origin, if the app has one: the player waits for it to start.
+            change.live = relays.await_source(&self.context, &key).await;
+        }
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         if let Some(terms) = &terms {
@@ -420,7 +463,7 @@ impl Lifecycle {
         let StreamRequest { mut name, args, callback_fields } = request;
         let client = self.client_info(&name, &args);
         let mut terms = None;
-        match self.context.callbacks.decide(call, &client, &callback_fields).await {
+        match self.decide(call, &client, &callback_fields).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
             Decision::Limited(limited) => {
@@ -480,7 +523,7 @@ impl Lifecycle {
         let action = call.as_str();
         warn!(conn_id = self.conn_id(), peer = %self.addr(), action, %reason, "denied by callback");
         let origin = Origin { stream_key: stream.to_owned(), ..self.origin() };
-        self.context.hooks.emit(&origin, || AuthFailed { action, error: reason.clone() });
+        self.emit_at(&origin, || AuthFailed { action, error: reason.clone() });
         Admission::Refused(Refusal::Denied { call, reason })
     }
 
@@ -575,13 +618,12 @@ impl Lifecycle {
 
     fn send_updates(&mut self, now: Instant) {
         let origin = self.origin();
-        let hooks = &self.context.hooks;
         if let Some(p) = &self.publishing {
             let secs = now.saturating_duration_since(p.since).as_secs_f64();
             let bytes_in = self.bytes_in - p.bytes_in_at_start;
             let bitrate_kbps = if secs > 0.0 { (bytes_in as f64 * 8.0 / 1000.0 / secs).round() } else { 0.0 };
             let timestamp = p.last_timestamp;
-            hooks.emit(&origin, || PublishUpdate { time: secs.round() as u64, timestamp, bytes_in, bitrate_kbps });
+            self.emit_at(&origin, || PublishUpdate { time: secs.round() as u64, timestamp, bytes_in, bitrate_kbps });
             let client = self.client_info(&p.name, &p.args);
             let fields = [("time", (secs as u64).to_string()), ("timestamp", timestamp.to_string())];
             if let Some(receiver) = self.context.callbacks.update(true, &client, &fields) {
@@ -592,7 +634,7 @@ impl Lifecycle {
             let secs = now.saturating_duration_since(p.since).as_secs_f64();
             let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
             let millis = (secs * 1000.0) as u64;
-            hooks.emit(&origin, || PlayUpdate { time: secs.round() as u64, timestamp: millis, bytes_out });
+            self.emit_at(&origin, || PlayUpdate { time: secs.round() as u64, timestamp: millis, bytes_out });
             let client = self.client_info(&p.name, &p.args);
             let fields = [("time", (secs as u64).to_string()), ("timestamp", millis.to_string())];
             if let Some(receiver) = self.context.callbacks.update(false, &client, &fields) {
@@ -637,14 +679,16 @@ impl Lifecycle {
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
         let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), reason, ..p.totals };
-        self.context.hooks.emit(&origin, || stop);
+        self.emit_at(&origin, || stop);
         let client = self.client_info(&p.name, &p.args);
         let fields = [
             ("bytes_in", bytes_in.to_string()),
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.context.callbacks.tell_done(true, &client, &fields);
+        if !self.quiet {
+            self.context.callbacks.tell_done(true, &client, &fields);
+        }
         self.stream_left(&origin, change);
     }
 
@@ -663,17 +707,16 @@ impl Lifecycle {
         self.entry().activity.take();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
-        let hooks = &self.context.hooks;
         let reason = self.ended_by.clone();
-        hooks.emit(&origin, || PlayStop {
+        self.emit_at(&origin, || PlayStop {
             bytes_out,
             duration_sec: round_ms(duration),
             dropped_packets: dropped,
             reason,
         });
-        hooks.emit(&origin, || SubscriberCount { count: change.players });
+        self.emit_at(&origin, || SubscriberCount { count: change.players });
         if change.players == 0 && change.live {
-            hooks.emit(&origin, || NoViewers {});
+            self.emit_at(&origin, || NoViewers {});
         }
         let client = self.client_info(&p.name, &p.args);
         let fields = [
@@ -681,13 +724,15 @@ impl Lifecycle {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.context.callbacks.tell_done(false, &client, &fields);
+        if !self.quiet {
+            self.context.callbacks.tell_done(false, &client, &fields);
+        }
         self.stream_left(&origin, change);
     }
 
     fn stream_left(&self, origin: &Origin, change: StreamChange) {
         if change.deleted {
-            self.context.hooks.emit(origin, || StreamDelete {});
+            self.emit_at(origin, || StreamDelete {});
         }
     }
 
@@ -725,7 +770,22 @@ impl Lifecycle {
     }
 
     fn emit<P: EventPayload>(&self, build: impl FnOnce() -> P) {
-        self.context.hooks.emit(&self.origin(), build);
+        self.emit_at(&self.origin(), build);
+    }
+
+    /// Tells the sinks, unless this is a quiet relay session.
+    fn emit_at<P: EventPayload>(&self, origin: &Origin, build: impl FnOnce() -> P) {
+        if !self.quiet {
+            self.context.hooks.emit(origin, build);
+        }
+    }
+
+    /// Asks `call`'s callback; a quiet relay session asks none and is allowed.
+    async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&'static str, String)]) -> Decision {
+        if self.quiet {
+            return Decision::Allow;
+        }
+        self.context.callbacks.decide(call, client, extra).await
     }
 
     /// What a callback is told of the client asking for `name` (empty for connect).
@@ -736,7 +796,8 @@ impl Lifecycle {
 
     /// Tells the journal a publish or play started, as callbacks would describe it.
     fn journal_started(&self, publisher: bool, name: &str, args: &Args) {
-        let Some(journal) = self.context.journal.get() else { return };
+        // A quiet relay session has no stop events or done callbacks for a restart to send.
+        let Some(journal) = self.context.journal.get().filter(|_| !self.quiet) else { return };
         let connect = self.connect.clone().unwrap_or_default();
         let entry = self.entry();
         let recorded = journal.started(OpenSession {
@@ -762,7 +823,7 @@ impl Lifecycle {
     }
 
     fn journal_stopped(&self, publisher: bool) {
-        if let Some(journal) = self.context.journal.get()
+        if let Some(journal) = self.context.journal.get().filter(|_| !self.quiet)
             && !journal.stopped(self.conn_id(), publisher)
         {
             self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -27,6 +27,8 @@
 //!   and paced log of the wire limits the protocol state machines enforce.
 //! - `terms.rs`: the session terms a callback's JSON reply set (`max_duration`,
 //!   `max_bitrate_kbps`) as timers the lifecycle drives.
+//! - `relay/`: sessions without an inbound socket: pulls from origins and sources, pushes
+//!   to other servers, over outbound RTMP (`relay/mod.rs` says how).
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -44,6 +46,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod player_writer;
 pub mod recovery;
+pub mod relay;
 pub mod rtmp;
 pub mod rtmp_out;
 pub mod rtsp;
@@ -294,6 +297,8 @@ pub struct ShardContext {
     /// Where a new publisher takes a busy stream over (set once, before any session);
     /// unset: nowhere.
     pub takeover: std::cell::OnceCell<Arc<crate::config::TakeoverRule>>,
+    /// The server's relays (set once, before any session); unset: none.
+    pub relays: std::cell::OnceCell<Arc<relay::Relays>>,
     random: Cell<u64>,
 }
 
@@ -321,6 +326,7 @@ impl ShardContext {
             journal: std::cell::OnceCell::new(),
             admission: std::cell::OnceCell::new(),
             takeover: std::cell::OnceCell::new(),
+            relays: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }
