@@ -43,6 +43,9 @@ pub enum RelayError {
     Timeout(&'static str),
     #[error("closed by the peer")]
     Closed,
+    /// The session ended on its own side (a push whose writer fell behind or failed).
+    #[error("{0}")]
+    Ended(&'static str),
 }
 
 /// The address of `url`'s host. A name goes to the system resolver, which blocks, on a

@@ -164,6 +164,10 @@ async fn stream(
     listed: &Listed,
 ) -> Result<&'static str, RelayError> {
     let entry = lifecycle.entry().clone();
+    // One timer for the relay's life: a sleep made anew beside each read would never fire
+    // while media arrives faster than it.
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_since: Option<Instant> = None;
     loop {
         {
@@ -176,7 +180,7 @@ async fn stream(
                     input = &mut read => break input?,
                     _ = context.shutdown.wait() => return Ok("server shutdown"),
                     _ = entry.kicked() => return Ok("kicked by operator"),
-                    _ = tokio::time::sleep(TICK) => {
+                    _ = tick.tick() => {
                         let now = Instant::now();
                         if lifecycle.handle_timeout(now).is_some() {
                             return Ok("session limit reached");

@@ -25,7 +25,7 @@ use crate::protocol::rtmp::client::{ClientConnection, ClientEvent, Goal};
 use crate::protocol::rtmp::handshake::SEED_LEN;
 use crate::session::ShardContext;
 use crate::session::io::PendingOutput;
-use crate::session::lifecycle::{Admission, ConnectRequest, Lifecycle, StreamRequest};
+use crate::session::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
 use crate::session::player_writer::{Framing, PlayerWriter};
 use crate::session::rtmp_out;
 use crate::session::timeline::Timeline;
@@ -166,6 +166,10 @@ async fn stream(
     listed: &Listed,
 ) -> Result<&'static str, RelayError> {
     let entry = lifecycle.entry().clone();
+    // One timer for the relay's life: a sleep made anew beside each read would never fire
+    // while media arrives faster than it.
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let socket = out.socket.clone();
         // The read stays pending across the ticks: io_uring may have filled its buffer.
@@ -176,7 +180,7 @@ async fn stream(
                 input = &mut read => break input,
                 _ = context.shutdown.wait() => return Ok("server shutdown"),
                 _ = entry.kicked() => return Ok("kicked by operator"),
-                _ = tokio::time::sleep(TICK) => {
+                _ = tick.tick() => {
                     listed.set_out(lifecycle.bytes_out().get());
                     if !serves(context, relays, push) {
                         return Ok("publisher left");
@@ -186,7 +190,8 @@ async fn stream(
         };
         let input = match crate::session::read_result(lifecycle, Some(output), input)? {
             Ok(input) => input,
-            Err(reason) => return Err(RelayError::Refused(reason.describe().to_owned())),
+            Err(CloseReason::PeerClosed) => return Err(RelayError::Closed),
+            Err(reason) => return Err(RelayError::Ended(reason.describe())),
         };
         listed.count_in(input.len());
         let mut client = out.client.borrow_mut();
