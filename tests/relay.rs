@@ -63,11 +63,9 @@ fn edges_pull_once_each_and_serve_every_protocol_until_they_go() {
     for (i, edge) in edges.iter().enumerate() {
         let edge = edge.as_ref().expect("running");
         let launcher = ns.launcher(i + 1);
-        for url in [
-            edge.rtmp_url("live/cam"),
-            format!("http://{}/live/cam.flv", edge.http_addr()),
-            edge.rtsp_url("live/cam"),
-        ] {
+        for url in
+            [edge.rtmp_url("live/cam"), format!("http://{}/live/cam.flv", edge.http_addr()), edge.rtsp_url("live/cam")]
+        {
             let probed = try_ffprobe_json_launched(&launcher, &url, WAIT)
                 .unwrap_or_else(|e| panic!("edge {} {url}: {e}\n--- edge log ---\n{}", i + 1, edge.log()));
             assert_plays_h264_aac(&probed, SIZE, &url);
@@ -166,7 +164,10 @@ fn an_edges_hooks_see_its_viewers_and_the_pull_as_a_relay_only() {
     let stop = started.unwrap_or_else(|| panic!("no relay_stop: {:?}", events(&receiver)));
     let start = of_type(&receiver, "relay_start");
     assert_eq!(start.len(), 1, "{start:?}");
-    assert_eq!((start[0]["data"]["direction"].as_str(), start[0]["stream_key"].as_str()), (Some("pull"), Some("live/cam")));
+    assert_eq!(
+        (start[0]["data"]["direction"].as_str(), start[0]["stream_key"].as_str()),
+        (Some("pull"), Some("live/cam"))
+    );
     assert_eq!(start[0]["data"]["url"], format!("rtmp://{}/live/cam", origin.rtmp_addr()));
     assert_eq!(stop["data"]["reason"], "no players");
     assert!(stop["data"]["bytes_in"].as_u64().unwrap_or(0) > 10_000, "{stop}");
@@ -193,10 +194,7 @@ fn a_server_pushes_what_is_published_on_it_and_again_after_the_target_restarts()
     let target_addr = target.rtmp_addr();
     let receiver = HttpReceiver::start();
     let source = TestServer::start_with_config(
-        &format!(
-            "[[webhook]]\nurl = \"{}\"\n[relay]\npush = [\"rtmp://{target_addr}\"]\n",
-            receiver.url("/events")
-        ),
+        &format!("[[webhook]]\nurl = \"{}\"\n[relay]\npush = [\"rtmp://{target_addr}\"]\n", receiver.url("/events")),
         &[],
     );
     let mut publisher = ffmpeg_publish(&source.rtmp_url("live/pushed"), 120, SIZE);

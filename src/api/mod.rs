@@ -261,7 +261,9 @@ impl ApiState {
                 Ok(streams::server(self.listeners, env!("CARGO_PKG_VERSION"), self.started.elapsed().as_secs_f64()))
             }
             (Route::Clients, _) => self.clients(),
-            (Route::Relays, _) => Ok(json!({ "relays": self.relays.as_ref().map(|relays| relays.list()).unwrap_or_default() })),
+            (Route::Relays, _) => {
+                Ok(json!({ "relays": self.relays.as_ref().map(|relays| relays.list()).unwrap_or_default() }))
+            }
             (Route::Client(id), _) => self.kick(id),
             (Route::Webhooks, "POST") => {
                 return match self.webhooks.create(dispatcher, &request.body) {

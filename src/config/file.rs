@@ -12,8 +12,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
-use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
+use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,

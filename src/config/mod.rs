@@ -43,6 +43,7 @@
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
 //! - `go_flags`: go-rtmp's single-dash flags, rewritten to ringcast's before clap reads them.
+//! - `relay`: the `[relay]` table (docs/scaling-out.md) and an app's keys over it.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -103,12 +104,12 @@ macro_rules! choice {
 }
 
 mod apps;
-mod relay;
 mod cli;
 mod duration;
 mod file;
 mod go_flags;
 mod hooks;
+mod relay;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -129,13 +130,13 @@ choice! {
 }
 
 pub use apps::{AppConfig, Apps, NotifyOverlay, SERVER_WIDE_NOTIFY_KEYS, TakeoverRule};
-pub use relay::{DEFAULT_LINGER, RelayConfig, RelayOverlay, RelayUrl};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use hooks::{
     DEFAULT_SIGNATURE_HEADER, Dialect, EventFilter, EventType, Header, MAX_HEADER_BYTES, MAX_HEADERS, NotifyConfig,
     NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
     parse_event, parse_header_name, parse_url,
 };
+pub use relay::{DEFAULT_LINGER, RelayConfig, RelayOverlay, RelayUrl};
 pub use webhook::{
     CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
     parse_events, parse_headers,

@@ -182,12 +182,17 @@ mod tests {
         assert_eq!((url.host.as_str(), url.port, url.app.as_deref()), ("origin-a", 1935, None));
         assert_eq!(url.target("live", "cam1").0, "rtmp://origin-a:1935/live");
         let url = RelayUrl::parse("rtmp://10.0.0.1:19350/backup/other").unwrap();
-        assert_eq!(url.target("live", "cam1"), ("rtmp://10.0.0.1:19350/backup".into(), "backup".into(), "other".into()));
+        assert_eq!(
+            url.target("live", "cam1"),
+            ("rtmp://10.0.0.1:19350/backup".into(), "backup".into(), "other".into())
+        );
         assert_eq!(url.to_string(), "rtmp://10.0.0.1:19350/backup/other");
         let url = RelayUrl::parse("rtmp://[::1]:1936").unwrap();
         assert_eq!((url.host.as_str(), url.port), ("::1", 1936));
         assert_eq!(url.to_string(), "rtmp://[::1]:1936");
-        for bad in ["http://x", "rtmp://", "rtmp://h:0", "rtmp://h:x", "rtmp://u:p@h", "rtmp://h/a/b/c", "rtmp://h/a?x=1"] {
+        for bad in
+            ["http://x", "rtmp://", "rtmp://h:0", "rtmp://h:x", "rtmp://u:p@h", "rtmp://h/a/b/c", "rtmp://h/a?x=1"]
+        {
             assert!(RelayUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(RelayUrl::parse("rtsp://cam/1").unwrap_err().contains("[sources]"));

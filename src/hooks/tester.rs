@@ -355,9 +355,7 @@ fn sample_event(event_type: EventType) -> Event {
             json!({"bytes_in": 71902, "bytes_out": 3725, "duration_sec": 2.202,
                    "reason": "closed by client", "role": "publisher"}),
         ),
-        EventType::RelayStart => {
-            ("live/test", json!({"direction": "pull", "url": "rtmp://10.0.0.1:1935/live/test"}))
-        }
+        EventType::RelayStart => ("live/test", json!({"direction": "pull", "url": "rtmp://10.0.0.1:1935/live/test"})),
         EventType::RelayStop => (
             "live/test",
             json!({"bytes_in": 1893123, "bytes_out": 3521, "direction": "pull", "duration_sec": 31.250,

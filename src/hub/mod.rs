@@ -872,6 +872,23 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarding_player_gets_the_stream_but_is_no_viewer() {
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub.clone());
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        let (viewer, joined) = shard.play("live/x", 1);
+        let forward = shard.forward("live/x", 2);
+        assert_eq!(joined.players, 1);
+        assert_eq!(shard.stream_counts("live/x").1, Some(1), "the forward is not counted");
+        publisher.push(PacketKind::Video, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 1])).unwrap();
+        let mut items = Vec::new();
+        forward.player().take(&mut items);
+        assert_eq!(items.len(), 1, "it is fed like any player");
+        assert_eq!(forward.leave(), StreamChange::default(), "leaving counts nobody out");
+        assert_eq!(viewer.leave().players, 0);
+    }
+
+    #[test]
     fn a_raised_eviction_wakes_its_waiter() {
         let eviction = Arc::new(Eviction::default());
         let waiter = eviction.clone();

@@ -28,7 +28,7 @@ use super::activity::{Activity, MediaMeter};
 use super::journal::OpenSession;
 use super::limits::LimitKind;
 use super::terms::Terms;
-use super::{Role, SessionEntry, SessionGuard, ShardContext};
+use super::{Role, SessionEntry, SessionGuard, SessionKind, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::payload::{
@@ -176,36 +176,30 @@ pub struct Lifecycle {
     /// Why the terms ended the session, once they did: the reason its stop events and
     /// `connection_close` give.
     ended_by: Option<String>,
-    /// A relay session (`relay/`) without `relay_hooks`: it asks no callback and fires no
-    /// event, so an operator's hooks see real clients only.
-    quiet: bool,
-    /// A relay session: its play forwards the stream (not a viewer), and its publish is
-    /// not pushed on (no relay loops through this server).
-    relay: bool,
 }
 
 impl Lifecycle {
     /// Registers an accepted connection and says so (connection_accept).
     pub fn new(context: &Rc<ShardContext>, protocol: Protocol, addr: SocketAddr, conn_id: u64) -> Lifecycle {
-        Lifecycle::with_hooks(context, protocol, addr, conn_id, true, false)
+        Lifecycle::with_kind(context, protocol, addr, conn_id, SessionKind::Client)
     }
 
     /// A relay session's lifecycle: an outbound connection to `addr` that publishes (a pull)
     /// or plays (a push) here. With `hooks` false (`relay_hooks` off) it asks no callback and
     /// fires no event.
     pub fn relay(context: &Rc<ShardContext>, addr: SocketAddr, conn_id: u64, hooks: bool) -> Lifecycle {
-        Lifecycle::with_hooks(context, Protocol::Rtmp, addr, conn_id, hooks, true)
+        Lifecycle::with_kind(context, Protocol::Rtmp, addr, conn_id, SessionKind::Relay { hooks })
     }
 
-    fn with_hooks(
+    fn with_kind(
         context: &Rc<ShardContext>,
         protocol: Protocol,
         addr: SocketAddr,
         conn_id: u64,
-        hooks_on: bool,
-        relay: bool,
+        kind: SessionKind,
     ) -> Lifecycle {
-        let guard = SessionGuard::new(context, conn_id, addr, protocol);
+        let hooks_on = kind != SessionKind::Relay { hooks: false };
+        let guard = SessionGuard::new(context, conn_id, addr, protocol, kind);
         let hooks = &context.hooks;
         let wants_updates = hooks_on
             && (hooks.update_interval().is_some()
@@ -226,13 +220,8 @@ impl Lifecycle {
             pending_update: None,
             terms: None,
             ended_by: None,
-            quiet: !hooks_on,
-            relay,
         };
-        lifecycle.emit(|| ConnectionAccept {
-            remote_addr: addr.to_string(),
-            protocol: protocol.as_str(),
-        });
+        lifecycle.emit(|| ConnectionAccept { remote_addr: addr.to_string(), protocol: protocol.as_str() });
         lifecycle
     }
 
@@ -364,7 +353,7 @@ impl Lifecycle {
         if took_over {
             info!(conn_id = self.conn_id(), stream = %self.current_stream(), "publisher took the stream over");
         }
-        if let Some(relays) = self.context.relays.get().filter(|_| !self.relay) {
+        if let Some(relays) = self.context.relays.get().filter(|_| !self.is_relay()) {
             relays.publish_started(&self.context, &self.current_stream());
         }
         self.emit(|| PublishStart {
@@ -417,7 +406,7 @@ impl Lifecycle {
             return self.refuse_over_limit(kind, "play", &key);
         }
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
-        let (handle, mut change) = if self.relay {
+        let (handle, mut change) = if self.is_relay() {
             let live = self.context.hub.is_published(&key);
             let players = self.context.hub.stream_counts(&key).1.unwrap_or(0);
             (self.context.hub.forward(&key, self.conn_id()), StreamChange { players, live, ..StreamChange::default() })
@@ -425,7 +414,7 @@ impl Lifecycle {
             self.context.hub.play(&key, self.conn_id())
         };
         if !change.live
-            && !self.relay
+            && !self.is_relay()
             && let Some(relays) = self.context.relays.get().cloned()
         {
             // Pulled from an origin, if the app has one: the player waits for it to start.
@@ -686,7 +675,7 @@ impl Lifecycle {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        if !self.quiet {
+        if !self.is_quiet() {
             self.context.callbacks.tell_done(true, &client, &fields);
         }
         self.stream_left(&origin, change);
@@ -724,7 +713,7 @@ impl Lifecycle {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        if !self.quiet {
+        if !self.is_quiet() {
             self.context.callbacks.tell_done(false, &client, &fields);
         }
         self.stream_left(&origin, change);
@@ -773,16 +762,25 @@ impl Lifecycle {
         self.emit_at(&self.origin(), build);
     }
 
+    fn is_relay(&self) -> bool {
+        matches!(self.guard.entry.kind, SessionKind::Relay { .. })
+    }
+
+    /// A relay session without `relay_hooks`.
+    fn is_quiet(&self) -> bool {
+        self.guard.entry.kind == SessionKind::Relay { hooks: false }
+    }
+
     /// Tells the sinks, unless this is a quiet relay session.
     fn emit_at<P: EventPayload>(&self, origin: &Origin, build: impl FnOnce() -> P) {
-        if !self.quiet {
+        if !self.is_quiet() {
             self.context.hooks.emit(origin, build);
         }
     }
 
     /// Asks `call`'s callback; a quiet relay session asks none and is allowed.
     async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&'static str, String)]) -> Decision {
-        if self.quiet {
+        if self.is_quiet() {
             return Decision::Allow;
         }
         self.context.callbacks.decide(call, client, extra).await
@@ -797,7 +795,7 @@ impl Lifecycle {
     /// Tells the journal a publish or play started, as callbacks would describe it.
     fn journal_started(&self, publisher: bool, name: &str, args: &Args) {
         // A quiet relay session has no stop events or done callbacks for a restart to send.
-        let Some(journal) = self.context.journal.get().filter(|_| !self.quiet) else { return };
+        let Some(journal) = self.context.journal.get().filter(|_| !self.is_quiet()) else { return };
         let connect = self.connect.clone().unwrap_or_default();
         let entry = self.entry();
         let recorded = journal.started(OpenSession {
@@ -823,7 +821,7 @@ impl Lifecycle {
     }
 
     fn journal_stopped(&self, publisher: bool) {
-        if let Some(journal) = self.context.journal.get().filter(|_| !self.quiet)
+        if let Some(journal) = self.context.journal.get().filter(|_| !self.is_quiet())
             && !journal.stopped(self.conn_id(), publisher)
         {
             self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

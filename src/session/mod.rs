@@ -376,6 +376,18 @@ impl Role {
     }
 }
 
+/// Who a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A client that connected to this server.
+    Client,
+    /// A relay session (`relay/`): its play forwards the stream (not a viewer), and its
+    /// publish is not pushed on (no relay loops through this server). `hooks` false
+    /// (`relay_hooks` off): it asks no callback and fires no event, so an operator's hooks
+    /// see real clients only.
+    Relay { hooks: bool },
+}
+
 /// What the admin API shows of a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClientSummary {
@@ -395,6 +407,9 @@ pub struct SessionEntry {
     pub conn_id: u64,
     pub peer: std::net::SocketAddr,
     pub protocol: Protocol,
+    /// Kept here, not in the lifecycle: every RTMP session's future holds the lifecycle, in a
+    /// size class it must not outgrow.
+    pub kind: SessionKind,
     pub connected_at_ms: u64,
     pub role: Cell<Role>,
     pub stream: std::cell::RefCell<String>,
@@ -473,12 +488,14 @@ impl SessionGuard {
         conn_id: u64,
         peer: std::net::SocketAddr,
         protocol: Protocol,
+        kind: SessionKind,
     ) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
         let entry = Rc::new(SessionEntry {
             conn_id,
             peer,
             protocol,
+            kind,
             connected_at_ms: crate::hooks::now_ms(),
             role: Cell::new(Role::None),
             stream: std::cell::RefCell::new(String::new()),

@@ -81,7 +81,8 @@ impl Namespaces {
 
     /// An ffmpeg player of `url` in namespace `index` that stays until killed.
     pub fn play(&self, index: usize, url: &str) -> Client {
-        let args = ["-hide_banner", "-loglevel", "error", "-i", url, "-c", "copy", "-f", "null", "-"].map(str::to_owned);
+        let args =
+            ["-hide_banner", "-loglevel", "error", "-i", url, "-c", "copy", "-f", "null", "-"].map(str::to_owned);
         self.spawn(index, "ffmpeg", &args, &format!("player of {url}"))
     }
 }

@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use super::ShardContext;
 use crate::config::{Config, RelayConfig, RelayUrl};
-use crate::hooks::{Origin, now_ms};
 use crate::hooks::event::Protocol;
 use crate::hooks::payload::{RelayStart, RelayStop};
+use crate::hooks::{Origin, now_ms};
 
 pub use outbound::RelayError;
 

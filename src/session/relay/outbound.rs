@@ -188,7 +188,11 @@ mod tests {
         assert!(matches!(refusal(&error), Err(RelayError::Refused(why)) if why.contains("StreamNotFound")));
         let command = ClientEvent::CommandError { command: "connect", code: "x".into(), description: "denied".into() };
         assert!(refusal(&command).is_err());
-        let start = ClientEvent::Status { level: "status".into(), code: "NetStream.Play.Start".into(), description: String::new() };
+        let start = ClientEvent::Status {
+            level: "status".into(),
+            code: "NetStream.Play.Start".into(),
+            description: String::new(),
+        };
         assert!(refusal(&start).is_ok());
     }
 }

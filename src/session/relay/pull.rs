@@ -83,16 +83,24 @@ fn players(context: &ShardContext, key: &str) -> usize {
 async fn attempt(context: &Rc<ShardContext>, relays: &Arc<Relays>, pull: &Pull, url: &RelayUrl) -> Attempt {
     let (tc_url, app_there, name_there) = url.target(&pull.app, &pull.name);
     let conn_id = relays.next_conn_id();
-    let listed = relays.register(conn_id, Direction::Pull, &format!("{tc_url}/{name_there}"), &pull.key, context.hub.shard());
+    let listed =
+        relays.register(conn_id, Direction::Pull, &format!("{tc_url}/{name_there}"), &pull.key, context.hub.shard());
     let mut seed = [0u8; SEED_LEN];
     context.fill_random(&mut seed);
     let settings = &context.settings;
     let connecting = async {
         let addr = resolve(url).await?;
         let goal = Goal::Play(name_there.clone());
-        let mut out =
-            Outbound::connect(addr, &tc_url, &app_there, goal, settings.rtmp.chunk_size, seed, settings.limits.send_timeout)
-                .await?;
+        let mut out = Outbound::connect(
+            addr,
+            &tc_url,
+            &app_there,
+            goal,
+            settings.rtmp.chunk_size,
+            seed,
+            settings.limits.send_timeout,
+        )
+        .await?;
         let (early, read) =
             out.start(|event| matches!(event, ClientEvent::Audio { .. } | ClientEvent::Video { .. })).await?;
         Ok::<_, RelayError>((addr, out, early, read))
@@ -243,7 +251,8 @@ mod tests {
             }
             Bytes::from(body)
         };
-        let metadata = encode(&["onMetaData".into(), Amf0Value::Object(vec![("width".into(), Amf0Value::Number(320.0))])]);
+        let metadata =
+            encode(&["onMetaData".into(), Amf0Value::Object(vec![("width".into(), Amf0Value::Number(320.0))])]);
         assert!(is_metadata(&metadata));
         let cue = encode(&["onCuePoint".into()]);
         assert!(!is_metadata(&cue));

@@ -75,7 +75,8 @@ fn serves(context: &ShardContext, relays: &Relays, push: &Push) -> bool {
 async fn attempt(context: &Rc<ShardContext>, relays: &Arc<Relays>, push: &Push) -> Attempt {
     let (tc_url, app_there, name_there) = push.url.target(&push.app, &push.name);
     let conn_id = relays.next_conn_id();
-    let listed = relays.register(conn_id, Direction::Push, &format!("{tc_url}/{name_there}"), &push.key, context.hub.shard());
+    let listed =
+        relays.register(conn_id, Direction::Push, &format!("{tc_url}/{name_there}"), &push.key, context.hub.shard());
     let mut seed = [0u8; SEED_LEN];
     context.fill_random(&mut seed);
     let settings = &context.settings;
