@@ -11,7 +11,8 @@
 //!   does not count as a viewer, over the one player writer (the shared chunked media, no
 //!   copy per push). Reconnected with backoff while the stream is published.
 //! - `outbound.rs`: the connection both drive (resolve, connect, the client state machine
-//!   up to the peer's start).
+//!   up to the peer's start); `attempt.rs`: one attempt at one peer (listed, opened,
+//!   admitted here, closed with its `relay_stop`).
 //!
 //! A relay session goes through a [`Lifecycle`] like a client, so it is listed by the admin
 //! API (`/api/clients`, and `/api/relays` from here) and counted in the hub; but without
@@ -22,6 +23,7 @@
 //! stream however many shards have players), the relay sessions for the API, the counters
 //! for `/metrics`.
 
+mod attempt;
 mod outbound;
 mod pull;
 mod push;
@@ -393,6 +395,14 @@ impl Drop for Listed {
     fn drop(&mut self) {
         lock(&self.relays.sessions).remove(&self.record.conn_id);
     }
+}
+
+/// The timer a streaming relay looks at its stream by, every [`TICK`]: one for the relay's
+/// life, as a sleep made anew beside each read would never fire while media arrives faster.
+fn ticker() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// Sleeps `wait`, or less if the shard shuts down: whether it shut down.

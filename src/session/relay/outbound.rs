@@ -18,6 +18,7 @@ use crate::protocol::rtmp::client::{ClientConnection, ClientEvent, Goal};
 use crate::protocol::rtmp::handshake::SEED_LEN;
 use crate::protocol::rtmp::server;
 use crate::session::io::{MIN_READ_BUFFER, ReadBuffer, write_all};
+use crate::session::{SessionEntry, ShardContext};
 
 /// How long resolving a name and the TCP connect may take together: an origin that does not
 /// answer by then is skipped for the next one.
@@ -156,6 +157,35 @@ impl Outbound {
             let input = input.to_vec();
             self.handle_input(&input)?;
             self.flush().await?;
+        }
+    }
+}
+
+impl Outbound {
+    /// Reads the peer once while streaming, the read pending across the ticks (io_uring may
+    /// have filled its buffer), `ticked` looking at the stream on every tick. `Err(why)`
+    /// when the relay is over meanwhile: shutdown, a kick, or what `ticked` says.
+    pub async fn read_beside(
+        &mut self,
+        context: &ShardContext,
+        entry: &SessionEntry,
+        tick: &mut tokio::time::Interval,
+        mut ticked: impl FnMut() -> Option<&'static str>,
+    ) -> Result<io::Result<&[u8]>, &'static str> {
+        let socket = self.socket.clone();
+        let read = self.reader.read(&socket);
+        tokio::pin!(read);
+        loop {
+            tokio::select! {
+                input = &mut read => return Ok(input),
+                _ = context.shutdown.wait() => return Err("server shutdown"),
+                _ = entry.kicked() => return Err("kicked by operator"),
+                _ = tick.tick() => {
+                    if let Some(over) = ticked() {
+                        return Err(over);
+                    }
+                }
+            }
         }
     }
 }

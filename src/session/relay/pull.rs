@@ -15,17 +15,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::outbound::{Outbound, RelayError, refusal, resolve};
-use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Listed, PullState, Relays, TICK, backoff};
+use super::attempt::{self, Attempt, Opened, Target};
+use super::outbound::{RelayError, refusal};
+use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, PullState, Relays, backoff, ticker};
 use crate::config::RelayUrl;
 use crate::hub::PacketKind;
 use crate::protocol::rtmp::client::{ClientEvent, Goal};
-use crate::protocol::rtmp::handshake::SEED_LEN;
 use crate::session::ShardContext;
-use crate::session::lifecycle::{Admission, ConnectRequest, Lifecycle, StreamRequest};
+use crate::session::lifecycle::Lifecycle;
 
-/// What a relay says it is in `connect` (and what `relay_hooks` callbacks see as `flashver`).
-pub(super) const FLASH_VER: &str = "ringcast relay";
 /// The AMF0 start of an `onMetaData` data message: a string of length 10.
 const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
 /// The data message a server sends at play start for Flash's sake: not the stream's.
@@ -40,14 +38,6 @@ pub(super) struct Pull {
     pub linger: Duration,
     pub hooks: bool,
     pub state: Arc<PullState>,
-}
-
-/// How one attempt at one origin ended.
-enum Attempt {
-    /// The pull is over (no players, shutdown, kicked, the stream taken by a client).
-    Over,
-    /// This origin failed; `streamed` if it had streamed first.
-    Failed { streamed: bool },
 }
 
 pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, pull: Pull) {
@@ -81,132 +71,58 @@ fn players(context: &ShardContext, key: &str) -> usize {
 }
 
 async fn attempt(context: &Rc<ShardContext>, relays: &Arc<Relays>, pull: &Pull, url: &RelayUrl) -> Attempt {
-    let (tc_url, app_there, name_there) = url.target(&pull.app, &pull.name);
-    let conn_id = relays.next_conn_id();
-    let listed =
-        relays.register(conn_id, Direction::Pull, &format!("{tc_url}/{name_there}"), &pull.key, context.hub.shard());
-    let mut seed = [0u8; SEED_LEN];
-    context.fill_random(&mut seed);
-    let settings = &context.settings;
-    let connecting = async {
-        let addr = resolve(url).await?;
-        let goal = Goal::Play(name_there.clone());
-        let mut out = Outbound::connect(
-            addr,
-            &tc_url,
-            &app_there,
-            goal,
-            settings.rtmp.chunk_size,
-            seed,
-            settings.limits.send_timeout,
-        )
-        .await?;
-        let (early, read) =
-            out.start(|event| matches!(event, ClientEvent::Audio { .. } | ClientEvent::Video { .. })).await?;
-        Ok::<_, RelayError>((addr, out, early, read))
+    let target =
+        Target { direction: Direction::Pull, url, key: &pull.key, app: &pull.app, name: &pull.name, hooks: pull.hooks };
+    let first_frame = |event: &ClientEvent| matches!(event, ClientEvent::Audio { .. } | ClientEvent::Video { .. });
+    let mut opened = match attempt::open(context, relays, &target, Goal::Play, first_frame).await {
+        Ok(opened) => opened,
+        Err(attempt) => return attempt,
     };
-    let (addr, mut out, early, read) = tokio::select! {
-        connected = connecting => match connected {
-            Ok(connected) => connected,
-            Err(error) => {
-                listed.failed(&error);
-                return Attempt::Failed { streamed: false };
-            }
-        },
-        _ = context.shutdown.wait() => return Attempt::Over,
-    };
-    let mut lifecycle = Lifecycle::relay(context, addr, conn_id, pull.hooks);
-    lifecycle.count_in(read as usize);
-    listed.count_in(read as usize);
-    let connect = ConnectRequest {
-        app: pull.app.clone(),
-        url: tc_url.clone(),
-        tc_url: tc_url.clone(),
-        flash_ver: FLASH_VER.to_owned(),
-        ..ConnectRequest::default()
-    };
-    let publish =
-        StreamRequest { name: pull.name.clone(), args: Vec::new(), callback_fields: vec![("type", "live".into())] };
-    let refused = match lifecycle.admit_connect(connect).await {
-        Admission::Refused(refusal) => Some(refusal),
-        Admission::Admitted => match lifecycle.admit_publish(publish).await {
-            Admission::Refused(refusal) => Some(refusal),
-            Admission::Admitted => None,
-        },
-    };
-    if let Some(refusal) = refused {
-        // A client publishes the stream now, or `relay_hooks` callbacks said no: either way
-        // the players have their answer without this pull.
-        tracing::info!(conn_id, stream = %pull.key, %refusal, "pull not admitted");
-        lifecycle.finish(&refusal.to_string());
-        return Attempt::Over;
+    if let Err(attempt) = opened.admit(&target).await {
+        return attempt;
     }
-    listed.started(context, addr);
-    let since = Instant::now();
-    let mut early = early;
-    let fed = early.drain(..).try_for_each(|event| feed(&mut lifecycle, event));
-    let ended = match fed {
-        Ok(()) => stream(context, pull, &mut lifecycle, &mut out, &listed).await,
+    opened.started(context);
+    let early = std::mem::take(&mut opened.early);
+    let ended = match early.into_iter().try_for_each(|event| feed(&mut opened.lifecycle, event)) {
+        Ok(()) => stream(context, pull, &mut opened).await,
         Err(error) => Err(error),
     };
-    let (attempt, reason) = match ended {
-        Ok(reason) => (Attempt::Over, reason.to_owned()),
-        Err(error) => {
-            listed.failed(&error);
-            (Attempt::Failed { streamed: true }, error.to_string())
-        }
-    };
-    lifecycle.finish(&reason);
-    listed.stopped(context, addr, &reason, since);
-    let _ = out.socket.shutdown(std::net::Shutdown::Both);
-    attempt
+    opened.close(context, ended)
 }
 
 /// Moves the origin's media into the hub until the pull ends (`Ok`, why) or the origin
 /// fails (`Err`).
-async fn stream(
-    context: &ShardContext,
-    pull: &Pull,
-    lifecycle: &mut Lifecycle,
-    out: &mut Outbound,
-    listed: &Listed,
-) -> Result<&'static str, RelayError> {
+async fn stream(context: &ShardContext, pull: &Pull, opened: &mut Opened) -> Result<&'static str, RelayError> {
+    let Opened { lifecycle, out, listed, .. } = opened;
     let entry = lifecycle.entry().clone();
-    // One timer for the relay's life: a sleep made anew beside each read would never fire
-    // while media arrives faster than it.
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = ticker();
+    // Its own handle: the input read is borrowed from `out` while the client takes it.
+    let client = out.client.clone();
     let mut idle_since: Option<Instant> = None;
     loop {
         {
-            let socket = out.socket.clone();
-            // The read stays pending across the ticks: io_uring may have filled its buffer.
-            let read = out.reader.read(&socket);
-            tokio::pin!(read);
-            let input = loop {
-                tokio::select! {
-                    input = &mut read => break input?,
-                    _ = context.shutdown.wait() => return Ok("server shutdown"),
-                    _ = entry.kicked() => return Ok("kicked by operator"),
-                    _ = tick.tick() => {
-                        let now = Instant::now();
-                        if lifecycle.handle_timeout(now).is_some() {
-                            return Ok("session limit reached");
-                        }
-                        if players(context, &pull.key) > 0 {
-                            idle_since = None;
-                        } else if now.duration_since(*idle_since.get_or_insert(now)) >= pull.linger {
-                            return Ok("no players");
-                        }
-                    }
+            let ticked = || {
+                let now = Instant::now();
+                if lifecycle.handle_timeout(now).is_some() {
+                    return Some("session limit reached");
                 }
+                if players(context, &pull.key) > 0 {
+                    idle_since = None;
+                } else if now.duration_since(*idle_since.get_or_insert(now)) >= pull.linger {
+                    return Some("no players");
+                }
+                None
+            };
+            let input = match out.read_beside(context, &entry, &mut tick, ticked).await {
+                Ok(input) => input?,
+                Err(over) => return Ok(over),
             };
             if input.is_empty() {
                 return Err(RelayError::Closed);
             }
             lifecycle.count_in(input.len());
             listed.count_in(input.len());
-            out.client.borrow_mut().handle_input(input)?;
+            client.borrow_mut().handle_input(input)?;
         }
         loop {
             let event = out.client.borrow_mut().poll_event();

@@ -12,20 +12,18 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::outbound::{Outbound, RelayError, refusal, resolve};
-use super::pull::FLASH_VER;
-use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Listed, Relays, TICK, backoff};
+use super::attempt::{self, Attempt, Opened, Target};
+use super::outbound::{RelayError, refusal};
+use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Relays, backoff, ticker};
 use crate::config::RelayUrl;
 use crate::hub::Packet;
 use crate::protocol::rtmp::client::{ClientConnection, ClientEvent, Goal};
-use crate::protocol::rtmp::handshake::SEED_LEN;
 use crate::session::ShardContext;
 use crate::session::io::PendingOutput;
-use crate::session::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, StreamRequest};
+use crate::session::lifecycle::CloseReason;
 use crate::session::player_writer::{Framing, PlayerWriter};
 use crate::session::rtmp_out;
 use crate::session::timeline::Timeline;
@@ -39,14 +37,6 @@ pub(super) struct Push {
     pub hooks: bool,
     /// Which publish of the stream this push serves (`Relays::publish_started`).
     pub publish: u64,
-}
-
-/// How one attempt ended.
-enum Attempt {
-    /// The push is over (the publisher left, shutdown, kicked).
-    Over,
-    /// The target failed; `streamed` if it had taken media first.
-    Failed { streamed: bool },
 }
 
 pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, push: Push) {
@@ -73,87 +63,46 @@ fn serves(context: &ShardContext, relays: &Relays, push: &Push) -> bool {
 }
 
 async fn attempt(context: &Rc<ShardContext>, relays: &Arc<Relays>, push: &Push) -> Attempt {
-    let (tc_url, app_there, name_there) = push.url.target(&push.app, &push.name);
-    let conn_id = relays.next_conn_id();
-    let listed =
-        relays.register(conn_id, Direction::Push, &format!("{tc_url}/{name_there}"), &push.key, context.hub.shard());
-    let mut seed = [0u8; SEED_LEN];
-    context.fill_random(&mut seed);
-    let settings = &context.settings;
-    let chunk_size = settings.rtmp.chunk_size;
-    let connecting = async {
-        let addr = resolve(&push.url).await?;
-        let goal = Goal::Publish(name_there.clone());
-        let mut out =
-            Outbound::connect(addr, &tc_url, &app_there, goal, chunk_size, seed, settings.limits.send_timeout).await?;
-        let (_, read) = out
-            .start(|event| matches!(event, ClientEvent::Status { code, .. } if code == "NetStream.Publish.Start"))
-            .await?;
-        Ok::<_, RelayError>((addr, out, read))
+    let target = Target {
+        direction: Direction::Push,
+        url: &push.url,
+        key: &push.key,
+        app: &push.app,
+        name: &push.name,
+        hooks: push.hooks,
     };
-    let (addr, mut out, read) = tokio::select! {
-        connected = connecting => match connected {
-            Ok(connected) => connected,
-            Err(error) => {
-                listed.failed(&error);
-                return Attempt::Failed { streamed: false };
-            }
-        },
-        _ = context.shutdown.wait() => return Attempt::Over,
+    let publishing =
+        |event: &ClientEvent| matches!(event, ClientEvent::Status { code, .. } if code == "NetStream.Publish.Start");
+    let mut opened = match attempt::open(context, relays, &target, Goal::Publish, publishing).await {
+        Ok(opened) => opened,
+        Err(attempt) => return attempt,
     };
-    listed.count_in(read as usize);
-    let mut lifecycle = Lifecycle::relay(context, addr, conn_id, push.hooks);
-    lifecycle.count_in(read as usize);
-    let connect = ConnectRequest {
-        app: push.app.clone(),
-        url: tc_url.clone(),
-        tc_url: tc_url.clone(),
-        flash_ver: FLASH_VER.to_owned(),
-        ..ConnectRequest::default()
-    };
-    let play = StreamRequest { name: push.name.clone(), args: Vec::new(), callback_fields: Vec::new() };
-    let refused = match lifecycle.admit_connect(connect).await {
-        Admission::Refused(refusal) => Some(refusal),
-        Admission::Admitted => match lifecycle.admit_play(play).await {
-            Admission::Refused(refusal) => Some(refusal),
-            Admission::Admitted => None,
-        },
-    };
-    let player = lifecycle.player().cloned();
-    let (None, Some(player)) = (&refused, player) else {
-        let reason = refused.map_or_else(|| "not admitted".to_owned(), |refusal| refusal.to_string());
-        tracing::info!(conn_id, stream = %push.key, %reason, "push not admitted");
-        lifecycle.finish(&reason);
+    if let Err(attempt) = opened.admit(&target).await {
+        return attempt;
+    }
+    let Some(player) = opened.lifecycle.player().cloned() else {
+        // Admitted to play, a session has its player: nothing to push without one.
+        opened.lifecycle.finish("not playing");
         return Attempt::Over;
     };
     let output = Rc::new(PendingOutput::default());
-    let stream_id = out.client.borrow().stream_id();
-    let framing = PushFraming { client: out.client.clone(), stream_id, chunk_size, timeline: Timeline::default() };
+    let settings = &context.settings;
+    let client = opened.out.client.clone();
+    let stream_id = client.borrow().stream_id();
+    let framing =
+        PushFraming { client, stream_id, chunk_size: settings.rtmp.chunk_size, timeline: Timeline::default() };
     PlayerWriter {
-        socket: out.socket.clone(),
+        socket: opened.out.socket.clone(),
         player,
         framing,
-        bytes_out: lifecycle.bytes_out().clone(),
+        bytes_out: opened.lifecycle.bytes_out().clone(),
         send_timeout: settings.limits.send_timeout,
         output: output.clone(),
     }
     .spawn(&context.flush);
-    listed.started(context, addr);
-    let since = Instant::now();
-    let ended = stream(context, relays, push, &mut lifecycle, &mut out, &output, &listed).await;
-    listed.set_out(lifecycle.bytes_out().get());
-    let (attempt, reason) = match ended {
-        Ok(reason) => (Attempt::Over, reason.to_owned()),
-        Err(error) => {
-            listed.failed(&error);
-            (Attempt::Failed { streamed: true }, error.to_string())
-        }
-    };
-    // Leaving the stream stops the writer, which shuts the socket down.
-    lifecycle.finish(&reason);
-    listed.stopped(context, addr, &reason, since);
-    let _ = out.socket.shutdown(std::net::Shutdown::Both);
-    attempt
+    opened.started(context);
+    let ended = stream(context, relays, push, &mut opened, &output).await;
+    opened.close(context, ended)
 }
 
 /// Reads the target until the push ends (`Ok`, why) or the target fails (`Err`).
@@ -161,33 +110,22 @@ async fn stream(
     context: &ShardContext,
     relays: &Relays,
     push: &Push,
-    lifecycle: &mut Lifecycle,
-    out: &mut Outbound,
+    opened: &mut Opened,
     output: &Rc<PendingOutput>,
-    listed: &Listed,
 ) -> Result<&'static str, RelayError> {
+    let Opened { lifecycle, out, listed, .. } = opened;
     let entry = lifecycle.entry().clone();
-    // One timer for the relay's life: a sleep made anew beside each read would never fire
-    // while media arrives faster than it.
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = ticker();
+    // Its own handle: the input read is borrowed from `out` while the client takes it.
+    let client = out.client.clone();
     loop {
-        let socket = out.socket.clone();
-        // The read stays pending across the ticks: io_uring may have filled its buffer.
-        let read = out.reader.read(&socket);
-        tokio::pin!(read);
-        let input = loop {
-            tokio::select! {
-                input = &mut read => break input,
-                _ = context.shutdown.wait() => return Ok("server shutdown"),
-                _ = entry.kicked() => return Ok("kicked by operator"),
-                _ = tick.tick() => {
-                    listed.set_out(lifecycle.bytes_out().get());
-                    if !serves(context, relays, push) {
-                        return Ok("publisher left");
-                    }
-                }
-            }
+        let ticked = || {
+            listed.set_out(lifecycle.bytes_out().get());
+            (!serves(context, relays, push)).then_some("publisher left")
+        };
+        let input = match out.read_beside(context, &entry, &mut tick, ticked).await {
+            Ok(input) => input,
+            Err(over) => return Ok(over),
         };
         let input = match crate::session::read_result(lifecycle, Some(output), input)? {
             Ok(input) => input,
@@ -195,7 +133,7 @@ async fn stream(
             Err(reason) => return Err(RelayError::Ended(reason.describe())),
         };
         listed.count_in(input.len());
-        let mut client = out.client.borrow_mut();
+        let mut client = client.borrow_mut();
         client.handle_input(input)?;
         while let Some(event) = client.poll_event() {
             refusal(&event)?;
