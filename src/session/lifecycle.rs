@@ -315,7 +315,7 @@ impl Lifecycle {
         let (handle, change, took_over) = match self.take_stream(&key).await {
             Ok(taken) => taken,
             Err(error) => {
-                if let Some(admission) = self.context.admission.get() {
+                if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay()) {
                     admission.stop_publishing(self.addr().ip());
                 }
                 warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
@@ -489,10 +489,12 @@ impl Lifecycle {
         if players.is_none() && !admission.admits_new_stream(streams) {
             return Err(LimitKind::Streams);
         }
-        if !publisher && !admission.admits_player(players.unwrap_or(0)) {
+        // A relay session is no client: a push is not among a stream's viewers, and a pull's
+        // address is its origin's, shared by every stream pulled from it.
+        if !publisher && !self.is_relay() && !admission.admits_player(players.unwrap_or(0)) {
             return Err(LimitKind::PlayersPerStream);
         }
-        if publisher && !admission.start_publishing(self.addr().ip()) {
+        if publisher && !self.is_relay() && !admission.start_publishing(self.addr().ip()) {
             return Err(LimitKind::PublishersPerIp);
         }
         Ok(())
@@ -659,7 +661,7 @@ impl Lifecycle {
         }
         let change = p.handle.unpublish();
         self.journal_stopped(true);
-        if let Some(admission) = self.context.admission.get() {
+        if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay()) {
             admission.stop_publishing(self.addr().ip());
         }
         self.entry().activity.take();
