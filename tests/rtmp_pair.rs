@@ -207,3 +207,25 @@ fn a_ping_reply_echoes_only_the_timestamp() {
     assert_eq!(out.len(), 12 + 2 + 4, "server answered {} bytes", out.len());
     assert_eq!(&out[12..], &[0, 7, 7, 7, 7, 7]);
 }
+
+#[test]
+fn a_client_announcing_another_chunk_size_is_read_at_that_size() {
+    use ringcast::protocol::rtmp::chunk::{RawMessageRef, encode_message};
+    let mut pair = Pair::new(Goal::Publish("cam1".into()));
+    // What a server pushing its players' chunked media does: announce its own chunk size,
+    // then send messages cut at it that it did not chunk through the client.
+    pair.client.set_chunk_size(1000);
+    pair.drive(100_000, &mut |_| None);
+    assert_eq!(pair.status_codes(), vec!["NetStream.Publish.Start"]);
+    let stream_id = pair.client.stream_id();
+    assert_ne!(stream_id, 0);
+    let frame: Vec<u8> = [0x17, 1, 0, 0, 0].into_iter().chain((0..9000u32).map(|i| i as u8)).collect();
+    let mut wire = Vec::new();
+    encode_message(&mut wire, 6, &RawMessageRef { timestamp: 40, type_id: 9, stream_id, payload: &frame }, 1000);
+    pair.server.handle_input(&wire).expect("read at the announced size");
+    let video = std::iter::from_fn(|| pair.server.poll_event()).find_map(|e| match e {
+        Event::Video { timestamp, payload } => Some((timestamp, payload.to_vec())),
+        _ => None,
+    });
+    assert_eq!(video, Some((40, frame)));
+}

@@ -51,6 +51,32 @@ pub fn render(state: &ApiState) -> String {
         "Players disconnected for falling behind too often.",
         hub.players_kicked.load(Relaxed),
     );
+    if let Some(relays) = &state.relays {
+        let (pulls, pushes) = relays.streaming();
+        let name = "ringcast_relays";
+        out.header(name, "Relay sessions streaming now, by direction (docs/scaling-out.md).", "gauge");
+        out.sample(name, "direction=\"pull\"", pulls as u64);
+        out.sample(name, "direction=\"push\"", pushes as u64);
+        let stats = &relays.stats;
+        for (name, help, pull, push) in [
+            (
+                "ringcast_relay_starts_total",
+                "Relays that connected and started streaming, by direction.",
+                &stats.pulls_started,
+                &stats.pushes_started,
+            ),
+            (
+                "ringcast_relay_failures_total",
+                "Relay attempts that failed (resolve, connect, refusal, no start) and relays their peer ended with an error, by direction.",
+                &stats.pull_failures,
+                &stats.push_failures,
+            ),
+        ] {
+            out.header(name, help, "counter");
+            out.sample(name, "direction=\"pull\"", pull.load(Relaxed));
+            out.sample(name, "direction=\"push\"", push.load(Relaxed));
+        }
+    }
     // Memory and time bounds of connections and streams.
     for (name, help, value) in [
         (

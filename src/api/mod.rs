@@ -28,6 +28,7 @@
 //! | `GET /api/streams` | `{"streams":[{key, live, publisher_shard, players, app, name, publisher, video, audio, bitrate_kbps, players_by_protocol, uptime_sec, play}]}` (`streams.rs`; the details need the shards behind the API, [`ApiState::with_control`]) |
 //! | `GET /api/clients` | `{"clients":[{conn_id, shard, protocol, addr, role, stream, connected_at_ms}]}` |
 //! | `DELETE /api/clients/{conn_id}` | kicks the session: `{"id", "kicked": true}`, or 404 |
+//! | `GET /api/relays` | `{"relays":[{conn_id, direction, url, stream, shard, streaming, since_ms, bytes_in, bytes_out}]}`: pulls and pushes (docs/scaling-out.md); kicked like clients |
 //! | `GET /api/webhooks` | `{"webhooks":[...]}`, config-file ones too (`"origin": "config"`) |
 //! | `POST /api/webhooks` | 201, the webhook with its `secret` (generated when not given); a Dolby.io-style body gets Dolby's answer (`dolby.rs`) |
 //! | `GET /api/webhooks/{id}` | the webhook, secret masked (`secret_hint`), stats, `disabled` |
@@ -165,6 +166,8 @@ pub struct ApiState {
     webhooks: Registry,
     /// The connection slots and what they did under pressure.
     slots: Arc<slots::Slots>,
+    /// The server's pulls and pushes, for `/api/relays` and `/metrics`.
+    relays: Option<Arc<crate::session::relay::Relays>>,
 }
 
 impl ApiState {
@@ -179,7 +182,14 @@ impl ApiState {
             listeners: Listeners::default(),
             webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
             slots: slots::Slots::new(options.max_connections),
+            relays: None,
         }
+    }
+
+    /// Enables `/api/relays` and the relay metrics.
+    pub fn with_relays(mut self, relays: Arc<crate::session::relay::Relays>) -> ApiState {
+        self.relays = Some(relays);
+        self
     }
 
     /// Enables `/api/clients` (without it those routes answer 503).
@@ -251,6 +261,9 @@ impl ApiState {
                 Ok(streams::server(self.listeners, env!("CARGO_PKG_VERSION"), self.started.elapsed().as_secs_f64()))
             }
             (Route::Clients, _) => self.clients(),
+            (Route::Relays, _) => {
+                Ok(json!({ "relays": self.relays.as_ref().map(|relays| relays.list()).unwrap_or_default() }))
+            }
             (Route::Client(id), _) => self.kick(id),
             (Route::Webhooks, "POST") => {
                 return match self.webhooks.create(dispatcher, &request.body) {
@@ -344,6 +357,7 @@ enum Route<'a> {
     Streams,
     Clients,
     Client(&'a str),
+    Relays,
     Webhooks,
     Webhook(&'a str),
     WebhookSecret(&'a str),
@@ -359,6 +373,7 @@ impl<'a> Route<'a> {
             ["api", "streams"] => Route::Streams,
             ["api", "clients"] => Route::Clients,
             ["api", "clients", id] => Route::Client(id),
+            ["api", "relays"] => Route::Relays,
             ["api", "webhooks"] => Route::Webhooks,
             ["api", "webhooks", id] => Route::Webhook(id),
             ["api", "webhooks", id, "secret"] => Route::WebhookSecret(id),
@@ -370,7 +385,9 @@ impl<'a> Route<'a> {
 
     fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Metrics | Route::Server | Route::Streams | Route::Clients | Route::Outbox => &["GET", "HEAD"],
+            Route::Metrics | Route::Server | Route::Streams | Route::Clients | Route::Relays | Route::Outbox => {
+                &["GET", "HEAD"]
+            }
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],

@@ -36,6 +36,8 @@ pub struct AppConfig {
     pub takeover: Option<bool>,
     /// `republish_grace` for this app; `None`: the top-level `republish_grace`.
     pub republish_grace: Option<Duration>,
+    /// The `[relay]` keys this app sets itself (`relay.rs`); `None`: `[relay]` alone.
+    pub relay: Option<super::relay::RelayOverlay>,
 }
 
 /// A publisher setting read at start, top level and per app: each app's own value, else the

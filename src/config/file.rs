@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::nats::{self, NATS_KEYS, NatsConfig, SubjectTemplate};
+use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -78,6 +79,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "apps",
     "takeover",
     "republish_grace",
+    "relay",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -103,7 +105,10 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 ];
 
 /// What an `[apps.<app>]` table may hold.
-pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover", "republish_grace"];
+pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover", "republish_grace", "relay"];
+
+/// What a `[relay]` table (or an app's) may hold.
+pub(super) const RELAY_KEYS: &[&str] = &["origins", "push", "sources", "linger", "relay_hooks"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -310,6 +315,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("republish_grace") {
         config.republish_grace = item.duration(Duration::ZERO)?;
     }
+    if let Some(item) = root.get("relay") {
+        config.relay = read_relay(&item)?.over(&config.relay);
+    }
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
@@ -451,9 +459,38 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
                 app.nats.push(nats);
             }
         }
+        if let Some(relay) = table.get("relay") {
+            app.relay = Some(read_relay(&relay)?);
+        }
         config.apps.insert(name, app);
     }
     Ok(())
+}
+
+/// Reads a `[relay]` table: the keys it sets (`relay.rs`).
+fn read_relay(item: &Item<'_>) -> Result<RelayOverlay> {
+    let table = item.table()?;
+    table.check_keys(RELAY_KEYS)?;
+    let urls = |key: &str| -> Result<Option<Vec<RelayUrl>>> {
+        let Some(list) = table.get(key) else { return Ok(None) };
+        list.array()?.iter().map(|element| element.parse(RelayUrl::parse)).collect::<Result<_>>().map(Some)
+    };
+    let mut overlay = RelayOverlay { origins: urls("origins")?, push: urls("push")?, ..RelayOverlay::default() };
+    if let Some(sources) = table.get("sources") {
+        let mut map = std::collections::BTreeMap::new();
+        for (stream, url) in sources.table()?.entries() {
+            let stream = parse_source_stream(&stream).map_err(|message| url.error(message))?;
+            map.insert(stream, url.parse(RelayUrl::parse)?);
+        }
+        overlay.sources = Some(map);
+    }
+    if let Some(linger) = table.get("linger") {
+        overlay.linger = Some(linger.duration(Duration::ZERO)?);
+    }
+    if let Some(hooks) = table.get("relay_hooks") {
+        overlay.relay_hooks = Some(hooks.boolean()?);
+    }
+    Ok(overlay)
 }
 
 /// A webhook's `id` names its outbox, so no two webhooks, global or of an app, may share one.

@@ -33,6 +33,8 @@ choice! {
         StreamUnavailable = "stream_unavailable",
         NoViewers = "no_viewers",
         ConnectionClose = "connection_close",
+        RelayStart = "relay_start",
+        RelayStop = "relay_stop",
     }
 }
 
@@ -521,7 +523,7 @@ mod tests {
         let spec = "connection_accept handshake_complete connect auth_failed stream_create \
                     stream_delete publish_start publish_update publish_stop publish_resume play_start \
                     play_update play_stop codec_detected subscriber_count stream_unavailable \
-                    no_viewers connection_close";
+                    no_viewers connection_close relay_start relay_stop";
         assert_eq!(names, spec.split_whitespace().collect::<Vec<_>>());
         for name in &names {
             assert_eq!(name.parse::<EventType>().unwrap().as_str(), *name);

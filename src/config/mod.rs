@@ -44,6 +44,7 @@
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
 //! - `go_flags`: go-rtmp's single-dash flags, rewritten to ringcast's before clap reads them.
+//! - `relay`: the `[relay]` table (docs/scaling-out.md) and an app's keys over it.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -110,6 +111,7 @@ mod file;
 mod go_flags;
 mod hooks;
 mod nats;
+mod relay;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -137,6 +139,7 @@ pub use hooks::{
     parse_event, parse_header_name, parse_url,
 };
 pub use nats::{DEFAULT_SUBJECT, NatsConfig, SubjectPart, SubjectTemplate};
+pub use relay::{DEFAULT_LINGER, RelayConfig, RelayOverlay, RelayUrl};
 pub use webhook::{
     CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
     parse_events, parse_headers,
@@ -407,6 +410,9 @@ pub struct Config {
     /// publisher to continue it (docs/hooks.md "Publisher reconnect grace"). Default zero: the
     /// stream ends with the connection. `[apps.<app>] republish_grace` per app.
     pub republish_grace: Duration,
+    /// Edge pulls, pushes and RTMP sources on demand (`[relay]`, per app
+    /// `[apps.<app>.relay]`; docs/scaling-out.md).
+    pub relay: RelayConfig,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -479,6 +485,7 @@ impl Default for Config {
             apps: Apps::new(),
             takeover: false,
             republish_grace: Duration::ZERO,
+            relay: RelayConfig::default(),
         }
     }
 }

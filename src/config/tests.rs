@@ -992,7 +992,7 @@ fn example_as_shipped_is_the_defaults() {
 fn example_documents_every_key() {
     let on = example_uncommented();
     for key in [ROOT_KEYS, NOTIFY_KEYS, WEBHOOK_KEYS, SCRIPT_KEYS, STDIO_KEYS].concat() {
-        let table = ["notify", "webhook", "script", "nats", "stdio", "apps"].contains(&key);
+        let table = ["notify", "webhook", "script", "nats", "stdio", "apps", "relay"].contains(&key);
         let written = if table {
             on.contains(&format!("[{key}]\n")) || on.contains(&format!("[[{key}]]\n"))
         } else {

@@ -159,6 +159,16 @@ payload!(
     /// The connection ended; `role` is what it was last (publisher, player or none).
     ConnectionClose { role: &'static str, duration_sec: f64, bytes_in: u64, bytes_out: u64, reason: String }
 );
+payload!(
+    /// A relay connected: a pull from an origin or source (`direction` "pull"), or a push of a
+    /// stream published here (`direction` "push"). `url` is the stream's URL there.
+    RelayStart { direction: &'static str, url: String }
+);
+payload!(
+    /// A relay ended; `reason` says why (no players after `linger`, the publisher left, the
+    /// peer closed or failed, shutdown). Bytes are the relay connection's, media included.
+    RelayStop { direction: &'static str, url: String, reason: String, bytes_in: u64, bytes_out: u64, duration_sec: f64 }
+);
 
 #[cfg(test)]
 mod tests {

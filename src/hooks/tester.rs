@@ -385,6 +385,12 @@ fn sample_event(event_type: EventType) -> Event {
             json!({"bytes_in": 71902, "bytes_out": 3725, "duration_sec": 2.202,
                    "reason": "closed by client", "role": "publisher"}),
         ),
+        EventType::RelayStart => ("live/test", json!({"direction": "pull", "url": "rtmp://10.0.0.1:1935/live/test"})),
+        EventType::RelayStop => (
+            "live/test",
+            json!({"bytes_in": 1893123, "bytes_out": 3521, "direction": "pull", "duration_sec": 31.250,
+                   "reason": "no players", "url": "rtmp://10.0.0.1:1935/live/test"}),
+        ),
     };
     let data = match data {
         Value::Object(fields) => fields,
@@ -432,6 +438,8 @@ mod tests {
             (EventType::CodecDetected, fields::<CodecDetected>()),
             (EventType::SubscriberCount, fields::<SubscriberCount>()),
             (EventType::ConnectionClose, fields::<ConnectionClose>()),
+            (EventType::RelayStart, fields::<RelayStart>()),
+            (EventType::RelayStop, fields::<RelayStop>()),
         ];
         for (event_type, fields) in expected {
             let sample: Vec<String> = sample_event(event_type).data.keys().cloned().collect();

@@ -693,6 +693,17 @@ impl ShardHub {
     /// and every packet from then on.
     pub fn play(self: &Rc<Self>, key: &str, conn_id: u64) -> (PlayerHandle, StreamChange) {
         let change = self.hub.count_player(&Arc::from(key), true);
+        (self.join(key, conn_id, true), change)
+    }
+
+    /// Adds a player of `key` that is not counted among its players: a relay forwarding the
+    /// stream elsewhere is not a viewer (`max_players_per_stream`, `subscriber_count` and a
+    /// pull's `linger` count viewers only).
+    pub fn forward(self: &Rc<Self>, key: &str, conn_id: u64) -> PlayerHandle {
+        self.join(key, conn_id, false)
+    }
+
+    fn join(self: &Rc<Self>, key: &str, conn_id: u64, counted: bool) -> PlayerHandle {
         let stream = self.local_stream(key);
         let settings = self.hub.settings;
         let player = Rc::new(Player::new(
@@ -709,8 +720,7 @@ impl ShardHub {
             }
         }
         player.join(&mut stream.players.borrow_mut());
-        let handle = PlayerHandle { shard_hub: self.clone(), stream, player, released: false };
-        (handle, change)
+        PlayerHandle { shard_hub: self.clone(), stream, player, counted, released: false }
     }
 
     /// Caches a packet, queues it for every local player, relays it to other shards.
@@ -982,6 +992,8 @@ pub struct PlayerHandle {
     shard_hub: Rc<ShardHub>,
     stream: Rc<LocalStream>,
     player: Rc<Player>,
+    /// Counted among the stream's players (a viewer), not a relay forwarding it.
+    counted: bool,
     released: bool,
 }
 
@@ -1011,7 +1023,11 @@ impl PlayerHandle {
         }
         self.player.kick();
         self.player.depart(&mut self.stream.players.borrow_mut());
-        let mut change = self.shard_hub.hub.count_player(&self.stream.key, false);
+        let mut change = if self.counted {
+            self.shard_hub.hub.count_player(&self.stream.key, false)
+        } else {
+            StreamChange::default()
+        };
         change.created = false;
         change.deleted = self.shard_hub.release_if_unused(&self.stream);
         change
@@ -1175,6 +1191,23 @@ mod tests {
         let (publisher, _) = shard.publish("live/y").unwrap();
         assert!(shard.evict_publisher("live/y"));
         assert!(!publisher.park(1, 0, std::time::Instant::now()));
+    }
+
+    #[test]
+    fn a_forwarding_player_gets_the_stream_but_is_no_viewer() {
+        let (hub, _receivers) = Hub::new(1, HubSettings::default());
+        let shard = ShardHub::new(0, hub.clone());
+        let (publisher, _) = shard.publish("live/x").unwrap();
+        let (viewer, joined) = shard.play("live/x", 1);
+        let forward = shard.forward("live/x", 2);
+        assert_eq!(joined.players, 1);
+        assert_eq!(shard.stream_counts("live/x").1, Some(1), "the forward is not counted");
+        publisher.push(PacketKind::Video, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 1])).unwrap();
+        let mut items = Vec::new();
+        forward.player().take(&mut items);
+        assert_eq!(items.len(), 1, "it is fed like any player");
+        assert_eq!(forward.leave(), StreamChange::default(), "leaving counts nobody out");
+        assert_eq!(viewer.leave().players, 0);
     }
 
     #[test]

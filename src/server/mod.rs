@@ -71,7 +71,10 @@ struct Shared {
     hub: Arc<Hub>,
     hooks: Arc<Hooks>,
     settings: SessionSettings,
-    next_conn_id: AtomicU64,
+    /// Shared with the relays, whose sessions are connections too.
+    next_conn_id: Arc<AtomicU64>,
+    /// Pulls and pushes (`[relay]`).
+    relays: Arc<session::relay::Relays>,
     /// Connection, stream and publisher limits, reloaded by SIGHUP.
     admission: Arc<Admission>,
     /// The session journal every shard's sessions write to, when kept.
@@ -259,8 +262,11 @@ impl Server {
         let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
         let mut admin_receivers = admin_receivers.into_iter();
         let control = Arc::new(ServerControl { shards: admin_senders });
+        let conn_ids = Arc::new(AtomicU64::new(1));
+        let relays = session::relay::Relays::new(config, conn_ids.clone());
         let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
             .with_control(control.clone())
+            .with_relays(relays.clone())
             .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
@@ -280,7 +286,8 @@ impl Server {
             hub,
             hooks: hooks.clone(),
             settings,
-            next_conn_id: AtomicU64::new(1),
+            next_conn_id: conn_ids,
+            relays: relays.clone(),
             admission: Admission::new(config),
             heartbeats,
             takeover: Arc::new(config.takeover_rule()),
@@ -643,6 +650,7 @@ async fn run_shard(
     let _ = context.admission.set(shared.admission.clone());
     let _ = context.takeover.set(shared.takeover.clone());
     let _ = context.republish_grace.set(shared.republish_grace.clone());
+    let _ = context.relays.set(shared.relays.clone());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

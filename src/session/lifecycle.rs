@@ -34,7 +34,7 @@ use super::journal::OpenSession;
 use super::limits::LimitKind;
 use super::media_gate::MediaGate;
 use super::terms::Terms;
-use super::{Role, SessionEntry, SessionGuard, ShardContext};
+use super::{Role, SessionEntry, SessionGuard, SessionKind, ShardContext};
 use crate::hooks::callback::{Call, ClientInfo, Decision};
 use crate::hooks::event::{EventType, Protocol};
 use crate::hooks::payload::{
@@ -205,11 +205,30 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Registers an accepted connection and says so (connection_accept).
     pub fn new(context: &Rc<ShardContext>, protocol: Protocol, addr: SocketAddr, conn_id: u64) -> Lifecycle {
-        let guard = SessionGuard::new(context, conn_id, addr, protocol);
+        Lifecycle::with_kind(context, protocol, addr, conn_id, SessionKind::Client)
+    }
+
+    /// A relay session's lifecycle: an outbound connection to `addr` that publishes (a pull)
+    /// or plays (a push) here. With `hooks` false (`relay_hooks` off) it asks no callback and
+    /// fires no event.
+    pub fn relay(context: &Rc<ShardContext>, addr: SocketAddr, conn_id: u64, hooks: bool) -> Lifecycle {
+        Lifecycle::with_kind(context, Protocol::Rtmp, addr, conn_id, SessionKind::Relay { hooks })
+    }
+
+    fn with_kind(
+        context: &Rc<ShardContext>,
+        protocol: Protocol,
+        addr: SocketAddr,
+        conn_id: u64,
+        kind: SessionKind,
+    ) -> Lifecycle {
+        let hooks_on = kind != SessionKind::Relay { hooks: false };
+        let guard = SessionGuard::new(context, conn_id, addr, protocol, kind);
         let hooks = &context.hooks;
-        let wants_updates = hooks.update_interval().is_some()
-            || hooks.wants(EventType::PublishUpdate)
-            || hooks.wants(EventType::PlayUpdate);
+        let wants_updates = hooks_on
+            && (hooks.update_interval().is_some()
+                || hooks.wants(EventType::PublishUpdate)
+                || hooks.wants(EventType::PlayUpdate));
         let now = Instant::now();
         let lifecycle = Lifecycle {
             context: context.clone(),
@@ -226,10 +245,7 @@ impl Lifecycle {
             terms: None,
             ended_by: None,
         };
-        lifecycle.context.hooks.emit(&lifecycle.origin(), || ConnectionAccept {
-            remote_addr: addr.to_string(),
-            protocol: protocol.as_str(),
-        });
+        lifecycle.emit(|| ConnectionAccept { remote_addr: addr.to_string(), protocol: protocol.as_str() });
         lifecycle
     }
 
@@ -303,7 +319,7 @@ impl Lifecycle {
         });
         self.connect = Some(request);
         let client = self.client_info("", &[]);
-        match self.context.callbacks.decide(Call::Connect, &client, &[]).await {
+        match self.decide(Call::Connect, &client, &[]).await {
             Decision::Allow | Decision::Rename(_) => Admission::Admitted,
             Decision::Limited(terms) => {
                 // A connect has no stream to rename; its limits hold for the connection.
@@ -330,7 +346,7 @@ impl Lifecycle {
         let (handle, change, claim) = match self.take_stream(&key, held).await {
             Ok(taken) => taken,
             Err(error) => {
-                if let Some(admission) = self.context.admission.get() {
+                if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay()) {
                     admission.stop_publishing(self.addr().ip());
                 }
                 warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
@@ -372,6 +388,12 @@ impl Lifecycle {
         }
         if change.created {
             self.emit(|| StreamCreate {});
+        }
+        // An adopted stream keeps its pushes: they are players of it.
+        if let Some(relays) = self.context.relays.get().filter(|_| !self.is_relay())
+            && !matches!(claim, Claim::Adopted(_))
+        {
+            relays.publish_started(&self.context, &self.current_stream());
         }
         let args = || self.publishing.as_ref().map(|p| p.args.clone()).unwrap_or_default();
         match claim {
@@ -447,7 +469,20 @@ impl Lifecycle {
             return self.refuse_over_limit(kind, "play", &key);
         }
         info!(shard = self.context.hub.shard(), conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "play start");
-        let (handle, change) = self.context.hub.play(&key, self.conn_id());
+        let (handle, mut change) = if self.is_relay() {
+            let live = self.context.hub.is_published(&key);
+            let players = self.context.hub.stream_counts(&key).1.unwrap_or(0);
+            (self.context.hub.forward(&key, self.conn_id()), StreamChange { players, live, ..StreamChange::default() })
+        } else {
+            self.context.hub.play(&key, self.conn_id())
+        };
+        if !change.live
+            && !self.is_relay()
+            && let Some(relays) = self.context.relays.get().cloned()
+        {
+            // Pulled from an origin, if the app has one: the player waits for it to start.
+            change.live = relays.await_source(&self.context, &key).await;
+        }
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;
         if let Some(terms) = &terms {
@@ -480,7 +515,7 @@ impl Lifecycle {
         let StreamRequest { mut name, args, callback_fields } = request;
         let client = self.client_info(&name, &args);
         let mut terms = None;
-        match self.context.callbacks.decide(call, &client, &callback_fields).await {
+        match self.decide(call, &client, &callback_fields).await {
             Decision::Allow => {}
             Decision::Rename(renamed) => name = renamed,
             Decision::Limited(limited) => {
@@ -517,10 +552,12 @@ impl Lifecycle {
         if players.is_none() && !admission.admits_new_stream(streams) {
             return Err(LimitKind::Streams);
         }
-        if !publisher && !admission.admits_player(players.unwrap_or(0)) {
+        // A relay session is no client: a push is not among a stream's viewers, and a pull's
+        // address is its origin's, shared by every stream pulled from it.
+        if !publisher && !self.is_relay() && !admission.admits_player(players.unwrap_or(0)) {
             return Err(LimitKind::PlayersPerStream);
         }
-        if publisher && !admission.start_publishing(self.addr().ip()) {
+        if publisher && !self.is_relay() && !admission.start_publishing(self.addr().ip()) {
             return Err(LimitKind::PublishersPerIp);
         }
         Ok(())
@@ -540,7 +577,7 @@ impl Lifecycle {
         let action = call.as_str();
         warn!(conn_id = self.conn_id(), peer = %self.addr(), action, %reason, "denied by callback");
         let origin = Origin { stream_key: stream.to_owned(), ..self.origin() };
-        self.context.hooks.emit(&origin, || AuthFailed { action, error: reason.clone() });
+        self.emit_at(&origin, || AuthFailed { action, error: reason.clone() });
         Admission::Refused(Refusal::Denied { call, reason })
     }
 
@@ -706,13 +743,12 @@ impl Lifecycle {
 
     fn send_updates(&mut self, now: Instant) {
         let origin = self.origin();
-        let hooks = &self.context.hooks;
         if let Some(p) = &self.publishing {
             let secs = now.saturating_duration_since(p.since).as_secs_f64();
             let bytes_in = self.bytes_in - p.bytes_in_at_start;
             let bitrate_kbps = if secs > 0.0 { (bytes_in as f64 * 8.0 / 1000.0 / secs).round() } else { 0.0 };
             let timestamp = p.last_timestamp;
-            hooks.emit(&origin, || PublishUpdate { time: secs.round() as u64, timestamp, bytes_in, bitrate_kbps });
+            self.emit_at(&origin, || PublishUpdate { time: secs.round() as u64, timestamp, bytes_in, bitrate_kbps });
             let client = self.client_info(&p.name, &p.args);
             let fields = [("time", (secs as u64).to_string()), ("timestamp", timestamp.to_string())];
             if let Some(receiver) = self.context.callbacks.update(true, &client, &fields) {
@@ -723,7 +759,7 @@ impl Lifecycle {
             let secs = now.saturating_duration_since(p.since).as_secs_f64();
             let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
             let millis = (secs * 1000.0) as u64;
-            hooks.emit(&origin, || PlayUpdate { time: secs.round() as u64, timestamp: millis, bytes_out });
+            self.emit_at(&origin, || PlayUpdate { time: secs.round() as u64, timestamp: millis, bytes_out });
             let client = self.client_info(&p.name, &p.args);
             let fields = [("time", (secs as u64).to_string()), ("timestamp", millis.to_string())];
             if let Some(receiver) = self.context.callbacks.update(false, &client, &fields) {
@@ -769,7 +805,7 @@ impl Lifecycle {
         }
         let change = p.handle.unpublish();
         self.journal_stopped(true);
-        if let Some(admission) = self.context.admission.get()
+        if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay())
             && p.parked.is_none()
         {
             admission.stop_publishing(self.addr().ip());
@@ -782,14 +818,16 @@ impl Lifecycle {
         let bytes_in = self.bytes_in - p.bytes_in_at_start;
         let bytes_out = self.bytes_out.get();
         let stop = PublishStop { bytes_in, bytes_out, duration_sec: round_ms(duration), reason, ..p.totals };
-        self.context.hooks.emit(&origin, || stop);
+        self.emit_at(&origin, || stop);
         let client = self.client_info(&p.name, &p.args);
         let fields = [
             ("bytes_in", bytes_in.to_string()),
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.context.callbacks.tell_done(true, &client, &fields);
+        if !self.is_quiet() {
+            self.context.callbacks.tell_done(true, &client, &fields);
+        }
         self.stream_left(&origin, change);
     }
 
@@ -845,17 +883,16 @@ impl Lifecycle {
         self.entry().activity.take();
         let duration = p.since.elapsed().as_secs_f64();
         let bytes_out = self.bytes_out.get() - p.bytes_out_at_start;
-        let hooks = &self.context.hooks;
         let reason = self.ended_by.clone();
-        hooks.emit(&origin, || PlayStop {
+        self.emit_at(&origin, || PlayStop {
             bytes_out,
             duration_sec: round_ms(duration),
             dropped_packets: dropped,
             reason,
         });
-        hooks.emit(&origin, || SubscriberCount { count: change.players });
+        self.emit_at(&origin, || SubscriberCount { count: change.players });
         if change.players == 0 && change.live {
-            hooks.emit(&origin, || NoViewers {});
+            self.emit_at(&origin, || NoViewers {});
         }
         let client = self.client_info(&p.name, &p.args);
         let fields = [
@@ -863,13 +900,15 @@ impl Lifecycle {
             ("bytes_out", bytes_out.to_string()),
             ("duration", (duration as u64).to_string()),
         ];
-        self.context.callbacks.tell_done(false, &client, &fields);
+        if !self.is_quiet() {
+            self.context.callbacks.tell_done(false, &client, &fields);
+        }
         self.stream_left(&origin, change);
     }
 
     fn stream_left(&self, origin: &Origin, change: StreamChange) {
         if change.deleted {
-            self.context.hooks.emit(origin, || StreamDelete {});
+            self.emit_at(origin, || StreamDelete {});
         }
     }
 
@@ -907,7 +946,31 @@ impl Lifecycle {
     }
 
     fn emit<P: EventPayload>(&self, build: impl FnOnce() -> P) {
-        self.context.hooks.emit(&self.origin(), build);
+        self.emit_at(&self.origin(), build);
+    }
+
+    fn is_relay(&self) -> bool {
+        matches!(self.guard.entry.kind, SessionKind::Relay { .. })
+    }
+
+    /// A relay session without `relay_hooks`.
+    fn is_quiet(&self) -> bool {
+        self.guard.entry.kind == SessionKind::Relay { hooks: false }
+    }
+
+    /// Tells the sinks, unless this is a quiet relay session.
+    fn emit_at<P: EventPayload>(&self, origin: &Origin, build: impl FnOnce() -> P) {
+        if !self.is_quiet() {
+            self.context.hooks.emit(origin, build);
+        }
+    }
+
+    /// Asks `call`'s callback; a quiet relay session asks none and is allowed.
+    async fn decide(&self, call: Call, client: &ClientInfo, extra: &[(&'static str, String)]) -> Decision {
+        if self.is_quiet() {
+            return Decision::Allow;
+        }
+        self.context.callbacks.decide(call, client, extra).await
     }
 
     /// What a callback is told of the client asking for `name` (empty for connect).
@@ -918,7 +981,8 @@ impl Lifecycle {
 
     /// Tells the journal a publish or play started, as callbacks would describe it.
     fn journal_started(&self, publisher: bool, name: &str, args: &Args) {
-        let Some(journal) = self.context.journal.get() else { return };
+        // A quiet relay session has no stop events or done callbacks for a restart to send.
+        let Some(journal) = self.context.journal.get().filter(|_| !self.is_quiet()) else { return };
         let connect = self.connect.clone().unwrap_or_default();
         let entry = self.entry();
         let recorded = journal.started(OpenSession {
@@ -944,7 +1008,7 @@ impl Lifecycle {
     }
 
     fn journal_stopped(&self, publisher: bool) {
-        if let Some(journal) = self.context.journal.get()
+        if let Some(journal) = self.context.journal.get().filter(|_| !self.is_quiet())
             && !journal.stopped(self.conn_id(), publisher)
         {
             self.context.hub.stats().journal_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -32,6 +32,8 @@
 //! - `grace.rs`: publisher reconnect grace (`republish_grace`): the parked stream's timer,
 //!   the timestamp seam of the publisher that continues it, and what the dropped
 //!   publisher's session does until then.
+//! - `relay/`: sessions without an inbound socket: pulls from origins and sources, pushes
+//!   to other servers, over outbound RTMP (`relay/mod.rs` says how).
 //! - `activity.rs`: what a session publishes or plays right now (codecs, bitrate, since
 //!   when), kept in its registry entry for the admin API's stream details.
 //!
@@ -51,6 +53,7 @@ pub mod limits;
 pub mod media_gate;
 pub mod player_writer;
 pub mod recovery;
+pub mod relay;
 pub mod rtmp;
 pub mod rtmp_out;
 pub mod rtsp;
@@ -342,6 +345,8 @@ pub struct ShardContext {
     /// How long a stream whose publisher dropped waits for a new one (set once, before any
     /// session); unset: it ends at once.
     pub republish_grace: std::cell::OnceCell<Arc<crate::config::GraceRule>>,
+    /// The server's relays (set once, before any session); unset: none.
+    pub relays: std::cell::OnceCell<Arc<relay::Relays>>,
     random: Cell<u64>,
 }
 
@@ -370,6 +375,7 @@ impl ShardContext {
             admission: std::cell::OnceCell::new(),
             takeover: std::cell::OnceCell::new(),
             republish_grace: std::cell::OnceCell::new(),
+            relays: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }
@@ -419,6 +425,18 @@ impl Role {
     }
 }
 
+/// Who a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A client that connected to this server.
+    Client,
+    /// A relay session (`relay/`): its play forwards the stream (not a viewer), and its
+    /// publish is not pushed on (no relay loops through this server). `hooks` false
+    /// (`relay_hooks` off): it asks no callback and fires no event, so an operator's hooks
+    /// see real clients only.
+    Relay { hooks: bool },
+}
+
 /// What the admin API shows of a session.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClientSummary {
@@ -438,6 +456,9 @@ pub struct SessionEntry {
     pub conn_id: u64,
     pub peer: std::net::SocketAddr,
     pub protocol: Protocol,
+    /// Kept here, not in the lifecycle: every RTMP session's future holds the lifecycle, in a
+    /// size class it must not outgrow.
+    pub kind: SessionKind,
     pub connected_at_ms: u64,
     pub role: Cell<Role>,
     pub stream: std::cell::RefCell<String>,
@@ -516,12 +537,14 @@ impl SessionGuard {
         conn_id: u64,
         peer: std::net::SocketAddr,
         protocol: Protocol,
+        kind: SessionKind,
     ) -> SessionGuard {
         context.active_sessions.set(context.active_sessions.get() + 1);
         let entry = Rc::new(SessionEntry {
             conn_id,
             peer,
             protocol,
+            kind,
             connected_at_ms: crate::hooks::now_ms(),
             role: Cell::new(Role::None),
             stream: std::cell::RefCell::new(String::new()),

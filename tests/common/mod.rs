@@ -22,6 +22,7 @@
 //!   counts, and raw RTSP exchanges.
 //! - [`recorder`]: an event sink that keeps every event, for lifecycles driven without a
 //!   server.
+//! - [`netns`]: network namespaces joined by veth pairs, for servers on separate hosts.
 
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -29,6 +30,7 @@
 pub mod hook_peers;
 pub mod http_flv_client;
 pub mod http_receiver;
+pub mod netns;
 pub mod recorder;
 pub mod rtmp_client;
 pub mod rtsp_client;
@@ -276,14 +278,14 @@ impl TestServer {
     /// Starts the server with `extra` flags after the defaults. A flag given in `extra` replaces
     /// the default one (clap refuses a flag given twice).
     pub fn start_with(extra: &[&str]) -> TestServer {
-        TestServer::spawn(extra, None, true)
+        TestServer::spawn(extra, None, true, &[])
     }
 
     /// Starts the server with `toml` as its `--config` file. Some settings (handshake_timeout)
     /// exist only in the file; the listen flags still override whatever the file says.
     pub fn start_with_config(toml: &str, extra: &[&str]) -> TestServer {
         let file = TempFile::with_contents("ringcast-config", "toml", toml);
-        TestServer::spawn(extra, Some(file), true)
+        TestServer::spawn(extra, Some(file), true, &[])
     }
 
     /// Starts the server with `toml` as its `--config` file and exactly `args` after it: no
@@ -291,10 +293,17 @@ impl TestServer {
     /// not. For a command line that must be run as its users write it.
     pub fn start_exact(toml: &str, args: &[&str]) -> TestServer {
         let file = TempFile::with_contents("ringcast-config", "toml", toml);
-        TestServer::spawn(args, Some(file), false)
+        TestServer::spawn(args, Some(file), false, &[])
     }
 
-    fn spawn(extra: &[&str], config: Option<TempFile>, defaults: bool) -> TestServer {
+    /// Like [`TestServer::start_with_config`], the binary run by `launcher` (such as
+    /// `ip netns exec NS`, which execs it: the server is still the child the harness kills).
+    pub fn start_launched(launcher: &[&str], toml: &str, extra: &[&str]) -> TestServer {
+        let file = TempFile::with_contents("ringcast-config", "toml", toml);
+        TestServer::spawn(extra, Some(file), true, launcher)
+    }
+
+    fn spawn(extra: &[&str], config: Option<TempFile>, defaults: bool, launcher: &[&str]) -> TestServer {
         let state_given = extra.iter().any(|a| a.starts_with("--state-dir"))
             || config.as_ref().is_some_and(|file| file.read().lines().any(|l| l.trim_start().starts_with("state_dir")));
         let state_dir = (!state_given).then(|| TempDir::new("ringcast-state"));
@@ -325,7 +334,14 @@ impl TestServer {
         }
         args.extend(extra.iter().map(|a| a.to_string()));
 
-        let mut command = Command::new(BIN);
+        let mut command = match launcher.split_first() {
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
         command
             .args(&args)
             // The tests rely on INFO lines (ready, session closed); a RUST_LOG from the caller's
@@ -768,9 +784,17 @@ pub fn test_pattern_args(seconds: u32, size: (u32, u32)) -> Vec<String> {
 /// killed after `timeout` (its own `-rw_timeout` only covers a silent socket, not a server that
 /// trickles bytes without ever giving it what it needs).
 pub fn try_ffprobe_json(url: &str, timeout: Duration) -> Result<serde_json::Value, String> {
+    try_ffprobe_json_launched(&[], url, timeout)
+}
+
+/// [`try_ffprobe_json`] with ffprobe run by `launcher` (such as `ip netns exec NS`).
+pub fn try_ffprobe_json_launched(launcher: &[&str], url: &str, timeout: Duration) -> Result<serde_json::Value, String> {
     require_ffmpeg();
     let rw_timeout_us = timeout.as_micros().to_string();
-    let mut command = Command::new("ffprobe");
+    let mut command = Command::new(launcher.first().copied().unwrap_or("ffprobe"));
+    if !launcher.is_empty() {
+        command.args(&launcher[1..]).arg("ffprobe");
+    }
     command
         .args(["-v", "error", "-rw_timeout", &rw_timeout_us, "-show_streams", "-of", "json", url])
         .stdin(Stdio::null())

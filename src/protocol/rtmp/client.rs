@@ -77,6 +77,8 @@ pub struct ClientConnection {
     goal: Goal,
     stream_id: u32,
     out_chunk_size: u32,
+    /// The chunk size announced once the handshake is done.
+    announced_chunk_size: u32,
     /// Acknowledges what the server sends, per the window it announces.
     acks: Acknowledger,
 }
@@ -97,8 +99,21 @@ impl ClientConnection {
             goal,
             stream_id: 0,
             out_chunk_size: 128,
+            announced_chunk_size: CLIENT_CHUNK_SIZE,
             acks: Acknowledger::default(),
         }
+    }
+
+    /// Announces `size` as the outgoing chunk size instead of the default (4096), before the
+    /// handshake ends: a server relaying its players' chunked media to another server sends
+    /// it cut at its own chunk size. Sizes outside RTMP's 1..=0x7FFF_FFFF are clamped.
+    pub fn set_chunk_size(&mut self, size: u32) {
+        self.announced_chunk_size = size.clamp(1, 0x7FFF_FFFF);
+    }
+
+    /// The message stream `play` or `publish` went out on, once created (0 before).
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
@@ -115,8 +130,8 @@ impl ClientConnection {
                 return Ok(());
             };
             self.handshake = None;
-            self.send_message(CSID_CONTROL, TYPE_SET_CHUNK_SIZE, 0, &CLIENT_CHUNK_SIZE.to_be_bytes());
-            self.out_chunk_size = CLIENT_CHUNK_SIZE;
+            self.send_message(CSID_CONTROL, TYPE_SET_CHUNK_SIZE, 0, &self.announced_chunk_size.to_be_bytes());
+            self.out_chunk_size = self.announced_chunk_size;
             let object = Amf0Value::Object(vec![
                 ("app".into(), self.app.as_str().into()),
                 ("flashVer".into(), "FMLE/3.0 (compatible; ringcast-load)".into()),
