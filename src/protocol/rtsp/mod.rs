@@ -53,6 +53,7 @@
 //! checking its nonce is the one issued.
 
 pub mod auth;
+pub mod client;
 pub mod message;
 pub mod server;
 pub mod transport;
