@@ -13,6 +13,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
+use super::sources::{self, SOURCE_KEYS, SourceConfig};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -75,6 +76,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "stdio",
     "apps",
     "takeover",
+    "sources",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -294,6 +296,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
+    if let Some(item) = root.get("sources") {
+        read_sources(config, &item)?;
+    }
     if let Some(item) = root.get("stdio") {
         let table = item.table()?;
         table.check_keys(STDIO_KEYS)?;
@@ -418,6 +423,45 @@ fn read_apps(config: &mut Config, item: &Item<'_>) -> Result<()> {
             }
         }
         config.apps.insert(name, app);
+    }
+    Ok(())
+}
+
+/// Reads `[sources."<app>/<name>"]` tables (`sources.rs`).
+fn read_sources(config: &mut Config, item: &Item<'_>) -> Result<()> {
+    for (stream, source_item) in item.table()?.entries() {
+        sources::parse_stream_key(&stream).map_err(|message| source_item.error(message))?;
+        let table = source_item.table()?;
+        table.check_keys(SOURCE_KEYS)?;
+        let url = match table.get("url") {
+            Some(url) => url.parse(sources::parse_source_url)?,
+            None => return Err(source_item.error("a source needs its 'url' (rtsp://...)")),
+        };
+        let mut source = SourceConfig {
+            stream,
+            url,
+            on_demand: false,
+            transport: Default::default(),
+            linger: sources::DEFAULT_LINGER,
+            start_timeout: sources::DEFAULT_START_TIMEOUT,
+            hooks: false,
+        };
+        if let Some(on_demand) = table.get("on_demand") {
+            source.on_demand = on_demand.boolean()?;
+        }
+        if let Some(transport) = table.get("transport") {
+            source.transport = transport.parse(sources::parse_transport)?;
+        }
+        if let Some(linger) = table.get("linger") {
+            source.linger = linger.duration(Duration::ZERO)?;
+        }
+        if let Some(start_timeout) = table.get("start_timeout") {
+            source.start_timeout = start_timeout.duration(Duration::from_millis(100))?;
+        }
+        if let Some(hooks) = table.get("hooks") {
+            source.hooks = hooks.boolean()?;
+        }
+        config.sources.push(source);
     }
     Ok(())
 }

@@ -43,6 +43,7 @@
 //!   so that every error, unknown keys included, names its full key and line in one line.
 //! - `cli`: the clap flags and how they override.
 //! - `go_flags`: go-rtmp's single-dash flags, rewritten to ringcast's before clap reads them.
+//! - `sources`: streams pulled from RTSP cameras (`[sources."<app>/<name>"]`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -108,6 +109,7 @@ mod duration;
 mod file;
 mod go_flags;
 mod hooks;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -134,6 +136,7 @@ pub use hooks::{
     NotifyMethod, OnError, ScriptConfig, Secret, Signature, StdioFormat, WebhookConfig, WebhookFormat, check_headers,
     parse_event, parse_header_name, parse_url,
 };
+pub use sources::{DEFAULT_LINGER, DEFAULT_START_TIMEOUT, SourceConfig, SourceTransport, shown_url};
 pub use webhook::{
     CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
     parse_events, parse_headers,
@@ -398,6 +401,9 @@ pub struct Config {
     /// replaces the current one (closed, `publish_stop` reason `taken over`) instead of being
     /// refused. Default false; `[apps.<app>] takeover` per app.
     pub takeover: bool,
+    /// Streams pulled from RTSP cameras (`[sources."<app>/<name>"]`, `sources.rs`), in file
+    /// order.
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -468,6 +474,7 @@ impl Default for Config {
             stdio: None,
             apps: Apps::new(),
             takeover: false,
+            sources: Vec::new(),
         }
     }
 }
