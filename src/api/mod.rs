@@ -165,6 +165,8 @@ pub struct ApiState {
     webhooks: Registry,
     /// The connection slots and what they did under pressure.
     slots: Arc<slots::Slots>,
+    /// The streams pulled from cameras, for `/api/sources` and `/metrics`.
+    sources: Option<Arc<crate::session::rtsp_pull::Sources>>,
 }
 
 impl ApiState {
@@ -179,7 +181,14 @@ impl ApiState {
             listeners: Listeners::default(),
             webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
             slots: slots::Slots::new(options.max_connections),
+            sources: None,
         }
+    }
+
+    /// Enables `/api/sources` and the sources' lines of `/metrics`.
+    pub fn with_sources(mut self, sources: Arc<crate::session::rtsp_pull::Sources>) -> ApiState {
+        self.sources = Some(sources);
+        self
     }
 
     /// Enables `/api/clients` (without it those routes answer 503).
@@ -247,6 +256,7 @@ impl ApiState {
                 return Response::text(200, http::PROMETHEUS, metrics::render(self));
             }
             (Route::Streams, _) => Ok(self.streams()),
+            (Route::Sources, _) => Ok(self.sources()),
             (Route::Server, _) => {
                 Ok(streams::server(self.listeners, env!("CARGO_PKG_VERSION"), self.started.elapsed().as_secs_f64()))
             }
@@ -314,6 +324,11 @@ impl ApiState {
         json!({ "outboxes": outboxes })
     }
 
+    fn sources(&self) -> serde_json::Value {
+        let list = self.sources.as_ref().map(|sources| sources.list()).unwrap_or_default();
+        json!({ "sources": list.iter().map(|source| source.summary()).collect::<Vec<_>>() })
+    }
+
     fn streams(&self) -> serde_json::Value {
         let activity = self.control.as_ref().map(|control| control.activity());
         streams::render(self.hub.streams(), activity.as_deref(), now_ms())
@@ -342,6 +357,7 @@ enum Route<'a> {
     Metrics,
     Server,
     Streams,
+    Sources,
     Clients,
     Client(&'a str),
     Webhooks,
@@ -357,6 +373,7 @@ impl<'a> Route<'a> {
             ["metrics"] => Route::Metrics,
             ["api", "server"] => Route::Server,
             ["api", "streams"] => Route::Streams,
+            ["api", "sources"] => Route::Sources,
             ["api", "clients"] => Route::Clients,
             ["api", "clients", id] => Route::Client(id),
             ["api", "webhooks"] => Route::Webhooks,
@@ -370,7 +387,9 @@ impl<'a> Route<'a> {
 
     fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Metrics | Route::Server | Route::Streams | Route::Clients | Route::Outbox => &["GET", "HEAD"],
+            Route::Metrics | Route::Server | Route::Streams | Route::Sources | Route::Clients | Route::Outbox => {
+                &["GET", "HEAD"]
+            }
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],

@@ -78,6 +78,8 @@ struct Shared {
     journal: Option<Arc<Journal>>,
     /// Where a new publisher takes a busy stream over (`takeover`).
     takeover: Arc<crate::config::TakeoverRule>,
+    /// The streams pulled from cameras (`[sources]`), each run by one shard.
+    sources: Arc<session::rtsp_pull::Sources>,
 }
 
 /// A request from the admin API to one shard.
@@ -257,8 +259,10 @@ impl Server {
         let (admin_senders, admin_receivers): (Vec<_>, Vec<_>) = (0..shard_count).map(|_| mpsc::channel(64)).unzip();
         let mut admin_receivers = admin_receivers.into_iter();
         let control = Arc::new(ServerControl { shards: admin_senders });
+        let sources = session::rtsp_pull::Sources::new(&config.sources);
         let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
             .with_control(control.clone())
+            .with_sources(sources.clone())
             .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
@@ -282,6 +286,7 @@ impl Server {
             admission: Admission::new(config),
             heartbeats,
             takeover: Arc::new(config.takeover_rule()),
+            sources,
         });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
@@ -635,6 +640,8 @@ async fn run_shard(
     }
     let _ = context.admission.set(shared.admission.clone());
     let _ = context.takeover.set(shared.takeover.clone());
+    let _ = context.sources.set(shared.sources.clone());
+    session::rtsp_pull::spawn(&context, &shared.sources, shared.hub.shard_count());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

@@ -13,6 +13,9 @@
 //!   admits DESCRIBE and ANNOUNCE through the lifecycle, depacketizes a publisher's RTP into
 //!   hub packets; `rtsp_out.rs` is each stream's shared RTP form and a TCP player's framing,
 //!   `rtsp_udp.rs` the UDP port pairs and the UDP player's writer.
+//! - `rtsp_pull.rs`: the pulls of RTSP cameras (`[sources]`): internal publishers driving
+//!   `protocol::rtsp::client`; `rtp_ingest.rs` is the RTP -> hub path they share with
+//!   `rtsp.rs`'s RECORD sessions.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
 //!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form),
 //!   `flv_out.rs` (FLV tag headers before the shared payload) and `rtsp_out.rs` (interleaved
@@ -46,8 +49,10 @@ pub mod player_writer;
 pub mod recovery;
 pub mod rtmp;
 pub mod rtmp_out;
+pub(crate) mod rtp_ingest;
 pub mod rtsp;
 pub mod rtsp_out;
+pub mod rtsp_pull;
 pub mod rtsp_udp;
 pub mod terms;
 pub mod timeline;
@@ -294,6 +299,8 @@ pub struct ShardContext {
     /// Where a new publisher takes a busy stream over (set once, before any session);
     /// unset: nowhere.
     pub takeover: std::cell::OnceCell<Arc<crate::config::TakeoverRule>>,
+    /// The streams pulled from cameras (set once, before any session); unset: none.
+    pub sources: std::cell::OnceCell<Arc<rtsp_pull::Sources>>,
     random: Cell<u64>,
 }
 
@@ -321,6 +328,7 @@ impl ShardContext {
             journal: std::cell::OnceCell::new(),
             admission: std::cell::OnceCell::new(),
             takeover: std::cell::OnceCell::new(),
+            sources: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }
