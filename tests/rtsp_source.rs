@@ -57,7 +57,10 @@ fn a_camera_plays_over_rtmp_http_flv_and_rtsp_without_hooks() {
     let port = free_port();
     let _camera = gst_camera(port, None);
     let server = TestServer::start_with_config(
-        &config(&format!("[sources.\"live/cam1\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\non_demand = false\n")),
+        &config(&format!(
+            "[sources.\"live/cam1\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\non_demand = false\n\n\
+             [sources.\"live/hooked\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\nhooks = true\n"
+        )),
         &[],
     );
     let playing = wait_state(&server, "live/cam1", "playing", Duration::from_secs(20));
@@ -76,11 +79,18 @@ fn a_camera_plays_over_rtmp_http_flv_and_rtsp_without_hooks() {
     let metrics = server.metrics();
     assert!(metrics.contains("ringcast_source_up{stream=\"live/cam1\"} 1"), "{metrics}");
     assert!(metric_total(&metrics, "ringcast_source_bytes_in_total") > 100_000, "{metrics}");
+    wait_state(&server, "live/hooked", "playing", Duration::from_secs(20));
     let log = server.log();
     // The players' events are there; the internal publisher fired none.
     assert!(log.contains("\"play_start\""), "stdio prints events: {log}");
     let camera_addr = format!("\"addr\":\"127.0.0.1:{port}\"");
-    assert!(!log.contains("\"publish_start\"") && !log.contains(&camera_addr), "{log}");
+    let accepted = |line: &&str| line.contains(&camera_addr) && line.contains("\"connection_accept\"");
+    assert_eq!(log.lines().filter(accepted).count(), 1, "only the hooked source's: {log}");
+    // `hooks = true`: the pull is a publisher hooks see, protocol rtsp, from the camera's address.
+    let publish_start = log.lines().find(|line| line.contains("\"publish_start\"")).unwrap_or_else(|| panic!("{log}"));
+    assert!(publish_start.contains(&camera_addr) && publish_start.contains("\"protocol\":\"rtsp\""), "{publish_start}");
+    assert!(publish_start.contains("\"stream_key\":\"live/hooked\""), "{publish_start}");
+    assert_eq!(log.matches("\"publish_start\"").count(), 1, "only the hooked source's: {log}");
 }
 
 #[test]
