@@ -96,7 +96,7 @@ fn a_camera_plays_over_rtmp_http_flv_and_rtsp_without_hooks() {
 #[test]
 fn on_demand_with_digest_credentials_starts_with_players_and_stops_after_linger() {
     let port = free_port();
-    let mut camera = gst_camera(port, Some(("cam", PASSWORD)));
+    let camera = gst_camera(port, Some(("cam", PASSWORD)));
     let server = TestServer::start_with_config(
         &config(&format!(
             "[sources.\"live/door\"]\nurl = \"rtsp://cam:{PASSWORD}@127.0.0.1:{port}/stream1\"\non_demand = true\nlinger = \"1s\"\n\n\

@@ -358,7 +358,8 @@ fn source_metrics(out: &mut Metrics, state: &ApiState) {
         let playing = source.state() == crate::session::rtsp_pull::SourceState::Playing;
         out.sample(up, &label(source), u64::from(playing));
     }
-    let series: [(&str, &str, fn(&crate::session::rtsp_pull::Source) -> u64); 3] = [
+    type Counter = fn(&crate::session::rtsp_pull::Source) -> u64;
+    let series: [(&str, &str, Counter); 3] = [
         ("ringcast_source_bytes_in_total", "Bytes read from a source's camera.", |s| s.bytes_in()),
         ("ringcast_source_reconnects_total", "Connections to a source's camera after the first.", |s| s.reconnects()),
         ("ringcast_source_failures_total", "Pulls of a source that failed (refused, an RTSP error, silence).", |s| {

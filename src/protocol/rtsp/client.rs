@@ -161,7 +161,13 @@ struct Pending {
 #[derive(Debug, Clone)]
 enum Authorization {
     Basic(String),
-    Digest { fields: DigestCredentials, opaque: Option<String>, password: String, count: u32 },
+    /// Boxed: the fields are most of the client's size, and only Digest cameras need them.
+    Digest {
+        fields: Box<DigestCredentials>,
+        opaque: Option<String>,
+        password: String,
+        count: u32,
+    },
 }
 
 /// One parsed response.
@@ -470,7 +476,7 @@ impl ClientConnection {
     /// Keeps the first video and first audio track of the description and sets the first up.
     fn described(&mut self, now: Instant, response: &Response<'_>) -> Result<(), ClientError> {
         let base = response.header("Content-Base").or_else(|| response.header("Content-Location"));
-        self.base = base.map_or_else(|| self.settings.url.clone(), |base| url::without_credentials(base));
+        self.base = base.map_or_else(|| self.settings.url.clone(), url::without_credentials);
         let announced = sdp::parse(response.body)?;
         let mut skipped = announced.skipped;
         let (mut video, mut audio) = (false, false);
@@ -517,13 +523,13 @@ impl ClientConnection {
         });
         self.authorization = match digest {
             Some((realm, nonce, opaque, qop_auth)) => Some(Authorization::Digest {
-                fields: DigestCredentials {
+                fields: Box::new(DigestCredentials {
                     user,
                     realm: realm.clone(),
                     nonce: nonce.clone(),
                     qop: qop_auth.then(|| "auth".to_owned()),
                     ..Default::default()
-                },
+                }),
                 opaque: opaque.clone(),
                 password: pass,
                 count: 0,
