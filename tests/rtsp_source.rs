@@ -1,5 +1,5 @@
 //! Camera sources (`[sources]`, docs/sources.md) end to end: GStreamer's RTSP server is the IP
-//! camera (`tests/gst_camera.py`), ringcast pulls it, and ffprobe plays the stream over RTMP,
+//! camera (`scripts/gst-rtsp-relay.py` as a camera), ringcast pulls it, and ffprobe plays the stream over RTMP,
 //! HTTP-FLV and RTSP: the right codecs, picture size and frame counts. On demand, the pull
 //! starts with the first player and stops after the last one left; a camera that wants Digest
 //! credentials gets the URL's; a camera that is down answers players as a stream nobody

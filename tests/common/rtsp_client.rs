@@ -382,19 +382,16 @@ impl RtspConnection {
     }
 }
 
-/// An IP camera: GStreamer's RTSP server (`tests/gst_camera.py`) serving a live H.264 320x240
-/// 30 fps + AAC test pattern at `rtsp://127.0.0.1:{port}/stream1` over TCP, wanting Digest
+/// An IP camera: GStreamer's RTSP server (`scripts/gst-rtsp-relay.py` without a source)
+/// serving a live H.264 320x240 30 fps + AAC test pattern at `rtsp://127.0.0.1:{port}/stream1` over TCP, wanting Digest
 /// credentials when `login` is given. Returns once it listens; it prints "client" per
 /// connection it accepts.
 pub fn gst_camera(port: u16, login: Option<(&str, &str)>) -> Client {
     require_tool_gst();
     // Debian's interpreter: python3-gi is installed for it, not for a virtualenv's.
     let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-    let mut args = vec![
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/gst_camera.py").to_owned(),
-        "--port".to_owned(),
-        port.to_string(),
-    ];
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gst-rtsp-relay.py").to_owned();
+    let mut args = vec![script, "--port".to_owned(), port.to_string(), "--path".to_owned(), "/stream1".to_owned()];
     if let Some((user, password)) = login {
         args.extend(["--user".to_owned(), user.to_owned(), "--password".to_owned(), password.to_owned()]);
     }

@@ -270,8 +270,9 @@ impl ClientConnection {
         self.playing
     }
 
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+    /// Requests wait to be sent.
+    pub fn has_transmit(&self) -> bool {
+        !self.transmit.is_empty()
     }
 
     /// Appends the requests to send.
@@ -279,8 +280,9 @@ impl ClientConnection {
         out.append(&mut self.transmit);
     }
 
-    pub fn has_transmit(&self) -> bool {
-        !self.transmit.is_empty()
+    /// What happened, in order: the description, PLAY's answer, then media.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// When [`Self::handle_timeout`] wants to run next: the pending response's deadline, or the
