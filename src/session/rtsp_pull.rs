@@ -344,9 +344,11 @@ async fn pull(
         _ = context.shutdown.wait() => return Ok(Ended::Shutdown),
     };
     let _ = socket.set_nodelay(true);
-    let mut client = ClientConnection::new(settings, Instant::now(), random(context));
+    // The client's time line: durations since this connection began.
+    let origin = Instant::now();
+    let mut client = ClientConnection::new(settings, origin.elapsed(), random(context));
     let mut publisher: Option<Publisher> = None;
-    let result = converse(context, source, sources, &socket, camera, &mut client, &mut publisher, played).await;
+    let result = converse(context, source, sources, &socket, camera, origin, &mut client, &mut publisher, played).await;
     let reason = match &result {
         Ok(Ended::Shutdown) => "server shutdown".to_owned(),
         Ok(Ended::NoPlayers) => "no players".to_owned(),
@@ -358,7 +360,7 @@ async fn pull(
     }
     // A polite end when the connection still works: the camera frees the session at once.
     if !matches!(result, Err(PullError::Io(_) | PullError::Closed)) {
-        client.teardown(Instant::now());
+        client.teardown(origin.elapsed());
         let mut out = Vec::new();
         client.poll_transmit(&mut out);
         if !out.is_empty() {
@@ -378,6 +380,7 @@ async fn converse(
     sources: &Sources,
     socket: &TcpStream,
     camera: SocketAddr,
+    origin: Instant,
     client: &mut ClientConnection,
     publisher: &mut Option<Publisher>,
     played: &mut bool,
@@ -406,7 +409,8 @@ async fn converse(
                 }
                 let media_due = client.is_playing().then_some(last_media + silence);
                 let demand_due = config.on_demand.then_some(next_demand_check);
-                let due = [client.poll_timeout(), media_due, demand_due].into_iter().flatten().min();
+                let due =
+                    [client.poll_timeout().map(|due| origin + due), media_due, demand_due].into_iter().flatten().min();
                 let (kicked, eviction) = match publisher.as_ref() {
                     Some(Publisher::Session(lifecycle)) => (Some(lifecycle.entry().clone()), lifecycle.eviction()),
                     Some(Publisher::Internal(handle)) => (None, Some(handle.eviction().clone())),
@@ -419,7 +423,7 @@ async fn converse(
                     _ = super::lifecycle::taken_over(eviction) => return Ok(Ended::Interrupted("taken over")),
                     _ = sleep_until_some(due.map(tokio::time::Instant::from_std)) => {
                         let now = Instant::now();
-                        client.handle_timeout(now)?;
+                        client.handle_timeout(now.duration_since(origin))?;
                         if client.is_playing() && now >= last_media + silence {
                             return Err(PullError::Silent(silence));
                         }
@@ -444,7 +448,7 @@ async fn converse(
             publisher.count_in(input.len());
         }
         let now = Instant::now();
-        client.handle_input(now, input)?;
+        client.handle_input(now.duration_since(origin), input)?;
         while let Some(event) = client.poll_event() {
             match event {
                 Event::Described { tracks, skipped } => {

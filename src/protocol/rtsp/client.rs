@@ -11,7 +11,8 @@
 //! [`ClientConnection::handle_input`], drain [`ClientConnection::poll_event`]
 //! ([`Event::Described`] gives the tracks and so the sequence headers; [`Event::Rtp`] a
 //! track's packet for its `rtp::Depacketizer`), and sleep until
-//! [`ClientConnection::poll_timeout`] to call [`ClientConnection::handle_timeout`] (a
+//! [`ClientConnection::poll_timeout`] (every time here is a `Duration` since an origin the
+//! driver chose) to call [`ClientConnection::handle_timeout`] (a
 //! response that never came, a keep-alive due). An error ends the connection: the driver
 //! closes it and, if it wants, starts a new one. [`ClientConnection::teardown`] queues the
 //! TEARDOWN a polite end sends; nothing waits for its answer.
@@ -30,7 +31,9 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+// Time is a parameter: `now` is how long since an origin the driver keeps (an `Instant` of
+// its own), so this module needs no clock.
+use core::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -152,7 +155,7 @@ struct Pending {
     url: String,
     /// Headers of its own (`Transport`, `Range`, `Accept`), sent again if a 401 asks.
     headers: Vec<(&'static str, String)>,
-    deadline: Instant,
+    deadline: Duration,
     /// Already sent again with credentials after a 401.
     authorized: bool,
 }
@@ -226,7 +229,7 @@ pub struct ClientConnection {
     /// OPTIONS listed GET_PARAMETER: the keep-alive that does not look like a new client.
     get_parameter: bool,
     /// When the next keep-alive goes out, while playing.
-    next_keepalive: Option<Instant>,
+    next_keepalive: Option<Duration>,
     playing: bool,
     /// An error ended the connection: input is ignored.
     failed: bool,
@@ -235,7 +238,7 @@ pub struct ClientConnection {
 impl ClientConnection {
     /// A connection about to pull `settings.url`; its OPTIONS is queued. `seed` is random
     /// (the driver draws it): Digest cnonces come from it.
-    pub fn new(settings: ClientSettings, now: Instant, seed: u64) -> ClientConnection {
+    pub fn new(settings: ClientSettings, now: Duration, seed: u64) -> ClientConnection {
         let mut connection = ClientConnection {
             settings,
             input: BytesMut::new(),
@@ -287,7 +290,7 @@ impl ClientConnection {
 
     /// When [`Self::handle_timeout`] wants to run next: the pending response's deadline, or the
     /// next keep-alive.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Duration> {
         if self.failed {
             return None;
         }
@@ -299,7 +302,7 @@ impl ClientConnection {
 
     /// Runs what is due at `now`: a response past its deadline ends the connection; a due
     /// keep-alive is queued.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
+    pub fn handle_timeout(&mut self, now: Duration) -> Result<(), ClientError> {
         if self.failed {
             return Ok(());
         }
@@ -326,7 +329,7 @@ impl ClientConnection {
     }
 
     /// Queues TEARDOWN (when a session exists); the connection is done after it.
-    pub fn teardown(&mut self, now: Instant) {
+    pub fn teardown(&mut self, now: Duration) {
         if self.session.is_some() && !self.failed {
             let url = self.base.clone();
             self.send(now, Method::Teardown, url, Vec::new());
@@ -336,7 +339,7 @@ impl ClientConnection {
     }
 
     /// Feeds bytes read from the connection: responses and interleaved media.
-    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), ClientError> {
+    pub fn handle_input(&mut self, now: Duration, data: &[u8]) -> Result<(), ClientError> {
         if self.failed {
             return Ok(());
         }
@@ -349,7 +352,7 @@ impl ClientConnection {
         result
     }
 
-    fn process(&mut self, now: Instant) -> Result<(), ClientError> {
+    fn process(&mut self, now: Duration) -> Result<(), ClientError> {
         while let Some(&first) = self.input.first() {
             if first == interleaved::MAGIC {
                 let Some(frame) = interleaved::check(&self.input) else { return Ok(()) };
@@ -407,7 +410,7 @@ impl ClientConnection {
         Ok(())
     }
 
-    fn response(&mut self, now: Instant, message: &[u8]) -> Result<(), ClientError> {
+    fn response(&mut self, now: Duration, message: &[u8]) -> Result<(), ClientError> {
         let response = Response::parse(message).ok_or(ClientError::Malformed)?;
         let cseq = response.header("CSeq").and_then(|value| value.parse::<u32>().ok());
         let Some(pending) = self.pending.take_if(|pending| Some(pending.cseq) == cseq) else {
@@ -476,7 +479,7 @@ impl ClientConnection {
     }
 
     /// Keeps the first video and first audio track of the description and sets the first up.
-    fn described(&mut self, now: Instant, response: &Response<'_>) -> Result<(), ClientError> {
+    fn described(&mut self, now: Duration, response: &Response<'_>) -> Result<(), ClientError> {
         let base = response.header("Content-Base").or_else(|| response.header("Content-Location"));
         self.base = base.map_or_else(|| self.settings.url.clone(), url::without_credentials);
         let announced = sdp::parse(response.body)?;
@@ -500,7 +503,7 @@ impl ClientConnection {
     }
 
     /// SETUP of track `track`, or PLAY once every kept track is set up.
-    fn setup_next(&mut self, now: Instant, track: usize) {
+    fn setup_next(&mut self, now: Duration, track: usize) {
         let Some(kept) = self.tracks.get(track) else {
             let base = self.base.clone();
             self.send(now, Method::Play, base, vec![("Range", "npt=0.000-".to_owned())]);
@@ -544,7 +547,7 @@ impl ClientConnection {
         true
     }
 
-    fn send(&mut self, now: Instant, method: Method, url: String, headers: Vec<(&'static str, String)>) {
+    fn send(&mut self, now: Duration, method: Method, url: String, headers: Vec<(&'static str, String)>) {
         self.cseq += 1;
         let cseq = self.cseq;
         let name = method.as_str();
@@ -641,7 +644,7 @@ mod tests {
 
     const URL: &str = "rtsp://cam:secret@127.0.0.1:8554/live/cam1";
 
-    fn client(url: &str, now: Instant) -> ClientConnection {
+    fn client(url: &str, now: Duration) -> ClientConnection {
         ClientConnection::new(ClientSettings::for_url(url).unwrap(), now, 42)
     }
 
@@ -712,7 +715,7 @@ mod tests {
 
     /// Runs the client against the camera until neither has anything to say; returns the
     /// client's events, or its error.
-    fn converse(client: &mut ClientConnection, camera: &mut Camera, now: Instant) -> Result<Vec<Event>, ClientError> {
+    fn converse(client: &mut ClientConnection, camera: &mut Camera, now: Duration) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
         loop {
             let mut request = Vec::new();
@@ -740,7 +743,7 @@ mod tests {
 
     #[test]
     fn pulls_both_tracks_from_ringcast_server() {
-        let now = Instant::now();
+        let now = Duration::from_secs(1000);
         let mut client = client("rtsp://127.0.0.1:8554/live/cam1", now);
         let mut camera = Camera::new(None);
         let events = converse(&mut client, &mut camera, now).unwrap();
@@ -785,7 +788,7 @@ mod tests {
 
     #[test]
     fn answers_a_digest_challenge_with_the_url_credentials() {
-        let now = Instant::now();
+        let now = Duration::from_secs(1000);
         let mut client = client(URL, now);
         let mut camera = Camera::new(Some("secret"));
         let events = converse(&mut client, &mut camera, now).unwrap();
@@ -816,7 +819,7 @@ mod tests {
 
     #[test]
     fn raw_camera_with_basic_qop_digest_and_absolute_controls() {
-        let now = Instant::now();
+        let now = Duration::from_secs(1000);
         let mut client = client("rtsp://admin:pw@10.0.0.2/Streaming/Channels/101", now);
         assert_eq!(
             sent(&mut client),
@@ -903,7 +906,7 @@ mod tests {
 
     #[test]
     fn errors_end_the_connection() {
-        let now = Instant::now();
+        let now = Duration::from_secs(1000);
         // A stream the camera does not have.
         let mut c = client("rtsp://10.0.0.2/nothing", now);
         let _ = sent(&mut c);
@@ -938,7 +941,7 @@ mod tests {
 
     #[test]
     fn credentials_stay_out_of_requests_until_asked_and_out_of_errors() {
-        let now = Instant::now();
+        let now = Duration::from_secs(1000);
         let mut c = client("rtsp://u%40x:p%3Ass@10.0.0.2/x", now);
         let request = sent(&mut c);
         assert!(!request.contains("p:ss") && !request.contains("u@x") && !request.contains('@'), "{request}");
