@@ -24,6 +24,7 @@ use ringcast::protocol::rtmp::server::{self as rtmp_server_sm, ServerSettings as
 use ringcast::protocol::rtp::codec::AacTrack;
 use ringcast::protocol::rtp::dts::{DtsExtractor, RESTART_GAP};
 use ringcast::protocol::rtp::{Depacketizer, RtpCodec, RtpPacket, interleaved, rtcp};
+use ringcast::protocol::rtsp::client::{ClientConnection as RtspClient, ClientSettings as RtspClientSettings};
 use ringcast::protocol::rtsp::server::{Event as RtspEvent, ServerConnection as RtspConnection, SetupAnswer};
 use ringcast::protocol::rtsp::{RtpInfo, ServerSettings as RtspSettings, auth, message, transport, url};
 use ringcast::protocol::sdp::{self, Track};
@@ -52,6 +53,7 @@ pub const ENTRIES: &[(&str, Entry)] = &[
     ("rtp_g711", rtp_g711),
     ("rtp_h264", rtp_h264),
     ("rtp_h265", rtp_h265),
+    ("rtsp_client", rtsp_client),
     ("rtsp_headers", rtsp_headers),
     ("rtsp_server", rtsp_server),
     ("sdp", sdp),
@@ -472,6 +474,26 @@ pub fn rtsp_server(data: &[u8]) {
                 RtspEvent::Teardown | RtspEvent::KeepAlive | RtspEvent::Refused(_) => {}
             }
         }
+        out.clear();
+        conn.poll_transmit(&mut out);
+    }
+}
+
+/// The client-side RTSP state machine (a camera pull): the fuzzer's bytes as what a camera
+/// sends (responses, SDP, interleaved frames, requests of its own, garbage), fed in pieces
+/// whose size the first byte picks, the clock a second further at each piece so response
+/// deadlines and keep-alives are reached too.
+pub fn rtsp_client(data: &[u8]) {
+    let Some((piece, stream)) = piece_and_rest(data) else { return };
+    let Ok(settings) = RtspClientSettings::for_url("rtsp://cam:pw@127.0.0.1/live/cam1") else { return };
+    let mut conn = RtspClient::new(settings, core::time::Duration::ZERO, 1);
+    let mut out = Vec::new();
+    for (index, chunk) in stream.chunks(piece).enumerate() {
+        let now = core::time::Duration::from_secs(index as u64);
+        if conn.handle_input(now, chunk).is_err() || conn.handle_timeout(now).is_err() {
+            return;
+        }
+        while conn.poll_event().is_some() {}
         out.clear();
         conn.poll_transmit(&mut out);
     }

@@ -23,7 +23,7 @@
 //!   Imports `redact`.
 //! - [`protocol`]: sans-IO codecs: codec records (AVC, HEVC, AAC...), AMF0, FLV tags and
 //!   files, RTMP (handshake, chunks, messages, the server and client connection state
-//!   machines), RTSP (the server connection state machine), SDP, RTP (packetizers and
+//!   machines), RTSP (the server and client connection state machines), SDP, RTP (packetizers and
 //!   depacketizers, RTCP), the hook client's HTTP, HTTP-FLV's request heads and WebSocket
 //!   frames. No sockets, no clock, no runtime.
 //! - [`redact`]: what of a hook URL or header may be printed (logs, metrics, API answers,

@@ -179,6 +179,7 @@ pub fn render(state: &ApiState) -> String {
     );
     out.gauge("ringcast_streams_live", "Streams with a publisher.", &[], live as u64);
     out.gauge("ringcast_players", "Players of every stream.", &[], players as u64);
+    source_metrics(&mut out, state);
 
     let ids = state.webhooks.public_ids();
     let sinks = state.dispatcher.sinks();
@@ -366,6 +367,37 @@ fn escape(value: &str) -> String {
         }
     }
     out
+}
+
+/// Each camera source (`[sources]`), labelled by its stream: whether media flows, what it
+/// read, how often it connected again and failed.
+fn source_metrics(out: &mut Metrics, state: &ApiState) {
+    let Some(sources) = &state.sources else { return };
+    let sources = sources.list();
+    if sources.is_empty() {
+        return;
+    }
+    let label = |source: &crate::session::rtsp_pull::Source| format!("stream=\"{}\"", escape(&source.config.stream));
+    let up = "ringcast_source_up";
+    out.header(up, "1 while a source's camera sends media into its stream, else 0.", "gauge");
+    for source in sources {
+        let playing = source.state() == crate::session::rtsp_pull::SourceState::Playing;
+        out.sample(up, &label(source), u64::from(playing));
+    }
+    type Counter = fn(&crate::session::rtsp_pull::Source) -> u64;
+    let series: [(&str, &str, Counter); 3] = [
+        ("ringcast_source_bytes_in_total", "Bytes read from a source's camera.", |s| s.bytes_in()),
+        ("ringcast_source_reconnects_total", "Connections to a source's camera after the first.", |s| s.reconnects()),
+        ("ringcast_source_failures_total", "Pulls of a source that failed (refused, an RTSP error, silence).", |s| {
+            s.failures()
+        }),
+    ];
+    for (name, help, value) in series {
+        out.header(name, help, "counter");
+        for source in sources {
+            out.sample(name, &label(source), value(source));
+        }
+    }
 }
 
 /// Each outbox, labelled by its sink key (`outbox`) and whether a configured sink owns it.

@@ -168,6 +168,8 @@ pub struct ApiState {
     slots: Arc<slots::Slots>,
     /// The server's pulls and pushes, for `/api/relays` and `/metrics`.
     relays: Option<Arc<crate::session::relay::Relays>>,
+    /// The streams pulled from cameras, for `/api/sources` and `/metrics`.
+    sources: Option<Arc<crate::session::rtsp_pull::Sources>>,
 }
 
 impl ApiState {
@@ -183,12 +185,19 @@ impl ApiState {
             webhooks: Registry::new(options.state_dir, options.rotation_grace, options.max_webhooks),
             slots: slots::Slots::new(options.max_connections),
             relays: None,
+            sources: None,
         }
     }
 
     /// Enables `/api/relays` and the relay metrics.
     pub fn with_relays(mut self, relays: Arc<crate::session::relay::Relays>) -> ApiState {
         self.relays = Some(relays);
+        self
+    }
+
+    /// Enables `/api/sources` and the sources' lines of `/metrics`.
+    pub fn with_sources(mut self, sources: Arc<crate::session::rtsp_pull::Sources>) -> ApiState {
+        self.sources = Some(sources);
         self
     }
 
@@ -257,6 +266,7 @@ impl ApiState {
                 return Response::text(200, http::PROMETHEUS, metrics::render(self));
             }
             (Route::Streams, _) => Ok(self.streams()),
+            (Route::Sources, _) => Ok(self.sources()),
             (Route::Server, _) => {
                 Ok(streams::server(self.listeners, env!("CARGO_PKG_VERSION"), self.started.elapsed().as_secs_f64()))
             }
@@ -327,6 +337,11 @@ impl ApiState {
         json!({ "outboxes": outboxes })
     }
 
+    fn sources(&self) -> serde_json::Value {
+        let list = self.sources.as_ref().map(|sources| sources.list()).unwrap_or_default();
+        json!({ "sources": list.iter().map(|source| source.summary()).collect::<Vec<_>>() })
+    }
+
     fn streams(&self) -> serde_json::Value {
         let activity = self.control.as_ref().map(|control| control.activity());
         streams::render(self.hub.streams(), activity.as_deref(), now_ms())
@@ -355,6 +370,7 @@ enum Route<'a> {
     Metrics,
     Server,
     Streams,
+    Sources,
     Clients,
     Client(&'a str),
     Relays,
@@ -371,6 +387,7 @@ impl<'a> Route<'a> {
             ["metrics"] => Route::Metrics,
             ["api", "server"] => Route::Server,
             ["api", "streams"] => Route::Streams,
+            ["api", "sources"] => Route::Sources,
             ["api", "clients"] => Route::Clients,
             ["api", "clients", id] => Route::Client(id),
             ["api", "relays"] => Route::Relays,
@@ -385,9 +402,13 @@ impl<'a> Route<'a> {
 
     fn methods(self) -> &'static [&'static str] {
         match self {
-            Route::Metrics | Route::Server | Route::Streams | Route::Clients | Route::Relays | Route::Outbox => {
-                &["GET", "HEAD"]
-            }
+            Route::Metrics
+            | Route::Server
+            | Route::Streams
+            | Route::Clients
+            | Route::Relays
+            | Route::Sources
+            | Route::Outbox => &["GET", "HEAD"],
             Route::Client(_) => &["DELETE"],
             Route::Webhooks => &["GET", "HEAD", "POST"],
             Route::Webhook(_) => &["GET", "HEAD", "PATCH", "DELETE"],

@@ -15,6 +15,7 @@ use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::nats::{self, NATS_KEYS, NatsConfig, SubjectTemplate};
 use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
+use super::sources::{self, SOURCE_KEYS, SourceConfig};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
     ApiToken, Config, ConfigError, Secret, check_duration, check_range, floors, limits, parse_duration, parse_listen,
@@ -80,6 +81,7 @@ pub(super) const ROOT_KEYS: &[&str] = &[
     "takeover",
     "republish_grace",
     "relay",
+    "sources",
 ];
 
 pub(super) const NOTIFY_KEYS: &[&str] = &[
@@ -321,6 +323,9 @@ pub(super) fn apply(config: &mut Config, path: &Path, text: &str) -> Result<()> 
     if let Some(item) = root.get("apps") {
         read_apps(config, &item)?;
     }
+    if let Some(item) = root.get("sources") {
+        read_sources(config, &item)?;
+    }
     if let Some(item) = root.get("stdio") {
         let table = item.table()?;
         table.check_keys(STDIO_KEYS)?;
@@ -491,6 +496,45 @@ fn read_relay(item: &Item<'_>) -> Result<RelayOverlay> {
         overlay.relay_hooks = Some(hooks.boolean()?);
     }
     Ok(overlay)
+}
+
+/// Reads `[sources."<app>/<name>"]` tables (`sources.rs`).
+fn read_sources(config: &mut Config, item: &Item<'_>) -> Result<()> {
+    for (stream, source_item) in item.table()?.entries() {
+        sources::parse_stream_key(&stream).map_err(|message| source_item.error(message))?;
+        let table = source_item.table()?;
+        table.check_keys(SOURCE_KEYS)?;
+        let url = match table.get("url") {
+            Some(url) => url.parse(sources::parse_source_url)?,
+            None => return Err(source_item.error("a source needs its 'url' (rtsp://...)")),
+        };
+        let mut source = SourceConfig {
+            stream,
+            url,
+            on_demand: false,
+            transport: Default::default(),
+            linger: sources::DEFAULT_LINGER,
+            start_timeout: sources::DEFAULT_START_TIMEOUT,
+            hooks: false,
+        };
+        if let Some(on_demand) = table.get("on_demand") {
+            source.on_demand = on_demand.boolean()?;
+        }
+        if let Some(transport) = table.get("transport") {
+            source.transport = transport.parse(sources::parse_transport)?;
+        }
+        if let Some(linger) = table.get("linger") {
+            source.linger = linger.duration(Duration::ZERO)?;
+        }
+        if let Some(start_timeout) = table.get("start_timeout") {
+            source.start_timeout = start_timeout.duration(Duration::from_millis(100))?;
+        }
+        if let Some(hooks) = table.get("hooks") {
+            source.hooks = hooks.boolean()?;
+        }
+        config.sources.push(source);
+    }
+    Ok(())
 }
 
 /// A webhook's `id` names its outbox, so no two webhooks, global or of an app, may share one.

@@ -45,6 +45,7 @@
 //! - `cli`: the clap flags and how they override.
 //! - `go_flags`: go-rtmp's single-dash flags, rewritten to ringcast's before clap reads them.
 //! - `relay`: the `[relay]` table (docs/scaling-out.md) and an app's keys over it.
+//! - `sources`: streams pulled from RTSP cameras (`[sources."<app>/<name>"]`).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -112,6 +113,7 @@ mod go_flags;
 mod hooks;
 mod nats;
 mod relay;
+mod sources;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -140,6 +142,7 @@ pub use hooks::{
 };
 pub use nats::{DEFAULT_SUBJECT, NatsConfig, SubjectPart, SubjectTemplate};
 pub use relay::{DEFAULT_LINGER, RelayConfig, RelayOverlay, RelayUrl};
+pub use sources::{DEFAULT_START_TIMEOUT, SourceConfig, SourceTransport, shown_url};
 pub use webhook::{
     CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields, check_header_count, check_retries, is_plain_id,
     parse_events, parse_headers,
@@ -413,6 +416,9 @@ pub struct Config {
     /// Edge pulls, pushes and RTMP sources on demand (`[relay]`, per app
     /// `[apps.<app>.relay]`; docs/scaling-out.md).
     pub relay: RelayConfig,
+    /// Streams pulled from RTSP cameras (`[sources."<app>/<name>"]`, `sources.rs`), in file
+    /// order.
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The number of shards when none is configured: one per CPU, within the shard limits.
@@ -486,6 +492,7 @@ impl Default for Config {
             takeover: false,
             republish_grace: Duration::ZERO,
             relay: RelayConfig::default(),
+            sources: Vec::new(),
         }
     }
 }

@@ -83,6 +83,8 @@ struct Shared {
     takeover: Arc<crate::config::TakeoverRule>,
     /// How long a dropped publisher's stream waits for a new one (`republish_grace`).
     republish_grace: Arc<crate::config::GraceRule>,
+    /// The streams pulled from cameras (`[sources]`), each run by one shard.
+    sources: Arc<session::rtsp_pull::Sources>,
 }
 
 /// A request from the admin API to one shard.
@@ -264,9 +266,11 @@ impl Server {
         let control = Arc::new(ServerControl { shards: admin_senders });
         let conn_ids = Arc::new(AtomicU64::new(1));
         let relays = session::relay::Relays::new(config, conn_ids.clone());
+        let sources = session::rtsp_pull::Sources::new(&config.sources);
         let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
             .with_control(control.clone())
             .with_relays(relays.clone())
+            .with_sources(sources.clone())
             .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
@@ -292,6 +296,7 @@ impl Server {
             heartbeats,
             takeover: Arc::new(config.takeover_rule()),
             republish_grace: Arc::new(config.grace_rule()),
+            sources,
         });
         let (deadline, shutdown_rx) = watch::channel(None);
         let shutdown = Shutdown { deadline, timeout: config.shutdown_timeout };
@@ -651,6 +656,8 @@ async fn run_shard(
     let _ = context.takeover.set(shared.takeover.clone());
     let _ = context.republish_grace.set(shared.republish_grace.clone());
     let _ = context.relays.set(shared.relays.clone());
+    let _ = context.sources.set(shared.sources.clone());
+    session::rtsp_pull::spawn(&context, &shared.sources, shared.hub.shard_count());
     if let Some(beats) = shared.heartbeats.clone() {
         tokio::task::spawn_local(async move {
             loop {

@@ -342,7 +342,8 @@ impl Lifecycle {
             return self.refuse_over_limit(kind, "publish", &key);
         }
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
-        let held = self.context.callbacks.asks(Call::Media, app);
+        // A relay's pull is not asked: the origin admitted its media.
+        let held = !self.is_relay() && self.context.callbacks.asks(Call::Media, app);
         let (handle, change, claim) = match self.take_stream(&key, held).await {
             Ok(taken) => taken,
             Err(error) => {

@@ -13,6 +13,9 @@
 //!   admits DESCRIBE and ANNOUNCE through the lifecycle, depacketizes a publisher's RTP into
 //!   hub packets; `rtsp_out.rs` is each stream's shared RTP form and a TCP player's framing,
 //!   `rtsp_udp.rs` the UDP port pairs and the UDP player's writer.
+//! - `rtsp_pull.rs`: the pulls of RTSP cameras (`[sources]`): internal publishers driving
+//!   `protocol::rtsp::client`; `rtp_ingest.rs` is the RTP -> hub path they share with
+//!   `rtsp.rs`'s RECORD sessions.
 //! - `player_writer.rs`: a player's writer task, one for every protocol, over a per-protocol
 //!   `Framing`: `rtmp_out.rs` (chunk headers before the shared chunked form),
 //!   `flv_out.rs` (FLV tag headers before the shared payload) and `rtsp_out.rs` (interleaved
@@ -56,8 +59,10 @@ pub mod recovery;
 pub mod relay;
 pub mod rtmp;
 pub mod rtmp_out;
+pub(crate) mod rtp_ingest;
 pub mod rtsp;
 pub mod rtsp_out;
+pub mod rtsp_pull;
 pub mod rtsp_udp;
 pub mod terms;
 pub mod timeline;
@@ -347,6 +352,8 @@ pub struct ShardContext {
     pub republish_grace: std::cell::OnceCell<Arc<crate::config::GraceRule>>,
     /// The server's relays (set once, before any session); unset: none.
     pub relays: std::cell::OnceCell<Arc<relay::Relays>>,
+    /// The streams pulled from cameras (set once, before any session); unset: none.
+    pub sources: std::cell::OnceCell<Arc<rtsp_pull::Sources>>,
     random: Cell<u64>,
 }
 
@@ -376,6 +383,7 @@ impl ShardContext {
             takeover: std::cell::OnceCell::new(),
             republish_grace: std::cell::OnceCell::new(),
             relays: std::cell::OnceCell::new(),
+            sources: std::cell::OnceCell::new(),
             random: Cell::new(seed | 1),
         })
     }

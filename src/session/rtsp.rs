@@ -38,6 +38,8 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::protocol::flv::MediaKind;
+
 use bytes::Bytes;
 use tokio_uring::net::TcpStream;
 
@@ -46,14 +48,14 @@ use super::lifecycle::{Admission, CloseReason, ConnectRequest, Lifecycle, Refusa
 use super::limits::WireLimit;
 use super::player_writer::PlayerWriter;
 use super::rtmp::sleep_until_some;
+use super::rtp_ingest::RtpIngest;
 use super::rtsp_out::{RtspFraming, RtspOutput, StreamRtp, rtp_info, stream_tracks};
 use super::rtsp_udp::{UdpInbox, UdpPair, UdpPlayerWriter};
 use super::{SessionEnd, SessionFailure, ShardContext};
 use crate::config::RtspAuth;
 use crate::hooks::event::Protocol;
 use crate::hub::{HubStats, PacketKind, Player};
-use crate::protocol::flv::MediaKind;
-use crate::protocol::rtp::{self, Depacketizer, MediaFrame, RtpPacket};
+use crate::protocol::rtp;
 use crate::protocol::rtsp::Status;
 use crate::protocol::rtsp::auth::{Challenge, Credentials};
 use crate::protocol::rtsp::message::FrameError;
@@ -214,12 +216,7 @@ struct Playing {
 
 /// A publisher's tracks.
 struct Publishing {
-    tracks: Vec<Track>,
-    depacketizers: Vec<Depacketizer>,
-    /// When the session's first RTP packet arrived: each track's time line starts where its
-    /// own first packet falls after it.
-    first_packet: Option<Instant>,
-    frames: Vec<MediaFrame>,
+    ingest: RtpIngest,
     recording: bool,
 }
 
@@ -484,12 +481,23 @@ impl Session {
     }
 
     /// The stream's tracks once its sequence headers are here, within [`DESCRIBE_WAIT`];
-    /// empty when nobody publishes it.
+    /// empty when nobody publishes it. A stream a camera source feeds (`rtsp_pull.rs`) may
+    /// be waited for up to the source's `start_timeout`: this player is what starts an
+    /// on-demand pull, and a camera that is down then gets the answer of an unpublished stream.
     async fn wait_tracks(&self, key: &str) -> Vec<Track> {
-        let deadline = Instant::now() + DESCRIBE_WAIT;
+        let start = Instant::now();
+        let source_wait = self.context.sources.get().and_then(|sources| sources.start_timeout(key));
+        let mut deadline = start + DESCRIBE_WAIT;
         loop {
             if !self.context.hub.is_published(key) {
-                return Vec::new();
+                match source_wait {
+                    Some(wait) if Instant::now() < start + wait => {
+                        deadline = Instant::now() + DESCRIBE_WAIT;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    _ => return Vec::new(),
+                }
             }
             let tracks = self.context.hub.stream(key).map(|stream| stream_tracks(&stream)).unwrap_or_default();
             // Video and audio, or whatever arrived by the deadline.
@@ -509,15 +517,7 @@ impl Session {
             Ok(verdict) if !self.answer_refusal(verdict) => return None,
             Ok(_) => {}
         }
-        let depacketizers =
-            announced.tracks.iter().map(|track| Depacketizer::new(&track.codec, rtp::DEFAULT_MAX_FRAME)).collect();
-        self.publishing = Some(Box::new(Publishing {
-            tracks: announced.tracks,
-            depacketizers,
-            first_packet: None,
-            frames: Vec::new(),
-            recording: false,
-        }));
+        self.publishing = Some(Box::new(Publishing { ingest: RtpIngest::new(announced.tracks), recording: false }));
         self.connection.accept();
         None
     }
@@ -658,16 +658,12 @@ impl Session {
         };
         if !publishing.recording {
             publishing.recording = true;
-            let kinds = |kind: MediaKind| publishing.tracks.iter().any(|track| track.codec.kind() == kind);
-            let (video, audio) = (kinds(MediaKind::Video), kinds(MediaKind::Audio));
-            let headers: Vec<(PacketKind, Vec<u8>)> = publishing
-                .tracks
-                .iter()
-                .filter_map(|track| Some((packet_kind(track.codec.kind()), track.codec.sequence_header()?)))
-                .collect();
+            let ingest = &publishing.ingest;
+            let (video, audio) = (ingest.carries(MediaKind::Video), ingest.carries(MediaKind::Audio));
+            let headers = ingest.sequence_headers();
             self.lifecycle.declare_media(video, audio);
             for (kind, header) in headers {
-                self.lifecycle.media(kind, 0, Bytes::from(header));
+                self.lifecycle.media(kind, 0, header);
             }
             if let Some(ending) = Box::pin(self.decide_media()).await? {
                 return Ok(Some(ending));
@@ -736,28 +732,11 @@ impl Session {
     /// One RTP packet of a published track: depacketized into hub packets.
     fn rtp_in(&mut self, track: usize, payload: &[u8]) {
         let Some(publishing) = self.publishing.as_mut().filter(|publishing| publishing.recording) else { return };
-        let Ok(packet) = RtpPacket::parse(payload) else {
-            self.context.hub.stats().malformed_packets.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let Some(depacketizer) = publishing.depacketizers.get_mut(track) else { return };
-        let now = Instant::now();
-        let first = *publishing.first_packet.get_or_insert(now);
-        if !depacketizer.started() {
-            depacketizer.set_offset_ms(now.duration_since(first).as_millis() as u32);
-        }
-        if let Err(error) = depacketizer.depacketize(&packet, &mut publishing.frames) {
-            tracing::debug!(conn_id = self.lifecycle.conn_id(), %error, "RTP packet dropped");
-            self.context.hub.stats().malformed_packets.fetch_add(1, Ordering::Relaxed);
-        }
-        let frames = std::mem::take(&mut publishing.frames);
-        for frame in frames.iter() {
-            self.lifecycle.media(packet_kind(frame.kind), frame.timestamp, frame.body.clone());
-        }
-        if let Some(publishing) = self.publishing.as_mut() {
-            publishing.frames = frames;
-            publishing.frames.clear();
-        }
+        let lifecycle = &mut self.lifecycle;
+        let (stats, conn_id) = (self.context.hub.stats(), lifecycle.conn_id());
+        publishing.ingest.packet(track, payload, Instant::now(), stats, conn_id, |kind, timestamp, body| {
+            lifecycle.media(kind, timestamp, body)
+        });
     }
 
     /// Sends the connection's replies: written here before the writer runs, handed to the
@@ -815,13 +794,5 @@ async fn udp_ready(inbox: Option<&UdpInbox>) {
     match inbox {
         Some(inbox) => inbox.ready().await,
         None => std::future::pending().await,
-    }
-}
-
-fn packet_kind(kind: MediaKind) -> PacketKind {
-    match kind {
-        MediaKind::Audio => PacketKind::Audio,
-        MediaKind::Video => PacketKind::Video,
-        MediaKind::Data => PacketKind::Data { metadata: false },
     }
 }

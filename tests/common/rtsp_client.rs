@@ -381,3 +381,25 @@ impl RtspConnection {
         false
     }
 }
+
+/// An IP camera: GStreamer's RTSP server (`scripts/gst-rtsp-relay.py` without a source)
+/// serving a live H.264 320x240 30 fps + AAC test pattern at `rtsp://127.0.0.1:{port}/stream1` over TCP, wanting Digest
+/// credentials when `login` is given. Returns once it listens; it prints "client" per
+/// connection it accepts.
+pub fn gst_camera(port: u16, login: Option<(&str, &str)>) -> Client {
+    require_tool_gst();
+    // Debian's interpreter: python3-gi is installed for it, not for a virtualenv's.
+    let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gst-rtsp-relay.py").to_owned();
+    let mut args = vec![script, "--port".to_owned(), port.to_string(), "--path".to_owned(), "/stream1".to_owned()];
+    if let Some((user, password)) = login {
+        args.extend(["--user".to_owned(), user.to_owned(), "--password".to_owned(), password.to_owned()]);
+    }
+    let mut camera = Client::spawn(python, &args, format!("camera on port {port}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !camera.output().lines().any(|line| line == "ready") {
+        assert!(camera.is_running() && Instant::now() < deadline, "{}", camera.report("the camera did not start"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    camera
+}

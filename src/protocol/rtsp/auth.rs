@@ -123,6 +123,46 @@ pub fn digest_response(fields: &DigestCredentials, method: &str, password: &str)
     }
 }
 
+/// A challenge as a client reads it from a 401's `WWW-Authenticate`: the scheme and the
+/// fields a Digest answer echoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    Basic,
+    Digest {
+        realm: String,
+        nonce: String,
+        /// Echoed as it came: a server that sets it expects it back.
+        opaque: Option<String>,
+        /// The server offered `qop=auth`: the answer then carries `nc` and `cnonce`.
+        qop_auth: bool,
+    },
+}
+
+/// Parses one `WWW-Authenticate` value; `None` for another scheme, a Digest without a nonce,
+/// or an algorithm other than MD5.
+pub fn parse_challenge(value: &str) -> Option<Offered> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("Basic") {
+        return Some(Offered::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let (mut realm, mut nonce, mut opaque, mut qop_auth) = (String::new(), None, None, false);
+    for (key, value) in parameters(rest) {
+        match key.to_ascii_lowercase().as_str() {
+            "realm" => realm = value,
+            "nonce" => nonce = Some(value),
+            "opaque" => opaque = Some(value),
+            "qop" => qop_auth = value.split(',').any(|qop| qop.trim().eq_ignore_ascii_case("auth")),
+            "algorithm" if !value.eq_ignore_ascii_case("MD5") => return None,
+            _ => {}
+        }
+    }
+    Some(Offered::Digest { realm, nonce: nonce.filter(|nonce| !nonce.is_empty())?, opaque, qop_auth })
+}
+
 /// What a 401 offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -192,6 +232,32 @@ mod tests {
         let Some(Credentials::Digest(digest)) = parse_authorization(&header) else { panic!() };
         assert!(digest.verify("ANNOUNCE", "secret"));
         assert!(!digest.verify("ANNOUNCE", "secreT"));
+    }
+
+    #[test]
+    fn challenges_as_cameras_send_them() {
+        assert_eq!(parse_challenge("Basic realm=\"IPCam\""), Some(Offered::Basic));
+        assert_eq!(
+            parse_challenge("Digest realm=\"IP Camera(12345)\", nonce=\"a1b2\", stale=\"FALSE\""),
+            Some(Offered::Digest {
+                realm: "IP Camera(12345)".into(),
+                nonce: "a1b2".into(),
+                opaque: None,
+                qop_auth: false
+            })
+        );
+        assert_eq!(
+            parse_challenge("Digest realm=\"r\", qop=\"auth,auth-int\", nonce=\"n\", opaque=\"o\""),
+            Some(Offered::Digest { realm: "r".into(), nonce: "n".into(), opaque: Some("o".into()), qop_auth: true })
+        );
+        assert_eq!(parse_challenge("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256"), None);
+        assert_eq!(parse_challenge("Digest realm=\"r\""), None);
+        assert_eq!(parse_challenge("Bearer x"), None);
+        // What this server's own challenge says reads back as it was meant.
+        let ours = Challenge { realm: "ringcast".into(), nonce: "n1".into(), digest: true, basic: true };
+        let offered: Vec<_> = ours.headers().iter().filter_map(|value| parse_challenge(value)).collect();
+        assert_eq!(offered[1], Offered::Basic);
+        assert!(matches!(&offered[0], Offered::Digest { nonce, .. } if nonce == "n1"));
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! RTSP 1.0 (RFC 2326), the server side, sans-IO: requests in, replies and events out.
+//! RTSP 1.0 (RFC 2326), sans-IO: the server side (requests in, replies and events out) and
+//! the client side a camera pull drives.
 //!
 //! # Layout
 //!
+//! - [`client`]: [`client::ClientConnection`], a client playing one stream over TCP (the
+//!   pull of a camera, `session/rtsp_pull.rs`); its module doc says what its driver does.
 //! - [`server`]: [`ServerConnection`], the state machine of one connection (Init, Ready,
 //!   Playing, Recording), CSeq, sessions, and the requests the driver decides.
 //! - [`message`]: framing a request before parsing it (head end, bounded `Content-Length`),
@@ -53,6 +56,7 @@
 //! checking its nonce is the one issued.
 
 pub mod auth;
+pub mod client;
 pub mod message;
 pub mod server;
 pub mod transport;
