@@ -10,6 +10,8 @@
 //!   over HTTP-FLV and RTSP, as a stream nobody publishes.
 //! - Push (loopback): a server forwards what is published on it to a second one, again after
 //!   that one restarts.
+//! - An rtmp:// source (loopback): `[sources]` names another server's stream; it is pulled
+//!   when a player comes and dropped `linger` after the last one left.
 
 mod common;
 
@@ -218,4 +220,31 @@ fn a_server_pushes_what_is_published_on_it_and_again_after_the_target_restarts()
     assert!(of_type(&receiver, "subscriber_count").is_empty(), "{:?}", events(&receiver));
     let metrics = source.metrics();
     assert!(metrics.contains("ringcast_relays{direction=\"push\"} 1"), "{metrics}");
+}
+
+#[test]
+fn a_stream_with_an_rtmp_source_pulls_it_only_while_it_has_players() {
+    require_ffmpeg();
+    let encoder = TestServer::start();
+    let _publisher = ffmpeg_publish(&encoder.rtmp_url("live/cam"), 60, SIZE);
+    assert!(encoder.wait_for_log("publish start", WAIT), "{}", encoder.log());
+    let server = TestServer::start_with_config(
+        &format!(
+            "[relay]\nlinger = \"1s\"\n[sources.\"live/lobby\"]\nurl = \"rtmp://{}/live/cam\"\non_demand = true\n",
+            encoder.rtmp_addr()
+        ),
+        &[],
+    );
+    // Nobody watches yet: nothing is pulled.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!server.log().contains("relay start"), "{}", server.log());
+    let url = server.rtmp_url("live/lobby");
+    let probed = try_ffprobe_json(&url, WAIT).unwrap_or_else(|e| panic!("{e}\n--- server ---\n{}", server.log()));
+    assert_plays_h264_aac(&probed, SIZE, &url);
+    assert!(
+        server.wait_for_line_with(&["relay start", "direction=\"pull\"", "live/cam"], WAIT),
+        "the pull names its source\n{}",
+        server.log()
+    );
+    assert!(server.wait_for_line_with(&["relay stop", "reason=no players"], WAIT), "{}", server.log());
 }

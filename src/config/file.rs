@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 use super::apps::{AppConfig, SERVER_WIDE_NOTIFY_KEYS, parse_app_name};
 use super::hooks::{Dialect, EventFilter, NotifyConfig, NotifyMethod, ScriptConfig, WebhookConfig, parse_header_name};
 use super::nats::{self, NATS_KEYS, NatsConfig, SubjectTemplate};
-use super::relay::{RelayOverlay, RelayUrl, parse_source_stream};
+use super::relay::{RelayOverlay, RelayUrl};
 use super::sources::{self, SOURCE_KEYS, SourceConfig};
 use super::webhook::{self, CrossKeyError, ValueError, WEBHOOK_KEYS, WebhookFields};
 use super::{
@@ -110,7 +110,7 @@ pub(super) const NOTIFY_KEYS: &[&str] = &[
 pub(super) const APP_KEYS: &[&str] = &["notify", "webhook", "script", "nats", "takeover", "republish_grace", "relay"];
 
 /// What a `[relay]` table (or an app's) may hold.
-pub(super) const RELAY_KEYS: &[&str] = &["origins", "push", "sources", "linger", "relay_hooks"];
+pub(super) const RELAY_KEYS: &[&str] = &["origins", "push", "linger", "relay_hooks"];
 
 pub(super) const SCRIPT_KEYS: &[&str] = &["event", "path"];
 
@@ -481,14 +481,6 @@ fn read_relay(item: &Item<'_>) -> Result<RelayOverlay> {
         list.array()?.iter().map(|element| element.parse(RelayUrl::parse)).collect::<Result<_>>().map(Some)
     };
     let mut overlay = RelayOverlay { origins: urls("origins")?, push: urls("push")?, ..RelayOverlay::default() };
-    if let Some(sources) = table.get("sources") {
-        let mut map = std::collections::BTreeMap::new();
-        for (stream, url) in sources.table()?.entries() {
-            let stream = parse_source_stream(&stream).map_err(|message| url.error(message))?;
-            map.insert(stream, url.parse(RelayUrl::parse)?);
-        }
-        overlay.sources = Some(map);
-    }
     if let Some(linger) = table.get("linger") {
         overlay.linger = Some(linger.duration(Duration::ZERO)?);
     }
@@ -504,10 +496,33 @@ fn read_sources(config: &mut Config, item: &Item<'_>) -> Result<()> {
         sources::parse_stream_key(&stream).map_err(|message| source_item.error(message))?;
         let table = source_item.table()?;
         table.check_keys(SOURCE_KEYS)?;
-        let url = match table.get("url") {
-            Some(url) => url.parse(sources::parse_source_url)?,
-            None => return Err(source_item.error("a source needs its 'url' (rtsp://...)")),
+        let Some(url_item) = table.get("url") else {
+            return Err(source_item.error("a source needs its 'url' (rtsp://... or rtmp://...)"));
         };
+        // An rtmp:// source is a relay's pull (`relay.rs`): on demand, under `[relay]`'s
+        // `linger` and `relay_hooks`; the other keys are a camera's.
+        if url_item.string()?.starts_with("rtmp://") {
+            let url = url_item.parse(RelayUrl::parse)?;
+            for (key, value) in table.entries() {
+                match key.as_str() {
+                    "url" => {}
+                    "on_demand" if value.boolean()? => {}
+                    "on_demand" => {
+                        return Err(
+                            value.error("an rtmp:// source is pulled while the stream has players: on_demand = true")
+                        );
+                    }
+                    _ => {
+                        return Err(value.error(
+                            "applies to rtsp:// cameras; an rtmp:// source follows [relay] (linger, relay_hooks)",
+                        ));
+                    }
+                }
+            }
+            config.relay.sources.insert(stream, url);
+            continue;
+        }
+        let url = url_item.parse(sources::parse_source_url)?;
         let mut source = SourceConfig {
             stream,
             url,

@@ -1,12 +1,12 @@
 //! Relays (`[relay]`, per app `[apps.<app>.relay]`; docs/scaling-out.md): where an edge pulls
 //! the streams it does not have (`origins`), where every stream published here is forwarded
-//! (`push`), which streams have an `rtmp://` source of their own pulled while they have
-//! players (`sources`), how long a pull outlives its last player (`linger`), and whether
-//! relay sessions fire the callbacks and events of a client (`relay_hooks`).
+//! (`push`), how long a pull outlives its last player (`linger`), and whether relay sessions
+//! fire the callbacks and events of a client (`relay_hooks`). The streams with an `rtmp://`
+//! source of their own, pulled while they have players, come from the `[sources]` table
+//! (`sources.rs`), where `rtsp://` cameras are named too: one table for every source.
 //!
 //! An app's table sets only the keys it names; the others come from `[relay]`, as its
-//! `[apps.<app>.notify]` keys do from `[notify]`. `rtsp://` sources are not relays: they have
-//! a table of their own (`[sources]`), so the two never share a key.
+//! `[apps.<app>.notify]` keys do from `[notify]`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,7 +32,7 @@ impl RelayUrl {
     /// Parses `rtmp://host[:port][/app[/name]]` (port 1935 when not given).
     pub fn parse(text: &str) -> Result<RelayUrl, String> {
         let rest = text.strip_prefix("rtmp://").ok_or_else(|| match text.split_once("://") {
-            Some(("rtsp", _)) => format!("{text:?}: a relay speaks rtmp://; rtsp:// sources go in [sources]"),
+            Some(("rtsp", _)) => format!("{text:?}: a relay speaks rtmp://; rtsp:// cameras go in [sources]"),
             _ => format!("{text:?}: expected rtmp://host[:port][/app[/name]]"),
         })?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -95,7 +95,8 @@ pub struct RelayConfig {
     pub origins: Vec<RelayUrl>,
     /// Where every stream published here by a client is forwarded.
     pub push: Vec<RelayUrl>,
-    /// Streams (`app/name`) with a source of their own, pulled while they have players.
+    /// Streams (`app/name`) with an `rtmp://` source of their own (from `[sources]`), pulled
+    /// while they have players.
     pub sources: BTreeMap<String, RelayUrl>,
     /// How long a pull stays after its last player left.
     pub linger: Duration,
@@ -127,7 +128,6 @@ impl RelayConfig {
 pub struct RelayOverlay {
     pub origins: Option<Vec<RelayUrl>>,
     pub push: Option<Vec<RelayUrl>>,
-    pub sources: Option<BTreeMap<String, RelayUrl>>,
     pub linger: Option<Duration>,
     pub relay_hooks: Option<bool>,
 }
@@ -138,18 +138,10 @@ impl RelayOverlay {
         RelayConfig {
             origins: self.origins.clone().unwrap_or_else(|| global.origins.clone()),
             push: self.push.clone().unwrap_or_else(|| global.push.clone()),
-            sources: self.sources.clone().unwrap_or_else(|| global.sources.clone()),
+            sources: global.sources.clone(),
             linger: self.linger.unwrap_or(global.linger),
             relay_hooks: self.relay_hooks.unwrap_or(global.relay_hooks),
         }
-    }
-}
-
-/// Checks a `sources` key: the stream `app/name` it names.
-pub fn parse_source_stream(key: &str) -> Result<String, String> {
-    match key.split_once('/') {
-        Some((app, name)) if !app.is_empty() && !name.is_empty() && !name.contains('/') => Ok(key.to_owned()),
-        _ => Err(format!("{key:?}: a source is keyed by its stream, \"app/name\"")),
     }
 }
 
@@ -204,8 +196,9 @@ mod tests {
 [relay]
 origins = ["rtmp://a:1935", "rtmp://b"]
 linger = "3s"
-[relay.sources]
-"live/cam9" = "rtmp://cams/live/nine"
+[sources."live/cam9"]
+url = "rtmp://cams/live/nine"
+on_demand = true
 [apps.vod.relay]
 origins = []
 push = ["rtmp://backup"]
@@ -233,10 +226,12 @@ relay_hooks = true
         assert!(e.contains("relay.origins[0]") && e.contains("rtmp://"), "{e}");
         let e = error("[relay]\norigin = []\n");
         assert!(e.contains("did you mean 'relay.origins'"), "{e}");
-        let e = error("[relay.sources]\ncam = \"rtmp://x\"\n");
-        assert!(e.contains("relay.sources.cam") && e.contains("app/name"), "{e}");
-        let e = error("[relay.sources]\n\"live/c\" = \"rtsp://x\"\n");
-        assert!(e.contains("[sources]"), "{e}");
+        let e = error("[relay.sources]\n\"live/c\" = \"rtmp://x\"\n");
+        assert!(e.contains("relay.sources"), "{e}");
+        let e = error("[sources.\"live/c\"]\nurl = \"rtmp://x\"\non_demand = false\n");
+        assert!(e.contains("sources.\"live/c\"") || e.contains("on_demand"), "{e}");
+        let e = error("[sources.\"live/c\"]\nurl = \"rtmp://x\"\non_demand = true\ntransport = \"tcp\"\n");
+        assert!(e.contains("transport") && e.contains("rtsp://"), "{e}");
         let e = error("[apps.live.relay]\nlinger = \"x\"\n");
         assert!(e.contains("apps.live.relay.linger"), "{e}");
     }
