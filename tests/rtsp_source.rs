@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+use common::http_receiver::HttpReceiver;
 use common::rtsp_client::{assert_counted, count_frames, gst_camera};
 use common::{TestServer, eventually, metric_total};
 
@@ -56,10 +57,14 @@ fn config(sources: &str) -> String {
 fn a_camera_plays_over_rtmp_http_flv_and_rtsp_without_hooks() {
     let port = free_port();
     let _camera = gst_camera(port, None);
+    // Allows every call: on_media is asked of the hooked source only.
+    let callbacks = HttpReceiver::start();
     let server = TestServer::start_with_config(
         &config(&format!(
-            "[sources.\"live/cam1\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\non_demand = false\n\n\
-             [sources.\"live/hooked\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\nhooks = true\n"
+            "[notify]\non_media = \"{}\"\n\n\
+             [sources.\"live/cam1\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\non_demand = false\n\n\
+             [sources.\"live/hooked\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\nhooks = true\n",
+            callbacks.url("/on_media")
         )),
         &[],
     );
@@ -91,6 +96,16 @@ fn a_camera_plays_over_rtmp_http_flv_and_rtsp_without_hooks() {
     assert!(publish_start.contains(&camera_addr) && publish_start.contains("\"protocol\":\"rtsp\""), "{publish_start}");
     assert!(publish_start.contains("\"stream_key\":\"live/hooked\""), "{publish_start}");
     assert_eq!(log.matches("\"publish_start\"").count(), 1, "only the hooked source's: {log}");
+    // The hooked camera was asked on_media with what its DESCRIBE declared; the internal one not.
+    let asked = callbacks.requests();
+    assert_eq!(asked.len(), 1, "{:?}", asked.iter().map(|r| String::from_utf8_lossy(&r.body)).collect::<Vec<_>>());
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&asked[0].body).into_owned().collect();
+    assert_eq!(
+        (form["call"].as_str(), form["name"].as_str(), form["video_codec"].as_str(), form["audio_codec"].as_str()),
+        ("media", "hooked", "h264", "aac"),
+        "{form:?}"
+    );
+    assert_eq!((form["width"].as_str(), form["height"].as_str()), ("320", "240"), "{form:?}");
 }
 
 #[test]
