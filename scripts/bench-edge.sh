@@ -12,7 +12,7 @@
 # edge: an origin ringcast takes the publisher; an edge ringcast with
 #   `[relay] origins = ["rtmp://127.0.0.1:<origin port>"]` takes the same N players and pulls
 #   the stream once. The edge is measured as the local server is. The origin's CPU is sampled
-#   from /proc for 3 s with the publisher alone (its baseline), then over the whole play run
+#   from /proc for 10 s with the publisher alone (its baseline), then over the whole play run
 #   (the pull starts with the first player and holds to the end): the difference per second is
 #   what the pull costs the origin. The pull's bytes are the edge's /api/relays bytes_in.
 #
@@ -153,8 +153,9 @@ for round in $(seq 1 "$rounds"); do
     start_ringcast edge < <(edge_toml "$origin_port")
     edge_pid=$pid edge_port=$rtmp_port edge_api=$api_port
     start_publisher "$origin_port"
+    # 10 s: the baseline is a few clock ticks, so a shorter one is mostly rounding.
     origin_cpu_begin "$origin_pid"
-    sleep 3
+    sleep 10
     result[edge.$round.origin_base]=$(origin_cpu_end "$origin_pid")
     origin_cpu_begin "$origin_pid"
     pull_t0=$(now)
