@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use super::agent::USER_AGENT;
 use super::callback_cache::DecisionCache;
@@ -150,7 +150,8 @@ pub fn interpret(status: u16, location: Option<&str>) -> Decision {
 /// another server do: only a whole `rtmp://host[:port]/app/name`, so that the pull asks that
 /// server for the stream the Location names. Anything else is a rename only, as it always
 /// was; an `rtmp://` Location that cannot be pulled from (a query string, credentials) is
-/// logged, since the receiver may have meant a server.
+/// logged at DEBUG, not WARN: a rename to `rtmp://h/live/cam2?x=1` is documented and may come
+/// with every play.
 fn redirect_origin(location: &str) -> Option<RelayUrl> {
     if !location.starts_with("rtmp://") {
         return None;
@@ -159,7 +160,7 @@ fn redirect_origin(location: &str) -> Option<RelayUrl> {
         Ok(origin) if origin.app.is_some() && origin.name.is_some() => Some(origin),
         // The reason would quote the Location whole, query values and all: it is redacted.
         _ => {
-            warn!(location = %redact::url(location), "callback reply: a 3xx Location that is not rtmp://host[:port]/app/name (no credentials or query) names no origin; renamed only");
+            debug!(location = %redact::url(location), "callback reply: a 3xx Location that is not rtmp://host[:port]/app/name (no credentials or query) names no origin; renamed only");
             None
         }
     }
