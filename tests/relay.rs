@@ -10,6 +10,9 @@
 //!   over HTTP-FLV and RTSP, as a stream nobody publishes.
 //! - Push (loopback): a server forwards what is published on it to a second one, again after
 //!   that one restarts.
+//! - An origin named by `on_play` (loopback): the edge's callback answers JSON `origin`
+//!   naming origin B while `[relay] origins` lists only A, which lacks the stream; the play
+//!   is served from B, tried first, and A is never asked.
 //! - An rtmp:// source (loopback): `[sources]` names another server's stream; it is pulled
 //!   when a player comes and dropped `linger` after the last one left.
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::http_flv_client::{exchange, status_and_head};
-use common::http_receiver::HttpReceiver;
+use common::http_receiver::{HttpReceiver, Reply};
 use common::netns::{Namespaces, api_json};
 use common::{
     TestServer, assert_plays_h264_aac, eventually, ffmpeg_play, ffmpeg_publish, ffprobe_json, require_ffmpeg,
@@ -140,6 +143,19 @@ fn of_type(receiver: &HttpReceiver, event_type: &str) -> Vec<Value> {
     events(receiver).into_iter().filter(|e| e["type"] == event_type).collect()
 }
 
+/// An edge on loopback with `hooks` (TOML tables) whose `[relay] origins` is `origin` alone.
+fn loopback_edge(hooks: &str, origin: &TestServer, linger: &str) -> TestServer {
+    let relay = format!("[relay]\norigins = [\"rtmp://{}\"]\nlinger = \"{linger}\"\n", origin.rtmp_addr());
+    TestServer::start_with_config(&format!("{hooks}{relay}"), &[])
+}
+
+/// ffprobe plays `live/cam` from `edge` over HTTP-FLV.
+fn assert_edge_plays_cam(edge: &TestServer) {
+    let url = format!("http://{}/live/cam.flv", edge.http_addr());
+    let probed = try_ffprobe_json(&url, WAIT).unwrap_or_else(|e| panic!("{e}\n--- edge ---\n{}", edge.log()));
+    assert_plays_h264_aac(&probed, SIZE, &url);
+}
+
 #[test]
 fn an_edges_hooks_see_its_viewers_and_the_pull_as_a_relay_only() {
     require_ffmpeg();
@@ -148,19 +164,14 @@ fn an_edges_hooks_see_its_viewers_and_the_pull_as_a_relay_only() {
     assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
     let receiver = HttpReceiver::start();
     let callbacks = HttpReceiver::start();
-    let edge = TestServer::start_with_config(
-        &format!(
-            "[notify]\non_publish = \"{}\"\non_play = \"{}\"\n[[webhook]]\nurl = \"{}\"\n[relay]\norigins = [\"rtmp://{}\"]\nlinger = \"1s\"\n",
-            callbacks.url("/on_publish"),
-            callbacks.url("/on_play"),
-            receiver.url("/events"),
-            origin.rtmp_addr()
-        ),
-        &[],
+    let hooks = format!(
+        "[notify]\non_publish = \"{}\"\non_play = \"{}\"\n[[webhook]]\nurl = \"{}\"\n",
+        callbacks.url("/on_publish"),
+        callbacks.url("/on_play"),
+        receiver.url("/events"),
     );
-    let url = format!("http://{}/live/cam.flv", edge.http_addr());
-    let probed = try_ffprobe_json(&url, WAIT).unwrap_or_else(|e| panic!("{e}\n--- edge ---\n{}", edge.log()));
-    assert_plays_h264_aac(&probed, SIZE, &url);
+    let edge = loopback_edge(&hooks, &origin, "1s");
+    assert_edge_plays_cam(&edge);
     assert!(edge.wait_for_line_with(&["relay stop", "reason=no players"], WAIT), "{}", edge.log());
     let started = eventually(WAIT, || of_type(&receiver, "relay_stop").pop());
     let stop = started.unwrap_or_else(|| panic!("no relay_stop: {:?}", events(&receiver)));
@@ -247,4 +258,26 @@ fn a_stream_with_an_rtmp_source_pulls_it_only_while_it_has_players() {
         server.log()
     );
     assert!(server.wait_for_line_with(&["relay stop", "reason=no players"], WAIT), "{}", server.log());
+}
+
+#[test]
+fn an_origin_named_by_on_play_is_pulled_from_first() {
+    require_ffmpeg();
+    let origin_a = TestServer::start();
+    let origin_b = TestServer::start();
+    let _publisher = ffmpeg_publish(&origin_b.rtmp_url("live/cam"), 60, SIZE);
+    assert!(origin_b.wait_for_log("publish start", WAIT), "{}", origin_b.log());
+    let callbacks = HttpReceiver::start();
+    let body = format!(r#"{{"origin": "rtmp://{}"}}"#, origin_b.rtmp_addr());
+    callbacks.set_default(Reply::status(200).header("Content-Type", "application/json").body(&body));
+    let edge = loopback_edge(&format!("[notify]\non_play = \"{}\"\n", callbacks.url("/on_play")), &origin_a, "5s");
+    assert_edge_plays_cam(&edge);
+    // Origin B lists the edge's pull as its one player, while it lingers.
+    let pulled = eventually(WAIT, || Some(players(&[], &origin_b)).filter(|p| from(p, "127.0.0.1") == 1));
+    assert!(pulled.is_some(), "origin B has no player\n{}", edge.log());
+    let pull_url = format!("rtmp://{}/live/cam", origin_b.rtmp_addr());
+    assert!(edge.log_lines_with(&["relay start", &pull_url]).len() == 1, "{}", edge.log());
+    // The named origin was tried first: origin A, the configured one, was never asked.
+    assert!(!origin_a.log().contains("play start"), "{}", origin_a.log());
+    assert_eq!(callbacks.requests().len(), 1, "one on_play");
 }

@@ -30,7 +30,7 @@ use super::metrics::Histogram;
 use super::reply_terms::SessionTerms;
 use super::reserved::CALLBACK_FIELDS;
 use super::sign;
-use crate::config::{Config, DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError};
+use crate::config::{Config, DEFAULT_SIGNATURE_HEADER, NotifyConfig, NotifyMethod, OnError, RelayUrl};
 use crate::redact;
 
 /// Which callback, named as nginx-rtmp names it in the `call` field.
@@ -125,15 +125,44 @@ pub enum Decision {
     },
 }
 
-/// 2xx allows; 3xx with a Location renames to its last path segment; anything else denies.
+/// 2xx allows; 3xx with a Location renames to its last path segment (and a Location that is
+/// a whole `rtmp://host[:port]/app/name` also names the origin a play pulls from); anything
+/// else denies.
 pub fn interpret(status: u16, location: Option<&str>) -> Decision {
     match status {
         200..=299 => Decision::Allow,
         300..=399 => match location.and_then(last_path_segment) {
-            Some(name) => Decision::Rename(name),
+            Some(name) => match location.and_then(redirect_origin) {
+                Some(origin) => Decision::Limited(Box::new(SessionTerms {
+                    name: Some(name),
+                    origin: Some(origin),
+                    ..SessionTerms::default()
+                })),
+                None => Decision::Rename(name),
+            },
             None => Decision::Deny { reason: format!("callback answered {status} without a usable Location") },
         },
         _ => Decision::Deny { reason: format!("callback answered {status}") },
+    }
+}
+
+/// The server a 3xx's `rtmp://` Location names, as SRS's and nginx-rtmp's redirects to
+/// another server do: only a whole `rtmp://host[:port]/app/name`, so that the pull asks that
+/// server for the stream the Location names. Anything else is a rename only, as it always
+/// was; an `rtmp://` Location that cannot be pulled from (a query string, credentials) is
+/// logged at DEBUG, not WARN: a rename to `rtmp://h/live/cam2?x=1` is documented and may come
+/// with every play.
+fn redirect_origin(location: &str) -> Option<RelayUrl> {
+    if !location.starts_with("rtmp://") {
+        return None;
+    }
+    match RelayUrl::parse(location) {
+        Ok(origin) if origin.app.is_some() && origin.name.is_some() => Some(origin),
+        // The reason would quote the Location whole, query values and all: it is redacted.
+        _ => {
+            debug!(location = %redact::url(location), "callback reply: a 3xx Location that is not rtmp://host[:port]/app/name (no credentials or query) names no origin; renamed only");
+            None
+        }
     }
 }
 
@@ -460,6 +489,11 @@ mod tests {
         assert_eq!(interpret(204, None), Decision::Allow);
         assert_eq!(interpret(302, Some("rtmp://host/live/cam2?x=1")), Decision::Rename("cam2".into()));
         assert_eq!(interpret(301, Some("cam3")), Decision::Rename("cam3".into()));
+        // A whole rtmp://host/app/name also names the server to pull from.
+        let Decision::Limited(terms) = interpret(302, Some("rtmp://origin-b:1936/live/cam2")) else { panic!() };
+        let origin = terms.origin.as_ref().map(ToString::to_string);
+        assert_eq!((terms.name.as_deref(), origin.as_deref()), (Some("cam2"), Some("rtmp://origin-b:1936/live/cam2")));
+        assert_eq!(interpret(302, Some("rtmp://origin-b/cam2")), Decision::Rename("cam2".into()));
         assert!(matches!(interpret(302, None), Decision::Deny { .. }));
         assert!(matches!(interpret(403, None), Decision::Deny { .. }));
         assert!(matches!(interpret(500, None), Decision::Deny { .. }));

@@ -1,7 +1,8 @@
 //! Session terms in a callback's reply (docs/hooks.md, "Limits in the reply"): a 2xx to
 //! `on_connect`, `on_publish` or `on_play` whose body is JSON (`Content-Type:
 //! application/json`) may cap the session's length (`max_duration`), rename the stream
-//! (`name`, as a 3xx would) and cap a publisher's bitrate (`max_bitrate_kbps`).
+//! (`name`, as a 3xx would), cap a publisher's bitrate (`max_bitrate_kbps`) and name the
+//! origin a play's pull tries first (`origin`, as a 3xx to an `rtmp://` URL does).
 //!
 //! Only the reading is here; the session enforces the terms (`session/terms.rs`).
 //! A known key with a value that cannot be read denies: the receiver meant to limit the
@@ -15,7 +16,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::warn;
 
-use crate::config::{MAX_DURATION, parse_duration};
+use crate::config::{MAX_DURATION, RelayUrl, parse_duration};
 
 /// The longest stream name a reply may rename to: the cap a client's own names have.
 const MAX_NAME: usize = 1024;
@@ -37,6 +38,10 @@ pub struct SessionTerms {
     pub max_duration: Option<Duration>,
     /// The highest average media bitrate a publisher may send, in kbit/s.
     pub max_bitrate_kbps: Option<u64>,
+    /// The server a play's pull of this stream tries before the configured origins, when
+    /// the stream is not here and no pull of it runs yet (docs/scaling-out.md); ignored for
+    /// connect and publish, which pull nothing.
+    pub origin: Option<RelayUrl>,
 }
 
 impl SessionTerms {
@@ -69,6 +74,7 @@ fn from_fields(fields: &Map<String, Value>) -> Result<SessionTerms, String> {
             "max_duration" => terms.max_duration = Some(duration(value)?),
             "name" => terms.name = Some(name(value)?),
             "max_bitrate_kbps" => terms.max_bitrate_kbps = Some(bitrate(value)?),
+            "origin" => terms.origin = Some(origin(value)?),
             key if DIALECT_KEYS.contains(&key) => {}
             key => log_unknown(key),
         }
@@ -102,6 +108,12 @@ fn bitrate(value: &Value) -> Result<u64, String> {
         .ok_or_else(|| format!("callback reply: invalid max_bitrate_kbps {value} (a positive integer)"))
 }
 
+/// `rtmp://host[:port][/app[/name]]`, as `[relay] origins` takes it.
+fn origin(value: &Value) -> Result<RelayUrl, String> {
+    let text = value.as_str().ok_or_else(|| format!("callback reply: invalid origin {value} (an rtmp:// URL)"))?;
+    RelayUrl::parse(text).map_err(|reason| format!("callback reply: invalid origin {reason}"))
+}
+
 fn log_unknown(key: &str) {
     static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut logged = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
@@ -131,12 +143,17 @@ mod tests {
                 name: Some("other".into()),
                 max_duration: Some(Duration::from_secs(2)),
                 max_bitrate_kbps: Some(500),
+                origin: None,
             })
         );
         let terms = read_json(r#"{"max_duration": "1m30s"}"#).unwrap().unwrap();
         assert_eq!(terms.max_duration, Some(Duration::from_secs(90)));
         let terms = read_json(r#"{"max_duration": 0.5}"#).unwrap().unwrap();
         assert_eq!(terms.max_duration, Some(Duration::from_millis(500)));
+        let terms = read_json(r#"{"origin": "rtmp://origin-b:1936/live"}"#).unwrap().unwrap();
+        let origin = terms.origin.unwrap();
+        assert_eq!((origin.host.as_str(), origin.port, origin.app.as_deref()), ("origin-b", 1936, Some("live")));
+        assert_eq!(origin.name, None, "the stream's own name there");
     }
 
     #[test]
@@ -164,6 +181,10 @@ mod tests {
             r#"{"max_bitrate_kbps": 0}"#,
             r#"{"max_bitrate_kbps": 1.5}"#,
             r#"{"max_bitrate_kbps": "fast"}"#,
+            r#"{"origin": "http://origin-b/live"}"#,
+            r#"{"origin": "rtmp://user:pw@origin-b/live"}"#,
+            r#"{"origin": "rtmp://origin-b/live/cam/extra"}"#,
+            r#"{"origin": 7}"#,
         ] {
             assert!(read_json(body).is_err(), "{body} was read");
         }

@@ -481,8 +481,10 @@ impl Lifecycle {
             && !self.is_relay()
             && let Some(relays) = self.context.relays.get().cloned()
         {
-            // Pulled from an origin, if the app has one: the player waits for it to start.
-            change.live = relays.await_source(&self.context, &key).await;
+            // Pulled from an origin, if the app has one or the reply named one: the player
+            // waits for it to start.
+            let named = terms.as_ref().and_then(|terms| terms.origin.as_ref());
+            change.live = relays.await_source(&self.context, &key, named).await;
         }
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;

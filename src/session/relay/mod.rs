@@ -5,7 +5,8 @@
 //!   shard of that first player: an outbound RTMP play whose media enters the hub as a
 //!   publisher's would, fanned out to every shard's players. Origins are tried in turn,
 //!   rounds repeated with a growing backoff while players remain; the pull ends `linger`
-//!   after its last player left.
+//!   after its last player left. An origin the first player's `on_play` reply named (a 3xx
+//!   to `rtmp://host/app/name`, or JSON `origin`) is tried first, in any app.
 //! - **Push** (`push.rs`): every stream a client publishes, in an app with `push` targets, is
 //!   forwarded to each: an outbound RTMP publish fed by a player of the stream that the hub
 //!   does not count as a viewer, over the one player writer (the shared chunked media, no
@@ -206,16 +207,25 @@ impl Relays {
         (count(Direction::Pull), count(Direction::Push))
     }
 
-    /// A play of `key` found nobody publishing it: starts its pull if its app pulls (one per
-    /// stream, server-wide) and waits, at most [`SOURCE_WAIT`], for the stream to be
-    /// published or for a round of origins to fail. Whether it is published now.
-    pub async fn await_source(self: &Arc<Self>, context: &Rc<ShardContext>, key: &str) -> bool {
+    /// A play of `key` found nobody publishing it: starts its pull if its app pulls, or its
+    /// `on_play` reply `named` an origin (one per stream, server-wide) and waits, at most
+    /// [`SOURCE_WAIT`], for the stream to be published or for a round of origins to fail.
+    /// Whether it is published now.
+    pub async fn await_source(
+        self: &Arc<Self>,
+        context: &Rc<ShardContext>,
+        key: &str,
+        named: Option<&RelayUrl>,
+    ) -> bool {
         let Some((app, name)) = key.split_once('/') else { return false };
         let config = self.config(app);
-        let sources = match config.sources.get(key) {
-            Some(source) => vec![source.clone()],
-            None => config.origins.clone(),
-        };
+        // The named origin first, then the configured ones; a pull already running is
+        // shared as it is, whatever this reply named.
+        let mut sources: Vec<RelayUrl> = named.cloned().into_iter().collect();
+        match config.sources.get(key) {
+            Some(source) => sources.push(source.clone()),
+            None => sources.extend(config.origins.iter().cloned()),
+        }
         if sources.is_empty() {
             return false;
         }
