@@ -153,6 +153,9 @@ struct Publishing {
     parked: Option<Grace>,
     /// While the publish is held for `on_media`: what its media showed so far.
     media_gate: Option<Box<MediaGate>>,
+    /// Counted among its address's publishers (`max_publishers_per_ip`) until
+    /// [`Lifecycle::uncount_publisher`] gives the count back, once.
+    counted: bool,
 }
 
 /// How a publisher got its stream.
@@ -347,9 +350,7 @@ impl Lifecycle {
         let (handle, change, claim) = match self.take_stream(&key, held).await {
             Ok(taken) => taken,
             Err(error) => {
-                if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay()) {
-                    admission.stop_publishing(self.addr().ip());
-                }
+                self.uncount_publisher(&mut self.counts_as_publisher());
                 warn!(conn_id = self.conn_id(), peer = %self.addr(), stream = %key, "publish refused: {error}");
                 return Admission::Refused(Refusal::StreamBusy(error.to_string()));
             }
@@ -383,6 +384,7 @@ impl Lifecycle {
             // An adopted stream is live at once (its players are watching): the media of the
             // publish that started it was admitted.
             media_gate: (held && !matches!(claim, Claim::Adopted(_))).then(|| Box::new(MediaGate::new(now))),
+            counted: self.counts_as_publisher(),
         }));
         if let Some(p) = &self.publishing {
             self.journal_started(true, &p.name, &p.args);
@@ -560,10 +562,28 @@ impl Lifecycle {
         if !publisher && !self.is_relay() && !admission.admits_player(players.unwrap_or(0)) {
             return Err(LimitKind::PlayersPerStream);
         }
-        if publisher && !self.is_relay() && !admission.start_publishing(self.addr().ip()) {
+        if publisher && self.counts_as_publisher() && !admission.start_publishing(self.addr().ip()) {
             return Err(LimitKind::PublishersPerIp);
         }
         Ok(())
+    }
+
+    /// Whether a publish of this session counts among its address's publishers: a client's
+    /// does when the server has admission limits; a relay's pull does not (its address is
+    /// its origin's).
+    fn counts_as_publisher(&self) -> bool {
+        self.context.admission.get().is_some() && !self.is_relay()
+    }
+
+    /// Gives back the count [`Self::within_limits`] took for a publish, if `counted` still
+    /// says it holds one (cleared here, so a count is given back once: at the publish's end,
+    /// or earlier when it parks or its stream is refused).
+    fn uncount_publisher(&self, counted: &mut bool) {
+        if std::mem::take(counted)
+            && let Some(admission) = self.context.admission.get()
+        {
+            admission.stop_publishing(self.addr().ip());
+        }
     }
 
     fn refuse_over_limit(&self, kind: LimitKind, action: &str, stream: &str) -> Admission {
@@ -808,11 +828,8 @@ impl Lifecycle {
         }
         let change = p.handle.unpublish();
         self.journal_stopped(true);
-        if let Some(admission) = self.context.admission.get().filter(|_| !self.is_relay())
-            && p.parked.is_none()
-        {
-            admission.stop_publishing(self.addr().ip());
-        }
+        let mut counted = p.counted;
+        self.uncount_publisher(&mut counted);
         self.entry().activity.take();
         info!(conn_id = self.conn_id(), stream = %origin.stream_key, "publish stop");
         // A parked publish ended when its connection dropped.
@@ -842,16 +859,17 @@ impl Lifecycle {
     pub fn park(&mut self, now: Instant) -> bool {
         let app = self.connect.as_ref().map(|c| c.app.as_str()).unwrap_or_default();
         let period = self.context.republish_grace.get().map_or(Duration::ZERO, |rule| rule.get(app));
-        let (conn_id, ip) = (self.conn_id(), self.addr().ip());
-        let Some(p) = self.publishing.as_mut() else { return false };
+        let conn_id = self.conn_id();
+        let Some(mut p) = self.publishing.take() else { return false };
         if period.is_zero() || !p.handle.park(conn_id, p.seam.last(), now) {
+            self.publishing = Some(p);
             return false;
         }
         p.parked = Some(Grace::new(now, period));
-        if let Some(admission) = self.context.admission.get() {
-            admission.stop_publishing(ip);
-        }
+        // The same encoder may come back from the same address within the grace.
+        self.uncount_publisher(&mut p.counted);
         info!(conn_id, stream = %p.handle.key(), grace = ?period, "publisher dropped: its stream waits for a new publisher (republish_grace)");
+        self.publishing = Some(p);
         true
     }
 
