@@ -317,7 +317,7 @@ fn every_event_reaches_jetstream_once_across_a_nats_restart() {
 
 /// A `[[nats]]` sink's bad value stops the start with one line naming the key.
 #[test]
-fn a_bad_nats_url_is_a_one_line_config_error() {
+fn a_bad_nats_sink_value_is_a_one_line_config_error() {
     for (table, key, says) in [
         ("url = \"http://127.0.0.1:4222\"", "nats[0].url", "nats://"),
         ("url = \"nats://\"", "nats[0].url", "no host"),
