@@ -162,16 +162,11 @@ for round in $(seq 1 "$rounds"); do
     result[edge.$round.origin_busy]=$(origin_cpu_end "$origin_pid")
     # The pull's bytes so far, over the time since the first player (the pull's lifetime,
     # within the connect time).
-    relays=$(curl -fsS "http://127.0.0.1:$edge_api/api/relays" || echo '[]')
-    result[edge.$round.pull_mbit]=$(python3 -c 'import json, sys
-d = json.loads(sys.argv[1])
-rows = d if isinstance(d, list) else d.get("relays", [])
-total = sum(r.get("bytes_in", 0) for r in rows if r.get("direction") == "pull")
-print("%.2f" % (total * 8 / 1e6 / float(sys.argv[2])))' "$relays" "$(awk -v a="$(now)" -v b="$pull_t0" 'BEGIN { print a - b }')")
-    result[edge.$round.pulls]=$(python3 -c 'import json, sys
-d = json.loads(sys.argv[1])
-rows = d if isinstance(d, list) else d.get("relays", [])
-print(sum(1 for r in rows if r.get("direction") == "pull"))' "$relays")
+    relays=$(curl -fsS "http://127.0.0.1:$edge_api/api/relays" || echo '{"relays": []}')
+    read -r "result[edge.$round.pull_mbit]" "result[edge.$round.pulls]" < <(python3 -c 'import json, sys
+pulls = [r for r in json.loads(sys.argv[1])["relays"] if r["direction"] == "pull"]
+print("%.2f %d" % (sum(r["bytes_in"] for r in pulls) * 8 / 1e6 / float(sys.argv[2]), len(pulls)))' \
+        "$relays" "$(awk -v a="$(now)" -v b="$pull_t0" 'BEGIN { print a - b }')")
     stop_all
 done
 
