@@ -66,7 +66,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json() { "$python" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for key in sys.argv[2].split("."):
