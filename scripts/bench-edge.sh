@@ -25,6 +25,9 @@
 # the work directory (logs, JSON reports).
 
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 players=1000
 seconds=10
@@ -34,15 +37,12 @@ while [[ $# -gt 0 ]]; do
         --players) players=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h | --help) print_usage; exit 0 ;;
         *) echo "bench-edge: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# shellcheck source=scripts/lib.sh
-source "$root/scripts/lib.sh"
+raise_open_files
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     echo "bench-edge: cargo build --release --bins" >&2
@@ -63,7 +63,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 json() { python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
@@ -163,16 +162,11 @@ for round in $(seq 1 "$rounds"); do
     result[edge.$round.origin_busy]=$(origin_cpu_end "$origin_pid")
     # The pull's bytes so far, over the time since the first player (the pull's lifetime,
     # within the connect time).
-    relays=$(curl -fsS "http://127.0.0.1:$edge_api/api/relays" || echo '[]')
-    result[edge.$round.pull_mbit]=$(python3 -c 'import json, sys
-d = json.loads(sys.argv[1])
-rows = d if isinstance(d, list) else d.get("relays", [])
-total = sum(r.get("bytes_in", 0) for r in rows if r.get("direction") == "pull")
-print("%.2f" % (total * 8 / 1e6 / float(sys.argv[2])))' "$relays" "$(awk -v a="$(now)" -v b="$pull_t0" 'BEGIN { print a - b }')")
-    result[edge.$round.pulls]=$(python3 -c 'import json, sys
-d = json.loads(sys.argv[1])
-rows = d if isinstance(d, list) else d.get("relays", [])
-print(sum(1 for r in rows if r.get("direction") == "pull"))' "$relays")
+    relays=$(curl -fsS "http://127.0.0.1:$edge_api/api/relays" || echo '{"relays": []}')
+    read -r "result[edge.$round.pull_mbit]" "result[edge.$round.pulls]" < <(python3 -c 'import json, sys
+pulls = [r for r in json.loads(sys.argv[1])["relays"] if r["direction"] == "pull"]
+print("%.2f %d" % (sum(r["bytes_in"] for r in pulls) * 8 / 1e6 / float(sys.argv[2]), len(pulls)))' \
+        "$relays" "$(awk -v a="$(now)" -v b="$pull_t0" 'BEGIN { print a - b }')")
     stop_all
 done
 

@@ -17,6 +17,9 @@
 # the server share the CPUs, so only the CPU-second figures mean anything.
 
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 players=1000
 seconds=10
@@ -26,22 +29,18 @@ while [[ $# -gt 0 ]]; do
         --players) players=$2; shift 2 ;;
         --seconds) seconds=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h | --help) print_usage; exit 0 ;;
         *) echo "bench-rtsp: unknown option $1" >&2; exit 2 ;;
     esac
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-# shellcheck source=scripts/lib.sh
-source "$root/scripts/lib.sh"
+raise_open_files
 hz=$(getconf CLK_TCK)
 
 # gst-rtsp-server's Python bindings are Debian's: a virtualenv's python3 has no gi.
 python=/usr/bin/python3
 if ! "$python" -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null; then
     echo "bench-rtsp: installing python3-gi and gir1.2-gst-rtsp-server-1.0" >&2
-    as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
     as_root apt-get update -q >&2
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad >&2
@@ -63,11 +62,10 @@ stop_all() {
 # shellcheck disable=SC2317
 cleanup() {
     stop_all
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+    remove_work_dir "$work" "${KEEP:-0}" "kept $work"
 }
 trap cleanup EXIT
 
-free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json() { "$python" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for key in sys.argv[2].split("."):

@@ -46,6 +46,9 @@
 # copy the earlier build aside first); SKIP_BUILD=1 builds nothing first.
 
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 players=2000
 seconds=10
@@ -75,7 +78,7 @@ while [[ $# -gt 0 ]]; do
         --storm-runs) storm_runs=$2; shift 2 ;;
         --protocols) protocols=$2; shift 2 ;;
         --idle-players) idle_players=$2; shift 2 ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        -h | --help) print_usage; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -98,10 +101,8 @@ if [[ -n $merge_ms && -n $merge_sweep ]]; then
     exit 2
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_open_files
 
-as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 need_pkgs=()
 command -v nginx >/dev/null || need_pkgs+=(nginx)
 [[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || need_pkgs+=(libnginx-mod-rtmp)
@@ -132,13 +133,10 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     sleep 0.5
     for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+    remove_work_dir "$work" "${KEEP:-0}" "kept $work"
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-# shellcheck source=scripts/lib.sh
-source "$root/scripts/lib.sh"
 rss_kib() { status_kib "$1" VmRSS; }
 # Peak RSS: what the server held while the connections were open. The RSS after the run says
 # little: nginx frees a closed connection's memory, mimalloc keeps it for reuse.

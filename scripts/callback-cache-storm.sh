@@ -14,6 +14,9 @@
 # load hits both alike; the table shows each run. Run it under `flock /work/measure.lock` on a
 # shared machine.
 set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
 
 players=2000
 delay_ms=50
@@ -23,11 +26,11 @@ while [[ $# -gt 0 ]]; do
         --players) players=$2; shift 2 ;;
         --delay-ms) delay_ms=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
+        -h | --help) print_usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 server=$root/target/release/ringcast
 load=$root/target/release/ringcast-load
 [[ -x $server && -x $load ]] || { echo "build first: cargo build --release" >&2; exit 2; }
@@ -41,8 +44,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 hook_port=$(free_port)
 cat >"$work/endpoint.js" <<'EOF'

@@ -1,6 +1,26 @@
 # shellcheck shell=bash
-# Shared by scripts/loadtest.sh, scripts/bench-vs-nginx.sh and scripts/soak.sh: what a process has
-# spent, and stopping one.
+# Shared by the load and bench scripts (loadtest.sh, soak.sh, bench-*.sh, callback-cache-storm.sh):
+# their usage text, the open-files limit, what a process has spent, and stopping one.
+
+# The sourcing script's usage, for -h/--help: its leading comment block (after the #! line),
+# without the '# '.
+print_usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+# Raises the open-files limit to the hard limit: every connection of a load run is a descriptor
+# in the server and in the load client.
+raise_open_files() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# A TCP port on 127.0.0.1 that is free now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Runs a command as root: directly when this is root, else under sudo.
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the name
 # before them may contain spaces, hence the cut at the last ')').

@@ -206,8 +206,8 @@ fn metrics_with_token(server: &TestServer, token: &str) -> String {
     String::from_utf8_lossy(&reply).into_owned()
 }
 
-/// Waits until the receiver's requests from `from` on hold a `stream_delete` of `stream` and
-/// the outbox has nothing left to deliver.
+/// Waits until the receiver's requests hold a `stream_delete` of `stream` and the outbox has
+/// nothing left to deliver.
 fn wait_delivered(server: &TestServer, receiver: &HttpReceiver, token: &str, stream: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -60,6 +60,7 @@ fn a_new_publisher_takes_the_stream_over_where_takeover_is_on() {
     assert!(refused.wait_timeout(WAIT).is_some(), "the second strict publisher was not refused");
     assert!(kept.is_running(), "{}", kept.report("strict publisher"));
     assert!(find(&receiver, "publish_stop", "strict/cam").is_empty(), "{:?}", events(&receiver));
+    assert_eq!(find(&receiver, "publish_start", "strict/cam").len(), 1, "{:?}", events(&receiver));
     assert_plays_h264_aac(
         &ffprobe_json(&server.rtmp_url("strict/cam"), WAIT),
         (320, 240),

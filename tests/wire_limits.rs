@@ -71,6 +71,7 @@ fn rtmp_messages_and_chunk_streams_past_their_limits_close_the_connection() {
     // its header arrives. Each is one chunk.
     let mut client = connected_with_chunk_size(server.rtmp_addr(), 0x7FFF_FFFF);
     client.stream.write_all(&message_start(6, 1 << 20, 1 << 20)).expect("a message at the limit");
+    assert!(wait_closed(&mut client.stream, Duration::from_millis(500)).is_err(), "a message at the limit closed");
     client.stream.write_all(&message_start(6, (1 << 20) + 1, 0)).expect("send");
     let closed = wait_closed(&mut client.stream, WAIT);
     assert!(closed.is_ok(), "a message over max_rtmp_message_bytes left the connection open");

@@ -334,14 +334,7 @@ impl TestServer {
         }
         args.extend(extra.iter().map(|a| a.to_string()));
 
-        let mut command = match launcher.split_first() {
-            Some((program, launcher_args)) => {
-                let mut command = Command::new(program);
-                command.args(launcher_args).arg(BIN);
-                command
-            }
-            None => Command::new(BIN),
-        };
+        let mut command = launched(launcher, BIN);
         command
             .args(&args)
             // The tests rely on INFO lines (ready, session closed); a RUST_LOG from the caller's
@@ -787,14 +780,24 @@ pub fn try_ffprobe_json(url: &str, timeout: Duration) -> Result<serde_json::Valu
     try_ffprobe_json_launched(&[], url, timeout)
 }
 
+/// A command running `program` through `launcher` (such as `ip netns exec NS`, which execs
+/// it), or directly when `launcher` is empty.
+pub fn launched(launcher: &[&str], program: &str) -> Command {
+    match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 /// [`try_ffprobe_json`] with ffprobe run by `launcher` (such as `ip netns exec NS`).
 pub fn try_ffprobe_json_launched(launcher: &[&str], url: &str, timeout: Duration) -> Result<serde_json::Value, String> {
     require_ffmpeg();
     let rw_timeout_us = timeout.as_micros().to_string();
-    let mut command = Command::new(launcher.first().copied().unwrap_or("ffprobe"));
-    if !launcher.is_empty() {
-        command.args(&launcher[1..]).arg("ffprobe");
-    }
+    let mut command = launched(launcher, "ffprobe");
     command
         .args(["-v", "error", "-rw_timeout", &rw_timeout_us, "-show_streams", "-of", "json", url])
         .stdin(Stdio::null())

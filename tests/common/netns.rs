@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Client, test_pattern_args};
+use super::{Client, launched, test_pattern_args};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -34,8 +34,7 @@ impl Namespaces {
     pub fn new(count: usize) -> Namespaces {
         let set = NEXT.fetch_add(1, Ordering::Relaxed);
         let names: Vec<String> = (0..count).map(|i| format!("rc{}-{set}-{i}", std::process::id())).collect();
-        let made = Namespaces { names: Vec::new() };
-        let mut made = made;
+        let mut made = Namespaces { names: Vec::new() };
         for name in &names {
             ip(&["netns", "add", name]);
             made.names.push(name.clone());
@@ -99,11 +98,7 @@ impl Drop for Namespaces {
 /// `GET path` on an admin API at `addr`, from namespace `launcher` (empty: here), as JSON.
 pub fn api_json(launcher: &[&str], addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
     let url = format!("http://{addr}{path}");
-    let mut command = Command::new(launcher.first().copied().unwrap_or("curl"));
-    if !launcher.is_empty() {
-        command.args(&launcher[1..]).arg("curl");
-    }
-    let output = command
+    let output = launched(launcher, "curl")
         .args(["-s", "-m", "5", &url])
         .stdin(Stdio::null())
         .output()
