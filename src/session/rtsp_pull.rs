@@ -22,7 +22,7 @@
 //! - **Credentials** stay in the URL given to the client state machine; logs, events and the
 //!   API show [`crate::config::shown_url`].
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -358,7 +358,7 @@ async fn pull(
     let config = &source.config;
     let settings = ClientSettings::for_url(&config.url).map_err(|error| PullError::Resolve(error.to_string()))?;
     let response_timeout = settings.response_timeout;
-    let camera = resolve(&config.url).await?;
+    let camera = resolve(&config.url, response_timeout).await?;
     let socket = tokio::select! {
         connected = tokio::time::timeout(response_timeout, TcpStream::connect(camera)) => {
             connected.map_err(|_| PullError::ConnectTimeout(response_timeout))??
@@ -566,31 +566,20 @@ async fn kicked_or_pending(entry: Option<&super::SessionEntry>) {
     }
 }
 
-/// The camera's address: an IP literal at once; a name on a short-lived thread, so the
-/// shard never blocks on DNS.
-async fn resolve(source_url: &str) -> Result<SocketAddr, PullError> {
+/// The camera's address: an IP literal at once; a name off the shard
+/// ([`io::resolve`](super::io::resolve)), given up after `timeout`.
+async fn resolve(source_url: &str, timeout: Duration) -> Result<SocketAddr, PullError> {
     let authority = url::parse(source_url, &[]).map_err(|error| PullError::Resolve(error.to_string()))?.authority;
     if let Ok(addr) = authority.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let bare = authority.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host.to_owned(), port.parse().map_err(|_| PullError::Resolve(authority.clone()))?),
-        None => (authority.clone(), DEFAULT_PORT),
+        _ if bare.parse::<IpAddr>().is_ok() => (bare, DEFAULT_PORT),
+        Some((host, port)) => (host, port.parse().map_err(|_| PullError::Resolve(authority.clone()))?),
+        None => (bare, DEFAULT_PORT),
     };
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let lookup = host.clone();
-    std::thread::Builder::new()
-        .name("source-resolve".to_owned())
-        .spawn(move || {
-            let found = (lookup.as_str(), port).to_socket_addrs().ok().and_then(|mut addrs| addrs.next());
-            let _ = sender.send(found);
-        })
-        .map_err(PullError::Io)?;
-    receiver.await.ok().flatten().ok_or(PullError::Resolve(host))
+    super::io::resolve(host, port, timeout).await.map_err(|_| PullError::Resolve(host.to_owned()))
 }
 
 /// Random bits for the client's Digest cnonces, from the operating system.
