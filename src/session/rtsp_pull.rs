@@ -35,6 +35,7 @@ use tokio_uring::net::TcpStream;
 use super::ShardContext;
 use super::io::{MIN_READ_BUFFER, ReadBuffer, write_all};
 use super::lifecycle::{Admission, ConnectRequest, Lifecycle, StreamRequest};
+use super::relay::{Linger, players};
 use super::rtmp::sleep_until_some;
 use super::rtp_ingest::RtpIngest;
 use crate::config::{SourceConfig, shown_url};
@@ -278,11 +279,6 @@ async fn run(context: Rc<ShardContext>, source: Arc<Source>, sources: Arc<Source
     }
 }
 
-/// The stream's players on every shard.
-fn players(context: &ShardContext, key: &str) -> usize {
-    context.hub.stream_counts(key).1.unwrap_or(0)
-}
-
 /// Waits until `key` has a player; `false` when the shard shuts down first.
 async fn wait_for_players(context: &ShardContext, key: &str) -> bool {
     while players(context, key) == 0 {
@@ -415,7 +411,7 @@ async fn converse(
     let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 4, MAX_READ);
     let mut ingest: Option<RtpIngest> = None;
     let mut last_media = Instant::now();
-    let mut unwatched_since: Option<Instant> = None;
+    let mut linger = Linger::new(config.linger);
     // Absolute: media arrives far more often than the poll, and each read restarts the timers.
     let mut next_demand_check = Instant::now() + DEMAND_POLL;
     let conn_id = sources.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -451,9 +447,7 @@ async fn converse(
                         }
                         if config.on_demand && now >= next_demand_check {
                             next_demand_check = now + DEMAND_POLL;
-                            if players(context, key) > 0 {
-                                unwatched_since = None;
-                            } else if now.duration_since(*unwatched_since.get_or_insert(now)) >= config.linger {
+                            if linger.over(context, key, now) {
                                 return Ok(Ended::NoPlayers);
                             }
                         }
