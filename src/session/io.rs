@@ -314,3 +314,37 @@ mod tests {
         assert_eq!(WriteStats::default().bytes_per_write(), 0, "no writes, no division by zero");
     }
 }
+
+/// Why [`resolve`] found no address.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// The system resolver did not answer within the deadline.
+    TimedOut,
+    /// It answered with an error, or with no address.
+    Failed(String),
+}
+
+/// The address of `host` at `port` for an outbound connection (a relay's origin, a camera):
+/// an IP literal at once; a name on a short-lived thread of its own, as the system resolver
+/// blocks and nothing on a shard may, given up after `timeout`.
+pub async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<std::net::SocketAddr, ResolveError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, port));
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let target = (host.to_owned(), port);
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let found = std::net::ToSocketAddrs::to_socket_addrs(&target).map(|mut addrs| addrs.next());
+            let _ = reply.send(found);
+        })
+        .map_err(|error| ResolveError::Failed(error.to_string()))?;
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(Ok(Some(addr)))) => Ok(addr),
+        Ok(Ok(Ok(None))) => Err(ResolveError::Failed("no address".into())),
+        Ok(Ok(Err(error))) => Err(ResolveError::Failed(error.to_string())),
+        Ok(Err(_)) => Err(ResolveError::Failed("resolver thread failed".into())),
+        Err(_) => Err(ResolveError::TimedOut),
+    }
+}

@@ -22,7 +22,7 @@
 //! - **Credentials** stay in the URL given to the client state machine; logs, events and the
 //!   API show [`crate::config::shown_url`].
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -35,6 +35,7 @@ use tokio_uring::net::TcpStream;
 use super::ShardContext;
 use super::io::{MIN_READ_BUFFER, ReadBuffer, write_all};
 use super::lifecycle::{Admission, ConnectRequest, Lifecycle, StreamRequest};
+use super::relay::{Linger, players};
 use super::rtmp::sleep_until_some;
 use super::rtp_ingest::RtpIngest;
 use crate::config::{SourceConfig, shown_url};
@@ -278,11 +279,6 @@ async fn run(context: Rc<ShardContext>, source: Arc<Source>, sources: Arc<Source
     }
 }
 
-/// The stream's players on every shard.
-fn players(context: &ShardContext, key: &str) -> usize {
-    context.hub.stream_counts(key).1.unwrap_or(0)
-}
-
 /// Waits until `key` has a player; `false` when the shard shuts down first.
 async fn wait_for_players(context: &ShardContext, key: &str) -> bool {
     while players(context, key) == 0 {
@@ -358,7 +354,7 @@ async fn pull(
     let config = &source.config;
     let settings = ClientSettings::for_url(&config.url).map_err(|error| PullError::Resolve(error.to_string()))?;
     let response_timeout = settings.response_timeout;
-    let camera = resolve(&config.url).await?;
+    let camera = resolve(&config.url, response_timeout).await?;
     let socket = tokio::select! {
         connected = tokio::time::timeout(response_timeout, TcpStream::connect(camera)) => {
             connected.map_err(|_| PullError::ConnectTimeout(response_timeout))??
@@ -415,7 +411,7 @@ async fn converse(
     let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 4, MAX_READ);
     let mut ingest: Option<RtpIngest> = None;
     let mut last_media = Instant::now();
-    let mut unwatched_since: Option<Instant> = None;
+    let mut linger = Linger::new(config.linger);
     // Absolute: media arrives far more often than the poll, and each read restarts the timers.
     let mut next_demand_check = Instant::now() + DEMAND_POLL;
     let conn_id = sources.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -451,9 +447,7 @@ async fn converse(
                         }
                         if config.on_demand && now >= next_demand_check {
                             next_demand_check = now + DEMAND_POLL;
-                            if players(context, key) > 0 {
-                                unwatched_since = None;
-                            } else if now.duration_since(*unwatched_since.get_or_insert(now)) >= config.linger {
+                            if linger.over(context, key, now) {
                                 return Ok(Ended::NoPlayers);
                             }
                         }
@@ -566,31 +560,20 @@ async fn kicked_or_pending(entry: Option<&super::SessionEntry>) {
     }
 }
 
-/// The camera's address: an IP literal at once; a name on a short-lived thread, so the
-/// shard never blocks on DNS.
-async fn resolve(source_url: &str) -> Result<SocketAddr, PullError> {
+/// The camera's address: an IP literal at once; a name off the shard
+/// ([`io::resolve`](super::io::resolve)), given up after `timeout`.
+async fn resolve(source_url: &str, timeout: Duration) -> Result<SocketAddr, PullError> {
     let authority = url::parse(source_url, &[]).map_err(|error| PullError::Resolve(error.to_string()))?.authority;
     if let Ok(addr) = authority.parse::<SocketAddr>() {
         return Ok(addr);
     }
     let bare = authority.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
-    }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host.to_owned(), port.parse().map_err(|_| PullError::Resolve(authority.clone()))?),
-        None => (authority.clone(), DEFAULT_PORT),
+        _ if bare.parse::<IpAddr>().is_ok() => (bare, DEFAULT_PORT),
+        Some((host, port)) => (host, port.parse().map_err(|_| PullError::Resolve(authority.clone()))?),
+        None => (bare, DEFAULT_PORT),
     };
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let lookup = host.clone();
-    std::thread::Builder::new()
-        .name("source-resolve".to_owned())
-        .spawn(move || {
-            let found = (lookup.as_str(), port).to_socket_addrs().ok().and_then(|mut addrs| addrs.next());
-            let _ = sender.send(found);
-        })
-        .map_err(PullError::Io)?;
-    receiver.await.ok().flatten().ok_or(PullError::Resolve(host))
+    super::io::resolve(host, port, timeout).await.map_err(|_| PullError::Resolve(host.to_owned()))
 }
 
 /// Random bits for the client's Digest cnonces, from the operating system.

@@ -407,6 +407,33 @@ impl Drop for Listed {
     }
 }
 
+/// Viewers of `key` on every shard (the hub's server-wide count, one lock).
+pub(crate) fn players(context: &ShardContext, key: &str) -> usize {
+    context.hub.stream_counts(key).1.unwrap_or(0)
+}
+
+/// An on-demand pull's watch for its last player, shared by relays' pulls and camera pulls:
+/// over once the stream had no viewer on any shard for `linger`.
+pub(crate) struct Linger {
+    linger: Duration,
+    idle_since: Option<Instant>,
+}
+
+impl Linger {
+    pub fn new(linger: Duration) -> Linger {
+        Linger { linger, idle_since: None }
+    }
+
+    /// Looks at `key`'s viewers at `now`: whether nobody watched it for `linger`.
+    pub fn over(&mut self, context: &ShardContext, key: &str, now: Instant) -> bool {
+        if players(context, key) > 0 {
+            self.idle_since = None;
+            return false;
+        }
+        now.duration_since(*self.idle_since.get_or_insert(now)) >= self.linger
+    }
+}
+
 /// The timer a streaming relay looks at its stream by, every [`TICK`]: one for the relay's
 /// life, as a sleep made anew beside each read would never fire while media arrives faster.
 fn ticker() -> tokio::time::Interval {

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::config::RelayUrl;
 use crate::protocol::rtmp::client::{ClientConnection, ClientEvent, Goal};
 use crate::protocol::rtmp::handshake::SEED_LEN;
 use crate::protocol::rtmp::server;
-use crate::session::io::{MIN_READ_BUFFER, ReadBuffer, write_all};
+use crate::session::io::{MIN_READ_BUFFER, ReadBuffer, ResolveError, write_all};
 use crate::session::{SessionEntry, ShardContext};
 
 /// How long resolving a name and the TCP connect may take together: an origin that does not
@@ -49,29 +49,13 @@ pub enum RelayError {
     Ended(&'static str),
 }
 
-/// The address of `url`'s host. A name goes to the system resolver, which blocks, on a
-/// thread of its own: relays connect rarely, and nothing on a shard may block.
+/// The address of `url`'s host ([`io::resolve`](crate::session::io::resolve): a name off the
+/// shard, within [`CONNECT_TIMEOUT`]).
 pub async fn resolve(url: &RelayUrl) -> Result<SocketAddr, RelayError> {
-    if let Ok(ip) = url.host.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, url.port));
-    }
-    let failed = |why: String| RelayError::Resolve { host: url.host.clone(), why };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let target = (url.host.clone(), url.port);
-    std::thread::Builder::new()
-        .name("relay-resolve".into())
-        .spawn(move || {
-            let found = std::net::ToSocketAddrs::to_socket_addrs(&target).map(|mut addrs| addrs.next());
-            let _ = reply.send(found);
-        })
-        .map_err(|error| failed(error.to_string()))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, answer).await {
-        Ok(Ok(Ok(Some(addr)))) => Ok(addr),
-        Ok(Ok(Ok(None))) => Err(failed("no address".into())),
-        Ok(Ok(Err(error))) => Err(failed(error.to_string())),
-        Ok(Err(_)) => Err(failed("resolver thread failed".into())),
-        Err(_) => Err(RelayError::Timeout("resolving")),
-    }
+    crate::session::io::resolve(&url.host, url.port, CONNECT_TIMEOUT).await.map_err(|error| match error {
+        ResolveError::TimedOut => RelayError::Timeout("resolving"),
+        ResolveError::Failed(why) => RelayError::Resolve { host: url.host.clone(), why },
+    })
 }
 
 /// One outbound RTMP connection and its client state machine.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use super::attempt::{self, Attempt, Opened, Target};
 use super::outbound::{RelayError, refusal};
-use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, PullState, Relays, backoff, ticker};
+use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Linger, PullState, Relays, backoff, players, ticker};
 use crate::config::RelayUrl;
 use crate::hub::PacketKind;
 use crate::protocol::rtmp::client::{ClientEvent, Goal};
@@ -65,11 +65,6 @@ pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, pull: Pu
     relays.pull_ended(&pull.key, &pull.state);
 }
 
-/// Viewers of `key` on every shard.
-fn players(context: &ShardContext, key: &str) -> usize {
-    context.hub.stream_counts(key).1.unwrap_or(0)
-}
-
 async fn attempt(context: &Rc<ShardContext>, relays: &Arc<Relays>, pull: &Pull, url: &RelayUrl) -> Attempt {
     let target =
         Target { direction: Direction::Pull, url, key: &pull.key, app: &pull.app, name: &pull.name, hooks: pull.hooks };
@@ -98,7 +93,7 @@ async fn stream(context: &ShardContext, pull: &Pull, opened: &mut Opened) -> Res
     let mut tick = ticker();
     // Its own handle: the input read is borrowed from `out` while the client takes it.
     let client = out.client.clone();
-    let mut idle_since: Option<Instant> = None;
+    let mut linger = Linger::new(pull.linger);
     loop {
         {
             let ticked = || {
@@ -106,12 +101,7 @@ async fn stream(context: &ShardContext, pull: &Pull, opened: &mut Opened) -> Res
                 if lifecycle.handle_timeout(now).is_some() {
                     return Some("session limit reached");
                 }
-                if players(context, &pull.key) > 0 {
-                    idle_since = None;
-                } else if now.duration_since(*idle_since.get_or_insert(now)) >= pull.linger {
-                    return Some("no players");
-                }
-                None
+                linger.over(context, &pull.key, now).then_some("no players")
             };
             let input = match out.read_beside(context, &entry, &mut tick, ticked).await {
                 Ok(input) => input?,
