@@ -408,13 +408,6 @@ struct CallbackSets {
 }
 
 impl CurrentCallbacks {
-    /// `notify`'s callbacks, or none when it configures no endpoint.
-    pub fn new(notify: &NotifyConfig) -> Arc<CurrentCallbacks> {
-        let current = CurrentCallbacks::default();
-        current.replace(notify);
-        Arc::new(current)
-    }
-
     /// The callbacks of `config`: `[notify]` and each app's.
     pub fn from_config(config: &Config) -> Arc<CurrentCallbacks> {
         let current = CurrentCallbacks::default();
@@ -453,13 +446,6 @@ impl CurrentCallbacks {
         let sets = self.read();
         let any = sets.global.is_some() || sets.apps.values().any(Option::is_some);
         any.then(|| self.stats.clone())
-    }
-
-    /// From now on, `notify`'s callbacks and no app's; callbacks in flight finish under the
-    /// old ones.
-    pub fn replace(&self, notify: &NotifyConfig) {
-        let global = self.build(notify);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps: HashMap::new() };
     }
 
     /// From now on, `config`'s callbacks, every app's included (SIGHUP replaces the per-app
