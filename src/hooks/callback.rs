@@ -456,6 +456,12 @@ impl CurrentCallbacks {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps };
     }
 
+    /// Decisions held in every set's cache (`[notify]`'s and each app's).
+    pub fn cache_entries(&self) -> usize {
+        let sets = self.read();
+        sets.global.iter().chain(sets.apps.values().flatten()).map(|c| c.cache.len()).sum()
+    }
+
     fn build(&self, notify: &NotifyConfig) -> Option<Arc<Callbacks>> {
         notify.is_enabled().then(|| Callbacks::with_stats(notify, self.stats.clone()))
     }
