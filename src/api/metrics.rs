@@ -296,7 +296,7 @@ pub fn render(state: &ApiState) -> String {
         "ringcast_callback_cache_entries",
         "Callback decisions held in the cache.",
         &[],
-        state.hooks.callbacks().map_or(0, |callbacks| callbacks.cache.len() as u64),
+        state.hooks.current_callbacks().cache_entries() as u64,
     );
     let latency = callbacks.map(|s| &s.latency).unwrap_or(&empty);
     out.histogram(

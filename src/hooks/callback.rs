@@ -408,13 +408,6 @@ struct CallbackSets {
 }
 
 impl CurrentCallbacks {
-    /// `notify`'s callbacks, or none when it configures no endpoint.
-    pub fn new(notify: &NotifyConfig) -> Arc<CurrentCallbacks> {
-        let current = CurrentCallbacks::default();
-        current.replace(notify);
-        Arc::new(current)
-    }
-
     /// The callbacks of `config`: `[notify]` and each app's.
     pub fn from_config(config: &Config) -> Arc<CurrentCallbacks> {
         let current = CurrentCallbacks::default();
@@ -455,19 +448,18 @@ impl CurrentCallbacks {
         any.then(|| self.stats.clone())
     }
 
-    /// From now on, `notify`'s callbacks and no app's; callbacks in flight finish under the
-    /// old ones.
-    pub fn replace(&self, notify: &NotifyConfig) {
-        let global = self.build(notify);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps: HashMap::new() };
-    }
-
     /// From now on, `config`'s callbacks, every app's included (SIGHUP replaces the per-app
     /// sets with the global one); callbacks in flight finish under the old ones.
     pub fn replace_all(&self, config: &Config) {
         let global = self.build(&config.notify);
         let apps = config.apps.keys().map(|app| (app.clone(), self.build(&config.app_notify(app)))).collect();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = CallbackSets { global, apps };
+    }
+
+    /// Decisions held in every set's cache (`[notify]`'s and each app's).
+    pub fn cache_entries(&self) -> usize {
+        let sets = self.read();
+        sets.global.iter().chain(sets.apps.values().flatten()).map(|c| c.cache.len()).sum()
     }
 
     fn build(&self, notify: &NotifyConfig) -> Option<Arc<Callbacks>> {

@@ -282,7 +282,6 @@ impl Default for DispatchLimits {
 /// waiting for a retry, or in flight.
 pub type Undone = Vec<(String, u64)>;
 
-/// An event on its way from a shard to the dispatcher, with its weight measured once.
 /// Replays waiting for the dispatcher thread; the API's connection limit bounds the askers.
 const REPLAY_QUEUE: usize = 16;
 
@@ -298,6 +297,7 @@ struct ReplayRequest {
     answer: Sender<Result<ReplayOutcome, ReplayError>>,
 }
 
+/// An event on its way from a shard to the dispatcher, with its weight measured once.
 struct Inbound {
     event: Event,
     bytes: usize,

@@ -43,7 +43,7 @@
 //! - [`nats`]: one publish to NATS JetStream, on the sink's own connection thread (a
 //!   current-thread tokio runtime: `async-nats` needs one) -> `webhook` (its `Attempt`),
 //!   `format`, `event`.
-//! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`.
+//! - [`webhook`]: one delivery attempt -> `format`, `sign`, `agent`, `event`, `clock`.
 //! - [`script`], [`stdio`]: one run, one line -> `format`, `event`.
 //! - [`format`]: an event's body in each format -> `reserved`, `event`.
 //! - [`drop_log`]: the drop counts logged once a second -> `event`.

@@ -12,6 +12,7 @@
 //! as the sink exists; attempts made meanwhile time out and their events wait for their retry
 //! (in the outbox, when on).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -313,7 +314,7 @@ fn push_token(out: &mut String, value: &str) {
         if c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '%') {
             let mut bytes = [0; 4];
             for byte in c.encode_utf8(&mut bytes).bytes() {
-                out.push_str(&format!("%{byte:02X}"));
+                let _ = write!(out, "%{byte:02X}");
             }
         } else {
             out.push(c);

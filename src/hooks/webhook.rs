@@ -15,6 +15,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::agent::USER_AGENT;
+use super::clock::days_from_civil;
 use super::event::Event;
 use super::format;
 use super::sign;
@@ -249,20 +250,9 @@ fn parse_http_date(text: &str) -> Option<u64> {
     if hms.next().is_some() || day == 0 || day > 31 || h > 23 || m > 59 || s > 60 {
         return None;
     }
-    let days = days_from_civil(year, month?, day)?;
+    // Before 1970: none.
+    let days = u64::try_from(days_from_civil(i64::try_from(year).ok()?, month? as i64, day as i64)).ok()?;
     Some(days * 86_400 + h * 3_600 + m * 60 + s)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm); `None`
-/// before 1970.
-fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let y = if month <= 2 { year.checked_sub(1)? } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe).checked_sub(719_468)
 }
 
 /// The delay before retry number `attempt` (1 for the first retry): 1s, 2s, 4s, ... capped at

@@ -295,6 +295,9 @@ mod tests {
         gate.observe(&video_frame(0, true, 100));
         assert!(!gate.is_known(start + Duration::from_millis(1999)), "declared audio is waited for");
         assert!(gate.is_known(start + MEDIA_WAIT));
+        let described = gate.describe();
+        assert_eq!(described.video.map(|v| v.info.codec), Some(Codec::H264), "what is there is told");
+        assert_eq!(described.audio, None, "the declared audio that never came is not");
         // A codec without a sequence header is configured by its first frame (G.711 A-law).
         let mut gate = MediaGate::new(start);
         gate.declare(false, true);

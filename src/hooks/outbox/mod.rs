@@ -388,16 +388,12 @@ impl Outboxes {
             for event in &batch {
                 match open.outbox.append_replay(event) {
                     Ok(_) => outcome.replayed += 1,
-                    Err(AppendError::Full { .. }) => {
-                        outcome.refused += 1;
-                    }
+                    Err(AppendError::Full { .. }) => outcome.refused += 1,
                     Err(AppendError::Io(e)) => return Err(ReplayError::Io(e)),
                 }
             }
         }
-        if let Err(e) = open.outbox.flush() {
-            return Err(ReplayError::Io(e));
-        }
+        open.outbox.flush().map_err(ReplayError::Io)?;
         open.stats.replayed.fetch_add(outcome.replayed, Ordering::Relaxed);
         publish(&open.stats, &open.outbox);
         if outcome.replayed > 0 {
