@@ -1,6 +1,7 @@
 //! The admission limits with real clients: a flood of half-open and slow connections from one
 //! address while ffmpeg publishes and ffprobe plays from another, and the stream limits
-//! answered in each protocol's words (RTMP onStatus, HTTP 503, RTSP 503).
+//! answered in each protocol's words (RTMP onStatus, HTTP 503, RTSP 503), and the gauge of open
+//! connections they are counted against.
 
 mod common;
 
@@ -123,6 +124,23 @@ fn a_flood_of_half_open_and_slow_connections_leaves_real_clients_served() {
     let lines = server.log_count("max_connections_per_ip reached");
     let refused = metric_total(&metrics, "ringcast_refused_connections_per_ip_total") as usize;
     assert!((1..=10).contains(&lines) && lines < refused, "{lines} lines for {refused} refusals");
+}
+
+/// `ringcast_connections` counts the connections open on the media ports (every protocol's),
+/// whether or not they ever get as far as playing, and falls back when they close: what an
+/// operator compares with `max_connections`, and what a soak subtracts from the descriptors.
+#[test]
+fn open_connections_are_a_gauge_of_every_protocols_port() {
+    let server = TestServer::start_with_config("handshake_timeout = \"30s\"\n", &[]);
+    let open = || metric_total(&server.metrics(), "ringcast_connections");
+    assert_eq!(open(), 0, "{}", server.metrics());
+    let ports = [server.rtmp_addr(), server.http_addr(), server.rtsp_addr()];
+    let held: Vec<TcpStream> = (0..12).map(|i| TcpStream::connect(ports[i % 3]).expect("connect")).collect();
+    let counted = eventually(WAIT, || (open() == 12).then_some(()));
+    assert!(counted.is_some(), "12 open connections, the gauge says {}", open());
+    drop(held);
+    let fell = eventually(WAIT, || (open() == 0).then_some(()));
+    assert!(fell.is_some(), "all closed, the gauge says {}", open());
 }
 
 #[test]

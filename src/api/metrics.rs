@@ -179,6 +179,14 @@ pub fn render(state: &ApiState) -> String {
     );
     out.gauge("ringcast_streams_live", "Streams with a publisher.", &[], live as u64);
     out.gauge("ringcast_players", "Players of every stream.", &[], players as u64);
+    if let Some(admission) = &state.admission {
+        out.gauge(
+            "ringcast_connections",
+            "Client connections open on every protocol's port (what max_connections counts).",
+            &[],
+            admission.open_connections() as u64,
+        );
+    }
     source_metrics(&mut out, state);
 
     let ids = state.webhooks.public_ids();

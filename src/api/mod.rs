@@ -170,6 +170,8 @@ pub struct ApiState {
     relays: Option<Arc<crate::session::relay::Relays>>,
     /// The streams pulled from cameras, for `/api/sources` and `/metrics`.
     sources: Option<Arc<crate::session::rtsp_pull::Sources>>,
+    /// What the admission limits count, for `/metrics`' open connections.
+    admission: Option<Arc<crate::session::limits::Admission>>,
 }
 
 impl ApiState {
@@ -186,6 +188,7 @@ impl ApiState {
             slots: slots::Slots::new(options.max_connections),
             relays: None,
             sources: None,
+            admission: None,
         }
     }
 
@@ -198,6 +201,12 @@ impl ApiState {
     /// Enables `/api/sources` and the sources' lines of `/metrics`.
     pub fn with_sources(mut self, sources: Arc<crate::session::rtsp_pull::Sources>) -> ApiState {
         self.sources = Some(sources);
+        self
+    }
+
+    /// Enables `ringcast_connections` in `/metrics`.
+    pub fn with_admission(mut self, admission: Arc<crate::session::limits::Admission>) -> ApiState {
+        self.admission = Some(admission);
         self
     }
 

@@ -267,10 +267,12 @@ impl Server {
         let conn_ids = Arc::new(AtomicU64::new(1));
         let relays = session::relay::Relays::new(config, conn_ids.clone());
         let sources = session::rtsp_pull::Sources::new(&config.sources);
+        let admission = Admission::new(config);
         let api_state = ApiState::new(hub.clone(), hooks.clone(), dispatcher.clone(), ApiOptions::from_config(config))
             .with_control(control.clone())
             .with_relays(relays.clone())
             .with_sources(sources.clone())
+            .with_admission(admission.clone())
             .with_listeners(api::Listeners { rtmp: Some(rtmp_addr), http_flv: Some(http_addr) });
         // Before the first connection, so its events reach the webhooks made over the API too.
         // A bad state file is set aside and logged; media and config-file hooks do not need it.
@@ -292,7 +294,7 @@ impl Server {
             settings,
             next_conn_id: conn_ids,
             relays: relays.clone(),
-            admission: Admission::new(config),
+            admission,
             heartbeats,
             takeover: Arc::new(config.takeover_rule()),
             republish_grace: Arc::new(config.grace_rule()),
