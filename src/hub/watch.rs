@@ -106,10 +106,6 @@ impl ShardHub {
 }
 
 impl Watch {
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     /// Whether anyone, on any shard, publishes the key now (one registry lock).
     pub fn is_published(&self) -> bool {
         self.hub.lock().get(&*self.key).is_some_and(|entry| entry.publisher.is_some())
