@@ -149,6 +149,15 @@ fn of_type(receiver: &HttpReceiver, event_type: &str) -> Vec<Value> {
     events(receiver).into_iter().filter(|e| e["type"] == event_type).collect()
 }
 
+/// A server on loopback that ffmpeg publishes `live/cam` to for `seconds`, once it is
+/// published; the publisher goes with the returned client.
+fn publishing_origin(seconds: u32) -> (TestServer, common::Client) {
+    let origin = TestServer::start();
+    let publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), seconds, SIZE);
+    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    (origin, publisher)
+}
+
 /// An edge on loopback with `hooks` (TOML tables) whose `[relay] origins` is `origin` alone.
 fn loopback_edge(hooks: &str, origin: &TestServer, linger: &str) -> TestServer {
     let relay = format!("[relay]\norigins = [\"rtmp://{}\"]\nlinger = \"{linger}\"\n", origin.rtmp_addr());
@@ -165,9 +174,7 @@ fn assert_edge_plays_cam(edge: &TestServer) {
 #[test]
 fn an_edges_hooks_see_its_viewers_and_the_pull_as_a_relay_only() {
     require_ffmpeg();
-    let origin = TestServer::start();
-    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), 60, SIZE);
-    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    let (origin, _publisher) = publishing_origin(60);
     let receiver = HttpReceiver::start();
     let callbacks = HttpReceiver::start();
     let hooks = format!(
@@ -242,9 +249,7 @@ fn a_server_pushes_what_is_published_on_it_and_again_after_the_target_restarts()
 #[test]
 fn a_stream_with_an_rtmp_source_pulls_it_only_while_it_has_players() {
     require_ffmpeg();
-    let encoder = TestServer::start();
-    let _publisher = ffmpeg_publish(&encoder.rtmp_url("live/cam"), 60, SIZE);
-    assert!(encoder.wait_for_log("publish start", WAIT), "{}", encoder.log());
+    let (encoder, _publisher) = publishing_origin(60);
     let server = TestServer::start_with_config(
         &format!(
             "[relay]\nlinger = \"1s\"\n[sources.\"live/lobby\"]\nurl = \"rtmp://{}/live/cam\"\non_demand = true\n",
@@ -291,9 +296,7 @@ fn an_origin_named_by_on_play_is_pulled_from_first() {
 #[test]
 fn an_origin_named_by_an_on_play_redirect_is_pulled_from_without_any_origins() {
     require_ffmpeg();
-    let origin = TestServer::start();
-    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), 60, SIZE);
-    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    let (origin, _publisher) = publishing_origin(60);
     let callbacks = HttpReceiver::start();
     let location = format!("rtmp://{}/live/cam", origin.rtmp_addr());
     callbacks.set_default(Reply::status(302).header("Location", &location));
@@ -325,9 +328,7 @@ fn load_bin() -> PathBuf {
 fn a_burst_of_players_onto_a_stream_not_pulled_yet_all_play_from_one_pull() {
     const PLAYERS: u64 = 200;
     require_ffmpeg();
-    let origin = TestServer::start();
-    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), 90, SIZE);
-    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    let (origin, _publisher) = publishing_origin(90);
     let edge = loopback_edge("", &origin, "10s");
     // All at once (no ramp), each checking every frame it gets.
     let output = Command::new(load_bin())
