@@ -118,15 +118,16 @@ impl Watch {
 
     /// Resolves once someone publishes the key: at once if someone does.
     pub async fn published(&self) {
-        loop {
-            let notified = self.signals.published.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_published() {
-                return;
-            }
-            notified.await;
+        let notified = self.signals.published.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.is_published() {
+            return;
         }
+        // Only a claim of this key wakes it: no second look at the registry (a burst of
+        // waiters would each take its lock again). The publish may end later, as it may any
+        // time after this returns.
+        notified.await;
     }
 
     /// Resolves once the key has viewers (`wanted`) or has none (`!wanted`): at once if so.
