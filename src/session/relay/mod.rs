@@ -250,9 +250,13 @@ impl Relays {
             }
             if pull.ended.load(Ordering::Acquire) {
                 // It ended without this player (its viewers had left when it looked, or a
-                // client published first): this player starts another, unless published.
+                // client published first): this player starts another, unless published, and
+                // within its wait (a pull refused at once must not be restarted in a loop).
                 if watch.is_published() {
                     return true;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
                 }
                 pull = self.ensure_pull(context, key, app, name, &sources, config);
                 rounds = pull.failed_rounds.load(Ordering::Acquire);
