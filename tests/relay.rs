@@ -12,12 +12,18 @@
 //!   that one restarts.
 //! - An origin named by `on_play` (loopback): the edge's callback answers JSON `origin`
 //!   naming origin B while `[relay] origins` lists only A, which lacks the stream; the play
-//!   is served from B, tried first, and A is never asked.
+//!   is served from B, tried first, and A is never asked. And the 3xx form: a `302` whose
+//!   `Location` is `rtmp://origin/app/name`, on an edge with no `[relay]` at all, renames the
+//!   play and pulls it from there.
+//! - A burst (loopback): 200 RTMP players (`ringcast-load`) join a stream the edge does not
+//!   pull yet, all at once; every one plays, from one pull.
 //! - An rtmp:// source (loopback): `[sources]` names another server's stream; it is pulled
 //!   when a player comes and dropped `linger` after the last one left.
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -26,8 +32,8 @@ use common::http_flv_client::{exchange, status_and_head};
 use common::http_receiver::{HttpReceiver, Reply};
 use common::netns::{Namespaces, api_json};
 use common::{
-    TestServer, assert_plays_h264_aac, eventually, ffmpeg_play, ffmpeg_publish, ffprobe_json, require_ffmpeg,
-    try_ffprobe_json, try_ffprobe_json_launched,
+    TestServer, assert_plays_h264_aac, eventually, ffmpeg_play, ffmpeg_publish, ffprobe_json, metric_total,
+    require_ffmpeg, try_ffprobe_json, try_ffprobe_json_launched,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -143,6 +149,15 @@ fn of_type(receiver: &HttpReceiver, event_type: &str) -> Vec<Value> {
     events(receiver).into_iter().filter(|e| e["type"] == event_type).collect()
 }
 
+/// A server on loopback that ffmpeg publishes `live/cam` to for `seconds`, once it is
+/// published; the publisher goes with the returned client.
+fn publishing_origin(seconds: u32) -> (TestServer, common::Client) {
+    let origin = TestServer::start();
+    let publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), seconds, SIZE);
+    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    (origin, publisher)
+}
+
 /// An edge on loopback with `hooks` (TOML tables) whose `[relay] origins` is `origin` alone.
 fn loopback_edge(hooks: &str, origin: &TestServer, linger: &str) -> TestServer {
     let relay = format!("[relay]\norigins = [\"rtmp://{}\"]\nlinger = \"{linger}\"\n", origin.rtmp_addr());
@@ -159,9 +174,7 @@ fn assert_edge_plays_cam(edge: &TestServer) {
 #[test]
 fn an_edges_hooks_see_its_viewers_and_the_pull_as_a_relay_only() {
     require_ffmpeg();
-    let origin = TestServer::start();
-    let _publisher = ffmpeg_publish(&origin.rtmp_url("live/cam"), 60, SIZE);
-    assert!(origin.wait_for_log("publish start", WAIT), "{}", origin.log());
+    let (origin, _publisher) = publishing_origin(60);
     let receiver = HttpReceiver::start();
     let callbacks = HttpReceiver::start();
     let hooks = format!(
@@ -236,9 +249,7 @@ fn a_server_pushes_what_is_published_on_it_and_again_after_the_target_restarts()
 #[test]
 fn a_stream_with_an_rtmp_source_pulls_it_only_while_it_has_players() {
     require_ffmpeg();
-    let encoder = TestServer::start();
-    let _publisher = ffmpeg_publish(&encoder.rtmp_url("live/cam"), 60, SIZE);
-    assert!(encoder.wait_for_log("publish start", WAIT), "{}", encoder.log());
+    let (encoder, _publisher) = publishing_origin(60);
     let server = TestServer::start_with_config(
         &format!(
             "[relay]\nlinger = \"1s\"\n[sources.\"live/lobby\"]\nurl = \"rtmp://{}/live/cam\"\non_demand = true\n",
@@ -280,4 +291,59 @@ fn an_origin_named_by_on_play_is_pulled_from_first() {
     // The named origin was tried first: origin A, the configured one, was never asked.
     assert!(!origin_a.log().contains("play start"), "{}", origin_a.log());
     assert_eq!(callbacks.requests().len(), 1, "one on_play");
+}
+
+#[test]
+fn an_origin_named_by_an_on_play_redirect_is_pulled_from_without_any_origins() {
+    require_ffmpeg();
+    let (origin, _publisher) = publishing_origin(60);
+    let callbacks = HttpReceiver::start();
+    let location = format!("rtmp://{}/live/cam", origin.rtmp_addr());
+    callbacks.set_default(Reply::status(302).header("Location", &location));
+    // No [relay] at all: the redirect alone says where the stream comes from.
+    let edge = TestServer::start_with_config(&format!("[notify]\non_play = \"{}\"\n", callbacks.url("/on_play")), &[]);
+    let url = edge.rtmp_url("live/alias");
+    let probed = try_ffprobe_json(&url, WAIT).unwrap_or_else(|e| panic!("{e}\n--- edge ---\n{}", edge.log()));
+    assert_plays_h264_aac(&probed, SIZE, &url);
+    // The play was renamed to the Location's stream, and that is pulled from the server it names.
+    let asked = callbacks.requests();
+    assert_eq!(asked.len(), 1, "one on_play");
+    let form: std::collections::HashMap<String, String> = form_urlencoded::parse(&asked[0].body).into_owned().collect();
+    assert_eq!(form["name"], "alias", "{form:?}");
+    let started = edge.log_lines_with(&["relay start", &location]);
+    assert_eq!(started.len(), 1, "{}", edge.log());
+    assert!(started[0].contains("stream=live/cam"), "{}", started[0]);
+    let pulled = eventually(WAIT, || Some(players(&[], &origin)).filter(|p| from(p, "127.0.0.1") == 1));
+    assert!(pulled.is_some(), "the origin has no player\n{}", edge.log());
+}
+
+/// `ringcast-load`, built beside the server binary (both are default members of the workspace).
+fn load_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ringcast")).with_file_name("ringcast-load");
+    assert!(bin.exists(), "{} missing: build the workspace (cargo test at the root builds it)", bin.display());
+    bin
+}
+
+#[test]
+fn a_burst_of_players_onto_a_stream_not_pulled_yet_all_play_from_one_pull() {
+    const PLAYERS: u64 = 200;
+    require_ffmpeg();
+    let (origin, _publisher) = publishing_origin(90);
+    let edge = loopback_edge("", &origin, "10s");
+    // All at once (no ramp), each checking every frame it gets.
+    let output = Command::new(load_bin())
+        .args(["play", "--json", "-n", &PLAYERS.to_string(), "--ramp", "0", "--duration", "8s", "--timeout", "20s"])
+        .args(["--url", &edge.rtmp_url("live/cam")])
+        .output()
+        .expect("run ringcast-load");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("ringcast-load: {e}\n{}\n{}", String::from_utf8_lossy(&output.stderr), edge.log()));
+    let play = &report["play"];
+    let counts = ["playing", "failed", "without_media", "disconnected"].map(|key| play[key].as_u64());
+    assert_eq!(counts, [Some(PLAYERS), Some(0), Some(0), Some(0)], "{}\n{}", play["failures"], edge.log());
+    assert_eq!(play["first_keyframe"]["count"].as_u64(), Some(PLAYERS), "{}", play["first_keyframe"]);
+    // One pull served them all: one start on the edge, one player at the origin.
+    assert_eq!(metric_total(&edge.metrics(), "ringcast_relay_starts_total"), 1, "{}", edge.log());
+    assert_eq!(edge.log_lines_with(&["relay start"]).len(), 1, "{}", edge.log());
+    assert_eq!(from(&players(&[], &origin), "127.0.0.1"), 1, "{}", origin.log());
 }

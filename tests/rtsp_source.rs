@@ -4,7 +4,8 @@
 //! starts with the first player and stops after the last one left; a camera that wants Digest
 //! credentials gets the URL's; a camera that is down answers players as a stream nobody
 //! publishes, and is tried again while they wait. The URL's password never reaches the log or
-//! the API.
+//! the API. An on-demand camera is started by its first player whatever it plays over:
+//! HTTP-FLV and RTMP as well as RTSP.
 
 mod common;
 
@@ -173,4 +174,30 @@ fn a_camera_that_is_down_answers_like_an_unpublished_stream_and_is_retried() {
     let counted = player.join().unwrap().unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     assert_counted(&counted, SIZE, 40, Some(50), &server.log());
     wait_state(&server, "live/down", "idle", Duration::from_secs(10));
+}
+
+#[test]
+fn an_on_demand_camera_starts_for_an_http_flv_or_rtmp_player_first() {
+    let port = free_port();
+    let _camera = gst_camera(port, None);
+    let server = TestServer::start_with_config(
+        &config(&format!(
+            "[sources.\"live/porch\"]\nurl = \"rtsp://127.0.0.1:{port}/stream1\"\non_demand = true\nlinger = \"1s\"\n"
+        )),
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for url in [format!("http://{}/live/porch.flv", server.http_addr()), server.rtmp_url("live/porch")] {
+        // Idle: this player is the one that starts the pull.
+        wait_state(&server, "live/porch", "idle", Duration::from_secs(10));
+        let counted = count_frames(&url, None, 2, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{url}: {e}\n{}", server.log()));
+        assert_counted(&counted, SIZE, 40, Some(50), &format!("{url}\n{}", server.log()));
+    }
+    wait_state(&server, "live/porch", "idle", Duration::from_secs(10));
+    let log = server.log();
+    assert_eq!(log.matches("source stopped: no players").count(), 2, "{log}");
+    // The players waited for the camera: none was told the stream was unavailable.
+    assert!(log.contains("\"play_start\""), "stdio prints events: {log}");
+    assert!(!log.contains("\"stream_unavailable\""), "{log}");
 }

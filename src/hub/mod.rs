@@ -18,11 +18,15 @@
 //! next admitted publisher, on any shard, adopts it ([`ShardHub::adopt`]) without a stop and
 //! start: the shards with players are sent [`RelayItem::Resume`] instead, and the old
 //! publisher's shard hands its role over without telling its players anything.
+//!
+//! A task on any shard can await a key's publish, or its viewers' coming and going, on a
+//! [`Watch`] (`watch.rs`) instead of polling the registry.
 
 pub mod flush_queue;
 pub mod gop;
 pub mod packet;
 pub mod player;
+pub mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,6 +42,7 @@ pub use flush_queue::FlushQueue;
 pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind, WireForm};
 pub use player::{Offer, Player, PlayerItem};
+pub use watch::Watch;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {
@@ -261,6 +266,8 @@ pub struct Hub {
     relay_bytes: Vec<AtomicUsize>,
     settings: HubSettings,
     pub stats: HubStats,
+    /// Who awaits a key's publish or a change of its demand ([`watch`]).
+    watches: watch::Watches,
 }
 
 impl Hub {
@@ -273,8 +280,14 @@ impl Hub {
     pub fn new(shards: usize, settings: HubSettings) -> (Arc<Hub>, Vec<mpsc::Receiver<ShardMessage>>) {
         let (senders, receivers) = (0..shards).map(|_| mpsc::channel(settings.relay_capacity.max(1))).unzip();
         let relay_bytes = (0..shards).map(|_| AtomicUsize::new(0)).collect();
-        let hub =
-            Hub { streams: Mutex::new(HashMap::new()), senders, relay_bytes, settings, stats: HubStats::default() };
+        let hub = Hub {
+            streams: Mutex::new(HashMap::new()),
+            senders,
+            relay_bytes,
+            settings,
+            stats: HubStats::default(),
+            watches: watch::Watches::default(),
+        };
         (Arc::new(hub), receivers)
     }
 
@@ -311,6 +324,8 @@ impl Hub {
         let eviction = Arc::new(Eviction::default());
         entry.eviction = Some(eviction.clone());
         let change = StreamChange { created, deleted: false, players: entry.players, live: true };
+        drop(streams);
+        self.watches.published(key);
         Ok((change, eviction))
     }
 
@@ -348,6 +363,8 @@ impl Hub {
         entry.eviction = Some(eviction.clone());
         let others = entry.shards.iter().copied().filter(|&s| s != shard).collect();
         let change = StreamChange { created: false, deleted: false, players: entry.players, live: true };
+        drop(streams);
+        self.watches.published(key);
         Some((others, change, eviction, parked))
     }
 
@@ -383,13 +400,18 @@ impl Hub {
         let mut streams = self.lock();
         let created = !streams.contains_key(key);
         let entry = streams.entry(key.clone()).or_default();
+        let before = entry.players;
         if joined {
             entry.players += 1;
         } else {
             entry.players = entry.players.saturating_sub(1);
         }
-        let live = entry.publisher.is_some();
-        StreamChange { created, deleted: false, players: entry.players, live }
+        let change = StreamChange { created, deleted: false, players: entry.players, live: entry.publisher.is_some() };
+        drop(streams);
+        if (before == 0) != (change.players == 0) {
+            self.watches.demand_changed(key);
+        }
+        change
     }
 
     /// Records that `shard` holds `key`; returns the publisher's shard, if any.

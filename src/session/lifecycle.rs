@@ -479,14 +479,11 @@ impl Lifecycle {
         } else {
             self.context.hub.play(&key, self.conn_id())
         };
-        if !change.live
-            && !self.is_relay()
-            && let Some(relays) = self.context.relays.get().cloned()
-        {
-            // Pulled from an origin, if the app has one or the reply named one: the player
-            // waits for it to start.
+        if !change.live && !self.is_relay() {
+            // Fed on demand (a camera, or a pull from an origin the app has or the reply
+            // named): the player wakes its feeder and waits for it to start.
             let named = terms.as_ref().and_then(|terms| terms.origin.as_ref());
-            change.live = relays.await_source(&self.context, &key, named).await;
+            change.live = super::relay::await_source(&self.context, &key, named).await;
         }
         let now = Instant::now();
         self.next_update = now + self.context.settings.update_interval;

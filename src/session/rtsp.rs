@@ -481,27 +481,21 @@ impl Session {
     }
 
     /// The stream's tracks once its sequence headers are here, within [`DESCRIBE_WAIT`];
-    /// empty when nobody publishes it. A stream a camera source feeds (`rtsp_pull.rs`) may
-    /// be waited for up to the source's `start_timeout`: this player is what starts an
-    /// on-demand pull, and a camera that is down then gets the answer of an unpublished stream.
+    /// empty when nobody publishes it. A stream fed on demand (a camera source, a relay
+    /// pull) was waited for by the play already (`relay::await_source`, up to the camera's
+    /// `start_timeout`): this player is what started it, and a feeder that did not start in
+    /// time gets the answer of an unpublished stream.
     async fn wait_tracks(&self, key: &str) -> Vec<Track> {
-        let start = Instant::now();
-        let source_wait = self.context.sources.get().and_then(|sources| sources.start_timeout(key));
-        let mut deadline = start + DESCRIBE_WAIT;
+        if !self.context.hub.is_published(key) {
+            return Vec::new();
+        }
+        // This shard's copy of the stream: no registry lock per look. A publisher that
+        // leaves meanwhile takes its sequence headers with it.
+        let deadline = Instant::now() + DESCRIBE_WAIT;
         loop {
-            if !self.context.hub.is_published(key) {
-                match source_wait {
-                    Some(wait) if Instant::now() < start + wait => {
-                        deadline = Instant::now() + DESCRIBE_WAIT;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    _ => return Vec::new(),
-                }
-            }
             let tracks = self.context.hub.stream(key).map(|stream| stream_tracks(&stream)).unwrap_or_default();
             // Video and audio, or whatever arrived by the deadline.
-            if tracks.len() >= 2 || (!tracks.is_empty() && Instant::now() >= deadline) || Instant::now() >= deadline {
+            if tracks.len() >= 2 || Instant::now() >= deadline {
                 return tracks;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

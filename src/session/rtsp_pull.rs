@@ -7,18 +7,20 @@
 //! - **Where.** [`Sources`] is shared by every shard and the admin API; source `i` runs on
 //!   shard `i % shards` ([`spawn`]), as one task that lives as long as the shard.
 //! - **When.** `on_demand = false`: always, reconnecting. `on_demand = true`: while the stream
-//!   has players anywhere (the hub's server-wide count, looked at every [`DEMAND_POLL`]: the hub
-//!   has no cross-shard signal for a player's arrival, and one lock per poll per source is
-//!   cheap), and for `linger` after the last one left. A camera that fails is tried again
-//!   after a backoff ([`MIN_BACKOFF`], doubling up to [`MAX_BACKOFF`]) while it is wanted.
+//!   has players anywhere, and for `linger` after the last one left: the on-demand mechanism
+//!   relays' pulls share (`relay/demand.rs`). The source's task sleeps on the hub's demand
+//!   watch of its stream ([`crate::hub::Watch`]), which the first player's count in the hub
+//!   wakes, whatever its shard and protocol, and which the last one leaving wakes again for
+//!   the linger. A camera that fails is tried again after the shared backoff (1 s, doubling
+//!   up to 30 s, `relay/backoff.rs`) while it is wanted.
 //! - **Hooks.** By default the pull is internal: it fires no callback and no event, and is no
 //!   client in `/api/clients` (its own state is in `/api/sources` and `/metrics`).
 //!   `hooks = true` makes it a session like any publisher's: `connection_accept`,
 //!   `on_connect` and `on_publish` (which may refuse it), `publish_start`, `publish_stop`, with
 //!   `protocol=rtsp` and the camera's address.
-//! - **Players while the camera is down** get what players of a stream nobody publishes get:
-//!   RTMP and HTTP-FLV players wait, an RTSP DESCRIBE waits `start_timeout` for the pull, then
-//!   404 (`rtsp.rs`, [`Sources::start_timeout`]).
+//! - **Players while the camera is down** wait for it `start_timeout` ([`Sources::start_timeout`],
+//!   `relay::await_source`), then get what players of a stream nobody publishes get: RTMP
+//!   players stay and wait, HTTP-FLV and RTSP are answered 404.
 //! - **Credentials** stay in the URL given to the client state machine; logs, events and the
 //!   API show [`crate::config::shown_url`].
 
@@ -35,23 +37,17 @@ use tokio_uring::net::TcpStream;
 use super::ShardContext;
 use super::io::{MIN_READ_BUFFER, ReadBuffer, write_all};
 use super::lifecycle::{Admission, ConnectRequest, Lifecycle, StreamRequest};
-use super::relay::{Linger, players};
+use super::relay::backoff::{Backoff, Retry, retry_after};
 use super::rtmp::sleep_until_some;
 use super::rtp_ingest::RtpIngest;
 use crate::config::{SourceConfig, shown_url};
 use crate::hooks::event::Protocol;
 use crate::hooks::now_ms;
-use crate::hub::{PacketKind, PublisherHandle};
+use crate::hub::{PacketKind, PublisherHandle, Watch};
 use crate::protocol::flv::MediaKind;
 use crate::protocol::rtsp::client::{ClientConnection, ClientError, ClientSettings, Event};
 use crate::protocol::rtsp::url;
 
-/// How often an on-demand source looks for players, and a lingering one for their return.
-pub const DEMAND_POLL: Duration = Duration::from_millis(200);
-/// The first wait before a failed camera is tried again.
-pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between tries: a camera back after a power cut is found within it.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The port of `rtsp://` URLs that name none (RFC 2326, 3.2).
 const DEFAULT_PORT: u16 = 554;
 /// Largest read: an interleaved frame is at most 64 KiB plus its header.
@@ -226,13 +222,16 @@ enum Ended {
 /// One source's life on its shard: wait to be wanted, pull, and try again after a failure.
 async fn run(context: Rc<ShardContext>, source: Arc<Source>, sources: Arc<Sources>) {
     let key = source.config.stream.clone();
-    let mut backoff = MIN_BACKOFF;
+    // On demand: held for the task's life, the one watch of the stream's viewers it sleeps on.
+    let demand = source.config.on_demand.then(|| context.hub.watch(&key));
+    let mut backoff = Backoff::default();
     let mut tries = 0u64;
     loop {
-        if source.config.on_demand {
+        if let Some(demand) = &demand {
             source.set_state(SourceState::Idle);
-            if !wait_for_players(&context, &key).await {
-                return;
+            tokio::select! {
+                _ = demand.demand(true) => {}
+                _ = context.shutdown.wait() => return,
             }
         }
         source.set_state(SourceState::Connecting);
@@ -241,11 +240,11 @@ async fn run(context: Rc<ShardContext>, source: Arc<Source>, sources: Arc<Source
         }
         tries += 1;
         let mut played = false;
-        let reason = match pull(&context, &source, &sources, &mut played).await {
+        let reason = match pull(&context, &source, &sources, demand.as_ref(), &mut played).await {
             Ok(Ended::Shutdown) => return,
             Ok(Ended::NoPlayers) => {
                 tracing::info!(stream = %key, "source stopped: no players");
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 continue;
             }
             Ok(Ended::Interrupted(why)) => why.to_owned(),
@@ -254,40 +253,17 @@ async fn run(context: Rc<ShardContext>, source: Arc<Source>, sources: Arc<Source
                 error.to_string()
             }
         };
-        if played {
-            backoff = MIN_BACKOFF;
-        }
-        tracing::warn!(stream = %key, url = %shown_url(&source.config.url), error = %reason, retry_in = ?backoff, "source failed");
+        let wait = backoff.failed(played);
+        tracing::warn!(stream = %key, url = %shown_url(&source.config.url), error = %reason, retry_in = ?wait, "source failed");
         if let Ok(mut last) = source.last_error.lock() {
             *last = reason;
         }
         source.set_state(SourceState::Retrying);
         // While it waits, an on-demand source that loses its players goes idle at once.
-        let deadline = tokio::time::Instant::now() + backoff;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = context.shutdown.wait() => return,
-                _ = tokio::time::sleep(DEMAND_POLL), if source.config.on_demand => {
-                    if players(&context, &key) == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
-}
-
-/// Waits until `key` has a player; `false` when the shard shuts down first.
-async fn wait_for_players(context: &ShardContext, key: &str) -> bool {
-    while players(context, key) == 0 {
-        tokio::select! {
-            _ = tokio::time::sleep(DEMAND_POLL) => {}
-            _ = context.shutdown.wait() => return false,
+        if retry_after(&context.shutdown, wait, demand.as_ref()).await == Retry::Shutdown {
+            return;
         }
     }
-    true
 }
 
 /// Where the stream's media goes once PLAY is answered.
@@ -349,6 +325,7 @@ async fn pull(
     context: &Rc<ShardContext>,
     source: &Source,
     sources: &Sources,
+    demand: Option<&Watch>,
     played: &mut bool,
 ) -> Result<Ended, PullError> {
     let config = &source.config;
@@ -366,7 +343,8 @@ async fn pull(
     let origin = Instant::now();
     let mut client = ClientConnection::new(settings, origin.elapsed(), random(context));
     let mut publisher: Option<Publisher> = None;
-    let result = converse(context, source, sources, &socket, camera, origin, &mut client, &mut publisher, played).await;
+    let result =
+        converse(context, source, sources, &socket, camera, origin, &mut client, &mut publisher, demand, played).await;
     let reason = match &result {
         Ok(Ended::Shutdown) => "server shutdown".to_owned(),
         Ok(Ended::NoPlayers) => "no players".to_owned(),
@@ -390,7 +368,7 @@ async fn pull(
 }
 
 /// The loop of one connection: write the client's requests, read (beside its timers, the
-/// media deadline, demand, shutdown, kicks and takeovers), feed, act on its events.
+/// media deadline, the linger, shutdown, kicks and takeovers), feed, act on its events.
 #[allow(clippy::too_many_arguments)]
 async fn converse(
     context: &Rc<ShardContext>,
@@ -401,6 +379,7 @@ async fn converse(
     origin: Instant,
     client: &mut ClientConnection,
     publisher: &mut Option<Publisher>,
+    demand: Option<&Watch>,
     played: &mut bool,
 ) -> Result<Ended, PullError> {
     let config = &source.config;
@@ -411,9 +390,14 @@ async fn converse(
     let mut reader = ReadBuffer::with_limits(MIN_READ_BUFFER * 4, MAX_READ);
     let mut ingest: Option<RtpIngest> = None;
     let mut last_media = Instant::now();
-    let mut linger = Linger::new(config.linger);
-    // Absolute: media arrives far more often than the poll, and each read restarts the timers.
-    let mut next_demand_check = Instant::now() + DEMAND_POLL;
+    // One for the connection's life: each read would otherwise start the linger over.
+    let lingered = async {
+        match demand {
+            Some(demand) => demand.idle_for(config.linger).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lingered);
     let conn_id = sources.next_conn_id.fetch_add(1, Ordering::Relaxed);
     loop {
         let input = {
@@ -426,9 +410,7 @@ async fn converse(
                     write_all(socket, out, context.settings.limits.send_timeout).await?;
                 }
                 let media_due = client.is_playing().then_some(last_media + silence);
-                let demand_due = config.on_demand.then_some(next_demand_check);
-                let due =
-                    [client.poll_timeout().map(|due| origin + due), media_due, demand_due].into_iter().flatten().min();
+                let due = [client.poll_timeout().map(|due| origin + due), media_due].into_iter().flatten().min();
                 let (kicked, eviction) = match publisher.as_ref() {
                     Some(Publisher::Session(lifecycle)) => (Some(lifecycle.entry().clone()), lifecycle.eviction()),
                     Some(Publisher::Internal(handle)) => (None, Some(handle.eviction().clone())),
@@ -439,17 +421,12 @@ async fn converse(
                     _ = context.shutdown.wait() => return Ok(Ended::Shutdown),
                     _ = kicked_or_pending(kicked.as_deref()) => return Ok(Ended::Interrupted("kicked by operator")),
                     _ = super::lifecycle::taken_over(eviction) => return Ok(Ended::Interrupted("taken over")),
+                    _ = &mut lingered => return Ok(Ended::NoPlayers),
                     _ = sleep_until_some(due.map(tokio::time::Instant::from_std)) => {
                         let now = Instant::now();
                         client.handle_timeout(now.duration_since(origin))?;
                         if client.is_playing() && now >= last_media + silence {
                             return Err(PullError::Silent(silence));
-                        }
-                        if config.on_demand && now >= next_demand_check {
-                            next_demand_check = now + DEMAND_POLL;
-                            if linger.over(context, key, now) {
-                                return Ok(Ended::NoPlayers);
-                            }
                         }
                     }
                 }

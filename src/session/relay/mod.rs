@@ -6,7 +6,9 @@
 //!   publisher's would, fanned out to every shard's players. Origins are tried in turn,
 //!   rounds repeated with a growing backoff while players remain; the pull ends `linger`
 //!   after its last player left. An origin the first player's `on_play` reply named (a 3xx
-//!   to `rtmp://host/app/name`, or JSON `origin`) is tried first, in any app.
+//!   to `rtmp://host/app/name`, or JSON `origin`) is tried first, in any app. How a play
+//!   wakes it and waits, its linger and its backoff are the on-demand mechanism it shares
+//!   with camera sources (`demand.rs`, `backoff.rs`).
 //! - **Push** (`push.rs`): every stream a client publishes, in an app with `push` targets, is
 //!   forwarded to each: an outbound RTMP publish fed by a player of the stream that the hub
 //!   does not count as a viewer, over the one player writer (the shared chunked media, no
@@ -25,6 +27,8 @@
 //! for `/metrics`.
 
 mod attempt;
+pub(crate) mod backoff;
+mod demand;
 mod outbound;
 mod pull;
 mod push;
@@ -41,16 +45,14 @@ use crate::hooks::event::Protocol;
 use crate::hooks::payload::{RelayStart, RelayStop};
 use crate::hooks::{Origin, now_ms};
 
+pub use demand::await_source;
 pub use outbound::RelayError;
 
 /// How long a play waits for its stream's pull to start (or its first round of origins to
 /// fail) before it is answered as for a stream nobody publishes: HTTP-FLV and RTSP answer
 /// `404` then, where RTMP players keep waiting.
 pub const SOURCE_WAIT: Duration = Duration::from_secs(12);
-/// First wait between rounds of failed attempts, doubled each round up to [`BACKOFF_MAX`].
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often a relay looks at its stream: players left (linger), publisher gone (push).
+/// How often a relay runs its session's timers, and a push looks for its publisher.
 const TICK: Duration = Duration::from_millis(250);
 
 /// Which way a relay moves a stream.
@@ -136,6 +138,15 @@ struct PullState {
     failed_rounds: AtomicU64,
     /// The pull task ended; a new player starts another.
     ended: AtomicBool,
+    /// Wakes the waiting players, on any shard, when a round failed or the pull ended.
+    changed: tokio::sync::Notify,
+}
+
+impl PullState {
+    fn round_failed(&self) {
+        self.failed_rounds.fetch_add(1, Ordering::Release);
+        self.changed.notify_waiters();
+    }
 }
 
 /// The server's relays, shared by every shard.
@@ -211,12 +222,7 @@ impl Relays {
     /// `on_play` reply `named` an origin (one per stream, server-wide) and waits, at most
     /// [`SOURCE_WAIT`], for the stream to be published or for a round of origins to fail.
     /// Whether it is published now.
-    pub async fn await_source(
-        self: &Arc<Self>,
-        context: &Rc<ShardContext>,
-        key: &str,
-        named: Option<&RelayUrl>,
-    ) -> bool {
+    async fn await_pull(self: &Arc<Self>, context: &Rc<ShardContext>, key: &str, named: Option<&RelayUrl>) -> bool {
         let Some((app, name)) = key.split_once('/') else { return false };
         let config = self.config(app);
         // The named origin first, then the configured ones; a pull already running is
@@ -229,26 +235,38 @@ impl Relays {
         if sources.is_empty() {
             return false;
         }
-        let deadline = Instant::now() + SOURCE_WAIT;
-        let mut seen: Option<(Arc<PullState>, u64)> = None;
+        let deadline = tokio::time::Instant::now() + SOURCE_WAIT;
+        let watch = context.hub.watch(key);
+        let mut pull = self.ensure_pull(context, key, app, name, &sources, config);
+        let mut rounds = pull.failed_rounds.load(Ordering::Acquire);
         loop {
-            if context.hub.is_published(key) {
-                return true;
+            // Enabled before the look: a round failing between the look and the wait wakes it.
+            let current = pull.clone();
+            let changed = current.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if pull.failed_rounds.load(Ordering::Acquire) > rounds {
+                return watch.is_published();
             }
-            let state = match &seen {
-                Some((state, _)) if !state.ended.load(Ordering::Acquire) => state.clone(),
-                _ => {
-                    let state = self.ensure_pull(context, key, app, name, &sources, config);
-                    let rounds = state.failed_rounds.load(Ordering::Acquire);
-                    seen = Some((state.clone(), rounds));
-                    state
+            if pull.ended.load(Ordering::Acquire) {
+                // It ended without this player (its viewers had left when it looked, or a
+                // client published first): this player starts another, unless published, and
+                // within its wait (a pull refused at once must not be restarted in a loop).
+                if watch.is_published() {
+                    return true;
                 }
-            };
-            let rounds = seen.as_ref().map_or(0, |(_, rounds)| *rounds);
-            if state.failed_rounds.load(Ordering::Acquire) > rounds || Instant::now() >= deadline {
-                return context.hub.is_published(key);
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                pull = self.ensure_pull(context, key, app, name, &sources, config);
+                rounds = pull.failed_rounds.load(Ordering::Acquire);
+                continue;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::select! {
+                _ = watch.published() => return true,
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => return watch.is_published(),
+            }
         }
     }
 
@@ -276,6 +294,7 @@ impl Relays {
             linger: config.linger,
             hooks: config.relay_hooks,
             state: state.clone(),
+            watch: context.hub.watch(key),
         };
         tokio::task::spawn_local(pull::run(context.clone(), self.clone(), pull));
         state
@@ -287,6 +306,8 @@ impl Relays {
         if pulls.get(key).is_some_and(|current| Arc::ptr_eq(current, state)) {
             pulls.remove(key);
         }
+        drop(pulls);
+        state.changed.notify_waiters();
     }
 
     /// A client started publishing `key` on this shard: starts a push to each of its app's
@@ -407,45 +428,10 @@ impl Drop for Listed {
     }
 }
 
-/// Viewers of `key` on every shard (the hub's server-wide count, one lock).
-pub(crate) fn players(context: &ShardContext, key: &str) -> usize {
-    context.hub.stream_counts(key).1.unwrap_or(0)
-}
-
-/// An on-demand pull's watch for its last player, shared by relays' pulls and camera pulls:
-/// over once the stream had no viewer on any shard for `linger`.
-pub(crate) struct Linger {
-    linger: Duration,
-    idle_since: Option<Instant>,
-}
-
-impl Linger {
-    pub fn new(linger: Duration) -> Linger {
-        Linger { linger, idle_since: None }
-    }
-
-    /// Looks at `key`'s viewers at `now`: whether nobody watched it for `linger`.
-    pub fn over(&mut self, context: &ShardContext, key: &str, now: Instant) -> bool {
-        if players(context, key) > 0 {
-            self.idle_since = None;
-            return false;
-        }
-        now.duration_since(*self.idle_since.get_or_insert(now)) >= self.linger
-    }
-}
-
-/// The timer a streaming relay looks at its stream by, every [`TICK`]: one for the relay's
+/// The timer a streaming relay runs its session's timers by, every [`TICK`]: one for the relay's
 /// life, as a sleep made anew beside each read would never fire while media arrives faster.
 fn ticker() -> tokio::time::Interval {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick
-}
-
-/// Sleeps `wait`, or less if the shard shuts down: whether it shut down.
-async fn backoff(context: &ShardContext, wait: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => false,
-        _ = context.shutdown.wait() => true,
-    }
 }

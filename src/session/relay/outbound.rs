@@ -148,13 +148,15 @@ impl Outbound {
 impl Outbound {
     /// Reads the peer once while streaming, the read pending across the ticks (io_uring may
     /// have filled its buffer), `ticked` looking at the stream on every tick. `Err(why)`
-    /// when the relay is over meanwhile: shutdown, a kick, or what `ticked` says.
+    /// when the relay is over meanwhile: shutdown, a kick, what `ticked` says, or `over`
+    /// resolving (a pull's linger).
     pub async fn read_beside(
         &mut self,
         context: &ShardContext,
         entry: &SessionEntry,
         tick: &mut tokio::time::Interval,
         mut ticked: impl FnMut() -> Option<&'static str>,
+        mut over: impl std::future::Future<Output = &'static str> + Unpin,
     ) -> Result<io::Result<&[u8]>, &'static str> {
         let socket = self.socket.clone();
         let read = self.reader.read(&socket);
@@ -164,6 +166,7 @@ impl Outbound {
                 input = &mut read => return Ok(input),
                 _ = context.shutdown.wait() => return Err("server shutdown"),
                 _ = entry.kicked() => return Err("kicked by operator"),
+                over = &mut over => return Err(over),
                 _ = tick.tick() => {
                     if let Some(over) = ticked() {
                         return Err(over);

@@ -3,23 +3,26 @@
 //!
 //! A round tries each origin in turn: an origin fails by not resolving, not connecting, an
 //! error reply, no first frame within `START_TIMEOUT`, or by dropping the stream later. After
-//! a round the pull waits (1 s, doubling to 30 s; back to 1 s after a round that streamed)
-//! and tries again, for as long as the stream has players. Streaming, it ends `linger` after
-//! the last player left, at shutdown, when an operator kicks it, or when a client publishes
-//! the stream first.
+//! a round the pull waits ([`Backoff`]: 1 s, doubling to 30 s; back to 1 s after a round that
+//! streamed) and tries again, for as long as the stream has players: the last one leaving
+//! ends the wait and the pull. Streaming, it ends `linger` after the last player left (the
+//! hub's demand watch, `Watch::idle_for`), at shutdown, when an operator kicks it, or when a
+//! client publishes the stream first.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::attempt::{self, Attempt, Opened, Target};
+use super::backoff::{Backoff, Retry, retry_after};
 use super::outbound::{RelayError, refusal};
-use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Linger, PullState, Relays, backoff, players, ticker};
+use super::{Direction, PullState, Relays, ticker};
 use crate::config::RelayUrl;
-use crate::hub::PacketKind;
+use crate::hub::{PacketKind, Watch};
 use crate::protocol::rtmp::client::{ClientEvent, Goal};
 use crate::session::ShardContext;
 use crate::session::lifecycle::Lifecycle;
@@ -38,10 +41,12 @@ pub(super) struct Pull {
     pub linger: Duration,
     pub hooks: bool,
     pub state: Arc<PullState>,
+    /// The stream's viewers, for the linger and the backoff.
+    pub watch: Watch,
 }
 
 pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, pull: Pull) {
-    let mut wait = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     'rounds: loop {
         let mut streamed_this_round = false;
         for url in &pull.sources {
@@ -49,18 +54,15 @@ pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, pull: Pu
                 Attempt::Over => break 'rounds,
                 Attempt::Failed { streamed } => streamed_this_round |= streamed,
             }
-            if players(&context, &pull.key) == 0 {
+            if pull.watch.players() == 0 {
                 break 'rounds;
             }
         }
-        pull.state.failed_rounds.fetch_add(1, Ordering::Release);
-        if streamed_this_round {
-            wait = BACKOFF_MIN;
-        }
-        if players(&context, &pull.key) == 0 || backoff(&context, wait).await {
+        pull.state.round_failed();
+        let wait = backoff.failed(streamed_this_round);
+        if retry_after(&context.shutdown, wait, Some(&pull.watch)).await != Retry::Now {
             break;
         }
-        wait = (wait * 2).min(BACKOFF_MAX);
     }
     relays.pull_ended(&pull.key, &pull.state);
 }
@@ -93,17 +95,15 @@ async fn stream(context: &ShardContext, pull: &Pull, opened: &mut Opened) -> Res
     let mut tick = ticker();
     // Its own handle: the input read is borrowed from `out` while the client takes it.
     let client = out.client.clone();
-    let mut linger = Linger::new(pull.linger);
+    // One for the pull's life: each read would otherwise start the linger over.
+    let mut lingered: Pin<Box<dyn Future<Output = &'static str> + '_>> = Box::pin(async {
+        pull.watch.idle_for(pull.linger).await;
+        "no players"
+    });
     loop {
         {
-            let ticked = || {
-                let now = Instant::now();
-                if lifecycle.handle_timeout(now).is_some() {
-                    return Some("session limit reached");
-                }
-                linger.over(context, &pull.key, now).then_some("no players")
-            };
-            let input = match out.read_beside(context, &entry, &mut tick, ticked).await {
+            let ticked = || lifecycle.handle_timeout(Instant::now()).map(|_| "session limit reached");
+            let input = match out.read_beside(context, &entry, &mut tick, ticked, lingered.as_mut()).await {
                 Ok(input) => input?,
                 Err(over) => return Ok(over),
             };

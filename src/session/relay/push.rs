@@ -16,8 +16,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::attempt::{self, Attempt, Opened, Target};
+use super::backoff::{Backoff, Retry, retry_after};
 use super::outbound::{RelayError, refusal};
-use super::{BACKOFF_MAX, BACKOFF_MIN, Direction, Relays, backoff, ticker};
+use super::{Direction, Relays, ticker};
 use crate::config::RelayUrl;
 use crate::hub::Packet;
 use crate::protocol::rtmp::client::{ClientConnection, ClientEvent, Goal};
@@ -40,17 +41,15 @@ pub(super) struct Push {
 }
 
 pub(super) async fn run(context: Rc<ShardContext>, relays: Arc<Relays>, push: Push) {
-    let mut wait = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     while serves(&context, &relays, &push) {
-        match attempt(&context, &relays, &push).await {
+        let streamed = match attempt(&context, &relays, &push).await {
             Attempt::Over => break,
-            Attempt::Failed { streamed: true } => wait = BACKOFF_MIN,
-            Attempt::Failed { streamed: false } => {}
-        }
-        if backoff(&context, wait).await {
+            Attempt::Failed { streamed } => streamed,
+        };
+        if retry_after(&context.shutdown, backoff.failed(streamed), None).await != Retry::Now {
             break;
         }
-        wait = (wait * 2).min(BACKOFF_MAX);
     }
     if !context.hub.is_published(&push.key) {
         relays.push_ended(&push.key, push.publish);
@@ -123,7 +122,7 @@ async fn stream(
             listed.set_out(lifecycle.bytes_out().get());
             (!serves(context, relays, push)).then_some("publisher left")
         };
-        let input = match out.read_beside(context, &entry, &mut tick, ticked).await {
+        let input = match out.read_beside(context, &entry, &mut tick, ticked, std::future::pending()).await {
             Ok(input) => input,
             Err(over) => return Ok(over),
         };
