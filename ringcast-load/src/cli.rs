@@ -236,6 +236,11 @@ pub struct FloorArgs {
     /// SO_SNDBUF of the writer's sockets in bytes [default: the kernel's autotuning]
     #[arg(long, value_name = "BYTES")]
     pub send_buffer: Option<usize>,
+
+    /// How writes reach the kernel: a burst's writes submitted together to an io_uring (as a
+    /// tokio-uring server's shard does), or a writev(2) call each
+    #[arg(long, value_enum, default_value = "uring")]
+    pub via: crate::floor::Via,
 }
 
 /// What a publisher sends.

@@ -6,7 +6,10 @@
 //! burst) holds N loopback sockets and writes each of them once per burst: `--write-bytes` in
 //! `--iovecs` pieces with one `writev`, bursts `N / --writes-per-second` apart, which is the
 //! pattern a merged-write server's shard has (one burst of writes per window, one write per
-//! player). The readers are like the players: tokio-uring tasks on `--threads` worker threads
+//! player). `--via uring` (the default) submits a burst's writes to an io_uring of the thread's
+//! own, all in one `io_uring_enter`, as a tokio-uring shard submits the writes its tasks queued
+//! in one round; `--via write` makes one `writev` system call per write, as a classic
+//! event-loop server does. The readers are like the players: tokio-uring tasks on `--threads` worker threads
 //! that read with the players' adaptive buffer, count and discard. The figure is Gbit the
 //! writer's sockets took per CPU-second of the writer thread alone (`getrusage(RUSAGE_THREAD)`,
 //! what `/proc/self/task/<tid>/stat` holds, in microseconds), over a steady window after a
@@ -33,6 +36,9 @@ use crate::stats::{Table, round3};
 const READ_BUFFER: usize = 4096;
 /// Pending connections the writer's listener holds: every reader connects at once.
 const BACKLOG: i32 = 4096;
+/// Submission queue entries of the writer's ring: a burst of up to this many writes goes in
+/// one submission.
+const RING_ENTRIES: u32 = 4096;
 
 /// What the writer does.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +54,17 @@ pub struct FloorSetup {
     pub send_buffer: Option<usize>,
     /// Longest wait for every reader to connect.
     pub timeout: Duration,
+    pub via: Via,
+}
+
+/// How the writer hands its writes to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A `writev` system call per write.
+    Write,
+    /// A burst's writes as io_uring `WRITEV` operations, submitted together.
+    Uring,
 }
 
 impl FloorSetup {
@@ -60,6 +77,7 @@ impl FloorSetup {
 /// The writer's steady window.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct FloorSummary {
+    pub via: Option<Via>,
     pub connections: usize,
     pub write_bytes: usize,
     pub iovecs: usize,
@@ -84,17 +102,29 @@ pub struct FloorSummary {
 impl FloorSummary {
     pub fn table(&self) -> String {
         let mut t = Table::new("floor: one writer thread, one burst of writes per period");
-        t.row(
-            "sockets",
-            format!("{} (each written every {:.1} ms)", self.connections, self.period_ms()),
-        )
-        .row("asked", format!("{} bytes in {} iovec(s), {} writes/s", self.write_bytes, self.iovecs, self.writes_per_second_asked))
-        .row(
-            "steady window",
-            format!("{} s: {} bursts ({} late), {} writes, {} partial, {} blocked", self.secs, self.bursts, self.late_bursts, self.writes, self.partial, self.blocked),
-        )
-        .row("delivered", format!("{} bytes, {} Gbit/s", self.bytes, self.gbit_per_s))
-        .row("writer thread", format!("{} CPU-s", self.writer_cpu_s));
+        t.row("sockets", format!("{} (each written every {:.1} ms)", self.connections, self.period_ms()))
+            .row(
+                "asked",
+                format!(
+                    "{} bytes in {} iovec(s), {} writes/s, via {}",
+                    self.write_bytes,
+                    self.iovecs,
+                    self.writes_per_second_asked,
+                    match self.via {
+                        Some(Via::Uring) => "io_uring",
+                        _ => "writev(2)",
+                    }
+                ),
+            )
+            .row(
+                "steady window",
+                format!(
+                    "{} s: {} bursts ({} late), {} writes, {} partial, {} blocked",
+                    self.secs, self.bursts, self.late_bursts, self.writes, self.partial, self.blocked
+                ),
+            )
+            .row("delivered", format!("{} bytes, {} Gbit/s", self.bytes, self.gbit_per_s))
+            .row("writer thread", format!("{} CPU-s", self.writer_cpu_s));
         if let Some(g) = self.gbit_per_writer_cpu_s {
             t.row("floor", format!("{g} Gbit per writer CPU-second"));
         }
@@ -180,19 +210,32 @@ fn write(listener: std::net::TcpListener, setup: FloorSetup) -> Result<FloorSumm
         .map(|chunk| libc::iovec { iov_base: chunk.as_ptr() as *mut libc::c_void, iov_len: chunk.len() })
         .collect();
     let fds: Vec<i32> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut ring = match setup.via {
+        Via::Uring => {
+            Some(io_uring::IoUring::new(RING_ENTRIES).map_err(|e| format!("floor: cannot set up an io_uring: {e}"))?)
+        }
+        Via::Write => None,
+    };
+    let mut burst = |counts: &mut Counts| match ring.as_mut() {
+        Some(ring) => burst_uring(ring, &fds, &iovecs, counts),
+        None => {
+            burst_write(&fds, &iovecs, counts);
+            Ok(())
+        }
+    };
     let period = setup.period();
     let mut counts = Counts::default();
     let mut next = Instant::now();
     let settle_end = next + setup.settle;
     while Instant::now() < settle_end {
-        burst(&fds, &iovecs, &mut counts);
+        burst(&mut counts)?;
         next = pace(next, period, &mut counts);
     }
     let (start, cpu_start) = (Instant::now(), thread_cpu_s());
     counts = Counts::default();
     let window_end = start + setup.window;
     while Instant::now() < window_end {
-        burst(&fds, &iovecs, &mut counts);
+        burst(&mut counts)?;
         next = pace(next, period, &mut counts);
     }
     let (secs, cpu) = (start.elapsed().as_secs_f64(), (thread_cpu_s() - cpu_start).max(0.0));
@@ -200,6 +243,7 @@ fn write(listener: std::net::TcpListener, setup: FloorSetup) -> Result<FloorSumm
     drop(sockets);
     let gbit = counts.bytes as f64 * 8.0 / 1e9;
     Ok(FloorSummary {
+        via: Some(setup.via),
         connections: setup.connections,
         write_bytes: setup.write_bytes,
         iovecs: iovecs.len(),
@@ -227,24 +271,58 @@ struct Counts {
     late: u64,
 }
 
-/// One write to every socket.
-fn burst(fds: &[i32], iovecs: &[libc::iovec], counts: &mut Counts) {
+impl Counts {
+    /// One write's outcome: bytes taken, or a negative result (nothing taken).
+    fn write(&mut self, result: isize, total: usize) {
+        self.writes += 1;
+        match usize::try_from(result) {
+            Ok(n) if n == total => self.bytes += n as u64,
+            Ok(n) => {
+                self.partial += 1;
+                self.bytes += n as u64;
+            }
+            Err(_) => self.blocked += 1,
+        }
+    }
+}
+
+/// One write to every socket, a system call each.
+fn burst_write(fds: &[i32], iovecs: &[libc::iovec], counts: &mut Counts) {
     let total: usize = iovecs.iter().map(|v| v.iov_len).sum();
     for &fd in fds {
         // SAFETY: `fd` is an open socket the caller owns; the iovecs point into a buffer that
         // outlives the call and the kernel only reads from them.
         let n = unsafe { libc::writev(fd, iovecs.as_ptr(), iovecs.len() as libc::c_int) };
-        counts.writes += 1;
-        match usize::try_from(n) {
-            Ok(n) if n == total => counts.bytes += n as u64,
-            Ok(n) => {
-                counts.partial += 1;
-                counts.bytes += n as u64;
-            }
-            Err(_) => counts.blocked += 1,
+        counts.write(n, total);
+    }
+    counts.bursts += 1;
+}
+
+/// One write to every socket through the ring: as many as its queue holds per submission,
+/// each submission waited for whole. The sockets are non-blocking, so a full one completes
+/// with `EAGAIN` (counted as blocked) instead of waiting in the ring.
+fn burst_uring(
+    ring: &mut io_uring::IoUring,
+    fds: &[i32],
+    iovecs: &[libc::iovec],
+    counts: &mut Counts,
+) -> Result<(), String> {
+    let total: usize = iovecs.iter().map(|v| v.iov_len).sum();
+    for batch in fds.chunks(RING_ENTRIES as usize) {
+        for &fd in batch {
+            let entry =
+                io_uring::opcode::Writev::new(io_uring::types::Fd(fd), iovecs.as_ptr(), iovecs.len() as u32).build();
+            // SAFETY: the iovecs and the buffer they point into outlive the submission (it is
+            // waited for below), and the batch is no larger than the queue.
+            unsafe { ring.submission().push(&entry) }.map_err(|_| "floor: the ring's queue is full".to_owned())?;
+        }
+        ring.submit_and_wait(batch.len()).map_err(|e| format!("floor: io_uring_enter: {e}"))?;
+        for completion in ring.completion() {
+            counts.write(completion.result() as isize, total);
         }
     }
     counts.bursts += 1;
+    Ok(())
 }
 
 /// Sleeps until the next burst is due; a burst that overran its period starts the next at
@@ -308,7 +386,7 @@ fn thread_cpu_s() -> f64 {
 mod tests {
     use std::time::Duration;
 
-    use super::{FloorSetup, run};
+    use super::{FloorSetup, Via, run};
 
     #[test]
     fn a_short_floor_writes_every_socket_once_per_burst_and_measures_its_thread() {
@@ -322,15 +400,18 @@ mod tests {
             window: Duration::from_millis(400),
             send_buffer: None,
             timeout: Duration::from_secs(10),
+            via: Via::Write,
         };
         assert_eq!(setup.period(), Duration::from_millis(20));
-        let (summary, errors) = run(setup, 1).expect("runs");
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(summary.iovecs, 3);
-        assert!(summary.bursts >= 10, "{} bursts in 400 ms at one per 20 ms", summary.bursts);
-        assert_eq!(summary.writes, summary.bursts * 20, "one write per socket per burst");
-        assert_eq!(summary.partial + summary.blocked, 0, "readers keep up with 1.2 Mbit/s each");
-        assert_eq!(summary.bytes, summary.writes * 3000);
-        assert!(summary.writer_cpu_s < summary.secs, "the writer's own thread, not the process");
+        for via in [Via::Write, Via::Uring] {
+            let (summary, errors) = run(FloorSetup { via, ..setup }, 1).expect("runs");
+            assert!(errors.is_empty(), "{via:?}: {errors:?}");
+            assert_eq!(summary.iovecs, 3);
+            assert!(summary.bursts >= 10, "{via:?}: {} bursts in 400 ms at one per 20 ms", summary.bursts);
+            assert_eq!(summary.writes, summary.bursts * 20, "{via:?}: one write per socket per burst");
+            assert_eq!(summary.partial + summary.blocked, 0, "{via:?}: readers keep up with 1.2 Mbit/s each");
+            assert_eq!(summary.bytes, summary.writes * 3000, "{via:?}");
+            assert!(summary.writer_cpu_s < summary.secs, "{via:?}: the writer's own thread, not the process");
+        }
     }
 }

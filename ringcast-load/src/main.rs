@@ -836,11 +836,13 @@ fn run_floor(cli: &Cli, args: &FloorArgs) -> Result<(String, bool), RunError> {
         window: args.window,
         send_buffer: args.send_buffer,
         timeout: cli.timeout,
+        via: args.via,
     };
     let threads = usize::from(cli.threads);
     let mut client = Tracker::start(None);
     let (summary, errors) = floor::run(setup, threads).map_err(RunError::Failed)?;
-    let report = FloorReport { scenario: "floor", threads, cpus: cpus(), floor: summary, client: client.finish(), errors };
+    let report =
+        FloorReport { scenario: "floor", threads, cpus: cpus(), floor: summary, client: client.finish(), errors };
     let json = match serde_json::to_string_pretty(&report) {
         Ok(text) => format!("{text}\n"),
         Err(e) => format!("{{\"error\": \"cannot encode report: {e}\"}}\n"),

@@ -37,7 +37,7 @@ use tracing::warn;
 pub use flush_queue::FlushQueue;
 pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind, WireForm};
-pub use player::{Offer, Player, PlayerItem};
+pub use player::{Offer, Player, PlayerItem, WriteCut};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HubError {
