@@ -282,26 +282,33 @@ mod tests {
         fn published(&mut self, _: &mut Vec<Bytes>) {}
     }
 
+    /// A writer of a fresh player over a loopback socket, framing payloads only, with a
+    /// `send_timeout` of 30 s; and the socket's other end.
+    async fn payload_writer() -> (PlayerWriter<PayloadOnly>, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
+        let (peer, _) = listener.accept().expect("accept");
+        let writer = PlayerWriter {
+            socket: Rc::new(socket),
+            player: Rc::new(Player::new(7, 1000, usize::MAX, 3)),
+            framing: PayloadOnly,
+            bytes_out: Rc::new(Cell::new(0)),
+            send_timeout: Duration::from_secs(30),
+            output: Rc::new(PendingOutput::default()),
+        };
+        (writer, peer)
+    }
+
     #[test]
     fn the_sweep_ends_a_write_its_peer_never_takes_within_send_timeout() {
         tokio_uring::start(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("address");
-            let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
             // The peer never reads: the writes fill both socket buffers and then wait.
-            let (_peer, _) = listener.accept().expect("accept");
+            let (writer, _peer) = payload_writer().await;
+            let (player, output) = (writer.player.clone(), writer.output.clone());
             let flush = ShardFlush::new(None, 1 << 20);
-            let player = Rc::new(Player::new(7, 1000, usize::MAX, 3));
-            let output = Rc::new(PendingOutput::default());
             let send_timeout = Duration::from_millis(300);
-            let writer = PlayerWriter {
-                socket: Rc::new(socket),
-                player: player.clone(),
-                framing: PayloadOnly,
-                bytes_out: Rc::new(Cell::new(0)),
-                send_timeout,
-                output: output.clone(),
-            };
+            let writer = PlayerWriter { send_timeout, ..writer };
             flush.watch(&writer.player);
             let started = Instant::now();
             let run = tokio::task::spawn_local(writer.run());
@@ -324,22 +331,10 @@ mod tests {
     #[test]
     fn a_kicked_players_writer_ends_and_leaves_the_list() {
         tokio_uring::start(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("address");
-            let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
-            let (mut peer, _) = listener.accept().expect("accept");
+            let (writer, mut peer) = payload_writer().await;
+            let (player, bytes_out) = (writer.player.clone(), writer.bytes_out.clone());
             let flush = ShardFlush::new(Some(Duration::from_millis(20)), 1 << 20);
-            let player = Rc::new(Player::new(7, 1000, usize::MAX, 3));
             player.offer(&test_video_frame(true, 500), true, &DROPS);
-            let bytes_out = Rc::new(Cell::new(0));
-            let writer = PlayerWriter {
-                socket: Rc::new(socket),
-                player: player.clone(),
-                framing: PayloadOnly,
-                bytes_out: bytes_out.clone(),
-                send_timeout: Duration::from_secs(30),
-                output: Rc::new(PendingOutput::default()),
-            };
             flush.attach(&writer.player);
             let run = tokio::task::spawn_local(writer.run());
             // The first write (the keyframe) goes out at once; then one packet waits for
