@@ -15,6 +15,7 @@
 #                                                             fan-out scenarios, each its own run
 #                                                             against ringcast's RTMP; default rtmp)
 #                                  [--idle-players C]      (the idle-play scenario's players)
+#                                  [--no-floor]            (skip the kernel floor runs)
 #   defaults: fanout 1 stream (2.2 Mbit/s) -> 2000 players, channels 100 streams x 20 players
 #   (~1 Mbit/s each), a steady window of 10 s, 15000 idle connections, a storm of 2000 players
 #
@@ -33,6 +34,14 @@
 # /proc/PID/stat over the same window). The steady window is the fan-out figure: the join mixes
 # in each ringcast player's cached GOP (one large, cheap write) that nginx-rtmp, without a GOP
 # cache, never sends. The whole run (join included) is printed too, labelled as such.
+#
+# The kernel floor (a third column): after each ringcast fan-out run, `ringcast-load floor`
+# writes the same number of loopback sockets from one bare thread, in one burst per period,
+# with ringcast's bytes and iovecs per write (its last "shard writes" report) at ringcast's
+# steady write rate (steady bytes / bytes per write), and reports Gbit per CPU-second of that
+# thread: what the kernel costs at those writes with nothing above it. ringcast / floor and
+# nginx-rtmp / floor say how far each server is from it (nginx-rtmp's own writes are
+# smaller, so its floor would be lower: the ratio is against the writes ringcast makes).
 #
 # Both servers get one core's worth: ringcast `--shards 1`, nginx `worker_processes 1`.
 # Installs nginx and libnginx-mod-rtmp (and, for --callback-delay-ms, the echo module) when
@@ -63,6 +72,7 @@ merge_sweep=
 storm_runs=1
 protocols=rtmp
 idle_players=15000
+floor=yes
 while [[ $# -gt 0 ]]; do
     case $1 in
         --players) players=$2; shift 2 ;;
@@ -78,6 +88,7 @@ while [[ $# -gt 0 ]]; do
         --storm-runs) storm_runs=$2; shift 2 ;;
         --protocols) protocols=$2; shift 2 ;;
         --idle-players) idle_players=$2; shift 2 ;;
+        --no-floor) floor=no; shift ;;
         -h | --help) print_usage; exit 0 ;;
         *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
     esac
@@ -272,6 +283,9 @@ run_load() {
 # The median of its arguments (the lower middle one for an even count); empty for none.
 median() { printf '%s\n' "$@" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
+# A ratio of two figures; none where one is negative (a join below the steady rate).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
+
 json() { python3 -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 for key in sys.argv[2].split("."):
@@ -285,6 +299,9 @@ scenario_args[fanout]="-n $players --publish"
 scenario_label[fanout]="1 stream (2.2 Mbit/s) -> $players players"
 scenario_args[channels]="-n $((channel_streams * channel_players)) --streams $channel_streams --publish --bitrate 900 --audio-bitrate 96"
 scenario_label[channels]="$channel_streams streams x $channel_players players (~1 Mbit/s)"
+declare -A scenario_players
+scenario_players[fanout]=$players
+scenario_players[channels]=$((channel_streams * channel_players))
 fanout_scenarios=()
 for scenario in fanout channels; do
     [[ ,$only, == *,$scenario,* ]] && fanout_scenarios+=("$scenario")
@@ -325,6 +342,25 @@ fanout_run() {
     [[ $key == ringcast* ]] && writes=$(grep -o 'bytes_per_write=[0-9]* iovecs_per_write_x100=[0-9]*' "$work/ringcast.log" 2>/dev/null | tail -n 1 || true)
     result[$key.write_bytes]=$(sed -n 's/.*bytes_per_write=\([0-9]*\).*/\1/p' <<<"$writes")
     result[$key.write_iovecs]=$(sed -n 's/.*iovecs_per_write_x100=\([0-9]*\).*/\1/p' <<<"$writes" | awk '{ printf "%.2f", $1 / 100 }')
+    result[$key.steady.bytes]=$(json "$file" steady.bytes)
+    result[$key.steady.secs]=$(json "$file" steady.secs)
+}
+
+# The kernel floor at a ringcast run's writes (see the header), its figures under
+# result[KEY.floor.*]; run with no server up, so nothing else competes for the CPU.
+floor_run() {
+    local key=$1 scenario=$2 size=${result[$1.write_bytes]:-} iovecs rate file
+    [[ $floor == yes && -n $size && $size -gt 0 ]] || return 0
+    iovecs=$(awk -v i="${result[$key.write_iovecs]:-1}" 'BEGIN { n = int(i + 0.5); print (n < 1 ? 1 : n) }')
+    rate=$(awk -v b="${result[$key.steady.bytes]:-0}" -v s="${result[$key.steady.secs]:-0}" -v w="$size" \
+        'BEGIN { if (b > 0 && s > 0) printf "%.1f", b / s / w; else print 0 }')
+    [[ $rate != 0 ]] || return 0
+    file=$work/${key//./-}-floor.json
+    "$load" floor -n "${scenario_players[$scenario]}" --write-bytes "$size" --iovecs "$iovecs" \
+        --writes-per-second "$rate" --window "$seconds" --threads 2 --json-out "$file" >"$work/${key//./-}-floor.txt" 2>&1 || true
+    result[$key.floor.gbit_per_cpu]=$(json "$file" floor.gbit_per_writer_cpu_s)
+    result[$key.floor.late]=$(json "$file" floor.late_bursts)
+    result[$key.floor.short]=$(awk -v p="$(json "$file" floor.partial)" -v b="$(json "$file" floor.blocked)" 'BEGIN { print p + b }')
 }
 
 # --merge-sweep: ringcast once per merge window (values the server refuses are shown as such),
@@ -339,6 +375,7 @@ if [[ -n $merge_sweep ]]; then
                 result[ringcast.$scenario.m$ms.refused]=yes
             fi
             stop_server
+            floor_run "ringcast.$scenario.m$ms" "$scenario"
         done
         start_server nginx no
         fanout_run "nginx.$scenario" "$scenario"
@@ -346,22 +383,28 @@ if [[ -n $merge_sweep ]]; then
     done
     echo
     echo "== merge window: ringcast (one shard) vs nginx-rtmp (one worker), steady window ${seconds}s, $(nproc) CPUs shared with the load client =="
-    printf '%-44s %-16s %12s %12s %10s %8s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx" "held"
+    printf '%-44s %-16s %10s %11s %9s %11s %9s %9s %11s %6s\n' "scenario" "server" "lag p99 ms" "Gbit/CPU-s" "vs nginx" \
+        "floor" "vs floor" "nginx/fl" "bytes/write" "held"
     for scenario in "${fanout_scenarios[@]}"; do
         for ms in "${sweep[@]}"; do
-            if [[ -n ${result[ringcast.$scenario.m$ms.refused]:-} ]]; then
-                printf '%-44s %-16s %12s %12s %10s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" "refused" "(config range)" ""
+            k=ringcast.$scenario.m$ms
+            if [[ -n ${result[$k.refused]:-} ]]; then
+                printf '%-44s %-16s %10s %11s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" "refused" "(config range)"
                 continue
             fi
-            printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
-                "${result[ringcast.$scenario.m$ms.lag99]}" "${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" \
-                "$(awk -v a="${result[ringcast.$scenario.m$ms.steady.gbit_per_cpu]}" -v b="${result[nginx.$scenario.steady.gbit_per_cpu]}" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }')" \
-                "${result[ringcast.$scenario.m$ms.clean]}"
+            printf '%-44s %-16s %10s %11s %9s %11s %9s %9s %11s %6s\n' "${scenario_label[$scenario]}" "merge ${ms} ms" \
+                "${result[$k.lag99]}" "${result[$k.steady.gbit_per_cpu]}" \
+                "$(ratio "${result[$k.steady.gbit_per_cpu]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}")" \
+                "${result[$k.floor.gbit_per_cpu]:-}" "$(ratio "${result[$k.steady.gbit_per_cpu]}" "${result[$k.floor.gbit_per_cpu]:-}")" \
+                "$(ratio "${result[nginx.$scenario.steady.gbit_per_cpu]}" "${result[$k.floor.gbit_per_cpu]:-}")" \
+                "${result[$k.write_bytes]}" "${result[$k.clean]}"
         done
-        printf '%-44s %-16s %12s %12s %10s %8s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
-            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00" "${result[nginx.$scenario.clean]}"
+        printf '%-44s %-16s %10s %11s %9s %11s %9s %9s %11s %6s\n' "${scenario_label[$scenario]}" "nginx-rtmp" \
+            "${result[nginx.$scenario.lag99]}" "${result[nginx.$scenario.steady.gbit_per_cpu]}" "1.00" "" "" "" "" "${result[nginx.$scenario.clean]}"
     done
     echo "(lag p99: publisher send to player receive, over the whole run without each player's cached GOP;"
+    echo " floor: Gbit per CPU-second of one bare thread making ringcast's writes of that row (bytes/write, iovecs,"
+    echo " rate) to as many loopback readers; vs floor: ringcast / floor; nginx/fl: nginx-rtmp / that floor;"
     echo " held: players that kept receiving without drops: a server that held fewer fell behind, and its figures are not comparable)"
     exit 0
 fi
@@ -379,6 +422,7 @@ for scenario in "${fanout_scenarios[@]}"; do
         start_server ringcast no
         fanout_run "$(ringcast_key "$protocol").$scenario" "$scenario"
         stop_server
+        floor_run "$(ringcast_key "$protocol").$scenario" "$scenario"
     done
     load_protocol=rtmp
     start_server nginx no
@@ -491,8 +535,6 @@ if [[ $only == *storm* ]]; then
     done
 fi
 
-# A ratio of two figures; none where one is negative (a join below the steady rate).
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a < 0 || b <= 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "== ringcast (merge_write_ms = ${merge_ms:-default}, merge_write_bytes = ${merge_bytes:-default}) vs nginx-rtmp ($(nproc) CPUs shared with the load client; one shard / one worker) =="
 printf '%-56s %14s %14s %10s\n' "measure" "ringcast" "nginx-rtmp" "ratio"
@@ -513,6 +555,11 @@ for scenario in "${fanout_scenarios[@]}"; do
     row "$scenario: lag p99 (ms)" "${result[$r.lag99]}" "${result[$n.lag99]}"
     row "$scenario: bytes per write (ringcast's last 10 s)" "${result[$r.write_bytes]}" ""
     row "$scenario: iovecs per write (ringcast's last 10 s)" "${result[$r.write_iovecs]}" ""
+    if [[ -n ${result[$r.floor.gbit_per_cpu]:-} ]]; then
+        row "$scenario: kernel floor at ringcast's writes, Gbit/CPU-s" "${result[$r.floor.gbit_per_cpu]}" ""
+        row "$scenario: server / kernel floor" "$(ratio "${result[$r.steady.gbit_per_cpu]}" "${result[$r.floor.gbit_per_cpu]}")" \
+            "$(ratio "${result[$n.steady.gbit_per_cpu]}" "${result[$r.floor.gbit_per_cpu]}")"
+    fi
 done
 # The other player protocols against ringcast's own RTMP players (the same server, publisher
 # and media; only how the players read differs).

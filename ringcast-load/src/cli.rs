@@ -15,6 +15,7 @@ Scenarios:
   publish  M publishers (name, name-1, ...) of generated media or an FLV file, in real time
   connect  a storm of K connections (handshake + connect, optionally play or publish)
   idle     C handshaken, connected RTMP connections held open
+  floor    no server: one thread writing N loopback sockets in bursts, the kernel's cost of those writes
 
 Durations: 10, 2.5, 500ms, 30s, 5m (a bare number is seconds).
 Generated media embeds the send time and a sequence number in every frame, so players in the
@@ -80,6 +81,9 @@ pub enum Scenario {
     Connect(ConnectArgs),
     /// Hold C open, handshaken and connected RTMP connections
     Idle(IdleArgs),
+    /// No server: one thread writes N loopback sockets in bursts; Gbit per CPU-second of that
+    /// thread, the kernel's floor under a server's fan-out at the same writes (--url unused)
+    Floor(FloorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +199,48 @@ pub struct IdleArgs {
     /// Hold until Ctrl-C (or SIGTERM) instead of for --duration
     #[arg(long)]
     pub hold: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Sockets the writer holds, one reader each
+    #[arg(short = 'n', long = "connections", default_value_t = 2000)]
+    pub connections: usize,
+
+    /// Bytes of each write (a server's bytes per write, as its run reported them)
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=(16 << 20)))]
+    pub write_bytes: u32,
+
+    /// Pieces of each write, one `writev` (a server's iovecs per write)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub iovecs: u16,
+
+    /// Writes per second, all sockets together: a burst writes each socket once, a burst
+    /// every N / this seconds [default: each socket at --kbit]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub writes_per_second: Option<f64>,
+
+    /// Without --writes-per-second: kbit/s each socket gets
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub kbit: u32,
+
+    /// How long the steady window lasts
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Writing before the window, not measured (the readers' buffers and the sockets' windows
+    /// grow to their steady size)
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    /// SO_SNDBUF of the writer's sockets in bytes [default: the kernel's autotuning]
+    #[arg(long, value_name = "BYTES")]
+    pub send_buffer: Option<usize>,
+
+    /// How writes reach the kernel: a burst's writes submitted together to an io_uring (as a
+    /// tokio-uring server's shard does), or a writev(2) call each
+    #[arg(long, value_enum, default_value = "uring")]
+    pub via: crate::floor::Via,
 }
 
 /// What a publisher sends.

@@ -11,6 +11,7 @@
 //! prints what was measured.
 
 mod cli;
+mod floor;
 mod http_flv;
 mod idle;
 mod media;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 
-use crate::cli::{Cli, ConnectArgs, IdleArgs, PlayArgs, Protocol, PublishArgs, Scenario, Target, Then};
+use crate::cli::{Cli, ConnectArgs, FloorArgs, IdleArgs, PlayArgs, Protocol, PublishArgs, Scenario, Target, Then};
 use crate::media::MediaPlan;
 use crate::runtime::{POLL, Shared};
 use crate::stats::{Table, round2, round3};
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         Scenario::Publish(args) => run_publish(&cli, target, args),
         Scenario::Connect(args) => run_connect(&cli, target, args),
         Scenario::Idle(args) => run_idle(&cli, target, args),
+        Scenario::Floor(args) => run_floor(&cli, args),
     };
     match result {
         Ok((output, complete)) => {
@@ -799,4 +801,62 @@ fn run_idle(cli: &Cli, target: Target, args: &IdleArgs) -> Result<(String, bool)
     let measured = (secs, client, server);
     let report = Report::new("idle", &target, threads, &monitor, measured, result);
     Ok(Report { notes: shared_cpu_note(cli).into_iter().collect(), errors, ..report }.finish(cli, body))
+}
+
+#[derive(Serialize)]
+struct FloorReport {
+    scenario: &'static str,
+    threads: usize,
+    cpus: usize,
+    floor: floor::FloorSummary,
+    /// This whole process (readers included) over the run.
+    client: Option<ProcUsage>,
+    errors: Vec<String>,
+}
+
+fn run_floor(cli: &Cli, args: &FloorArgs) -> Result<(String, bool), RunError> {
+    if args.connections == 0 {
+        return Err(RunError::Usage("floor: -n must be at least 1".into()));
+    }
+    // Both ends of every socket are in this process.
+    check_descriptors("floor", args.connections * 2 + 1, "lower -n")?;
+    let write_bytes = args.write_bytes as usize;
+    let writes_per_second = args
+        .writes_per_second
+        .unwrap_or(args.connections as f64 * f64::from(args.kbit) * 1000.0 / 8.0 / write_bytes as f64);
+    if writes_per_second <= 0.0 {
+        return Err(RunError::Usage("floor: --writes-per-second must be above 0".into()));
+    }
+    let setup = floor::FloorSetup {
+        connections: args.connections,
+        write_bytes,
+        iovecs: usize::from(args.iovecs),
+        writes_per_second,
+        settle: args.settle,
+        window: args.window,
+        send_buffer: args.send_buffer,
+        timeout: cli.timeout,
+        via: args.via,
+    };
+    let threads = usize::from(cli.threads);
+    let mut client = Tracker::start(None);
+    let (summary, errors) = floor::run(setup, threads).map_err(RunError::Failed)?;
+    let report =
+        FloorReport { scenario: "floor", threads, cpus: cpus(), floor: summary, client: client.finish(), errors };
+    let json = match serde_json::to_string_pretty(&report) {
+        Ok(text) => format!("{text}\n"),
+        Err(e) => format!("{{\"error\": \"cannot encode report: {e}\"}}\n"),
+    };
+    if let Some(path) = &cli.json_out
+        && let Err(e) = std::fs::write(path, &json)
+    {
+        eprintln!("ringcast-load: cannot write {}: {e}", path.display());
+    }
+    let mut out = if cli.json { json } else { report.floor.table() };
+    if !cli.json {
+        for error in &report.errors {
+            out.push_str(&format!("error: {error}\n"));
+        }
+    }
+    Ok((out, report.errors.is_empty()))
 }

@@ -11,6 +11,11 @@
 //! window, whatever the packet count); the shard's flush tick wakes every player on it when the
 //! window ends, and a player that gathered `merge_write_bytes` is woken at once. So a writer
 //! wakes once per write, not once per packet, and no player keeps a timer of its own.
+//!
+//! Nor does a write: its deadline (`send_timeout`) is a time kept here while the write lasts
+//! ([`Player::write_within`]), which the shard's sweep compares with the clock a few times a
+//! second ([`Player::check_write_deadline`]); a timer per write cost a timer-wheel entry, and
+//! the runtime's lock around it, twice per write of every player.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,6 +24,7 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
@@ -33,6 +39,15 @@ pub enum PlayerItem {
     Unpublished,
     /// A publisher (re)started; timestamps start afresh.
     Published,
+}
+
+/// Why a write given to [`Player::write_within`] was cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCut {
+    /// The hub kicked the player.
+    Kicked,
+    /// The write was not done by its deadline.
+    TimedOut,
 }
 
 /// Outcome of offering a packet to a player.
@@ -72,6 +87,11 @@ pub struct Player {
     drops: Cell<u32>,
     dropped_packets: Cell<u64>,
     kicked: Cell<bool>,
+    /// When the write in progress must be done by (`send_timeout` from its start); `None`
+    /// between writes. Read by the shard's sweep.
+    write_deadline: Cell<Option<Instant>>,
+    /// The sweep found the write in progress past its deadline.
+    write_timed_out: Cell<bool>,
     /// Paused by its client (RTSP PAUSE): offered packets are left out, neither queued nor
     /// counted as drops, so a paused player costs nothing and is never kicked for it.
     paused: Cell<bool>,
@@ -101,6 +121,8 @@ impl Player {
             drops: Cell::new(0),
             dropped_packets: Cell::new(0),
             kicked: Cell::new(false),
+            write_deadline: Cell::new(None),
+            write_timed_out: Cell::new(false),
             paused: Cell::new(false),
             limit: limit.max(1),
             queued_bytes: Cell::new(0),
@@ -296,19 +318,43 @@ impl Player {
         .await
     }
 
-    /// Runs the writer's `work` (a write) unless the player is kicked first, which drops it:
-    /// a write blocked on a player that stopped reading must not outlive the kick. For the
-    /// player's one writer task.
-    pub async fn unless_kicked<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+    /// Runs the writer's `work` (a write) until it is done, the player is kicked, or
+    /// `deadline` passes (as the shard's sweep sees it: [`Player::check_write_deadline`]),
+    /// whichever comes first; the work is dropped when cut short. For the player's one writer
+    /// task.
+    pub async fn write_within<T>(&self, deadline: Instant, work: impl Future<Output = T>) -> Result<T, WriteCut> {
+        /// Clears the deadline however the write ends (a dropped writer included).
+        struct InProgress<'a>(&'a Player);
+        impl Drop for InProgress<'_> {
+            fn drop(&mut self) {
+                self.0.write_deadline.set(None);
+            }
+        }
+        self.write_deadline.set(Some(deadline));
+        self.write_timed_out.set(false);
+        let _in_progress = InProgress(self);
         let mut work = pin!(work);
         poll_fn(|cx| {
             if self.kicked.get() {
-                return Poll::Ready(None);
+                return Poll::Ready(Err(WriteCut::Kicked));
+            }
+            if self.write_timed_out.get() {
+                return Poll::Ready(Err(WriteCut::TimedOut));
             }
             self.park_writer(cx.waker());
-            work.as_mut().poll(cx).map(Some)
+            work.as_mut().poll(cx).map(Ok)
         })
         .await
+    }
+
+    /// The shard's sweep: cuts the write in progress short if it is past its deadline at
+    /// `now`. True if it did.
+    pub fn check_write_deadline(&self, now: Instant) -> bool {
+        if self.write_deadline.get().is_some_and(|deadline| deadline <= now) && !self.write_timed_out.replace(true) {
+            self.wake_writer();
+            return true;
+        }
+        false
     }
 
     /// Whether the writer is due to write now.
@@ -467,6 +513,40 @@ mod tests {
             player.depart(&mut list);
         }
         assert!(list.is_empty());
+    }
+
+    /// A write that never finishes (a peer that stopped reading).
+    async fn stuck_write() -> usize {
+        std::future::pending().await
+    }
+
+    #[test]
+    fn a_write_past_its_deadline_is_cut_when_the_sweep_sees_it_and_a_kick_cuts_it_at_once() {
+        tokio_uring::start(async {
+            let player = Rc::new(Player::new(1, 8, usize::MAX, 2));
+            let started = Instant::now();
+            let deadline = started + std::time::Duration::from_millis(30);
+            let sweep = {
+                let player = player.clone();
+                tokio::task::spawn_local(async move {
+                    assert!(!player.check_write_deadline(started), "not yet past its deadline");
+                    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                    assert!(player.check_write_deadline(Instant::now()), "past its deadline");
+                    assert!(!player.check_write_deadline(Instant::now()), "cut once");
+                })
+            };
+            assert_eq!(player.write_within(deadline, stuck_write()).await, Err(WriteCut::TimedOut));
+            assert!(started.elapsed() >= std::time::Duration::from_millis(40), "cut by the sweep, not before");
+            sweep.await.expect("sweep");
+            // Between writes there is no deadline to pass.
+            assert!(!player.check_write_deadline(Instant::now() + std::time::Duration::from_secs(60)));
+            // A write that finishes is not cut, and the next write starts with a fresh deadline.
+            assert_eq!(player.write_within(deadline, async { 7 }).await, Ok(7));
+            let kicker = player.clone();
+            tokio::task::spawn_local(async move { kicker.kick() });
+            let far = Instant::now() + std::time::Duration::from_secs(60);
+            assert_eq!(player.write_within(far, stuck_write()).await, Err(WriteCut::Kicked));
+        });
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! timer, not thousands. A player that gathers `merge_write_bytes` before the window ends is
 //! woken by the hub straight away.
 //!
-//! The tick also reports the shard's write sizes at debug level ([`WriteStats`]), every
-//! [`REPORT_EVERY`] while it runs.
+//! Beside the tick, the shard's sweep (one task, started with the shard's first player
+//! writer, merging or not) holds every writer's `send_timeout` to account: each
+//! [`SWEEP_EVERY`] it cuts the writes past their deadline (`Player::check_write_deadline`),
+//! so a write costs no timer of its own and a stuck write ends at most [`SWEEP_EVERY`] after
+//! its deadline. It also reports the shard's write sizes at debug level ([`WriteStats`]), every
+//! [`REPORT_EVERY`].
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -23,8 +27,11 @@ use tracing::debug;
 use super::io::WriteStats;
 use crate::hub::{FlushQueue, Player};
 
-/// How often the tick reports the shard's write sizes (at debug level).
+/// How often the sweep reports the shard's write sizes (at debug level).
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often the sweep checks the writes' deadlines: how late past `send_timeout` (seconds
+/// at least) a stuck write may end.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 /// A shard's merge window and the players waiting for its end.
 #[derive(Debug)]
@@ -35,12 +42,32 @@ pub struct ShardFlush {
     /// The tick task is started with the shard's first merging player, so a shard (or a
     /// test) that never plays runs no timer.
     ticking: Rc<Cell<bool>>,
+    /// Every player writer of the shard, for the sweep (weak: a player that is gone is
+    /// dropped from the list at the next sweep).
+    watched: Rc<RefCell<Vec<Weak<Player>>>>,
+    /// The sweep task is started with the shard's first player writer, like the tick.
+    sweeping: Rc<Cell<bool>>,
 }
 
 impl ShardFlush {
     /// `merge_bytes`: gathered payload bytes that make a player write before the window ends.
     pub fn new(window: Option<Duration>, merge_bytes: usize) -> ShardFlush {
-        ShardFlush { window, queue: FlushQueue::new(merge_bytes), ticking: Rc::new(Cell::new(false)) }
+        ShardFlush {
+            window,
+            queue: FlushQueue::new(merge_bytes),
+            ticking: Rc::new(Cell::new(false)),
+            watched: Rc::default(),
+            sweeping: Rc::new(Cell::new(false)),
+        }
+    }
+
+    /// Puts a player's writes under the shard's sweep (their `send_timeout`), starting the
+    /// sweep if it is not running. Call from the shard's runtime.
+    pub fn watch(&self, player: &Rc<Player>) {
+        self.watched.borrow_mut().push(Rc::downgrade(player));
+        if !self.sweeping.replace(true) {
+            tokio::task::spawn_local(sweep(self.watched.clone(), self.sweeping.clone()));
+        }
     }
 
     /// Puts a player's writes on this shard's window (if it has one), starting the tick if it
@@ -78,11 +105,37 @@ impl Drop for TickGuard {
 async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) {
     let _guard = TickGuard { queue: queue.clone(), ticking };
     let mut spare: Vec<Rc<Player>> = Vec::new();
-    let mut reported = Instant::now();
     loop {
         queue.filled().await;
         tokio::time::sleep(window).await;
         queue.flush(&mut spare);
+    }
+}
+
+/// Clears the `sweeping` mark when the sweep task ends with its runtime.
+struct SweepGuard(Rc<Cell<bool>>);
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+async fn sweep(watched: Rc<RefCell<Vec<Weak<Player>>>>, sweeping: Rc<Cell<bool>>) {
+    let _guard = SweepGuard(sweeping);
+    let mut reported = Instant::now();
+    let mut next = Instant::now();
+    loop {
+        next += SWEEP_EVERY;
+        tokio::time::sleep_until(next).await;
+        let now = std::time::Instant::now();
+        watched.borrow_mut().retain(|player| match player.upgrade() {
+            Some(player) => {
+                player.check_write_deadline(now);
+                true
+            }
+            None => false,
+        });
         if reported.elapsed() >= REPORT_EVERY {
             report(reported.elapsed());
             reported = Instant::now();
@@ -118,7 +171,7 @@ mod tests {
 
     use bytes::{Bytes, BytesMut};
 
-    use super::ShardFlush;
+    use super::{SWEEP_EVERY, ShardFlush};
     use crate::hub::packet::test_video_frame;
     use crate::hub::{Packet, Player};
     use crate::session::io::PendingOutput;
@@ -229,25 +282,59 @@ mod tests {
         fn published(&mut self, _: &mut Vec<Bytes>) {}
     }
 
+    /// A writer of a fresh player over a loopback socket, framing payloads only, with a
+    /// `send_timeout` of 30 s; and the socket's other end.
+    async fn payload_writer() -> (PlayerWriter<PayloadOnly>, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
+        let (peer, _) = listener.accept().expect("accept");
+        let writer = PlayerWriter {
+            socket: Rc::new(socket),
+            player: Rc::new(Player::new(7, 1000, usize::MAX, 3)),
+            framing: PayloadOnly,
+            bytes_out: Rc::new(Cell::new(0)),
+            send_timeout: Duration::from_secs(30),
+            output: Rc::new(PendingOutput::default()),
+        };
+        (writer, peer)
+    }
+
+    #[test]
+    fn the_sweep_ends_a_write_its_peer_never_takes_within_send_timeout() {
+        tokio_uring::start(async {
+            // The peer never reads: the writes fill both socket buffers and then wait.
+            let (writer, _peer) = payload_writer().await;
+            let (player, output) = (writer.player.clone(), writer.output.clone());
+            let flush = ShardFlush::new(None, 1 << 20);
+            let send_timeout = Duration::from_millis(300);
+            let writer = PlayerWriter { send_timeout, ..writer };
+            flush.watch(&writer.player);
+            let started = Instant::now();
+            let run = tokio::task::spawn_local(writer.run());
+            // More than loopback's socket buffers hold (4 MiB to send, 128 KiB to receive at
+            // first), a keyframe first.
+            player.offer(&test_video_frame(true, 1 << 20), true, &DROPS);
+            for _ in 0..15 {
+                player.offer(&test_video_frame(false, 1 << 20), true, &DROPS);
+                tokio::task::yield_now().await;
+            }
+            tokio::time::timeout(Duration::from_secs(5), run).await.expect("the writer ends").expect("no panic");
+            let took = started.elapsed();
+            assert!(took >= send_timeout, "ended after {took:?}, before send_timeout");
+            assert!(took < send_timeout + SWEEP_EVERY * 3, "ended after {took:?}, long past send_timeout");
+            let failure = output.take_failure().expect("the writer failed");
+            assert_eq!(failure.kind(), std::io::ErrorKind::TimedOut, "{failure}");
+        });
+    }
+
     #[test]
     fn a_kicked_players_writer_ends_and_leaves_the_list() {
         tokio_uring::start(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let addr = listener.local_addr().expect("address");
-            let socket = tokio_uring::net::TcpStream::connect(addr).await.expect("connect");
-            let (mut peer, _) = listener.accept().expect("accept");
+            let (writer, mut peer) = payload_writer().await;
+            let (player, bytes_out) = (writer.player.clone(), writer.bytes_out.clone());
             let flush = ShardFlush::new(Some(Duration::from_millis(20)), 1 << 20);
-            let player = Rc::new(Player::new(7, 1000, usize::MAX, 3));
             player.offer(&test_video_frame(true, 500), true, &DROPS);
-            let bytes_out = Rc::new(Cell::new(0));
-            let writer = PlayerWriter {
-                socket: Rc::new(socket),
-                player: player.clone(),
-                framing: PayloadOnly,
-                bytes_out: bytes_out.clone(),
-                send_timeout: Duration::from_secs(30),
-                output: Rc::new(PendingOutput::default()),
-            };
             flush.attach(&writer.player);
             let run = tokio::task::spawn_local(writer.run());
             // The first write (the keyframe) goes out at once; then one packet waits for

@@ -224,7 +224,7 @@ impl Drop for Unsent<'_> {
 /// reading (or vanished without a reset, or reads a byte now and then), and holding its output
 /// would only cost memory. A whole write, not each syscall, has the deadline: a peer trickling
 /// reads must not keep old media alive either, and delivery time stays bounded.
-fn send_timed_out(send_timeout: Duration) -> io::Error {
+pub fn send_timed_out(send_timeout: Duration) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
         format!("send timeout: the peer did not take its data within {send_timeout:?}"),
@@ -233,24 +233,21 @@ fn send_timed_out(send_timeout: Duration) -> io::Error {
 
 /// Writes every buffer, in order, with as few `writev` calls as the kernel allows. Returns
 /// the bytes written and the emptied vector, for the caller's next write (a player's writer
-/// keeps one for its life). Fails when they are not all written within `send_timeout`.
-/// `pending` counts what is not yet written.
+/// keeps one for its life). `pending` counts what is not yet written. No deadline of its own:
+/// the caller bounds the whole write (a player's writer through `Player::write_within`, which
+/// the shard's sweep cuts at `send_timeout`, with no timer per write).
 pub async fn write_all_vectored(
     socket: &TcpStream,
     mut bufs: Vec<Bytes>,
-    send_timeout: Duration,
     pending: &PendingOutput,
 ) -> io::Result<(usize, Vec<Bytes>)> {
     bufs.retain(|b| !b.is_empty());
     let mut unsent = Unsent::count(pending, bufs.iter().map(Bytes::len).sum());
-    let deadline = tokio::time::Instant::now() + send_timeout;
     let mut total = 0;
     while !bufs.is_empty() {
         let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
         let iovecs = bufs.len();
-        let Ok((result, written)) = tokio::time::timeout_at(deadline, socket.writev(bufs)).await else {
-            return Err(send_timed_out(send_timeout));
-        };
+        let (result, written) = socket.writev(bufs).await;
         let mut n = result?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));

@@ -2,8 +2,10 @@
 //! play starts. It sleeps until its player is due to write (the hub's `Player` decides: at
 //! once without a merge window; with one, when the shard's flush tick ends the window or
 //! `merge_write_bytes` have gathered, see `flush.rs`), frames what is queued, and writes it in
-//! one `writev` with `send_timeout` and the connection's [`PendingOutput`] backpressure; the
-//! hub's queue bound (drop to the next keyframe, then kick) lives in `hub::Player` too.
+//! one `writev` with the connection's [`PendingOutput`] backpressure. The write's
+//! `send_timeout` is a deadline the player keeps and the shard's sweep checks (`flush.rs`), not
+//! a timer per write; the hub's queue bound (drop to the next keyframe, then kick) lives in
+//! `hub::Player` too.
 //!
 //! What differs per protocol is its [`Framing`]: the small per-player buffer before each
 //! packet's shared wire form (RTMP's chunk header, FLV's tag header, RTSP's interleaved
@@ -20,8 +22,8 @@ use tokio_uring::net::TcpStream;
 use tracing::debug;
 
 use super::flush::ShardFlush;
-use super::io::{PendingOutput, write_all_vectored};
-use crate::hub::{Packet, Player, PlayerItem};
+use super::io::{PendingOutput, send_timed_out, write_all_vectored};
+use crate::hub::{Packet, Player, PlayerItem, WriteCut};
 
 /// Room a write's own headers are given per packet (RTMP's largest chunk header, 16 bytes, is
 /// the largest) and once per write (a WebSocket frame header and FLV's closing
@@ -68,9 +70,11 @@ pub struct PlayerWriter<F> {
 
 impl<F: Framing + 'static> PlayerWriter<F> {
     /// Starts the writer task on this shard, its writes merged over the shard's window
-    /// (`flush`). The one way a driver starts a player's writer.
+    /// (`flush`) and their deadlines watched by the shard's sweep. The one way a driver starts
+    /// a player's writer.
     pub fn spawn(self, flush: &ShardFlush) {
         flush.attach(&self.player);
+        flush.watch(&self.player);
         tokio::task::spawn_local(self.run());
     }
 
@@ -115,10 +119,14 @@ impl<F: Framing + 'static> PlayerWriter<F> {
             }
             self.framing.end_write(&mut bufs, &mut headers, 0);
             // The write may block on a player that stopped reading: give up on it when the
-            // hub kicks the player, instead of waiting forever.
-            let write = write_all_vectored(&self.socket, std::mem::take(&mut bufs), self.send_timeout, &self.output);
-            let Some(result) = self.player.unless_kicked(write).await else { return Ok(()) };
-            let (written, emptied) = result?;
+            // hub kicks the player or `send_timeout` passes, instead of waiting forever.
+            let write = write_all_vectored(&self.socket, std::mem::take(&mut bufs), &self.output);
+            let deadline = std::time::Instant::now() + self.send_timeout;
+            let (written, emptied) = match self.player.write_within(deadline, write).await {
+                Ok(result) => result?,
+                Err(WriteCut::Kicked) => return Ok(()),
+                Err(WriteCut::TimedOut) => return Err(send_timed_out(self.send_timeout)),
+            };
             bufs = emptied;
             self.bytes_out.set(self.bytes_out.get() + written as u64);
             if room > KEEP_HEADER_ROOM {
