@@ -125,6 +125,29 @@ mod tests {
     }
 
     #[test]
+    fn a_players_first_keyframe_is_not_held_for_the_window() {
+        let queue = FlushQueue::new(usize::MAX);
+        // A player of a stream nobody publishes yet: its first write was its play replies.
+        let player = Rc::new(Player::new(1, 8, usize::MAX, 2));
+        player.merge_writes(queue.clone());
+        player.poke();
+        player.take(&mut Vec::new());
+        // Before the keyframe, nothing a decoder can start on: merged as usual.
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        assert!(!player.is_due());
+        player.offer(&test_video_frame(true, 100), true, &DROPS);
+        assert!(player.is_due(), "the first keyframe goes out at once");
+        let mut items = Vec::new();
+        player.take(&mut items);
+        assert_eq!(items.len(), 1, "the frame before the keyframe was left out");
+        // Playing now: the next frames wait for the window again.
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        assert!(!player.is_due());
+        queue.flush(&mut Vec::new());
+        assert!(player.is_due());
+    }
+
+    #[test]
     fn a_player_that_wrote_early_is_not_woken_for_nothing() {
         let queue = FlushQueue::new(1000);
         let player = merging_player(&queue, 1);

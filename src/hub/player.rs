@@ -157,6 +157,10 @@ impl Player {
         if self.paused.get() {
             return Offer::Skipped;
         }
+        // A packet a decoder can start on, after none (a player that joined before its stream's
+        // first keyframe, or after a drop or a new publish) is not held for the window: the
+        // player has shown nothing yet, and a window more is a window more of black screen.
+        let mut starts_decode = false;
         if self.waiting_keyframe.get() {
             let starts = match packet.kind {
                 PacketKind::Video => packet.keyframe,
@@ -172,6 +176,7 @@ impl Player {
             if starts {
                 self.waiting_keyframe.set(false);
             }
+            starts_decode = starts;
         }
         let mut queue = self.queue.borrow_mut();
         let footprint = packet.footprint();
@@ -198,6 +203,9 @@ impl Player {
         self.queued_bytes.set(self.queued_bytes.get() + footprint);
         drop(queue);
         self.schedule_write(packet.payload.len());
+        if starts_decode {
+            self.flush_now();
+        }
         Offer::Queued
     }
 
