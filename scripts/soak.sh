@@ -13,17 +13,19 @@
 #     (two RTMP, one HTTP-FLV, one WebSocket-FLV), spread over the streams, each run 45 s
 #     then restarted, started 12 s apart so joins and leaves never stop.
 # Every 10 s: elapsed seconds, the server's VmRSS (KiB), its open descriptors, the players,
-# live streams and open client connections it reports (/metrics), into soak.csv in the work
-# directory (printed at the end).
+# live streams, open client connections and callback connections it reports (/metrics), into
+# soak.csv in the work directory (printed at the end).
 #
 # Verdict, over the samples after warm-up (the first 20% of the run, at least 2 minutes), by
 # least-squares slope: RSS must grow by at most SOAK_RSS_SLOPE KiB per minute (default 1024),
 # and "unexplained descriptors" (open descriptors minus open client connections,
-# `ringcast_connections`: every connection on a media port, joining, playing or publishing, so
-# churn does not count) by at most SOAK_FD_SLOPE per minute (default 1). Players alone would
-# leave the connections still joining in the difference: with 500 players joining at once that
-# swings by hundreds between samples and drowns a slope. Exit status 1 when either is exceeded
-# or the server died, 0 otherwise.
+# `ringcast_connections`: every connection on a media port, joining, playing or publishing,
+# and minus the connections to the callback endpoint, idle or in use,
+# `ringcast_callback_connections_idle` + `ringcast_callback_in_flight`, so churn does not count)
+# by at most SOAK_FD_SLOPE per minute (default 1). Players alone would leave the connections
+# still joining and the callbacks' keep-alive connections (up to 512 per shard, kept 30 s) in
+# the difference: with 500 players joining at once that swings by hundreds between samples and
+# drowns a slope. Exit status 1 when either is exceeded or the server died, 0 otherwise.
 #
 # Environment: SHARDS (default: CPUs), SOAK_RSS_SLOPE, SOAK_FD_SLOPE, SKIP_BUILD=1 (use the
 # binaries in target/release as they are), KEEP_WORK=1 (keep logs and the CSV; the CSV path is
@@ -143,7 +145,7 @@ for at in "${!players[@]}"; do
 done
 
 metric() { awk -v name="$1" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }' <<<"$2"; }
-echo "seconds,rss_kib,open_files,players,live_streams,connections" >"$csv"
+echo "seconds,rss_kib,open_files,players,live_streams,connections,callback_connections" >"$csv"
 started=$SECONDS
 while [[ $SECONDS -lt $end ]]; do
     if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -154,7 +156,7 @@ while [[ $SECONDS -lt $end ]]; do
     metrics=$(curl -s --max-time 5 "http://$api/metrics" || true)
     rss=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$server_pid/status")
     fds=$(find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    echo "$((SECONDS - started)),$rss,$fds,$(metric ringcast_players "$metrics"),$(metric ringcast_streams_live "$metrics"),$(metric ringcast_connections "$metrics")" >>"$csv"
+    echo "$((SECONDS - started)),$rss,$fds,$(metric ringcast_players "$metrics"),$(metric ringcast_streams_live "$metrics"),$(metric ringcast_connections "$metrics"),$(($(metric ringcast_callback_connections_idle "$metrics") + $(metric ringcast_callback_in_flight "$metrics")))" >>"$csv"
     sleep 10
 done
 
@@ -180,7 +182,7 @@ def slope_per_minute(key):
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
 
 rss = slope_per_minute(lambda r: r["rss_kib"])
-unexplained = lambda r: r["open_files"] - r["connections"]
+unexplained = lambda r: r["open_files"] - r["connections"] - r["callback_connections"]
 fds = slope_per_minute(unexplained)
 first, last = after[0], after[-1]
 print(f"soak: {len(rows)} samples, {len(after)} after the {warmup:.0f} s warm-up")

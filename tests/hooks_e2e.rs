@@ -880,6 +880,9 @@ fn a_storm_of_callbacks_is_in_flight_at_once_on_kept_connections() {
     assert!(most >= 2 * 10, "at most {most} callbacks were in flight at once");
     let connections = on_play.connections();
     assert!(connections <= PLAYERS + PLAYERS / 10, "{connections} connections for two waves of {PLAYERS}");
+    // Kept for the next callbacks, and shown as such: descriptors an operator can account for.
+    let idle = common::metric_total(&server.metrics(), "ringcast_callback_connections_idle") as usize;
+    assert!((1..=connections).contains(&idle), "{idle} idle callback connections kept of {connections} opened");
 }
 
 /// `on_update` every `update_interval` while publishing and playing: `call=update_publish` /

@@ -290,6 +290,12 @@ pub fn render(state: &ApiState) -> String {
         &[],
         read(|s| s.in_flight.load(Relaxed)),
     );
+    out.gauge(
+        "ringcast_callback_connections_idle",
+        "Keep-alive connections to plain-HTTP callback endpoints kept idle for the next callback, on every shard.",
+        &[],
+        crate::hooks::callback_lane::idle_connections() as u64,
+    );
     out.counter(
         "ringcast_callback_cache_hits_total",
         "Callback decisions taken from the cache (a reply's Cache-Control: max-age), no request sent.",

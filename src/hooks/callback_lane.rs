@@ -18,7 +18,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OnceCell, Semaphore, oneshot};
@@ -36,6 +36,16 @@ use crate::protocol::http::{Request, ResponseReader};
 
 /// Idle keep-alive connections kept per endpoint on one shard.
 const MAX_IDLE_PER_ENDPOINT: usize = 512;
+
+/// Idle keep-alive connections kept by every shard's lane (`/metrics`): after a storm they are
+/// hundreds of descriptors held for [`IDLE_KEEP`], which an operator (or a soak counting the
+/// server's descriptors) should be able to tell from a leak.
+static IDLE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Keep-alive connections to plain-HTTP callback endpoints kept idle now, on every shard.
+pub fn idle_connections() -> usize {
+    IDLE_CONNECTIONS.load(Ordering::Relaxed)
+}
 /// An idle connection older than this is closed rather than reused: servers close idle
 /// keep-alives after a while (nginx 75 s, Node.js 5 s), and a reused one they closed costs a
 /// retry.
@@ -114,6 +124,13 @@ struct ShutDownIfAbandoned<'a>(&'a TcpStream);
 impl Drop for ShutDownIfAbandoned<'_> {
     fn drop(&mut self) {
         let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for CallbackLane {
+    fn drop(&mut self) {
+        let kept: usize = self.idle.get_mut().values().map(Vec::len).sum();
+        IDLE_CONNECTIONS.fetch_sub(kept, Ordering::Relaxed);
     }
 }
 
@@ -332,6 +349,7 @@ impl CallbackLane {
         let mut idle = self.idle.borrow_mut();
         let kept = idle.get_mut(authority)?;
         while let Some((stream, since)) = kept.pop() {
+            IDLE_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
             if since.elapsed() < IDLE_KEEP {
                 return Some(stream);
             }
@@ -344,6 +362,7 @@ impl CallbackLane {
         let kept = idle.entry(authority.to_owned()).or_default();
         if kept.len() < MAX_IDLE_PER_ENDPOINT {
             kept.push((stream, Instant::now()));
+            IDLE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -351,7 +370,9 @@ impl CallbackLane {
     /// quiet after a storm would hold hundreds of them, long closed by the endpoint.
     fn sweep_idle(&self) {
         self.idle.borrow_mut().retain(|_, kept| {
+            let before = kept.len();
             kept.retain(|(_, since)| since.elapsed() < IDLE_KEEP);
+            IDLE_CONNECTIONS.fetch_sub(before - kept.len(), Ordering::Relaxed);
             !kept.is_empty()
         });
     }
