@@ -37,7 +37,7 @@ use tokio_uring::net::{TcpStream, UdpSocket};
 use super::flush::ShardFlush;
 use super::io::PendingOutput;
 use super::rtsp_out::{RtspOutput, SENDER_REPORT_INTERVAL, StreamRtp, rtp_packets};
-use crate::hub::{Player, PlayerItem};
+use crate::hub::{Player, PlayerItem, WriteCut};
 use crate::protocol::rtp::PacketList;
 
 /// Largest datagram taken whole.
@@ -231,9 +231,11 @@ pub struct UdpPlayerWriter {
 }
 
 impl UdpPlayerWriter {
-    /// Starts the writer on this shard, its writes merged over the shard's window (`flush`).
+    /// Starts the writer on this shard, its writes merged over the shard's window (`flush`)
+    /// and their deadlines watched by the shard's sweep, as a TCP player's writer is.
     pub fn spawn(self, flush: &ShardFlush) {
         flush.attach(&self.player);
+        flush.watch(&self.player);
         tokio::task::spawn_local(self.run());
     }
 
@@ -285,17 +287,19 @@ impl UdpPlayerWriter {
                     }
                 }
             }
-            let deadline = tokio::time::Instant::now() + self.send_timeout;
             let sending = async {
                 let sent = send_all(&self.rtp_socket, &mut rtp).await? + send_all(&self.rtcp_socket, &mut rtcp).await?;
                 self.bytes_out.set(self.bytes_out.get() + sent as u64);
                 Ok::<(), io::Error>(())
             };
-            tokio::select! {
-                result = tokio::time::timeout_at(deadline, sending) => {
-                    result.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "UDP send not taken within send_timeout"))??;
+            // The same bound as a TCP player's write: the player keeps the deadline and the
+            // shard's sweep cuts it, so a send costs no timer of its own.
+            match self.player.write_within(Instant::now() + self.send_timeout, sending).await {
+                Ok(result) => result?,
+                Err(WriteCut::Kicked) => return Ok(()),
+                Err(WriteCut::TimedOut) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "UDP send not taken within send_timeout"));
                 }
-                _ = self.player.kicked() => return Ok(()),
             }
         }
     }
