@@ -51,10 +51,11 @@ impl FlushQueue {
         }
     }
 
-    /// The window ended: wakes the writer of every waiting player and empties the queue
-    /// through `spare` (a vector kept by the caller, so the tick allocates nothing). A player
-    /// whose writer the hub woke early (`merge_bytes`) has nothing, or less, queued by now,
-    /// and is not woken for nothing.
+    /// The window ended: writes what every waiting player has queued (from here, through the
+    /// player's [`DirectWrite`](super::player::DirectWrite), or by waking its writer) and
+    /// empties the queue through `spare` (a vector kept by the caller, so the tick allocates
+    /// nothing). A player whose writer the hub woke early (`merge_bytes`) has nothing, or
+    /// less, queued by now, and is not woken for nothing.
     pub fn flush(&self, spare: &mut Vec<Rc<Player>>) {
         std::mem::swap(&mut *self.waiting.borrow_mut(), spare);
         for player in spare.drain(..) {
@@ -80,12 +81,15 @@ impl FlushQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::future::Future;
     use std::rc::Rc;
     use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
 
     use super::FlushQueue;
-    use crate::hub::Player;
     use crate::hub::packet::test_video_frame;
+    use crate::hub::{DirectWrite, Player};
 
     static DROPS: AtomicU64 = AtomicU64::new(0);
 
@@ -145,6 +149,81 @@ mod tests {
         assert!(!player.is_due());
         queue.flush(&mut Vec::new());
         assert!(player.is_due());
+    }
+
+    /// Writes from the tick as a player's writer would, taking the whole queue; says the
+    /// socket took all of it unless told otherwise.
+    #[derive(Default)]
+    struct RecordingWrite {
+        writes: Cell<usize>,
+        items: Cell<usize>,
+        socket_full: Cell<bool>,
+    }
+
+    impl DirectWrite for RecordingWrite {
+        fn write_queued(&self, player: &Player) -> bool {
+            let mut items = Vec::new();
+            player.take(&mut items);
+            self.writes.set(self.writes.get() + 1);
+            self.items.set(self.items.get() + items.len());
+            !self.socket_full.get()
+        }
+    }
+
+    #[test]
+    fn the_windows_end_writes_from_the_tick_and_leaves_the_writer_asleep() {
+        let queue = FlushQueue::new(usize::MAX);
+        let player = merging_player(&queue, 1);
+        let direct = Rc::new(RecordingWrite::default());
+        player.write_directly(Some(direct.clone()));
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        queue.flush(&mut Vec::new());
+        assert_eq!((direct.writes.get(), direct.items.get()), (1, 2), "one write of both packets");
+        assert!(!player.is_due(), "nothing left for the writer task");
+        assert_eq!(player.queued(), 0);
+
+        // The socket takes part of the next one: the writer task finishes it.
+        direct.socket_full.set(true);
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        queue.flush(&mut Vec::new());
+        assert_eq!(direct.writes.get(), 2);
+        assert!(player.is_due(), "the writer task is due for the rest");
+    }
+
+    #[test]
+    fn the_tick_does_not_write_past_a_write_in_progress_or_a_due_writer() {
+        let queue = FlushQueue::new(usize::MAX);
+        let player = merging_player(&queue, 1);
+        let direct = Rc::new(RecordingWrite::default());
+        player.write_directly(Some(direct.clone()));
+        // The writer task's own write is in progress (never done here).
+        let mut write =
+            Box::pin(player.write_within(Instant::now() + Duration::from_secs(30), std::future::pending::<()>()));
+        let waker = std::task::Waker::noop();
+        assert!(write.as_mut().poll(&mut std::task::Context::from_waker(waker)).is_pending());
+        player.offer(&test_video_frame(false, 100), true, &DROPS);
+        queue.flush(&mut Vec::new());
+        assert_eq!(direct.writes.get(), 0, "its bytes would go before the write in progress");
+        assert!(player.is_due(), "the writer takes it after its write");
+        drop(write);
+
+        // A player its session poked (replies to send) is the writer task's too.
+        let poked = merging_player(&queue, 2);
+        poked.write_directly(Some(direct.clone()));
+        poked.offer(&test_video_frame(false, 100), true, &DROPS);
+        poked.poke();
+        queue.flush(&mut Vec::new());
+        assert_eq!(direct.writes.get(), 0);
+
+        // A writer that stopped takes its direct write away: the tick wakes the task instead.
+        let stopped = merging_player(&queue, 3);
+        stopped.write_directly(Some(direct.clone()));
+        stopped.write_directly(None);
+        stopped.offer(&test_video_frame(false, 100), true, &DROPS);
+        queue.flush(&mut Vec::new());
+        assert_eq!(direct.writes.get(), 0);
+        assert!(stopped.is_due());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use tracing::warn;
 pub use flush_queue::FlushQueue;
 pub use gop::{GopCache, GopPush};
 pub use packet::{Packet, PacketError, PacketKind, WireForm};
-pub use player::{Offer, Player, PlayerItem, WriteCut};
+pub use player::{DirectWrite, Offer, Player, PlayerItem, WriteCut};
 pub use watch::Watch;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -8,9 +8,10 @@
 //!
 //! When its writer is woken is decided here too. Without a merge window, every queued packet
 //! wakes it. With one, a packet only puts the player on its shard's [`FlushQueue`] (once per
-//! window, whatever the packet count); the shard's flush tick wakes every player on it when the
-//! window ends, and a player that gathered `merge_write_bytes` is woken at once. So a writer
-//! wakes once per write, not once per packet, and no player keeps a timer of its own.
+//! window, whatever the packet count); when the window ends the shard's flush tick writes every
+//! player on it itself ([`DirectWrite`]) and wakes a writer only for what its socket did not take,
+//! and a player that gathered `merge_write_bytes` is woken at once. So a writer wakes at most
+//! once per write, not once per packet, and no player keeps a timer of its own.
 //!
 //! Nor does a write: its deadline (`send_timeout`) is a time kept here while the write lasts
 //! ([`Player::write_within`]), which the shard's sweep compares with the clock a few times a
@@ -60,6 +61,27 @@ pub enum Offer {
     Kicked,
 }
 
+/// What writes a player's queue to its socket straight from the shard's flush tick, with no
+/// wake-up of its writer task: the window's end costs each waiting player one system call and
+/// nothing more. Set by the player's writer ([`Player::write_directly`]); the writer task
+/// keeps the writes the tick does not do (the first, replies, writes past `merge_write_bytes`,
+/// and the rest of one the socket did not take whole).
+pub trait DirectWrite {
+    /// Takes what `player` has queued and writes it without waiting. False if the socket did
+    /// not take all of it: the writer task must finish the write.
+    fn write_queued(&self, player: &Player) -> bool;
+}
+
+/// The player's [`DirectWrite`], if its writer gave one.
+#[derive(Default)]
+struct DirectSlot(RefCell<Option<Rc<dyn DirectWrite>>>);
+
+impl std::fmt::Debug for DirectSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.borrow().is_some() { "DirectSlot(set)" } else { "DirectSlot(none)" })
+    }
+}
+
 #[derive(Debug)]
 pub struct Player {
     pub conn_id: u64,
@@ -79,6 +101,8 @@ pub struct Player {
     /// The shard's merge window, once the writer is started with one; without it every
     /// queued packet makes the player due.
     flush: RefCell<Option<Rc<FlushQueue>>>,
+    /// Writes the queue from the flush tick when the window ends (see [`DirectWrite`]).
+    direct: DirectSlot,
     /// Payload bytes queued since the last take, against the flush queue's `merge_bytes`.
     gathered: Cell<usize>,
     /// True after a drop until the next keyframe: a decoder cannot start mid-GOP.
@@ -116,6 +140,7 @@ impl Player {
             due: Cell::new(true),
             scheduled: Cell::new(false),
             flush: RefCell::new(None),
+            direct: DirectSlot::default(),
             gathered: Cell::new(0),
             waiting_keyframe: Cell::new(true),
             drops: Cell::new(0),
@@ -274,11 +299,32 @@ impl Player {
         *self.flush.borrow_mut() = Some(flush);
     }
 
-    /// Its window ended (the shard's flush tick took it off the queue): the writer takes what
-    /// waits.
+    /// Lets the flush tick write this player's queue itself when the window ends (`None`: no
+    /// more; the writer stopped).
+    pub fn write_directly(&self, direct: Option<Rc<dyn DirectWrite>>) {
+        *self.direct.0.borrow_mut() = direct;
+    }
+
+    /// Its window ended (the shard's flush tick took it off the queue): what waits is written
+    /// now, by the tick itself where it can, else by the writer task.
     pub(super) fn window_ended(&self) {
         self.scheduled.set(false);
-        self.flush_now();
+        if self.due.get() || self.queue.borrow().is_empty() {
+            // The writer takes it with what it is about to take anyway, or nothing waits.
+            return;
+        }
+        // Not while the writer's own write is in progress: its bytes go first.
+        let direct = if self.write_deadline.get().is_none() { self.direct.0.borrow().clone() } else { None };
+        match direct {
+            Some(direct) => {
+                if !direct.write_queued(self) {
+                    // The socket took part of it: the writer finishes the write.
+                    self.due.set(true);
+                    self.wake_writer();
+                }
+            }
+            None => self.flush_now(),
+        }
     }
 
     /// Makes the writer due and wakes it, if anything waits for it.
@@ -305,8 +351,17 @@ impl Player {
 
     /// Moves everything queued into `out`. Emptying the queue counts as catching up.
     pub fn take(&self, out: &mut Vec<PlayerItem>) {
+        self.take_each(|items| out.extend(items.drain(..)));
+    }
+
+    /// Hands the queue to `each`, which takes everything in it, in order (a writer frames
+    /// straight from the queue, without moving it elsewhere first). Emptying the queue counts
+    /// as catching up. `each` must not touch this player.
+    pub fn take_each(&self, each: impl FnOnce(&mut VecDeque<PlayerItem>)) {
         let mut queue = self.queue.borrow_mut();
-        out.extend(queue.drain(..));
+        each(&mut queue);
+        queue.clear();
+        drop(queue);
         self.queued_bytes.set(0);
         self.gathered.set(0);
         self.drops.set(0);

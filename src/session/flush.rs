@@ -3,12 +3,16 @@
 //!
 //! A player with packets waiting is on its shard's [`FlushQueue`] (the hub puts it there on
 //! its first packet since its last write). The tick wakes when the queue stops being empty,
-//! sleeps one window, and then wakes the writers of every queued player together (why one
-//! burst and not writes spread over the window: `hub::flush_queue`). So a packet waits at most
-//! the window (counted from the tick's wake-up, which comes after the shard's current round of
-//! tasks), a writer wakes once per write, and a shard with thousands of players runs one
-//! timer, not thousands. A player that gathers `merge_write_bytes` before the window ends is
-//! woken by the hub straight away.
+//! sleeps one window, and then writes every queued player's packets itself, together (why one
+//! burst and not writes spread over the window: `hub::flush_queue`): a non-blocking `sendmsg`
+//! per player straight from the tick (`Player::write_directly`, set by the player's writer),
+//! so a window's end wakes no writer task and submits no io_uring operation. Only what a
+//! socket does not take at once is left to the player's writer task, which finishes it over
+//! io_uring under `send_timeout`. So a packet waits at most the window (counted from the
+//! tick's wake-up, which comes after the shard's current round of tasks), and a shard with
+//! thousands of players runs one timer, not thousands. A player that gathers
+//! `merge_write_bytes` before the window ends is woken by the hub straight away, and its
+//! writer task writes it.
 //!
 //! Beside the tick, the shard's sweep (one task, started with the shard's first player
 //! writer, merging or not) holds every writer's `send_timeout` to account: each
@@ -70,16 +74,17 @@ impl ShardFlush {
         }
     }
 
-    /// Puts a player's writes on this shard's window (if it has one), starting the tick if it
-    /// is not running. Call from the shard's runtime.
-    pub fn attach(&self, player: &Player) {
+    /// Puts a player's writes on this shard's window (if it has one; true then), starting the
+    /// tick if it is not running. Call from the shard's runtime.
+    pub fn attach(&self, player: &Player) -> bool {
         let Some(window) = self.window else {
-            return;
+            return false;
         };
         player.merge_writes(self.queue.clone());
         if !self.ticking.replace(true) {
             tokio::task::spawn_local(tick(self.queue.clone(), window, self.ticking.clone()));
         }
+        true
     }
 
     /// Players waiting for their window's end.
@@ -173,7 +178,7 @@ mod tests {
 
     use super::{SWEEP_EVERY, ShardFlush};
     use crate::hub::packet::test_video_frame;
-    use crate::hub::{Packet, Player};
+    use crate::hub::{Packet, PacketKind, Player};
     use crate::session::io::PendingOutput;
     use crate::session::player_writer::{Framing, PlayerWriter};
 
@@ -325,6 +330,49 @@ mod tests {
             assert!(took < send_timeout + SWEEP_EVERY * 3, "ended after {took:?}, long past send_timeout");
             let failure = output.take_failure().expect("the writer failed");
             assert_eq!(failure.kind(), std::io::ErrorKind::TimedOut, "{failure}");
+        });
+    }
+
+    #[test]
+    fn a_window_the_socket_takes_in_part_is_finished_by_the_writer_in_order() {
+        tokio_uring::start(async {
+            let (writer, mut peer) = payload_writer().await;
+            let (player, bytes_out) = (writer.player.clone(), writer.bytes_out.clone());
+            let flush = ShardFlush::new(Some(Duration::from_millis(10)), 0);
+            writer.spawn(&flush);
+            // The first write (at once, by the writer task), then more than loopback's
+            // socket buffers take, for the window's end to write from the tick: each packet's
+            // bytes its own number, to check the order they arrive in.
+            player.offer(&test_video_frame(true, 100), true, &DROPS);
+            tokio::task::yield_now().await;
+            let (packets, size) = (16u8, 1 << 20);
+            let mut expected = vec![0u8; 100];
+            expected[..5].copy_from_slice(&[0x17, 1, 0, 0, 0]);
+            for n in 0..packets {
+                let mut body = vec![n; size];
+                body[..5].copy_from_slice(&[0x27, 1, 0, 0, 0]);
+                expected.extend_from_slice(&body);
+                let packet = Packet::new(PacketKind::Video, 0, Bytes::from(body), 4096).expect("a valid frame");
+                player.offer(&Rc::new(packet), true, &DROPS);
+            }
+            // The peer starts reading well after the window ended.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let took_part = bytes_out.get();
+            assert!(took_part > 100, "the window's end wrote {took_part} bytes");
+            assert!(took_part < expected.len() as u64, "the socket took everything at once");
+            let total = expected.len();
+            let reader = std::thread::spawn(move || {
+                let mut received = vec![0u8; total];
+                std::io::Read::read_exact(&mut peer, &mut received).expect("read");
+                received
+            });
+            let started = Instant::now();
+            while bytes_out.get() < total as u64 && started.elapsed() < Duration::from_secs(10) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(bytes_out.get(), total as u64, "the writer finished the write");
+            let received = reader.join().expect("the reader");
+            assert!(received == expected, "the bytes arrived out of order or changed");
         });
     }
 

@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -248,7 +249,7 @@ pub async fn write_all_vectored(
         let rest = if bufs.len() > MAX_IOVECS { bufs.split_off(MAX_IOVECS) } else { Vec::new() };
         let iovecs = bufs.len();
         let (result, written) = socket.writev(bufs).await;
-        let mut n = result?;
+        let n = result?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "socket accepted no bytes"));
         }
@@ -256,21 +257,80 @@ pub async fn write_all_vectored(
         total += n;
         unsent.sent(n);
         bufs = written;
-        // Drop what was written whole, advance into the first partly written buffer.
-        let mut done = 0;
-        for buf in bufs.iter_mut() {
-            if n >= buf.len() {
-                n -= buf.len();
-                done += 1;
-            } else {
-                buf.advance(n);
-                break;
-            }
-        }
-        bufs.drain(..done);
+        drop_written(&mut bufs, n);
         bufs.extend(rest);
     }
     Ok((total, bufs))
+}
+
+/// Drops the buffers a write of `n` bytes took whole and advances into the first one it took
+/// in part.
+fn drop_written(bufs: &mut Vec<Bytes>, mut n: usize) {
+    let mut done = 0;
+    for buf in bufs.iter_mut() {
+        if n >= buf.len() {
+            n -= buf.len();
+            done += 1;
+        } else {
+            buf.advance(n);
+            break;
+        }
+    }
+    bufs.drain(..done);
+}
+
+thread_local! {
+    /// The iovecs of [`write_now`]'s calls, kept by each shard thread: writes from the flush
+    /// tick allocate nothing.
+    static IOVECS: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes as much of `bufs` as the socket takes without waiting, in non-blocking `sendmsg`
+/// calls straight from the shard's thread (no io_uring operation, no task to wake), and
+/// drops what it wrote from `bufs`. Returns the bytes written: the socket took everything if
+/// `bufs` is empty after, or its send buffer is full (an error is returned only if nothing
+/// was written; what failed is left in `bufs` for the caller's io_uring write, which reports
+/// it). For the flush tick, which writes every due player of a window this way.
+pub fn write_now(fd: RawFd, bufs: &mut Vec<Bytes>) -> io::Result<usize> {
+    bufs.retain(|b| !b.is_empty());
+    let mut total = 0;
+    IOVECS.with(|iovecs| {
+        let mut iovecs = iovecs.borrow_mut();
+        while !bufs.is_empty() {
+            iovecs.clear();
+            iovecs.extend(
+                bufs.iter()
+                    .take(MAX_IOVECS)
+                    .map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }),
+            );
+            // SAFETY: an all-zero msghdr is a valid empty one; its iovecs point into `bufs`,
+            // which outlive the call and are only read by it.
+            let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+            message.msg_iov = iovecs.as_mut_ptr();
+            message.msg_iovlen = iovecs.len() as _;
+            // SAFETY: `message` is initialized and its pointers valid for the call;
+            // MSG_DONTWAIT keeps the shard from blocking, MSG_NOSIGNAL a closed peer from
+            // raising SIGPIPE.
+            let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if sent < 0 {
+                let error = io::Error::last_os_error();
+                if total > 0 || error.kind() == io::ErrorKind::WouldBlock {
+                    return Ok(total);
+                }
+                return Err(error);
+            }
+            let sent = sent as usize;
+            let asked: usize = iovecs.iter().map(|iovec| iovec.iov_len).sum();
+            WriteStats::record(iovecs.len(), sent);
+            total += sent;
+            drop_written(bufs, sent);
+            if sent < asked {
+                // The send buffer is full: the rest waits for room.
+                return Ok(total);
+            }
+        }
+        Ok(total)
+    })
 }
 
 /// Writes one buffer whole; fails when that takes longer than `send_timeout`.
