@@ -289,8 +289,8 @@ pub struct Config {
     /// true; without a usable `state_dir` the journal is off and a warning says so.
     pub session_journal: bool,
     /// Merged-write window in milliseconds: a player's packets are coalesced this long into one
-    /// write (fewer syscalls and segments: fan-out costs per write, not per byte). Default 50
-    /// (0 = off); at most 1000.
+    /// write (fewer syscalls and segments: fan-out costs per write, not per byte), and a busy
+    /// shard writes each player once per window. Default 100 (0 = off); at most 1000.
     pub merge_write_ms: u64,
     /// Payload bytes that end a player's merge window early: a player that has gathered this
     /// much writes at once, so high-bitrate streams get large writes without waiting for the
@@ -453,7 +453,7 @@ impl Default for Config {
             max_players_per_stream: 0,
             max_publishers_per_ip: 0,
             session_journal: true,
-            merge_write_ms: 50,
+            merge_write_ms: 100,
             merge_write_bytes: 64 << 10,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),

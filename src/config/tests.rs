@@ -86,8 +86,8 @@ fn defaults_are_those_of_the_issue() {
     assert_eq!(c.player_max_drops, 3);
     assert!(c.gop_cache);
     assert_eq!(c.max_connections, 100_000);
-    assert_eq!(c.merge_write_ms, 50);
-    assert_eq!(c.merge_write(), Some(Duration::from_millis(50)));
+    assert_eq!(c.merge_write_ms, 100);
+    assert_eq!(c.merge_write(), Some(Duration::from_millis(100)));
     assert_eq!(c.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.idle_timeout, Duration::from_secs(30));
     assert_eq!(c.send_timeout, Duration::from_secs(30));
@@ -457,7 +457,7 @@ player_queue = 16
 player_max_drops = 1
 gop_cache = false
 max_connections = 1_000
-merge_write_ms = 100
+merge_write_ms = 80
 handshake_timeout = "500ms"
 idle_timeout = 5
 state_dir = "state"
@@ -485,8 +485,8 @@ api_max_webhooks = 0
     assert_eq!(c.player_max_drops, 1);
     assert!(!c.gop_cache);
     assert_eq!(c.max_connections, 1_000);
-    assert_eq!(c.merge_write_ms, 100);
-    assert_eq!(c.merge_write(), Some(Duration::from_millis(100)));
+    assert_eq!(c.merge_write_ms, 80);
+    assert_eq!(c.merge_write(), Some(Duration::from_millis(80)));
     assert_eq!(c.handshake_timeout, Duration::from_millis(500));
     assert_eq!(c.idle_timeout, Duration::from_secs(5));
     assert_eq!(c.state_dir, PathBuf::from("state"));

@@ -8,9 +8,10 @@
 //! per player straight from the tick (`Player::write_directly`, set by the player's writer),
 //! so a window's end wakes no writer task and submits no io_uring operation. Only what a
 //! socket does not take at once is left to the player's writer task, which finishes it over
-//! io_uring under `send_timeout`. So a packet waits at most the window (counted from the
-//! tick's wake-up, which comes after the shard's current round of tasks), and a shard with
-//! thousands of players runs one timer, not thousands. A player that gathers
+//! io_uring under `send_timeout`. On a busy shard the next window ends one window after the
+//! last burst began, so each player is written once per window and a packet waits about the
+//! window at most (not the window plus the burst; see [`window_end`] for the bound when bursts
+//! grow long), and a shard with thousands of players runs one timer, not thousands. A player that gathers
 //! `merge_write_bytes` before the window ends is woken by the hub straight away, and its
 //! writer task writes it.
 //!
@@ -110,10 +111,29 @@ impl Drop for TickGuard {
 async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) {
     let _guard = TickGuard { queue: queue.clone(), ticking };
     let mut spare: Vec<Rc<Player>> = Vec::new();
+    let mut last_burst = None;
     loop {
         queue.filled().await;
-        tokio::time::sleep(window).await;
+        tokio::time::sleep_until(window_end(last_burst, Instant::now(), window)).await;
+        let started = Instant::now();
         queue.flush(&mut spare);
+        last_burst = Some((started, Instant::now()));
+    }
+}
+
+/// When a window whose first packet waits at `now` ends, after the last burst of writes ran
+/// from `.0` to `.1`. On a busy shard, one window after the last burst began: a player is
+/// written once per window, so no packet waits much longer than the window (ending it a
+/// window after the burst ended instead, the burst's length was added to every period and to
+/// the lag). Never sooner than half a window after the burst ended, though: the shard reads
+/// its publishers between bursts, and a shard whose bursts take longer than the window would
+/// otherwise do nothing but write. On an idle shard, one window after the first packet.
+fn window_end(last_burst: Option<(Instant, Instant)>, now: Instant, window: Duration) -> Instant {
+    match last_burst {
+        Some((began, ended)) if (began + window).max(ended + window / 2) > now => {
+            (began + window).max(ended + window / 2)
+        }
+        _ => now + window,
     }
 }
 
@@ -235,9 +255,19 @@ mod tests {
             let second_at = second_started.elapsed();
             assert!(second_at < window, "the second player waited {second_at:?}, longer than the window");
             assert_eq!(flush.waiting(), 0);
-            // The next window starts with the next waiting packet, not on a fixed grid.
+            // A packet soon after: its window ends one window after the last one did, so the
+            // player is written once per window.
+            let last_end = Instant::now();
             first.take(&mut Vec::new());
             tokio::time::sleep(window / 3).await;
+            first.offer(&test_video_frame(false, 100), true, &DROPS);
+            tokio::time::timeout(window * 5, first.ready()).await.expect("the next window ends");
+            let period = last_end.elapsed();
+            assert!(period >= window - window / 10, "written {period:?} after the last window ended");
+            assert!(period < window + window / 2, "written {period:?} after the last window ended, a window late");
+            // After a quiet spell, the window starts with the next waiting packet.
+            first.take(&mut Vec::new());
+            tokio::time::sleep(window * 2).await;
             let next_started = Instant::now();
             first.offer(&test_video_frame(false, 100), true, &DROPS);
             tokio::time::timeout(window * 5, first.ready()).await.expect("the next window ends");
@@ -245,6 +275,21 @@ mod tests {
             assert!(next_at >= window, "written after {next_at:?}, before the next window ended");
             assert!(next_at < window * 2, "written after {next_at:?}, a window late");
         });
+    }
+
+    #[test]
+    fn on_a_busy_shard_a_window_ends_one_window_after_the_last_burst_began() {
+        let window = Duration::from_millis(100);
+        let began = tokio::time::Instant::now();
+        let at = |ms| began + Duration::from_millis(ms);
+        // No burst yet: one window after the first waiting packet.
+        assert_eq!(super::window_end(None, at(5), window), at(105));
+        // A 20 ms burst, a packet waiting right after it: one window after the burst began.
+        assert_eq!(super::window_end(Some((at(0), at(20))), at(21), window), at(100));
+        // A burst longer than half a window: half a window after it, for the shard to read.
+        assert_eq!(super::window_end(Some((at(0), at(80))), at(81), window), at(130));
+        // A quiet shard: the packet waits a whole window.
+        assert_eq!(super::window_end(Some((at(0), at(20))), at(150), window), at(250));
     }
 
     #[test]
