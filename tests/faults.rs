@@ -77,7 +77,8 @@ fn rtmp_player(addr: SocketAddr, key: &str, stop: Arc<AtomicBool>) -> thread::Jo
     })
 }
 
-/// Plays `path` over HTTP-FLV until `stop`, timing every read that brought bytes.
+/// Plays `path` over HTTP-FLV until `stop`, timing every read that brought bytes; its count
+/// is the video tags received (a read may bring several: the server merges writes).
 fn flv_player(addr: SocketAddr, path: &str, stop: Arc<AtomicBool>) -> thread::JoinHandle<Arrivals> {
     let path = path.to_owned();
     thread::spawn(move || {
@@ -92,6 +93,7 @@ fn flv_player(addr: SocketAddr, path: &str, stop: Arc<AtomicBool>) -> thread::Jo
             }
             arrivals.arrived(&mut last);
         }
+        arrivals.count = player.tags().1.iter().filter(|tag| tag.tag_type == 9).count();
         arrivals
     })
 }
