@@ -170,12 +170,19 @@ mod tests {
         }
     }
 
+    /// A merging player (as [`merging_player`]) whose window's end the tick writes through a
+    /// [`RecordingWrite`].
+    fn directly_written_player(queue: &Rc<FlushQueue>, id: u64) -> (Rc<Player>, Rc<RecordingWrite>) {
+        let player = merging_player(queue, id);
+        let direct = Rc::new(RecordingWrite::default());
+        player.write_directly(Some(direct.clone()));
+        (player, direct)
+    }
+
     #[test]
     fn the_windows_end_writes_from_the_tick_and_leaves_the_writer_asleep() {
         let queue = FlushQueue::new(usize::MAX);
-        let player = merging_player(&queue, 1);
-        let direct = Rc::new(RecordingWrite::default());
-        player.write_directly(Some(direct.clone()));
+        let (player, direct) = directly_written_player(&queue, 1);
         player.offer(&test_video_frame(false, 100), true, &DROPS);
         player.offer(&test_video_frame(false, 100), true, &DROPS);
         queue.flush(&mut Vec::new());
@@ -194,9 +201,7 @@ mod tests {
     #[test]
     fn the_tick_does_not_write_past_a_write_in_progress_or_a_due_writer() {
         let queue = FlushQueue::new(usize::MAX);
-        let player = merging_player(&queue, 1);
-        let direct = Rc::new(RecordingWrite::default());
-        player.write_directly(Some(direct.clone()));
+        let (player, direct) = directly_written_player(&queue, 1);
         // The writer task's own write is in progress (never done here).
         let mut write =
             Box::pin(player.write_within(Instant::now() + Duration::from_secs(30), std::future::pending::<()>()));
@@ -209,20 +214,19 @@ mod tests {
         drop(write);
 
         // A player its session poked (replies to send) is the writer task's too.
-        let poked = merging_player(&queue, 2);
-        poked.write_directly(Some(direct.clone()));
+        let (poked, poked_direct) = directly_written_player(&queue, 2);
         poked.offer(&test_video_frame(false, 100), true, &DROPS);
         poked.poke();
         queue.flush(&mut Vec::new());
-        assert_eq!(direct.writes.get(), 0);
+        assert_eq!(poked_direct.writes.get(), 0);
+        assert_eq!(poked.queued(), 1, "the packet waits for the writer task");
 
         // A writer that stopped takes its direct write away: the tick wakes the task instead.
-        let stopped = merging_player(&queue, 3);
-        stopped.write_directly(Some(direct.clone()));
+        let (stopped, stopped_direct) = directly_written_player(&queue, 3);
         stopped.write_directly(None);
         stopped.offer(&test_video_frame(false, 100), true, &DROPS);
         queue.flush(&mut Vec::new());
-        assert_eq!(direct.writes.get(), 0);
+        assert_eq!(stopped_direct.writes.get(), 0);
         assert!(stopped.is_due());
     }
 

@@ -319,8 +319,7 @@ impl Player {
             Some(direct) => {
                 if !direct.write_queued(self) {
                     // The socket took part of it: the writer finishes the write.
-                    self.due.set(true);
-                    self.wake_writer();
+                    self.poke();
                 }
             }
             None => self.flush_now(),

@@ -11,9 +11,9 @@
 //! io_uring under `send_timeout`. On a busy shard the next window ends one window after the
 //! last burst began, so each player is written once per window and a packet waits about the
 //! window at most (not the window plus the burst; see [`window_end`] for the bound when bursts
-//! grow long), and a shard with thousands of players runs one timer, not thousands. A player that gathers
-//! `merge_write_bytes` before the window ends is woken by the hub straight away, and its
-//! writer task writes it.
+//! grow long), and a shard with thousands of players runs one timer, not thousands. A player
+//! that gathers `merge_write_bytes` before the window ends is woken by the hub straight away,
+//! and its writer task writes it.
 //!
 //! Beside the tick, the shard's sweep (one task, started with the shard's first player
 //! writer, merging or not) holds every writer's `send_timeout` to account: each
@@ -129,10 +129,8 @@ async fn tick(queue: Rc<FlushQueue>, window: Duration, ticking: Rc<Cell<bool>>) 
 /// its publishers between bursts, and a shard whose bursts take longer than the window would
 /// otherwise do nothing but write. On an idle shard, one window after the first packet.
 fn window_end(last_burst: Option<(Instant, Instant)>, now: Instant, window: Duration) -> Instant {
-    match last_burst {
-        Some((began, ended)) if (began + window).max(ended + window / 2) > now => {
-            (began + window).max(ended + window / 2)
-        }
+    match last_burst.map(|(began, ended)| (began + window).max(ended + window / 2)) {
+        Some(end) if end > now => end,
         _ => now + window,
     }
 }

@@ -319,13 +319,13 @@ pub fn write_now(fd: RawFd, bufs: &mut Vec<Bytes>) -> io::Result<usize> {
                 }
                 return Err(error);
             }
-            let sent = sent as usize;
-            let asked: usize = iovecs.iter().map(|iovec| iovec.iov_len).sum();
+            let (sent, before) = (sent as usize, bufs.len());
             WriteStats::record(iovecs.len(), sent);
             total += sent;
             drop_written(bufs, sent);
-            if sent < asked {
-                // The send buffer is full: the rest waits for room.
+            if before - bufs.len() < iovecs.len() {
+                // A buffer handed to the call is left: the send buffer is full, the rest waits
+                // for room.
                 return Ok(total);
             }
         }

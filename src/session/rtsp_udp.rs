@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio_uring::net::{TcpStream, UdpSocket};
 
 use super::flush::ShardFlush;
-use super::io::PendingOutput;
+use super::io::{PendingOutput, send_timed_out};
 use super::rtsp_out::{RtspOutput, SENDER_REPORT_INTERVAL, StreamRtp, rtp_packets};
 use crate::hub::{Player, PlayerItem, WriteCut};
 use crate::protocol::rtp::PacketList;
@@ -297,9 +297,7 @@ impl UdpPlayerWriter {
             match self.player.write_within(Instant::now() + self.send_timeout, sending).await {
                 Ok(result) => result?,
                 Err(WriteCut::Kicked) => return Ok(()),
-                Err(WriteCut::TimedOut) => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "UDP send not taken within send_timeout"));
-                }
+                Err(WriteCut::TimedOut) => return Err(send_timed_out(self.send_timeout)),
             }
         }
     }
